@@ -1,0 +1,1 @@
+"""Light clients of the Dynamo daemon: standard library only (orjson if present)."""

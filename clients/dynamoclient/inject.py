@@ -1,0 +1,220 @@
+"""`dynamo-inject`: add (or with --delete remove) inventory objects.
+
+The input is an injection document (a JSON file, or - for standard input) or
+the same document built from command-line options.  The daemon applies it as
+one transaction; this tool prints what was created, updated and deleted.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+from .connection import Client, ConnectionFailed, RemoteError
+from .jsonpath import line_of
+
+KINDS = ("sites", "groups", "datasets", "blocks", "files", "datasetreplicas", "blockreplicas")
+PROGRESS_THRESHOLD = 1 << 20  # show progress for documents above 1 MiB on a terminal
+
+
+class UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynamo-inject",
+        description="Inject objects into the Dynamo inventory (or delete them with --delete). "
+                    "Give a JSON document, or build one with the options below.",
+        epilog="Examples:\n"
+               "  dynamo-inject sites.json\n"
+               "  dynamo-inject --site T2_US_XYZ,t2.xyz.edu,disk,gsiftp://t2.xyz.edu/cms,ready\n"
+               "  dynamo-inject --dataset /A/B/RAW --block b1 --file /store/f1.root,1000\n"
+               "  dynamo-inject --delete --dataset-replica T2_US_XYZ:/A/B/RAW",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("json", nargs="?", metavar="FILE.json",
+                        help="injection document; - reads standard input")
+    parser.add_argument("-s", "--site", action="append", default=[], metavar="SPEC",
+                        help="name[,host[,storage_type[,backend[,status]]]]")
+    parser.add_argument("-g", "--group", action="append", default=[], metavar="SPEC",
+                        help="name[,olevel]")
+    parser.add_argument("-d", "--dataset", action="append", default=[], metavar="SPEC",
+                        help="name[,status[,data_type]]")
+    parser.add_argument("-b", "--block", action="append", default=[], metavar="NAME",
+                        help="a block of the (one) --dataset")
+    parser.add_argument("-f", "--file", action="append", default=[], metavar="SPEC",
+                        help="lfn,size[,site]: a file of the (one) --block")
+    parser.add_argument("-p", "--dataset-replica", action="append", default=[], metavar="SPEC",
+                        help="site:dataset[,group]")
+    parser.add_argument("-r", "--block-replica", action="append", default=[], metavar="SPEC",
+                        help="block[,group]: a block replica of the (one) --dataset-replica")
+    parser.add_argument("-X", "--delete", action="store_true",
+                        help="remove the named objects (and what they contain) instead")
+    parser.add_argument("-n", "--dry-run", action="store_true",
+                        help="validate and report what would change; change nothing")
+    parser.add_argument("--json", dest="as_json", action="store_true",
+                        help="print the counts as JSON")
+    parser.add_argument("--socket", help="daemon socket (default: $DYNAMO_SOCKET, then the "
+                                         "per-user state directory)")
+    return parser
+
+
+def _split(spec: str, most: int, option: str, names: tuple) -> dict:
+    parts = spec.split(",", most - 1)
+    if not parts[0]:
+        raise UsageError(f"{option} {spec!r}: the name is empty")
+    return {k: v for k, v in zip(names, parts) if v != ""}
+
+
+def document_from_options(args) -> dict:
+    """The injection document the command-line options describe."""
+    doc = {}
+    if args.site:
+        doc["site"] = [_split(s, 5, "--site", ("name", "host", "storage_type", "backend",
+                                              "status")) for s in args.site]
+    if args.group:
+        doc["group"] = [_split(g, 2, "--group", ("name", "olevel")) for g in args.group]
+    if args.dataset:
+        doc["dataset"] = [_split(d, 3, "--dataset", ("name", "status", "data_type"))
+                          for d in args.dataset]
+    if args.block:
+        if len(args.dataset) != 1:
+            raise UsageError("--block needs exactly one --dataset")
+        doc["dataset"][0]["blocks"] = [{"name": b} for b in args.block]
+    if args.file:
+        if len(args.block) != 1:
+            raise UsageError("--file needs exactly one --block")
+        doc["dataset"][0]["blocks"][0]["files"] = [_file_spec(f) for f in args.file]
+    if args.dataset_replica:
+        doc["datasetreplica"] = [_replica_spec(p) for p in args.dataset_replica]
+    if args.block_replica:
+        if len(args.dataset_replica) != 1:
+            raise UsageError("--block-replica needs exactly one --dataset-replica")
+        doc["datasetreplica"][0]["blockreplicas"] = [
+            _split(r, 2, "--block-replica", ("block", "group")) for r in args.block_replica]
+    return doc
+
+
+def _file_spec(spec: str) -> dict:
+    parts = spec.split(",")
+    if len(parts) not in (2, 3) or not parts[0]:
+        raise UsageError(f"--file {spec!r}: expected lfn,size[,site]")
+    try:
+        size = int(parts[1])
+    except ValueError:
+        raise UsageError(f"--file {spec!r}: size {parts[1]!r} is not an integer") from None
+    entry = {"name": parts[0], "size": size}
+    if len(parts) == 3 and parts[2]:
+        entry["site"] = parts[2]
+    return entry
+
+
+def _replica_spec(spec: str) -> dict:
+    location, _, group = spec.partition(",")
+    site, colon, dataset = location.partition(":")
+    if not colon or not site or not dataset:
+        raise UsageError(f"--dataset-replica {spec!r}: expected site:dataset[,group]")
+    entry = {"site": site, "dataset": dataset}
+    if group:
+        entry["group"] = group
+    return entry
+
+
+def read_document(path: str) -> tuple[str, dict]:
+    """The document's text (for error lines) and its parsed value."""
+    try:
+        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        return text, json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg} "
+                         f"(column {exc.colno})") from None
+
+
+def format_counts(result: dict) -> str:
+    lines = []
+    for how in ("created", "updated", "deleted"):
+        counts = result.get(how, {})
+        items = [f"{k}: {counts[k]}" for k in KINDS if counts.get(k)]
+        lines.append(f"{how:8} {', '.join(items) if items else 'nothing'}")
+    return "\n".join(lines)
+
+
+class Progress:
+    """A one-line progress report on a terminal's stderr; silent elsewhere."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.started = time.monotonic()
+
+    def show(self, text: str):
+        if self.enabled:
+            sys.stderr.write(f"\r\033[K{text} ({time.monotonic() - self.started:.1f} s)")
+            sys.stderr.flush()
+
+    def done(self):
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def submit(client: Client, method: str, params: dict, progress: Progress) -> dict:
+    """Send the request, reporting progress on large ones, and wait for the answer."""
+    def sent(done, total):
+        progress.show(f"sent {done * 100 // total}% of {total / 1e6:.1f} MB"
+                      + ("; waiting for the daemon to apply and commit" if done == total else ""))
+    try:
+        return client.call(method, _progress=sent, **params)
+    finally:
+        progress.done()
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    text = None
+    try:
+        options = document_from_options(args)
+        if args.json is not None and options:
+            raise UsageError("give either a JSON document or object options, not both")
+        if args.json is not None:
+            text, document = read_document(args.json)
+        elif options:
+            document = options
+        else:
+            parser.print_help()
+            return 0
+        with Client(args.socket) as client:
+            show = sys.stderr.isatty() and len(text or "") > PROGRESS_THRESHOLD
+            result = submit(client, "delete" if args.delete else "inject",
+                            {"data": document, "dry_run": args.dry_run}, Progress(show))
+    except UsageError as exc:
+        print(f"dynamo-inject: {exc}", file=sys.stderr)
+        return 1
+    except ConnectionFailed as exc:
+        print(f"dynamo-inject: {exc}", file=sys.stderr)
+        return 1
+    except RemoteError as exc:
+        where = ""
+        path = exc.details.get("path")
+        if text is not None and path:
+            line = line_of(text, path)
+            where = f"{args.json}:{line}: " if line else f"{args.json}: "
+        print(f"dynamo-inject: {where}{exc.message} [{exc.code}]", file=sys.stderr)
+        return 1
+    if args.as_json:
+        print(json.dumps({k: result.get(k, {}) for k in ("created", "updated", "deleted")}))
+    else:
+        if args.dry_run:
+            print("dry run: nothing was changed; the request would give")
+        print(format_counts(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""One client connection: framing, dispatch, back-pressure.
+
+Requests are handled as they arrive (a client may pipeline); answers carry
+the request id and may come out of order when a request waits for a commit.
+The connection stops reading while the client is not reading its answers
+(the transport's write buffer is full) or while too many of its requests are
+in flight, so no client can make the daemon buffer without bound.
+"""
+
+import asyncio
+import logging
+from collections import deque
+
+from .auth.identity import Peer
+from .auth.policy import authorize
+from .errors import DynamoError, TooLarge
+from .methods import lookup
+from .methods.registry import Call
+from .protocol import LineBuffer, decode_request, encode_error, encode_result
+
+log = logging.getLogger("dynamod.connection")
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, server):
+        self.server = server
+        self.config = server.config
+        self.lines = LineBuffer(self.config.max_line_bytes)
+        self.backlog = deque()
+        self.tasks = set()
+        self.transport = None
+        self.identity = None
+        self.write_paused = False
+        self.reading_paused = False
+        self.closed = False
+
+    # ------------------------------------------------------ transport events
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = Peer.of(transport.get_extra_info("socket"))
+        self.identity = self.server.authenticator.identify(peer)
+        if not self.server.admit(self):
+            return
+        log.debug("connection from %s", self.identity.describe())
+
+    def data_received(self, data):
+        try:
+            self.backlog.extend(self.lines.feed(data))
+        except TooLarge as exc:
+            log.warning("closing connection of %s: %s", self.identity.describe(), exc.message)
+            self._drain_backlog()
+            self.send(encode_error(None, exc))
+            self.transport.close()
+            return
+        self._drain_backlog()
+
+    def pause_writing(self):
+        self.write_paused = True
+        self._update_reading()
+
+    def resume_writing(self):
+        self.write_paused = False
+        self._drain_backlog()
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.backlog.clear()
+        self.server.forget(self)
+
+    # ------------------------------------------------------------ dispatch
+    def _busy(self) -> bool:
+        return self.write_paused or len(self.tasks) >= self.config.max_requests_in_flight
+
+    def _drain_backlog(self):
+        while self.backlog and not self._busy() and not self.closed:
+            self._dispatch(self.backlog.popleft())
+        self._update_reading()
+
+    def _update_reading(self):
+        want_pause = self._busy() or bool(self.backlog)
+        if self.closed or want_pause == self.reading_paused:
+            return
+        self.reading_paused = want_pause
+        if want_pause:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def _dispatch(self, line: bytes):
+        rid = None
+        try:
+            request = decode_request(line)
+            rid = request.id
+            method = lookup(request.method)
+            authorize(self.identity, method.access, method.name)
+            params = method.bind(request.params)
+            call = Call(self.server, self.identity, rid)
+            if method.is_async:
+                task = asyncio.get_running_loop().create_task(self._run(method, call, params))
+                self.tasks.add(task)
+                return
+            result = method.handler(call, **params)
+        except DynamoError as exc:
+            self.send(encode_error(exc.details.get("id", rid), exc))
+            return
+        except Exception:
+            log.exception("internal error in request %r", rid)
+            self.send(encode_error(rid, DynamoError("internal error; see the daemon's log")))
+            return
+        self.send(encode_result(rid, result))
+
+    async def _run(self, method, call, params):
+        try:
+            answer = encode_result(call.request_id, await method.handler(call, **params))
+        except DynamoError as exc:
+            answer = encode_error(call.request_id, exc)
+        except Exception:
+            log.exception("internal error in %s request %r", method.name, call.request_id)
+            answer = encode_error(call.request_id, DynamoError("internal error; see the daemon's log"))
+        finally:
+            self.tasks.discard(asyncio.current_task())
+        self.send(answer)
+        self._drain_backlog()
+
+    def send(self, data: bytes):
+        if not self.closed and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def refuse(self, error: DynamoError):
+        """Answer once with `error` and close (used when the daemon cannot take the peer)."""
+        self.send(encode_error(None, error))
+        self.transport.close()

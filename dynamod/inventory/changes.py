@@ -1,0 +1,377 @@
+"""ChangeSet: the one place where the inventory changes.
+
+Every change of a request goes through a ChangeSet, which
+- keeps the consistency rules (block sums, replica file lists, cascades),
+- remembers how to undo each step, so a request that fails half-way (or whose
+  commit fails) leaves the inventory exactly as it was, and
+- records which objects to write or delete in the store and what to count.
+
+Callers pass names already resolved to objects; the messages name objects the
+way an operator wrote them.
+"""
+
+import time
+from collections import Counter
+
+from ..errors import Conflict, InvalidValue, NotFound
+from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
+
+PLURAL = {"site": "sites", "group": "groups", "dataset": "datasets", "block": "blocks",
+          "file": "files", "datasetreplica": "datasetreplicas", "blockreplica": "blockreplicas"}
+
+
+def store_key(obj) -> tuple:
+    """The object's identity in the store: (kind, primary key)."""
+    if isinstance(obj, DatasetReplica):
+        return obj.kind, (obj.dataset.id, obj.site.id)
+    if isinstance(obj, BlockReplica):
+        return obj.kind, (obj.block.id, obj.site.id)
+    return obj.kind, (obj.id,)
+
+
+def checked(cls, name, value):
+    """`value` as field `name` of `cls` would store it (raises InvalidValue)."""
+    return cls.__dict__[name].check(value)
+
+
+class ChangeSet:
+    def __init__(self, inventory, now: int | None = None):
+        self.inventory = inventory
+        self.now = int(time.time()) if now is None else now
+        self._undo = []
+        self._checks = []
+        self.ops = {}          # (kind, key) -> object to write, or None to delete
+        self._seen = {}        # (kind, key) -> "created" | "updated"
+        self.deleted = Counter()
+
+    # ----------------------------------------------------------- bookkeeping
+    def _touch(self, obj, how):
+        key = store_key(obj)
+        self.ops[key] = obj
+        if how == "created" or key not in self._seen:
+            self._seen[key] = how
+
+    def _gone(self, obj):
+        key = store_key(obj)
+        self.ops[key] = None
+        if self._seen.pop(key, None) != "created":
+            self.deleted[PLURAL[obj.kind]] += 1
+
+    def _set(self, obj, values: dict) -> bool:
+        """Set checked field values; True when something changed."""
+        cls = type(obj)
+        old = {}
+        for name, value in values.items():
+            value = checked(cls, name, value)
+            current = getattr(obj, name)
+            if current is not value and current != value:
+                old[name] = current
+                setattr(obj, name, value)
+        if old:
+            self._undo.append(lambda: [setattr(obj, n, v) for n, v in old.items()])
+            self._touch(obj, "updated")
+        return bool(old)
+
+    def _new_id(self, kind) -> int:
+        ids = self.inventory.next_ids
+        new = ids[kind]
+        ids[kind] = new + 1
+        self._undo.append(lambda: ids.__setitem__(kind, new))
+        return new
+
+    def _add(self, container, key_or_item, value=None):
+        """Insert into a dict (key, value) or a set (item), undoably."""
+        if isinstance(container, dict):
+            container[key_or_item] = value
+            self._undo.append(lambda: container.pop(key_or_item))
+        else:
+            container.add(key_or_item)
+            self._undo.append(lambda: container.discard(key_or_item))
+
+    def _remove(self, container, key_or_item):
+        if isinstance(container, dict):
+            value = container.pop(key_or_item)
+            self._undo.append(lambda: container.__setitem__(key_or_item, value))
+        else:
+            container.remove(key_or_item)
+            self._undo.append(lambda: container.add(key_or_item))
+
+    def check_later(self, check):
+        """Run `check` (which raises on failure) once the whole request is applied."""
+        self._checks.append(check)
+
+    def finish(self):
+        for check in self._checks:
+            check()
+        self._checks.clear()
+
+    def rollback(self):
+        """Undo every step, newest first: the inventory is as before the ChangeSet."""
+        while self._undo:
+            self._undo.pop()()
+        self.ops.clear()
+        self._seen.clear()
+        self.deleted.clear()
+
+    def counts(self) -> dict:
+        created, updated = Counter(), Counter()
+        for (kind, _), how in self._seen.items():
+            (created if how == "created" else updated)[PLURAL[kind]] += 1
+        return {"created": dict(created), "updated": dict(updated), "deleted": dict(self.deleted)}
+
+    # --------------------------------------------------- create or update
+    def site(self, name, fields: dict) -> Site:
+        site = self.inventory.sites.get(name)
+        if site is None:
+            site = Site(name, **fields)
+            site.id = self._new_id("site")
+            self._add(self.inventory.sites, name, site)
+            self._touch(site, "created")
+        else:
+            self._set(site, fields)
+        return site
+
+    def group(self, name, fields: dict) -> Group:
+        if name is None:
+            raise InvalidValue("the null group cannot be changed", field="name")
+        group = self.inventory.groups.get(name)
+        if group is None:
+            group = Group(name, **fields)
+            group.id = self._new_id("group")
+            self._add(self.inventory.groups, name, group)
+            self._touch(group, "created")
+        else:
+            self._set(group, fields)
+        return group
+
+    def dataset(self, name, fields: dict) -> Dataset:
+        dataset = self.inventory.datasets.get(name)
+        if dataset is None:
+            dataset = Dataset(name, **{"last_update": self.now, **fields})
+            dataset.id = self._new_id("dataset")
+            self._add(self.inventory.datasets, name, dataset)
+            self._touch(dataset, "created")
+        else:
+            self._set(dataset, fields)
+        return dataset
+
+    def block(self, dataset: Dataset, name, fields: dict) -> Block:
+        """Create or update a block; a given size or num_files is checked at the end."""
+        fields = dict(fields)
+        for total in ("size", "num_files"):
+            if total in fields:
+                self._expect_total(dataset, name, total, checked(Block, total, fields.pop(total)))
+        block = dataset.find_block(name)
+        if block is not None:
+            self._set(block, fields)
+            return block
+        block = Block(name, dataset, **{"last_update": self.now, **fields})
+        block.id = self._new_id("block")
+        self._add(dataset.blocks, block)
+        self._touch(block, "created")
+        for replica in list(dataset.replicas):
+            if replica.growing:
+                self._new_block_replica(replica, block, replica.group, files=())
+        return block
+
+    def _expect_total(self, dataset, name, total, expected):
+        def check():
+            block = dataset.find_block(name)
+            actual = getattr(block, total) if block is not None else 0
+            if actual != expected:
+                raise Conflict(
+                    f"block {dataset.name}#{name}: {total} is {expected} in the request "
+                    f"but {actual} by its files", field=total)
+        self.check_later(check)
+
+    def file(self, block: Block, lfn, fields: dict, site: Site | None = None) -> File:
+        existing = self.inventory.files.get(lfn)
+        if existing is not None:
+            if existing.block is not block:
+                raise Conflict(f"file {lfn} belongs to block {existing.block.full_name()}, "
+                               f"not {block.full_name()}", field="name")
+            self._update_file(existing, fields)
+            return existing
+        if "size" not in fields:
+            raise InvalidValue(f"file {lfn}: a new file needs a size", field="size")
+        if block.replicas and site is None:
+            sites = ", ".join(sorted(r.site.name for r in block.replicas))
+            raise InvalidValue(
+                f"file {lfn}: block {block.full_name()} already has replicas (at {sites}); "
+                f"say at which site the new file is present", field="site")
+        new = File(lfn, block, **fields)
+        target = None
+        if site is not None:
+            target = block.find_replica(site) or self._file_replica(block, site)
+        others = [r for r in block.replicas if r is not target]
+        previous = tuple(sorted(f.id for f in block.files_by_lfn.values()))
+        new.id = self._new_id("file")
+        self._add(block.files_by_lfn, lfn, new)
+        self._add(self.inventory.files, lfn, new)
+        self._touch(new, "created")
+        self._set(block, {"size": block.size + new.size, "num_files": block.num_files + 1})
+        for replica in others:
+            if replica.is_complete():
+                self._set(replica, {"file_ids": previous})
+        if target is not None:
+            self._put_files(target, (*self._present(target), new.id))
+        return new
+
+    def _file_replica(self, block, site):
+        """The (new, empty) replica at the site a new file names."""
+        owner = block.dataset.find_replica(site)
+        if owner is None:
+            raise NotFound(f"dataset {block.dataset.name} has no replica at site {site.name}, "
+                           f"where a file of block {block.name} is said to be", field="site")
+        return self._new_block_replica(owner, block, owner.group, files=())
+
+    def _present(self, replica) -> tuple:
+        if replica.file_ids is None:
+            return tuple(f.id for f in replica.block.files_by_lfn.values())
+        return replica.file_ids
+
+    def _put_files(self, replica, file_ids):
+        """Give the replica these files; it becomes complete when it has all of them."""
+        block = replica.block
+        ids = set(file_ids)
+        by_id = {f.id: f for f in block.files_by_lfn.values()}
+        size = sum(by_id[i].size for i in ids)
+        stored = None if len(ids) == len(by_id) else tuple(sorted(ids))
+        self._set(replica, {"file_ids": stored, "size": size})
+
+    def _update_file(self, f: File, fields: dict):
+        old_size = f.size
+        if not self._set(f, fields) or f.size == old_size:
+            return
+        block = f.block
+        delta = f.size - old_size
+        self._set(block, {"size": block.size + delta})
+        for replica in block.replicas:
+            if replica.file_ids is None or f.id in replica.file_ids:
+                self._set(replica, {"size": replica.size + delta})
+
+    def dataset_replica(self, dataset: Dataset, site: Site, fields: dict) -> DatasetReplica:
+        replica = dataset.find_replica(site)
+        if replica is not None:
+            self._set(replica, fields)
+            return replica
+        fields = {"growing": bool(dataset.replicas), "group": self.inventory.groups[None], **fields}
+        replica = DatasetReplica(dataset, site, **fields)
+        self._add(dataset.replicas, replica)
+        self._add(site.dataset_replicas, replica)
+        self._touch(replica, "created")
+        return replica
+
+    def block_replica(self, owner: DatasetReplica, block: Block, fields: dict,
+                      lfns=None) -> BlockReplica:
+        """Create or update; `lfns` None means complete, else the files present."""
+        if block.dataset is not owner.dataset:
+            raise Conflict(f"block {block.full_name()} is not a block of dataset "
+                           f"{owner.dataset.name}", field="block")
+        fields = dict(fields)
+        size = fields.pop("size", None)
+        file_ids = None if lfns is None else self._file_ids(block, lfns)
+        replica = block.find_replica(owner.site)
+        if replica is None:
+            replica = self._new_block_replica(owner, block, fields.pop("group", owner.group),
+                                              files=(), **fields)
+        else:
+            self._set(replica, fields)
+        self._put_files(replica, file_ids if file_ids is not None else self._all_ids(block))
+        if size is not None and checked(BlockReplica, "size", size) != replica.size:
+            raise Conflict(f"block replica {block.full_name()} at {owner.site.name}: size is "
+                           f"{size} in the request but {replica.size} by its files", field="size")
+        return replica
+
+    @staticmethod
+    def _all_ids(block):
+        return tuple(f.id for f in block.files_by_lfn.values())
+
+    @staticmethod
+    def _file_ids(block, lfns) -> tuple:
+        ids = []
+        for lfn in lfns:
+            f = block.files_by_lfn.get(lfn) if isinstance(lfn, str) else None
+            if f is None:
+                raise NotFound(f"file {lfn!r} is not in block {block.full_name()}", field="files")
+            ids.append(f.id)
+        return tuple(ids)
+
+    def _new_block_replica(self, owner, block, group, files, **fields) -> BlockReplica:
+        replica = BlockReplica(block, owner.site, group=group, files=files,
+                               **{"last_update": self.now, **fields})
+        self._add(owner.block_replicas, replica)
+        self._add(block.replicas, replica)
+        self._touch(replica, "created")
+        return replica
+
+    # ------------------------------------------------------------ delete
+    def delete_site(self, site: Site):
+        for replica in list(site.dataset_replicas):
+            self.delete_dataset_replica(replica)
+        self._remove(self.inventory.sites, site.name)
+        self._gone(site)
+
+    def delete_group(self, group: Group):
+        if group.name is None:
+            raise InvalidValue("the null group cannot be deleted", field="name")
+        null = self.inventory.groups[None]
+        for dataset in self.inventory.datasets.values():
+            for replica in dataset.replicas:
+                if replica.group is group:
+                    self._set(replica, {"group": null})
+                for block_replica in replica.block_replicas:
+                    if block_replica.group is group:
+                        self._set(block_replica, {"group": null})
+        self._remove(self.inventory.groups, group.name)
+        self._gone(group)
+
+    def delete_dataset(self, dataset: Dataset):
+        for replica in list(dataset.replicas):
+            self.delete_dataset_replica(replica)
+        for block in list(dataset.blocks):
+            self.delete_block(block)
+        self._remove(self.inventory.datasets, dataset.name)
+        self._gone(dataset)
+
+    def delete_block(self, block: Block):
+        for replica in list(block.replicas):
+            self.delete_block_replica(replica)
+        for f in list(block.files_by_lfn.values()):
+            self._drop_file(f)
+        self._remove(block.dataset.blocks, block)
+        self._gone(block)
+
+    def delete_file(self, f: File):
+        block = f.block
+        self._drop_file(f)
+        self._set(block, {"size": block.size - f.size, "num_files": block.num_files - 1})
+        for replica in block.replicas:
+            if replica.file_ids is None:
+                self._set(replica, {"size": replica.size - f.size})
+            else:
+                self._put_files(replica, [i for i in replica.file_ids if i != f.id])
+
+    def _drop_file(self, f: File):
+        self._remove(f.block.files_by_lfn, f.lfn)
+        self._remove(self.inventory.files, f.lfn)
+        self._gone(f)
+
+    def delete_dataset_replica(self, replica: DatasetReplica):
+        for block_replica in list(replica.block_replicas):
+            self._unlink_block_replica(replica, block_replica)
+        self._remove(replica.dataset.replicas, replica)
+        self._remove(replica.site.dataset_replicas, replica)
+        self._gone(replica)
+
+    def delete_block_replica(self, block_replica: BlockReplica):
+        """Remove it; the dataset replica goes too when this was its last block replica."""
+        owner = block_replica.block.dataset.find_replica(block_replica.site)
+        self._unlink_block_replica(owner, block_replica)
+        if not owner.block_replicas:
+            self.delete_dataset_replica(owner)
+
+    def _unlink_block_replica(self, owner, block_replica):
+        self._remove(owner.block_replicas, block_replica)
+        self._remove(block_replica.block.replicas, block_replica)
+        self._gone(block_replica)

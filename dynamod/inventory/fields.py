@@ -1,0 +1,149 @@
+"""Validated attributes for the inventory objects.
+
+A field checks a value once, when it is set, so that a bad status or a
+negative size is refused where it is written (naming the field and what is
+allowed) instead of surfacing later in the store.  A field that was never set
+on a detached object reads as its default; `given_fields` tells which were
+set, so `inventory.update(obj)` copies only what the caller gave.
+"""
+
+from ..errors import InvalidValue
+
+MAX_TEXT = 4096
+MAX_COUNT = 2**63 - 1
+_CONTROL = frozenset(chr(c) for c in range(32)) | {"\x7f"}
+
+
+class Field:
+    """Base descriptor: stores the checked value in the slot `_<name>`."""
+
+    def __init__(self, default=None, *, frozen=False):
+        self.default = default
+        self.frozen = frozen
+
+    def __set_name__(self, owner, name):
+        self.name = name
+        self.label = f"{owner.__name__}.{name}"
+        self.member = owner.__dict__["_" + name]
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        try:
+            return self.member.__get__(obj, owner)
+        except AttributeError:
+            return self.default
+
+    def __set__(self, obj, value):
+        if self.frozen and self.is_set(obj):
+            raise InvalidValue(f"{self.label} cannot be changed", field=self.name)
+        self.member.__set__(obj, self.check(value))
+
+    def is_set(self, obj) -> bool:
+        try:
+            self.member.__get__(obj, type(obj))
+        except AttributeError:
+            return False
+        return True
+
+    def fail(self, value, expected: str):
+        raise InvalidValue(f"{self.label} must be {expected}, not {value!r}", field=self.name)
+
+    def check(self, value):
+        return value
+
+
+class Text(Field):
+    """A printable string (no control characters); `required` forbids empty."""
+
+    def __init__(self, default="", *, required=False, frozen=False):
+        super().__init__(default, frozen=frozen)
+        self.required = required
+
+    def check(self, value):
+        if not isinstance(value, str):
+            self.fail(value, "a string")
+        if self.required and not value:
+            self.fail(value, "a non-empty string")
+        if len(value) > MAX_TEXT:
+            self.fail(value[:40] + "...", f"at most {MAX_TEXT} characters")
+        if not _CONTROL.isdisjoint(value):
+            self.fail(value, "free of control characters")
+        return value
+
+
+class Count(Field):
+    """A non-negative integer that fits SQLite's INTEGER (sizes, times, counts)."""
+
+    def __init__(self, default=0):
+        super().__init__(default)
+
+    def check(self, value):
+        if type(value) is not int or not 0 <= value <= MAX_COUNT:
+            self.fail(value, f"an integer from 0 to {MAX_COUNT}")
+        return value
+
+
+class Flag(Field):
+    def check(self, value):
+        if type(value) is not bool:
+            self.fail(value, "true or false")
+        return value
+
+
+class Choice(Field):
+    """One of a fixed set of names; given in any case, stored in the canonical one."""
+
+    def __init__(self, values, default):
+        super().__init__(default)
+        self.values = tuple(values)
+        self.lookup = {v.lower(): v for v in values}
+
+    def check(self, value):
+        if isinstance(value, str) and value.lower() in self.lookup:
+            return self.lookup[value.lower()]
+        raise InvalidValue(
+            f"{self.label} must be one of {', '.join(self.values)}, not {value!r}",
+            field=self.name,
+        )
+
+
+class Version(Text):
+    """A software version string; a one-element list is taken as its element."""
+
+    def __init__(self):
+        super().__init__(None)
+
+    def check(self, value):
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if value is None:
+            return None
+        return super().check(value)
+
+
+class Checksum(Field):
+    """A hexadecimal checksum of at most `digits` digits, stored in lower case."""
+
+    def __init__(self, digits):
+        super().__init__(None)
+        self.digits = digits
+
+    def check(self, value):
+        if value is None:
+            return None
+        ok = isinstance(value, str) and 0 < len(value) <= self.digits
+        if ok:
+            try:
+                int(value, 16)
+            except ValueError:
+                ok = False
+        if not ok:
+            self.fail(value, f"a hexadecimal string of at most {self.digits} digits")
+        return value.lower()
+
+
+def given_fields(obj, names) -> dict:
+    """The fields among `names` that were explicitly set on `obj`."""
+    cls = type(obj)
+    return {n: getattr(obj, n) for n in names if getattr(cls, n).is_set(obj)}

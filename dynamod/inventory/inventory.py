@@ -1,0 +1,96 @@
+"""The in-memory inventory: sites, groups and datasets by name, files by LFN."""
+
+from ..errors import InvalidValue, NotFound
+from .objects import Block, Dataset, File, Group, Site
+
+ID_KINDS = ("site", "group", "dataset", "block", "file")
+
+
+class Inventory:
+    def __init__(self):
+        self.sites = {}
+        self.groups = {None: Group(None)}
+        self.datasets = {}
+        self.files = {}
+        self.next_ids = dict.fromkeys(ID_KINDS, 1)
+
+    def __repr__(self):
+        return (f"<Inventory: {len(self.sites)} sites, {len(self.groups) - 1} groups, "
+                f"{len(self.datasets)} datasets, {len(self.files)} files>")
+
+    # ------------------------------------------------------------ lookups
+    def site(self, name) -> Site:
+        try:
+            return self.sites[name]
+        except (KeyError, TypeError):
+            raise NotFound(f"unknown site {name!r}", field="site") from None
+
+    def group(self, name) -> Group:
+        """A group by name; None (or absent) is the null group."""
+        try:
+            return self.groups[name]
+        except (KeyError, TypeError):
+            raise NotFound(f"unknown group {name!r}", field="group") from None
+
+    def dataset(self, name) -> Dataset:
+        try:
+            return self.datasets[name]
+        except (KeyError, TypeError):
+            raise NotFound(f"unknown dataset {name!r}", field="dataset") from None
+
+    def block(self, dataset_name, block_name=None) -> Block:
+        """A block by dataset and name, or by its full name `dataset#block`."""
+        if block_name is None:
+            if not isinstance(dataset_name, str) or "#" not in dataset_name:
+                raise InvalidValue(f"invalid block name {dataset_name!r}: "
+                                   f"expected dataset#block", field="block")
+            dataset_name, block_name = dataset_name.split("#", 1)
+        block = self.dataset(dataset_name).find_block(block_name)
+        if block is None:
+            raise NotFound(f"unknown block {block_name!r} of dataset {dataset_name}",
+                           field="block")
+        return block
+
+    def file(self, lfn) -> File:
+        try:
+            return self.files[lfn]
+        except (KeyError, TypeError):
+            raise NotFound(f"unknown file {lfn!r}", field="lfn") from None
+
+    def counts(self) -> dict:
+        datasets = self.datasets.values()
+        blocks = sum(len(d.blocks) for d in datasets)
+        dataset_replicas = sum(len(d.replicas) for d in datasets)
+        block_replicas = sum(len(b.replicas) for d in datasets for b in d.blocks)
+        return {"sites": len(self.sites), "groups": len(self.groups) - 1,
+                "datasets": len(self.datasets), "blocks": blocks, "files": len(self.files),
+                "datasetreplicas": dataset_replicas, "blockreplicas": block_replicas}
+
+    # ------------------------------------------------------- consistency
+    def problems(self) -> list[str]:
+        """Every broken consistency rule (empty when the inventory is sound)."""
+        found = []
+        for dataset in self.datasets.values():
+            for block in dataset.blocks:
+                files = block.files_by_lfn.values()
+                if block.size != sum(f.size for f in files) or block.num_files != len(files):
+                    found.append(f"block {block.full_name()}: size/num_files differ from its files")
+                ids = {f.id for f in files}
+                for replica in block.replicas:
+                    owner = dataset.find_replica(replica.site)
+                    if owner is None or replica not in owner.block_replicas:
+                        found.append(f"replica of {block.full_name()} at {replica.site.name} "
+                                     f"is outside a dataset replica")
+                    if replica.group.name is not None and replica.group.name not in self.groups:
+                        found.append(f"replica of {block.full_name()} has a deleted group")
+                    present = ids if replica.file_ids is None else set(replica.file_ids)
+                    if not present <= ids:
+                        found.append(f"replica of {block.full_name()} lists unknown files")
+                    size = sum(f.size for f in files if f.id in present)
+                    if replica.size != size:
+                        found.append(f"replica of {block.full_name()} at {replica.site.name}: "
+                                     f"size {replica.size} but its files make {size}")
+            for replica in dataset.replicas:
+                if replica.site.name not in self.sites:
+                    found.append(f"replica of {dataset.name} at a deleted site")
+        return found

@@ -1,0 +1,81 @@
+"""Objects to store rows and back: what a ChangeSet writes, what start-up loads.
+
+Rows are tuples in the column order of `store.tables`; the null group is
+NULL; a complete block replica's file list is NULL, an incomplete one a JSON
+list of file ids.
+"""
+
+import orjson
+
+from ..store.tables import BY_KIND
+from .changes import ChangeSet
+from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
+
+
+def _group_id(group):
+    return group.id or None
+
+
+def to_row(obj) -> tuple:
+    if isinstance(obj, Site):
+        return (obj.id, obj.name, obj.host, obj.storage_type, obj.backend, obj.status)
+    if isinstance(obj, Group):
+        return (obj.id, obj.name, obj.olevel)
+    if isinstance(obj, Dataset):
+        return (obj.id, obj.name, obj.status, obj.data_type, obj.software_version,
+                obj.last_update, obj.is_open)
+    if isinstance(obj, Block):
+        return (obj.id, obj.dataset.id, obj.name, obj.size, obj.num_files, obj.is_open,
+                obj.last_update)
+    if isinstance(obj, File):
+        return (obj.id, obj.block.id, obj.lfn, obj.size, obj.adler32, obj.crc32, obj.md5)
+    if isinstance(obj, DatasetReplica):
+        return (obj.dataset.id, obj.site.id, obj.growing, _group_id(obj.group))
+    if isinstance(obj, BlockReplica):
+        ids = None if obj.file_ids is None else orjson.dumps(obj.file_ids).decode()
+        return (obj.block.id, obj.site.id, _group_id(obj.group), obj.is_custodial, obj.size,
+                obj.last_update, ids)
+    raise TypeError(f"not an inventory object: {obj!r}")
+
+
+def change_rows(changes: ChangeSet) -> dict:
+    """Snapshot a ChangeSet as {(kind, key): row or None}, taken before later changes."""
+    return {key: None if obj is None else to_row(obj) for key, obj in changes.ops.items()}
+
+
+def build(inventory, tables: dict, next_ids: dict):
+    """Fill an empty inventory from the rows `Store.load` returned."""
+    sites, groups, datasets, blocks, files = {}, {0: inventory.groups[None]}, {}, {}, {}
+    for row in tables["site"]:
+        site = sites[row[0]] = Site(row[1], *row[2:6], id=row[0])
+        inventory.sites[site.name] = site
+    for gid, name, olevel in tables["group"]:
+        group = groups[gid] = Group(name, olevel, id=gid)
+        inventory.groups[name] = group
+    for did, name, status, data_type, version, last_update, is_open in tables["dataset"]:
+        dataset = datasets[did] = Dataset(name, status, data_type, version, last_update,
+                                          bool(is_open), id=did)
+        inventory.datasets[name] = dataset
+    for bid, did, name, size, num_files, is_open, last_update in tables["block"]:
+        dataset = datasets[did]
+        block = blocks[bid] = Block(name, dataset, size, num_files, bool(is_open), last_update,
+                                    id=bid)
+        dataset.blocks.add(block)
+    for fid, bid, lfn, size, adler32, crc32, md5 in tables["file"]:
+        block = blocks[bid]
+        f = File(lfn, block, size, fid, adler32=adler32, crc32=crc32, md5=md5)
+        block.files_by_lfn[lfn] = inventory.files[lfn] = f
+    for did, sid, growing, gid in tables["datasetreplica"]:
+        replica = DatasetReplica(datasets[did], sites[sid], bool(growing), groups[gid or 0])
+        replica.dataset.replicas.add(replica)
+        replica.site.dataset_replicas.add(replica)
+    for bid, sid, gid, custodial, size, last_update, file_ids in tables["blockreplica"]:
+        block, site = blocks[bid], sites[sid]
+        ids = None if file_ids is None else tuple(orjson.loads(file_ids))
+        replica = BlockReplica(block, site, groups[gid or 0], bool(custodial), size, last_update,
+                               ids)
+        block.replicas.add(replica)
+        block.dataset.find_replica(site).block_replicas.add(replica)
+    for kind in BY_KIND:
+        if kind in inventory.next_ids:
+            inventory.next_ids[kind] = next_ids.get(kind, 1)

@@ -1,0 +1,114 @@
+"""The table of protocol methods: name, access, parameters, handler.
+
+Handlers are plain functions `handler(call, **params)`, sync for answers that
+need nothing but memory, async for those that wait (commits).  Parameters and
+their types come from the handler's signature, so the checks, the access
+table and PROTOCOL.md cannot drift apart.
+"""
+
+import inspect
+import types
+import typing
+from dataclasses import dataclass
+
+from ..auth.policy import Access
+from ..errors import InvalidParams, MethodNotFound
+
+_MISSING = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    handler: typing.Callable
+    access: Access
+    params: dict          # name -> (allowed types, default or _MISSING)
+    is_async: bool
+
+    @property
+    def doc(self) -> str:
+        return inspect.getdoc(self.handler) or ""
+
+    def describe(self) -> dict:
+        return {"name": self.name, "access": self.access.name.lower(), "description": self.doc,
+                "params": {p: {"types": [_type_name(t) for t in allowed],
+                               "required": default is _MISSING}
+                           for p, (allowed, default) in self.params.items()}}
+
+    def bind(self, params: dict) -> dict:
+        """Check the request's params against the signature."""
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            raise InvalidParams(f"{self.name}: unknown parameter {unknown[0]!r} "
+                                f"(accepted: {', '.join(self.params) or 'none'})",
+                                field=unknown[0])
+        for name, (allowed, default) in self.params.items():
+            if name not in params:
+                if default is _MISSING:
+                    raise InvalidParams(f"{self.name}: missing parameter {name!r}", field=name)
+                continue
+            value = params[name]
+            if not any(_is(value, t) for t in allowed):
+                names = " or ".join(_type_name(t) for t in allowed)
+                raise InvalidParams(f"{self.name}: parameter {name!r} must be {names}, "
+                                    f"not {_json_type(value)}", field=name)
+        return params
+
+
+def _is(value, t) -> bool:
+    if t is type(None):
+        return value is None
+    if t is int:
+        return type(value) is int
+    return isinstance(value, t)
+
+
+def _type_name(t) -> str:
+    return {str: "a string", int: "an integer", bool: "true or false", dict: "an object",
+            list: "a list", type(None): "null"}.get(t, t.__name__)
+
+
+def _json_type(value) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+            dict: "an object", list: "a list", type(None): "null"}.get(type(value), "a value")
+
+
+METHODS: dict[str, Method] = {}
+
+
+def method(name: str, access: Access):
+    """Register a handler as protocol method `name`, callable with `access`."""
+    def register(handler):
+        hints = typing.get_type_hints(handler)
+        params = {}
+        for pname, p in list(inspect.signature(handler).parameters.items())[1:]:
+            hint = hints[pname]
+            allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+            params[pname] = (allowed, p.default)
+        METHODS[name] = Method(name, handler, access, params,
+                               inspect.iscoroutinefunction(handler))
+        return handler
+    return register
+
+
+def lookup(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise MethodNotFound(f"unknown method {name!r}") from None
+
+
+@dataclass
+class Call:
+    """What a handler knows of the call: who made it, and the daemon's parts."""
+    server: typing.Any
+    identity: typing.Any
+    request_id: object = None
+
+    @property
+    def service(self):
+        return self.server.service
+
+    @property
+    def inventory(self):
+        return self.server.service.inventory

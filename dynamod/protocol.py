@@ -1,0 +1,96 @@
+"""The wire protocol, without any I/O: one JSON object per line each way.
+
+Request:  {"id": 7, "method": "inject", "params": {...}}
+Answer:   {"id": 7, "result": {...}}
+    or    {"id": 7, "error": {"code": "not_found", "message": "...", ...}}
+
+Compact JSON never contains a raw newline, so a newline always ends a message.
+Everything here is pure (bytes in, values out) so it is tested byte by byte.
+"""
+
+from dataclasses import dataclass, field
+
+import orjson
+
+from .errors import DynamoError, InvalidRequest, ParseError, TooLarge
+
+MAX_ID_LENGTH = 200
+
+
+class LineBuffer:
+    """Cuts a byte stream into lines; a line longer than `max_line` is refused."""
+
+    def __init__(self, max_line: int):
+        self.max_line = max_line
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes already searched for a newline
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        lines = []
+        start = 0
+        while True:
+            end = self._buffer.find(b"\n", max(start, self._scanned))
+            if end < 0:
+                break
+            if end - start > self.max_line:
+                raise TooLarge(f"request line of {end - start} bytes exceeds the limit of "
+                               f"{self.max_line} bytes")
+            lines.append(bytes(self._buffer[start:end]))
+            start = end + 1
+        del self._buffer[:start]
+        self._scanned = len(self._buffer)
+        if self._scanned > self.max_line:
+            raise TooLarge(f"request line exceeds the limit of {self.max_line} bytes")
+        return lines
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an unfinished line (a half-sent request)."""
+        return len(self._buffer)
+
+
+@dataclass
+class Request:
+    id: object
+    method: str
+    params: dict = field(default_factory=dict)
+
+
+def _valid_id(value) -> bool:
+    if isinstance(value, str):
+        return len(value) <= MAX_ID_LENGTH
+    return type(value) is int and -(2**53) <= value <= 2**53
+
+
+def decode_request(line: bytes) -> Request:
+    """Parse one line; errors carry the request id when one could be read."""
+    try:
+        message = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"the request is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise InvalidRequest("a request must be a JSON object")
+    rid = message.get("id")
+    if not _valid_id(rid):
+        raise InvalidRequest(f"a request needs an 'id': an integer or a string of at most "
+                             f"{MAX_ID_LENGTH} characters")
+    unknown = set(message) - {"id", "method", "params"}
+    if unknown:
+        raise InvalidRequest(f"unknown request key {sorted(unknown)[0]!r}", id=rid)
+    method = message.get("method")
+    if not isinstance(method, str) or not method:
+        raise InvalidRequest("a request needs a 'method' string", id=rid)
+    params = message.get("params", {})
+    if not isinstance(params, dict):
+        raise InvalidRequest("'params' must be a JSON object", id=rid)
+    return Request(rid, method, params)
+
+
+def encode_result(rid, result) -> bytes:
+    return orjson.dumps({"id": rid, "result": result}) + b"\n"
+
+
+def encode_error(rid, error: DynamoError) -> bytes:
+    details = {k: v for k, v in error.to_dict().items() if k != "id"}
+    return orjson.dumps({"id": rid, "error": details}) + b"\n"

@@ -1,0 +1,79 @@
+-- The inventory store, schema version 1.
+-- Ids are assigned by the daemon (never reused: the next id per kind is kept in
+-- `next_ids`).  The null group is NULL.  Foreign keys are checked at commit, so
+-- a transaction may write its rows in any order but can never leave a dangling
+-- reference.
+
+CREATE TABLE next_ids (
+    kind TEXT PRIMARY KEY,
+    next_id INTEGER NOT NULL
+);
+
+CREATE TABLE sites (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    host TEXT NOT NULL,
+    storage_type TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    status TEXT NOT NULL
+);
+
+CREATE TABLE groups (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    olevel TEXT NOT NULL
+);
+
+CREATE TABLE datasets (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    data_type TEXT NOT NULL,
+    software_version TEXT,
+    last_update INTEGER NOT NULL,
+    is_open INTEGER NOT NULL
+);
+
+CREATE TABLE blocks (
+    id INTEGER PRIMARY KEY,
+    dataset_id INTEGER NOT NULL REFERENCES datasets (id) DEFERRABLE INITIALLY DEFERRED,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    num_files INTEGER NOT NULL,
+    is_open INTEGER NOT NULL,
+    last_update INTEGER NOT NULL,
+    UNIQUE (dataset_id, name)
+);
+
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    block_id INTEGER NOT NULL REFERENCES blocks (id) DEFERRABLE INITIALLY DEFERRED,
+    lfn TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    adler32 TEXT,
+    crc32 TEXT,
+    md5 TEXT
+);
+CREATE INDEX files_block ON files (block_id);
+
+CREATE TABLE dataset_replicas (
+    dataset_id INTEGER NOT NULL REFERENCES datasets (id) DEFERRABLE INITIALLY DEFERRED,
+    site_id INTEGER NOT NULL REFERENCES sites (id) DEFERRABLE INITIALLY DEFERRED,
+    growing INTEGER NOT NULL,
+    group_id INTEGER REFERENCES groups (id) DEFERRABLE INITIALLY DEFERRED,
+    PRIMARY KEY (dataset_id, site_id)
+);
+CREATE INDEX dataset_replicas_site ON dataset_replicas (site_id);
+
+-- file_ids: NULL for a complete replica, else a JSON list of the ids present.
+CREATE TABLE block_replicas (
+    block_id INTEGER NOT NULL REFERENCES blocks (id) DEFERRABLE INITIALLY DEFERRED,
+    site_id INTEGER NOT NULL REFERENCES sites (id) DEFERRABLE INITIALLY DEFERRED,
+    group_id INTEGER REFERENCES groups (id) DEFERRABLE INITIALLY DEFERRED,
+    is_custodial INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    last_update INTEGER NOT NULL,
+    file_ids TEXT,
+    PRIMARY KEY (block_id, site_id)
+);
+CREATE INDEX block_replicas_site ON block_replicas (site_id);

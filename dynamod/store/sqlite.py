@@ -1,0 +1,127 @@
+"""The SQLite store: opened once, loaded whole at start-up, written in batches.
+
+The daemon holds the inventory in memory; this module only persists it.  It
+speaks in plain tuples (see tables.py) so it knows nothing of the objects.
+One aiosqlite connection (one thread) does all the work, so the event loop
+never waits on the disk.
+"""
+
+import sqlite3
+from collections import defaultdict
+from importlib import resources
+
+import aiosqlite
+
+from ..errors import DynamoError, StoreError
+from .tables import TABLES
+
+SCHEMA_VERSION = 1
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+# Each entry upgrades the schema from version N (its index + 1) to N + 1.
+MIGRATIONS: list[str] = []
+
+
+class SchemaTooNew(DynamoError):
+    code = "store_error"
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection, path: str):
+        self.db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: str, synchronous: str = "FULL") -> "Store":
+        if synchronous.upper() not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await db.execute("PRAGMA busy_timeout = 2000")
+            store = cls(db, path)
+            await store._prepare_schema()
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def _prepare_schema(self):
+        version = await self._scalar("PRAGMA user_version")
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"database {self.path} has schema version {version}; this dynamod knows "
+                f"versions up to {SCHEMA_VERSION}: upgrade dynamod"
+            )
+        if version == 0:
+            ddl = resources.files(__package__).joinpath("schema.sql").read_text()
+            await self.db.executescript(f"BEGIN; {ddl}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            return
+        for step in MIGRATIONS[version - 1:]:
+            await self.db.executescript(f"BEGIN; {step}; COMMIT;")
+        await self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    async def _scalar(self, sql, params=()):
+        async with self.db.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return row[0] if row else None
+
+    async def load(self) -> tuple[dict, dict]:
+        """Every row of every table (parents first), and the next id per kind."""
+        tables = {}
+        for table in TABLES:
+            tables[table.kind] = await self.db.execute_fetchall(table.select_sql)
+        next_ids = dict(await self.db.execute_fetchall("SELECT kind, next_id FROM next_ids"))
+        return tables, next_ids
+
+    async def write(self, changes: dict, next_ids: dict):
+        """Apply `changes` ({(kind, key): row, or None to delete}) in one transaction.
+
+        Deletes go first so that a name freed and taken again in the same batch
+        does not trip a unique index; foreign keys are checked at COMMIT.
+        """
+        deletes, upserts = defaultdict(list), defaultdict(list)
+        for (kind, key), row in changes.items():
+            if row is None:
+                deletes[kind].append(key)
+            else:
+                upserts[kind].append(row)
+        try:
+            await self.db.execute("BEGIN IMMEDIATE")
+            for table in reversed(TABLES):
+                if deletes[table.kind]:
+                    await self.db.executemany(table.delete_sql, deletes[table.kind])
+            for table in TABLES:
+                if upserts[table.kind]:
+                    await self.db.executemany(table.upsert_sql, upserts[table.kind])
+            await self.db.executemany(
+                "INSERT INTO next_ids (kind, next_id) VALUES (?, ?) "
+                "ON CONFLICT (kind) DO UPDATE SET next_id = excluded.next_id",
+                list(next_ids.items()),
+            )
+            await self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            await self._rollback()
+            raise StoreError(f"the database refused the change: {exc}") from exc
+        except BaseException:
+            await self._rollback()
+            raise
+
+    async def _rollback(self):
+        if self.db.in_transaction:
+            try:
+                await self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the transaction is gone already; nothing was committed
+
+    async def integrity_errors(self) -> list[str]:
+        """What `PRAGMA integrity_check` and `foreign_key_check` report (empty: sound)."""
+        found = [r[0] for r in await self.db.execute_fetchall("PRAGMA integrity_check")]
+        found = [] if found == ["ok"] else found
+        found += [str(r) for r in await self.db.execute_fetchall("PRAGMA foreign_key_check")]
+        return found
+
+    async def close(self):
+        await self.db.close()

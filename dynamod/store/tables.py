@@ -1,0 +1,51 @@
+"""The inventory tables: their columns and keys, and the SQL derived from them.
+
+Kept in one place so the writer, the loader and the schema agree on column
+order; the inventory turns objects into tuples in exactly this order.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Table:
+    kind: str          # the object kind it stores
+    name: str          # the SQL table
+    columns: tuple
+    key: tuple
+
+    @property
+    def upsert_sql(self) -> str:
+        cols = ", ".join(self.columns)
+        marks = ", ".join("?" for _ in self.columns)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns if c not in self.key)
+        return (f"INSERT INTO {self.name} ({cols}) VALUES ({marks}) "
+                f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}")
+
+    @property
+    def delete_sql(self) -> str:
+        where = " AND ".join(f"{c} = ?" for c in self.key)
+        return f"DELETE FROM {self.name} WHERE {where}"
+
+    @property
+    def select_sql(self) -> str:
+        return f"SELECT {', '.join(self.columns)} FROM {self.name} ORDER BY {', '.join(self.key)}"
+
+
+# Parents before children: the order in which the loader builds objects.
+TABLES = (
+    Table("site", "sites", ("id", "name", "host", "storage_type", "backend", "status"), ("id",)),
+    Table("group", "groups", ("id", "name", "olevel"), ("id",)),
+    Table("dataset", "datasets", ("id", "name", "status", "data_type", "software_version",
+                                  "last_update", "is_open"), ("id",)),
+    Table("block", "blocks", ("id", "dataset_id", "name", "size", "num_files", "is_open",
+                              "last_update"), ("id",)),
+    Table("file", "files", ("id", "block_id", "lfn", "size", "adler32", "crc32", "md5"), ("id",)),
+    Table("datasetreplica", "dataset_replicas", ("dataset_id", "site_id", "growing", "group_id"),
+          ("dataset_id", "site_id")),
+    Table("blockreplica", "block_replicas", ("block_id", "site_id", "group_id", "is_custodial",
+                                             "size", "last_update", "file_ids"),
+          ("block_id", "site_id")),
+)
+
+BY_KIND = {t.kind: t for t in TABLES}

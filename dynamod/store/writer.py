@@ -1,0 +1,77 @@
+"""Group commit: one task writes every pending change in one transaction.
+
+Changes are applied to memory first, then submitted here with a way to undo
+them.  Whatever accumulated while the previous transaction was committing goes
+into the next one, so many small requests share one commit.  A submitter's
+future resolves only once its rows are committed.  If a commit fails, every
+change not yet committed (that batch and any submitted after it, which may
+build on it) is undone newest first and its submitter gets the error: memory
+never stays ahead of the disk.
+"""
+
+import asyncio
+import logging
+
+from ..errors import DynamoError, StoreError
+
+log = logging.getLogger("dynamod.store")
+
+
+class Writer:
+    def __init__(self, store):
+        self.store = store
+        self.pending = []
+        self.commits = 0
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task = None
+
+    def start(self):
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="store-writer")
+
+    def submit(self, rows: dict, next_ids: dict, undo) -> asyncio.Future:
+        """Queue rows for the next transaction; the future resolves once committed."""
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((rows, dict(next_ids), undo, future))
+        self._wake.set()
+        return future
+
+    async def _run(self):
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.pending:
+                if self._closing:
+                    return
+                continue
+            batch, self.pending = self.pending, []
+            merged = {}
+            for rows, *_ in batch:
+                merged.update(rows)
+            try:
+                await self.store.write(merged, batch[-1][1])
+            except Exception as exc:  # every failure must reach the submitters
+                self._fail(batch, exc)
+            else:
+                self.commits += 1
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+            self._wake.set()
+
+    def _fail(self, batch, exc):
+        failed, self.pending = batch + self.pending, []
+        error = exc if isinstance(exc, DynamoError) else StoreError(f"commit failed: {exc}")
+        log.error("commit of %d change(s) failed, all undone: %s", len(failed), error.message)
+        for _, _, undo, _ in reversed(failed):
+            undo()
+        for *_, future in failed:
+            if not future.done():
+                future.set_exception(error)
+
+    async def close(self):
+        """Commit what is pending, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
