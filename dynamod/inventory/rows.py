@@ -79,3 +79,21 @@ def build(inventory, tables: dict, next_ids: dict):
     for kind in BY_KIND:
         if kind in inventory.next_ids:
             inventory.next_ids[kind] = next_ids.get(kind, 1)
+
+
+def all_rows(inventory) -> dict:
+    """Every object of the inventory as {kind: sorted rows}: what the store should hold."""
+    rows = {kind: [] for kind in BY_KIND}
+    for site in inventory.sites.values():
+        rows["site"].append(to_row(site))
+    for name, group in inventory.groups.items():
+        if name is not None:
+            rows["group"].append(to_row(group))
+    for dataset in inventory.datasets.values():
+        rows["dataset"].append(to_row(dataset))
+        for block in dataset.blocks:
+            rows["block"].append(to_row(block))
+            rows["file"].extend(to_row(f) for f in block.files_by_lfn.values())
+            rows["blockreplica"].extend(to_row(r) for r in block.replicas)
+        rows["datasetreplica"].extend(to_row(r) for r in dataset.replicas)
+    return {kind: sorted(found) for kind, found in rows.items()}

@@ -1,0 +1,158 @@
+"""All-or-nothing and write-through, over random sequences of requests.
+
+Random injection and deletion documents over a small universe of names are
+applied one after the other, as the daemon does: a request that fails must
+leave the inventory exactly as before it; one that succeeds must leave it
+consistent; and what the store holds after reloading must equal memory.
+"""
+
+import asyncio
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dynamod.errors import DynamoError
+from dynamod.inventory import injection
+from dynamod.inventory.changes import ChangeSet
+from dynamod.inventory.inventory import Inventory
+from dynamod.inventory.rows import all_rows
+from dynamod.service import InventoryService
+
+SITES = ["S1", "S2", "S3"]
+GROUPS = ["G1", "G2"]
+DATASETS = ["/A/B/RAW", "/C/D/AOD"]
+BLOCKS = ["b1", "b2"]
+LFNS = [f"/store/f{i}.root" for i in range(5)]
+
+maybe = st.booleans()
+
+
+def _some(strategy, **kw):
+    return st.lists(strategy, max_size=3, **kw)
+
+
+files = st.fixed_dictionaries(
+    {"name": st.sampled_from(LFNS), "size": st.sampled_from([0, 10, 300, 2000, -1])},
+    optional={"site": st.sampled_from(SITES)})
+blocks = st.fixed_dictionaries(
+    {"name": st.sampled_from(BLOCKS)},
+    optional={"files": _some(files), "is_open": maybe})
+datasets = st.fixed_dictionaries(
+    {"name": st.sampled_from(DATASETS)},
+    optional={"blocks": _some(blocks), "status": st.sampled_from(["valid", "production", "valid", "bad"])})
+block_replicas = st.fixed_dictionaries(
+    {"block": st.sampled_from(BLOCKS)},
+    optional={"group": st.sampled_from(GROUPS), "files": st.lists(st.sampled_from(LFNS),
+                                                                   max_size=3, unique=True)})
+dataset_replicas = st.fixed_dictionaries(
+    {"dataset": st.sampled_from(DATASETS), "site": st.sampled_from(SITES)},
+    optional={"growing": maybe, "group": st.sampled_from(GROUPS),
+              "blockreplicas": _some(block_replicas)})
+documents = st.fixed_dictionaries({}, optional={
+    "site": _some(st.fixed_dictionaries({"name": st.sampled_from(SITES)},
+                                        optional={"status": st.sampled_from(["ready", "morgue"])})),
+    "group": _some(st.fixed_dictionaries({"name": st.sampled_from(GROUPS)})),
+    "dataset": _some(datasets),
+    "datasetreplica": _some(dataset_replicas),
+})
+
+
+def _one(strategy):
+    return st.lists(strategy, min_size=1, max_size=1)
+
+
+def _named(names, key="name", **optional):
+    return st.fixed_dictionaries({key: st.sampled_from(names)}, optional=optional)
+
+
+deletions = st.one_of(
+    st.fixed_dictionaries({"site": _one(_named(SITES))}),
+    st.fixed_dictionaries({"group": _one(_named(GROUPS))}),
+    st.fixed_dictionaries({"dataset": _one(_named(DATASETS, blocks=_one(
+        _named(BLOCKS, files=_one(_named(LFNS))))))}),
+    st.fixed_dictionaries({"datasetreplica": _one(st.fixed_dictionaries(
+        {"dataset": st.sampled_from(DATASETS), "site": st.sampled_from(SITES)},
+        optional={"blockreplicas": _one(_named(BLOCKS, key="block"))}))}),
+)
+requests = st.lists(st.one_of(st.tuples(st.just("inject"), documents),
+                              st.tuples(st.just("delete"), deletions)),
+                    min_size=1, max_size=20)
+
+
+def apply(inventory, kind, document):
+    changes = ChangeSet(inventory, now=1000)
+    try:
+        getattr(injection, kind)(changes, document)
+    except DynamoError:
+        changes.rollback()
+        return None
+    return changes
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests)
+def test_failed_requests_change_nothing_and_undo_restores(sequence):
+    inventory = Inventory()
+    history = []
+    for kind, document in sequence:
+        before = (all_rows(inventory), dict(inventory.next_ids))
+        changes = apply(inventory, kind, document)
+        if changes is None:
+            assert (all_rows(inventory), inventory.next_ids) == before
+        else:
+            assert inventory.problems() == []
+            history.append((before, changes))
+    for before, changes in reversed(history):
+        changes.rollback()
+        assert (all_rows(inventory), inventory.next_ids) == before
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(requests)
+def test_store_after_reload_equals_memory(tmp_path_factory, sequence):
+    path = str(tmp_path_factory.mktemp("store") / "inventory.db")
+
+    async def scenario():
+        service = await InventoryService.open(path, "NORMAL")
+        for kind, document in sequence:
+            try:
+                await service.change(lambda c: getattr(injection, kind)(c, document))
+            except DynamoError:
+                pass
+        expected = all_rows(service.inventory), dict(service.inventory.next_ids)
+        problems = await service.store.integrity_errors()
+        await service.close()
+        reloaded = await InventoryService.open(path, "NORMAL")
+        got = all_rows(reloaded.inventory), dict(reloaded.inventory.next_ids)
+        await reloaded.close()
+        return expected, got, problems
+
+    expected, got, problems = asyncio.run(scenario())
+    assert problems == []
+    assert got == expected
+
+
+def test_dry_run_changes_nothing(tmp_path):
+    async def scenario():
+        service = await InventoryService.open(str(tmp_path / "db"), "NORMAL")
+        counts = await service.change(
+            lambda c: injection.inject(c, {"site": [{"name": "S1"}]}), dry_run=True)
+        sites = dict(service.inventory.sites)
+        await service.close()
+        return counts, sites
+
+    counts, sites = asyncio.run(scenario())
+    assert counts["created"] == {"sites": 1}
+    assert sites == {}
+
+
+@pytest.mark.parametrize("status", ["nice", 3, None])
+def test_bad_enum_names_field_and_values(status):
+    changes = ChangeSet(Inventory())
+    with pytest.raises(DynamoError) as err:
+        injection.inject(changes, {"site": [{"name": "S1", "status": status}]})
+    assert "Site.status" in err.value.message
+    assert "ready, waitroom, morgue, unknown" in err.value.message
+    assert err.value.details["path"] == "site[0]"
