@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-b", "--block", action="append", default=[], metavar="NAME",
                         help="a block of the (one) --dataset")
     parser.add_argument("-f", "--file", action="append", default=[], metavar="SPEC",
-                        help="lfn,size[,site]: a file of the (one) --block")
+                        help="lfn,size[,site]: a file of the (one) --block "
+                             "(with --delete, the lfn alone will do)")
     parser.add_argument("-p", "--dataset-replica", action="append", default=[], metavar="SPEC",
                         help="site:dataset[,group]")
     parser.add_argument("-r", "--block-replica", action="append", default=[], metavar="SPEC",
@@ -85,7 +86,7 @@ def document_from_options(args) -> dict:
     if args.file:
         if len(args.block) != 1:
             raise UsageError("--file needs exactly one --block")
-        doc["dataset"][0]["blocks"][0]["files"] = [_file_spec(f) for f in args.file]
+        doc["dataset"][0]["blocks"][0]["files"] = [_file_spec(f, args.delete) for f in args.file]
     if args.dataset_replica:
         doc["datasetreplica"] = [_replica_spec(p) for p in args.dataset_replica]
     if args.block_replica:
@@ -96,15 +97,18 @@ def document_from_options(args) -> dict:
     return doc
 
 
-def _file_spec(spec: str) -> dict:
+def _file_spec(spec: str, deleting: bool) -> dict:
+    """lfn,size[,site]; a file to delete is named by its LFN alone."""
     parts = spec.split(",")
-    if len(parts) not in (2, 3) or not parts[0]:
+    if len(parts) not in ((1, 2, 3) if deleting else (2, 3)) or not parts[0]:
         raise UsageError(f"--file {spec!r}: expected lfn,size[,site]")
+    entry = {"name": parts[0]}
+    if len(parts) == 1:
+        return entry
     try:
-        size = int(parts[1])
+        entry["size"] = int(parts[1])
     except ValueError:
         raise UsageError(f"--file {spec!r}: size {parts[1]!r} is not an integer") from None
-    entry = {"name": parts[0], "size": size}
     if len(parts) == 3 and parts[2]:
         entry["site"] = parts[2]
     return entry
@@ -121,18 +125,24 @@ def _replica_spec(spec: str) -> dict:
     return entry
 
 
+def document_name(path: str) -> str:
+    """How messages name the input: `-` is standard input."""
+    return "<stdin>" if path == "-" else path
+
+
 def read_document(path: str) -> tuple[str, dict]:
     """The document's text (for error lines) and its parsed value."""
+    name = document_name(path)
     try:
         text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot read {name}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise UsageError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         return text, json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg} "
+        raise UsageError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg} "
                          f"(column {exc.colno})") from None
 
 
@@ -176,6 +186,10 @@ def submit(client: Client, method: str, params: dict, progress: Progress) -> dic
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
     text = None
     try:
@@ -187,8 +201,8 @@ def main(argv=None) -> int:
         elif options:
             document = options
         else:
-            parser.print_help()
-            return 0
+            raise UsageError("nothing to do: give FILE.json (- for standard input) or "
+                             "object options such as --site (see --help)")
         with Client(args.socket) as client:
             show = sys.stderr.isatty() and len(text or "") > PROGRESS_THRESHOLD
             result = submit(client, "delete" if args.delete else "inject",
@@ -204,7 +218,8 @@ def main(argv=None) -> int:
         path = exc.details.get("path")
         if text is not None and path:
             line = line_of(text, path)
-            where = f"{args.json}:{line}: " if line else f"{args.json}: "
+            name = document_name(args.json)
+            where = f"{name}:{line}: " if line else f"{name}: "
         print(f"dynamo-inject: {where}{exc.message} [{exc.code}]", file=sys.stderr)
         return 1
     if args.as_json:

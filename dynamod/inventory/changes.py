@@ -12,6 +12,7 @@ way an operator wrote them.
 
 import time
 from collections import Counter
+from contextlib import nullcontext
 
 from ..errors import Conflict, InvalidValue, NotFound
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
@@ -56,6 +57,10 @@ class ChangeSet:
         self.ops[key] = None
         if self._seen.pop(key, None) != "created":
             self.deleted[PLURAL[obj.kind]] += 1
+
+    def _created(self, obj) -> bool:
+        """True for an object this ChangeSet created (it had no state before the request)."""
+        return self._seen.get(store_key(obj)) == "created"
 
     def _set(self, obj, values: dict) -> bool:
         """Set checked field values; True when something changed."""
@@ -155,12 +160,14 @@ class ChangeSet:
             self._set(dataset, fields)
         return dataset
 
-    def block(self, dataset: Dataset, name, fields: dict) -> Block:
-        """Create or update a block; a given size or num_files is checked at the end."""
+    def block(self, dataset: Dataset, name, fields: dict, where=nullcontext) -> Block:
+        """Create or update a block; a given size or num_files is checked at the end,
+        inside `where()` so that the error can still say where the block was given."""
         fields = dict(fields)
         for total in ("size", "num_files"):
             if total in fields:
-                self._expect_total(dataset, name, total, checked(Block, total, fields.pop(total)))
+                expected = checked(Block, total, fields.pop(total))
+                self._expect_total(dataset, name, total, expected, where)
         block = dataset.find_block(name)
         if block is not None:
             self._set(block, fields)
@@ -174,14 +181,15 @@ class ChangeSet:
                 self._new_block_replica(replica, block, replica.group, files=())
         return block
 
-    def _expect_total(self, dataset, name, total, expected):
+    def _expect_total(self, dataset, name, total, expected, where):
         def check():
             block = dataset.find_block(name)
             actual = getattr(block, total) if block is not None else 0
             if actual != expected:
-                raise Conflict(
-                    f"block {dataset.name}#{name}: {total} is {expected} in the request "
-                    f"but {actual} by its files", field=total)
+                with where():
+                    raise Conflict(
+                        f"block {dataset.name}#{name}: {total} is {expected} in the request "
+                        f"but {actual} by its files", field=total)
         self.check_later(check)
 
     def file(self, block: Block, lfn, fields: dict, site: Site | None = None) -> File:
@@ -194,7 +202,7 @@ class ChangeSet:
             return existing
         if "size" not in fields:
             raise InvalidValue(f"file {lfn}: a new file needs a size", field="size")
-        if block.replicas and site is None:
+        if site is None and block.replicas and not self._created(block):
             sites = ", ".join(sorted(r.site.name for r in block.replicas))
             raise InvalidValue(
                 f"file {lfn}: block {block.full_name()} already has replicas (at {sites}); "

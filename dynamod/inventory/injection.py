@@ -33,15 +33,21 @@ BLOCK_REPLICA_KEYS = {"block": None, "group": None, "is_custodial": "is_custodia
 
 
 @contextmanager
-def located(path: str, what: str):
-    """Name the object (and its JSON path) in any error raised inside."""
+def located(path: str, what: str | None):
+    """Name the object (and its JSON path) in any error raised inside.
+
+    `what` names the object by kind and name; None (an object without a usable
+    name) names it by its path instead.
+    """
     try:
         yield
     except DynamoError as exc:
         if "path" not in exc.details:
             exc.details["path"] = path
-            exc.message = f"{what}: {exc.message}"
-            exc.args = (exc.message,)
+            what = what or path
+            if not exc.message.startswith((f"{what}:", f"{what} ")):
+                exc.message = f"{what}: {exc.message}"
+                exc.args = (exc.message,)
         raise
 
 
@@ -56,25 +62,36 @@ def _items(container: dict, key: str, path: str):
         yield f"{path}{key}[{i}]", item
 
 
-def _fields(item, keys: dict, path: str, identity: str) -> dict:
+def _label(item, key) -> str | None:
+    """The object's name for messages, before it is checked (None if unusable)."""
+    value = item.get(key) if isinstance(item, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _fields(item, keys: dict, *identity: str) -> dict:
     """Check the object's keys and return {field: value} of its plain fields."""
     if not isinstance(item, dict):
-        raise InvalidParams(f"{path} must be an object, not {type(item).__name__}", path=path)
+        raise InvalidParams(f"must be an object, not {type(item).__name__}")
     unknown = sorted(set(item) - set(keys))
     if unknown:
-        raise InvalidParams(f"{path}: unknown key {unknown[0]!r} (allowed: {', '.join(keys)})",
-                            path=path, field=unknown[0])
-    if identity not in item:
-        raise InvalidParams(f"{path}: missing {identity!r}", path=path, field=identity)
+        raise InvalidParams(f"unknown key {unknown[0]!r} (allowed: {', '.join(keys)})",
+                            field=unknown[0])
+    for key in identity:
+        if key not in item:
+            raise InvalidParams(f"missing {key!r}", field=key)
     return {field: item[key] for key, field in keys.items() if field and key in item}
 
 
-def _name(item, key, path, kind):
+def _name(item, key, kind):
     value = item[key]
     if not isinstance(value, str) or not value:
-        raise InvalidParams(f"{path}: {kind} {key} must be a non-empty string, not {value!r}",
-                            path=path, field=key)
+        raise InvalidParams(f"{kind} {key} must be a non-empty string, not {value!r}", field=key)
     return value
+
+
+def _replica_label(item) -> str | None:
+    site, dataset = _label(item, "site"), _label(item, "dataset")
+    return site and dataset and f"dataset replica {site}:{dataset}"
 
 
 def inject(changes: ChangeSet, document):
@@ -82,45 +99,42 @@ def inject(changes: ChangeSet, document):
     _check_document(document)
     inv = changes.inventory
     for path, item in _items(document, "site", ""):
-        fields = _fields(item, SITE_KEYS, path, "name")
-        name = _name(item, "name", path, "site")
-        with located(path, f"site {name}"):
-            changes.site(name, fields)
+        with located(path, _label(item, "name") and f"site {item['name']}"):
+            fields = _fields(item, SITE_KEYS, "name")
+            changes.site(_name(item, "name", "site"), fields)
     for path, item in _items(document, "group", ""):
-        fields = _fields(item, GROUP_KEYS, path, "name")
-        name = _name(item, "name", path, "group")
-        with located(path, f"group {name}"):
-            changes.group(name, fields)
+        with located(path, _label(item, "name") and f"group {item['name']}"):
+            fields = _fields(item, GROUP_KEYS, "name")
+            changes.group(_name(item, "name", "group"), fields)
     for path, item in _items(document, "dataset", ""):
-        fields = _fields(item, DATASET_KEYS, path, "name")
-        name = _name(item, "name", path, "dataset")
-        with located(path, f"dataset {name}"):
+        with located(path, _label(item, "name") and f"dataset {item['name']}"):
+            fields = _fields(item, DATASET_KEYS, "name")
+            name = _name(item, "name", "dataset")
             dataset = changes.dataset(name, fields)
         for bpath, bitem in _items(item, "blocks", path + "."):
-            bfields = _fields(bitem, BLOCK_KEYS, bpath, "name")
-            bname = _name(bitem, "name", bpath, "block")
-            with located(bpath, f"block {name}#{bname}"):
-                block = changes.block(dataset, bname, bfields)
+            what = _label(bitem, "name") and f"block {name}#{bitem['name']}"
+            with located(bpath, what):
+                bfields = _fields(bitem, BLOCK_KEYS, "name")
+                block = changes.block(dataset, _name(bitem, "name", "block"), bfields,
+                                      where=lambda p=bpath, w=what: located(p, w))
             for fpath, fitem in _items(bitem, "files", bpath + "."):
-                ffields = _fields(fitem, FILE_KEYS, fpath, "name")
-                lfn = _name(fitem, "name", fpath, "file")
-                with located(fpath, f"file {lfn}"):
+                with located(fpath, _label(fitem, "name") and f"file {fitem['name']}"):
+                    ffields = _fields(fitem, FILE_KEYS, "name")
+                    lfn = _name(fitem, "name", "file")
                     site = inv.site(fitem["site"]) if "site" in fitem else None
                     changes.file(block, lfn, ffields, site)
     for path, item in _items(document, "datasetreplica", ""):
-        fields = _fields(item, DATASET_REPLICA_KEYS, path, "dataset")
-        _fields(item, DATASET_REPLICA_KEYS, path, "site")
-        what = f"dataset replica {item['site']}:{item['dataset']}"
-        with located(path, what):
+        with located(path, _replica_label(item)):
+            fields = _fields(item, DATASET_REPLICA_KEYS, "dataset", "site")
             dataset, site = inv.dataset(item["dataset"]), inv.site(item["site"])
             if "group" in item:
                 fields["group"] = inv.group(item["group"])
             replica = changes.dataset_replica(dataset, site, fields)
         for bpath, bitem in _items(item, "blockreplicas", path + "."):
-            bfields = _fields(bitem, BLOCK_REPLICA_KEYS, bpath, "block")
-            bname = _name(bitem, "block", bpath, "block replica")
-            with located(bpath, f"block replica {site.name}:{dataset.name}#{bname}"):
-                block = inv.block(dataset.name, bname)
+            bname = _label(bitem, "block")
+            with located(bpath, bname and f"block replica {site.name}:{dataset.name}#{bname}"):
+                bfields = _fields(bitem, BLOCK_REPLICA_KEYS, "block")
+                block = inv.block(dataset.name, _name(bitem, "block", "block replica"))
                 if "group" in bitem:
                     bfields["group"] = inv.group(bitem["group"])
                 lfns = bitem.get("files")
@@ -136,9 +150,8 @@ def delete(changes: ChangeSet, document):
     _check_document(document)
     inv = changes.inventory
     for path, item in _items(document, "datasetreplica", ""):
-        _fields(item, DATASET_REPLICA_KEYS, path, "dataset")
-        _fields(item, DATASET_REPLICA_KEYS, path, "site")
-        with located(path, f"dataset replica {item['site']}:{item['dataset']}"):
+        with located(path, _replica_label(item)):
+            _fields(item, DATASET_REPLICA_KEYS, "dataset", "site")
             dataset, site = inv.dataset(item["dataset"]), inv.site(item["site"])
             replica = dataset.find_replica(site)
             if replica is None:
@@ -147,47 +160,45 @@ def delete(changes: ChangeSet, document):
             changes.delete_dataset_replica(replica)
             continue
         for bpath, bitem in _items(item, "blockreplicas", path + "."):
-            _fields(bitem, BLOCK_REPLICA_KEYS, bpath, "block")
-            bname = _name(bitem, "block", bpath, "block replica")
-            with located(bpath, f"block replica {site.name}:{dataset.name}#{bname}"):
-                block_replica = inv.block(dataset.name, bname).find_replica(site)
+            bname = _label(bitem, "block")
+            with located(bpath, bname and f"block replica {site.name}:{dataset.name}#{bname}"):
+                _fields(bitem, BLOCK_REPLICA_KEYS, "block")
+                block = inv.block(dataset.name, _name(bitem, "block", "block replica"))
+                block_replica = block.find_replica(site)
                 if block_replica is None:
                     raise NotFound(f"block {bname} has no replica at {site.name}")
                 changes.delete_block_replica(block_replica)
     for path, item in _items(document, "dataset", ""):
-        _fields(item, DATASET_KEYS, path, "name")
-        name = _name(item, "name", path, "dataset")
-        with located(path, f"dataset {name}"):
+        with located(path, _label(item, "name") and f"dataset {item['name']}"):
+            _fields(item, DATASET_KEYS, "name")
+            name = _name(item, "name", "dataset")
             dataset = inv.dataset(name)
         if "blocks" not in item:
             changes.delete_dataset(dataset)
             continue
         for bpath, bitem in _items(item, "blocks", path + "."):
-            _fields(bitem, BLOCK_KEYS, bpath, "name")
-            bname = _name(bitem, "name", bpath, "block")
-            with located(bpath, f"block {name}#{bname}"):
-                block = inv.block(name, bname)
+            with located(bpath, _label(bitem, "name") and f"block {name}#{bitem['name']}"):
+                _fields(bitem, BLOCK_KEYS, "name")
+                block = inv.block(name, _name(bitem, "name", "block"))
             if "files" not in bitem:
                 changes.delete_block(block)
                 continue
             for fpath, fitem in _items(bitem, "files", bpath + "."):
-                _fields(fitem, FILE_KEYS, fpath, "name")
-                lfn = _name(fitem, "name", fpath, "file")
-                with located(fpath, f"file {lfn}"):
+                with located(fpath, _label(fitem, "name") and f"file {fitem['name']}"):
+                    _fields(fitem, FILE_KEYS, "name")
+                    lfn = _name(fitem, "name", "file")
                     f = block.files_by_lfn.get(lfn)
                     if f is None:
                         raise NotFound(f"file {lfn} is not in block {block.full_name()}")
                     changes.delete_file(f)
     for path, item in _items(document, "group", ""):
-        _fields(item, GROUP_KEYS, path, "name")
-        name = _name(item, "name", path, "group")
-        with located(path, f"group {name}"):
-            changes.delete_group(inv.group(name))
+        with located(path, _label(item, "name") and f"group {item['name']}"):
+            _fields(item, GROUP_KEYS, "name")
+            changes.delete_group(inv.group(_name(item, "name", "group")))
     for path, item in _items(document, "site", ""):
-        _fields(item, SITE_KEYS, path, "name")
-        name = _name(item, "name", path, "site")
-        with located(path, f"site {name}"):
-            changes.delete_site(inv.site(name))
+        with located(path, _label(item, "name") and f"site {item['name']}"):
+            _fields(item, SITE_KEYS, "name")
+            changes.delete_site(inv.site(_name(item, "name", "site")))
     changes.finish()
 
 

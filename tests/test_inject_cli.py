@@ -1,0 +1,209 @@
+"""The dynamo-inject command line (SPEC §3): options, output, usage errors, FILE:LINE."""
+
+import json
+import subprocess
+import sys
+
+from conftest import EXAMPLES
+from test_injection import BLOCK, DS, LFN1, T2, T3, block_of, replica_at, seed, snapshot
+
+
+def run(daemon, *args, input=None):
+    return daemon.inject(*args, input=input, check=False)
+
+
+def usage_error(daemon, *args, fragment, input=None):
+    """The command must fail with `fragment` in its message and change nothing."""
+    before = snapshot(daemon)
+    result = run(daemon, *args, input=input)
+    assert result.returncode != 0, result.stdout
+    assert fragment in result.stderr, result.stderr
+    assert snapshot(daemon) == before
+    return result
+
+
+def test_site_group_dataset_options(daemon):
+    out = daemon.inject("--site", "T2_A,se.a.edu,mss,davs://se.a.edu/cms,waitroom",
+                        "--site", "T2_B", "--site", "T2_C,,,root://c.edu/store,ready",
+                        "--group", "AnalysisOps,Dataset", "--group", "DataOps").stdout
+    assert out.splitlines() == ["created  sites: 3, groups: 2", "updated  nothing",
+                                "deleted  nothing"]
+    sites = {s["name"]: s for s in daemon.call("list_sites")["sites"]}
+    assert sites["T2_A"] == {"name": "T2_A", "id": 1, "host": "se.a.edu", "storage_type": "mss",
+                             "backend": "davs://se.a.edu/cms", "status": "waitroom"}
+    assert (sites["T2_B"]["storage_type"], sites["T2_B"]["status"], sites["T2_B"]["host"]) == (
+        "disk", "unknown", "")
+    assert (sites["T2_C"]["backend"], sites["T2_C"]["status"]) == ("root://c.edu/store", "ready")
+    assert daemon.call("lfn_to_pfn", site="T2_C", lfn="/store/x")["pfn"] == (
+        "root://c.edu/store/store/x")
+    assert daemon.call("list_groups")["groups"] == [
+        {"name": "AnalysisOps", "id": 1, "olevel": "Dataset"},
+        {"name": "DataOps", "id": 2, "olevel": "Block"}]
+
+    out = daemon.inject("--dataset", "/A/B/RAW,valid,test", "--block", "b1",
+                        "--file", "/store/a/1.root,1000", "--file", "/store/a/2.root,234").stdout
+    assert "created  datasets: 1, blocks: 1, files: 2" in out
+    dataset = daemon.call("get_dataset", name="/A/B/RAW")
+    assert (dataset["status"], dataset["data_type"], dataset["size"]) == ("valid", "test", 1234)
+    # an existing site, updated from the options
+    out = daemon.inject("--site", "T2_B,,,,ready").stdout
+    assert "updated  sites: 1" in out
+    assert daemon.call("list_sites", pattern="T2_B")["sites"][0]["status"] == "ready"
+
+
+def test_replica_options_and_files_at_a_site(daemon):
+    seed(daemon)
+    daemon.inject("--group", "ops")
+    out = daemon.inject("--dataset-replica", f"{T3}:{DS},ops",
+                        "--block-replica", f"{BLOCK}").stdout
+    assert "created  datasetreplicas: 1, blockreplicas: 1" in out
+    at_t3 = replica_at(block_of(daemon), T3)
+    assert (at_t3["group"], at_t3["complete"]) == ("ops", True)
+    daemon.inject("--dataset-replica", f"{T2}:{DS}", "--block-replica", f"{BLOCK},ops")
+    assert replica_at(block_of(daemon), T2)["group"] == "ops"
+
+    # a file of a replicated block: without a site it is refused, with one it is placed
+    result = usage_error(daemon, "--dataset", DS, "--block", BLOCK, "--file", "/store/new,10",
+                         fragment="say at which site")
+    assert "file /store/new" in result.stderr
+    daemon.inject("--dataset", DS, "--block", BLOCK, "--file", f"/store/new,10,{T3}")
+    block = block_of(daemon)
+    assert replica_at(block, T3)["complete"] is True
+    assert replica_at(block, T2)["complete"] is False
+    assert (block["size"], block["num_files"]) == (165448, 3)
+
+
+def test_delete_with_options(daemon):
+    seed(daemon)
+    daemon.inject("--dataset-replica", f"{T3}:{DS}", "--block-replica", BLOCK)
+    out = daemon.inject("--delete", "--dataset-replica", f"{T3}:{DS}").stdout
+    assert out.splitlines() == ["created  nothing", "updated  nothing",
+                                "deleted  datasetreplicas: 1, blockreplicas: 1"]
+    # a file to delete is named by its LFN alone
+    out = daemon.inject("--delete", "--dataset", DS, "--block", BLOCK, "--file", LFN1).stdout
+    assert "deleted  files: 1" in out
+    assert block_of(daemon)["num_files"] == 1
+    out = daemon.inject("-X", "--dataset-replica", f"{T2}:{DS}", "--block-replica", BLOCK).stdout
+    assert "deleted  datasetreplicas: 1, blockreplicas: 1" in out
+    daemon.inject("--group", "ops")
+    assert "deleted  groups: 1" in daemon.inject("--delete", "--group", "ops").stdout
+    assert "deleted  sites: 1" in daemon.inject("--delete", "--site", T3).stdout
+    out = daemon.inject("--delete", "--dataset", DS).stdout
+    assert "deleted  datasets: 1, blocks: 1, files: 1" in out
+    assert daemon.call("status")["inventory"] == {
+        "sites": 1, "groups": 0, "datasets": 0, "blocks": 0, "files": 0,
+        "datasetreplicas": 0, "blockreplicas": 0}
+
+
+def test_json_output_and_dry_run(daemon):
+    result = run(daemon, "--json", EXAMPLES / "mydynamo-storage-sites.json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == {"created": {"sites": 2}, "updated": {}, "deleted": {}}
+
+    before = snapshot(daemon)
+    out = daemon.inject("--dry-run", EXAMPLES / "mydynamo-data.json").stdout
+    assert out.splitlines() == [
+        "dry run: nothing was changed; the request would give",
+        "created  datasets: 1, blocks: 1, files: 2, datasetreplicas: 1, blockreplicas: 1",
+        "updated  nothing", "deleted  nothing"]
+    assert snapshot(daemon) == before
+    result = run(daemon, "-n", "--json", "--site", f"{T2},,,,morgue")
+    assert json.loads(result.stdout) == {"created": {}, "updated": {"sites": 1}, "deleted": {}}
+    assert snapshot(daemon) == before
+    # a dry run validates like the real thing
+    usage_error(daemon, "--dry-run", "--site", "T2_X,,,,broken", fragment="Site.status")
+    # and the next real injection takes the ids the dry run did not keep
+    daemon.inject(EXAMPLES / "mydynamo-data.json")
+    assert daemon.call("get_dataset", name=DS)["id"] == 1
+    assert block_of(daemon)["files"][0]["id"] == 1
+
+
+def test_usage_errors(daemon, tmp_path):
+    seed(daemon)
+    document = tmp_path / "doc.json"
+    document.write_text(json.dumps({"site": [{"name": "T2_NEW"}]}))
+    cases = [
+        (["--block", "b1"], "--block needs exactly one --dataset"),
+        (["--dataset", "/a", "--dataset", "/b", "--block", "b1"],
+         "--block needs exactly one --dataset"),
+        (["--dataset", "/a", "--file", "/f,1"], "--file needs exactly one --block"),
+        (["--dataset", "/a", "--block", "b", "--file", "/f"], "expected lfn,size[,site]"),
+        (["--dataset", "/a", "--block", "b", "--file", "/f,1,T2,extra"],
+         "expected lfn,size[,site]"),
+        (["--dataset", "/a", "--block", "b", "--file", "/f,big"], "size 'big' is not an integer"),
+        (["--dataset", "/a", "--block", "b", "--file", ",10"], "expected lfn,size[,site]"),
+        (["--dataset-replica", "T2_US_XYZ"], "expected site:dataset[,group]"),
+        (["--dataset-replica", ":/a"], "expected site:dataset[,group]"),
+        (["--block-replica", "b"], "--block-replica needs exactly one --dataset-replica"),
+        (["--site", ",host"], "--site ',host': the name is empty"),
+        ([document, "--site", "T2_OTHER"], "either a JSON document or object options"),
+        ([tmp_path / "missing.json"], "cannot read"),
+        (["--dry-run"], "nothing to do"),
+        (["--delete"], "nothing to do"),
+    ]
+    for args, fragment in cases:
+        usage_error(daemon, *args, fragment=fragment)
+    # argparse's own errors: unknown option, option without its value
+    usage_error(daemon, "--sites", "X", fragment="unrecognized arguments")
+    usage_error(daemon, "--site", fragment="expected one argument")
+
+
+def test_help(daemon):
+    for args in ([], ["--help"], ["-h"]):
+        result = run(daemon, *args)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage: dynamo-inject")
+        for option in ("--site", "--group", "--dataset", "--block", "--file",
+                       "--dataset-replica", "--block-replica", "--delete", "--dry-run", "--json"):
+            assert option in result.stdout
+    assert daemon.call("status")["inventory"]["sites"] == 0
+
+
+def test_errors_point_at_the_file_line(daemon, tmp_path):
+    seed(daemon)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"site": [\n  {"name": "T2_A"},\n  {"name": "T2_B",,}\n]}\n')
+    usage_error(daemon, broken, fragment=f"{broken}:3: invalid JSON")
+
+    document = {"site": [{"name": "T1_NEW"}],
+                "dataset": [{"name": "/new", "blocks": [
+                    {"name": "b", "size": 5, "files": [{"name": "/n/1", "size": 1},
+                                                       {"name": "/n/2", "size": -2}]}]}],
+                "datasetreplica": [{"site": "T1_NEW", "dataset": "/new"}]}
+    cases = [
+        (lambda d: None, '"/n/2"', "file /n/2: File.size"),
+        (lambda d: d["dataset"][0]["blocks"][0]["files"][1].update(size=2), '"b"',
+         "block /new#b: size is 5 in the request but 3 by its files"),
+        (lambda d: d["datasetreplica"][0].update(group="nogroup"), '"nogroup"',
+         "dataset replica T1_NEW:/new: unknown group 'nogroup'"),
+        (lambda d: d["site"][0].update(host=7), '"T1_NEW"', "site T1_NEW: Site.host"),
+    ]
+    path = tmp_path / "doc.json"
+    for spoil, marker, fragment in cases:
+        spoil(document)
+        text = json.dumps(document, indent=2)
+        path.write_text(text)
+        result = usage_error(daemon, path,
+                             fragment=f"{path}:{_object_line(text, marker)}: {fragment}")
+        assert result.stdout == ""
+    # standard input is named too
+    text = json.dumps(document, indent=2)
+    line = _object_line(text, '"T1_NEW"')
+    usage_error(daemon, "-", input=text, fragment=f"<stdin>:{line}: site T1_NEW: Site.host")
+
+
+def _object_line(text, marker) -> int:
+    """The line of the opening brace of the (indented) object whose member holds `marker`."""
+    rows = text.splitlines()
+    line = next(i for i, row in enumerate(rows) if marker in row)
+    while rows[line].strip() != "{":
+        line -= 1
+    return line + 1
+
+def test_no_daemon_is_a_clear_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "dynamoclient.inject",
+                             "--socket", str(tmp_path / "none.sock"), "--site", "X"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "cannot connect to dynamod" in result.stderr and "none.sock" in result.stderr
+
