@@ -4,7 +4,9 @@ Requests are handled as they arrive (a client may pipeline); answers carry
 the request id and may come out of order when a request waits for a commit.
 The connection stops reading while the client is not reading its answers
 (the transport's write buffer is full) or while too many of its requests are
-in flight, so no client can make the daemon buffer without bound.
+in flight, so no client can make the daemon buffer without bound.  It ends
+(at the client's end of input, or after a line over the limit) only once
+every request read before has its answer.
 """
 
 import asyncio
@@ -13,10 +15,10 @@ from collections import deque
 
 from .auth.identity import Peer
 from .auth.policy import authorize
-from .errors import DynamoError, TooLarge
+from .errors import DynamoError, ParseError
 from .methods import lookup
 from .methods.registry import Call
-from .protocol import LineBuffer, decode_request, encode_error, encode_result
+from .protocol import LineBuffer, LineTooLong, decode_request, encode_error, encode_result
 
 log = logging.getLogger("dynamod.connection")
 
@@ -32,6 +34,8 @@ class Connection(asyncio.Protocol):
         self.identity = None
         self.write_paused = False
         self.reading_paused = False
+        self.ending = False      # no more requests will be read
+        self.farewell = None     # the error to send last, before closing
         self.closed = False
 
     # ------------------------------------------------------ transport events
@@ -46,13 +50,20 @@ class Connection(asyncio.Protocol):
     def data_received(self, data):
         try:
             self.backlog.extend(self.lines.feed(data))
-        except TooLarge as exc:
+        except LineTooLong as exc:
             log.warning("closing connection of %s: %s", self.identity.describe(), exc.message)
-            self._drain_backlog()
-            self.send(encode_error(None, exc))
-            self.transport.close()
-            return
+            self.backlog.extend(exc.lines)
+            self.ending, self.farewell = True, exc
         self._drain_backlog()
+
+    def eof_received(self):
+        """The client sent all it will (it may still read): answer, then close."""
+        if self.lines.pending:
+            self.farewell = ParseError(f"the input ended inside a request "
+                                       f"({self.lines.pending} bytes and no newline)")
+        self.ending = True
+        self._drain_backlog()
+        return True
 
     def pause_writing(self):
         self.write_paused = True
@@ -74,11 +85,15 @@ class Connection(asyncio.Protocol):
     def _drain_backlog(self):
         while self.backlog and not self._busy() and not self.closed:
             self._dispatch(self.backlog.popleft())
+        if self.ending and not self.backlog and not self.tasks:
+            if self.farewell is not None:
+                self.send(encode_error(None, self.farewell))
+            self.transport.close()
         self._update_reading()
 
     def _update_reading(self):
-        want_pause = self._busy() or bool(self.backlog)
-        if self.closed or want_pause == self.reading_paused:
+        want_pause = self._busy() or bool(self.backlog) or self.ending
+        if self.closed or self.transport.is_closing() or want_pause == self.reading_paused:
             return
         self.reading_paused = want_pause
         if want_pause:
@@ -87,6 +102,8 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _dispatch(self, line: bytes):
+        """Answer one line (or start its task); encoding is inside the try so that a
+        result JSON cannot hold (an integer over 64 bits) still gets an answer."""
         rid = None
         try:
             request = decode_request(line)
@@ -99,15 +116,13 @@ class Connection(asyncio.Protocol):
                 task = asyncio.get_running_loop().create_task(self._run(method, call, params))
                 self.tasks.add(task)
                 return
-            result = method.handler(call, **params)
+            answer = encode_result(rid, method.handler(call, **params))
         except DynamoError as exc:
-            self.send(encode_error(exc.details.get("id", rid), exc))
-            return
+            answer = encode_error(exc.details.get("id", rid), exc)
         except Exception:
             log.exception("internal error in request %r", rid)
-            self.send(encode_error(rid, DynamoError("internal error; see the daemon's log")))
-            return
-        self.send(encode_result(rid, result))
+            answer = encode_error(rid, DynamoError("internal error; see the daemon's log"))
+        self.send(answer)
 
     async def _run(self, method, call, params):
         try:

@@ -15,6 +15,15 @@ import orjson
 from .errors import DynamoError, InvalidRequest, ParseError, TooLarge
 
 MAX_ID_LENGTH = 200
+MAX_DEPTH = 1024  # orjson's own nesting limit (since 3.9.15; older ones crash on deep input)
+
+
+class LineTooLong(TooLarge):
+    """TooLarge that hands over the complete lines before the long one, so they get answers."""
+
+    def __init__(self, message: str, lines: list[bytes]):
+        super().__init__(message)
+        self.lines = lines
 
 
 class LineBuffer:
@@ -34,14 +43,14 @@ class LineBuffer:
             if end < 0:
                 break
             if end - start > self.max_line:
-                raise TooLarge(f"request line of {end - start} bytes exceeds the limit of "
-                               f"{self.max_line} bytes")
+                raise LineTooLong(f"request line of {end - start} bytes exceeds the limit of "
+                                  f"{self.max_line} bytes", lines)
             lines.append(bytes(self._buffer[start:end]))
             start = end + 1
         del self._buffer[:start]
         self._scanned = len(self._buffer)
         if self._scanned > self.max_line:
-            raise TooLarge(f"request line exceeds the limit of {self.max_line} bytes")
+            raise LineTooLong(f"request line exceeds the limit of {self.max_line} bytes", lines)
         return lines
 
     @property
@@ -68,6 +77,9 @@ def decode_request(line: bytes) -> Request:
     try:
         message = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise ParseError(f"the request nests arrays and objects deeper than {MAX_DEPTH} "
+                             f"levels") from None
         raise ParseError(f"the request is not valid JSON: {exc}") from None
     if not isinstance(message, dict):
         raise InvalidRequest("a request must be a JSON object")

@@ -87,10 +87,13 @@ class Client:
         rid = next(self._ids)
         payload = _dumps({"id": rid, "method": method, "params": params}) + b"\n"
         step = 1 << 20
-        for offset in range(0, len(payload), step):
-            self.sock.sendall(payload[offset:offset + step])
-            if _progress is not None:
-                _progress(min(offset + step, len(payload)), len(payload))
+        try:
+            for offset in range(0, len(payload), step):
+                self.sock.sendall(payload[offset:offset + step])
+                if _progress is not None:
+                    _progress(min(offset + step, len(payload)), len(payload))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon refused the request before its end; its answer says why
         answer = self.receive()
         if answer.get("id") not in (rid, None):
             raise ConnectionFailed(f"answer for request {answer.get('id')!r}, expected {rid}")

@@ -56,16 +56,19 @@ class Method:
 
 
 def _is(value, t) -> bool:
+    """JSON's view of types: a bool is no integer, and `1` is as good a number as `1.0`."""
     if t is type(None):
         return value is None
     if t is int:
         return type(value) is int
+    if t is float:
+        return type(value) in (int, float)
     return isinstance(value, t)
 
 
 def _type_name(t) -> str:
-    return {str: "a string", int: "an integer", bool: "true or false", dict: "an object",
-            list: "a list", type(None): "null"}.get(t, t.__name__)
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            dict: "an object", list: "a list", type(None): "null"}.get(t, t.__name__)
 
 
 def _json_type(value) -> str:
