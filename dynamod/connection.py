@@ -11,14 +11,19 @@ every request read before has its answer.
 
 import asyncio
 import logging
+import os
+import socket
 from collections import deque
 
 from .auth.identity import Peer
 from .auth.policy import authorize
-from .errors import DynamoError, ParseError
+from .errors import DynamoError, InvalidRequest, ParseError
 from .methods import lookup
 from .methods.registry import Call
-from .protocol import LineBuffer, LineTooLong, decode_request, encode_error, encode_result
+from .protocol import (LineBuffer, LineTooLong, decode_request, encode_error, encode_event,
+                       encode_result)
+
+FD_TIMEOUT = 30.0  # seconds a client has to pass its descriptors once asked
 
 log = logging.getLogger("dynamod.connection")
 
@@ -34,6 +39,8 @@ class Connection(asyncio.Protocol):
         self.identity = None
         self.write_paused = False
         self.reading_paused = False
+        self.receiving_fds = False  # reading is paused for descriptors (SCM_RIGHTS)
+        self.challenge = None       # the X.509 challenge issued on this connection
         self.ending = False      # no more requests will be read
         self.farewell = None     # the error to send last, before closing
         self.closed = False
@@ -80,7 +87,8 @@ class Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------ dispatch
     def _busy(self) -> bool:
-        return self.write_paused or len(self.tasks) >= self.config.max_requests_in_flight
+        return (self.write_paused or self.receiving_fds
+                or len(self.tasks) >= self.config.max_requests_in_flight)
 
     def _drain_backlog(self):
         while self.backlog and not self._busy() and not self.closed:
@@ -109,9 +117,9 @@ class Connection(asyncio.Protocol):
             request = decode_request(line)
             rid = request.id
             method = lookup(request.method)
-            authorize(self.identity, method.access, method.name)
+            authorize(self.identity, method.access, method.name, self.server.users)
             params = method.bind(request.params)
-            call = Call(self.server, self.identity, rid)
+            call = Call(self.server, self.identity, rid, self)
             if method.is_async:
                 task = asyncio.get_running_loop().create_task(self._run(method, call, params))
                 self.tasks.add(task)
@@ -136,6 +144,51 @@ class Connection(asyncio.Protocol):
             self.tasks.discard(asyncio.current_task())
         self.send(answer)
         self._drain_backlog()
+
+    def send_event(self, rid, event: dict):
+        self.send(encode_event(rid, event))
+
+    async def receive_fds(self, count: int, rid) -> list[int]:
+        """Ask the client for `count` descriptors and receive them (SCM_RIGHTS).
+
+        Reading pauses before the client is asked, so the byte that carries
+        the descriptors is read here, never by the transport (which would
+        drop them silently).
+        """
+        self.receiving_fds = True
+        self._update_reading()
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(fileno=os.dup(self.transport.get_extra_info("socket").fileno()))
+        sock.setblocking(False)
+        received = loop.create_future()
+
+        def readable():
+            try:
+                data, fds, _, _ = socket.recv_fds(sock, 1, count)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                fds, data = [], exc
+            if not received.done():
+                received.set_result((data, fds))
+
+        loop.add_reader(sock.fileno(), readable)
+        try:
+            self.send_event(rid, {"event": "send_fds", "count": count})
+            data, fds = await asyncio.wait_for(received, FD_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise InvalidRequest(f"no descriptors arrived within {FD_TIMEOUT:g} s") from None
+        finally:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+            self.receiving_fds = False
+            self._update_reading()
+        if len(fds) != count:
+            for fd in fds:
+                os.close(fd)
+            raise InvalidRequest(f"expected {count} descriptors (standard input, output and "
+                                 f"error), received {len(fds)}")
+        return fds
 
     def send(self, data: bytes):
         if not self.closed and not self.transport.is_closing():

@@ -106,3 +106,8 @@ def encode_result(rid, result) -> bytes:
 def encode_error(rid, error: DynamoError) -> bytes:
     details = {k: v for k, v in error.to_dict().items() if k != "id"}
     return orjson.dumps({"id": rid, "error": details}) + b"\n"
+
+
+def encode_event(rid, event: dict) -> bytes:
+    """A progress message of a request still running; its answer comes later."""
+    return orjson.dumps({"id": rid, "event": event}) + b"\n"

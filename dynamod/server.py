@@ -15,7 +15,9 @@ import socket
 import stat
 import time
 
+from .apps.runner import ApplicationManager
 from .auth.identity import Authenticator
+from .auth.users import UserRegistry
 from .config import Config
 from .connection import Connection
 from .errors import Busy, DynamoError
@@ -31,21 +33,25 @@ class StartupError(Exception):
 class Server:
     def __init__(self, config: Config):
         self.config = config
-        self.authenticator = Authenticator()
+        self.users = UserRegistry()
+        self.authenticator = Authenticator(self.users, os.getuid())
         self.connections = set()
         self.service = None
+        self.apps = None
         self.listener = None
         self.started = time.monotonic()
         self._stopping = None
 
     async def start(self):
         os.umask(0o077)  # the database and logs are the daemon's alone
-        os.makedirs(self.config.state_dir, mode=0o700, exist_ok=True)
+        # Traversable, not listable: work areas inside belong to their users.
+        os.makedirs(self.config.state_dir, mode=0o711, exist_ok=True)
         if not os.access(self.config.state_dir, os.W_OK | os.X_OK):
             raise StartupError(f"state directory {self.config.state_dir} is not writable")
         listening = _claim_socket(self.config.socket)
         try:
-            self.service = await InventoryService.open(self.config.database, self.config.synchronous)
+            self.service = await InventoryService.open(self.config.database,
+                                                       self.config.synchronous, self._load)
         except BaseException:
             listening.close()
             raise
@@ -54,6 +60,13 @@ class Server:
         os.chmod(self.config.socket, 0o666)  # anyone may connect; identity is checked per peer
         self._stopping = asyncio.Event()
         log.info("dynamod ready on %s (pid %d)", self.config.socket, os.getpid())
+
+    def _load(self, service, tables, next_ids):
+        """Take the daemon's own records (applications, users) from the loaded store."""
+        self.users.load(tables)
+        self.apps = ApplicationManager(service, self.config)
+        self.apps.load(tables, next_ids)
+        os.makedirs(self.config.work_dir, mode=0o711, exist_ok=True)
 
     def admit(self, connection) -> bool:
         if self._stopping is not None and self._stopping.is_set():
@@ -80,6 +93,8 @@ class Server:
         log.info("dynamod stopping")
         if self.listener is not None:
             self.listener.close()
+        if self.apps is not None:
+            await self.apps.stop_all()
         pending = [t for c in self.connections for t in c.tasks]
         if pending:
             await asyncio.wait(pending, timeout=30)

@@ -5,6 +5,7 @@ the current state), then written through the group-commit writer; the caller
 gets its answer only once the change is committed.
 """
 
+import asyncio
 import logging
 import time
 
@@ -23,9 +24,12 @@ class InventoryService:
         self.store = store
         self.inventory = inventory
         self.writer = Writer(store)
+        self.gate = asyncio.Lock()  # held by each change, and by a read/write application
 
     @classmethod
-    async def open(cls, path: str, synchronous: str) -> "InventoryService":
+    async def open(cls, path: str, synchronous: str, on_load=None) -> "InventoryService":
+        """Open the store and load the inventory; `on_load(service, tables, next_ids)`
+        takes the other records from the same load."""
         store = await Store.open(path, synchronous)
         started = time.monotonic()
         try:
@@ -39,13 +43,29 @@ class InventoryService:
         log.info("inventory loaded from %s in %.2f s: %s", path, time.monotonic() - started, counts)
         service = cls(store, inventory)
         service.writer.start()
+        if on_load is not None:
+            on_load(service, tables, next_ids)
         return service
 
     async def change(self, apply, dry_run: bool = False) -> dict:
         """Run `apply(changes)`; all of it is kept and committed, or none of it.
 
+        Waits while a read/write application holds the gate (its changes are
+        validated against the inventory it forked from plus its own).
         Returns the counts of created, updated and deleted objects per kind.
         """
+        async with self.gate:
+            counts, committed = self._apply(apply, dry_run)
+        await committed
+        return counts
+
+    async def change_holding_gate(self, apply) -> dict:
+        """`change` for the task that already holds `gate` (a read/write application)."""
+        counts, committed = self._apply(apply, False)
+        await committed
+        return counts
+
+    def _apply(self, apply, dry_run):
         changes = ChangeSet(self.inventory)
         try:
             apply(changes)
@@ -53,13 +73,11 @@ class InventoryService:
             changes.rollback()
             raise
         counts = changes.counts()
-        if dry_run:
+        if dry_run or not changes.ops:
             changes.rollback()
-            return counts
-        if changes.ops:
-            rows = change_rows(changes)
-            await self.writer.submit(rows, self.inventory.next_ids, changes.rollback)
-        return counts
+            return counts, _done()
+        rows = change_rows(changes)
+        return counts, self.writer.submit(rows, self.inventory.next_ids, changes.rollback)
 
     async def close(self):
         try:
@@ -67,3 +85,9 @@ class InventoryService:
         except DynamoError as exc:
             log.error("last commit failed: %s", exc.message)
         await self.store.close()
+
+
+def _done() -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future

@@ -82,14 +82,27 @@ class Daemon:
         with self.client() as client:
             return client.call(method, **params)
 
-    def inject(self, *args, input=None, check=True) -> subprocess.CompletedProcess:
-        """Run the real `dynamo-inject` with these arguments."""
-        result = subprocess.run([sys.executable, "-m", "dynamoclient.inject", *map(str, args)],
+    def client_command(self, tool, *args, input=None, check=True, timeout=60, **kwargs):
+        """Run a real client (`inject`, `dynamo`, `exec_auth`) with these arguments."""
+        result = subprocess.run([sys.executable, "-m", f"dynamoclient.{tool}", *map(str, args)],
                                 env=self.env, input=input, capture_output=True, text=True,
-                                timeout=60)
+                                timeout=timeout, **kwargs)
         if check and result.returncode != 0:
-            raise AssertionError(f"dynamo-inject {args} failed:\n{result.stderr}")
+            raise AssertionError(f"{tool} {args} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
         return result
+
+    def inject(self, *args, **kwargs) -> subprocess.CompletedProcess:
+        """Run the real `dynamo-inject` with these arguments."""
+        return self.client_command("inject", *args, **kwargs)
+
+    def dynamo(self, *args, **kwargs) -> subprocess.CompletedProcess:
+        """Run the real `dynamo` with these arguments."""
+        return self.client_command("dynamo", *args, **kwargs)
+
+    def exec_auth(self, *args, **kwargs) -> subprocess.CompletedProcess:
+        """Run the real `dynamo-exec-auth` with these arguments."""
+        return self.client_command("exec_auth", *args, **kwargs)
 
     def inject_json(self, document, *args, check=True) -> dict:
         """Inject a document through `dynamo-inject --json -` and return the counts."""

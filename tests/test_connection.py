@@ -385,7 +385,7 @@ def test_an_unprivileged_peer_is_refused_by_name_but_may_ping(daemon):
         {"id": 4, "method": "inject", "params": {"data": {"site": [SITE]}}},
     ])
     assert ping == {"id": 1, "result": {"pong": True}}
-    assert whoami["result"]["uid"] == 65534 and whoami["result"]["admin"] is False
+    assert whoami["result"]["uid"] == 65534 and whoami["result"]["superuser"] is False
     assert "65534" in whoami["result"]["refusal"]
     for answer, rid in ((sites, 3), (inject, 4)):
         assert answer["id"] == rid

@@ -1,15 +1,16 @@
 """Who is on the other end of a connection.
 
 A peer is first known by its Unix credentials (SO_PEERCRED, as of connect
-time); an Authenticator turns that into an Identity.  Until users are
-registered, root and the daemon's own account are the administrators and
-every other account is unidentified.
+time): uid 0 is the superuser, and so is the daemon's own account (so that a
+daemon started by a user with no configuration serves that user fully); any
+other account is the Dynamo user it is mapped to, or unidentified.  A client
+may instead prove an X.509 identity on the connection (methods/auth.py).
 """
 
-import os
+import pwd
 import socket
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 _CREDENTIALS = struct.Struct("3i")
 
@@ -30,31 +31,46 @@ class Peer:
 @dataclass
 class Identity:
     peer: Peer
-    name: str | None = None          # the Dynamo user, None when unidentified
-    admin: bool = False              # may do everything
-    roles: set = field(default_factory=set)  # (role, target) pairs
+    name: str | None = None          # the Dynamo user; None when unidentified
+    superuser: bool = False          # may do everything, including user administration
+    dn: str | None = None            # the X.509 subject it proved, if any
     refusal: str = ""                # why the peer is unidentified
 
     def describe(self) -> str:
         who = self.name or "unidentified peer"
-        return f"{who} (uid {self.peer.uid})"
+        via = f"DN {self.dn}" if self.dn else f"uid {self.peer.uid}"
+        return f"{who} ({via})"
+
+
+def account_name(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
 
 
 class Authenticator:
-    def __init__(self, daemon_uid: int | None = None):
-        self.daemon_uid = os.getuid() if daemon_uid is None else daemon_uid
+    def __init__(self, users, daemon_uid: int):
+        self.users = users
+        self.daemon_uid = daemon_uid
 
     def identify(self, peer: Peer) -> Identity:
+        account = account_name(peer.uid)
         if peer.uid == 0:
-            return Identity(peer, "root", admin=True)
+            return Identity(peer, "root", superuser=True)
         if peer.uid == self.daemon_uid:
-            return Identity(peer, _account_name(peer.uid), admin=True)
-        return Identity(peer, refusal=f"uid {peer.uid} is not mapped to any Dynamo user")
+            return Identity(peer, account or f"uid{peer.uid}", superuser=True)
+        user = self.users.by_account.get(account) if account else None
+        if user is not None:
+            return Identity(peer, user.name)
+        seen = f"uid {peer.uid}" + (f" (account {account})" if account else "")
+        return Identity(peer, refusal=f"{seen} is not mapped to any Dynamo user; the superuser "
+                                      f"maps it with dynamo-user-auth --user NAME --account "
+                                      f"{account or 'LOGIN'}")
 
-
-def _account_name(uid: int) -> str:
-    try:
-        import pwd
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid{uid}"
+    def identify_dn(self, peer: Peer, dn: str) -> Identity:
+        user = self.users.by_dn.get(dn)
+        if user is None:
+            return Identity(peer, dn=dn, refusal=f"DN {dn} is not registered to any Dynamo "
+                                                 f"user (dynamo-user-auth --user NAME --dn ...)")
+        return Identity(peer, user.name, dn=dn)

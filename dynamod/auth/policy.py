@@ -1,37 +1,45 @@
 """What each kind of method needs: the one place to read and audit access.
 
 Every protocol method declares one Access level (methods/registry.py); this
-module decides whether an identity has it.
+module decides, at every request, whether an identity has it, so a grant
+revoked a moment ago already counts for the next request.
 """
 
 import enum
+import logging
 
 from ..errors import NotAuthorized
 from .identity import Identity
 
+log = logging.getLogger("dynamod.auth")
+
 
 class Access(enum.Enum):
-    PUBLIC = "anyone connected"               # ping, whoami
+    PUBLIC = "anyone connected"               # ping, whoami, authentication
     READ = "any identified user"              # queries
-    INVENTORY = "admin or operator on inventory"
-    APPLICATION = "admin or operator on application"
-    SUPERUSER = "the superuser"
+    INVENTORY = "the admin or operator role on inventory"
+    APPLICATION = "the admin or operator role on application"
+    SUPERUSER = "the superuser (root)"
 
 
-_ROLE_TARGET = {Access.INVENTORY: "inventory", Access.APPLICATION: "application"}
+_TARGET = {Access.INVENTORY: "inventory", Access.APPLICATION: "application"}
 
 
-def authorize(identity: Identity, access: Access, method: str):
+def authorize(identity: Identity, access: Access, method: str, users):
     """Raise NotAuthorized, naming what is missing, unless `identity` has `access`."""
-    if access is Access.PUBLIC or identity.admin:
+    if access is Access.PUBLIC or identity.superuser:
         return
     if identity.name is None:
-        raise NotAuthorized(f"{method} refused: {identity.refusal}", uid=identity.peer.uid)
+        _refuse(identity, method, identity.refusal, None)
     if access is Access.READ:
         return
-    target = _ROLE_TARGET.get(access)
-    if target and any(role in ("admin", "operator") and t in (target, "all")
-                      for role, t in identity.roles):
+    target = _TARGET.get(access)
+    if target and users.has_role(identity.name, ("admin", "operator"), target):
         return
-    raise NotAuthorized(f"{method} refused: {identity.describe()} lacks {access.value}",
-                        uid=identity.peer.uid, needs=access.name.lower())
+    _refuse(identity, method, f"{identity.describe()} lacks {access.value}", access)
+
+
+def _refuse(identity, method, why, access):
+    log.warning("refused %s: %s", method, why)
+    raise NotAuthorized(f"{method} refused: {why}", uid=identity.peer.uid, dn=identity.dn,
+                        needs=access.name.lower() if access else "identity")

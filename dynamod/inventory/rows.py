@@ -7,7 +7,7 @@ list of file ids.
 
 import orjson
 
-from ..store.tables import BY_KIND
+from ..store.tables import INVENTORY_KINDS
 from .changes import ChangeSet
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
 
@@ -76,14 +76,13 @@ def build(inventory, tables: dict, next_ids: dict):
                                ids)
         block.replicas.add(replica)
         block.dataset.find_replica(site).block_replicas.add(replica)
-    for kind in BY_KIND:
-        if kind in inventory.next_ids:
-            inventory.next_ids[kind] = next_ids.get(kind, 1)
+    for kind in inventory.next_ids:
+        inventory.next_ids[kind] = next_ids.get(kind, 1)
 
 
 def all_rows(inventory) -> dict:
     """Every object of the inventory as {kind: sorted rows}: what the store should hold."""
-    rows = {kind: [] for kind in BY_KIND}
+    rows = {kind: [] for kind in INVENTORY_KINDS}
     for site in inventory.sites.values():
         rows["site"].append(to_row(site))
     for name, group in inventory.groups.items():

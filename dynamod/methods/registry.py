@@ -107,6 +107,7 @@ class Call:
     server: typing.Any
     identity: typing.Any
     request_id: object = None
+    connection: typing.Any = None
 
     @property
     def service(self):

@@ -19,7 +19,8 @@ def whoami(call: Call) -> dict:
     """The identity the daemon sees on this connection, and why it is refused if it is."""
     identity = call.identity
     return {"uid": identity.peer.uid, "gid": identity.peer.gid, "user": identity.name,
-            "admin": identity.admin, "roles": sorted(map(list, identity.roles)),
+            "superuser": identity.superuser, "dn": identity.dn,
+            "roles": call.server.users.roles_of(identity.name) if identity.name else [],
             "refusal": identity.refusal or None}
 
 

@@ -77,3 +77,55 @@ CREATE TABLE block_replicas (
     PRIMARY KEY (block_id, site_id)
 );
 CREATE INDEX block_replicas_site ON block_replicas (site_id);
+
+-- Applications (scripts run by the daemon) and their record, kept for `dynamo --list`.
+CREATE TABLE applications (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    path TEXT NOT NULL,
+    args TEXT NOT NULL,            -- JSON list
+    user TEXT NOT NULL,
+    uid INTEGER NOT NULL,
+    mode TEXT NOT NULL,            -- read or write
+    status TEXT NOT NULL,          -- new, waiting, run, done, failed, killed, authfailed
+    exit_code INTEGER,
+    pid INTEGER,
+    timeout REAL,                  -- seconds; NULL: none
+    checksum TEXT NOT NULL,        -- SHA-256 of the script
+    submitted REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    message TEXT NOT NULL
+);
+
+-- Scripts authorized to run read/write: by title, for one user or for all ('').
+CREATE TABLE script_authorizations (
+    title TEXT NOT NULL,
+    user TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (title, user)
+);
+
+-- Users, their X.509 DNs and local accounts, roles and grants.
+CREATE TABLE users (
+    name TEXT PRIMARY KEY,
+    email TEXT NOT NULL
+);
+CREATE TABLE user_dns (
+    dn TEXT PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users (name) DEFERRABLE INITIALLY DEFERRED
+);
+CREATE TABLE user_accounts (
+    account TEXT PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users (name) DEFERRABLE INITIALLY DEFERRED
+);
+CREATE TABLE roles (
+    name TEXT PRIMARY KEY
+);
+CREATE TABLE grants (
+    user TEXT NOT NULL REFERENCES users (name) DEFERRABLE INITIALLY DEFERRED,
+    role TEXT NOT NULL,
+    target TEXT NOT NULL,
+    PRIMARY KEY (user, role, target)
+);

@@ -33,7 +33,7 @@ class Table:
 
 
 # Parents before children: the order in which the loader builds objects.
-TABLES = (
+INVENTORY_TABLES = (
     Table("site", "sites", ("id", "name", "host", "storage_type", "backend", "status"), ("id",)),
     Table("group", "groups", ("id", "name", "olevel"), ("id",)),
     Table("dataset", "datasets", ("id", "name", "status", "data_type", "software_version",
@@ -48,4 +48,20 @@ TABLES = (
           ("block_id", "site_id")),
 )
 
+# The daemon's own records (applications, users), written through the same writer.
+APPLICATION_TABLES = (
+    Table("application", "applications",
+          ("id", "title", "path", "args", "user", "uid", "mode", "status", "exit_code", "pid",
+           "timeout", "checksum", "submitted", "started", "ended", "message"), ("id",)),
+    Table("authorization", "script_authorizations", ("title", "user", "checksum", "created"),
+          ("title", "user")),
+    Table("user", "users", ("name", "email"), ("name",)),
+    Table("user_dn", "user_dns", ("dn", "user"), ("dn",)),
+    Table("user_account", "user_accounts", ("account", "user"), ("account",)),
+    Table("role", "roles", ("name",), ("name",)),
+    Table("grant", "grants", ("user", "role", "target"), ("user", "role", "target")),
+)
+
+TABLES = INVENTORY_TABLES + APPLICATION_TABLES
 BY_KIND = {t.kind: t for t in TABLES}
+INVENTORY_KINDS = tuple(t.kind for t in INVENTORY_TABLES)

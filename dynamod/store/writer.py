@@ -24,6 +24,7 @@ class Writer:
         self.commits = 0
         self._wake = asyncio.Event()
         self._closing = False
+        self._busy = False
         self._task = None
 
     def start(self):
@@ -45,11 +46,13 @@ class Writer:
                     return
                 continue
             batch, self.pending = self.pending, []
-            merged = {}
-            for rows, *_ in batch:
+            self._busy = True
+            merged, next_ids = {}, {}
+            for rows, ids, *_ in batch:
                 merged.update(rows)
+                next_ids.update(ids)
             try:
-                await self.store.write(merged, batch[-1][1])
+                await self.store.write(merged, next_ids)
             except Exception as exc:  # every failure must reach the submitters
                 self._fail(batch, exc)
             else:
@@ -57,6 +60,7 @@ class Writer:
                 for *_, future in batch:
                     if not future.done():
                         future.set_result(None)
+            self._busy = False
             self._wake.set()
 
     def _fail(self, batch, exc):
@@ -68,6 +72,14 @@ class Writer:
         for *_, future in failed:
             if not future.done():
                 future.set_exception(error)
+
+    async def flush(self):
+        """Wait until everything submitted so far is committed (or undone)."""
+        if self.pending or self._busy:
+            try:
+                await self.submit({}, {}, lambda: None)
+            except DynamoError:
+                pass  # the failed changes were undone: memory matches the disk again
 
     async def close(self):
         """Commit what is pending, then stop."""

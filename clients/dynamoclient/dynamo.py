@@ -1,0 +1,182 @@
+"""`dynamo`: run a script as a Dynamo application, or open the console.
+
+    dynamo                                  interactive console (read-only)
+    dynamo '<script> [<options>]'           run a script; exits with its exit code
+    dynamo '<script>' -W -t TITLE           run it read/write (root authorizes it first)
+    dynamo -A '<script>'                    submit without waiting; prints its id
+    dynamo --poll ID | --kill ID | --list
+
+The daemon forks the application from its live inventory.  For a synchronous
+run this command hands its own standard input, output and error to the
+application, so output appears as it is written and a terminal stays a
+terminal.
+"""
+
+import argparse
+import os
+import shlex
+import socket
+import sys
+import time
+
+from .connection import Client, ConnectionFailed, RemoteError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynamo",
+        description="Run a Python script as a Dynamo application (forked from the daemon's "
+                    "inventory), or with no script open an interactive console.",
+        epilog="The script and its options go in one argument: dynamo 'detox.py --dry-run'.",
+    )
+    parser.add_argument("command", nargs="?", metavar="'SCRIPT [OPTIONS]'",
+                        help="the script to run and its arguments, quoted as one argument")
+    parser.add_argument("-t", "--title", default="", help="application title (needed with -W)")
+    parser.add_argument("-W", "--write-request", action="store_true",
+                        help="run read/write: the script's changes are kept (it must be "
+                             "authorized for TITLE with dynamo-exec-auth)")
+    parser.add_argument("-A", "--asynchronous", action="store_true",
+                        help="submit and return at once; output goes to the work area")
+    parser.add_argument("-m", "--timeout", type=float, default=0, metavar="HOURS",
+                        help="kill the application after HOURS (0: server default; "
+                             "negative: never)")
+    parser.add_argument("-n", "--no-wait", action="store_true",
+                        help="with -W: fail instead of waiting for another writer")
+    parser.add_argument("-p", "--poll", type=int, metavar="ID", help="show an application")
+    parser.add_argument("-x", "--kill", type=int, metavar="ID", help="kill an application")
+    parser.add_argument("--list", action="store_true", help="list recent applications")
+    parser.add_argument("--user", help="with --list: only this user's applications")
+    parser.add_argument("--limit", type=int, default=20, help="with --list (default: 20)")
+    parser.add_argument("--socket", help="daemon socket (default: $DYNAMO_SOCKET, then the "
+                                         "per-user state directory)")
+    return parser
+
+
+def _when(stamp) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
+
+
+def format_app(app: dict) -> str:
+    code = "-" if app["exit_code"] is None else app["exit_code"]
+    lines = [f"application {app['id']}: {app['title']} ({app['mode']}) by {app['user']}",
+             f"  status {app['status']}, exit code {code}",
+             f"  submitted {_when(app['submitted'])}, started {_when(app['started'])}, "
+             f"ended {_when(app['ended'])}"]
+    if app.get("message"):
+        lines.append(f"  {app['message']}")
+    if app.get("workarea"):
+        lines.append(f"  output in {app['workarea']}/stdout and stderr")
+    return "\n".join(lines)
+
+
+def format_list(apps: list) -> str:
+    rows = [("ID", "TITLE", "USER", "MODE", "STATUS", "EXIT", "STARTED", "ENDED")]
+    for a in apps:
+        rows.append((str(a["id"]), a["title"], a["user"], a["mode"], a["status"],
+                     "-" if a["exit_code"] is None else str(a["exit_code"]),
+                     _when(a["started"]), _when(a["ended"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def read_script(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8")
+    except OSError as exc:
+        raise SystemExit(f"dynamo: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SystemExit(f"dynamo: {path} is not UTF-8 text") from None
+
+
+def run(args, client: Client) -> int:
+    """Submit the application and follow it to its end; returns its exit code."""
+    params = {"attach": not args.asynchronous, "timeout": args.timeout,
+              "no_wait": args.no_wait, "cwd": os.getcwd()}
+    if args.command:
+        words = shlex.split(args.command)
+        if not words:
+            raise SystemExit("dynamo: the script is empty")
+        params.update(script=read_script(words[0]), path=words[0], args=words[1:],
+                      title=args.title, write=args.write_request)
+    else:
+        params["console"] = True
+    rid = client.send("run_application", params)
+    app_id = None
+    while True:
+        try:
+            answer = client.receive()
+        except KeyboardInterrupt:
+            if app_id is not None and _confirm_kill(app_id):
+                with Client(args.socket) as other:
+                    other.call("kill_application", id=app_id)
+            continue
+        if answer.get("id") != rid:
+            continue
+        if "event" in answer:
+            app_id = _on_event(answer["event"], client, app_id)
+            continue
+        if "error" in answer:
+            raise RemoteError(answer["error"])
+        return _finish(answer["result"], args)
+
+
+def _on_event(event: dict, client: Client, app_id):
+    kind = event.get("event")
+    if kind == "send_fds":
+        socket.send_fds(client.sock, [b"F"], [0, 1, 2])
+    elif kind == "waiting":
+        behind = event.get("behind")
+        detail = f" (application {behind}, {event.get('behind_title')!r})" if behind else ""
+        print(f"dynamo: application {event['app']} waits for the running read/write "
+              f"application{detail} to finish", file=sys.stderr)
+    return event.get("app", app_id)
+
+
+def _finish(app: dict, args) -> int:
+    if args.asynchronous:
+        print(f"application {app['id']} submitted ({app['status']})")
+        return 0
+    if app["status"] == "done":
+        return 0
+    print(f"dynamo: application {app['id']} {app['status']}: {app['message']}", file=sys.stderr)
+    return app["exit_code"] if app["exit_code"] else 1
+
+
+def _confirm_kill(app_id) -> bool:
+    try:
+        with open("/dev/tty", "r+") as tty:
+            tty.write(f"\nKill application {app_id}? [y/N] ")
+            tty.flush()
+            return tty.readline().strip().lower() in ("y", "yes")
+    except OSError:
+        return True  # no terminal to ask: an interrupt means stop
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with Client(args.socket) as client:
+            if args.poll is not None:
+                print(format_app(client.call("poll_application", id=args.poll)))
+                return 0
+            if args.kill is not None:
+                result = client.call("kill_application", id=args.kill)
+                print(f"application {args.kill}: "
+                      + ("killed" if result["killed"] else f"already {result['status']}"))
+                return 0
+            if args.list:
+                params = {"limit": args.limit, **({"user": args.user} if args.user else {})}
+                print(format_list(client.call("list_applications", **params)["applications"]))
+                return 0
+            if args.write_request and not args.title:
+                print("dynamo: --write-request needs --title", file=sys.stderr)
+                return 2
+            return run(args, client)
+    except (ConnectionFailed, RemoteError) as exc:
+        print(f"dynamo: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""`dynamo-exec-auth` (root only): authorize scripts to run read/write.
+
+    dynamo-exec-auth --executable PATH --title TITLE [--user USER]
+    dynamo-exec-auth --list
+    dynamo-exec-auth --delete --title TITLE [--user USER | --all-users]
+
+An authorization is the SHA-256 of the script's exact content: any change to
+the script needs a new one.  The daemon checks that the caller is root.
+"""
+
+import argparse
+import hashlib
+import sys
+import time
+
+from .connection import Client, ConnectionFailed, RemoteError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynamo-exec-auth",
+        description="Authorize a script to run as a read/write Dynamo application "
+                    "(root only), list authorizations, or revoke them.")
+    parser.add_argument("-x", "--executable", metavar="PATH", help="the script to authorize")
+    parser.add_argument("-t", "--title", help="the application title it runs under")
+    parser.add_argument("-u", "--user", help="only this Dynamo user (default: all users)")
+    parser.add_argument("--list", action="store_true", help="list the authorizations")
+    parser.add_argument("--delete", action="store_true", help="revoke (with --title)")
+    parser.add_argument("--all-users", action="store_true",
+                        help="with --delete: every authorization of the title")
+    parser.add_argument("--socket", help="daemon socket")
+    return parser
+
+
+def format_list(entries: list) -> str:
+    rows = [("TITLE", "USER", "CHECKSUM", "DATE")]
+    rows += [(e["title"], e["user"] or "ALL", e["checksum"][:16],
+              time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["created"])))
+             for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with Client(args.socket) as client:
+            if args.list:
+                print(format_list(client.call("list_script_authorizations")["authorizations"]))
+            elif args.delete:
+                if not args.title:
+                    parser.error("--delete needs --title")
+                params = {"title": args.title, "all_users": args.all_users}
+                if args.user:
+                    params["user"] = args.user
+                for entry in client.call("revoke_script_authorization", **params)["revoked"]:
+                    print(f"revoked: {entry['title']} for {entry['user'] or 'ALL'}")
+            elif args.executable and args.title:
+                try:
+                    with open(args.executable, "rb") as f:
+                        digest = hashlib.sha256(f.read()).hexdigest()
+                except OSError as exc:
+                    print(f"dynamo-exec-auth: cannot read {args.executable}: {exc.strerror}",
+                          file=sys.stderr)
+                    return 1
+                params = {"title": args.title, "checksum": digest}
+                if args.user:
+                    params["user"] = args.user
+                result = client.call("authorize_script", **params)
+                print(f"{'replaced' if result['replaced'] else 'authorized'}: {args.executable} "
+                      f"(sha256 {digest[:16]}) as {args.title!r} for {args.user or 'ALL'}")
+            else:
+                parser.print_help()
+                return 0 if len(sys.argv if argv is None else argv) <= 1 else 2
+    except (ConnectionFailed, RemoteError) as exc:
+        print(f"dynamo-exec-auth: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

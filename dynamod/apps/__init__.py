@@ -1,0 +1,1 @@
+"""Applications: scripts run in children forked from the live inventory."""

@@ -1,0 +1,181 @@
+"""What runs in an application's child, between fork() and os._exit().
+
+The child never touches the parent's event loop, database connection or
+sockets: it closes every descriptor it inherited except the caller's standard
+streams and (for a writer) the pipe its changes go back through, takes the
+caller's identity when the daemon can, and runs the script synchronously as
+`__main__`.  A writer that ends with exit code 0 sends its records, one JSON
+object per line, then an end line with their count.
+"""
+
+import gc
+import logging
+import os
+import pwd
+import signal
+import sys
+import traceback
+
+import orjson
+
+from .. import executable
+from ..inventory import objects
+from .proxy import ApplicationInventory
+
+# Exit codes the runner itself produces.
+EXIT_FAILURE = 1
+EXIT_TERMINATED = 2      # SIGTERM (a kill or a time-out) interrupted the script
+EXIT_SETUP = 70          # the child could not be prepared (EX_SOFTWARE)
+
+_CLEARED_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC",
+                "WATCHDOG_PID", "DYNAMO_SOCKET")
+UPDATES_FD = 3
+
+
+class _Terminated(BaseException):
+    """Raised in the script by SIGTERM, so `finally` blocks still run."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def run(app, inventory, stdio, updates_fd, workarea) -> None:
+    """Become the application and never return."""
+    code = EXIT_SETUP
+    try:
+        _detach_from_daemon(stdio, updates_fd, workarea, app)
+        _become(app)
+        code = _execute(app, inventory)
+    except BaseException:  # nothing may escape into the daemon's code
+        try:
+            traceback.print_exc()
+        except BaseException:
+            pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        os._exit(code)
+
+
+def _detach_from_daemon(stdio, updates_fd, workarea, app):
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    os.setsid()
+    logging.root.handlers.clear()
+    if stdio is None:  # asynchronous: output goes to files in the work area
+        stdio = _workarea_streams(workarea, app)
+    for target, fd in enumerate(stdio):
+        os.dup2(fd, target)
+    if updates_fd is not None:
+        os.dup2(updates_fd, UPDATES_FD)
+    os.closerange(UPDATES_FD + 1 if updates_fd is not None else UPDATES_FD, os.sysconf("SC_OPEN_MAX"))
+
+
+def _workarea_streams(workarea, app):
+    os.makedirs(workarea, mode=0o700, exist_ok=True)
+    os.chown(workarea, app.uid, app.gid)
+    streams = [os.open(os.devnull, os.O_RDONLY)]
+    for name in ("stdout", "stderr"):
+        path = os.path.join(workarea, name)
+        streams.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        os.chown(path, app.uid, app.gid)
+    return streams
+
+
+def _become(app):
+    """Take the caller's uid, gid and groups (when the daemon may) and environment."""
+    try:
+        account = pwd.getpwuid(app.uid)
+    except KeyError:
+        account = None
+    if os.geteuid() != app.uid:
+        groups = os.getgrouplist(account.pw_name, app.gid) if account else [app.gid]
+        os.setgroups(groups)
+        os.setgid(app.gid)
+        os.setuid(app.uid)
+        if os.geteuid() != app.uid or os.getuid() != app.uid:
+            raise PermissionError("could not take the caller's uid")
+    home = account.pw_dir if account else "/"
+    keep = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ", "TERM") if k in os.environ}
+    os.environ.clear()
+    os.environ.update(keep)
+    os.environ.update(HOME=home, USER=app.user, LOGNAME=app.user, DYNAMO_APP_ID=str(app.id))
+    for name in _CLEARED_ENV:
+        os.environ.pop(name, None)
+    for directory in (app.cwd, home, "/"):
+        try:
+            os.chdir(directory)
+            break
+        except (OSError, TypeError):
+            continue
+
+
+def _streams():
+    """Fresh Python streams on descriptors 0-2: nothing of the daemon's buffers."""
+    sys.stdin = open(0, "r", closefd=False, errors="replace")
+    sys.stdout = open(1, "w", buffering=1, closefd=False, errors="backslashreplace")
+    sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+
+
+def _execute(app, inventory) -> int:
+    _streams()
+    proxy = ApplicationInventory(inventory, writable=app.write)
+    executable.inventory, executable.authorized, executable.app_id = proxy, app.write, app.id
+    namespace = {"__name__": "__main__", "__file__": app.path, "__builtins__": __builtins__,
+                 "inventory": proxy}
+    namespace.update({cls.__name__: cls for cls in objects.CLASSES})
+    sys.argv = [app.path, *app.args]
+    script_dir = os.path.dirname(os.path.abspath(app.path))
+    if os.path.isdir(script_dir):
+        sys.path.insert(0, script_dir)
+    gc.enable()
+    try:
+        code = compile(app.script, app.path, "exec")
+        exec(code, namespace)
+        exit_code = 0
+    except SystemExit as exc:
+        exit_code = _exit_code(exc.code)
+    except (_Terminated, KeyboardInterrupt):
+        print(f"application {app.id} terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    except BaseException as exc:
+        _print_script_traceback(exc)
+        exit_code = EXIT_FAILURE
+    sys.stdout.flush()
+    if app.write and exit_code == 0:
+        _send_records(proxy.records)
+    return exit_code
+
+
+def _exit_code(code) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _print_script_traceback(exc):
+    """The traceback from the script's own frames down (not the runner's)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
+
+
+def _send_records(records):
+    if records:
+        print(f"Sending {len(records)} change(s) to the daemon.", file=sys.stderr)
+    with open(UPDATES_FD, "wb", closefd=True) as pipe:
+        for rec in records:
+            pipe.write(orjson.dumps(rec) + b"\n")
+        pipe.write(orjson.dumps({"end": len(records)}) + b"\n")

@@ -1,0 +1,66 @@
+"""The inventory as an application sees it.
+
+The child holds the daemon's objects as they were at the fork (copy-on-write).
+`update` and `delete` change that copy through the same rules as the daemon
+and keep a record of each call; a read/write application's records go back to
+the daemon when it ends well, a read-only one's die with it.
+"""
+
+from ..errors import DynamoError
+from ..inventory.changes import ChangeSet
+from ..inventory.updates import apply_record, record
+
+
+class ApplicationInventory:
+    def __init__(self, inventory, writable: bool):
+        self._inventory = inventory
+        self.writable = writable
+        self.records = []
+
+    @property
+    def sites(self) -> dict:
+        return self._inventory.sites
+
+    @property
+    def groups(self) -> dict:
+        return self._inventory.groups
+
+    @property
+    def datasets(self) -> dict:
+        return self._inventory.datasets
+
+    def find_file(self, lfn):
+        """The File with this LFN, or None."""
+        return self._inventory.files.get(lfn)
+
+    def find_block(self, full_name):
+        """The Block `dataset#block`, or None."""
+        dataset, _, name = full_name.partition("#")
+        found = self._inventory.datasets.get(dataset)
+        return found.find_block(name) if found else None
+
+    def update(self, obj, site=None):
+        """Create or update `obj` by its identity; returns the inventory's object.
+
+        `site` says where a new file of a block with replicas is present.
+        """
+        return self._apply(record("update", obj, site))
+
+    def delete(self, obj):
+        """Remove `obj` (found by its identity) with the usual cascade."""
+        self._apply(record("delete", obj))
+
+    def _apply(self, rec):
+        changes = ChangeSet(self._inventory)
+        try:
+            result = apply_record(changes, rec)
+            changes.finish()
+        except DynamoError:
+            changes.rollback()
+            raise
+        self.records.append(rec)
+        return result
+
+    def __repr__(self):
+        mode = "read/write" if self.writable else "read-only"
+        return f"{self._inventory!r} ({mode} application copy)"

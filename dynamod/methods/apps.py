@@ -1,0 +1,127 @@
+"""Applications: run, poll, kill, list; and the script authorizations (root only)."""
+
+import re
+from importlib import resources
+
+from ..apps.runner import parse_timeout
+from ..auth.policy import Access
+from ..errors import InvalidParams, NotAuthorized
+from .registry import Call, method
+
+MAX_SCRIPT_BYTES = 16 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+CONSOLE = resources.files("dynamod.apps").joinpath("console.py")
+
+
+def _manager(call: Call):
+    return call.server.apps
+
+
+@method("run_application", Access.APPLICATION)
+async def run_application(call: Call, script: str = "", path: str = "<script>", args: list = [],
+                          title: str = "", write: bool = False, attach: bool = True,
+                          timeout: float | int = 0, no_wait: bool = False,
+                          cwd: str | None = None, console: bool = False) -> dict:
+    """Run a script as an application, forked from the live inventory.
+
+    `console` runs the interactive console instead of a script (read-only).
+
+    With `attach` (the default) the client is sent a `send_fds` event and must
+    then pass its standard input, output and error (SCM_RIGHTS); the answer
+    comes when the application ends.  Without it, the answer is immediate and
+    the output goes to files in the application's work area.
+    """
+    if len(script.encode()) > MAX_SCRIPT_BYTES:
+        raise InvalidParams(f"the script exceeds {MAX_SCRIPT_BYTES} bytes", field="script")
+    if not all(isinstance(a, str) for a in args):
+        raise InvalidParams("args must be a list of strings", field="args")
+    if console:
+        if write:
+            raise InvalidParams("the console is read-only", field="write")
+        script, path = CONSOLE.read_text(), "<console>"
+    if write and not title:
+        raise InvalidParams("a read/write application needs a title", field="title")
+    identity = call.identity
+    manager = _manager(call)
+    app = manager.create(title=title or path, path=path, args=args, user=identity.name,
+                         uid=identity.peer.uid, gid=identity.peer.gid, write=write,
+                         timeout=parse_timeout(timeout, call.server.config.app_timeout),
+                         script=script, cwd=cwd)
+    if app.status == "authfailed":
+        manager.start(app, None)
+        raise NotAuthorized(app.message, app=app.id)
+    stdio = await call.connection.receive_fds(3, call.request_id) if attach else None
+    waiting_for = manager.writer() if write and call.service.gate.locked() else None
+    manager.start(app, stdio, no_wait)
+    if not attach:
+        return app.view()
+    if waiting_for is not None or app.status == "waiting":
+        call.connection.send_event(call.request_id, {
+            "event": "waiting", "app": app.id,
+            "behind": waiting_for.id if waiting_for else None,
+            "behind_title": waiting_for.title if waiting_for else None})
+    await app.started_event.wait()
+    if app.pid:
+        call.connection.send_event(call.request_id, {"event": "started", "app": app.id,
+                                                     "pid": app.pid})
+    await app.ended_event.wait()
+    return app.view()
+
+
+@method("poll_application", Access.APPLICATION)
+def poll_application(call: Call, id: int) -> dict:
+    """The record of one application."""
+    return _manager(call).get(id).view()
+
+
+@method("kill_application", Access.APPLICATION)
+def kill_application(call: Call, id: int) -> dict:
+    """Stop an application (its submitter, or an administrator): SIGTERM, then SIGKILL."""
+    manager = _manager(call)
+    app = manager.get(id)
+    identity = call.identity
+    if not (identity.superuser or app.user == identity.name
+            or call.server.users.has_role(identity.name, ("admin",), "application")):
+        raise NotAuthorized(f"application {id} belongs to {app.user}; only its submitter or "
+                            f"an administrator may kill it")
+    killed = manager.kill(id, f"by {call.identity.describe()}")
+    return {"id": id, "killed": killed, "status": app.status, "exit_code": app.exit_code}
+
+
+@method("list_applications", Access.APPLICATION)
+def list_applications(call: Call, limit: int = 20, user: str | None = None) -> dict:
+    """The most recent applications, newest first."""
+    apps = sorted(_manager(call).apps.values(), key=lambda a: a.id, reverse=True)
+    if user is not None:
+        apps = [a for a in apps if a.user == user]
+    return {"applications": [a.view() for a in apps[:max(limit, 0)]]}
+
+
+@method("authorize_script", Access.SUPERUSER)
+async def authorize_script(call: Call, title: str, checksum: str, user: str | None = None) -> dict:
+    """Allow a script (by SHA-256) to run read/write under `title`, for `user` or all users."""
+    if not title:
+        raise InvalidParams("the title is empty", field="title")
+    if not _SHA256.fullmatch(checksum):
+        raise InvalidParams("checksum must be 64 lower-case hexadecimal digits", field="checksum")
+    replaced, committed = _manager(call).authorize(title, user or "", checksum)
+    await committed
+    return {"title": title, "user": user, "checksum": checksum, "replaced": replaced}
+
+
+@method("list_script_authorizations", Access.SUPERUSER)
+def list_script_authorizations(call: Call) -> dict:
+    """Every authorization: title, user (null: all users), checksum, date."""
+    entries = sorted(_manager(call).authorizations.items())
+    return {"authorizations": [{"title": t, "user": u or None, "checksum": c, "created": d}
+                               for (t, u), (c, d) in entries]}
+
+
+@method("revoke_script_authorization", Access.SUPERUSER)
+async def revoke_script_authorization(call: Call, title: str, user: str | None = None,
+                                      all_users: bool = False) -> dict:
+    """Remove the authorization of `title` for `user` (or the all-users one);
+    with `all_users` every authorization of the title."""
+    keys, committed = _manager(call).revoke(title, None if all_users else (user or ""))
+    await committed
+    return {"revoked": [{"title": t, "user": u or None} for t, u in keys]}

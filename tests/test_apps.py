@@ -1,0 +1,218 @@
+"""Applications: scripts forked from the live inventory, through the real `dynamo`."""
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import EXAMPLES
+
+SEED_SITES = [
+    "Site('T2_US_XYZ','t2-storage.xyz.edu','disk','gsiftp://t2-storage.xyz.edu:2811/cms',"
+    "'ready',1)",
+    "Site('T3_US_XYZ','t3-storage.xyz.edu','disk',"
+    "'srm://t3-storage.xyz.edu:8443/srm/v2/server?SFN=/mnt/hadoop/cms','ready',2)",
+]
+DATASET = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
+SEED_DATASET = (f"Dataset('{DATASET}','production','unknown','pandaf/010',1528406008,True,1)")
+SEED_BLOCKS = (f"set([Block('48dbe0c6-36fa-11e8-a5e2-ac1f6b05e848','{DATASET}',165438,2,True,"
+               f"1528406008,1,False)])")
+
+
+@pytest.fixture
+def seeded(daemon):
+    daemon.inject(EXAMPLES / "mydynamo-storage-sites.json")
+    daemon.inject(EXAMPLES / "mydynamo-data.json")
+    return daemon
+
+
+def script(tmp_path, text, name="app.py"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_console_from_a_pipe_prints_the_seed_reprs(seeded):
+    lines = ("inventory.sites\ninventory.datasets\n"
+             f"inventory.datasets['{DATASET}'].blocks\n")
+    result = seeded.dynamo(input=lines)
+    assert result.stdout.splitlines() == [
+        "{'T2_US_XYZ': " + SEED_SITES[0] + ", 'T3_US_XYZ': " + SEED_SITES[1] + "}",
+        "{'" + DATASET + "': " + SEED_DATASET + "}",
+        SEED_BLOCKS,
+    ]
+    assert "DYNAMO" in result.stderr
+
+
+def test_console_on_a_terminal(seeded):
+    """The console on a pseudo-terminal: prompt, evaluation, Ctrl-D to leave."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["DYNAMO_SOCKET"] = seeded.socket
+        os.execv(sys.executable, [sys.executable, "-m", "dynamoclient.dynamo"])
+    output = _read_until(fd, b">>> ")
+    assert b"DYNAMO" in output
+    os.write(fd, b"sorted(inventory.sites)\n")
+    output = _read_until(fd, b">>> ")
+    assert b"['T2_US_XYZ', 'T3_US_XYZ']" in output
+    os.write(fd, b"\x04")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _read_until(fd, marker, timeout=15.0) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker not in data:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError(f"no {marker!r} in {data!r}")
+        data += os.read(fd, 4096)
+    return data
+
+
+def test_read_only_changes_are_discarded(seeded, tmp_path):
+    path = script(tmp_path, "for s in list(inventory.sites.values()):\n"
+                            "    inventory.delete(s)\n"
+                            "print(inventory.sites)\n")
+    result = seeded.dynamo(path)
+    assert result.stdout == "{}\n"
+    assert [s["name"] for s in seeded.call("list_sites")["sites"]] == ["T2_US_XYZ", "T3_US_XYZ"]
+
+
+def test_exit_code_arguments_and_stderr(seeded, tmp_path):
+    path = script(tmp_path, "import sys\nprint(sys.argv[1:])\n"
+                            "print('to stderr', file=sys.stderr)\nsys.exit(3)\n")
+    result = seeded.dynamo(f"{path} --alpha 'two words'", check=False)
+    assert result.returncode == 3
+    assert result.stdout == "['--alpha', 'two words']\n"
+    assert "to stderr" in result.stderr
+
+
+def test_exception_gives_traceback_and_exit_1(seeded, tmp_path):
+    path = script(tmp_path, "x = 1\nraise ValueError('broken on purpose')\n")
+    result = seeded.dynamo(path, check=False)
+    assert result.returncode == 1
+    assert "ValueError: broken on purpose" in result.stderr
+    assert "child.py" not in result.stderr
+
+
+WRITER = """\
+from dynamod.executable import inventory, Site
+site = inventory.sites['T3_US_XYZ']
+site.status = 'morgue'
+inventory.update(site)
+inventory.update(Site('T2_US_NEW', host='se.example.org', backend='davs://se.example.org/cms',
+                      status='ready'))
+print('written')
+"""
+
+
+def test_write_needs_authorization_of_the_exact_script(seeded, tmp_path):
+    path = script(tmp_path, WRITER)
+    refused = seeded.dynamo(path, "--write-request", "--title", "fix", check=False)
+    assert refused.returncode != 0
+    assert "written" not in refused.stdout
+    assert "not authorized" in refused.stderr and "dynamo-exec-auth" in refused.stderr
+
+    seeded.exec_auth("--executable", path, "--title", "fix")
+    done = seeded.dynamo(path, "--write-request", "--title", "fix")
+    assert done.stdout == "written\n"
+    sites = {s["name"]: s["status"] for s in seeded.call("list_sites")["sites"]}
+    assert sites == {"T2_US_XYZ": "ready", "T3_US_XYZ": "morgue", "T2_US_NEW": "ready"}
+    seeded.restart()
+    assert {s["name"]: s["status"] for s in seeded.call("list_sites")["sites"]} == sites
+
+    path.write_text(WRITER.replace("morgue", "waitroom"))
+    again = seeded.dynamo(path, "--write-request", "--title", "fix", check=False)
+    assert again.returncode != 0 and "not authorized" in again.stderr
+    assert {s["name"]: s["status"] for s in seeded.call("list_sites")["sites"]} == sites
+
+    listing = seeded.exec_auth("--list").stdout
+    assert "fix" in listing and "ALL" in listing
+
+
+def test_failed_writer_changes_nothing(seeded, tmp_path):
+    path = script(tmp_path, WRITER + "raise RuntimeError('after the changes')\n")
+    seeded.exec_auth("--executable", path, "--title", "bad")
+    result = seeded.dynamo(path, "-W", "-t", "bad", check=False)
+    assert result.returncode == 1
+    assert "T2_US_NEW" not in {s["name"] for s in seeded.call("list_sites")["sites"]}
+
+
+def test_killed_writer_changes_nothing(seeded, tmp_path):
+    path = script(tmp_path, WRITER + "import time\ntime.sleep(60)\n")
+    seeded.exec_auth("--executable", path, "--title", "slow")
+    runner = subprocess.Popen([sys.executable, "-m", "dynamoclient.dynamo", str(path), "-W",
+                               "-t", "slow"], env=seeded.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    app_id = _wait_for_status(seeded, "run")["id"]
+    seeded.dynamo("--kill", app_id)
+    runner.wait(30)
+    assert runner.returncode != 0
+    record = seeded.call("poll_application", id=app_id)
+    assert record["status"] == "killed"
+    assert "T2_US_NEW" not in {s["name"] for s in seeded.call("list_sites")["sites"]}
+
+
+def _wait_for_status(daemon, status, timeout=15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        apps = daemon.call("list_applications")["applications"]
+        if apps and apps[0]["status"] == status:
+            return apps[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no application reached {status}: {apps}")
+
+
+def test_timeout_kills(seeded, tmp_path):
+    path = script(tmp_path, "import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    result = seeded.dynamo(path, "--timeout", "0.0003", check=False)
+    assert result.returncode != 0
+    assert "started" in result.stdout
+    assert "time-out" in result.stderr
+
+
+def test_asynchronous_submission_and_poll(seeded, tmp_path):
+    path = script(tmp_path, "print(len(inventory.datasets))\n")
+    out = seeded.dynamo(path, "--asynchronous").stdout
+    app_id = int(out.split()[1])
+    record = _wait_for_status(seeded, "done")
+    assert record["id"] == app_id
+    polled = seeded.dynamo("--poll", app_id).stdout
+    assert "status done, exit code 0" in polled
+    workarea = seeded.call("poll_application", id=app_id)["workarea"]
+    assert open(os.path.join(workarea, "stdout")).read() == "1\n"
+    listing = seeded.dynamo("--list").stdout
+    assert listing.splitlines()[0].split()[:5] == ["ID", "TITLE", "USER", "MODE", "STATUS"]
+
+
+def test_one_writer_at_a_time_and_injections_wait(seeded, tmp_path):
+    slow = script(tmp_path, "import time\ntime.sleep(1.5)\n"
+                            "inventory.update(Site('T2_FIRST'))\n", "slow.py")
+    quick = script(tmp_path, "inventory.update(Site('T2_SECOND'))\n", "quick.py")
+    seeded.exec_auth("--executable", slow, "--title", "slow")
+    seeded.exec_auth("--executable", quick, "--title", "quick")
+    first = subprocess.Popen([sys.executable, "-m", "dynamoclient.dynamo", str(slow), "-W",
+                              "-t", "slow"], env=seeded.env, stderr=subprocess.PIPE, text=True)
+    _wait_for_status(seeded, "run")
+    refused = seeded.dynamo(quick, "-W", "-t", "quick", "--no-wait", check=False)
+    assert refused.returncode != 0 and "another read/write application" in refused.stderr
+
+    injected = {}
+    injector = threading.Thread(target=lambda: injected.update(
+        seeded.call("inject", data={"site": [{"name": "T2_INJECTED"}]})))
+    injector.start()
+    waited = seeded.dynamo(quick, "-W", "-t", "quick")
+    assert "waits for the running read/write application" in waited.stderr
+    injector.join(30)
+    first.wait(30)
+    assert first.returncode == 0
+    ids = {s["name"]: s["id"] for s in seeded.call("list_sites")["sites"]}
+    assert set(ids) >= {"T2_FIRST", "T2_SECOND", "T2_INJECTED"}
+    assert ids["T2_FIRST"] < ids["T2_INJECTED"]  # the injection waited for the writer
