@@ -1,68 +1,77 @@
-"""`dynamod`: parse the command line into a Config and run the server."""
+"""`dynamod`: build the Config from defaults, file and options, and run the server."""
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
 
 from . import __version__
-from .config import Config
+from .config import LOG_LEVELS, SYNCHRONOUS, ConfigError, build
 from .server import run
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
-    defaults = Config()
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dynamod",
         description="The Dynamo inventory daemon: holds the inventory in memory, serves it "
-                    "on a Unix socket, persists every change to SQLite.",
+                    "on a Unix socket, persists every change to SQLite. With no options it "
+                    "keeps its state in ~/.local/state/dynamo.",
     )
-    parser.add_argument("--state-dir", default=defaults.state_dir,
-                        help="directory for the database and the socket (default: %(default)s)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML configuration (default: /etc/dynamo/dynamod.toml when run "
+                             "by root and present)")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the configuration, print the effective settings, exit")
+    parser.add_argument("--state-dir", help="directory for the database, socket and work areas")
     parser.add_argument("--socket", help="socket path (default: STATE_DIR/dynamod.sock)")
     parser.add_argument("--database", help="SQLite file (default: STATE_DIR/inventory.db)")
-    parser.add_argument("--synchronous", default=defaults.synchronous,
-                        choices=("OFF", "NORMAL", "FULL", "EXTRA"), type=str.upper,
-                        help="SQLite durability of each commit (default: %(default)s)")
-    parser.add_argument("--max-line-bytes", type=int, default=defaults.max_line_bytes,
-                        help="longest request line accepted (default: %(default)s)")
-    parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
-                        help="connections served at once (default: %(default)s)")
-    parser.add_argument("--log-level", default=defaults.log_level, type=str.upper,
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                        help="(default: %(default)s)")
+    parser.add_argument("--synchronous", choices=SYNCHRONOUS, type=str.upper,
+                        help="SQLite durability of each commit (default: FULL)")
+    parser.add_argument("--max-line-bytes", type=int,
+                        help="longest request line accepted (default: 64 MiB)")
+    parser.add_argument("--max-connections", type=int,
+                        help="connections served at once (default: 1024)")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
+                        help="(default: INFO)")
     parser.add_argument("--detach", action="store_true",
                         help="run in the background: return once the daemon is ready, "
                              "logging to STATE_DIR/dynamod.log")
     parser.add_argument("--version", action="version", version=f"dynamod {__version__}")
-    args = parser.parse_args(argv)
-    config = Config(state_dir=os.path.abspath(args.state_dir), socket=args.socket or "",
-                    database=args.database or "", synchronous=args.synchronous,
-                    max_line_bytes=args.max_line_bytes, max_connections=args.max_connections,
-                    log_level=args.log_level)
-    return config, args
+    return parser
 
 
 def main(argv=None) -> int:
-    config, args = parse_args(argv)
+    args = build_parser().parse_args(argv)
+    options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
+               "socket": args.socket, "database": args.database,
+               "synchronous": args.synchronous, "max_line_bytes": args.max_line_bytes,
+               "max_connections": args.max_connections, "log_level": args.log_level}
+    try:
+        config = build(args.config, options)
+    except ConfigError as exc:
+        print(f"dynamod: {exc}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(f"# effective configuration (file: {config.config_file or 'none'})")
+        print(config.effective())
+        return 0
     if args.detach:
         return _detach(config)
     logging.basicConfig(level=config.log_level, format=LOG_FORMAT, stream=sys.stderr)
     return _serve(config)
 
 
-def _serve(config: Config, on_ready=None) -> int:
+def _serve(config, on_ready=None) -> int:
     import uvloop
 
     return uvloop.run(run(config, on_ready))
 
 
-def _detach(config: Config) -> int:
+def _detach(config) -> int:
     """Fork a background daemon and wait until it listens (or says why it could not)."""
-    os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
+    os.makedirs(config.state_dir, mode=0o711, exist_ok=True)
     log_path = os.path.join(config.state_dir, "dynamod.log")
     read_end, write_end = os.pipe()
     if os.fork() > 0:

@@ -1,9 +1,25 @@
-"""The daemon's settings, with the embedded defaults a new user needs none of."""
+"""The daemon's settings: embedded defaults, a TOML file, command-line options.
+
+Later sources win: defaults < the file (`--config`, by default
+/etc/dynamo/dynamod.toml when it exists and the daemon runs as root) < options.
+Every key of the file is checked: an unknown key or a bad value is an error
+that names `[table] key`, so a typo never silently falls back to a default.
+"""
 
 import os
-from dataclasses import dataclass, field
+import tomllib
+from dataclasses import dataclass, field, fields
 
 from dynamoclient.paths import SOCKET_NAME, default_state_dir
+
+SYSTEM_CONFIG = "/etc/dynamo/dynamod.toml"
+GRID_CA_PATH = "/etc/grid-security/certificates"
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(Exception):
+    """A bad configuration; the text names the key."""
 
 
 @dataclass
@@ -11,16 +27,121 @@ class Config:
     state_dir: str = field(default_factory=lambda: str(default_state_dir()))
     socket: str = ""                 # default: <state_dir>/dynamod.sock
     database: str = ""               # default: <state_dir>/inventory.db
-    synchronous: str = "FULL"        # SQLite PRAGMA synchronous: OFF, NORMAL, FULL, EXTRA
+    synchronous: str = "FULL"        # SQLite PRAGMA synchronous
+    log_level: str = "INFO"
     max_line_bytes: int = 64 * 2**20
     max_connections: int = 1024
     max_requests_in_flight: int = 64  # per connection, before it stops being read
-    log_level: str = "INFO"
     app_timeout: float = 7200.0      # seconds an application may run when it asks for 0 hours
     kill_grace: float = 10.0         # seconds between SIGTERM and SIGKILL of an application
     work_dir: str = ""               # default: <state_dir>/work (asynchronous output)
+    ca_path: str = ""                # CA directory or bundle; default /etc/grid-security/...
+    config_file: str = ""            # where the settings came from (informational)
 
     def __post_init__(self):
         self.socket = self.socket or os.path.join(self.state_dir, SOCKET_NAME)
         self.database = self.database or os.path.join(self.state_dir, "inventory.db")
         self.work_dir = self.work_dir or os.path.join(self.state_dir, "work")
+        if not self.ca_path and os.path.isdir(GRID_CA_PATH):
+            self.ca_path = GRID_CA_PATH
+
+    def effective(self) -> str:
+        """The settings as a TOML file would give them (for --check-config)."""
+        lines = []
+        for table, keys in FILE_KEYS.items():
+            lines.append(f"[{table}]")
+            for key, (attribute, _) in keys.items():
+                value = getattr(self, attribute)
+                lines.append(f"{key} = {_toml(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _toml(value) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def _path(value):
+    if not isinstance(value, str):
+        raise ValueError("must be a string (a path)")
+    return value
+
+
+def _choice(choices):
+    def check(value):
+        if not isinstance(value, str) or value.upper() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value.upper()
+    return check
+
+
+def _positive(kind):
+    def check(value):
+        if type(value) not in (int, float) or value <= 0 or (kind is int and type(value) is not int):
+            raise ValueError(f"must be a positive {'integer' if kind is int else 'number'}")
+        return kind(value)
+    return check
+
+
+# [table] key -> (Config attribute, check)
+FILE_KEYS = {
+    "daemon": {
+        "state_dir": ("state_dir", _path),
+        "socket": ("socket", _path),
+        "database": ("database", _path),
+        "synchronous": ("synchronous", _choice(SYNCHRONOUS)),
+        "log_level": ("log_level", _choice(LOG_LEVELS)),
+        "max_line_bytes": ("max_line_bytes", _positive(int)),
+        "max_connections": ("max_connections", _positive(int)),
+        "max_requests_in_flight": ("max_requests_in_flight", _positive(int)),
+    },
+    "applications": {
+        "timeout": ("app_timeout", _positive(float)),
+        "kill_grace": ("kill_grace", _positive(float)),
+        "work_dir": ("work_dir", _path),
+    },
+    "auth": {
+        "ca_path": ("ca_path", _path),
+    },
+}
+
+
+def read_file(path: str) -> dict:
+    """The settings a TOML file gives, as {Config attribute: value}."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    settings = {}
+    for table, keys in data.items():
+        if table not in FILE_KEYS:
+            raise ConfigError(f"{path}: unknown table [{table}] "
+                              f"(known: {', '.join(FILE_KEYS)})")
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{path}: {table} must be a table")
+        for key, value in keys.items():
+            if key not in FILE_KEYS[table]:
+                raise ConfigError(f"{path}: unknown key {key!r} in [{table}] "
+                                  f"(known: {', '.join(FILE_KEYS[table])})")
+            attribute, check = FILE_KEYS[table][key]
+            try:
+                settings[attribute] = check(value)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: [{table}] {key} {exc}, not {value!r}") from None
+    return settings
+
+
+def build(config_file: str | None, options: dict) -> Config:
+    """Defaults, then the file, then the command-line options that were given."""
+    if config_file is None and os.geteuid() == 0 and os.path.exists(SYSTEM_CONFIG):
+        config_file = SYSTEM_CONFIG
+    settings = read_file(config_file) if config_file else {}
+    settings.update({k: v for k, v in options.items() if v is not None})
+    known = {f.name for f in fields(Config)}
+    return Config(**{k: v for k, v in settings.items() if k in known},
+                  config_file=config_file or "")

@@ -18,6 +18,7 @@ import time
 from .apps.runner import ApplicationManager
 from .auth.identity import Authenticator
 from .auth.users import UserRegistry
+from .auth.x509 import load_trust
 from .config import Config
 from .connection import Connection
 from .errors import Busy, DynamoError
@@ -38,6 +39,7 @@ class Server:
         self.connections = set()
         self.service = None
         self.apps = None
+        self.trust = []  # CA certificates for X.509 authentication
         self.listener = None
         self.started = time.monotonic()
         self._stopping = None
@@ -48,6 +50,13 @@ class Server:
         os.makedirs(self.config.state_dir, mode=0o711, exist_ok=True)
         if not os.access(self.config.state_dir, os.W_OK | os.X_OK):
             raise StartupError(f"state directory {self.config.state_dir} is not writable")
+        if self.config.ca_path:
+            try:
+                self.trust = load_trust(self.config.ca_path)
+            except OSError as exc:
+                raise StartupError(f"cannot read CA certificates {self.config.ca_path}: "
+                                   f"{exc.strerror}") from None
+            log.info("%d CA certificate(s) from %s", len(self.trust), self.config.ca_path)
         listening = _claim_socket(self.config.socket)
         try:
             self.service = await InventoryService.open(self.config.database,

@@ -3,10 +3,15 @@
 Standard library only; orjson is used when it is installed.
 """
 
+import base64
 import itertools
 import socket
+import sys
 
+from . import x509
 from .paths import client_socket
+
+CHALLENGE_PREFIX = b"dynamo-x509-challenge:"
 
 try:
     import orjson
@@ -38,8 +43,27 @@ class ConnectionFailed(Exception):
     pass
 
 
+def add_arguments(parser):
+    """The options every client has: where the daemon is, and which certificate to use."""
+    parser.add_argument("--socket", help="daemon socket (default: $DYNAMO_SOCKET, then the "
+                                         "per-user state directory, then /run/dynamo)")
+    parser.add_argument("--cert", metavar="FILE",
+                        help="X.509 certificate or proxy (default: $X509_USER_PROXY, then "
+                             "/tmp/x509up_u<uid> when present; else the Unix account)")
+    parser.add_argument("--key", metavar="FILE", help="its private key (default: in --cert)")
+
+
 class Client:
-    def __init__(self, path: str | None = None, timeout: float | None = None):
+    """A connection; identified by its Unix account, or by a certificate it proves."""
+
+    @classmethod
+    def from_args(cls, args, **kwargs) -> "Client":
+        return cls(args.socket, cert=args.cert, key=args.key, **kwargs)
+
+    def __init__(self, path: str | None = None, timeout: float | None = None,
+                 cert: str | None = None, key: str | None = None, use_proxy: bool = False):
+        """`cert`/`key` must prove themselves; with `use_proxy`, a default proxy file is
+        tried and, if the daemon does not take it, the Unix identity is kept."""
         self.path = client_socket(path)
         self._ids = itertools.count(1)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -52,6 +76,26 @@ class Client:
                 f"cannot connect to dynamod at {self.path}: {exc.strerror or exc} "
                 f"(is the daemon running? set --socket or $DYNAMO_SOCKET)") from None
         self._reader = self.sock.makefile("rb")
+        if cert:
+            self._prove(cert, key)
+        elif use_proxy and x509.default_proxy():
+            try:
+                self._prove(x509.default_proxy(), None)
+            except RemoteError as exc:
+                if exc.code != "not_configured":
+                    print(f"warning: proxy {x509.default_proxy()} not accepted ({exc.message});"
+                          f" continuing as the Unix account", file=sys.stderr)
+
+    def _prove(self, cert: str, key: str | None):
+        """Sign the daemon's challenge with the certificate's key (proof of possession)."""
+        try:
+            chain, key_pem = x509.load(cert, key)
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise ConnectionFailed(f"cannot use certificate {cert}: {exc}") from None
+        challenge = base64.b64decode(self.call("auth_challenge")["challenge"])
+        signature = x509.sign(key_pem, CHALLENGE_PREFIX + challenge)
+        self.call("authenticate", chain=chain, signature=base64.b64encode(signature).decode())
 
     def __enter__(self):
         return self

@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 
-from .connection import Client, ConnectionFailed, RemoteError
+from .connection import Client, ConnectionFailed, RemoteError, add_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,8 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="list recent applications")
     parser.add_argument("--user", help="with --list: only this user's applications")
     parser.add_argument("--limit", type=int, default=20, help="with --list (default: 20)")
-    parser.add_argument("--socket", help="daemon socket (default: $DYNAMO_SOCKET, then the "
-                                         "per-user state directory)")
+    add_arguments(parser)
     return parser
 
 
@@ -108,7 +107,7 @@ def run(args, client: Client) -> int:
             answer = client.receive()
         except KeyboardInterrupt:
             if app_id is not None and _confirm_kill(app_id):
-                with Client(args.socket) as other:
+                with Client.from_args(args, use_proxy=True) as other:
                     other.call("kill_application", id=app_id)
             continue
         if answer.get("id") != rid:
@@ -156,7 +155,7 @@ def _confirm_kill(app_id) -> bool:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with Client(args.socket) as client:
+        with Client.from_args(args, use_proxy=True) as client:
             if args.poll is not None:
                 print(format_app(client.call("poll_application", id=args.poll)))
                 return 0

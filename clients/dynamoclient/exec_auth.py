@@ -13,7 +13,7 @@ import hashlib
 import sys
 import time
 
-from .connection import Client, ConnectionFailed, RemoteError
+from .connection import Client, ConnectionFailed, RemoteError, add_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--delete", action="store_true", help="revoke (with --title)")
     parser.add_argument("--all-users", action="store_true",
                         help="with --delete: every authorization of the title")
-    parser.add_argument("--socket", help="daemon socket")
+    add_arguments(parser)
     return parser
 
 
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with Client(args.socket) as client:
+        with Client.from_args(args, use_proxy=True) as client:
             if args.list:
                 print(format_list(client.call("list_script_authorizations")["authorizations"]))
             elif args.delete:

@@ -10,7 +10,7 @@ import json
 import sys
 import time
 
-from .connection import Client, ConnectionFailed, RemoteError
+from .connection import Client, ConnectionFailed, RemoteError, add_arguments
 from .jsonpath import line_of
 
 KINDS = ("sites", "groups", "datasets", "blocks", "files", "datasetreplicas", "blockreplicas")
@@ -56,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validate and report what would change; change nothing")
     parser.add_argument("--json", dest="as_json", action="store_true",
                         help="print the counts as JSON")
-    parser.add_argument("--socket", help="daemon socket (default: $DYNAMO_SOCKET, then the "
-                                         "per-user state directory)")
+    add_arguments(parser)
     return parser
 
 
@@ -203,7 +202,7 @@ def main(argv=None) -> int:
         else:
             raise UsageError("nothing to do: give FILE.json (- for standard input) or "
                              "object options such as --site (see --help)")
-        with Client(args.socket) as client:
+        with Client.from_args(args, use_proxy=True) as client:
             show = sys.stderr.isatty() and len(text or "") > PROGRESS_THRESHOLD
             result = submit(client, "delete" if args.delete else "inject",
                             {"data": document, "dry_run": args.dry_run}, Progress(show))

@@ -1,0 +1,120 @@
+"""`dynamo-user-auth` (root only): users, their DNs and accounts, roles and grants.
+
+    dynamo-user-auth --user NAME [--dn DN] [--email ADDR] [--account LOGIN] [--yes]
+    dynamo-user-auth --user NAME --role ROLE [--target inventory|application|all]
+    dynamo-user-auth --user NAME --role ROLE [--target T] --revoke
+    dynamo-user-auth --list [--user NAME] [--role ROLE]
+
+DNs may be given in slash form (/DC=ch/DC=cern/OU=Users/CN=Jane Doe) or in
+comma form (CN=Jane Doe,OU=Users,DC=cern,DC=ch); they are stored in slash
+form.  The daemon checks that the caller is the superuser.
+"""
+
+import argparse
+import sys
+
+from .connection import Client, ConnectionFailed, RemoteError, add_arguments
+
+TARGETS = ("inventory", "application", "all")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynamo-user-auth",
+        description="Add and update Dynamo users, grant and revoke roles, list grants "
+                    "(superuser only).")
+    parser.add_argument("--user", help="the user to add, update, grant to or revoke from")
+    parser.add_argument("--dn", action="append", default=[], help="an X.509 subject of the user")
+    parser.add_argument("--email", help="the user's e-mail address")
+    parser.add_argument("--account", action="append", default=[],
+                        help="a local (Unix) account that acts as the user")
+    parser.add_argument("--role", help="grant this role (or revoke it with --revoke)")
+    parser.add_argument("--target", choices=TARGETS,
+                        help="what the role applies to (default: all; with --revoke: every "
+                             "target)")
+    parser.add_argument("--revoke", action="store_true", help="take the role back")
+    parser.add_argument("--list", action="store_true", help="list users, roles and targets")
+    parser.add_argument("-y", "--yes", action="store_true",
+                        help="do not ask before creating a user or a role")
+    add_arguments(parser)
+    return parser
+
+
+def confirm(question: str, assume_yes: bool) -> bool:
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"dynamo-user-auth: {question} Not confirmed: no terminal to ask (use --yes)",
+              file=sys.stderr)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def format_grants(rows: list) -> str:
+    table = [("USER", "ROLE", "TARGET")] + [(r["user"], r["role"] or "-", r["target"] or "-")
+                                           for r in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table)
+
+
+def _exists(client, name) -> bool:
+    try:
+        client.call("get_user", name=name)
+        return True
+    except RemoteError as exc:
+        if exc.code == "not_found":
+            return False
+        raise
+
+
+def run(args, client) -> int:
+    if args.list:
+        params = {k: v for k, v in (("user", args.user), ("role", args.role)) if v}
+        print(format_grants(client.call("list_grants", **params)["grants"]))
+        return 0
+    if args.revoke:
+        params = {"user": args.user, "role": args.role}
+        if args.target:
+            params["target"] = args.target
+        for g in client.call("revoke_role", **params)["revoked"]:
+            print(f"revoked: role {g['role']} on {g['target']} from {g['user']}")
+        return 0
+    exists = _exists(client, args.user)
+    if not exists and not confirm(f"Create new user {args.user}?", args.yes):
+        return 1
+    if not exists or args.dn or args.email is not None or args.account:
+        user = client.call("set_user", name=args.user, email=args.email, dns=args.dn,
+                           accounts=args.account)
+        print(f"{'created' if user['created'] else 'updated'} user {user['name']}: e-mail "
+              f"{user['email'] or '-'}; DNs {', '.join(user['dns']) or '-'}; accounts "
+              f"{', '.join(user['accounts']) or '-'}")
+    if args.role:
+        if args.role not in client.call("list_grants", user=args.user)["roles"]:
+            if not confirm(f"Role {args.role} does not exist. Create it?", args.yes):
+                return 1
+            client.call("create_role", role=args.role)
+        target = args.target or "all"
+        grant = client.call("grant_role", user=args.user, role=args.role, target=target)
+        print(f"{'granted' if grant['new'] else 'already granted'}: role {args.role} on "
+              f"{target} to {args.user}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.list and not args.user:
+        parser.print_help()
+        return 0 if len(sys.argv if argv is None else argv) <= 1 else 2
+    if args.revoke and not args.role:
+        parser.error("--revoke needs --role")
+    try:
+        with Client.from_args(args, use_proxy=True) as client:
+            return run(args, client)
+    except (ConnectionFailed, RemoteError) as exc:
+        print(f"dynamo-user-auth: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

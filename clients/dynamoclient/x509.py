@@ -1,0 +1,52 @@
+"""Client side of X.509 identification: find the certificate, sign the challenge.
+
+A grid proxy file (`$X509_USER_PROXY`, else `/tmp/x509up_u<uid>`) holds the
+proxy certificate, its key and the chain in one PEM file; `--cert`/`--key`
+name them explicitly.  `cryptography` is imported only when a certificate is
+used, so a client without one stays on the standard library.
+"""
+
+import os
+import re
+
+_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+_KEY = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.S)
+
+
+def default_proxy() -> str | None:
+    """The proxy file a grid user has by convention, if there is one."""
+    path = os.environ.get("X509_USER_PROXY") or f"/tmp/x509up_u{os.getuid()}"
+    return path if os.path.isfile(path) else None
+
+
+def load(cert_path: str, key_path: str | None = None) -> tuple[str, bytes]:
+    """(the certificate chain as PEM text, the private key PEM) from the files."""
+    with open(cert_path, "rb") as f:
+        data = f.read()
+    chain = _CERT.findall(data)
+    if not chain:
+        raise ValueError(f"no certificate in {cert_path}")
+    if key_path:
+        with open(key_path, "rb") as f:
+            key_data = f.read()
+    else:
+        key_data = data
+    key = _KEY.search(key_data)
+    if key is None:
+        raise ValueError(f"no private key in {key_path or cert_path}")
+    return b"\n".join(chain).decode() + "\n", key.group(0)
+
+
+def sign(key_pem: bytes, message: bytes) -> bytes:
+    """Sign `message` with the key: RSA PKCS#1 v1.5 or ECDSA over SHA-256, or Ed25519."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(message, ec.ECDSA(hashes.SHA256()))
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(message)
+    raise ValueError(f"unsupported key type {type(key).__name__}")

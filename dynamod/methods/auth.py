@@ -1,0 +1,121 @@
+"""Proving an X.509 identity on a connection, and the user administration (root only)."""
+
+import base64
+import copy
+import logging
+import os
+
+from ..auth.policy import Access
+from ..auth.users import TARGETS
+from ..auth.x509 import CertificateRefused, parse_chain, verify_chain, verify_possession
+from ..errors import DynamoError, InvalidParams, NotAuthorized
+from .registry import Call, method
+
+log = logging.getLogger("dynamod.auth")
+CHALLENGE_PREFIX = b"dynamo-x509-challenge:"
+
+
+class NotConfigured(DynamoError):
+    code = "not_configured"
+
+
+@method("auth_challenge", Access.PUBLIC)
+def auth_challenge(call: Call) -> dict:
+    """A fresh random challenge for this connection, to sign for `authenticate`.
+
+    The client signs `dynamo-x509-challenge:` followed by the decoded bytes.
+    """
+    if not call.server.trust:
+        raise NotConfigured("X.509 authentication is not configured on this daemon "
+                            "(no CA certificates: set ca_path in the [auth] table)")
+    call.connection.challenge = os.urandom(32)
+    return {"challenge": base64.b64encode(call.connection.challenge).decode()}
+
+
+@method("authenticate", Access.PUBLIC)
+def authenticate(call: Call, chain: str, signature: str) -> dict:
+    """Prove a certificate (PEM chain, leaf first) by the signature of this connection's
+    challenge (base64); on success the connection acts as the user the DN maps to."""
+    connection = call.connection
+    challenge, connection.challenge = connection.challenge, None  # one attempt per challenge
+    peer = call.identity.peer
+    try:
+        if challenge is None:
+            raise CertificateRefused("ask for a challenge (auth_challenge) first")
+        certificates = parse_chain(chain)
+        if not certificates:
+            raise CertificateRefused("no certificate in the chain")
+        try:
+            proof = base64.b64decode(signature, validate=True)
+        except ValueError:
+            raise InvalidParams("signature must be base64", field="signature") from None
+        verify_possession(certificates[0], CHALLENGE_PREFIX + challenge, proof)
+        dn = verify_chain(certificates, call.server.trust)
+    except NotAuthorized as exc:
+        log.warning("X.509 authentication refused for uid %d: %s", peer.uid, exc.message)
+        raise
+    identity = call.server.authenticator.identify_dn(peer, dn)
+    if identity.name is None:
+        log.warning("X.509 authentication refused for uid %d: %s", peer.uid, identity.refusal)
+        raise NotAuthorized(identity.refusal, dn=dn, uid=peer.uid, needs="identity")
+    connection.identity = identity
+    log.info("uid %d authenticated as %s by DN %s", peer.uid, identity.name, dn)
+    return {"user": identity.name, "dn": dn}
+
+
+# ------------------------------------------------------------ administration
+async def _persist(call: Call, change):
+    """Apply `change()` to the user registry and commit its rows; undone if the commit fails."""
+    users = call.server.users
+    before = copy.deepcopy(users.__dict__)
+    result, rows = change()
+    await call.service.writer.submit(rows, {}, lambda: users.__dict__.update(before))
+    return result
+
+
+@method("get_user", Access.SUPERUSER)
+def get_user(call: Call, name: str) -> dict:
+    """One user: name, e-mail, DNs, accounts and grants."""
+    users = call.server.users
+    return {**users.user(name).view(), "roles": users.roles_of(name)}
+
+
+@method("set_user", Access.SUPERUSER)
+async def set_user(call: Call, name: str, email: str | None = None, dns: list = [],
+                   accounts: list = []) -> dict:
+    """Add a user, or add DNs and accounts to one (and replace its e-mail)."""
+    for value, what in ((dns, "dns"), (accounts, "accounts")):
+        if not all(isinstance(v, str) for v in value):
+            raise InvalidParams(f"{what} must be a list of strings", field=what)
+    created = await _persist(call, lambda: call.server.users.set_user(name, email, dns, accounts))
+    return {**call.server.users.user(name).view(), "created": created}
+
+
+@method("create_role", Access.SUPERUSER)
+async def create_role(call: Call, role: str) -> dict:
+    """Create a role (admin and operator always exist)."""
+    await _persist(call, lambda: (None, call.server.users.create_role(role)))
+    return {"role": role}
+
+
+@method("grant_role", Access.SUPERUSER)
+async def grant_role(call: Call, user: str, role: str, target: str = "all") -> dict:
+    """Grant `role` to `user` on `target` (inventory, application or all)."""
+    new = await _persist(call, lambda: call.server.users.grant(user, role, target))
+    return {"user": user, "role": role, "target": target, "new": new}
+
+
+@method("revoke_role", Access.SUPERUSER)
+async def revoke_role(call: Call, user: str, role: str, target: str | None = None) -> dict:
+    """Take back `role` from `user` on `target`, or on every target when none is given."""
+    if target is not None and target not in TARGETS:
+        raise InvalidParams(f"target must be one of {', '.join(TARGETS)}", field="target")
+    revoked = await _persist(call, lambda: call.server.users.revoke(user, role, target))
+    return {"revoked": [{"user": u, "role": r, "target": t} for u, r, t in revoked]}
+
+
+@method("list_grants", Access.SUPERUSER)
+def list_grants(call: Call, user: str | None = None, role: str | None = None) -> dict:
+    """Grants as (user, role, target) rows; users without a grant appear with null role."""
+    users = call.server.users
+    return {"grants": users.listing(user, role), "roles": sorted(users.roles)}
