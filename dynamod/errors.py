@@ -79,3 +79,9 @@ class StoreError(DynamoError):
     """The database refused a commit; nothing of the request was kept."""
 
     code = "store_error"
+
+
+class NotConfigured(DynamoError):
+    """The daemon is not set up for this (X.509 without CA certificates)."""
+
+    code = "not_configured"

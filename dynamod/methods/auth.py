@@ -8,15 +8,11 @@ import os
 from ..auth.policy import Access
 from ..auth.users import TARGETS
 from ..auth.x509 import CertificateRefused, parse_chain, verify_chain, verify_possession
-from ..errors import DynamoError, InvalidParams, NotAuthorized
+from ..errors import InvalidParams, NotAuthorized, NotConfigured
 from .registry import Call, method
 
 log = logging.getLogger("dynamod.auth")
 CHALLENGE_PREFIX = b"dynamo-x509-challenge:"
-
-
-class NotConfigured(DynamoError):
-    code = "not_configured"
 
 
 @method("auth_challenge", Access.PUBLIC)
