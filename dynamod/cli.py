@@ -1,15 +1,13 @@
 """`dynamod`: build the Config from defaults, file and options, and run the server."""
 
 import argparse
-import logging
 import os
 import sys
 
 from . import __version__
+from . import logs
 from .config import LOG_LEVELS, SYNCHRONOUS, ConfigError, build
 from .server import run
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dynamod",
         description="The Dynamo inventory daemon: holds the inventory in memory, serves it "
                     "on a Unix socket, persists every change to SQLite. With no options it "
-                    "keeps its state in ~/.local/state/dynamo.",
+                    "keeps its state in ~/.local/state/dynamo. `dynamod backup DEST` copies "
+                    "a running daemon's database.",
     )
     parser.add_argument("--config", metavar="FILE",
                         help="TOML configuration (default: /etc/dynamo/dynamod.toml when run "
@@ -42,7 +41,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def backup_main(argv) -> int:
+    """`dynamod backup DEST`: ask the running daemon for a consistent copy."""
+    from dynamoclient.connection import Client, ConnectionFailed, RemoteError, add_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="dynamod backup",
+        description="Copy the running daemon's database to DEST (a new file) while it keeps "
+                    "serving; restore by starting dynamod with --database DEST.")
+    parser.add_argument("dest", metavar="DEST", help="the backup file to create")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        with Client.from_args(args, use_proxy=True) as client:
+            result = client.call("backup", path=os.path.abspath(args.dest))
+    except (ConnectionFailed, RemoteError) as exc:
+        print(f"dynamod backup: {exc}", file=sys.stderr)
+        return 1
+    print(f"backup of {result['bytes']} bytes written to {result['path']} "
+          f"in {result['seconds']} s")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backup"]:
+        return backup_main(argv[1:])
     args = build_parser().parse_args(argv)
     options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
                "socket": args.socket, "database": args.database,
@@ -57,19 +81,22 @@ def main(argv=None) -> int:
         print(f"# effective configuration (file: {config.config_file or 'none'})")
         print(config.effective())
         return 0
+    def reread():
+        return build(args.config, options)
+
     if args.detach:
-        return _detach(config)
-    logging.basicConfig(level=config.log_level, format=LOG_FORMAT, stream=sys.stderr)
-    return _serve(config)
+        return _detach(config, reread)
+    logs.setup(config.log_level)
+    return _serve(config, reread)
 
 
-def _serve(config, on_ready=None) -> int:
+def _serve(config, reread, on_ready=None) -> int:
     import uvloop
 
-    return uvloop.run(run(config, on_ready))
+    return uvloop.run(run(config, on_ready, reread))
 
 
-def _detach(config) -> int:
+def _detach(config, reread) -> int:
     """Fork a background daemon and wait until it listens (or says why it could not)."""
     os.makedirs(config.state_dir, mode=0o711, exist_ok=True)
     log_path = os.path.join(config.state_dir, "dynamod.log")
@@ -92,11 +119,11 @@ def _detach(config) -> int:
     os.dup2(null_fd, 0)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
-    logging.basicConfig(level=config.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    logs.setup(config.log_level)
 
     def ready(server):
         os.write(write_end, f"ready pid {os.getpid()}".encode())
         os.close(write_end)
 
-    code = _serve(config, ready)
+    code = _serve(config, reread, ready)
     os._exit(code)

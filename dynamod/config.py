@@ -29,6 +29,8 @@ class Config:
     database: str = ""               # default: <state_dir>/inventory.db
     synchronous: str = "FULL"        # SQLite PRAGMA synchronous
     log_level: str = "INFO"
+    change_log: str = ""             # default: <state_dir>/changes.log
+    shutdown_timeout: float = 30.0   # seconds SIGTERM waits for requests in flight
     max_line_bytes: int = 64 * 2**20
     max_connections: int = 1024
     max_requests_in_flight: int = 64  # per connection, before it stops being read
@@ -42,6 +44,7 @@ class Config:
         self.socket = self.socket or os.path.join(self.state_dir, SOCKET_NAME)
         self.database = self.database or os.path.join(self.state_dir, "inventory.db")
         self.work_dir = self.work_dir or os.path.join(self.state_dir, "work")
+        self.change_log = self.change_log or os.path.join(self.state_dir, "changes.log")
         if not self.ca_path and os.path.isdir(GRID_CA_PATH):
             self.ca_path = GRID_CA_PATH
 
@@ -93,6 +96,8 @@ FILE_KEYS = {
         "database": ("database", _path),
         "synchronous": ("synchronous", _choice(SYNCHRONOUS)),
         "log_level": ("log_level", _choice(LOG_LEVELS)),
+        "change_log": ("change_log", _path),
+        "shutdown_timeout": ("shutdown_timeout", _positive(float)),
         "max_line_bytes": ("max_line_bytes", _positive(int)),
         "max_connections": ("max_connections", _positive(int)),
         "max_requests_in_flight": ("max_requests_in_flight", _positive(int)),

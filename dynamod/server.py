@@ -1,9 +1,11 @@
-"""The daemon: start-up, serving, shutdown.
+"""The daemon: start-up, serving, reload, shutdown.
 
-start: open the store and load the inventory, then listen on the Unix socket
-(refusing to take over one a live daemon serves, replacing a stale one).
-stop: stop accepting, let in-flight changes commit, close the store, remove
-the socket.
+start: check the state directory, load the CA certificates, take the socket
+(inherited from systemd, or claimed: a stale file from a crash is replaced, a
+live daemon's socket is not), load the inventory, listen, tell systemd READY.
+SIGHUP: reload what can change live (log level, limits, time-outs, CAs).
+SIGTERM/SIGINT: stop accepting, kill the applications, let the changes in
+flight commit and answer them (within `shutdown_timeout`), close the store.
 """
 
 import asyncio
@@ -15,16 +17,22 @@ import socket
 import stat
 import time
 
+from . import systemd
 from .apps.runner import ApplicationManager
 from .auth.identity import Authenticator
 from .auth.users import UserRegistry
 from .auth.x509 import load_trust
-from .config import Config
+from .changelog import ChangeLog
+from .config import Config, ConfigError
 from .connection import Connection
 from .errors import Busy, DynamoError
 from .service import InventoryService
 
 log = logging.getLogger("dynamod")
+
+# Settings SIGHUP applies to the running daemon; the others need a restart.
+LIVE_SETTINGS = ("log_level", "max_line_bytes", "max_connections", "max_requests_in_flight",
+                 "app_timeout", "kill_grace", "shutdown_timeout", "ca_path")
 
 
 class StartupError(Exception):
@@ -41,41 +49,60 @@ class Server:
         self.apps = None
         self.trust = []  # CA certificates for X.509 authentication
         self.listener = None
+        self.activated = False  # the socket came from systemd, which owns its file
         self.started = time.monotonic()
         self._stopping = None
+        self._watchdog = None
 
     async def start(self):
         os.umask(0o077)  # the database and logs are the daemon's alone
-        # Traversable, not listable: work areas inside belong to their users.
-        os.makedirs(self.config.state_dir, mode=0o711, exist_ok=True)
-        if not os.access(self.config.state_dir, os.W_OK | os.X_OK):
-            raise StartupError(f"state directory {self.config.state_dir} is not writable")
-        if self.config.ca_path:
-            try:
-                self.trust = load_trust(self.config.ca_path)
-            except OSError as exc:
-                raise StartupError(f"cannot read CA certificates {self.config.ca_path}: "
-                                   f"{exc.strerror}") from None
-            log.info("%d CA certificate(s) from %s", len(self.trust), self.config.ca_path)
-        listening = _claim_socket(self.config.socket)
+        self._check_state_dir()
+        self.trust = _load_trust(self.config.ca_path)
+        listening = systemd.listen_socket()
+        self.activated = listening is not None
+        if listening is None:
+            listening = _claim_socket(self.config.socket)
+        systemd.notify(f"STATUS=loading the inventory from {self.config.database}")
         try:
-            self.service = await InventoryService.open(self.config.database,
-                                                       self.config.synchronous, self._load)
+            self.service = await InventoryService.open(
+                self.config.database, self.config.synchronous, self._load,
+                ChangeLog(self.config.change_log))
         except BaseException:
             listening.close()
             raise
         loop = asyncio.get_running_loop()
         self.listener = await loop.create_unix_server(lambda: Connection(self), sock=listening)
-        os.chmod(self.config.socket, 0o666)  # anyone may connect; identity is checked per peer
+        if not self.activated:
+            os.chmod(self.config.socket, 0o666)  # anyone may connect; identity is per peer
         self._stopping = asyncio.Event()
-        log.info("dynamod ready on %s (pid %d)", self.config.socket, os.getpid())
+        counts = self.service.inventory.counts()
+        systemd.notify("READY=1", f"STATUS=serving {counts['sites']} sites, "
+                                  f"{counts['datasets']} datasets, {counts['files']} files")
+        interval = systemd.watchdog_interval()
+        if interval:
+            self._watchdog = loop.create_task(_watchdog(interval))
+        log.info("dynamod ready on %s (pid %d)%s", self.config.socket, os.getpid(),
+                 " (socket from systemd)" if self.activated else "")
+
+    def _check_state_dir(self):
+        # Traversable, not listable: the work areas inside belong to their users.
+        try:
+            os.makedirs(self.config.state_dir, mode=0o711, exist_ok=True)
+            probe = os.path.join(self.config.state_dir, f".write-test-{os.getpid()}")
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
+        except OSError as exc:
+            raise StartupError(f"state directory {self.config.state_dir} is not writable: "
+                               f"{exc.strerror}") from None
 
     def _load(self, service, tables, next_ids):
         """Take the daemon's own records (applications, users) from the loaded store."""
         self.users.load(tables)
         self.apps = ApplicationManager(service, self.config)
         self.apps.load(tables, next_ids)
-        os.makedirs(self.config.work_dir, mode=0o711, exist_ok=True)
+        # Sticky and not listable: each application creates its own work area inside.
+        os.makedirs(self.config.work_dir, exist_ok=True)
+        os.chmod(self.config.work_dir, 0o1733)
 
     def admit(self, connection) -> bool:
         if self._stopping is not None and self._stopping.is_set():
@@ -95,27 +122,68 @@ class Server:
         if self._stopping is not None:
             self._stopping.set()
 
+    def reload(self, fresh: Config):
+        """Apply the live settings of a re-read configuration, logging each change."""
+        for name in LIVE_SETTINGS:
+            old, new = getattr(self.config, name), getattr(fresh, name)
+            if old == new:
+                continue
+            if name == "ca_path":
+                try:
+                    self.trust = _load_trust(new)
+                except StartupError as exc:
+                    log.error("reload: %s; keeping %s", exc, old)
+                    continue
+            if name == "log_level":
+                logging.getLogger().setLevel(new)
+            setattr(self.config, name, new)
+            log.warning("reload: %s changed from %r to %r", name, old, new)
+        for name in ("state_dir", "socket", "database", "synchronous", "work_dir", "change_log"):
+            if getattr(self.config, name) != getattr(fresh, name):
+                log.warning("reload: %s changes only at restart", name)
+
     async def serve_until_stopped(self):
         await self._stopping.wait()
 
     async def stop(self):
+        systemd.notify("STOPPING=1", "STATUS=stopping")
         log.info("dynamod stopping")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self.listener is not None:
             self.listener.close()
         if self.apps is not None:
             await self.apps.stop_all()
         pending = [t for c in self.connections for t in c.tasks]
         if pending:
-            await asyncio.wait(pending, timeout=30)
+            await asyncio.wait(pending, timeout=self.config.shutdown_timeout)
         for connection in list(self.connections):
             connection.transport.close()
         if self.service is not None:
             await self.service.close()
-        try:
-            os.unlink(self.config.socket)
-        except FileNotFoundError:
-            pass
+        if not self.activated:
+            try:
+                os.unlink(self.config.socket)
+            except FileNotFoundError:
+                pass
         log.info("dynamod stopped")
+
+
+async def _watchdog(interval: float):
+    while True:
+        systemd.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+def _load_trust(path: str) -> list:
+    if not path:
+        return []
+    try:
+        trust = load_trust(path)
+    except OSError as exc:
+        raise StartupError(f"cannot read CA certificates {path}: {exc.strerror}") from None
+    log.info("%d CA certificate(s) from %s", len(trust), path)
+    return trust
 
 
 def _claim_socket(path: str) -> socket.socket:
@@ -147,8 +215,11 @@ def _claim_socket(path: str) -> socket.socket:
     return sock
 
 
-async def run(config: Config, on_ready=None) -> int:
-    """Serve until SIGTERM or SIGINT; returns the exit status."""
+async def run(config: Config, on_ready=None, reread=None) -> int:
+    """Serve until SIGTERM or SIGINT; returns the exit status.
+
+    `reread()` returns a fresh Config for SIGHUP (or raises ConfigError).
+    """
     server = Server(config)
     try:
         await server.start()
@@ -158,8 +229,18 @@ async def run(config: Config, on_ready=None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop)
+    if reread is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reload, server, reread)
     if on_ready is not None:
         on_ready(server)
     await server.serve_until_stopped()
     await server.stop()
     return 0
+
+
+def _reload(server, reread):
+    log.info("SIGHUP: reloading the configuration")
+    try:
+        server.reload(reread())
+    except ConfigError as exc:
+        log.error("reload refused, nothing changed: %s", exc)

@@ -10,7 +10,8 @@ import logging
 import time
 
 from .errors import DynamoError
-from .inventory.changes import ChangeSet
+from .changelog import ChangeLog
+from .inventory.changes import ChangeSet, journal_lines
 from .inventory.inventory import Inventory
 from .inventory.rows import build, change_rows
 from .store.sqlite import Store
@@ -20,14 +21,16 @@ log = logging.getLogger("dynamod.service")
 
 
 class InventoryService:
-    def __init__(self, store: Store, inventory: Inventory):
+    def __init__(self, store: Store, inventory: Inventory, changelog: ChangeLog | None = None):
         self.store = store
         self.inventory = inventory
+        self.changelog = changelog or ChangeLog(None)
         self.writer = Writer(store)
         self.gate = asyncio.Lock()  # held by each change, and by a read/write application
 
     @classmethod
-    async def open(cls, path: str, synchronous: str, on_load=None) -> "InventoryService":
+    async def open(cls, path: str, synchronous: str, on_load=None,
+                   changelog: ChangeLog | None = None) -> "InventoryService":
         """Open the store and load the inventory; `on_load(service, tables, next_ids)`
         takes the other records from the same load."""
         store = await Store.open(path, synchronous)
@@ -41,13 +44,13 @@ class InventoryService:
             raise
         counts = ", ".join(f"{n} {k}" for k, n in inventory.counts().items())
         log.info("inventory loaded from %s in %.2f s: %s", path, time.monotonic() - started, counts)
-        service = cls(store, inventory)
+        service = cls(store, inventory, changelog)
         service.writer.start()
         if on_load is not None:
             on_load(service, tables, next_ids)
         return service
 
-    async def change(self, apply, dry_run: bool = False) -> dict:
+    async def change(self, apply, dry_run: bool = False, actor: str = "-") -> dict:
         """Run `apply(changes)`; all of it is kept and committed, or none of it.
 
         Waits while a read/write application holds the gate (its changes are
@@ -55,14 +58,16 @@ class InventoryService:
         Returns the counts of created, updated and deleted objects per kind.
         """
         async with self.gate:
-            counts, committed = self._apply(apply, dry_run)
+            counts, committed, lines = self._apply(apply, dry_run)
         await committed
+        self.changelog.write(actor, lines)
         return counts
 
-    async def change_holding_gate(self, apply) -> dict:
+    async def change_holding_gate(self, apply, actor: str) -> dict:
         """`change` for the task that already holds `gate` (a read/write application)."""
-        counts, committed = self._apply(apply, False)
+        counts, committed, lines = self._apply(apply, False)
         await committed
+        self.changelog.write(actor, lines)
         return counts
 
     def _apply(self, apply, dry_run):
@@ -75,9 +80,11 @@ class InventoryService:
         counts = changes.counts()
         if dry_run or not changes.ops:
             changes.rollback()
-            return counts, _done()
+            return counts, _done(), []
         rows = change_rows(changes)
-        return counts, self.writer.submit(rows, self.inventory.next_ids, changes.rollback)
+        lines = journal_lines(changes.journal) if self.changelog.path else []
+        return (counts, self.writer.submit(rows, self.inventory.next_ids, changes.rollback),
+                lines)
 
     async def close(self):
         try:
@@ -85,6 +92,7 @@ class InventoryService:
         except DynamoError as exc:
             log.error("last commit failed: %s", exc.message)
         await self.store.close()
+        self.changelog.close()
 
 
 def _done() -> asyncio.Future:

@@ -306,7 +306,7 @@ class ApplicationManager:
             changes.finish()
 
         try:
-            counts = await self.service.change_holding_gate(apply)
+            counts = await self.service.change_holding_gate(apply, f"{app.user} app={app.id}")
         except DynamoError as exc:
             app.status = "failed"
             app.message = f"its changes were refused, nothing was applied: {exc.message}"

@@ -35,6 +35,40 @@ def checked(cls, name, value):
     return cls.__dict__[name].check(value)
 
 
+def describe(obj) -> str:
+    """How the change log names an object: `site T2_US_XYZ`, `blockreplica T2_X:ds#blk`."""
+    if isinstance(obj, DatasetReplica):
+        return f"{obj.kind} {obj.site.name}:{obj.dataset.name}"
+    if isinstance(obj, BlockReplica):
+        return f"{obj.kind} {obj.site.name}:{obj.block.full_name()}"
+    if isinstance(obj, Block):
+        return f"{obj.kind} {obj.full_name()}"
+    return f"{obj.kind} {obj.name}"
+
+
+def _shown(value):
+    if isinstance(value, Group):
+        return value.name
+    if isinstance(value, tuple):
+        return f"{len(value)} files"
+    return value
+
+
+def journal_lines(journal) -> list[str]:
+    """The change log's text of a ChangeSet's journal: one line per change."""
+    lines = []
+    for how, obj, detail in journal:
+        if how == "updated":
+            text = " ".join(f"{n}: {_shown(old)!r} -> {_shown(new)!r}"
+                            for n, (old, new) in detail.items())
+        elif how == "created":
+            text = " ".join(f"{n}={_shown(getattr(obj, n))!r}" for n in type(obj).FIELDS)
+        else:
+            text = ""
+        lines.append(f"{how} {describe(obj)} {text}".rstrip())
+    return lines
+
+
 class ChangeSet:
     def __init__(self, inventory, now: int | None = None):
         self.inventory = inventory
@@ -44,6 +78,7 @@ class ChangeSet:
         self.ops = {}          # (kind, key) -> object to write, or None to delete
         self._seen = {}        # (kind, key) -> "created" | "updated"
         self.deleted = Counter()
+        self.journal = []      # (how, object, {field: (old, new)}) for the change log
 
     # ----------------------------------------------------------- bookkeeping
     def _touch(self, obj, how):
@@ -51,10 +86,13 @@ class ChangeSet:
         self.ops[key] = obj
         if how == "created" or key not in self._seen:
             self._seen[key] = how
+        if how == "created":
+            self.journal.append(("created", obj, None))
 
     def _gone(self, obj):
         key = store_key(obj)
         self.ops[key] = None
+        self.journal.append(("deleted", obj, None))
         if self._seen.pop(key, None) != "created":
             self.deleted[PLURAL[obj.kind]] += 1
 
@@ -75,6 +113,9 @@ class ChangeSet:
         if old:
             self._undo.append(lambda: [setattr(obj, n, v) for n, v in old.items()])
             self._touch(obj, "updated")
+            if not self._created(obj):
+                self.journal.append(("updated", obj,
+                                     {n: (v, getattr(obj, n)) for n, v in old.items()}))
         return bool(old)
 
     def _new_id(self, kind) -> int:
@@ -117,6 +158,7 @@ class ChangeSet:
         self.ops.clear()
         self._seen.clear()
         self.deleted.clear()
+        self.journal.clear()
 
     def counts(self) -> dict:
         created, updated = Counter(), Counter()

@@ -116,12 +116,14 @@ def lfn_to_pfn(call: Call, site: str, lfn: str) -> dict:
 @method("inject", Access.INVENTORY)
 async def inject(call: Call, data: dict, dry_run: bool = False) -> dict:
     """Create or update what the injection document describes, as one transaction."""
-    counts = await call.service.change(lambda c: injection.inject(c, data), dry_run)
+    counts = await call.service.change(lambda c: injection.inject(c, data), dry_run,
+                                       call.actor)
     return {**counts, "dry_run": dry_run}
 
 
 @method("delete", Access.INVENTORY)
 async def delete(call: Call, data: dict, dry_run: bool = False) -> dict:
     """Remove what the document names (with the cascades), as one transaction."""
-    counts = await call.service.change(lambda c: injection.delete(c, data), dry_run)
+    counts = await call.service.change(lambda c: injection.delete(c, data), dry_run,
+                                       call.actor)
     return {**counts, "dry_run": dry_run}

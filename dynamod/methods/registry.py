@@ -110,6 +110,12 @@ class Call:
     connection: typing.Any = None
 
     @property
+    def actor(self) -> str:
+        """Who made the call, as the change log names it."""
+        who = self.identity.name or f"uid{self.identity.peer.uid}"
+        return f"{who} request={self.request_id}"
+
+    @property
     def service(self):
         return self.server.service
 

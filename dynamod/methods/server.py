@@ -1,10 +1,12 @@
 """Methods about the daemon and the connection itself."""
 
 import os
+import sqlite3
 import time
 
 from .. import __version__
 from ..auth.policy import Access
+from ..errors import InvalidParams, StoreError
 from .registry import METHODS, Call, method
 
 
@@ -39,3 +41,23 @@ def status(call: Call) -> dict:
 def list_methods(call: Call) -> dict:
     """Every method with its access level, parameters and description."""
     return {"methods": [m.describe() for m in sorted(METHODS.values(), key=lambda m: m.name)]}
+
+
+@method("backup", Access.SUPERUSER)
+async def backup(call: Call, path: str) -> dict:
+    """Copy the database, consistently, to `path` (absolute, new) while serving.
+
+    The copy holds every change acknowledged before the call; restoring is
+    starting dynamod on the copy (`--database`).
+    """
+    if not os.path.isabs(path):
+        raise InvalidParams("the backup path must be absolute", field="path")
+    if os.path.lexists(path):
+        raise InvalidParams(f"{path} exists; a backup never overwrites", field="path")
+    started = time.monotonic()
+    try:
+        await call.service.store.backup(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"backup to {path} failed: {exc}") from None
+    return {"path": path, "bytes": os.path.getsize(path),
+            "seconds": round(time.monotonic() - started, 3)}

@@ -123,5 +123,15 @@ class Store:
         found += [str(r) for r in await self.db.execute_fetchall("PRAGMA foreign_key_check")]
         return found
 
+    async def backup(self, dest: str):
+        """Copy the database to `dest` with SQLite's online backup, from a read snapshot
+        of its own (WAL), so the writer keeps committing meanwhile."""
+        target = sqlite3.connect(dest, check_same_thread=False)
+        try:
+            async with aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True) as source:
+                await source.backup(target)
+        finally:
+            target.close()
+
     async def close(self):
         await self.db.close()

@@ -16,11 +16,13 @@ class Table:
 
     @property
     def upsert_sql(self) -> str:
+        """Insert or update; a table that is all key (roles, grants) has nothing to update."""
         cols = ", ".join(self.columns)
         marks = ", ".join("?" for _ in self.columns)
         updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns if c not in self.key)
+        action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
         return (f"INSERT INTO {self.name} ({cols}) VALUES ({marks}) "
-                f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}")
+                f"ON CONFLICT ({', '.join(self.key)}) {action}")
 
     @property
     def delete_sql(self) -> str:
