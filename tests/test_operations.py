@@ -1,0 +1,284 @@
+"""Operations: systemd readiness and activation, signals, logs, backup, start-up checks."""
+
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Daemon
+from dynamoclient.connection import Client, ConnectionFailed
+
+ROOT = Path(__file__).parent.parent
+
+
+def dataset_doc(n: int) -> dict:
+    name = f"/Ops{n}/Run2017F/AOD"
+    return {"dataset": [{"name": name, "blocks": [{"name": "b", "files": [
+        {"name": f"/store/ops/{n}.root", "size": 10 + n}]}]}]}
+
+
+@pytest.fixture
+def workdir():
+    root = Path(tempfile.mkdtemp(prefix="dyo-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def start_process(workdir, *args, env=None, **kwargs) -> subprocess.Popen:
+    log = open(workdir / "daemon.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "dynamod", "--state-dir",
+                             str(workdir / "state"), *args], stdout=log, stderr=log,
+                            env={**os.environ, **(env or {})}, **kwargs)
+
+
+def wait_ready(path, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with Client(path, timeout=5) as client:
+                return client.call("ping")
+        except (ConnectionFailed, OSError):
+            time.sleep(0.02)
+    raise AssertionError(f"the daemon at {path} did not answer")
+
+
+def test_ready_arrives_on_notify_socket_only_after_loading(daemon, workdir):
+    for n in range(3):
+        daemon.call("inject", data=dataset_doc(n))
+    daemon.stop()
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(workdir / "notify"))
+    notify.settimeout(15)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dynamod", "--state-dir", str(daemon.state_dir),
+         "--socket", daemon.socket], stderr=subprocess.DEVNULL,
+        env={**os.environ, "NOTIFY_SOCKET": str(workdir / "notify")})
+    try:
+        messages = []
+        while not any("READY=1" in m for m in messages):
+            messages.append(notify.recv(4096).decode())
+        assert messages[0].startswith("STATUS=loading")
+        assert "STATUS=serving 0 sites, 3 datasets, 3 files" in messages[-1]
+        with Client(daemon.socket) as client:  # ready means loaded and listening
+            assert client.call("status")["inventory"]["datasets"] == 3
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        assert "STOPPING=1" in notify.recv(4096).decode()
+    finally:
+        process.kill()
+        notify.close()
+
+
+def test_serves_an_inherited_listening_socket(workdir):
+    path = str(workdir / "activated.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    fd = listener.fileno()
+    log = open(workdir / "daemon.log", "ab")
+    move = "" if fd == 3 else f"exec 3<&{fd} {fd}<&-; "  # systemd passes it as fd 3
+    # (bash: dash takes single-digit descriptors only)
+    process = subprocess.Popen(
+        ["bash", "-c", move + 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"',
+         sys.executable, "-m", "dynamod", "--state-dir", str(workdir / "state")],
+        pass_fds=(fd,), stdout=log, stderr=log)
+    listener.close()
+    try:
+        assert wait_ready(path) == {"pong": True}
+        assert "socket from systemd" in (workdir / "daemon.log").read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        assert os.path.exists(path)  # systemd's socket file is systemd's to remove
+    finally:
+        process.kill()
+
+
+def test_sigterm_under_load_keeps_every_acknowledged_change(daemon, tmp_path):
+    sleeper = tmp_path / "sleep.py"
+    sleeper.write_text("import time\ntime.sleep(120)\n")
+    app = subprocess.Popen([sys.executable, "-m", "dynamoclient.dynamo", str(sleeper)],
+                           env=daemon.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    acknowledged, stop = [], threading.Event()
+
+    def injector(first):
+        try:
+            with daemon.client() as client:
+                n = first
+                while not stop.is_set():
+                    client.call("inject", data=dataset_doc(n))
+                    acknowledged.append(n)
+                    n += 1
+        except Exception:
+            pass  # the daemon went away mid-request: that one was not acknowledged
+
+    threads = [threading.Thread(target=injector, args=(k * 10000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 15
+    while len(acknowledged) < 40 or not _running_app(daemon):
+        assert time.monotonic() < deadline, "no load built up"
+        time.sleep(0.05)
+    child = _running_app(daemon)["pid"]
+    assert daemon.stop() == 0
+    stop.set()
+    for t in threads:
+        t.join(30)
+    app.wait(30)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+    daemon.start()
+    names = {d["name"] for d in daemon.call("list_datasets")["datasets"]}
+    assert {f"/Ops{n}/Run2017F/AOD" for n in acknowledged} <= names
+    record = daemon.call("list_applications")["applications"][-1]
+    assert record["status"] == "killed"
+
+
+def _running_app(daemon):
+    apps = daemon.call("list_applications")["applications"]
+    return next((a for a in apps if a["status"] == "run"), None)
+
+
+def test_sighup_applies_the_new_log_level(workdir):
+    config = workdir / "dynamod.toml"
+    config.write_text('[daemon]\nlog_level = "INFO"\n')
+    sock = str(workdir / "d.sock")
+    process = start_process(workdir, "--config", str(config), "--socket", sock)
+    try:
+        wait_ready(sock)
+        config.write_text('[daemon]\nlog_level = "DEBUG"\n')
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        log = workdir / "daemon.log"
+        while "log_level changed from 'INFO' to 'DEBUG'" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        wait_ready(sock)
+        assert "DEBUG dynamod.connection: connection from" in log.read_text()
+        config.write_text('[daemon]\nlog_levl = "INFO"\n')
+        process.send_signal(signal.SIGHUP)
+        while "unknown key 'log_levl'" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+
+
+def test_check_config_names_unknown_keys_and_bad_values(workdir):
+    config = workdir / "bad.toml"
+    for text, expected in (('[daemon]\nsynchronus = "FULL"\n', "unknown key 'synchronus'"),
+                           ('[deamon]\n', "unknown table [deamon]"),
+                           ('[daemon]\nsynchronous = "SOMETIMES"\n', "[daemon] synchronous"),
+                           ('[applications]\ntimeout = -1\n', "[applications] timeout")):
+        config.write_text(text)
+        result = subprocess.run([sys.executable, "-m", "dynamod", "--config", str(config),
+                                 "--check-config"], capture_output=True, text=True)
+        assert result.returncode == 2 and expected in result.stderr, result.stderr
+    example = subprocess.run([sys.executable, "-m", "dynamod", "--config",
+                              str(ROOT / "systemd" / "dynamod.toml.example"), "--check-config"],
+                             capture_output=True, text=True)
+    assert example.returncode == 0 and 'synchronous = "FULL"' in example.stdout
+
+
+def test_backup_under_load_holds_everything_acknowledged_before(daemon, workdir):
+    stop, acknowledged = threading.Event(), []
+
+    def injector():
+        with daemon.client() as client:
+            n = 0
+            while not stop.is_set():
+                client.call("inject", data=dataset_doc(n))
+                acknowledged.append(n)
+                n += 1
+
+    thread = threading.Thread(target=injector)
+    thread.start()
+    try:
+        while len(acknowledged) < 30:
+            time.sleep(0.02)
+        before = list(acknowledged)
+        result = subprocess.run([sys.executable, "-m", "dynamod", "backup",
+                                 str(workdir / "copy.db"), "--socket", daemon.socket],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+    finally:
+        stop.set()
+        thread.join(30)
+    with sqlite3.connect(workdir / "copy.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        names = {row[0] for row in db.execute("SELECT name FROM datasets")}
+    assert {f"/Ops{n}/Run2017F/AOD" for n in before} <= names
+    restored = Daemon(workdir / "restored", str(workdir / "r.sock"),
+                      ["--database", str(workdir / "copy.db")]).start()
+    try:
+        assert restored.call("status")["inventory"]["datasets"] == len(names)
+    finally:
+        restored.stop()
+    again = subprocess.run([sys.executable, "-m", "dynamod", "backup", str(workdir / "copy.db"),
+                            "--socket", daemon.socket], capture_output=True, text=True)
+    assert again.returncode == 1 and "never overwrites" in again.stderr
+
+
+def test_unwritable_state_directory_is_a_one_line_error(workdir):
+    (workdir / "file").write_text("not a directory")
+    result = subprocess.run([sys.executable, "-m", "dynamod", "--state-dir",
+                             str(workdir / "file" / "state"), "--socket",
+                             str(workdir / "x.sock")], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "is not writable" in errors[0]
+
+
+def test_journal_logging_has_priorities_and_no_timestamps(workdir):
+    log_path = workdir / "journal.log"
+    sock = str(workdir / "j.sock")
+    with open(log_path, "wb") as log:
+        st = os.fstat(log.fileno())
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dynamod", "--state-dir", str(workdir / "state"),
+             "--socket", sock], stdout=log, stderr=log,
+            env={**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+    try:
+        wait_ready(sock)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    lines = log_path.read_text().splitlines()
+    assert lines and all(line.startswith(("<6>", "<4>", "<3>", "<7>")) for line in lines)
+    assert any(line.startswith("<6>dynamod: dynamod ready on") for line in lines)
+
+
+def test_change_log_has_one_line_per_change(daemon):
+    daemon.call("inject", data={"site": [{"name": "T2_A", "status": "ready"}]})
+    daemon.call("inject", data={"site": [{"name": "T2_A", "status": "morgue"}]})
+    daemon.call("delete", data={"site": [{"name": "T2_A"}]})
+    daemon.stop()  # the change log is written by a thread; stopping flushes it
+    lines = (daemon.state_dir / "changes.log").read_text().splitlines()
+    assert len(lines) == 3
+    assert "root request=" in lines[0] and "created site T2_A" in lines[0]
+    assert "status='ready'" in lines[0]
+    assert "updated site T2_A status: 'ready' -> 'morgue'" in lines[1]
+    assert lines[2].endswith("deleted site T2_A")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_systemd_units_verify(workdir):
+    dynamod = shutil.which("dynamod") or "/usr/local/bin/dynamod"
+    for unit in ("dynamod.service", "dynamod.socket"):
+        text = (ROOT / "systemd" / unit).read_text().replace("/usr/local/bin/dynamod", dynamod)
+        (workdir / unit).write_text(text)
+    result = subprocess.run(["systemd-analyze", "verify", str(workdir / "dynamod.socket"),
+                             str(workdir / "dynamod.service")], capture_output=True, text=True,
+                            env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"})
+    assert result.returncode == 0, result.stderr
+    assert "dynamod" not in result.stderr, result.stderr
