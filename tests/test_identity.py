@@ -28,14 +28,15 @@ import dynamoclient
 from conftest import Daemon
 from dynamoclient import x509 as client_x509
 from dynamoclient.connection import CHALLENGE_PREFIX, Client, RemoteError
-from dynamod.auth.x509 import load_trust
+from dynamod.auth.x509 import is_proxy, load_trust
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 
 NOBODY = 65534
 JANE = "/DC=org/DC=example/OU=Users/CN=Jane Doe"
 JOHN = "/DC=org/DC=example/OU=Users/CN=John Roe"
-JOHN_COMMA = "CN=John Roe, OU=Users, DC=example, DC=org"
+JOHN_COMMA_FORMS = ["CN=John Roe,OU=Users,DC=example,DC=org",  # RFC 4514, most specific first
+                    "DC = org, DC = example, OU = Users, CN = John Roe"]  # openssl's "oneline"
 MARY = "/DC=org/DC=example/OU=Users/CN=Mary Major"
 STRANGER = "/DC=org/DC=example/OU=Users/CN=Nobody Known"
 CA_DN = "/DC=org/DC=example/CN=Example Grid CA"
@@ -110,10 +111,10 @@ def issue(subject, key, issuer: Credential | None, not_before=NOW - DAY, not_aft
     return Credential(cert, key, issuer.chain if issuer else ())
 
 
-def proxy_of(parent: Credential, cn="proxy", rfc3820=False, **kwargs) -> Credential:
+def proxy_of(parent: Credential, cn="proxy", rfc3820=False, key=None, **kwargs) -> Credential:
     """A proxy: the parent's subject plus one CN, signed by the parent's key."""
     subject = x509.Name([*parent.cert.subject, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    return issue(subject, ec_key(), parent, proxy_info=rfc3820, **kwargs)
+    return issue(subject, key or ec_key(), parent, proxy_info=rfc3820, **kwargs)
 
 
 def pem(cert) -> bytes:
@@ -137,7 +138,7 @@ class Pki:
         (self.ca_dir / "example-ca.pem").write_bytes(pem(ca.cert))
         rogue = issue(name(CA_DN), rsa_key(), None, not_after=NOW + 3650 * DAY, ca=True)
         jane = issue(name(JANE), rsa_key(), ca)
-        rfc = proxy_of(jane, "1234567890", rfc3820=True)
+        rfc = proxy_of(jane, "1234567890", rfc3820=True, key=rsa_key())
         self.files = {}
         self.credentials = {
             "jane": jane,
@@ -147,7 +148,8 @@ class Pki:
             "legacy proxy": proxy_of(jane, "proxy"),
             "legacy limited proxy": proxy_of(jane, "limited proxy"),
             "legacy numbered proxy": proxy_of(jane, "424242"),
-            "proxy of a proxy": proxy_of(rfc, "987654", rfc3820=True),
+            # A CN no legacy proxy has: only the ProxyCertInfo extension makes it a proxy.
+            "proxy of a proxy": proxy_of(rfc, "delegated", rfc3820=True),
             "expired": issue(name(JANE), ec_key(), ca, NOW - 60 * DAY, NOW - DAY),
             "not yet valid": issue(name(JANE), ec_key(), ca, NOW + DAY, NOW + 60 * DAY),
             "untrusted CA": issue(name(JANE), ec_key(), rogue),
@@ -211,11 +213,15 @@ def start_daemon(root: Path, pki: Pki | None) -> Daemon:
 def x509_daemon(pki):
     """A dynamod trusting the test CA, with jane (slash-form DN) an admin."""
     root = Path(tempfile.mkdtemp(prefix="dyn-", dir="/tmp"))
-    daemon = start_daemon(root, pki)
-    user_auth(daemon, "--user", "jane", "--dn", JANE, "--role", "admin")
-    yield daemon
-    daemon.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        daemon = start_daemon(root, pki)
+        try:
+            user_auth(daemon, "--user", "jane", "--dn", JANE, "--role", "admin")
+            yield daemon
+        finally:
+            daemon.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def user_auth(daemon, *args, **kwargs):
@@ -267,15 +273,18 @@ class NobodyConnection:
     the connection outlives changes the superuser makes meanwhile.
     """
 
+    _parent_ends = set()  # of every open one: a child closes them, or they never see EOF
+
     def __init__(self, socket_path: str):
         requests_r, self._requests = os.pipe()
         self._answers, answers_w = os.pipe()
+        self._parent_ends.update((self._requests, self._answers))
         self.pid = os.fork()
         if self.pid == 0:  # the child: no pytest, no exceptions escaping
             code = 1
             try:
-                os.close(self._requests)
-                os.close(self._answers)
+                for fd in self._parent_ends:
+                    os.close(fd)
                 os.setgroups([])
                 os.setgid(NOBODY)
                 os.setuid(NOBODY)
@@ -301,6 +310,7 @@ class NobodyConnection:
         return orjson.loads(line)
 
     def close(self):
+        self._parent_ends.difference_update((self._requests, self._answers))
         os.close(self._requests)
         self.reader.close()
         _, status = os.waitpid(self.pid, 0)
@@ -343,21 +353,63 @@ def test_a_certificate_or_proxy_acts_as_its_registered_user(x509_daemon, pki, la
 
 
 @pytest.mark.parametrize("label", ["rfc3820 proxy", "legacy proxy"])
-def test_the_real_clients_prove_a_proxy_file(x509_daemon, pki, label):
+def test_the_real_clients_prove_a_proxy_file(x509_daemon, pki, label, monkeypatch):
     counts = x509_daemon.inject_json({"site": [SITE]}, "--cert", pki.files[label])
     assert counts["created"] == {"sites": 1}
     assert [s["name"] for s in x509_daemon.call("list_sites")["sites"]] == ["T2_ID_TEST"]
-    env = {**x509_daemon.env, "X509_USER_PROXY": str(pki.files[label])}
-    shown = x509_daemon.dynamo(input="import os\nprint(os.environ['USER'])\n", env=env)
+    monkeypatch.setenv("X509_USER_PROXY", str(pki.files[label]))
+    shown = x509_daemon.dynamo(input="import os\nprint(os.environ['USER'])\n")
     assert shown.stdout == "jane\n"
 
 
-def test_a_dn_given_in_comma_form_is_stored_in_slash_form(x509_daemon, pki):
-    added = user_auth(x509_daemon, "--user", "john", "--dn", JOHN_COMMA).stdout
+@pytest.mark.parametrize("comma_form", JOHN_COMMA_FORMS)
+def test_a_dn_given_in_comma_form_is_stored_in_slash_form(x509_daemon, pki, comma_form):
+    added = user_auth(x509_daemon, "--user", "john", "--dn", comma_form).stdout
     assert JOHN in added
     assert x509_daemon.call("get_user", name="john")["dns"] == [JOHN]
     with Client(x509_daemon.socket, **pki.client_args("john")) as client:
         assert client.call("whoami")["user"] == "john"
+
+
+def test_proxies_are_told_from_end_entity_certificates(pki):
+    c = {label: credential.cert for label, credential in pki.credentials.items()}
+    jane, rfc = c["jane"], c["rfc3820 proxy"]
+    assert is_proxy(rfc, None) and is_proxy(c["proxy of a proxy"], None)  # by its extension
+    for label in ("legacy proxy", "legacy limited proxy", "legacy numbered proxy"):
+        assert is_proxy(c[label], jane) and not is_proxy(c[label], None), label
+    assert not is_proxy(jane, pki.credentials["jane"].issuers[0])
+    assert not is_proxy(c["john"], jane)  # same depth: a sibling, not a proxy
+
+
+def test_a_default_proxy_the_daemon_refuses_leaves_the_unix_identity(x509_daemon, pki,
+                                                                    monkeypatch):
+    monkeypatch.setenv("X509_USER_PROXY", str(pki.files["expired proxy"]))
+    result = x509_daemon.inject("--site", "T2_AS_ROOT")
+    assert "not accepted" in result.stderr and "expired on" in result.stderr
+    assert "continuing as the Unix account" in result.stderr
+    assert [s["name"] for s in x509_daemon.call("list_sites")["sites"]] == ["T2_AS_ROOT"]
+
+
+def test_root_stays_the_superuser_with_a_grid_proxy_in_its_environment(x509_daemon, pki,
+                                                                      monkeypatch):
+    monkeypatch.setenv("X509_USER_PROXY", str(pki.files["rfc3820 proxy"]))
+    assert "created user bob" in user_auth(x509_daemon, "--user", "bob").stdout
+    refused = x509_daemon.client_command("user_auth", "--user", "bob", "--role", "operator",
+                                         "--cert", pki.files["rfc3820 proxy"], check=False)
+    assert refused.returncode == 1
+    assert f"jane (DN {JANE}) lacks the superuser" in refused.stderr
+
+
+def test_a_passphrase_protected_key_is_reported_not_a_traceback(x509_daemon, pki, tmp_path):
+    jane = pki.credentials["jane"]
+    key = tmp_path / "userkey.pem"
+    key.write_bytes(jane.key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.BestAvailableEncryption(b"secret")))
+    result = x509_daemon.inject("--site", "T2_NEVER", "--cert", pki.files["jane"], "--key",
+                                key, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"the private key in {key} is protected by a passphrase" in result.stderr
 
 
 # ------------------------------------------------------------- X.509: refused
@@ -389,12 +441,11 @@ def test_a_bad_certificate_is_refused_saying_why(x509_daemon, pki, label):
 
 def test_a_signature_of_another_connections_challenge_is_refused(x509_daemon, pki):
     jane = pki.credentials["jane"]
-    chain = "".join(pem(c).decode() for c in jane.chain[:1])
-    key = key_pem(jane.key)
+    chain = pem(jane.cert).decode()
     with Client(x509_daemon.socket) as a, Client(x509_daemon.socket) as b:
         challenge_a = base64.b64decode(a.call("auth_challenge")["challenge"])
         b.call("auth_challenge")
-        signature = base64.b64encode(client_x509.sign(key, CHALLENGE_PREFIX + challenge_a))
+        signature = base64.b64encode(client_x509.sign(jane.key, CHALLENGE_PREFIX + challenge_a))
         with pytest.raises(RemoteError) as raised:
             b.call("authenticate", chain=chain, signature=signature.decode())
         assert "another connection's challenge" in raised.value.message
@@ -410,7 +461,7 @@ def test_a_signature_of_another_connections_challenge_is_refused(x509_daemon, pk
 
 def test_a_signature_without_a_challenge_is_refused(x509_daemon, pki):
     jane = pki.credentials["jane"]
-    signature = base64.b64encode(client_x509.sign(key_pem(jane.key), CHALLENGE_PREFIX))
+    signature = base64.b64encode(client_x509.sign(jane.key, CHALLENGE_PREFIX))
     with Client(x509_daemon.socket) as client:
         with pytest.raises(RemoteError) as raised:
             client.call("authenticate", chain=pem(jane.cert).decode(),
@@ -483,7 +534,7 @@ def test_an_account_is_refused_until_mapped_then_reads(daemon, nobody_connection
     assert "accounts nobody" in added
     after = nobody_connections(daemon)
     assert after.request("whoami")["result"]["user"] == "guest"
-    assert after.request("list_sites") == {"result": {"sites": []}}
+    assert after.request("list_sites")["result"] == {"sites": []}
     message = refusal(after.request("inject", data={"site": [SITE]}), "inventory")
     assert "guest (uid 65534) lacks the admin or operator role on inventory" in message
 

@@ -77,7 +77,11 @@ class Client:
                 f"(is the daemon running? set --socket or $DYNAMO_SOCKET)") from None
         self._reader = self.sock.makefile("rb")
         if cert:
-            self._prove(cert, key)
+            try:
+                self._prove(cert, key)
+            except RemoteError:
+                self.close()  # the caller never gets the object to close it
+                raise
         elif use_proxy and x509.default_proxy():
             try:
                 self._prove(x509.default_proxy(), None)
@@ -89,12 +93,12 @@ class Client:
     def _prove(self, cert: str, key: str | None):
         """Sign the daemon's challenge with the certificate's key (proof of possession)."""
         try:
-            chain, key_pem = x509.load(cert, key)
+            chain, private_key = x509.load(cert, key)
         except (OSError, ValueError) as exc:
             self.close()
             raise ConnectionFailed(f"cannot use certificate {cert}: {exc}") from None
         challenge = base64.b64decode(self.call("auth_challenge")["challenge"])
-        signature = x509.sign(key_pem, CHALLENGE_PREFIX + challenge)
+        signature = x509.sign(private_key, CHALLENGE_PREFIX + challenge)
         self.call("authenticate", chain=chain, signature=base64.b64encode(signature).decode())
 
     def __enter__(self):

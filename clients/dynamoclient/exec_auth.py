@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with Client.from_args(args, use_proxy=True) as client:
+        with Client.from_args(args) as client:
             if args.list:
                 print(format_list(client.call("list_script_authorizations")["authorizations"]))
             elif args.delete:

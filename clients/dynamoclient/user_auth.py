@@ -7,7 +7,9 @@
 
 DNs may be given in slash form (/DC=ch/DC=cern/OU=Users/CN=Jane Doe) or in
 comma form (CN=Jane Doe,OU=Users,DC=cern,DC=ch); they are stored in slash
-form.  The daemon checks that the caller is the superuser.
+form.  The daemon checks that the caller is the superuser.  Only a Unix
+account is ever the superuser, so no default proxy is tried: root's grid proxy
+would make root act as the proxy's (non-super) user.
 """
 
 import argparse
@@ -109,7 +111,7 @@ def main(argv=None) -> int:
     if args.revoke and not args.role:
         parser.error("--revoke needs --role")
     try:
-        with Client.from_args(args, use_proxy=True) as client:
+        with Client.from_args(args) as client:
             return run(args, client)
     except (ConnectionFailed, RemoteError) as exc:
         print(f"dynamo-user-auth: {exc}", file=sys.stderr)

@@ -19,8 +19,8 @@ def default_proxy() -> str | None:
     return path if os.path.isfile(path) else None
 
 
-def load(cert_path: str, key_path: str | None = None) -> tuple[str, bytes]:
-    """(the certificate chain as PEM text, the private key PEM) from the files."""
+def load(cert_path: str, key_path: str | None = None) -> tuple[str, object]:
+    """(the certificate chain as PEM text, the private key) from the files."""
     with open(cert_path, "rb") as f:
         data = f.read()
     chain = _CERT.findall(data)
@@ -34,19 +34,33 @@ def load(cert_path: str, key_path: str | None = None) -> tuple[str, bytes]:
     key = _KEY.search(key_data)
     if key is None:
         raise ValueError(f"no private key in {key_path or cert_path}")
-    return b"\n".join(chain).decode() + "\n", key.group(0)
+    return b"\n".join(chain).decode() + "\n", _private_key(key.group(0), key_path or cert_path)
 
 
-def sign(key_pem: bytes, message: bytes) -> bytes:
+def _private_key(pem: bytes, path: str):
+    """The key, loaded before the daemon is asked anything, so that an unusable one (a
+    grid user key protected by a passphrase, most often) is reported, not a traceback."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except TypeError:  # how cryptography says that the key needs a passphrase
+        raise ValueError(f"the private key in {path} is protected by a passphrase; use a "
+                         f"proxy (voms-proxy-init or grid-proxy-init) instead") from None
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey,
+                            ed25519.Ed25519PrivateKey)):
+        raise ValueError(f"unsupported key type {type(key).__name__} in {path}")
+    return key
+
+
+def sign(key, message: bytes) -> bytes:
     """Sign `message` with the key: RSA PKCS#1 v1.5 or ECDSA over SHA-256, or Ed25519."""
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-    key = serialization.load_pem_private_key(key_pem, password=None)
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(message, padding.PKCS1v15(), hashes.SHA256())
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return key.sign(message, ec.ECDSA(hashes.SHA256()))
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign(message)
-    raise ValueError(f"unsupported key type {type(key).__name__}")
+    return key.sign(message)  # Ed25519, the only other kind _private_key lets through

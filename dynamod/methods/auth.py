@@ -49,6 +49,7 @@ def authenticate(call: Call, chain: str, signature: str) -> dict:
         dn = verify_chain(certificates, call.server.trust)
     except NotAuthorized as exc:
         log.warning("X.509 authentication refused for uid %d: %s", peer.uid, exc.message)
+        exc.details.update(uid=peer.uid, needs="identity")  # like every other refusal
         raise
     identity = call.server.authenticator.identify_dn(peer, dn)
     if identity.name is None:
