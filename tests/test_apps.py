@@ -1,5 +1,6 @@
 """Applications: scripts forked from the live inventory, through the real `dynamo`."""
 
+import ctypes
 import os
 import pty
 import select
@@ -7,10 +8,12 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import pytest
 
 from conftest import EXAMPLES
+from dynamod.apps import child
 
 SEED_SITES = [
     "Site('T2_US_XYZ','t2-storage.xyz.edu','disk','gsiftp://t2-storage.xyz.edu:2811/cms',"
@@ -216,3 +219,45 @@ def test_one_writer_at_a_time_and_injections_wait(seeded, tmp_path):
     ids = {s["name"]: s["id"] for s in seeded.call("list_sites")["sites"]}
     assert set(ids) >= {"T2_FIRST", "T2_SECOND", "T2_INJECTED"}
     assert ids["T2_FIRST"] < ids["T2_INJECTED"]  # the injection waited for the writer
+
+
+CAP_SETGID, CAP_SETUID = 6, 7
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to set up a capable account")
+def test_child_drops_the_setuid_capability_a_service_account_keeps():
+    """The systemd set-up runs dynamod as its own account holding CAP_SETUID and
+    CAP_SETGID, which setuid() to another non-root uid does not clear. The child's
+    set-up (the real code, in a real forked process) must leave the script none."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(8, 1, 0, 0, 0)  # PR_SET_KEEPCAPS: keep them across the uid change
+            os.setgroups([])
+            os.setresgid(1, 1, 1)
+            os.setresuid(1, 1, 1)  # now the `daemon` account (uid 1), like `dynamo`
+            header = child._CapHeader(child._CAPABILITY_VERSION_3, 0)
+            data = (child._CapData * 2)()
+            wanted = (1 << CAP_SETUID) | (1 << CAP_SETGID)
+            data[0].permitted = data[0].effective = wanted
+            assert libc.capset(ctypes.byref(header), data) == 0
+            assert _capability(1 << CAP_SETUID, "CapEff")
+            app = types.SimpleNamespace(uid=65534, gid=65534, user="nobody", id=1, cwd="/")
+            child._become(app)
+            assert os.getuid() == 65534 and not _capability(~0, "CapPrm")
+            try:
+                os.setuid(1)
+            except PermissionError:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _capability(mask, line) -> bool:
+    with open("/proc/self/status") as status:
+        value = next(int(x.split()[1], 16) for x in status if x.startswith(line))
+    return bool(value & mask)

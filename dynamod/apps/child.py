@@ -8,6 +8,7 @@ caller's identity when the daemon can, and runs the script synchronously as
 object per line, then an end line with their count.
 """
 
+import ctypes
 import gc
 import logging
 import os
@@ -44,8 +45,12 @@ def run(app, inventory, stdio, updates_fd, workarea) -> None:
     """Become the application and never return."""
     code = EXIT_SETUP
     try:
-        _detach_from_daemon(stdio, updates_fd, workarea, app)
+        _detach_from_daemon(stdio, updates_fd)
         _become(app)
+        if stdio is None:  # asynchronous: output goes to files of the caller's own
+            for target, fd in enumerate(_workarea_streams(workarea)):
+                os.dup2(fd, target)
+                os.close(fd)
         code = _execute(app, inventory)
     except BaseException:  # nothing may escape into the daemon's code
         try:
@@ -61,7 +66,7 @@ def run(app, inventory, stdio, updates_fd, workarea) -> None:
         os._exit(code)
 
 
-def _detach_from_daemon(stdio, updates_fd, workarea, app):
+def _detach_from_daemon(stdio, updates_fd):
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
@@ -69,24 +74,52 @@ def _detach_from_daemon(stdio, updates_fd, workarea, app):
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     os.setsid()
     logging.root.handlers.clear()
-    if stdio is None:  # asynchronous: output goes to files in the work area
-        stdio = _workarea_streams(workarea, app)
-    for target, fd in enumerate(stdio):
+    for target, fd in enumerate(stdio or ()):
         os.dup2(fd, target)
     if updates_fd is not None:
         os.dup2(updates_fd, UPDATES_FD)
     os.closerange(UPDATES_FD + 1 if updates_fd is not None else UPDATES_FD, os.sysconf("SC_OPEN_MAX"))
 
 
-def _workarea_streams(workarea, app):
-    os.makedirs(workarea, mode=0o700, exist_ok=True)
-    os.chown(workarea, app.uid, app.gid)
+def _workarea_streams(workarea):
+    """Created as the caller, after the privileges are gone: the work directory is
+    sticky and not listable, so each application can make only its own area."""
+    os.mkdir(workarea, 0o700)
     streams = [os.open(os.devnull, os.O_RDONLY)]
     for name in ("stdout", "stderr"):
         path = os.path.join(workarea, name)
-        streams.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        os.chown(path, app.uid, app.gid)
+        streams.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     return streams
+
+
+_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities():
+    """Clear every capability set: a daemon running as its own account with
+    CAP_SETUID keeps it across setuid() (only a change away from uid 0 clears
+    capabilities), and a script must never hold it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header, data = _CapHeader(_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+    with open("/proc/self/status") as status:
+        held = [line.split()[0] for line in status
+                if line.startswith(("CapInh", "CapPrm", "CapEff", "CapAmb"))
+                and int(line.split()[1], 16)]
+    if held:
+        raise PermissionError(f"capabilities still held: {', '.join(held)}")
 
 
 def _become(app):
@@ -102,6 +135,8 @@ def _become(app):
         os.setuid(app.uid)
         if os.geteuid() != app.uid or os.getuid() != app.uid:
             raise PermissionError("could not take the caller's uid")
+    if app.uid != 0:
+        _drop_capabilities()
     home = account.pw_dir if account else "/"
     keep = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ", "TERM") if k in os.environ}
     os.environ.clear()
