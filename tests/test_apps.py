@@ -261,3 +261,26 @@ def _capability(mask, line) -> bool:
     with open("/proc/self/status") as status:
         value = next(int(x.split()[1], 16) for x in status if x.startswith(line))
     return bool(value & mask)
+
+
+def test_applications_die_with_the_daemon_and_are_marked_killed(seeded, tmp_path):
+    path = script(tmp_path, "import time\nprint('up', flush=True)\ntime.sleep(120)\n")
+    runner = subprocess.Popen([sys.executable, "-m", "dynamoclient.dynamo", str(path)],
+                              env=seeded.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    record = _wait_for_status(seeded, "run")
+    seeded.kill9()
+    deadline = time.monotonic() + 10
+    while _alive(record["pid"]):
+        assert time.monotonic() < deadline, "the application outlived the daemon"
+        time.sleep(0.05)
+    runner.wait(30)
+    seeded.start()
+    assert seeded.call("poll_application", id=record["id"])["status"] == "killed"
+
+
+def _alive(pid) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

@@ -62,7 +62,7 @@ def test_ready_arrives_on_notify_socket_only_after_loading(daemon, workdir):
     process = subprocess.Popen(
         [sys.executable, "-m", "dynamod", "--state-dir", str(daemon.state_dir),
          "--socket", daemon.socket], stderr=subprocess.DEVNULL,
-        env={**os.environ, "NOTIFY_SOCKET": str(workdir / "notify")})
+        env={**os.environ, "NOTIFY_SOCKET": str(workdir / "notify"), "WATCHDOG_USEC": "200000"})
     try:
         messages = []
         while not any("READY=1" in m for m in messages):
@@ -71,9 +71,13 @@ def test_ready_arrives_on_notify_socket_only_after_loading(daemon, workdir):
         assert "STATUS=serving 0 sites, 3 datasets, 3 files" in messages[-1]
         with Client(daemon.socket) as client:  # ready means loaded and listening
             assert client.call("status")["inventory"]["datasets"] == 3
+        pings = [notify.recv(4096).decode() for _ in range(3)]  # every 0.1 s
+        assert pings == ["WATCHDOG=1"] * 3
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
-        assert "STOPPING=1" in notify.recv(4096).decode()
+        while (message := notify.recv(4096).decode()) == "WATCHDOG=1":
+            pass
+        assert "STOPPING=1" in message
     finally:
         process.kill()
         notify.close()

@@ -44,9 +44,11 @@ def _on_sigterm(signum, frame):
 def run(app, inventory, stdio, updates_fd, workarea) -> None:
     """Become the application and never return."""
     code = EXIT_SETUP
+    daemon = os.getppid()
     try:
         _detach_from_daemon(stdio, updates_fd)
         _become(app)
+        _die_with(daemon)
         if stdio is None:  # asynchronous: output goes to files of the caller's own
             for target, fd in enumerate(_workarea_streams(workarea)):
                 os.dup2(fd, target)
@@ -92,6 +94,7 @@ def _workarea_streams(workarea):
     return streams
 
 
+_PR_SET_PDEATHSIG = 1
 _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _CAPABILITY_VERSION_3 = 0x20080522
 
@@ -103,6 +106,15 @@ class _CapHeader(ctypes.Structure):
 class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
                 ("inheritable", ctypes.c_uint32)]
+
+
+def _die_with(daemon: int):
+    """Be killed if the daemon dies: nobody would collect the changes or the exit
+    code, and the restarted daemon marks the application killed.  Set after the
+    uid change, which clears it."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != daemon:  # it died before the request took effect
+        os._exit(EXIT_TERMINATED)
 
 
 def _drop_capabilities():

@@ -189,6 +189,9 @@ class ApplicationManager:
 
     async def _run(self, app: Application, stdio):
         try:
+            # Committed before the fork: a daemon killed while the application runs
+            # finds its record at restart (and marks it killed).
+            await self._persist(app)
             if app.write:
                 if self.service.gate.locked():
                     app.status = "waiting"
