@@ -80,6 +80,15 @@ requests = st.lists(st.one_of(st.tuples(st.just("inject"), documents),
                     min_size=1, max_size=20)
 
 
+def state(inventory):
+    """Everything a rollback must restore: the rows, the next ids, and the order in which
+    the dicts list their objects (creation order, as after a reload)."""
+    order = (list(inventory.sites), list(inventory.groups), list(inventory.datasets),
+             [list(b.files_by_lfn) for d in inventory.datasets.values()
+              for b in sorted(d.blocks, key=lambda b: b.id)])
+    return all_rows(inventory), dict(inventory.next_ids), order
+
+
 def apply(inventory, kind, document):
     changes = ChangeSet(inventory, now=1000)
     try:
@@ -96,16 +105,16 @@ def test_failed_requests_change_nothing_and_undo_restores(sequence):
     inventory = Inventory()
     history = []
     for kind, document in sequence:
-        before = (all_rows(inventory), dict(inventory.next_ids))
+        before = state(inventory)
         changes = apply(inventory, kind, document)
         if changes is None:
-            assert (all_rows(inventory), inventory.next_ids) == before
+            assert state(inventory) == before
         else:
             assert inventory.problems() == []
             history.append((before, changes))
     for before, changes in reversed(history):
         changes.rollback()
-        assert (all_rows(inventory), inventory.next_ids) == before
+        assert state(inventory) == before
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,

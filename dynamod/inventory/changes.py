@@ -15,6 +15,7 @@ from collections import Counter
 from contextlib import nullcontext
 
 from ..errors import Conflict, InvalidValue, NotFound
+from .fields import MAX_COUNT
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
 
 PLURAL = {"site": "sites", "group": "groups", "dataset": "datasets", "block": "blocks",
@@ -74,6 +75,7 @@ class ChangeSet:
         self.inventory = inventory
         self.now = int(time.time()) if now is None else now
         self._undo = []
+        self._unsorted = {}    # id -> dict an undone removal put an entry back into
         self._checks = []
         self.ops = {}          # (kind, key) -> object to write, or None to delete
         self._seen = {}        # (kind, key) -> "created" | "updated"
@@ -101,11 +103,11 @@ class ChangeSet:
         return self._seen.get(store_key(obj)) == "created"
 
     def _set(self, obj, values: dict) -> bool:
-        """Set checked field values; True when something changed."""
+        """Set checked field values; True when something changed.  Every value is checked
+        before any is set: a bad one must not leave the others set without an undo."""
         cls = type(obj)
         old = {}
-        for name, value in values.items():
-            value = checked(cls, name, value)
+        for name, value in {n: checked(cls, n, v) for n, v in values.items()}.items():
             current = getattr(obj, name)
             if current is not value and current != value:
                 old[name] = current
@@ -137,10 +139,18 @@ class ChangeSet:
     def _remove(self, container, key_or_item):
         if isinstance(container, dict):
             value = container.pop(key_or_item)
-            self._undo.append(lambda: container.__setitem__(key_or_item, value))
+            self._undo.append(lambda: self._put_back(container, key_or_item, value))
         else:
             container.remove(key_or_item)
             self._undo.append(lambda: container.add(key_or_item))
+
+    def _put_back(self, container: dict, key, value):
+        """Undo a removal.  The dicts list objects in creation order, which is id order
+        (as the loader builds them): `rollback` sorts the ones an entry went back into,
+        so that a failed request leaves no trace (the LFN index, never listed, is spared)."""
+        container[key] = value
+        if container is not self.inventory.files:
+            self._unsorted[id(container)] = container
 
     def check_later(self, check):
         """Run `check` (which raises on failure) once the whole request is applied."""
@@ -150,11 +160,25 @@ class ChangeSet:
         for check in self._checks:
             check()
         self._checks.clear()
+        self._check_dataset_sizes()
+
+    def _check_dataset_sizes(self):
+        """A dataset's size is the sum of its blocks' and is answered as a 64-bit integer,
+        so no request may push it past the largest one (queries would fail forever)."""
+        for dataset in {obj.dataset for obj in self.ops.values() if isinstance(obj, Block)}:
+            if dataset.size > MAX_COUNT:
+                raise InvalidValue(f"dataset {dataset.name}: its blocks would add up to "
+                                   f"{dataset.size} bytes, over {MAX_COUNT}", field="size")
 
     def rollback(self):
         """Undo every step, newest first: the inventory is as before the ChangeSet."""
         while self._undo:
             self._undo.pop()()
+        for container in self._unsorted.values():
+            entries = sorted(container.items(), key=lambda entry: entry[1].id)
+            container.clear()
+            container.update(entries)
+        self._unsorted.clear()
         self.ops.clear()
         self._seen.clear()
         self.deleted.clear()
@@ -253,16 +277,15 @@ class ChangeSet:
         target = None
         if site is not None:
             target = block.find_replica(site) or self._file_replica(block, site)
-        others = [r for r in block.replicas if r is not target]
-        previous = tuple(sorted(f.id for f in block.files_by_lfn.values()))
+        complete = [r for r in block.replicas if r is not target and r.is_complete()]
+        previous = tuple(sorted(f.id for f in block.files_by_lfn.values())) if complete else ()
         new.id = self._new_id("file")
         self._add(block.files_by_lfn, lfn, new)
         self._add(self.inventory.files, lfn, new)
         self._touch(new, "created")
         self._set(block, {"size": block.size + new.size, "num_files": block.num_files + 1})
-        for replica in others:
-            if replica.is_complete():
-                self._set(replica, {"file_ids": previous})
+        for replica in complete:
+            self._set(replica, {"file_ids": previous})
         if target is not None:
             self._put_files(target, (*self._present(target), new.id))
         return new

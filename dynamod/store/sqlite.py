@@ -33,9 +33,14 @@ class Store:
 
     @classmethod
     async def open(cls, path: str, synchronous: str = "FULL") -> "Store":
+        """Open (creating or upgrading the schema); a database SQLite cannot open or
+        read is a StoreError, so the daemon stops with one line naming it."""
         if synchronous.upper() not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
-        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {path}: {exc}") from exc
         try:
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
@@ -43,12 +48,18 @@ class Store:
             await db.execute("PRAGMA busy_timeout = 2000")
             store = cls(db, path)
             await store._prepare_schema()
+        except sqlite3.Error as exc:
+            await db.close()
+            raise StoreError(f"cannot open the database {path}: {exc}") from exc
         except BaseException:
             await db.close()
             raise
         return store
 
     async def _prepare_schema(self):
+        """Create or upgrade the schema.  Each step commits with its version number, so a
+        crash between steps resumes at the next one; a current database is not written
+        at all (another process may hold its lock, the disk may be full)."""
         version = await self._scalar("PRAGMA user_version")
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(
@@ -59,9 +70,8 @@ class Store:
             ddl = resources.files(__package__).joinpath("schema.sql").read_text()
             await self.db.executescript(f"BEGIN; {ddl}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
             return
-        for step in MIGRATIONS[version - 1:]:
-            await self.db.executescript(f"BEGIN; {step}; COMMIT;")
-        await self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        for number, step in enumerate(MIGRATIONS[version - 1:], start=version + 1):
+            await self.db.executescript(f"BEGIN; {step}; PRAGMA user_version = {number}; COMMIT;")
 
     async def _scalar(self, sql, params=()):
         async with self.db.execute(sql, params) as cursor:
@@ -71,9 +81,12 @@ class Store:
     async def load(self) -> tuple[dict, dict]:
         """Every row of every table (parents first), and the next id per kind."""
         tables = {}
-        for table in TABLES:
-            tables[table.kind] = await self.db.execute_fetchall(table.select_sql)
-        next_ids = dict(await self.db.execute_fetchall("SELECT kind, next_id FROM next_ids"))
+        try:
+            for table in TABLES:
+                tables[table.kind] = await self.db.execute_fetchall(table.select_sql)
+            next_ids = dict(await self.db.execute_fetchall("SELECT kind, next_id FROM next_ids"))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
         return tables, next_ids
 
     async def write(self, changes: dict, next_ids: dict):
@@ -104,10 +117,26 @@ class Store:
             await self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             await self._rollback()
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
+                await self._bury_failed_commit()
             raise StoreError(f"the database refused the change: {exc}") from exc
         except BaseException:
             await self._rollback()
             raise
+
+    async def _bury_failed_commit(self):
+        """Commit a transaction that only rewrites the header page, so that its WAL frame
+        lands on the failed commit's first frame.  After a failed fsync that commit may
+        still sit whole in the page cache, and WAL recovery at the next start would take
+        it for committed; with its first frame overwritten its checksum chain is broken.
+        When this commit fails too, its frame has most often reached the page cache all
+        the same; if not, the risk lasts until a commit passes."""
+        try:
+            await self.db.execute("BEGIN IMMEDIATE")
+            await self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await self.db.execute("COMMIT")
+        except sqlite3.Error:
+            await self._rollback()
 
     async def _rollback(self):
         if self.db.in_transaction:

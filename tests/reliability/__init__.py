@@ -1,0 +1,1 @@
+"""Reliability evidence (see RELIABILITY.md): suites that run against a real dynamod."""
