@@ -63,14 +63,15 @@ class InventoryService:
         self.changelog.write(actor, lines)
         return counts
 
-    async def change_holding_gate(self, apply, actor: str) -> dict:
-        """`change` for the task that already holds `gate` (a read/write application)."""
-        counts, committed, lines = self._apply(apply, False)
+    async def change_holding_gate(self, apply, actor: str, also=None) -> dict:
+        """`change` for the task that already holds `gate` (a read/write application);
+        `also(counts)` gives more rows to commit in the same transaction."""
+        counts, committed, lines = self._apply(apply, False, also)
         await committed
         self.changelog.write(actor, lines)
         return counts
 
-    def _apply(self, apply, dry_run):
+    def _apply(self, apply, dry_run, also=None):
         changes = ChangeSet(self.inventory)
         try:
             apply(changes)
@@ -82,6 +83,8 @@ class InventoryService:
             changes.rollback()
             return counts, _done(), []
         rows = change_rows(changes)
+        if also is not None:
+            rows.update(also(counts))
         lines = journal_lines(changes.journal) if self.changelog.path else []
         return (counts, self.writer.submit(rows, self.inventory.next_ids, changes.rollback),
                 lines)

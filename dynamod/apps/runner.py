@@ -122,25 +122,33 @@ class ApplicationManager:
 
         Returns whether it replaced an earlier one, and the commit's future.
         """
-        replaced = (title, user) in self.authorizations
-        created = time.time()
-        self.authorizations[(title, user)] = (digest, created)
+        key = (title, user)
+        before = dict(self.authorizations)
+        self.authorizations[key] = (digest, time.time())
         log.info("script authorization %s for title %r, user %s: %s",
-                 "replaced" if replaced else "added", title, user or "ALL", digest)
-        return replaced, self.service.writer.submit(
-            {("authorization", (title, user)): (title, user, digest, created)}, {},
-            lambda: self.authorizations.pop((title, user), None))
+                 "replaced" if key in before else "added", title, user or "ALL", digest)
+        return key in before, self._persist_authorizations([key], before)
 
     def revoke(self, title: str, user: str | None):
         keys = [k for k in self.authorizations if k[0] == title and (user is None or k[1] == user)]
         if not keys:
             raise NotFound(f"no authorization for title {title!r}"
                            + (f" and user {user or 'ALL'}" if user is not None else ""))
+        before = dict(self.authorizations)
         for key in keys:
             del self.authorizations[key]
             log.info("script authorization revoked: title %r, user %s", key[0], key[1] or "ALL")
-        return keys, self.service.writer.submit({("authorization", k): None for k in keys}, {},
-                                                lambda: None)
+        return keys, self._persist_authorizations(keys, before)
+
+    def _persist_authorizations(self, keys, before) -> asyncio.Future:
+        """Commit the entries `keys` as they are now; a failed commit restores `before`."""
+        def undo():
+            self.authorizations.clear()
+            self.authorizations.update(before)
+
+        rows = {("authorization", key): (*key, *self.authorizations[key])
+                if key in self.authorizations else None for key in keys}
+        return self.service.writer.submit(rows, {}, undo)
 
     def is_authorized(self, title: str, user: str, digest: str) -> bool:
         return any(self.authorizations.get((title, who), ("",))[0] == digest
@@ -308,21 +316,26 @@ class ApplicationManager:
                 apply_record(changes, rec)
             changes.finish()
 
+        def record(counts):
+            """The `done` record, committed in the same transaction as the changes."""
+            app.status, app.ended = "done", time.time()
+            app.message = "changes applied: " + _summary(counts)
+            return {("application", (app.id,)): app.row()}
+
         try:
-            counts = await self.service.change_holding_gate(apply, f"{app.user} app={app.id}")
+            await self.service.change_holding_gate(apply, f"{app.user} app={app.id}", record)
         except DynamoError as exc:
             app.status = "failed"
             app.message = f"its changes were refused, nothing was applied: {exc.message}"
-            return
-        app.status = "done"
-        app.message = "changes applied: " + _summary(counts)
+        if app.status == "run":  # nothing to change: no transaction, no record in one
+            app.status, app.message = "done", "no changes"
 
     # --------------------------------------------------------------- kill
     def kill(self, app_id: int, reason: str) -> bool:
         """Stop an application: SIGTERM now, SIGKILL after the grace period."""
         app = self.get(app_id)
-        if app.status not in ACTIVE:
-            return False
+        if app.status not in ACTIVE or app.exit_code is not None:
+            return False  # ended, or its changes are being committed: too late to stop
         previous, app.status, app.message = app.status, "killed", f"killed: {reason}"
         log.warning("application %d (%s) killed: %s", app.id, app.title, reason)
         if previous == "run" and app.pid:
