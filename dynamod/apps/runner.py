@@ -238,6 +238,7 @@ class ApplicationManager:
         if pid == 0:
             child.run(app, self.service.inventory, stdio, updates_w, app.workarea)
         gc.unfreeze()
+        app.script = ""  # the child has its copy; records live on, scripts need not
         if updates_w is not None:
             os.close(updates_w)
         app.pid, app.status, app.started = pid, "run", time.time()
