@@ -191,40 +191,30 @@ class ChangeSet:
         return {"created": dict(created), "updated": dict(updated), "deleted": dict(self.deleted)}
 
     # --------------------------------------------------- create or update
-    def site(self, name, fields: dict) -> Site:
-        site = self.inventory.sites.get(name)
-        if site is None:
-            site = Site(name, **fields)
-            site.id = self._new_id("site")
-            self._add(self.inventory.sites, name, site)
-            self._touch(site, "created")
+    def _by_name(self, table: dict, cls, name, fields: dict, defaults=None):
+        """Create (with `defaults` under the given fields) or update a site, group or
+        dataset: the objects the inventory keeps in a dict by name."""
+        obj = table.get(name)
+        if obj is None:
+            obj = cls(name, **{**(defaults or {}), **fields})
+            obj.id = self._new_id(cls.kind)
+            self._add(table, name, obj)
+            self._touch(obj, "created")
         else:
-            self._set(site, fields)
-        return site
+            self._set(obj, fields)
+        return obj
+
+    def site(self, name, fields: dict) -> Site:
+        return self._by_name(self.inventory.sites, Site, name, fields)
 
     def group(self, name, fields: dict) -> Group:
         if name is None:
             raise InvalidValue("the null group cannot be changed", field="name")
-        group = self.inventory.groups.get(name)
-        if group is None:
-            group = Group(name, **fields)
-            group.id = self._new_id("group")
-            self._add(self.inventory.groups, name, group)
-            self._touch(group, "created")
-        else:
-            self._set(group, fields)
-        return group
+        return self._by_name(self.inventory.groups, Group, name, fields)
 
     def dataset(self, name, fields: dict) -> Dataset:
-        dataset = self.inventory.datasets.get(name)
-        if dataset is None:
-            dataset = Dataset(name, **{"last_update": self.now, **fields})
-            dataset.id = self._new_id("dataset")
-            self._add(self.inventory.datasets, name, dataset)
-            self._touch(dataset, "created")
-        else:
-            self._set(dataset, fields)
-        return dataset
+        return self._by_name(self.inventory.datasets, Dataset, name, fields,
+                             {"last_update": self.now})
 
     def block(self, dataset: Dataset, name, fields: dict, where=nullcontext) -> Block:
         """Create or update a block; a given size or num_files is checked at the end,
