@@ -7,7 +7,7 @@ import sys
 from . import __version__
 from . import logs
 from .config import LOG_LEVELS, SYNCHRONOUS, ConfigError, build
-from .server import run
+from .server import make_state_dir, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +98,7 @@ def _serve(config, reread, on_ready=None) -> int:
 
 def _detach(config, reread) -> int:
     """Fork a background daemon and wait until it listens (or says why it could not)."""
-    os.makedirs(config.state_dir, mode=0o711, exist_ok=True)
+    make_state_dir(config.state_dir)
     log_path = os.path.join(config.state_dir, "dynamod.log")
     read_end, write_end = os.pipe()
     if os.fork() > 0:

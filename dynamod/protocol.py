@@ -8,6 +8,7 @@ Compact JSON never contains a raw newline, so a newline always ends a message.
 Everything here is pure (bytes in, values out) so it is tested byte by byte.
 """
 
+import re
 from dataclasses import dataclass, field
 
 import orjson
@@ -16,6 +17,7 @@ from .errors import DynamoError, InvalidRequest, ParseError, TooLarge
 
 MAX_ID_LENGTH = 200
 MAX_DEPTH = 1024  # orjson's own nesting limit (since 3.9.15; older ones crash on deep input)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 class LineTooLong(TooLarge):
@@ -81,6 +83,8 @@ def decode_request(line: bytes) -> Request:
             raise ParseError(f"the request nests arrays and objects deeper than {MAX_DEPTH} "
                              f"levels") from None
         raise ParseError(f"the request is not valid JSON: {exc}") from None
+    if _repeats_a_key(line, message):
+        raise ParseError("the request names the same key twice in one object")
     if not isinstance(message, dict):
         raise InvalidRequest("a request must be a JSON object")
     rid = message.get("id")
@@ -97,6 +101,22 @@ def decode_request(line: bytes) -> Request:
     if not isinstance(params, dict):
         raise InvalidRequest("'params' must be a JSON object", id=rid)
     return Request(rid, method, params)
+
+
+def _repeats_a_key(line: bytes, message) -> bool:
+    """Whether an object of the (valid JSON) line names a key twice, which the parser
+    would silently resolve to the last value: the text then has more key separators
+    (colons outside strings) than the parsed objects have keys."""
+    separators = _STRING.sub(b"", line).count(b":")
+    keys, pending = 0, [message]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            keys += len(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return separators != keys
 
 
 def encode_result(rid, result) -> bytes:

@@ -30,6 +30,10 @@ from .service import InventoryService
 
 log = logging.getLogger("dynamod")
 
+# Connections the kernel queues until they are accepted.  The event loop listens again
+# with its own default (100) unless told, also on a socket systemd passes.
+BACKLOG = 512
+
 # Settings SIGHUP applies to the running daemon; the others need a restart.
 LIVE_SETTINGS = ("log_level", "max_line_bytes", "max_connections", "max_requests_in_flight",
                  "app_timeout", "kill_grace", "shutdown_timeout", "ca_path")
@@ -71,7 +75,8 @@ class Server:
             listening.close()
             raise
         loop = asyncio.get_running_loop()
-        self.listener = await loop.create_unix_server(lambda: Connection(self), sock=listening)
+        self.listener = await loop.create_unix_server(lambda: Connection(self), sock=listening,
+                                                      backlog=BACKLOG)
         if not self.activated:
             os.chmod(self.config.socket, 0o666)  # anyone may connect; identity is per peer
         self._stopping = asyncio.Event()
@@ -85,9 +90,8 @@ class Server:
                  " (socket from systemd)" if self.activated else "")
 
     def _check_state_dir(self):
-        # Traversable, not listable: the work areas inside belong to their users.
         try:
-            os.makedirs(self.config.state_dir, mode=0o711, exist_ok=True)
+            make_state_dir(self.config.state_dir)
             probe = os.path.join(self.config.state_dir, f".write-test-{os.getpid()}")
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             os.unlink(probe)
@@ -169,6 +173,15 @@ class Server:
         log.info("dynamod stopped")
 
 
+def make_state_dir(path: str):
+    """Create the state directory traversable but not listable (the work areas inside
+    belong to their users); the mode is set apart from makedirs, which a umask such as
+    the daemon's own 0077 would narrow."""
+    if not os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, 0o711)
+
+
 async def _watchdog(interval: float):
     while True:
         systemd.notify("WATCHDOG=1")
@@ -207,7 +220,7 @@ def _claim_socket(path: str) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
-        sock.listen(512)
+        sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         raise StartupError(f"cannot listen on {path}: {exc.strerror}") from None

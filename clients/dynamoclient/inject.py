@@ -7,6 +7,7 @@ one transaction; this tool prints what was created, updated and deleted.
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -15,6 +16,7 @@ from .jsonpath import line_of
 
 KINDS = ("sites", "groups", "datasets", "blocks", "files", "datasetreplicas", "blockreplicas")
 PROGRESS_THRESHOLD = 1 << 20  # show progress for documents above 1 MiB on a terminal
+WIRE_INTEGERS = range(-(2**63), 2**64)  # the integers the daemon's JSON parser reads as such
 
 
 class UsageError(Exception):
@@ -139,10 +141,59 @@ def read_document(path: str) -> tuple[str, dict]:
     except UnicodeDecodeError as exc:
         raise UsageError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        return text, json.loads(text)
+        return text, json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg} "
                          f"(column {exc.colno})") from None
+    except RecursionError:
+        raise UsageError(f"{name}: invalid JSON: arrays and objects nest too deeply") from None
+    except ValueError as exc:  # a repeated key, or an integer of thousands of digits
+        raise UsageError(f"{name}: invalid JSON: {exc}") from None
+
+
+def _unique_keys(pairs: list) -> dict:
+    """An object of the document; of a key given twice, json would keep only the last."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _unsendable(value) -> str | None:
+    """Why the daemon could not read `value` as it is (None if it can).
+
+    Python reads what the daemon's parser refuses or changes: integers beyond 64
+    bits, NaN and infinities, strings with a lone surrogate (from a `\\ud800`
+    escape, or from an argument that is not UTF-8)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value not in WIRE_INTEGERS:
+        return f"the integer {value} does not fit in 64 bits"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a JSON number"
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return f"{value!r} is not valid Unicode (it holds a lone surrogate)"
+    return None
+
+
+def check_sendable(document, text: str | None = None, name: str = ""):
+    """Refuse a value the request could not carry (see `_unsendable`), naming where
+    it is: the line of `text`, the document read from `name`, when there is one."""
+    pending = [("", None, document)]
+    while pending:
+        path, key, value = pending.pop()
+        problem = _unsendable(key) or _unsendable(value)
+        if problem:
+            line = line_of(text, path) if text is not None else None
+            where = f"{name}:{line}" if line else f"{name}: {path}" if text is not None else path
+            raise UsageError(f"{where}: {problem}")
+        if isinstance(value, dict):
+            pending.extend((f"{path}.{k}" if path else k, k, v) for k, v in value.items())
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{i}]", None, v) for i, v in enumerate(value))
 
 
 def format_counts(result: dict) -> str:
@@ -202,6 +253,7 @@ def main(argv=None) -> int:
         else:
             raise UsageError("nothing to do: give FILE.json (- for standard input) or "
                              "object options such as --site (see --help)")
+        check_sendable(document, text, args.json and document_name(args.json))
         with Client.from_args(args, use_proxy=True) as client:
             show = sys.stderr.isatty() and len(text or "") > PROGRESS_THRESHOLD
             result = submit(client, "delete" if args.delete else "inject",

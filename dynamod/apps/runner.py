@@ -10,6 +10,7 @@ committed as one transaction, exactly like an injection.
 """
 
 import asyncio
+import dataclasses
 import gc
 import hashlib
 import logging
@@ -317,19 +318,22 @@ class ApplicationManager:
                 apply_record(changes, rec)
             changes.finish()
 
+        outcome = {"status": "done", "message": "no changes"}
+
         def record(counts):
-            """The `done` record, committed in the same transaction as the changes."""
-            app.status, app.ended = "done", time.time()
-            app.message = "changes applied: " + _summary(counts)
-            return {("application", (app.id,)): app.row()}
+            """The `done` record, committed in the same transaction as the changes (and
+            shown only once they are committed)."""
+            outcome.update(ended=time.time(), message="changes applied: " + _summary(counts))
+            return {("application", (app.id,)): dataclasses.replace(app, **outcome).row()}
 
         try:
             await self.service.change_holding_gate(apply, f"{app.user} app={app.id}", record)
         except DynamoError as exc:
             app.status = "failed"
             app.message = f"its changes were refused, nothing was applied: {exc.message}"
-        if app.status == "run":  # nothing to change: no transaction, no record in one
-            app.status, app.message = "done", "no changes"
+        else:
+            for name, value in outcome.items():
+                setattr(app, name, value)
 
     # --------------------------------------------------------------- kill
     def kill(self, app_id: int, reason: str) -> bool:

@@ -29,6 +29,29 @@ class ObjectSet(set):
         return "set([" + ", ".join(map(repr, self)) + "])"
 
 
+class BlockSet(ObjectSet):
+    """A dataset's blocks, indexed by name too: a dataset may hold thousands of blocks,
+    and each block a request names is looked up (a scan would make requests quadratic)."""
+
+    __slots__ = ("by_name",)
+
+    def __init__(self):
+        super().__init__()
+        self.by_name = {}
+
+    def add(self, block):
+        super().add(block)
+        self.by_name[block.name] = block
+
+    def remove(self, block):
+        super().remove(block)
+        del self.by_name[block.name]
+
+    def discard(self, block):
+        if block in self:
+            self.remove(block)
+
+
 def _init(obj, values: dict):
     """Set the given (non-None-default) keyword fields through their checks."""
     for name, value in values.items():
@@ -109,7 +132,7 @@ class Dataset:
         _init(self, dict(status=status, data_type=data_type, software_version=software_version,
                          last_update=last_update, is_open=is_open))
         self.id = id
-        self.blocks = ObjectSet()
+        self.blocks = BlockSet()
         self.replicas = set()
 
     def __repr__(self):
@@ -125,7 +148,10 @@ class Dataset:
         return sum(b.num_files for b in self.blocks)
 
     def find_block(self, name):
-        return next((b for b in self.blocks if b.name == name), None)
+        try:
+            return self.blocks.by_name.get(name)
+        except TypeError:  # an unhashable name (a malformed record) names no block
+            return None
 
     def find_replica(self, site):
         """The replica at `site` (a Site or a site name), or None."""

@@ -1,16 +1,18 @@
 """Applications: run, poll, kill, list; and the script authorizations (root only)."""
 
+import logging
 import re
 from importlib import resources
 
 from ..apps.runner import parse_timeout
 from ..auth.policy import Access
-from ..errors import InvalidParams, NotAuthorized
+from ..errors import DynamoError, InvalidParams, NotAuthorized
 from .registry import Call, method
 
 MAX_SCRIPT_BYTES = 16 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 CONSOLE = resources.files("dynamod.apps").joinpath("console.py")
+log = logging.getLogger("dynamod.apps")
 
 
 def _manager(call: Call):
@@ -35,6 +37,8 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
         raise InvalidParams(f"the script exceeds {MAX_SCRIPT_BYTES} bytes", field="script")
     if not all(isinstance(a, str) for a in args):
         raise InvalidParams("args must be a list of strings", field="args")
+    if cwd is not None and "\0" in cwd:
+        raise InvalidParams("cwd cannot hold a NUL character", field="cwd")
     if console:
         if write:
             raise InvalidParams("the console is read-only", field="write")
@@ -49,8 +53,14 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
                          script=script, cwd=cwd)
     if app.status == "authfailed":
         manager.start(app, None)
-        raise NotAuthorized(app.message, app=app.id)
-    stdio = await call.connection.receive_fds(3, call.request_id) if attach else None
+        raise NotAuthorized(app.message, app=app.id, uid=identity.peer.uid, dn=identity.dn)
+    stdio = None
+    if attach:
+        try:
+            stdio = await call.connection.receive_fds(3, call.request_id)
+        except DynamoError as exc:  # the caller left, or sent no descriptors: end the record
+            manager.kill(app.id, exc.message)
+            raise
     waiting_for = manager.writer() if write and call.service.gate.locked() else None
     manager.start(app, stdio, no_wait)
     if not attach:
@@ -82,8 +92,10 @@ def kill_application(call: Call, id: int) -> dict:
     identity = call.identity
     if not (identity.superuser or app.user == identity.name
             or call.server.users.has_role(identity.name, ("admin",), "application")):
-        raise NotAuthorized(f"application {id} belongs to {app.user}; only its submitter or "
-                            f"an administrator may kill it")
+        message = (f"application {id} belongs to {app.user}; only its submitter or an "
+                   f"administrator may kill it, not {identity.describe()}")
+        log.warning("refused kill_application: %s", message)
+        raise NotAuthorized(message, app=id, uid=identity.peer.uid, dn=identity.dn)
     killed = manager.kill(id, f"by {call.identity.describe()}")
     return {"id": id, "killed": killed, "status": app.status, "exit_code": app.exit_code}
 

@@ -1,10 +1,14 @@
 """Inventory queries (answered from memory) and changes (inject, delete)."""
 
-from fnmatch import fnmatchcase
+import re
+from fnmatch import translate
 
 from ..auth.policy import Access
+from ..errors import InvalidParams
 from ..inventory import injection
 from .registry import Call, method
+
+MAX_PATTERN = 1024
 
 
 def site_view(site) -> dict:
@@ -55,11 +59,21 @@ def _by_name(views, key="name"):
     return sorted(views, key=lambda v: v[key])
 
 
+def _glob(pattern: str):
+    """The matcher of a glob.  Long patterns are refused: translating one takes time
+    quadratic in its length (a few thousand `[` stall the daemon for seconds), and
+    fnmatch would keep tens of thousands of them in its cache."""
+    if len(pattern) > MAX_PATTERN:
+        raise InvalidParams(f"pattern is longer than {MAX_PATTERN} characters", field="pattern")
+    return re.compile(translate(pattern)).match
+
+
 @method("list_sites", Access.READ)
 def list_sites(call: Call, pattern: str = "*") -> dict:
     """Sites whose name matches the glob `pattern`."""
+    matches = _glob(pattern)
     return {"sites": _by_name(site_view(s) for n, s in call.inventory.sites.items()
-                              if fnmatchcase(n, pattern))}
+                              if matches(n))}
 
 
 @method("list_groups", Access.READ)
@@ -72,7 +86,10 @@ def list_groups(call: Call) -> dict:
 @method("list_datasets", Access.READ)
 def list_datasets(call: Call, pattern: str = "*", limit: int | None = None) -> dict:
     """Datasets whose name matches the glob `pattern` (at most `limit`, by name)."""
-    names = sorted(n for n in call.inventory.datasets if fnmatchcase(n, pattern))
+    if limit is not None and limit < 0:
+        raise InvalidParams("limit must not be negative", field="limit")
+    matches = _glob(pattern)
+    names = sorted(n for n in call.inventory.datasets if matches(n))
     truncated = limit is not None and len(names) > limit
     names = names[:limit] if truncated else names
     return {"datasets": [dataset_view(call.inventory.datasets[n]) for n in names],

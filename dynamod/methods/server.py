@@ -50,8 +50,9 @@ async def backup(call: Call, path: str) -> dict:
     The copy holds every change acknowledged before the call; restoring is
     starting dynamod on the copy (`--database`).
     """
-    if not os.path.isabs(path):
-        raise InvalidParams("the backup path must be absolute", field="path")
+    if not os.path.isabs(path) or "\0" in path:
+        raise InvalidParams("the backup path must be absolute, with no NUL character",
+                            field="path")
     if os.path.lexists(path):
         raise InvalidParams(f"{path} exists; a backup never overwrites", field="path")
     started = time.monotonic()

@@ -1,9 +1,10 @@
 """Coverage-guided fuzzing of what a client controls: request lines and injection documents.
 
-atheris is not a dependency of the project; install it where you fuzz:
+atheris is not a dependency of the project; install it where you fuzz, for instance
+in a virtual environment that sees the installed project, and run from the checkout:
 
-    python3 -m pip install atheris        # wheels for CPython 3.11 on x86-64 Linux
-    python3 -m tests.reliability.fuzz_protocol -max_total_time=300 [CORPUS_DIR] [-jobs=2]
+    python3 -m venv --system-site-packages /tmp/fuzz && /tmp/fuzz/bin/pip install atheris
+    /tmp/fuzz/bin/python -m tests.reliability.fuzz_protocol -max_total_time=300 [CORPUS_DIR]
 
 (any libFuzzer option works: -runs=N, -max_len=N, -artifact_prefix=DIR/, ...; besides
 libFuzzer's own lines, ending with `Done N runs in S second(s)`, it prints the outcomes
@@ -17,10 +18,10 @@ The first byte of an input chooses the target, the rest is its data:
   `injection.inject` or `injection.delete` to that inventory.
 
 What must hold: only DynamoError escapes; a refused document leaves the
-inventory exactly as it was (every row, every next id) after the ChangeSet's
-rollback; an accepted one keeps the consistency rules (`Inventory.problems`),
-gives the rows the store would write, has answers JSON can carry (a dataset's
-size is a sum), and its rollback restores the inventory too.
+inventory exactly as it was (every row, every next id, the order of every listing)
+after the ChangeSet's rollback; an accepted one keeps the consistency rules
+(`Inventory.problems`), gives the rows the store would write, has answers JSON can
+carry (a dataset's size is a sum), and its rollback restores the inventory too.
 """
 
 import collections
@@ -69,7 +70,11 @@ NESTED = {"blocks", "files", "blockreplicas"}
 
 
 def state(inventory) -> tuple:
-    return all_rows(inventory), dict(inventory.next_ids)
+    """Every row, the next ids, and the order the dicts list their objects in."""
+    listing = [list(inventory.sites), list(inventory.groups), list(inventory.datasets),
+               [list(b.files_by_lfn) for d in inventory.datasets.values()
+                for b in sorted(d.blocks, key=lambda b: b.id)]]
+    return all_rows(inventory), dict(inventory.next_ids), listing
 
 
 BEFORE = state(INVENTORY)

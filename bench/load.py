@@ -1,0 +1,49 @@
+"""One query client process: round trips on one connection for a fixed time.
+
+Uses the real client library (`dynamoclient.connection.Client`) against
+whichever server the socket leads to (dynamod or the bare echo), so both
+sides of a query ratio run exactly the same client code.  Several of these
+start together (same start time) for the aggregate figure.
+
+    python -m bench.load SOCKET METHOD PARAMS_JSON DURATION START_EPOCH OUT_FILE
+"""
+
+import array
+import sys
+import time
+
+import orjson
+
+from dynamoclient.connection import Client
+
+WARMUP_CALLS = 50
+
+
+def main() -> int:
+    path, method, params, duration, start, out = sys.argv[1:7]
+    params, duration, start = orjson.loads(params), float(duration), float(start)
+    latencies = array.array("d")
+    with Client(path, timeout=60) as client:
+        for _ in range(WARMUP_CALLS):
+            client.call(method, **params)
+        delay = start - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        clock, call = time.perf_counter, client.call
+        began = clock()
+        end = began + duration
+        now = began
+        while now < end:
+            call(method, **params)
+            t = clock()
+            latencies.append(t - now)
+            now = t
+        elapsed = now - began
+    with open(out, "wb") as f:
+        f.write(orjson.dumps({"count": len(latencies), "elapsed": elapsed}) + b"\n")
+        f.write(latencies.tobytes())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

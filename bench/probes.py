@@ -1,0 +1,339 @@
+"""The physical limits and the memory breakdowns, each run in a fresh process.
+
+    python -m bench.probes scan DB
+        a raw full scan of the tables the daemon loads (the same SELECTs), nothing built
+    python -m bench.probes insert DB SCALE SEED DATASETS SYNCHRONOUS
+        raw executemany of the rows of the first DATASETS datasets, one transaction
+    python -m bench.probes update DB COUNT SYNCHRONOUS VALUE
+        raw executemany of COUNT block replica UPDATEs, one transaction
+    python -m bench.probes fork RSS_BYTES REPEAT
+        a bare os.fork() of a process grown to RSS_BYTES; the child writes one byte
+    python -m bench.probes memory DB MODE [--trace] [--datasets N]
+        build the inventory (MODE dynamod: the daemon's own objects and build();
+        MODE naive: plain slotted objects with a set per collection, no files)
+        table by table, measuring what each kind keeps
+
+Each prints one JSON object on standard output.
+"""
+
+import argparse
+import gc
+import os
+import sqlite3
+import statistics
+import sys
+import time
+
+import orjson
+
+from dynamod.store.tables import BY_KIND, TABLES
+
+INVENTORY_ORDER = ("site", "group", "dataset", "block", "file", "datasetreplica", "blockreplica")
+
+
+def rss_bytes(pid="self") -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def hwm_bytes(pid="self") -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+def _open(path: str, synchronous: str) -> sqlite3.Connection:
+    """A connection set up as the daemon's store sets up its own."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute(f"PRAGMA synchronous = {synchronous}")
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA busy_timeout = 2000")
+    return db
+
+
+# ------------------------------------------------------------------ limits
+def scan(path: str) -> dict:
+    """What start-up cannot avoid: every row of every table the daemon loads, read into
+    Python with the daemon's own queries, and dropped."""
+    started = time.perf_counter()
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    rows = 0
+    for table in TABLES:
+        for _ in db.execute(table.select_sql):
+            rows += 1
+    rows += len(db.execute("SELECT kind, next_id FROM next_ids").fetchall())
+    db.close()
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+def insert(path: str, scale: str, seed: int, datasets: int, synchronous: str) -> dict:
+    """Raw SQLite: the rows the injection creates, in one transaction, same schema."""
+    from .generator import Generator, create_schema, insert_rows
+
+    rows = {kind: [] for kind in INVENTORY_ORDER}
+    for batch in Generator(scale, seed).rows(datasets, flush_every=1 << 62):
+        for kind, found in batch.items():
+            rows[kind].extend(found)
+    db = sqlite3.connect(path, isolation_level=None)
+    create_schema(db)
+    db.close()
+    db = _open(path, synchronous)
+    started = time.perf_counter()
+    db.execute("BEGIN IMMEDIATE")
+    insert_rows(db, rows)
+    db.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    db.close()
+    return {"files": len(rows["file"]), "rows": sum(map(len, rows.values())),
+            "seconds": seconds}
+
+
+def update(path: str, count: int, synchronous: str, value: int) -> dict:
+    """Raw SQLite: `count` block replica UPDATEs by primary key, in one transaction."""
+    db = _open(path, synchronous)
+    keys = db.execute("SELECT block_id, site_id FROM block_replicas ORDER BY block_id, site_id "
+                      "LIMIT ?", (count,)).fetchall()
+    params = [(value, block, site) for block, site in keys]
+    started = time.perf_counter()
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany("UPDATE block_replicas SET last_update = ? WHERE block_id = ? AND site_id = ?",
+                   params)
+    db.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    db.close()
+    return {"updates": len(params), "seconds": seconds}
+
+
+def fork(target_rss: int, repeat: int) -> dict:
+    """A bare fork of a process as big as the daemon: the child writes one byte to a pipe."""
+    ballast = bytearray(max(0, target_rss - rss_bytes()))  # zero-filled: every page resident
+    times = []
+    for _ in range(repeat):
+        r, w = os.pipe()
+        started = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os.write(w, b"x")
+            os._exit(0)
+        os.read(r, 1)
+        times.append(time.perf_counter() - started)
+        os.waitpid(pid, 0)
+        os.close(r)
+        os.close(w)
+    result = {"median": statistics.median(times), "min": min(times), "rss": rss_bytes()}
+    del ballast
+    return result
+
+
+# ------------------------------------------------------------------ memory
+class StagedTables:
+    """The `tables` argument of a build function: each table is read from SQLite only when
+    the build asks for it (build reads them once each, parents first), and the memory in
+    use is noted in between, once the previous table's rows are gone.  What a stage
+    leaves behind is what the objects of that kind keep."""
+
+    def __init__(self, db, datasets: int | None, measure):
+        self.db = db
+        self.measure = measure
+        self.marks = []        # (kind, rows, memory before, seconds fetching, fetch start)
+        self.entered = []      # when build asked for each table: the previous stage's end
+        self.where = _prefix_filters(db, datasets)
+
+    def __getitem__(self, kind):
+        self.entered.append(time.perf_counter())
+        gc.collect()
+        before = self.measure()
+        table = BY_KIND[kind]
+        sql = f"SELECT {', '.join(table.columns)} FROM {table.name}"
+        if self.where.get(kind):
+            sql += f" WHERE {self.where[kind]}"
+        sql += f" ORDER BY {', '.join(table.key)}"
+        started = time.perf_counter()
+        rows = self.db.execute(sql).fetchall()
+        self.marks.append([kind, len(rows), before, time.perf_counter() - started, started])
+        return rows
+
+    def close(self) -> dict:
+        self.entered.append(time.perf_counter())
+        gc.collect()
+        end = self.measure()
+        stages = {}
+        for i, (kind, count, before, fetch, started) in enumerate(self.marks):
+            after = self.marks[i + 1][2] if i + 1 < len(self.marks) else end
+            finished = self.entered[i + 1]
+            stages[kind] = {"count": count, "bytes": after - before, "fetch_seconds": fetch,
+                            "build_seconds": finished - started - fetch}
+        return stages
+
+
+def _prefix_filters(db, datasets: int | None) -> dict:
+    """SQL conditions keeping the first `datasets` datasets and what they hold (the
+    generator numbers datasets, then their blocks and files, in order)."""
+    if datasets is None:
+        return {}
+    last_block = db.execute("SELECT max(id) FROM blocks WHERE dataset_id <= ?",
+                            (datasets,)).fetchone()[0] or 0
+    return {"dataset": f"id <= {datasets}", "block": f"dataset_id <= {datasets}",
+            "file": f"block_id <= {last_block}", "datasetreplica": f"dataset_id <= {datasets}",
+            "blockreplica": f"block_id <= {last_block}"}
+
+
+class NaiveSite:
+    __slots__ = ("name", "host", "storage_type", "backend", "status", "id", "dataset_replicas")
+
+
+class NaiveGroup:
+    __slots__ = ("name", "olevel", "id")
+
+
+class NaiveDataset:
+    __slots__ = ("name", "status", "data_type", "software_version", "last_update", "is_open",
+                 "id", "blocks", "replicas")
+
+
+class NaiveBlock:
+    __slots__ = ("name", "dataset", "size", "num_files", "is_open", "last_update", "id",
+                 "replicas")
+
+
+class NaiveDatasetReplica:
+    __slots__ = ("dataset", "site", "growing", "group", "block_replicas")
+
+
+class NaiveBlockReplica:
+    __slots__ = ("block", "site", "group", "is_custodial", "size", "last_update", "file_ids")
+
+
+def naive_build(tables) -> dict:
+    """The baseline: slotted objects holding the row values (enum names interned), a set
+    per collection, dicts by name at the top; files are left in the store."""
+    intern = sys.intern
+    sites, groups, datasets, blocks = {}, {None: None}, {}, {}
+    by_name = {"sites": {}, "groups": {}, "datasets": {}}
+    for sid, name, host, storage_type, backend, status in tables["site"]:
+        s = NaiveSite()
+        s.name, s.host, s.backend, s.id = name, host, backend, sid
+        s.storage_type, s.status = intern(storage_type), intern(status)
+        s.dataset_replicas = set()
+        sites[sid] = by_name["sites"][name] = s
+    for gid, name, olevel in tables["group"]:
+        g = NaiveGroup()
+        g.name, g.olevel, g.id = name, intern(olevel), gid
+        groups[gid] = by_name["groups"][name] = g
+    for did, name, status, data_type, version, last_update, is_open in tables["dataset"]:
+        d = NaiveDataset()
+        d.name, d.software_version, d.last_update, d.id = name, version, last_update, did
+        d.status, d.data_type, d.is_open = intern(status), intern(data_type), bool(is_open)
+        d.blocks, d.replicas = set(), set()
+        datasets[did] = by_name["datasets"][name] = d
+    for bid, did, name, size, num_files, is_open, last_update in tables["block"]:
+        b = NaiveBlock()
+        b.name, b.dataset, b.size, b.num_files = name, datasets[did], size, num_files
+        b.is_open, b.last_update, b.id, b.replicas = bool(is_open), last_update, bid, set()
+        blocks[bid] = b
+        b.dataset.blocks.add(b)
+    replicas = {}
+    for did, sid, growing, gid in tables["datasetreplica"]:
+        r = NaiveDatasetReplica()
+        r.dataset, r.site, r.growing, r.group = datasets[did], sites[sid], bool(growing), groups[gid]
+        r.block_replicas = set()
+        r.dataset.replicas.add(r)
+        r.site.dataset_replicas.add(r)
+        replicas[did, sid] = r
+    for bid, sid, gid, custodial, size, last_update, file_ids in tables["blockreplica"]:
+        r = NaiveBlockReplica()
+        block = blocks[bid]
+        r.block, r.site, r.group, r.is_custodial = block, sites[sid], groups[gid], bool(custodial)
+        r.size, r.last_update = size, last_update
+        r.file_ids = None if file_ids is None else tuple(orjson.loads(file_ids))
+        block.replicas.add(r)
+        replicas[block.dataset.id, sid].block_replicas.add(r)
+    return by_name
+
+
+def dynamod_build(tables):
+    """The daemon's own start-up build (dynamod.inventory.rows.build)."""
+    from dynamod.inventory.inventory import Inventory
+    from dynamod.inventory.rows import build
+
+    inventory = Inventory()
+    build(inventory, tables, {})
+    return inventory
+
+
+def memory(path: str, mode: str, trace: bool, datasets: int | None) -> dict:
+    import tracemalloc
+
+    build = dynamod_build if mode == "dynamod" else naive_build
+    import dynamod.inventory.rows  # noqa: F401  (imports are not part of the inventory)
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    if trace:
+        tracemalloc.start(1)
+        measure = lambda: tracemalloc.get_traced_memory()[0]  # noqa: E731
+    else:
+        measure = rss_bytes
+    gc.collect()
+    start = measure()
+    tables = StagedTables(db, datasets, measure)
+    began = time.perf_counter()
+    held = build(tables)
+    seconds = time.perf_counter() - began
+    stages = tables.close()
+    total = measure() - start
+    result = {"mode": mode, "trace": trace, "datasets": datasets, "seconds": seconds,
+              "bytes": total, "stages": stages, "peak_rss": hwm_bytes(), "rss": rss_bytes()}
+    if trace:
+        result["peak_traced"] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    del held
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.probes")
+    sub = parser.add_subparsers(dest="probe", required=True)
+    p = sub.add_parser("scan")
+    p.add_argument("db")
+    p = sub.add_parser("insert")
+    p.add_argument("db")
+    p.add_argument("scale")
+    p.add_argument("seed", type=int)
+    p.add_argument("datasets", type=int)
+    p.add_argument("synchronous")
+    p = sub.add_parser("update")
+    p.add_argument("db")
+    p.add_argument("count", type=int)
+    p.add_argument("synchronous")
+    p.add_argument("value", type=int)
+    p = sub.add_parser("fork")
+    p.add_argument("rss", type=int)
+    p.add_argument("repeat", type=int)
+    p = sub.add_parser("memory")
+    p.add_argument("db")
+    p.add_argument("mode", choices=("dynamod", "naive"))
+    p.add_argument("--trace", action="store_true")
+    p.add_argument("--datasets", type=int)
+    args = parser.parse_args(argv)
+    if args.probe == "scan":
+        result = scan(args.db)
+    elif args.probe == "insert":
+        result = insert(args.db, args.scale, args.seed, args.datasets, args.synchronous)
+    elif args.probe == "update":
+        result = update(args.db, args.count, args.synchronous, args.value)
+    elif args.probe == "fork":
+        result = fork(args.rss, args.repeat)
+    else:
+        result = memory(args.db, args.mode, args.trace, args.datasets)
+    sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

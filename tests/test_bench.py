@@ -1,0 +1,69 @@
+"""Smoke test of the benchmark harness: `python -m bench --scale small` runs every
+figure end to end (real daemons, real clients) and reports each one.  No timing is
+asserted: the figures must exist and be positive."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.generator import Generator  # noqa: E402
+
+EXPECTED = (
+    ("inject", "bulk injection"),
+    ("coldstart", "cold start to READY=1"),
+    ("memory", "resident bytes per object (daemon RSS"),
+    ("memory", "baseline: naive slotted objects"),
+    ("memory", "tracemalloc: bytes per blockreplica"),
+    ("query", "list_sites narrow pattern, 1 connection: round trips/s"),
+    ("query", "get_dataset, 1 connection: p99 latency"),
+    ("query", "list_sites, 10 connections (processes): round trips/s"),
+    ("apps", "application start: dynamo CLI"),
+    ("apps", "private memory a read-only walk copies"),
+    ("writeback", "write-back of"),
+)
+
+
+def test_generator_is_deterministic(tmp_path):
+    one, two = Generator("small", seed=3), Generator("small", seed=3)
+    assert one.dataset(7) == two.dataset(7)
+    assert Generator("small", seed=4).dataset(7) != one.dataset(7)
+    counts = one.write_store(str(tmp_path / "a.db"))
+    db = sqlite3.connect(tmp_path / "a.db")
+    assert db.execute("SELECT count(*) FROM files").fetchone()[0] == counts["file"] > 0
+    assert dict(db.execute("SELECT kind, next_id FROM next_ids"))["file"] == counts["file"] + 1
+    docs = one.write_documents(str(tmp_path / "docs"))
+    assert docs["counts"] == counts
+
+
+def test_small_scale_reports_every_figure(tmp_path):
+    out = tmp_path / "figures.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "bench", "--scale", "small",
+                             "--workdir", str(tmp_path), "--json", str(out)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())["figures"]
+    for section, prefix in EXPECTED:
+        found = [f for f in figures if f["section"] == section and f["name"].startswith(prefix)]
+        assert found, f"no figure {prefix!r} in {[f['name'] for f in figures]}"
+        for f in found:
+            assert f["ours"] > 0, f
+            if f["limit"] is not None:
+                assert f["limit"] > 0 and f["ratio"] > 0, f
+    assert "| figure" in result.stdout  # the table
+    assert not list(tmp_path.glob("dynbench-*")), "the work directory was not removed"
+
+
+@pytest.mark.parametrize("scale", ["medium", "cms"])
+def test_larger_scales_are_defined(scale):
+    gen = Generator(scale)
+    assert len(gen.sites) == 100 and len(gen.groups) == 20
+    assert gen.dataset(0).name.count("/") == 3

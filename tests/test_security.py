@@ -1,0 +1,615 @@
+"""Security: every refusal path, against a real dynamod, from a real unprivileged peer.
+
+The unprivileged account is uid/gid 65534 (`nobody`): a forked child takes it
+and talks to the daemon, or submits an application that then runs as it.  A
+refusal must say what was missing and change nothing (the SQLite file and the
+inventory are compared before and after).  The files the daemon creates are
+checked for the modes the documentation gives.
+"""
+
+import base64
+import datetime
+import hashlib
+import os
+import shutil
+import socket
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from conftest import Daemon
+from dynamod.auth.policy import Access
+from dynamod.methods import METHODS
+from test_connection import Raw
+from test_hostile_input import memory_view, store_rows
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+
+NOBODY = 65534
+CHALLENGE_PREFIX = b"dynamo-x509-challenge:"
+DN = "/DC=org/DC=example/OU=Users/CN=Sec Tester"
+STRANGER = "/DC=org/DC=example/OU=Users/CN=Not Registered"
+SCRIPT = "print('hello')\n"
+
+
+# ------------------------------------------------------------------- helpers
+def as_nobody(work, *args):
+    """Run `work(*args)` in a forked child as uid/gid 65534; its (JSON) return value."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest, no exceptions escaping
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(write_end, orjson.dumps(work(*args)))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the unprivileged child failed"
+    return orjson.loads(data)
+
+
+def requests(socket_path: str, lines: list) -> list:
+    """Send requests ({"method", "params"}) one by one on one connection; the answers."""
+    client = Raw(socket_path)
+    try:
+        return [client.request(i, r["method"], **r.get("params", {}))
+                for i, r in enumerate(lines)]
+    finally:
+        client.close()
+
+
+def state(daemon) -> tuple:
+    """The SQLite file's tables and the inventory the queries show (as root)."""
+    client = Raw(daemon.socket)
+    try:
+        return store_rows(daemon.database), memory_view(client)
+    finally:
+        client.close()
+
+
+def refusal(answer: dict, needs: str) -> str:
+    assert "error" in answer, f"expected a refusal, got {answer}"
+    error = answer["error"]
+    assert (error["code"], error["needs"], error["uid"]) == ("not_authorized", needs, NOBODY), error
+    return error["message"]
+
+
+def map_nobody(daemon, *role):
+    """`dynamo-user-auth`: uid 65534's account is the user `guest`, with `role` if given."""
+    args = ["--user", "guest", "--account", "nobody"]
+    if role:
+        args += ["--role", role[0], "--target", role[1]]
+    daemon.client_command("user_auth", *args, "--yes")
+
+
+def wait_for_end(daemon, app_id: int, timeout=30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app = daemon.call("poll_application", id=app_id)
+        if app["status"] not in ("new", "waiting", "run"):
+            return app
+        time.sleep(0.05)
+    raise AssertionError(f"application {app_id} did not end: {app}")
+
+
+def checksum(script: str) -> str:
+    return hashlib.sha256(script.encode()).hexdigest()
+
+
+# ------------------------------------------------------------ unknown peers
+def test_an_unmapped_peer_may_call_only_the_public_methods(daemon):
+    before = state(daemon)
+    names = sorted(METHODS)
+    answers = as_nobody(requests, daemon.socket, [{"method": n} for n in names])
+    for name, answer in zip(names, answers):
+        if METHODS[name].access is Access.PUBLIC:
+            assert answer.get("error", {}).get("code") != "not_authorized", (name, answer)
+            continue
+        message = refusal(answer, "identity")
+        assert f"{name} refused: uid 65534 (account nobody) is not mapped" in message
+    whoami = answers[names.index("whoami")]["result"]
+    assert (whoami["uid"], whoami["user"], whoami["superuser"]) == (NOBODY, None, False)
+    assert state(daemon) == before
+    assert "refused list_sites: uid 65534 (account nobody) is not mapped" in daemon.log()
+
+
+SUPERUSER_CALLS = {  # each would do something if it were allowed
+    "backup": {"path": "/tmp/dynamo-stolen.db"},
+    "authorize_script": {"title": "evil", "checksum": "0" * 64},
+    "list_script_authorizations": {},
+    "revoke_script_authorization": {"title": "cleanup", "all_users": True},
+    "get_user": {"name": "guest"},
+    "set_user": {"name": "guest", "accounts": ["root"]},
+    "create_role": {"role": "boss"},
+    "grant_role": {"user": "guest", "role": "admin", "target": "all"},
+    "revoke_role": {"user": "guest", "role": "admin"},
+    "list_grants": {},
+}
+
+
+def test_an_admin_on_everything_is_still_refused_every_superuser_method(daemon):
+    superuser_methods = sorted(n for n, m in METHODS.items() if m.access is Access.SUPERUSER)
+    assert sorted(SUPERUSER_CALLS) == superuser_methods, "a superuser method has no case here"
+    daemon.call("authorize_script", title="cleanup", checksum="1" * 64)
+    map_nobody(daemon, "admin", "all")
+    control = as_nobody(requests, daemon.socket, [
+        {"method": "inject", "params": {"data": {"site": [{"name": "T2_GUEST"}]}}},
+        {"method": "list_applications"}])
+    assert control[0]["result"]["created"] == {"sites": 1}, "admin on inventory must inject"
+    assert "result" in control[1]
+    before = state(daemon)
+    lines = [{"method": n, "params": SUPERUSER_CALLS[n]} for n in superuser_methods]
+    for name, answer in zip(superuser_methods, as_nobody(requests, daemon.socket, lines)):
+        message = refusal(answer, "superuser")
+        assert f"{name} refused: guest (uid 65534) lacks the superuser" in message
+    assert state(daemon) == before
+    assert not os.path.exists("/tmp/dynamo-stolen.db")
+    assert daemon.call("get_user", name="guest")["accounts"] == ["nobody"]
+
+
+def test_a_role_counts_only_on_its_target(daemon):
+    map_nobody(daemon, "operator", "inventory")
+    before = state(daemon)
+    names = sorted(n for n, m in METHODS.items() if m.access is Access.APPLICATION)
+    lines = [{"method": n, "params": {"id": 1} if "id" in METHODS[n].params else {
+        "script": SCRIPT, "attach": False} if n == "run_application" else {}} for n in names]
+    for name, answer in zip(names, as_nobody(requests, daemon.socket, lines)):
+        message = refusal(answer, "application")
+        assert "guest (uid 65534) lacks the admin or operator role on application" in message
+    assert state(daemon) == before
+    map_nobody(daemon, "operator", "application")
+    control = as_nobody(requests, daemon.socket, [{"method": "list_applications"}])[0]
+    assert control == {"id": 0, "result": {"applications": []}}
+
+
+def test_only_its_submitter_or_an_admin_kills_an_application(daemon):
+    map_nobody(daemon, "operator", "application")
+    sleeper = {"script": "import time\ntime.sleep(60)\n", "attach": False}
+    roots = requests(daemon.socket, [{"method": "run_application", "params": sleeper}])[0]
+    root_app = roots["result"]["id"]
+    guests = as_nobody(requests, daemon.socket, [
+        {"method": "run_application", "params": sleeper},
+        {"method": "kill_application", "params": {"id": root_app}}])
+    error = guests[1]["error"]
+    assert (error["code"], error["uid"], error["app"]) == ("not_authorized", NOBODY, root_app)
+    assert (f"application {root_app} belongs to root; only its submitter or an administrator "
+            f"may kill it, not guest (uid 65534)") == error["message"]
+    assert daemon.call("poll_application", id=root_app)["status"] in ("new", "run")
+    assert f"refused kill_application: application {root_app} belongs to root" in daemon.log()
+    own = as_nobody(requests, daemon.socket, [
+        {"method": "kill_application", "params": {"id": guests[0]["result"]["id"]}}])[0]
+    assert own["result"]["killed"] is True
+    map_nobody(daemon, "admin", "application")
+    by_admin = as_nobody(requests, daemon.socket, [
+        {"method": "kill_application", "params": {"id": root_app}}])[0]
+    assert by_admin["result"]["killed"] is True
+    assert wait_for_end(daemon, root_app)["status"] == "killed"
+
+
+# ------------------------------------------------------- read/write scripts
+def test_a_write_needs_the_exact_script_authorized_for_the_title_and_user(daemon):
+    writer = "inventory.update(Site('T2_WRITTEN'))\n"
+    daemon.call("authorize_script", title="fix", checksum=checksum(writer))
+    daemon.call("authorize_script", title="jane-only", checksum=checksum(writer), user="jane")
+    map_nobody(daemon, "operator", "application")
+    before = state(daemon)
+    refused = [
+        ("root", "fix", writer + "\n"),                              # one byte more
+        ("root", "fix", writer.replace("T2_WRITTEN", "T2_WRITTEM")),  # one byte changed
+        ("root", "other", writer),                                   # another title
+        ("root", "jane-only", writer),                               # another user's
+        ("guest", "jane-only", writer),
+    ]
+    for who, title, script in refused:
+        params = {"script": script, "title": title, "write": True, "attach": False}
+        if who == "root":
+            answer = requests(daemon.socket, [{"method": "run_application", "params": params}])[0]
+        else:
+            answer = as_nobody(requests, daemon.socket,
+                               [{"method": "run_application", "params": params}])[0]
+        error = answer["error"]
+        assert error["code"] == "not_authorized" and "app" in error, (who, title, error)
+        assert f"is not authorized for read/write under title {title!r} for user {who}" in \
+            error["message"]
+        assert daemon.call("poll_application", id=error["app"])["status"] == "authfailed"
+    after = state(daemon)
+    assert after[1]["sites"] == before[1]["sites"] and after[1]["counts"] == before[1]["counts"]
+    for table in ("sites", "datasets", "blocks", "files", "dataset_replicas"):
+        assert after[0][table] == before[0][table], table
+    accepted = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+        "script": writer, "title": "fix", "write": True, "attach": False}}])[0]["result"]
+    assert wait_for_end(daemon, accepted["id"])["status"] == "done"
+    assert "T2_WRITTEN" in {s["name"] for s in daemon.call("list_sites")["sites"]}
+
+
+# ------------------------------------------------------------------ X.509
+def _name(dn: str) -> x509.Name:
+    oids = {"DC": NameOID.DOMAIN_COMPONENT, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+            "CN": NameOID.COMMON_NAME}
+    return x509.Name([x509.NameAttribute(oids[k], v)
+                      for k, v in (p.split("=", 1) for p in dn.strip("/").split("/"))])
+
+
+def _certificate(subject, key, issuer_name, issuer_key, ca=False):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(_name(subject))
+               .issuer_name(_name(issuer_name)).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=1))
+               .not_valid_after(now + datetime.timedelta(days=30)))
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+@pytest.fixture
+def x509_daemon(tmp_path):
+    """A dynamod trusting a CA of its own; the DN's user `jane` is an admin."""
+    ca_dn = "/DC=org/DC=example/CN=Test CA"
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate(ca_dn, ca_key, ca_dn, ca_key, ca=True)
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "ca" / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    root = Path(tempfile.mkdtemp(prefix="dyn-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    config = root / "dynamod.toml"
+    config.write_text(f'[auth]\nca_path = "{tmp_path / "ca"}"\n')
+    daemon = Daemon(root / "state", str(root / "dynamod.sock"), ["--config", str(config)])
+    daemon.start()
+    daemon.call("set_user", name="jane", dns=[DN])
+    daemon.call("grant_role", user="jane", role="admin", target="all")
+    daemon.credentials = {}
+    for dn in (DN, STRANGER):
+        key = ec.generate_private_key(ec.SECP256R1())
+        daemon.credentials[dn] = (
+            _certificate(dn, key, ca_dn, ca_key).public_bytes(serialization.Encoding.PEM).decode(),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+    yield daemon
+    daemon.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _sign(key_pem: bytes, challenge_b64: str) -> str:
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    signature = key.sign(CHALLENGE_PREFIX + base64.b64decode(challenge_b64),
+                         ec.ECDSA(hashes.SHA256()))
+    return base64.b64encode(signature).decode()
+
+
+def _impostor(socket_path: str, credentials: dict) -> dict:
+    """Every way of presenting the certificate without proving its key, as uid 65534."""
+    chain, key_pem = credentials[DN]
+    other_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    a, b = Raw(socket_path), Raw(socket_path)
+    seen = {}
+
+    def attempt(label, client, signature, chain=chain):
+        seen[label] = client.request(label, "authenticate", chain=chain, signature=signature)
+        seen[label + " then"] = client.request("w", "whoami")["result"]["user"]
+
+    attempt("no challenge", a, _sign(key_pem, base64.b64encode(b"guess").decode()))
+    challenge = a.request(1, "auth_challenge")["result"]["challenge"]
+    attempt("another key", a, _sign(other_key, challenge))
+    attempt("a used challenge", a, _sign(key_pem, challenge))  # spent by the failure
+    challenge_a = a.request(2, "auth_challenge")["result"]["challenge"]
+    b.request(3, "auth_challenge")
+    attempt("another connection's challenge", b, _sign(key_pem, challenge_a))
+    challenge = b.request(4, "auth_challenge")["result"]["challenge"]
+    attempt("no base64", b, "%%%")
+    challenge = b.request(5, "auth_challenge")["result"]["challenge"]
+    attempt("no certificate", b, _sign(key_pem, challenge), chain="not a PEM chain")
+    seen["a proof"] = a.request(6, "authenticate", chain=chain,
+                                signature=_sign(key_pem, challenge_a))
+    seen["a proof then"] = a.request("w", "whoami")["result"]["user"]
+    c = Raw(socket_path)
+    c.request(7, "auth_challenge")
+    attempt("a replayed proof", c, _sign(key_pem, challenge_a))
+    stranger_chain, stranger_key = credentials[STRANGER]
+    challenge = c.request(8, "auth_challenge")["result"]["challenge"]
+    attempt("an unregistered DN", c, _sign(stranger_key, challenge), chain=stranger_chain)
+    for client in (a, b, c):
+        client.close()
+    return seen
+
+
+def test_a_certificate_without_proof_of_possession_is_refused(x509_daemon):
+    before = state(x509_daemon)
+    seen = as_nobody(_impostor, x509_daemon.socket, x509_daemon.credentials)
+    reasons = {"no challenge": "ask for a challenge", "another key": "does not match the key",
+               "a used challenge": "ask for a challenge",
+               "another connection's challenge": "does not match the key",
+               "no certificate": "not valid PEM", "a replayed proof": "does not match the key",
+               "an unregistered DN": f"DN {STRANGER} is not registered"}
+    for label, fragment in reasons.items():
+        error = seen[label]["error"]
+        assert error["code"] == "not_authorized" and fragment in error["message"], (label, error)
+        assert seen[label + " then"] is None, f"{label}: the connection gained an identity"
+    assert seen["no base64"]["error"]["code"] == "invalid_params"
+    assert seen["no base64 then"] is None
+    assert seen["a proof"] == {"id": 6, "result": {"user": "jane", "dn": DN}}
+    assert seen["a proof then"] == "jane"
+    after = state(x509_daemon)
+    assert after[0] == before[0] and after[1]["counts"] == before[1]["counts"]
+
+
+# ------------------------------------------------ an application's own powers
+PROBE = """\
+import os, socket, sys
+import orjson
+found = {"uid": [os.getuid(), os.geteuid(), os.getgid(), os.getegid()], "groups": os.getgroups(),
+         "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")), "opened": {}}
+for path in sys.argv[2:]:
+    try:
+        open(path, "rb").close()
+        found["opened"][path] = "read"
+    except OSError as exc:
+        found["opened"][path] = type(exc).__name__
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.connect(sys.argv[1])
+reader = sock.makefile("rb")
+for i, method in enumerate(["whoami", "list_grants", "inject", "backup"]):
+    params = {"inject": {"data": {"site": [{"name": "T2_FROM_APP"}]}},
+              "backup": {"path": "/tmp/dynamo-app-copy.db"}}.get(method, {})
+    sock.sendall(orjson.dumps({"id": i, "method": method, "params": params}) + b"\\n")
+    found[method] = orjson.loads(reader.readline())
+print(orjson.dumps(found).decode())
+"""
+
+
+def test_an_application_has_only_the_powers_of_its_uid(daemon):
+    map_nobody(daemon, "operator", "application")
+    state_dir = daemon.state_dir
+    secrets = [daemon.database, daemon.database + "-wal", str(state_dir / "changes.log")]
+    daemon.call("inject", data={"site": [{"name": "T2_SEED"}]})
+    deadline = time.monotonic() + 10
+    while not os.path.exists(secrets[-1]):  # the change log is written in the background
+        assert time.monotonic() < deadline, "no change log"
+        time.sleep(0.02)
+    before = state(daemon)
+    submitted = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+        "script": PROBE, "path": "probe.py", "args": [daemon.socket, *secrets],
+        "attach": False}}])[0]["result"]
+    app = wait_for_end(daemon, submitted["id"])
+    workarea = Path(app["workarea"])
+    assert app["status"] == "done", (workarea / "stderr").read_text()
+    found = orjson.loads((workarea / "stdout").read_text())
+    assert found["uid"] == [NOBODY] * 4 and found["groups"] in ([], [NOBODY])
+    assert found["fds"][:3] == [0, 1, 2] and len(found["fds"]) <= 4, found["fds"]  # + listdir's
+    assert found["opened"] == {path: "PermissionError" for path in secrets}
+    assert found["whoami"]["result"]["user"] == "guest"
+    assert found["whoami"]["result"]["superuser"] is False
+    assert found["list_grants"]["error"]["needs"] == "superuser"
+    assert found["inject"]["error"]["needs"] == "inventory"
+    assert found["backup"]["error"]["needs"] == "superuser"
+    assert not os.path.exists("/tmp/dynamo-app-copy.db")
+    after = state(daemon)
+    assert after[1]["sites"] == before[1]["sites"]
+    for path in (workarea, workarea / "stdout", workarea / "stderr"):
+        info = os.stat(path)
+        assert (info.st_uid, info.st_gid) == (NOBODY, NOBODY), path
+        assert stat.S_IMODE(info.st_mode) == (0o700 if path == workarea else 0o600), path
+
+
+# --------------------------------------------------------- names and paths
+def _tree(root: Path) -> set:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def test_titles_paths_and_args_never_become_paths(daemon):
+    map_nobody(daemon, "operator", "application")
+    root = daemon.state_dir.parent
+    before = _tree(root)
+    traversal = "../../../../../../tmp/dynamo-escaped"
+    params = {"script": "print('ok')\n", "title": traversal, "path": traversal + ".py",
+              "args": [traversal], "cwd": traversal, "attach": False}
+    ids = [requests(daemon.socket, [{"method": "run_application", "params": params}])[0],
+           as_nobody(requests, daemon.socket, [{"method": "run_application",
+                                                "params": params}])[0]]
+    work = daemon.state_dir / "work"
+    created = set()
+    for answer in ids:
+        app = wait_for_end(daemon, answer["result"]["id"])
+        assert app["status"] == "done" and app["title"] == traversal
+        assert Path(app["workarea"]) == work / str(app["id"])
+        created |= {f"state/work/{app['id']}", f"state/work/{app['id']}/stdout",
+                    f"state/work/{app['id']}/stderr"}
+    daemon.call("inject", data={"site": [{"name": traversal}], "dataset": [
+        {"name": traversal, "blocks": [{"name": traversal, "files": [
+            {"name": traversal, "size": 1}]}]}]})
+    assert _tree(root) - before - {"state/changes.log"} == created  # (written in the background)
+    assert not [p for p in Path("/tmp").iterdir() if p.name.startswith("dynamo-escaped")]
+
+
+@pytest.mark.parametrize("whose", ["its own", "root's"])
+@pytest.mark.parametrize("squat", ["symlink", "directory with symlinks"])
+def test_a_squatted_work_area_harms_nobody(daemon, tmp_path, whose, squat):
+    """The work directory is writable by all (sticky, not listable) and application ids
+    are predictable: an unprivileged user may create `work/<next id>` first.  Whoever's
+    application that id becomes, nothing may be written or chowned outside."""
+    map_nobody(daemon, "operator", "application")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me\n")
+    victim_mode = os.stat(victim).st_mode
+    apps = daemon.call("list_applications", limit=1)["applications"]
+    next_id = apps[0]["id"] + 1 if apps else 1
+    area = daemon.state_dir / "work" / str(next_id)
+
+    def squat_area(kind):
+        if kind == "symlink":
+            os.symlink(str(victim), str(area))
+        else:
+            os.mkdir(str(area), 0o777)
+            for name in ("stdout", "stderr"):
+                os.symlink(str(victim / "precious"), str(area / name))
+        return True
+
+    assert as_nobody(squat_area, squat)
+    params = {"script": "print('owned')\n", "attach": False}
+    if whose == "root's":
+        answer = requests(daemon.socket, [{"method": "run_application", "params": params}])[0]
+    else:
+        answer = as_nobody(requests, daemon.socket,
+                           [{"method": "run_application", "params": params}])[0]
+    app = wait_for_end(daemon, answer["result"]["id"])
+    assert app["id"] == next_id
+    assert app["status"] == "failed", app  # it could not make its own work area
+    info = os.stat(victim)
+    assert (info.st_uid, info.st_mode) == (0, victim_mode), "the victim was chowned or chmoded"
+    assert sorted(os.listdir(victim)) == ["precious"]
+    assert (victim / "precious").read_text() == "keep me\n"
+    assert os.stat(victim / "precious").st_uid == 0
+
+
+# ------------------------------------------------------------ descriptors
+APP_ECHO = "import sys\nprint('app says', sys.stdin.readline().strip())\n"
+
+
+def _pipes(count=3):
+    pairs = [os.pipe() for _ in range(count)]
+    return [r for r, _ in pairs], [w for _, w in pairs]
+
+
+def test_descriptors_come_only_from_the_connection_asked_for_them(daemon):
+    """A asks for an application with its streams; B, another peer, sends descriptors of
+    its own at that moment: the daemon must not take them, and must not keep them."""
+    a = Raw(daemon.socket, timeout=30)
+    a.send(orjson.dumps({"id": 1, "method": "run_application",
+                         "params": {"script": APP_ECHO}}) + b"\n")
+    assert a.receive() == {"id": 1, "event": {"event": "send_fds", "count": 3}}
+
+    def intrude(socket_path):
+        stdin_r, stdin_w = os.pipe()
+        os.write(stdin_w, b"from B\n")
+        out_r, out_w = os.pipe()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(socket_path)
+        socket.send_fds(sock, [b'{"id": "b", "method": "ping"}\n'], [stdin_r, out_w, out_w])
+        answer = orjson.loads(sock.makefile("rb").readline())
+        for fd in (stdin_r, stdin_w, out_w):
+            os.close(fd)
+        sock.close()
+        time.sleep(0.5)
+        os.set_blocking(out_r, False)
+        try:
+            leaked = os.read(out_r, 100).decode()  # EOF: nobody holds the write end
+        except BlockingIOError:
+            leaked = "the write end is still open somewhere"
+        return {"answer": answer, "leaked": leaked}
+
+    intruder = as_nobody(intrude, daemon.socket)
+    assert intruder == {"answer": {"id": "b", "result": {"pong": True}}, "leaked": ""}
+
+    reads, writes = _pipes()
+    os.write(writes[0], b"from A\n")
+    os.close(writes[0])
+    socket.send_fds(a.sock, [b"F"], [reads[0], writes[1], writes[2]])
+    for fd in (reads[0], writes[1], writes[2]):
+        os.close(fd)
+    answers = []
+    while not answers or "event" in answers[-1]:
+        answers.append(a.receive())
+    assert answers[-1]["result"]["status"] == "done", answers
+    with os.fdopen(reads[1]) as out:
+        assert out.read() == "app says from A\n"
+    os.close(reads[2])
+    a.close()
+
+
+@pytest.mark.parametrize("sent", [0, 1, 2])
+def test_too_few_descriptors_end_the_request_and_its_application(daemon, sent):
+    client = Raw(daemon.socket, timeout=30)
+    client.send(orjson.dumps({"id": 1, "method": "run_application",
+                              "params": {"script": SCRIPT}}) + b"\n")
+    assert client.receive()["event"]["event"] == "send_fds"
+    reads, writes = _pipes(sent)
+    if sent:
+        socket.send_fds(client.sock, [b"F"], writes)
+    else:
+        client.send(b"F")
+    for fd in writes:
+        os.close(fd)
+    answer = client.receive()
+    assert answer["id"] == 1 and answer["error"]["code"] == "invalid_request"
+    assert f"received {sent}" in answer["error"]["message"]
+    for fd in reads:  # the daemon closed what it got
+        assert os.read(fd, 1) == b""
+        os.close(fd)
+    assert client.ping_works()
+    client.close()
+    app = daemon.call("list_applications", limit=1)["applications"][0]
+    assert app["status"] == "killed" and app["ended"] is not None
+
+
+def test_a_client_leaving_before_its_descriptors_leaves_no_application_behind(daemon):
+    client = Raw(daemon.socket)
+    client.send(orjson.dumps({"id": 1, "method": "run_application",
+                              "params": {"script": SCRIPT}}) + b"\n")
+    assert client.receive()["event"]["event"] == "send_fds"
+    client.close()
+    deadline = time.monotonic() + 10
+    while True:
+        app = daemon.call("list_applications", limit=1)["applications"][0]
+        if app["status"] != "new":
+            break
+        assert time.monotonic() < deadline, "the application waits forever for its caller"
+        time.sleep(0.05)
+    assert app["status"] == "killed" and app["pid"] is None
+    assert daemon.call("status")["connections"] == 1
+
+
+# ------------------------------------------------------------- permissions
+def test_files_and_directories_have_the_documented_modes(tmp_path):
+    """The daemon creates its state directory itself here (under its own umask 0077)."""
+    root = Path(tempfile.mkdtemp(prefix="dyn-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    state_dir = root / "state"
+    daemon = Daemon(root / "logs", str(root / "dynamod.sock"), ["--state-dir", str(state_dir)])
+    daemon.database = str(state_dir / "inventory.db")
+    daemon.start()
+    try:
+        daemon.call("inject", data={"site": [{"name": "T2_MODES"}]})
+        map_nobody(daemon, "operator", "application")
+        answer = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+            "script": SCRIPT, "attach": False}}])[0]
+        app = wait_for_end(daemon, answer["result"]["id"])
+        assert app["status"] == "done"
+        workarea = Path(app["workarea"])
+        expected = {
+            daemon.socket: (0o666, 0, stat.S_ISSOCK),
+            state_dir: (0o711, 0, stat.S_ISDIR),
+            daemon.database: (0o600, 0, stat.S_ISREG),
+            daemon.database + "-wal": (0o600, 0, stat.S_ISREG),
+            daemon.database + "-shm": (0o600, 0, stat.S_ISREG),
+            state_dir / "changes.log": (0o600, 0, stat.S_ISREG),
+            state_dir / "work": (0o1733, 0, stat.S_ISDIR),
+            workarea: (0o700, NOBODY, stat.S_ISDIR),
+            workarea / "stdout": (0o600, NOBODY, stat.S_ISREG),
+            workarea / "stderr": (0o600, NOBODY, stat.S_ISREG),
+        }
+        for path, (mode, owner, kind) in expected.items():
+            info = os.lstat(path)
+            assert kind(info.st_mode), path
+            assert (oct(stat.S_IMODE(info.st_mode)), info.st_uid) == (oct(mode), owner), path
+    finally:
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
