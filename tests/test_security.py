@@ -178,14 +178,30 @@ def test_a_role_counts_only_on_its_target(daemon):
     assert control == {"id": 0, "result": {"applications": []}}
 
 
+SLEEPER = {"script": "import time\nprint('asleep', flush=True)\ntime.sleep(60)\n",
+           "attach": False}
+
+
+def asleep(daemon, app_id: int):
+    """Wait until the application runs its script (it says so in its work area)."""
+    deadline = time.monotonic() + 30
+    while True:
+        workarea = daemon.call("poll_application", id=app_id)["workarea"]
+        if workarea and os.path.exists(f"{workarea}/stdout") and open(
+                f"{workarea}/stdout").read() == "asleep\n":
+            return
+        assert time.monotonic() < deadline, f"application {app_id} never ran"
+        time.sleep(0.02)
+
+
 def test_only_its_submitter_or_an_admin_kills_an_application(daemon):
     map_nobody(daemon, "operator", "application")
-    sleeper = {"script": "import time\ntime.sleep(60)\n", "attach": False}
-    roots = requests(daemon.socket, [{"method": "run_application", "params": sleeper}])[0]
+    roots = requests(daemon.socket, [{"method": "run_application", "params": SLEEPER}])[0]
     root_app = roots["result"]["id"]
     guests = as_nobody(requests, daemon.socket, [
-        {"method": "run_application", "params": sleeper},
+        {"method": "run_application", "params": SLEEPER},
         {"method": "kill_application", "params": {"id": root_app}}])
+    asleep(daemon, guests[0]["result"]["id"])
     error = guests[1]["error"]
     assert (error["code"], error["uid"], error["app"]) == ("not_authorized", NOBODY, root_app)
     assert (f"application {root_app} belongs to root; only its submitter or an administrator "
@@ -196,10 +212,43 @@ def test_only_its_submitter_or_an_admin_kills_an_application(daemon):
         {"method": "kill_application", "params": {"id": guests[0]["result"]["id"]}}])[0]
     assert own["result"]["killed"] is True
     map_nobody(daemon, "admin", "application")
+    asleep(daemon, root_app)
     by_admin = as_nobody(requests, daemon.socket, [
         {"method": "kill_application", "params": {"id": root_app}}])[0]
     assert by_admin["result"]["killed"] is True
     assert wait_for_end(daemon, root_app)["status"] == "killed"
+
+
+def _start_and_kill(socket_path: str, rounds: int) -> bool:
+    """Start an application and kill it the moment it is forked, `rounds` times."""
+    client = Raw(socket_path, timeout=30)
+    for _ in range(rounds):
+        app = client.request(1, "run_application", **SLEEPER)["result"]
+        while client.request(2, "poll_application", id=app["id"])["result"]["status"] == "new":
+            pass
+        client.request(3, "kill_application", id=app["id"])
+    client.close()
+    return True
+
+
+def test_killing_applications_as_they_start_never_stops_the_daemon():
+    """A user of applications kills each of its own as soon as it is forked: the child
+    gets SIGTERM at its very start, while it still shares the daemon's signal wakeup
+    descriptor.  The daemon must not take that signal for its own (and stop)."""
+    root = Path(tempfile.mkdtemp(prefix="dyn-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    config = root / "dynamod.toml"
+    config.write_text("[applications]\nkill_grace = 0.5\n")  # a quick stop if it fails
+    daemon = Daemon(root / "state", str(root / "dynamod.sock"), ["--config", str(config)])
+    try:
+        daemon.start()
+        map_nobody(daemon, "operator", "application")
+        assert as_nobody(_start_and_kill, daemon.socket, 40)
+        assert daemon.process.poll() is None and "dynamod stopping" not in daemon.log()
+        assert daemon.call("ping") == {"pong": True}
+    finally:
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # ------------------------------------------------------- read/write scripts

@@ -235,9 +235,14 @@ class ApplicationManager:
             app.workarea = os.path.join(self.config.work_dir, str(app.id))
         gc.collect(1)
         gc.freeze()
+        # Signals stay blocked across the fork: until the child has reset its handlers,
+        # it shares the daemon's signal wake-up socket, and a SIGTERM meant for the
+        # application (a kill right after it starts) would stop the daemon.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         pid = os.fork()
         if pid == 0:
             child.run(app, self.service.inventory, stdio, updates_w, app.workarea)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         gc.unfreeze()
         app.script = ""  # the child has its copy; records live on, scripts need not
         if updates_w is not None:
