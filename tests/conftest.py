@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from dynamoclient.connection import Client, ConnectionFailed
@@ -108,6 +109,32 @@ class Daemon:
         """Inject a document through `dynamo-inject --json -` and return the counts."""
         result = self.inject("--json", *args, "-", input=json.dumps(document), check=check)
         return json.loads(result.stdout) if result.returncode == 0 else result
+
+
+NOBODY = 65534
+
+
+def as_nobody(work, *args):
+    """Run `work(*args)` in a forked child as uid/gid 65534; its (JSON) return value."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest, no exceptions escaping
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(write_end, orjson.dumps(work(*args)))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the unprivileged child failed"
+    return orjson.loads(data)
 
 
 @pytest.fixture

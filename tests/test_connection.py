@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from conftest import Daemon
+from conftest import as_nobody as run_as_nobody
 from dynamoclient.connection import RemoteError
 
 SITE = {"name": "T2_TEST", "host": "se.test.org", "backend": "gsiftp://se.test.org/cms",
@@ -350,30 +351,15 @@ def test_a_client_vanishing_mid_request_leaves_the_daemon_serving(daemon):
 # ------------------------------------------------------------------ identity
 def as_nobody(socket_path: str, requests: list[dict]) -> list[dict]:
     """Send `requests` from a child running as uid/gid 65534; its answers, in order."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: no pytest, no exceptions escaping
-        code = 1
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            client = Raw(socket_path, timeout=10)
-            answers = []
-            for r in requests:
-                client.send(orjson.dumps(r) + b"\n")
-                answers.append(client.receive())
-            os.write(write_end, orjson.dumps(answers))
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the unprivileged child failed"
-    return orjson.loads(data)
+    def send():
+        client = Raw(socket_path, timeout=10)
+        answers = []
+        for r in requests:
+            client.send(orjson.dumps(r) + b"\n")
+            answers.append(client.receive())
+        return answers
+
+    return run_as_nobody(send)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import Daemon
+from conftest import NOBODY, Daemon, as_nobody
 from dynamod.auth.policy import Access
 from dynamod.methods import METHODS
 from test_connection import Raw
@@ -33,7 +33,6 @@ from test_hostile_input import memory_view, store_rows
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 
-NOBODY = 65534
 CHALLENGE_PREFIX = b"dynamo-x509-challenge:"
 DN = "/DC=org/DC=example/OU=Users/CN=Sec Tester"
 STRANGER = "/DC=org/DC=example/OU=Users/CN=Not Registered"
@@ -41,29 +40,6 @@ SCRIPT = "print('hello')\n"
 
 
 # ------------------------------------------------------------------- helpers
-def as_nobody(work, *args):
-    """Run `work(*args)` in a forked child as uid/gid 65534; its (JSON) return value."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: no pytest, no exceptions escaping
-        code = 1
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            os.write(write_end, orjson.dumps(work(*args)))
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the unprivileged child failed"
-    return orjson.loads(data)
-
-
 def requests(socket_path: str, lines: list) -> list:
     """Send requests ({"method", "params"}) one by one on one connection; the answers."""
     client = Raw(socket_path)
