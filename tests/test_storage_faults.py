@@ -218,14 +218,19 @@ def check_failure_and_recovery(daemon, acknowledged, failed_tag, ballast):
     assert len(daemon.call("get_dataset", name=f"/Fault/{failed_tag}/RAW")["replicas"]) == 2
 
 
+def inject_before(daemon) -> list:
+    """Three acknowledged datasets the fault must leave intact; their tags."""
+    tags = [f"before{n}" for n in range(3)]
+    for tag in tags:
+        daemon.call("inject", data=dataset_doc(tag))
+    return tags
+
+
 def test_disk_full(rig):
     """The database's tmpfs fills up: SQLite answers SQLITE_FULL (`database or disk is full`)."""
     disk = rig.tmpfs("disk", "8m")
     daemon = rig.daemon(disk / "inventory.db")
-    acknowledged = []
-    for n in range(3):
-        daemon.call("inject", data=dataset_doc(f"before{n}"))
-        acknowledged.append(f"before{n}")
+    acknowledged = inject_before(daemon)
     ballast = fill(disk, 96 * 1024)
     failed_tag, error = inject_until_store_error(daemon, acknowledged)
     assert error.code == "store_error" and "full" in error.message
@@ -238,10 +243,7 @@ def test_io_error(rig):
     backing = rig.tmpfs("backing", "32m")
     disk, _ = rig.loop_ext4(backing / "disk.img", "disk")
     daemon = rig.daemon(disk / "inventory.db")
-    acknowledged = []
-    for n in range(3):
-        daemon.call("inject", data=dataset_doc(f"before{n}"))
-        acknowledged.append(f"before{n}")
+    acknowledged = inject_before(daemon)
     ballast = fill(backing, 64 * 1024)
     failed_tag, error = inject_until_store_error(daemon, acknowledged)
     assert error.code == "store_error" and "I/O error" in error.message
@@ -258,10 +260,7 @@ def test_file_system_turns_read_only(rig):
     if not trigger.exists():
         pytest.skip(f"{trigger} is missing: no way to make ext4 turn read-only")
     daemon = rig.daemon(disk / "inventory.db")
-    acknowledged = []
-    for n in range(3):
-        daemon.call("inject", data=dataset_doc(f"before{n}"))
-        acknowledged.append(f"before{n}")
+    acknowledged = inject_before(daemon)
     trigger.write_text("dynamod storage-fault test\n")
     for tag in ("failed0", "failed1"):
         with pytest.raises(RemoteError) as refused:
