@@ -20,6 +20,7 @@ import sys
 import time
 
 from .connection import Client, ConnectionFailed, RemoteError, add_arguments
+from .table import format_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,8 +75,7 @@ def format_list(apps: list) -> str:
         rows.append((str(a["id"]), a["title"], a["user"], a["mode"], a["status"],
                      "-" if a["exit_code"] is None else str(a["exit_code"]),
                      _when(a["started"]), _when(a["ended"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return format_table(rows)
 
 
 def read_script(path: str) -> str:

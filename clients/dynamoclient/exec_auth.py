@@ -14,6 +14,7 @@ import sys
 import time
 
 from .connection import Client, ConnectionFailed, RemoteError, add_arguments
+from .table import format_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +38,7 @@ def format_list(entries: list) -> str:
     rows += [(e["title"], e["user"] or "ALL", e["checksum"][:16],
               time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["created"])))
              for e in entries]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return format_table(rows)
 
 
 def main(argv=None) -> int:

@@ -16,6 +16,7 @@ import argparse
 import sys
 
 from .connection import Client, ConnectionFailed, RemoteError, add_arguments
+from .table import format_table
 
 TARGETS = ("inventory", "application", "all")
 
@@ -55,8 +56,7 @@ def confirm(question: str, assume_yes: bool) -> bool:
 def format_grants(rows: list) -> str:
     table = [("USER", "ROLE", "TARGET")] + [(r["user"], r["role"] or "-", r["target"] or "-")
                                            for r in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(3)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table)
+    return format_table(table)
 
 
 def _exists(client, name) -> bool:
