@@ -26,7 +26,7 @@ import time
 
 import orjson
 
-from dynamod.store.tables import BY_KIND, TABLES
+from dynamod.store.tables import BY_KIND, STARTUP_TABLES
 
 INVENTORY_ORDER = ("site", "group", "dataset", "block", "file", "datasetreplica", "blockreplica")
 
@@ -64,7 +64,7 @@ def scan(path: str) -> dict:
     started = time.perf_counter()
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     rows = 0
-    for table in TABLES:
+    for table in STARTUP_TABLES:
         for _ in db.execute(table.select_sql):
             rows += 1
     rows += len(db.execute("SELECT kind, next_id FROM next_ids").fetchall())

@@ -34,6 +34,7 @@ class Config:
     max_line_bytes: int = 64 * 2**20
     max_connections: int = 1024
     max_requests_in_flight: int = 64  # per connection, before it stops being read
+    file_cache: int = 500_000        # files kept in memory (the blocks used last)
     app_timeout: float = 7200.0      # seconds an application may run when it asks for 0 hours
     kill_grace: float = 10.0         # seconds between SIGTERM and SIGKILL of an application
     work_dir: str = ""               # default: <state_dir>/work (asynchronous output)
@@ -101,6 +102,7 @@ FILE_KEYS = {
         "max_line_bytes": ("max_line_bytes", _positive(int)),
         "max_connections": ("max_connections", _positive(int)),
         "max_requests_in_flight": ("max_requests_in_flight", _positive(int)),
+        "file_cache": ("file_cache", _positive(int)),
     },
     "applications": {
         "timeout": ("app_timeout", _positive(float)),

@@ -36,7 +36,7 @@ BACKLOG = 512
 
 # Settings SIGHUP applies to the running daemon; the others need a restart.
 LIVE_SETTINGS = ("log_level", "max_line_bytes", "max_connections", "max_requests_in_flight",
-                 "app_timeout", "kill_grace", "shutdown_timeout", "ca_path")
+                 "app_timeout", "kill_grace", "shutdown_timeout", "ca_path", "file_cache")
 
 
 class StartupError(Exception):
@@ -70,7 +70,7 @@ class Server:
         try:
             self.service = await InventoryService.open(
                 self.config.database, self.config.synchronous, self._load,
-                ChangeLog(self.config.change_log))
+                ChangeLog(self.config.change_log), self.config.file_cache)
         except BaseException:
             listening.close()
             raise
@@ -140,6 +140,9 @@ class Server:
                     continue
             if name == "log_level":
                 logging.getLogger().setLevel(new)
+            if name == "file_cache":
+                self.service.inventory.file_cache.limit = new
+                self.service.inventory.file_cache.trim()
             setattr(self.config, name, new)
             log.warning("reload: %s changed from %r to %r", name, old, new)
         for name in ("state_dir", "socket", "database", "synchronous", "work_dir", "change_log"):

@@ -14,6 +14,7 @@ from .changelog import ChangeLog
 from .inventory.changes import ChangeSet, journal_lines
 from .inventory.inventory import Inventory
 from .inventory.rows import build, change_rows
+from .store.files import FileReader
 from .store.sqlite import Store
 from .store.writer import Writer
 
@@ -30,15 +31,19 @@ class InventoryService:
 
     @classmethod
     async def open(cls, path: str, synchronous: str, on_load=None,
-                   changelog: ChangeLog | None = None) -> "InventoryService":
+                   changelog: ChangeLog | None = None,
+                   file_cache: int | None = None) -> "InventoryService":
         """Open the store and load the inventory; `on_load(service, tables, next_ids)`
-        takes the other records from the same load."""
+        takes the other records from the same load.  At most `file_cache` files stay
+        in memory (those of the blocks used last; None: no limit)."""
         store = await Store.open(path, synchronous)
         started = time.monotonic()
         try:
             tables, next_ids = await store.load()
             inventory = Inventory()
             build(inventory, tables, next_ids)
+            inventory.file_cache.source = FileReader(path)
+            inventory.file_cache.limit = file_cache
         except BaseException:
             await store.close()
             raise
@@ -77,23 +82,27 @@ class InventoryService:
             apply(changes)
         except BaseException:
             changes.rollback()
+            changes.release()
             raise
         counts = changes.counts()
         if dry_run or not changes.ops:
             changes.rollback()
+            changes.release()
             return counts, _done(), []
         rows = change_rows(changes)
         if also is not None:
             rows.update(also(counts))
         lines = journal_lines(changes.journal) if self.changelog.path else []
-        return (counts, self.writer.submit(rows, self.inventory.next_ids, changes.rollback),
-                lines)
+        committed = self.writer.submit(rows, self.inventory.next_ids, changes.rollback)
+        committed.add_done_callback(lambda _: changes.release())
+        return counts, committed, lines
 
     async def close(self):
         try:
             await self.writer.close()
         except DynamoError as exc:
             log.error("last commit failed: %s", exc.message)
+        self.inventory.file_cache.source.close()  # first: the last connection cleans the WAL up
         await self.store.close()
         self.changelog.close()
 

@@ -1,6 +1,6 @@
 """Smoke test of the benchmark harness: `python -m bench --scale small` runs every
 figure end to end (real daemons, real clients) and reports each one.  No timing is
-asserted: the figures must exist and be positive."""
+asserted: the figures must exist and be positive (but for one RSS difference)."""
 
 import json
 import os
@@ -55,6 +55,9 @@ def test_small_scale_reports_every_figure(tmp_path):
         found = [f for f in figures if f["section"] == section and f["name"].startswith(prefix)]
         assert found, f"no figure {prefix!r} in {[f['name'] for f in figures]}"
         for f in found:
+            if f["name"].startswith("resident bytes"):
+                continue  # a difference of two RSS readings: the small inventory is within
+                #           their noise, so even its sign is unknown at this scale
             assert f["ours"] > 0, f
             if f["limit"] is not None:
                 assert f["limit"] > 0 and f["ratio"] > 0, f

@@ -124,14 +124,15 @@ def test_store_after_reload_equals_memory(tmp_path_factory, sequence):
     path = str(tmp_path_factory.mktemp("store") / "inventory.db")
 
     async def scenario():
-        service = await InventoryService.open(path, "NORMAL")
+        # a cache of two files: blocks leave memory between (and during) the requests
+        service = await InventoryService.open(path, "NORMAL", file_cache=2)
         for kind, document in sequence:
             try:
                 await service.change(lambda c: getattr(injection, kind)(c, document))
             except DynamoError:
                 pass
         expected = all_rows(service.inventory), dict(service.inventory.next_ids)
-        problems = await service.store.integrity_errors()
+        problems = await service.store.integrity_errors() + service.inventory.problems()
         await service.close()
         reloaded = await InventoryService.open(path, "NORMAL")
         got = all_rows(reloaded.inventory), dict(reloaded.inventory.next_ids)

@@ -2,13 +2,15 @@
 
 The child never touches the parent's event loop, database connection or
 sockets: it closes every descriptor it inherited except the caller's standard
-streams and (for a writer) the pipe its changes go back through, takes the
+streams, the channel it reads files through (filechannel.py) and (for a
+writer) the pipe its changes go back through, takes the
 caller's identity when the daemon can, and runs the script synchronously as
 `__main__`.  A writer that ends with exit code 0 sends its records, one JSON
 object per line, then an end line with their count.
 """
 
 import ctypes
+import fcntl
 import gc
 import logging
 import os
@@ -21,6 +23,7 @@ import orjson
 
 from .. import executable
 from ..inventory import objects
+from .filechannel import ChannelSource
 from .proxy import ApplicationInventory
 
 # Exit codes the runner itself produces.
@@ -31,6 +34,8 @@ EXIT_SETUP = 70          # the child could not be prepared (EX_SOFTWARE)
 _CLEARED_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC",
                 "WATCHDOG_PID", "DYNAMO_SOCKET")
 UPDATES_FD = 3
+FILES_FD = 4
+_daemon_file_source = None  # kept referenced: freeing it would close the daemon's connection
 
 
 class _Terminated(BaseException):
@@ -41,12 +46,12 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
-def run(app, inventory, stdio, updates_fd, workarea) -> None:
+def run(app, inventory, stdio, updates_fd, files_fd, workarea) -> None:
     """Become the application and never return."""
     code = EXIT_SETUP
     daemon = os.getppid()
     try:
-        _detach_from_daemon(stdio, updates_fd)
+        _detach_from_daemon(stdio, updates_fd, files_fd)
         _become(app)
         _die_with(daemon)
         if stdio is None:  # asynchronous: output goes to files of the caller's own
@@ -68,7 +73,7 @@ def run(app, inventory, stdio, updates_fd, workarea) -> None:
         os._exit(code)
 
 
-def _detach_from_daemon(stdio, updates_fd):
+def _detach_from_daemon(stdio, updates_fd, files_fd):
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
@@ -78,9 +83,15 @@ def _detach_from_daemon(stdio, updates_fd):
     logging.root.handlers.clear()
     for target, fd in enumerate(stdio or ()):
         os.dup2(fd, target)
-    if updates_fd is not None:
-        os.dup2(updates_fd, UPDATES_FD)
-    os.closerange(UPDATES_FD + 1 if updates_fd is not None else UPDATES_FD, os.sysconf("SC_OPEN_MAX"))
+    # Out of the way of their targets first, so that neither overwrites the other.
+    channels = {target: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, FILES_FD + 1)
+                for target, fd in ((UPDATES_FD, updates_fd), (FILES_FD, files_fd))
+                if fd is not None}
+    for target, fd in channels.items():
+        os.dup2(fd, target)
+    if updates_fd is None:
+        os.closerange(UPDATES_FD, UPDATES_FD + 1)
+    os.closerange(FILES_FD + 1, os.sysconf("SC_OPEN_MAX"))
 
 
 def _workarea_streams(workarea):
@@ -173,7 +184,10 @@ def _streams():
 
 
 def _execute(app, inventory) -> int:
+    global _daemon_file_source
     _streams()
+    _daemon_file_source = inventory.file_cache.source
+    inventory.file_cache.source = ChannelSource(FILES_FD)
     proxy = ApplicationInventory(inventory, writable=app.write)
     executable.inventory, executable.authorized, executable.app_id = proxy, app.write, app.id
     namespace = {"__name__": "__main__", "__file__": app.path, "__builtins__": __builtins__,

@@ -31,7 +31,7 @@ class ApplicationInventory:
 
     def find_file(self, lfn):
         """The File with this LFN, or None."""
-        return self._inventory.files.get(lfn)
+        return self._inventory.file_cache.find(lfn)
 
     def find_block(self, full_name):
         """The Block `dataset#block`, or None."""
@@ -57,7 +57,8 @@ class ApplicationInventory:
             changes.finish()
         except DynamoError:
             changes.rollback()
-            raise
+            changes.release()
+            raise  # a kept change keeps its files held: this copy is never committed
         self.records.append(rec)
         return result
 

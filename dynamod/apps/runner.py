@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ import orjson
 
 from ..errors import Busy, DynamoError, NotFound
 from ..inventory.updates import apply_record
-from . import child
+from . import child, filechannel
 
 log = logging.getLogger("dynamod.apps")
 
@@ -231,6 +232,7 @@ class ApplicationManager:
         if app.write:
             updates_r, updates_w = os.pipe()
             os.set_blocking(updates_r, False)
+        files_here, files_there = socket.socketpair()
         if stdio is None:
             app.workarea = os.path.join(self.config.work_dir, str(app.id))
         gc.collect(1)
@@ -241,12 +243,16 @@ class ApplicationManager:
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         pid = os.fork()
         if pid == 0:
-            child.run(app, self.service.inventory, stdio, updates_w, app.workarea)
+            child.run(app, self.service.inventory, stdio, updates_w, files_there.fileno(),
+                      app.workarea)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         gc.unfreeze()
         app.script = ""  # the child has its copy; records live on, scripts need not
         if updates_w is not None:
             os.close(updates_w)
+        files_there.close()
+        serving = loop.create_task(
+            filechannel.serve(files_here, self.service.inventory.file_cache.source))
         app.pid, app.status, app.started = pid, "run", time.time()
         self._persist(app)
         app.started_event.set()
@@ -258,6 +264,7 @@ class ApplicationManager:
         try:
             status = await self._wait(app, pid)
         finally:
+            serving.cancel()
             if updates_r is not None:
                 loop.remove_reader(updates_r)
                 self._read_updates(updates_r, received, app)

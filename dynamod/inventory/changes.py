@@ -81,6 +81,7 @@ class ChangeSet:
         self._seen = {}        # (kind, key) -> "created" | "updated"
         self.deleted = Counter()
         self.journal = []      # (how, object, {field: (old, new)}) for the change log
+        self.held = set()      # blocks whose files this change uses (see filecache.py)
 
     # ----------------------------------------------------------- bookkeeping
     def _touch(self, obj, how):
@@ -97,6 +98,18 @@ class ChangeSet:
         self.journal.append(("deleted", obj, None))
         if self._seen.pop(key, None) != "created":
             self.deleted[PLURAL[obj.kind]] += 1
+
+    def _files(self, block) -> dict:
+        """The block's files, held in memory until `release`."""
+        if block not in self.held:
+            self.held.add(block)
+            return self.inventory.file_cache.hold(block)
+        return block.files_by_lfn
+
+    def release(self):
+        """Once committed or undone: the files this change used may leave memory."""
+        held, self.held = self.held, set()
+        self.inventory.file_cache.release(held)
 
     def _created(self, obj) -> bool:
         """True for an object this ChangeSet created (it had no state before the request)."""
@@ -149,7 +162,7 @@ class ChangeSet:
         (as the loader builds them): `rollback` sorts the ones an entry went back into,
         so that a failed request leaves no trace (the LFN index, never listed, is spared)."""
         container[key] = value
-        if container is not self.inventory.files:
+        if container is not self.inventory.file_cache.by_lfn:
             self._unsorted[id(container)] = container
 
     def check_later(self, check):
@@ -213,8 +226,10 @@ class ChangeSet:
         return self._by_name(self.inventory.groups, Group, name, fields)
 
     def dataset(self, name, fields: dict) -> Dataset:
-        return self._by_name(self.inventory.datasets, Dataset, name, fields,
-                             {"last_update": self.now})
+        dataset = self._by_name(self.inventory.datasets, Dataset, name, fields,
+                                {"last_update": self.now})
+        dataset.blocks.cache = self.inventory.file_cache
+        return dataset
 
     def block(self, dataset: Dataset, name, fields: dict, where=nullcontext) -> Block:
         """Create or update a block; a given size or num_files is checked at the end,
@@ -230,6 +245,7 @@ class ChangeSet:
             return block
         block = Block(name, dataset, **{"last_update": self.now, **fields})
         block.id = self._new_id("block")
+        self.inventory.file_cache.created(block)
         self._add(dataset.blocks, block)
         self._touch(block, "created")
         for replica in list(dataset.replicas):
@@ -249,13 +265,13 @@ class ChangeSet:
         self.check_later(check)
 
     def file(self, block: Block, lfn, fields: dict, site: Site | None = None) -> File:
-        existing = self.inventory.files.get(lfn)
+        cache = self.inventory.file_cache
+        existing = cache.find(lfn)
         if existing is not None:
             if existing.block is not block:
                 raise Conflict(f"file {lfn} belongs to block {existing.block.full_name()}, "
                                f"not {block.full_name()}", field="name")
-            self._update_file(existing, fields)
-            return existing
+            return self._update_file(existing, fields)
         if "size" not in fields:
             raise InvalidValue(f"file {lfn}: a new file needs a size", field="size")
         if site is None and block.replicas and not self._created(block):
@@ -267,11 +283,12 @@ class ChangeSet:
         target = None
         if site is not None:
             target = block.find_replica(site) or self._file_replica(block, site)
+        files = self._files(block)
         complete = [r for r in block.replicas if r is not target and r.is_complete()]
-        previous = tuple(sorted(f.id for f in block.files_by_lfn.values())) if complete else ()
+        previous = tuple(sorted(f.id for f in files.values())) if complete else ()
         new.id = self._new_id("file")
-        self._add(block.files_by_lfn, lfn, new)
-        self._add(self.inventory.files, lfn, new)
+        self._add(files, lfn, new)
+        self._add(cache.by_lfn, lfn, new)
         self._touch(new, "created")
         self._set(block, {"size": block.size + new.size, "num_files": block.num_files + 1})
         for replica in complete:
@@ -290,28 +307,29 @@ class ChangeSet:
 
     def _present(self, replica) -> tuple:
         if replica.file_ids is None:
-            return tuple(f.id for f in replica.block.files_by_lfn.values())
+            return tuple(f.id for f in self._files(replica.block).values())
         return replica.file_ids
 
     def _put_files(self, replica, file_ids):
         """Give the replica these files; it becomes complete when it has all of them."""
-        block = replica.block
         ids = set(file_ids)
-        by_id = {f.id: f for f in block.files_by_lfn.values()}
+        by_id = {f.id: f for f in self._files(replica.block).values()}
         size = sum(by_id[i].size for i in ids)
         stored = None if len(ids) == len(by_id) else tuple(sorted(ids))
         self._set(replica, {"file_ids": stored, "size": size})
 
-    def _update_file(self, f: File, fields: dict):
+    def _update_file(self, f: File, fields: dict) -> File:
+        f = self._files(f.block)[f.lfn]  # the object held in memory (`f` may be a dropped one)
         old_size = f.size
         if not self._set(f, fields) or f.size == old_size:
-            return
+            return f
         block = f.block
         delta = f.size - old_size
         self._set(block, {"size": block.size + delta})
         for replica in block.replicas:
             if replica.file_ids is None or f.id in replica.file_ids:
                 self._set(replica, {"size": replica.size + delta})
+        return f
 
     def dataset_replica(self, dataset: Dataset, site: Site, fields: dict) -> DatasetReplica:
         replica = dataset.find_replica(site)
@@ -340,21 +358,20 @@ class ChangeSet:
                                               files=(), **fields)
         else:
             self._set(replica, fields)
-        self._put_files(replica, file_ids if file_ids is not None else self._all_ids(block))
+        if file_ids is None:  # complete: its size is the block's, no need to load the files
+            self._set(replica, {"file_ids": None, "size": block.size})
+        else:
+            self._put_files(replica, file_ids)
         if size is not None and checked(BlockReplica, "size", size) != replica.size:
             raise Conflict(f"block replica {block.full_name()} at {owner.site.name}: size is "
                            f"{size} in the request but {replica.size} by its files", field="size")
         return replica
 
-    @staticmethod
-    def _all_ids(block):
-        return tuple(f.id for f in block.files_by_lfn.values())
-
-    @staticmethod
-    def _file_ids(block, lfns) -> tuple:
+    def _file_ids(self, block, lfns) -> tuple:
         ids = []
+        files = self._files(block)
         for lfn in lfns:
-            f = block.files_by_lfn.get(lfn) if isinstance(lfn, str) else None
+            f = files.get(lfn) if isinstance(lfn, str) else None
             if f is None:
                 raise NotFound(f"file {lfn!r} is not in block {block.full_name()}", field="files")
             ids.append(f.id)
@@ -400,13 +417,18 @@ class ChangeSet:
     def delete_block(self, block: Block):
         for replica in list(block.replicas):
             self.delete_block_replica(replica)
-        for f in list(block.files_by_lfn.values()):
-            self._drop_file(f)
+        if block._files is None:  # not loaded, so all committed: the store deletes them
+            self.ops["blockfiles", (block.id,)] = None
+            self.deleted["files"] += block.num_files
+        else:
+            for f in list(self._files(block).values()):
+                self._drop_file(f)
         self._remove(block.dataset.blocks, block)
         self._gone(block)
 
     def delete_file(self, f: File):
         block = f.block
+        self._files(block)
         self._drop_file(f)
         self._set(block, {"size": block.size - f.size, "num_files": block.num_files - 1})
         for replica in block.replicas:
@@ -416,8 +438,8 @@ class ChangeSet:
                 self._put_files(replica, [i for i in replica.file_ids if i != f.id])
 
     def _drop_file(self, f: File):
-        self._remove(f.block.files_by_lfn, f.lfn)
-        self._remove(self.inventory.files, f.lfn)
+        self._remove(self._files(f.block), f.lfn)
+        self._remove(self.inventory.file_cache.by_lfn, f.lfn)
         self._gone(f)
 
     def delete_dataset_replica(self, replica: DatasetReplica):

@@ -1,6 +1,7 @@
-"""The in-memory inventory: sites, groups and datasets by name, files by LFN."""
+"""The in-memory inventory: sites, groups and datasets by name; files through a cache."""
 
 from ..errors import InvalidValue, NotFound
+from .filecache import FileCache
 from .objects import Block, Dataset, File, Group, Site
 
 ID_KINDS = ("site", "group", "dataset", "block", "file")
@@ -11,12 +12,12 @@ class Inventory:
         self.sites = {}
         self.groups = {None: Group(None)}
         self.datasets = {}
-        self.files = {}
+        self.file_cache = FileCache(self)
         self.next_ids = dict.fromkeys(ID_KINDS, 1)
 
     def __repr__(self):
         return (f"<Inventory: {len(self.sites)} sites, {len(self.groups) - 1} groups, "
-                f"{len(self.datasets)} datasets, {len(self.files)} files>")
+                f"{len(self.datasets)} datasets, {self.counts()['files']} files>")
 
     # ------------------------------------------------------------ lookups
     def site(self, name) -> Site:
@@ -52,18 +53,19 @@ class Inventory:
         return block
 
     def file(self, lfn) -> File:
-        try:
-            return self.files[lfn]
-        except (KeyError, TypeError):
-            raise NotFound(f"unknown file {lfn!r}", field="lfn") from None
+        found = self.file_cache.find(lfn)
+        if found is None:
+            raise NotFound(f"unknown file {lfn!r}", field="lfn")
+        return found
 
     def counts(self) -> dict:
         datasets = self.datasets.values()
         blocks = sum(len(d.blocks) for d in datasets)
+        files = sum(b.num_files for d in datasets for b in d.blocks)
         dataset_replicas = sum(len(d.replicas) for d in datasets)
         block_replicas = sum(len(b.replicas) for d in datasets for b in d.blocks)
         return {"sites": len(self.sites), "groups": len(self.groups) - 1,
-                "datasets": len(self.datasets), "blocks": blocks, "files": len(self.files),
+                "datasets": len(self.datasets), "blocks": blocks, "files": files,
                 "datasetreplicas": dataset_replicas, "blockreplicas": block_replicas}
 
     # ------------------------------------------------------- consistency

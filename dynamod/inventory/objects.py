@@ -33,11 +33,12 @@ class BlockSet(ObjectSet):
     """A dataset's blocks, indexed by name too: a dataset may hold thousands of blocks,
     and each block a request names is looked up (a scan would make requests quadratic)."""
 
-    __slots__ = ("by_name",)
+    __slots__ = ("by_name", "cache")
 
-    def __init__(self):
+    def __init__(self, cache=None):
         super().__init__()
         self.by_name = {}
+        self.cache = cache  # the inventory's FileCache, which loads the blocks' files
 
     def add(self, block):
         super().add(block)
@@ -164,7 +165,7 @@ def _name_of(link):
 
 class Block:
     __slots__ = ("_name", "dataset", "_size", "_num_files", "_is_open", "_last_update", "id",
-                 "files_by_lfn", "replicas")
+                 "_files", "replicas")
     kind = "block"
     name = Text(required=True, frozen=True)
     size = Count()
@@ -180,7 +181,7 @@ class Block:
         self.dataset = dataset
         _init(self, dict(size=size, num_files=num_files, is_open=is_open, last_update=last_update))
         self.id = id
-        self.files_by_lfn = {}
+        self._files = None  # loaded on demand: see filecache.py
         self.replicas = set()
 
     def __repr__(self):
@@ -189,6 +190,17 @@ class Block:
 
     def full_name(self) -> str:
         return f"{_name_of(self.dataset)}#{self.name}"
+
+    @property
+    def files_by_lfn(self) -> dict:
+        """The block's files by LFN (loaded from the store on first use)."""
+        if self._files is not None:
+            return self._files
+        cache = self.dataset.blocks.cache if isinstance(self.dataset, Dataset) else None
+        if cache is None:  # a detached block, or one of a detached dataset
+            self._files = {}
+            return self._files
+        return cache.files(self)
 
     @property
     def files(self) -> frozenset:

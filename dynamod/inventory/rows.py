@@ -9,7 +9,7 @@ import orjson
 
 from ..store.tables import INVENTORY_KINDS
 from .changes import ChangeSet
-from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
+from .objects import Block, BlockReplica, BlockSet, Dataset, DatasetReplica, File, Group, Site
 
 
 def _group_id(group):
@@ -44,36 +44,44 @@ def change_rows(changes: ChangeSet) -> dict:
 
 
 def build(inventory, tables: dict, next_ids: dict):
-    """Fill an empty inventory from the rows `Store.load` returned."""
-    sites, groups, datasets, blocks, files = {}, {0: inventory.groups[None]}, {}, {}, {}
+    """Fill an empty inventory from the rows `Store.load` returned.
+
+    Files stay in the store (the inventory's file cache loads them per block).
+    The rows were checked on their way in, so datasets, blocks and replicas (the
+    millions) are made without their constructors' checks: slots are set directly.
+    """
+    sites, groups, datasets, blocks = {}, {0: inventory.groups[None]}, {}, {}
     for row in tables["site"]:
         site = sites[row[0]] = Site(row[1], *row[2:6], id=row[0])
         inventory.sites[site.name] = site
     for gid, name, olevel in tables["group"]:
         group = groups[gid] = Group(name, olevel, id=gid)
         inventory.groups[name] = group
+    cache, by_name = inventory.file_cache, inventory.datasets
     for did, name, status, data_type, version, last_update, is_open in tables["dataset"]:
-        dataset = datasets[did] = Dataset(name, status, data_type, version, last_update,
-                                          bool(is_open), id=did)
-        inventory.datasets[name] = dataset
+        dataset = datasets[did] = by_name[name] = Dataset.__new__(Dataset)
+        dataset._name, dataset._status, dataset._data_type = name, status, data_type
+        dataset._software_version, dataset._last_update = version, last_update
+        dataset._is_open, dataset.id = bool(is_open), did
+        dataset.blocks, dataset.replicas = BlockSet(cache), set()
     for bid, did, name, size, num_files, is_open, last_update in tables["block"]:
         dataset = datasets[did]
-        block = blocks[bid] = Block(name, dataset, size, num_files, bool(is_open), last_update,
-                                    id=bid)
+        block = blocks[bid] = Block.__new__(Block)
+        block._name, block.dataset, block._size, block._num_files = name, dataset, size, num_files
+        block._is_open, block._last_update, block.id = bool(is_open), last_update, bid
+        block._files, block.replicas = None, set()
         dataset.blocks.add(block)
-    for fid, bid, lfn, size, adler32, crc32, md5 in tables["file"]:
-        block = blocks[bid]
-        f = File(lfn, block, size, fid, adler32=adler32, crc32=crc32, md5=md5)
-        block.files_by_lfn[lfn] = inventory.files[lfn] = f
     for did, sid, growing, gid in tables["datasetreplica"]:
         replica = DatasetReplica(datasets[did], sites[sid], bool(growing), groups[gid or 0])
         replica.dataset.replicas.add(replica)
         replica.site.dataset_replicas.add(replica)
     for bid, sid, gid, custodial, size, last_update, file_ids in tables["blockreplica"]:
         block, site = blocks[bid], sites[sid]
-        ids = None if file_ids is None else tuple(orjson.loads(file_ids))
-        replica = BlockReplica(block, site, groups[gid or 0], bool(custodial), size, last_update,
-                               ids)
+        replica = BlockReplica.__new__(BlockReplica)
+        replica.block, replica.site, replica._group = block, site, groups[gid or 0]
+        replica._is_custodial, replica._last_update = bool(custodial), last_update
+        replica._size = block._size if size == block._size else size  # one int, not two
+        replica._file_ids = None if file_ids is None else tuple(orjson.loads(file_ids))
         block.replicas.add(replica)
         block.dataset.find_replica(site).block_replicas.add(replica)
     for kind in inventory.next_ids:

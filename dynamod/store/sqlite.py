@@ -13,13 +13,33 @@ from importlib import resources
 import aiosqlite
 
 from ..errors import DynamoError, StoreError
-from .tables import TABLES
+from .tables import STARTUP_TABLES, TABLES
 
 SCHEMA_VERSION = 1
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # Each entry upgrades the schema from version N (its index + 1) to N + 1.
 MIGRATIONS: list[str] = []
+
+
+# A delete with no table of its own: every file of a block, keyed (block_id,).
+BLOCKFILES = "blockfiles"
+
+
+def _delete_order() -> tuple:
+    """(kind, sql) for the deletes, children first; a block's files before the block."""
+    order = []
+    for table in reversed(TABLES):
+        if table.kind == "block":
+            order.append((BLOCKFILES, "DELETE FROM files WHERE block_id = ?"))
+        order.append((table.kind, table.delete_sql))
+    return tuple(order)
+
+
+DELETES = _delete_order()
+UPSERTS = tuple((t.kind, t.upsert_sql) for t in TABLES)  # parents first
+NEXT_IDS_SQL = ("INSERT INTO next_ids (kind, next_id) VALUES (?, ?) "
+                "ON CONFLICT (kind) DO UPDATE SET next_id = excluded.next_id")
 
 
 class SchemaTooNew(DynamoError):
@@ -79,10 +99,11 @@ class Store:
         return row[0] if row else None
 
     async def load(self) -> tuple[dict, dict]:
-        """Every row of every table (parents first), and the next id per kind."""
+        """Every row of every table but the files (parents first), and the next id per
+        kind: what start-up builds the inventory from."""
         tables = {}
         try:
-            for table in TABLES:
+            for table in STARTUP_TABLES:
                 tables[table.kind] = await self.db.execute_fetchall(table.select_sql)
             next_ids = dict(await self.db.execute_fetchall("SELECT kind, next_id FROM next_ids"))
         except sqlite3.Error as exc:
@@ -93,7 +114,13 @@ class Store:
         """Apply `changes` ({(kind, key): row, or None to delete}) in one transaction.
 
         Deletes go first so that a name freed and taken again in the same batch
-        does not trip a unique index; foreign keys are checked at COMMIT.
+        does not trip a unique index; foreign keys are checked at COMMIT.  A delete
+        of kind "blockfiles", key (block_id,), removes every file of that block.
+
+        The rows are sorted here; the transaction itself runs in the connection's
+        thread as one call (see `_commit`), so a commit costs one thread hop, not one
+        per statement.  Cancelling the caller does not stop it: it still ends in
+        COMMIT or ROLLBACK.
         """
         deletes, upserts = defaultdict(list), defaultdict(list)
         for (kind, key), row in changes.items():
@@ -101,49 +128,16 @@ class Store:
                 deletes[kind].append(key)
             else:
                 upserts[kind].append(row)
-        try:
-            await self.db.execute("BEGIN IMMEDIATE")
-            for table in reversed(TABLES):
-                if deletes[table.kind]:
-                    await self.db.executemany(table.delete_sql, deletes[table.kind])
-            for table in TABLES:
-                if upserts[table.kind]:
-                    await self.db.executemany(table.upsert_sql, upserts[table.kind])
-            await self.db.executemany(
-                "INSERT INTO next_ids (kind, next_id) VALUES (?, ?) "
-                "ON CONFLICT (kind) DO UPDATE SET next_id = excluded.next_id",
-                list(next_ids.items()),
-            )
-            await self.db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            await self._rollback()
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
-                await self._bury_failed_commit()
-            raise StoreError(f"the database refused the change: {exc}") from exc
-        except BaseException:
-            await self._rollback()
-            raise
+        await self._in_thread(_commit, deletes, upserts, list(next_ids.items()))
 
-    async def _bury_failed_commit(self):
-        """Commit a transaction that only rewrites the header page, so that its WAL frame
-        lands on the failed commit's first frame.  After a failed fsync that commit may
-        still sit whole in the page cache, and WAL recovery at the next start would take
-        it for committed; with its first frame overwritten its checksum chain is broken.
-        When this commit fails too, its frame has most often reached the page cache all
-        the same; if not, the risk lasts until a commit passes."""
-        try:
-            await self.db.execute("BEGIN IMMEDIATE")
-            await self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            await self.db.execute("COMMIT")
-        except sqlite3.Error:
-            await self._rollback()
-
-    async def _rollback(self):
-        if self.db.in_transaction:
-            try:
-                await self.db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # the transaction is gone already; nothing was committed
+    async def _in_thread(self, fn, *args):
+        """Run `fn(sqlite3_connection, *args)` in the connection's worker thread and await
+        its result: one hop.  aiosqlite has no public API for this; `_execute` (queue a
+        callable for the worker thread) and `_conn` (the sqlite3 connection, used only
+        in that thread) are private (written against aiosqlite 0.22); every test that
+        writes goes through here, so a release that changes them fails the tests."""
+        db = self.db
+        return await db._execute(lambda: fn(db._conn, *args))
 
     async def integrity_errors(self) -> list[str]:
         """What `PRAGMA integrity_check` and `foreign_key_check` report (empty: sound)."""
@@ -164,3 +158,50 @@ class Store:
 
     async def close(self):
         await self.db.close()
+
+
+# ------------------------------------------ run in the connection's thread (blocking)
+def _commit(conn: sqlite3.Connection, deletes: dict, upserts: dict, next_ids: list):
+    """The whole transaction of `Store.write`, in one call in the connection's thread.
+    Any error rolls it back; a disk error (SQLITE_IOERR) also buries the failed commit."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for kind, sql in DELETES:
+            if deletes.get(kind):
+                conn.executemany(sql, deletes[kind])
+        for kind, sql in UPSERTS:
+            if upserts.get(kind):
+                conn.executemany(sql, upserts[kind])
+        conn.executemany(NEXT_IDS_SQL, next_ids)
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
+            _bury_failed_commit(conn)
+        raise StoreError(f"the database refused the change: {exc}") from exc
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _bury_failed_commit(conn: sqlite3.Connection):
+    """Commit a transaction that only rewrites the header page, so that its WAL frame
+    lands on the failed commit's first frame.  After a failed fsync that commit may
+    still sit whole in the page cache, and WAL recovery at the next start would take
+    it for committed; with its first frame overwritten its checksum chain is broken.
+    When this commit fails too, its frame has most often reached the page cache all
+    the same; if not, the risk lasts until a commit passes."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        _rollback(conn)
+
+
+def _rollback(conn: sqlite3.Connection):
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the transaction is gone already; nothing was committed

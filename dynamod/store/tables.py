@@ -65,5 +65,7 @@ APPLICATION_TABLES = (
 )
 
 TABLES = INVENTORY_TABLES + APPLICATION_TABLES
+# What start-up reads: everything but the files, which are read per block when needed.
+STARTUP_TABLES = tuple(t for t in TABLES if t.kind != "file")
 BY_KIND = {t.kind: t for t in TABLES}
 INVENTORY_KINDS = tuple(t.kind for t in INVENTORY_TABLES)

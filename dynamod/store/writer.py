@@ -47,16 +47,14 @@ class Writer:
                 continue
             batch, self.pending = self.pending, []
             self._busy = True
-            merged, next_ids = {}, {}
-            for rows, ids, *_ in batch:
-                merged.update(rows)
-                next_ids.update(ids)
             try:
-                await self.store.write(merged, next_ids)
+                rows, next_ids = _merge(batch)
+                if rows or next_ids:  # flush() alone has nothing to commit
+                    await self.store.write(rows, next_ids)
+                    self.commits += 1
             except Exception as exc:  # every failure must reach the submitters
                 self._fail(batch, exc)
             else:
-                self.commits += 1
                 for *_, future in batch:
                     if not future.done():
                         future.set_result(None)
@@ -87,3 +85,15 @@ class Writer:
         self._wake.set()
         if self._task is not None:
             await self._task
+
+
+def _merge(batch) -> tuple[dict, dict]:
+    """The rows and next ids of a batch, later submissions winning.  A batch of one (a
+    large injection, most often) is passed as it is rather than copied."""
+    if len(batch) == 1:
+        return batch[0][0], batch[0][1]
+    merged, next_ids = {}, {}
+    for rows, ids, *_ in batch:
+        merged.update(rows)
+        next_ids.update(ids)
+    return merged, next_ids

@@ -60,7 +60,7 @@ def seed() -> Inventory:
 INVENTORY = seed()
 DATASET = next(iter(INVENTORY.datasets))
 BLOCK = next(iter(INVENTORY.datasets[DATASET].blocks)).name
-LFN = next(iter(INVENTORY.files))
+LFN = next(iter(INVENTORY.file_cache.by_lfn))
 NAMES = [DATASET, BLOCK, LFN, "T2_US_XYZ", "T3_US_XYZ", "AnalysisOps", "/new/a/RAW", "b1",
          "/store/new/1", "T9_NEW", "", "../../etc", "a\x00b", None]
 KEYS = sorted({*injection.SITE_KEYS, *injection.GROUP_KEYS, *injection.DATASET_KEYS,

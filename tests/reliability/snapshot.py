@@ -17,6 +17,7 @@ import aiosqlite
 
 from dynamod.inventory.inventory import ID_KINDS, Inventory
 from dynamod.inventory.rows import all_rows, build
+from dynamod.store.files import FileReader
 from dynamod.store.sqlite import Store
 
 
@@ -59,8 +60,8 @@ class Snapshot:
             found["dataset", name] = dataset.id
             for block in dataset.blocks:
                 found["block", block.full_name()] = block.id
-        for lfn, f in inv.files.items():
-            found["file", lfn] = f.id
+                for lfn, f in block.files_by_lfn.items():
+                    found["file", lfn] = f.id
         return found
 
 
@@ -83,9 +84,14 @@ def disk(path: str) -> Snapshot:
     tables, next_ids, integrity = asyncio.run(load())
     inventory = Inventory()
     build(inventory, tables, next_ids)
-    ids = {k: inventory.next_ids[k] for k in ID_KINDS}
-    return Snapshot(_plain(all_rows(inventory)), ids, _plain(listing_order(inventory)),
-                    inventory.problems(), integrity, inventory)
+    reader = inventory.file_cache.source = FileReader(path)  # per block, as the daemon reads
+    try:
+        ids = {k: inventory.next_ids[k] for k in ID_KINDS}
+        return Snapshot(_plain(all_rows(inventory)), ids, _plain(listing_order(inventory)),
+                        inventory.problems(), integrity, inventory)
+    finally:  # every block's files are loaded now (no limit): the file can be let go
+        inventory.file_cache.source = None
+        reader.close()
 
 
 def memory(daemon) -> Snapshot:

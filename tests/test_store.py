@@ -1,0 +1,88 @@
+"""The SQLite store on its own: a real database file, no daemon."""
+
+import sqlite3
+
+import pytest
+
+from dynamod.errors import StoreError
+from dynamod.store.files import FileReader
+from dynamod.store.sqlite import Store
+
+DATASET = (1, "/A/B/RAW", "valid", "unknown", None, 0, 1)
+
+
+def block(block_id, name):
+    return (block_id, 1, name, 0, 0, 1, 0)
+
+
+def file(file_id, block_id):
+    return (file_id, block_id, f"/store/{block_id}/{file_id}.root", 1000, None, None, None)
+
+
+def file_rows(store, *block_ids) -> list:
+    """The files of these blocks, read as the file cache reads them (start-up does not)."""
+    reader = FileReader(store.path)
+    try:
+        return [row for block_id in block_ids for row in reader.files(block_id)]
+    finally:
+        reader.close()
+
+
+@pytest.fixture
+async def store(tmp_path):
+    store = await Store.open(str(tmp_path / "inventory.db"), "FULL")
+    yield store
+    await store.close()
+
+
+async def test_blockfiles_deletes_every_file_of_the_block_only(store):
+    await store.write({("dataset", (1,)): DATASET,
+                       ("block", (1,)): block(1, "b1"), ("block", (2,)): block(2, "b2"),
+                       **{("file", (i,)): file(i, 1 if i <= 3 else 2) for i in range(1, 6)}},
+                      {"dataset": 2, "block": 3, "file": 6})
+
+    await store.write({("blockfiles", (1,)): None}, {})
+
+    tables, next_ids = await store.load()
+    assert "file" not in tables  # files are read per block
+    assert [f[:2] for f in file_rows(store, 1, 2)] == [(4, 2), (5, 2)]
+    assert [b[0] for b in tables["block"]] == [1, 2]
+    assert next_ids == {"dataset": 2, "block": 3, "file": 6}
+
+
+async def test_blockfiles_go_before_the_block_in_the_same_transaction(store):
+    """Children first: the block's deletion does not leave its files dangling."""
+    await store.write({("dataset", (1,)): DATASET, ("block", (1,)): block(1, "b1"),
+                       ("file", (1,)): file(1, 1), ("file", (2,)): file(2, 1)}, {})
+
+    await store.write({("block", (1,)): None, ("blockfiles", (1,)): None}, {})
+
+    tables, _ = await store.load()
+    assert tables["block"] == [] and file_rows(store, 1) == []
+    assert await store.integrity_errors() == []
+
+
+async def test_a_refused_commit_is_a_store_error_and_rolled_back(store):
+    """A file of a block that does not exist fails the foreign key at COMMIT."""
+    with pytest.raises(StoreError, match="the database refused the change"):
+        await store.write({("dataset", (1,)): DATASET, ("file", (1,)): file(1, 99)},
+                          {"dataset": 2})
+
+    tables, next_ids = await store.load()
+    assert tables["dataset"] == [] and file_rows(store, 99) == [] and next_ids == {}
+    await store.write({("dataset", (1,)): DATASET}, {"dataset": 2})  # not left in a transaction
+    assert (await store.load())[0]["dataset"] == [DATASET]
+
+
+async def test_a_commit_while_another_process_holds_the_lock_is_a_store_error(store):
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        await store.db.execute("PRAGMA busy_timeout = 0")
+        with pytest.raises(StoreError, match="locked"):
+            await store.write({("dataset", (1,)): DATASET}, {})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await store.write({("dataset", (1,)): DATASET}, {})
+    assert (await store.load())[0]["dataset"] == [DATASET]
