@@ -302,6 +302,15 @@ def test_one_bad_object_anywhere_changes_nothing(daemon):
         "bad checksum": (
             lambda d: d["dataset"][0]["blocks"][0]["files"][0].update(adler32="xyz"),
             ["file /n/1", "adler32"]),
+        "bad checksum on a later file of the block (0x is no hex digit)": (
+            lambda d: d["dataset"][0]["blocks"][0]["files"][-1].update(adler32="0x12"),
+            ["adler32", "hexadecimal"]),
+        "control character in an LFN": (
+            lambda d: d["dataset"][0]["blocks"][0]["files"].append({"name": "/n/\x01", "size": 1}),
+            ["free of control characters"]),
+        "file without a size": (
+            lambda d: d["dataset"][0]["blocks"][1]["files"].append({"name": "/n/nosize"}),
+            ["file /n/nosize", "needs a size"]),
         "unknown section": (
             lambda d: d.update(datasets=[]), ["unknown section 'datasets'"]),
         "section not a list": (

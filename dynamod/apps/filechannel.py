@@ -64,6 +64,9 @@ class ChannelSource:
         found = self._ask({"lfn": lfn})["block"]
         return tuple(found) if found else None
 
+    def existing(self, lfns: list) -> list:
+        return [lfn for lfn in lfns if self.block_of(lfn) is not None]
+
     def _ask(self, question: dict) -> dict:
         try:
             self.sock.sendall(orjson.dumps(question) + b"\n")

@@ -55,6 +55,23 @@ def _shown(value):
     return value
 
 
+_FILE_FIELDS = frozenset(File.FIELDS)
+
+
+def _new_file(lfn, block, fields: dict) -> File:
+    """A File from checked values, without the constructor's per-field indirection
+    (raises InvalidValue, or TypeError for an unknown field or a missing size)."""
+    if "size" not in fields or not fields.keys() <= _FILE_FIELDS:
+        raise TypeError("not a plain new file")
+    get = fields.get
+    f = File.__new__(File)
+    f._lfn, f.block, f._size = File.lfn.check(lfn), block, File.size.check(fields["size"])
+    f._adler32 = File.adler32.check(get("adler32"))
+    f._crc32 = File.crc32.check(get("crc32"))
+    f._md5 = File.md5.check(get("md5"))
+    return f
+
+
 def journal_lines(journal) -> list[str]:
     """The change log's text of a ChangeSet's journal: one line per change."""
     lines = []
@@ -296,6 +313,47 @@ class ChangeSet:
         if target is not None:
             self._put_files(target, (*self._present(target), new.id))
         return new
+
+    def new_files(self, block: Block, items: list) -> bool:
+        """Add many new files to a block without replicas at once, the bulk of an injection.
+
+        `items` are (lfn, {field: value}) pairs.  Returns False, having changed nothing,
+        unless every one is a new file with a size and valid fields, and the block has
+        no replicas: the caller then takes them one by one through `file`, which says
+        precisely what is wrong where (or handles the replicas and updates).
+        """
+        if block.replicas or not items:
+            return False
+        lfns = [lfn for lfn, _ in items]
+        cache = self.inventory.file_cache
+        if len(set(lfns)) != len(lfns) or cache.any_known(lfns):
+            return False
+        new, total = {}, 0
+        try:
+            for lfn, fields in items:
+                f = _new_file(lfn, block, fields)
+                new[f.lfn] = f
+                total += f.size
+        except (InvalidValue, TypeError):
+            return False
+        files = self._files(block)
+        ids = self.inventory.next_ids
+        first = ids["file"]
+        for number, f in enumerate(new.values(), first):
+            f.id = number
+        ids["file"] = first + len(new)
+        files.update(new)
+        cache.by_lfn.update(new)
+
+        def undo():
+            ids["file"] = first
+            for lfn in new:
+                del files[lfn], cache.by_lfn[lfn]
+        self._undo.append(undo)
+        for f in new.values():
+            self._touch(f, "created")
+        self._set(block, {"size": block.size + total, "num_files": block.num_files + len(new)})
+        return True
 
     def _file_replica(self, block, site):
         """The (new, empty) replica at the site a new file names."""

@@ -83,6 +83,13 @@ class FileCache:
             return None  # deleted, replaced, or loaded (then by_lfn would have it)
         return self.files(block).get(lfn)
 
+    def any_known(self, lfns: list) -> bool:
+        """Whether any of these LFNs names a file, loaded or in the store (a batch of new
+        files asks once instead of once per file)."""
+        if not self.by_lfn.keys().isdisjoint(lfns):
+            return True
+        return self.source is not None and bool(self.source.existing(lfns))
+
     # ------------------------------------------------------------ holding
     def hold(self, block) -> dict:
         """Keep the block's files in memory until `release`; returns them."""

@@ -89,6 +89,27 @@ def _name(item, key, kind):
     return value
 
 
+_PLAIN_FILE_KEYS = FILE_KEYS.keys() - {"site"}
+
+
+def _plain_files(block_item) -> list:
+    """The block's files as (lfn, fields) when each is an object of plain file keys with
+    a string name (for `ChangeSet.new_files`, which checks the rest); else []."""
+    items = block_item.get("files")
+    if type(items) is not list:
+        return []
+    plain = []
+    for item in items:
+        if type(item) is not dict or not item.keys() <= _PLAIN_FILE_KEYS:
+            return []
+        fields = dict(item)
+        lfn = fields.pop("name", None)
+        if type(lfn) is not str:
+            return []
+        plain.append((lfn, fields))
+    return plain
+
+
 def _replica_label(item) -> str | None:
     site, dataset = _label(item, "site"), _label(item, "dataset")
     return site and dataset and f"dataset replica {site}:{dataset}"
@@ -117,6 +138,8 @@ def inject(changes: ChangeSet, document):
                 bfields = _fields(bitem, BLOCK_KEYS, "name")
                 block = changes.block(dataset, _name(bitem, "name", "block"), bfields,
                                       where=lambda p=bpath, w=what: located(p, w))
+            if changes.new_files(block, _plain_files(bitem)):
+                continue
             for fpath, fitem in _items(bitem, "files", bpath + "."):
                 with located(fpath, _label(fitem, "name") and f"file {fitem['name']}"):
                     ffields = _fields(fitem, FILE_KEYS, "name")

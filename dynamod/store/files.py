@@ -15,6 +15,7 @@ from .tables import BY_KIND
 _FILES = BY_KIND["file"]
 FILES_OF_BLOCK = (f"SELECT {', '.join(_FILES.columns)} FROM {_FILES.name} "
                   f"WHERE block_id = ? ORDER BY id")
+CHUNK = 500  # parameters per IN (...) query
 BLOCK_OF_LFN = ("SELECT b.id, d.name, b.name FROM files f JOIN blocks b ON b.id = f.block_id "
                 "JOIN datasets d ON d.id = b.dataset_id WHERE f.lfn = ?")
 
@@ -37,9 +38,19 @@ class FileReader:
         rows = self._query(BLOCK_OF_LFN, lfn)
         return rows[0] if rows else None
 
-    def _query(self, sql, param):
+    def existing(self, lfns: list) -> list:
+        """Those of `lfns` that name a file in the store (one query per few hundred)."""
+        found = []
+        for start in range(0, len(lfns), CHUNK):
+            chunk = lfns[start:start + CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            found += [row[0] for row in self._query(
+                f"SELECT lfn FROM files WHERE lfn IN ({marks})", *chunk)]
+        return found
+
+    def _query(self, sql, *params):
         try:
-            return self.db.execute(sql, (param,)).fetchall()
+            return self.db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read files from the database {self.path}: {exc}") from exc
 
