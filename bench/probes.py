@@ -261,9 +261,11 @@ def dynamod_build(tables):
     """The daemon's own start-up build (dynamod.inventory.rows.build)."""
     from dynamod.inventory.inventory import Inventory
     from dynamod.inventory.rows import build
+    from dynamod.service import collector_paused
 
     inventory = Inventory()
-    build(inventory, tables, {})
+    with collector_paused():  # as the daemon builds it
+        build(inventory, tables, {})
     return inventory
 
 

@@ -6,15 +6,17 @@ gets its answer only once the change is committed.
 """
 
 import asyncio
+import gc
 import logging
 import time
+from contextlib import contextmanager
 
 from .errors import DynamoError
 from .changelog import ChangeLog
 from .inventory.changes import ChangeSet, journal_lines
 from .inventory.inventory import Inventory
 from .inventory.rows import build, change_rows
-from .store.files import FileReader
+from .store.reader import StoreReader
 from .store.sqlite import Store
 from .store.writer import Writer
 
@@ -38,13 +40,19 @@ class InventoryService:
         in memory (those of the blocks used last; None: no limit)."""
         store = await Store.open(path, synchronous)
         started = time.monotonic()
+        reader = None
         try:
-            tables, next_ids = await store.load()
+            # Read from this thread (nothing else runs yet), streaming each table.
+            reader = StoreReader(path)
+            tables, next_ids = reader.tables(), reader.next_ids()
             inventory = Inventory()
-            build(inventory, tables, next_ids)
-            inventory.file_cache.source = FileReader(path)
+            with collector_paused():
+                build(inventory, tables, next_ids)
+            inventory.file_cache.source = reader
             inventory.file_cache.limit = file_cache
         except BaseException:
+            if reader is not None:
+                reader.close()
             await store.close()
             raise
         counts = ", ".join(f"{n} {k}" for k, n in inventory.counts().items())
@@ -78,21 +86,22 @@ class InventoryService:
 
     def _apply(self, apply, dry_run, also=None):
         changes = ChangeSet(self.inventory)
-        try:
-            apply(changes)
-        except BaseException:
-            changes.rollback()
-            changes.release()
-            raise
-        counts = changes.counts()
-        if dry_run or not changes.ops:
-            changes.rollback()
-            changes.release()
-            return counts, _done(), []
-        rows = change_rows(changes)
-        if also is not None:
-            rows.update(also(counts))
-        lines = journal_lines(changes.journal) if self.changelog.path else []
+        with collector_paused():
+            try:
+                apply(changes)
+            except BaseException:
+                changes.rollback()
+                changes.release()
+                raise
+            counts = changes.counts()
+            if dry_run or not changes.ops:
+                changes.rollback()
+                changes.release()
+                return counts, _done(), []
+            rows = change_rows(changes)
+            if also is not None:
+                rows.update(also(counts))
+            lines = journal_lines(changes.journal) if self.changelog.path else []
         committed = self.writer.submit(rows, self.inventory.next_ids, changes.rollback)
         committed.add_done_callback(lambda _: changes.release())
         return counts, committed, lines
@@ -105,6 +114,20 @@ class InventoryService:
         self.inventory.file_cache.source.close()  # first: the last connection cleans the WAL up
         await self.store.close()
         self.changelog.close()
+
+
+@contextmanager
+def collector_paused():
+    """No cyclic garbage collection inside: a large change allocates enough to trigger
+    full collections, each walking the whole inventory (millions of objects) to find
+    next to nothing, since reference counting frees what a change drops."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _done() -> asyncio.Future:

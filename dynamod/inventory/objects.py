@@ -20,37 +20,51 @@ DATA_TYPES = ("unknown", "production", "test")
 OWNERSHIP_LEVELS = ("Dataset", "Block")
 
 
+def _set_repr(objects) -> str:
+    return "set([" + ", ".join(map(repr, objects)) + "])"
+
+
 class ObjectSet(set):
     """A set of inventory objects, printed the way the documentation shows it."""
 
     __slots__ = ()
 
-    def __repr__(self):
-        return "set([" + ", ".join(map(repr, self)) + "])"
+    __repr__ = _set_repr
 
 
-class BlockSet(ObjectSet):
-    """A dataset's blocks, indexed by name too: a dataset may hold thousands of blocks,
-    and each block a request names is looked up (a scan would make requests quadratic)."""
+class Members(tuple):
+    """The few replicas of a block or a dataset, or the block replicas of a dataset
+    replica: an immutable tuple (a quarter of a set's memory; an empty one is shared)
+    that a change replaces whole.  Printed as the set the documentation shows."""
+
+    __slots__ = ()
+
+    __repr__ = _set_repr
+
+
+NO_MEMBERS = Members()
+
+
+class BlockSet:
+    """A dataset's blocks: a dict by name (a dataset may hold thousands of blocks, and
+    each block a request names is looked up), iterated and printed as a set."""
 
     __slots__ = ("by_name", "cache")
 
     def __init__(self, cache=None):
-        super().__init__()
         self.by_name = {}
         self.cache = cache  # the inventory's FileCache, which loads the blocks' files
 
-    def add(self, block):
-        super().add(block)
-        self.by_name[block.name] = block
+    def __iter__(self):
+        return iter(self.by_name.values())
 
-    def remove(self, block):
-        super().remove(block)
-        del self.by_name[block.name]
+    def __len__(self):
+        return len(self.by_name)
 
-    def discard(self, block):
-        if block in self:
-            self.remove(block)
+    def __contains__(self, block):
+        return self.by_name.get(getattr(block, "name", None)) is block
+
+    __repr__ = _set_repr
 
 
 def _init(obj, values: dict):
@@ -84,7 +98,7 @@ class Site:
         self.name = name
         _init(self, dict(host=host, storage_type=storage_type, backend=backend, status=status))
         self.id = id
-        self.dataset_replicas = set()
+        self.dataset_replicas = ObjectSet()
 
     def __repr__(self):
         return (f"Site({self.name!r},{self.host!r},{self.storage_type!r},"
@@ -134,7 +148,7 @@ class Dataset:
                          last_update=last_update, is_open=is_open))
         self.id = id
         self.blocks = BlockSet()
-        self.replicas = set()
+        self.replicas = NO_MEMBERS
 
     def __repr__(self):
         return (f"Dataset({self.name!r},{self.status!r},{self.data_type!r},"
@@ -182,7 +196,7 @@ class Block:
         _init(self, dict(size=size, num_files=num_files, is_open=is_open, last_update=last_update))
         self.id = id
         self._files = None  # loaded on demand: see filecache.py
-        self.replicas = set()
+        self.replicas = NO_MEMBERS
 
     def __repr__(self):
         return (f"Block({self.name!r},{_name_of(self.dataset)!r},{self.size},{self.num_files},"
@@ -250,7 +264,7 @@ class DatasetReplica:
         self.dataset = dataset
         self.site = site
         _init(self, dict(growing=growing, group=group))
-        self.block_replicas = ObjectSet()
+        self.block_replicas = NO_MEMBERS
 
     def __repr__(self):
         return (f"DatasetReplica({_name_of(self.dataset)!r},{_name_of(self.site)!r},"

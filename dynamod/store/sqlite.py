@@ -13,7 +13,7 @@ from importlib import resources
 import aiosqlite
 
 from ..errors import DynamoError, StoreError
-from .tables import STARTUP_TABLES, TABLES
+from .tables import TABLES
 
 SCHEMA_VERSION = 1
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -97,18 +97,6 @@ class Store:
         async with self.db.execute(sql, params) as cursor:
             row = await cursor.fetchone()
         return row[0] if row else None
-
-    async def load(self) -> tuple[dict, dict]:
-        """Every row of every table but the files (parents first), and the next id per
-        kind: what start-up builds the inventory from."""
-        tables = {}
-        try:
-            for table in STARTUP_TABLES:
-                tables[table.kind] = await self.db.execute_fetchall(table.select_sql)
-            next_ids = dict(await self.db.execute_fetchall("SELECT kind, next_id FROM next_ids"))
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
-        return tables, next_ids
 
     async def write(self, changes: dict, next_ids: dict):
         """Apply `changes` ({(kind, key): row, or None to delete}) in one transaction.

@@ -2,7 +2,7 @@
 
 Both come out as the rows `dynamod.inventory.rows.all_rows` gives (JSON
 round-tripped, so they compare as plain lists): the disk side is read with the
-daemon's own loader (`Store.load`, `rows.build`) on a read-only connection, the
+daemon's own loader (`StoreReader`, `rows.build`) on a read-only connection, the
 memory side is printed by a read-only application forked from the daemon.
 """
 
@@ -17,7 +17,7 @@ import aiosqlite
 
 from dynamod.inventory.inventory import ID_KINDS, Inventory
 from dynamod.inventory.rows import all_rows, build
-from dynamod.store.files import FileReader
+from dynamod.store.reader import StoreReader
 from dynamod.store.sqlite import Store
 
 
@@ -71,20 +71,18 @@ def _plain(value):
 
 def disk(path: str) -> Snapshot:
     """Load the database file as the daemon does at start-up (read-only)."""
-    async def load():
+    async def integrity_errors():
         db = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
         store = Store(db, path)
         try:
-            tables, next_ids = await store.load()
-            integrity = await store.integrity_errors()
+            return await store.integrity_errors()
         finally:
             await store.close()
-        return tables, next_ids, integrity
 
-    tables, next_ids, integrity = asyncio.run(load())
+    integrity = asyncio.run(integrity_errors())
     inventory = Inventory()
-    build(inventory, tables, next_ids)
-    reader = inventory.file_cache.source = FileReader(path)  # per block, as the daemon reads
+    reader = inventory.file_cache.source = StoreReader(path)  # as the daemon reads it
+    build(inventory, reader.tables(), reader.next_ids())
     try:
         ids = {k: inventory.next_ids[k] for k in ID_KINDS}
         return Snapshot(_plain(all_rows(inventory)), ids, _plain(listing_order(inventory)),

@@ -1,10 +1,13 @@
-"""Reading files from the store: what the inventory's file cache loads per block.
+"""Reading the store from the event loop's thread: start-up, and files per block.
 
-A second, read-only SQLite connection used from the event loop's thread: a
-block's files are one indexed query (well under a millisecond for a block of
-hundreds of files), cheaper than a hop to the writer's thread, and WAL lets
-it read while the writer commits.  It sees committed rows only, which is
-what the cache asks of it (a block with uncommitted changes stays loaded).
+A second, read-only SQLite connection next to the writer's.  At start-up it
+streams each table into the inventory row by row (no table is ever held
+whole, so the load peaks low and leaves no freed rows scattered between the
+objects).  Afterwards it serves the file cache: a block's files are one
+indexed query (well under a millisecond for hundreds of files), cheaper than
+a hop to the writer's thread, and WAL lets it read while the writer commits.
+It sees committed rows only, which is what the cache asks of it (a block
+with uncommitted changes stays loaded).
 """
 
 import sqlite3
@@ -20,7 +23,7 @@ BLOCK_OF_LFN = ("SELECT b.id, d.name, b.name FROM files f JOIN blocks b ON b.id 
                 "JOIN datasets d ON d.id = b.dataset_id WHERE f.lfn = ?")
 
 
-class FileReader:
+class StoreReader:
     def __init__(self, path: str):
         self.path = path
         try:
@@ -29,6 +32,22 @@ class FileReader:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the database {path}: {exc}") from exc
 
+    # ----------------------------------------------------------- start-up
+    def tables(self) -> "Tables":
+        """Every table by kind, each read (in key order) when it is iterated."""
+        return Tables(self)
+
+    def rows(self, kind: str):
+        table = BY_KIND[kind]
+        try:
+            yield from self.db.execute(table.select_sql)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
+
+    def next_ids(self) -> dict:
+        return dict(self._query("SELECT kind, next_id FROM next_ids"))
+
+    # -------------------------------------------------------------- files
     def files(self, block_id: int) -> list[tuple]:
         """The block's file rows, in id order (the order they were created in)."""
         return self._query(FILES_OF_BLOCK, block_id)
@@ -52,7 +71,17 @@ class FileReader:
         try:
             return self.db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot read files from the database {self.path}: {exc}") from exc
+            raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
 
     def close(self):
         self.db.close()
+
+
+class Tables:
+    """`tables[kind]`: the rows of that kind's table, streamed from the store."""
+
+    def __init__(self, reader: StoreReader):
+        self.reader = reader
+
+    def __getitem__(self, kind: str):
+        return self.reader.rows(kind)
