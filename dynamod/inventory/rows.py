@@ -5,7 +5,8 @@ NULL; a complete block replica's file list is NULL, an incomplete one a JSON
 list of file ids.
 """
 
-from collections import defaultdict
+from itertools import groupby
+from operator import itemgetter
 
 import orjson
 
@@ -77,29 +78,41 @@ def build(inventory, tables: dict, next_ids: dict):
         block._name, block.dataset, block._size, block._num_files = name, dataset, size, num_files
         block._is_open, block._last_update, block.id = bool(is_open), last_update, bid
         block._files, block.replicas = None, NO_MEMBERS
-    members = defaultdict(list)  # object -> its replicas, made Members once complete
-    for did, sid, growing, gid in tables["datasetreplica"]:
-        dataset, site = datasets[did], sites[sid]
-        replica = DatasetReplica(dataset, site, bool(growing), groups[gid or 0])
-        members[dataset].append(replica)
-        site.dataset_replicas.add(replica)
-    owners = {(r.dataset.id, r.site.id): r for found in members.values() for r in found}
-    for bid, sid, gid, custodial, size, last_update, file_ids in tables["blockreplica"]:
-        block = blocks[bid]
-        replica = BlockReplica.__new__(BlockReplica)
-        replica.block, replica.site, replica._group = block, sites[sid], groups[gid or 0]
-        replica._is_custodial, replica._last_update = bool(custodial), last_update
-        replica._size = block._size if size == block._size else size  # one int, not two
-        replica._file_ids = None if file_ids is None else tuple(orjson.loads(file_ids))
-        members[block].append(replica)
-        members[owners[block.dataset.id, sid]].append(replica)
-    for holder, found in members.items():
-        if type(holder) is DatasetReplica:
-            holder.block_replicas = Members(found)
-        else:
-            holder.replicas = Members(found)
+    # Rows come in key order, so the replicas of one dataset (of one block) are
+    # consecutive: each holder gets its Members once its last replica is read.
+    owners = []  # the dataset replicas, which collect their block replicas in a list first
+    for dataset, found in _runs(tables["datasetreplica"], datasets):
+        members = []
+        for _, sid, growing, gid in found:
+            replica = DatasetReplica.__new__(DatasetReplica)
+            replica.dataset, replica.site = dataset, sites[sid]
+            replica._growing, replica._group, replica.block_replicas = (
+                bool(growing), groups[gid or 0], [])
+            members.append(replica)
+            replica.site.dataset_replicas.add(replica)
+        dataset.replicas = Members(members)
+        owners += members
+    for block, found in _runs(tables["blockreplica"], blocks):
+        members, owners_here = [], {owner.site.id: owner for owner in block.dataset.replicas}
+        for _, sid, gid, custodial, size, last_update, file_ids in found:
+            replica = BlockReplica.__new__(BlockReplica)
+            replica.block, replica.site, replica._group = block, sites[sid], groups[gid or 0]
+            replica._is_custodial, replica._last_update = bool(custodial), last_update
+            replica._size = block._size if size == block._size else size  # one int, not two
+            replica._file_ids = None if file_ids is None else tuple(orjson.loads(file_ids))
+            members.append(replica)
+            owners_here[sid].block_replicas.append(replica)
+        block.replicas = Members(members)
+    for owner in owners:
+        owner.block_replicas = Members(owner.block_replicas)
     for kind in inventory.next_ids:
         inventory.next_ids[kind] = next_ids.get(kind, 1)
+
+
+def _runs(rows, holders: dict):
+    """(holder, its rows) for each run of consecutive rows with the same first column."""
+    for key, found in groupby(rows, itemgetter(0)):
+        yield holders[key], found
 
 
 def all_rows(inventory) -> dict:

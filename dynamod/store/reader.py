@@ -19,6 +19,7 @@ _FILES = BY_KIND["file"]
 FILES_OF_BLOCK = (f"SELECT {', '.join(_FILES.columns)} FROM {_FILES.name} "
                   f"WHERE block_id = ? ORDER BY id")
 CHUNK = 500  # parameters per IN (...) query
+BATCH = 4096  # rows fetched at a time at start-up
 BLOCK_OF_LFN = ("SELECT b.id, d.name, b.name FROM files f JOIN blocks b ON b.id = f.block_id "
                 "JOIN datasets d ON d.id = b.dataset_id WHERE f.lfn = ?")
 
@@ -40,7 +41,9 @@ class StoreReader:
     def rows(self, kind: str):
         table = BY_KIND[kind]
         try:
-            yield from self.db.execute(table.select_sql)
+            cursor = self.db.execute(table.select_sql)
+            while rows := cursor.fetchmany(BATCH):
+                yield from rows
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
 
