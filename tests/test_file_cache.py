@@ -6,8 +6,10 @@ application's child through its channel to the daemon).
 """
 
 import shutil
+import signal
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,7 @@ def small_cache():
     config = root / "dynamod.toml"
     config.write_text("[daemon]\nfile_cache = 4\n")
     daemon = Daemon(root / "state", str(root / "dynamod.sock"), ["--config", str(config)])
+    daemon.config = config
     daemon.start()
     daemon.inject_json(document())
     daemon.restart()  # nothing loaded: every file is read from the store
@@ -69,6 +72,26 @@ def test_requests_read_files_of_blocks_out_of_memory(small_cache):
     assert [r.get("files") for r in partial] == [None, [lfn(1, 0, 0)]]
     pfn = small_cache.call("lfn_to_pfn", lfn=lfn(2, 2, 2), site="T2_A")
     assert pfn["pfn"] == "gsiftp://a/" + lfn(2, 2, 2)
+
+
+def test_the_cache_stays_bounded_and_its_limit_changes_live(small_cache):
+    assert small_cache.call("status")["file_cache"] == {"files": 0, "blocks": 0, "limit": 4}
+    for d in range(DATASETS):
+        for b in range(BLOCKS):
+            small_cache.call("get_block", name=f"/D{d}/Run-v1/AOD#b{b}")
+            assert small_cache.call("status")["file_cache"]["files"] <= 4
+    small_cache.config.write_text("[daemon]\nfile_cache = 100\n")
+    small_cache.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while small_cache.call("status")["file_cache"]["limit"] != 100:
+        assert time.monotonic() < deadline, small_cache.log()
+        time.sleep(0.05)
+    for d in range(DATASETS):
+        for b in range(BLOCKS):
+            small_cache.call("get_block", name=f"/D{d}/Run-v1/AOD#b{b}")
+    cache = small_cache.call("status")["file_cache"]
+    assert cache == {"files": DATASETS * BLOCKS * FILES, "blocks": DATASETS * BLOCKS,
+                     "limit": 100}
 
 
 WALK = """

@@ -33,6 +33,9 @@ class FileCache:
     def __repr__(self):
         return f"<FileCache: {len(self._loaded)} blocks, {self.loaded_files} files loaded>"
 
+    def stats(self) -> dict:
+        return {"files": self.loaded_files, "blocks": len(self._loaded), "limit": self.limit}
+
     def files(self, block) -> dict:
         """The block's files by LFN, loaded from the store if need be."""
         files = self._ensure(block)

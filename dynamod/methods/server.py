@@ -34,7 +34,7 @@ def status(call: Call) -> dict:
             "uptime": round(time.monotonic() - server.started, 3),
             "socket": server.config.socket, "database": server.config.database,
             "connections": len(server.connections), "commits": server.service.writer.commits,
-            "inventory": call.inventory.counts()}
+            "inventory": call.inventory.counts(), "file_cache": call.inventory.file_cache.stats()}
 
 
 @method("list_methods", Access.PUBLIC)
