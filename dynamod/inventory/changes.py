@@ -41,11 +41,12 @@ def checked(cls, name, value):
 
 def describe(obj) -> str:
     """How the change log names an object: `site T2_US_XYZ`, `blockreplica T2_X:ds#blk`."""
-    if isinstance(obj, DatasetReplica):
-        return f"{obj.kind} {obj.site.name}:{obj.dataset.name}"
-    if isinstance(obj, BlockReplica):
+    cls = type(obj)  # the classes are not subclassed; `is` is cheaper than isinstance
+    if cls is BlockReplica:
         return f"{obj.kind} {obj.site.name}:{obj.block.full_name()}"
-    if isinstance(obj, Block):
+    if cls is DatasetReplica:
+        return f"{obj.kind} {obj.site.name}:{obj.dataset.name}"
+    if cls is Block:
         return f"{obj.kind} {obj.full_name()}"
     return f"{obj.kind} {obj.name}"
 
@@ -57,14 +58,18 @@ def _restore(obj, changed: dict):
 
 
 def _shown(value):
-    if isinstance(value, Group):
+    cls = type(value)
+    if cls is Group:
         return value.name
-    if isinstance(value, tuple):
+    if cls is tuple:
         return f"{len(value)} files"
     return value
 
 
 _FILE_FIELDS = frozenset(File.FIELDS)
+_NEW = File.__new__
+_CHECK_LFN, _CHECK_SIZE, _CHECK_ADLER32, _CHECK_CRC32, _CHECK_MD5 = (
+    File.__dict__[name].check for name in ("lfn", "size", "adler32", "crc32", "md5"))
 
 
 def _new_file(lfn, block, fields: dict) -> File:
@@ -73,11 +78,11 @@ def _new_file(lfn, block, fields: dict) -> File:
     if "size" not in fields or not fields.keys() <= _FILE_FIELDS:
         raise TypeError("not a plain new file")
     get = fields.get
-    f = File.__new__(File)
-    f._lfn, f.block, f._size = File.lfn.check(lfn), block, File.size.check(fields["size"])
-    f._adler32 = File.adler32.check(get("adler32"))
-    f._crc32 = File.crc32.check(get("crc32"))
-    f._md5 = File.md5.check(get("md5"))
+    f = _NEW(File)
+    f._lfn, f.block, f._size = _CHECK_LFN(lfn), block, _CHECK_SIZE(fields["size"])
+    f._adler32 = _CHECK_ADLER32(get("adler32"))
+    f._crc32 = _CHECK_CRC32(get("crc32"))
+    f._md5 = _CHECK_MD5(get("md5"))
     return f
 
 
@@ -86,10 +91,10 @@ def journal_lines(journal) -> list[str]:
     lines = []
     for how, obj, detail in journal:
         if how == "updated":
-            text = " ".join(f"{n}: {_shown(old)!r} -> {_shown(new)!r}"
-                            for n, (old, new) in detail.items())
+            text = " ".join([f"{n}: {_shown(old)!r} -> {_shown(new)!r}"
+                             for n, (old, new) in detail.items()])
         elif how == "created":
-            text = " ".join(f"{n}={_shown(getattr(obj, n))!r}" for n in type(obj).FIELDS)
+            text = " ".join([f"{n}={_shown(getattr(obj, n))!r}" for n in type(obj).FIELDS])
         else:
             text = ""
         lines.append(f"{how} {describe(obj)} {text}".rstrip())
@@ -146,9 +151,9 @@ class ChangeSet:
     def _set(self, obj, values: dict) -> bool:
         """Set checked field values; True when something changed.  Every value is checked
         before any is set: a bad one must not leave the others set without an undo."""
-        cls = type(obj)
+        fields = type(obj).__dict__
         changed = {}  # name -> (old, new): the undo's and the change log's
-        for name, value in [(n, checked(cls, n, v)) for n, v in values.items()]:
+        for name, value in [(n, fields[n].check(v)) for n, v in values.items()]:
             current = getattr(obj, name)
             if current is not value and current != value:
                 changed[name] = (current, value)
@@ -360,8 +365,8 @@ class ChangeSet:
         try:
             for lfn, fields in items:
                 f = _new_file(lfn, block, fields)
-                new[f.lfn] = f
-                total += f.size
+                new[f._lfn] = f
+                total += f._size
         except (InvalidValue, TypeError):
             return False
         files = self._files(block)

@@ -7,11 +7,13 @@ on a detached object reads as its default; `given_fields` tells which were
 set, so `inventory.update(obj)` copies only what the caller gave.
 """
 
+import re
+
 from ..errors import InvalidValue
 
 MAX_TEXT = 4096
 MAX_COUNT = 2**63 - 1
-_CONTROL = frozenset(chr(c) for c in range(32)) | {"\x7f"}
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 _HEX_DIGITS = "0123456789abcdefABCDEF"
 
 
@@ -68,7 +70,7 @@ class Text(Field):
             self.fail(value, "a non-empty string")
         if len(value) > MAX_TEXT:
             self.fail(value[:40] + "...", f"at most {MAX_TEXT} characters")
-        if not _CONTROL.isdisjoint(value):
+        if not value.isprintable() and _CONTROL.search(value):  # printable: no control
             self.fail(value, "free of control characters")
         return value
 
