@@ -8,7 +8,9 @@ not, the gap (how many times better the figure must get to meet it).
 Figures (names for --only):
   inject     files/s through the real dynamo-inject vs raw sqlite3 executemany
   coldstart  start to READY=1 (NOTIFY_SOCKET) vs a raw scan of the same tables
-  memory     resident bytes per object vs naive slotted objects; tracemalloc by kind
+  memory     resident bytes per object vs naive slotted objects; tracemalloc by kind;
+             the columnar prototype (bench/columnar.py): bytes per object, a forked
+             read-only walk's time and private memory vs the daemon's objects
   query      round trips/s and latency vs a bare uvloop+orjson echo (1 and 10 connections)
   apps       application start (time to first byte) vs a bare fork of the same size;
              private memory a read-only walk copies
@@ -392,6 +394,7 @@ class Bench:
         self.add("memory", "tracemalloc: bytes per object without files",
                  traced_bytes6 / traced_n6, traced_naive["bytes"] / traced_n6, "B/obj",
                  "ours <= 120", note="limit = the naive objects, traced the same way")
+        self.columnar(naive_per, traced_naive["bytes"] / traced_n6, extra)
         if self.settings.rss_probe:
             built = self.probe("memory", self.store, "dynamod")
             fetch = sum(s["fetch_seconds"] for s in built["stages"].values())
@@ -402,6 +405,44 @@ class Bench:
                       f"{fetch:.1f} s, building objects {build:.1f} s ({by_kind}); "
                       f"its RSS growth {built['bytes'] / 2**20:,.0f} MiB, peak RSS "
                       f"{built['peak_rss'] / 2**20:,.0f} MiB")
+
+    def columnar(self, naive_per, traced_naive_per, extra):
+        """The compact option measured beside the others: bench/columnar.py keeps each
+        kind's values in arrays (no object per row), built from the same rows; then a
+        read-only walk of every mode in a forked child (as an application walks)."""
+        built = self.probe("memory", self.store, "columnar")
+        traced = self.probe("memory", self.store, "columnar", "--trace", *extra)
+        count = sum(s["count"] for s in built["stages"].values())
+        self.add("memory", "columnar prototype: bytes per object", built["bytes"] / count,
+                 naive_per, "B/obj", note=f"RSS growth of a process building the columns for "
+                 f"the {count:,} objects (the daemon's objects: the resident row above; "
+                 f"the goal is 120); limit = the naive baseline")
+        count = sum(s["count"] for s in traced["stages"].values())
+        by_kind = ", ".join(f"{k} {s['bytes'] / s['count']:,.0f}"
+                            for k, s in traced["stages"].items() if s["count"])
+        self.add("memory", "columnar prototype: tracemalloc bytes per object",
+                 traced["bytes"] / count, traced_naive_per, "B/obj",
+                 note=f"by kind (B each): {by_kind}; limit = the naive objects, traced the "
+                      f"same way")
+        walks = {name: self.probe("walk", self.store, mode) for name, mode in
+                 (("objects", "dynamod"), ("columnar", "columnar"), ("naive", "naive"))}
+        objects, columnar = walks["objects"], walks["columnar"]
+        builds = "; ".join(f"{name}: build {fmt(w['build_seconds'], 's')} (+ "
+                           f"{fmt(w['fetch_seconds'], 's')} fetching rows), walk "
+                           f"{fmt(w['walk_seconds'], 's')}, "
+                           f"again {fmt(w['walk_again_seconds'], 's')}"
+                           for name, w in walks.items())
+        self.add("memory", "full walk seconds: objects vs columnar", objects["walk_seconds"],
+                 columnar["walk_seconds"], "s",
+                 note=f"CPU seconds of the first read-only walk in a forked child (gc.freeze() "
+                      f"first, as the daemon forks) over {objects['objects']:,} datasets, "
+                      f"blocks and block replicas, reading name/size/site; {builds}")
+        privates = "; ".join(f"{name}: {fmt(w['private'], 'B')} of a {fmt(w['rss'], 'B')} "
+                             f"parent ({fmt(w['private_before'], 'B')} before the walk)"
+                             for name, w in walks.items())
+        self.add("memory", "private copy after a walk: objects vs columnar", objects["private"],
+                 columnar["private"], "B", note=f"Private_Clean + Private_Dirty of the child "
+                                                f"after its first walk; {privates}")
 
     # ------------------------------------------------------------- query
     def query(self):

@@ -10,8 +10,13 @@
         a bare os.fork() of a process grown to RSS_BYTES; the child writes one byte
     python -m bench.probes memory DB MODE [--trace] [--datasets N]
         build the inventory (MODE dynamod: the daemon's own objects and build();
-        MODE naive: plain slotted objects with a set per collection, no files)
+        MODE naive: plain slotted objects with a set per collection, no files;
+        MODE columnar: the compact prototype of bench/columnar.py)
         table by table, measuring what each kind keeps
+    python -m bench.probes walk DB MODE
+        build the inventory as MODE, gc.freeze() and fork as the daemon does for an
+        application; the child walks every dataset, block and block replica (read-only)
+        and reports the time and the private memory it then holds
 
 Each prints one JSON object on standard output.
 """
@@ -27,6 +32,8 @@ import time
 import orjson
 
 from dynamod.store.tables import BY_KIND, STARTUP_TABLES
+
+from .columnar import Columns
 
 INVENTORY_ORDER = ("site", "group", "dataset", "block", "file", "datasetreplica", "blockreplica")
 
@@ -269,11 +276,26 @@ def dynamod_build(tables):
     return inventory
 
 
+# How each mode builds from the rows, and what its datasets are.
+BUILDS = {"dynamod": dynamod_build, "naive": naive_build, "columnar": Columns}
+DATASETS = {"dynamod": lambda inventory: inventory.datasets.values(),
+            "naive": lambda by_name: by_name["datasets"].values(),
+            "columnar": Columns.datasets}
+
+
+def _import_builds():
+    """Import what the builds import, beforehand: imports are not part of the inventory
+    (nor of its build time)."""
+    import dynamod.inventory.inventory  # noqa: F401
+    import dynamod.inventory.rows  # noqa: F401
+    import dynamod.service  # noqa: F401
+
+
 def memory(path: str, mode: str, trace: bool, datasets: int | None) -> dict:
     import tracemalloc
 
-    build = dynamod_build if mode == "dynamod" else naive_build
-    import dynamod.inventory.rows  # noqa: F401  (imports are not part of the inventory)
+    build = BUILDS[mode]
+    _import_builds()
 
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     if trace:
@@ -298,6 +320,80 @@ def memory(path: str, mode: str, trace: bool, datasets: int | None) -> dict:
     return result
 
 
+def walk(datasets) -> int:
+    """The read-only full walk, the same code for every mode: each dataset's name, each
+    block's name and size, each block replica's site (its name) and size."""
+    objects = 0
+    for dataset in datasets:
+        objects += 1
+        seen = dataset.name
+        for block in dataset.blocks:
+            objects += 1
+            seen = block.name, block.size
+            for replica in block.replicas:
+                objects += 1
+                seen = replica.site.name, replica.size  # noqa: F841 (read, not kept)
+    return objects
+
+
+def private_bytes() -> int:
+    """The pages this process holds alone (after a fork: those it has copied)."""
+    with open("/proc/self/smaps_rollup") as f:
+        return sum(int(line.split()[1]) * 1024 for line in f
+                   if line.startswith(("Private_Clean:", "Private_Dirty:")))
+
+
+def walk_forked(path: str, mode: str) -> dict:
+    """Build as MODE, then fork as the daemon forks an application (collector frozen)
+    and let the child walk (walked_in_child)."""
+    _import_builds()
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    tables = StagedTables(db, None, rss_bytes)
+    started = time.perf_counter()
+    held = BUILDS[mode](tables)
+    seconds = time.perf_counter() - started
+    stages = tables.close().values()
+    db.close()
+    gc.collect()
+    gc.freeze()
+    rss = rss_bytes()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(r)
+            os.write(w, orjson.dumps(walked_in_child(DATASETS[mode], held)))
+            status = 0
+        finally:
+            os._exit(status)  # a traceback, if any, is on standard error by now
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        report = f.read()
+    if os.waitpid(pid, 0)[1] != 0:
+        raise RuntimeError(f"the {mode} walk failed in the child")
+    return {"mode": mode, "count": sum(s["count"] for s in stages), "seconds": seconds,
+            "fetch_seconds": sum(s["fetch_seconds"] for s in stages),
+            "build_seconds": sum(s["build_seconds"] for s in stages), "rss": rss,
+            **orjson.loads(report)}
+
+
+def walked_in_child(datasets, held) -> dict:
+    """Four walks: the first pays for the pages it copies (the private memory is read
+    after it), the best of the three others is the walk alone.  Timed in CPU seconds
+    (user + system: copying pages is system time), which the other loads of a shared
+    machine disturb less than the wall clock."""
+    report = {"private_before": private_bytes()}
+    times = []
+    for _ in range(4):
+        began = time.process_time()
+        report["objects"] = walk(datasets(held))
+        times.append(time.process_time() - began)
+        report.setdefault("private", private_bytes())
+    report["walk_seconds"], report["walk_again_seconds"] = times[0], min(times[1:])
+    return report
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.probes")
     sub = parser.add_subparsers(dest="probe", required=True)
@@ -319,9 +415,12 @@ def main(argv=None) -> int:
     p.add_argument("repeat", type=int)
     p = sub.add_parser("memory")
     p.add_argument("db")
-    p.add_argument("mode", choices=("dynamod", "naive"))
+    p.add_argument("mode", choices=BUILDS)
     p.add_argument("--trace", action="store_true")
     p.add_argument("--datasets", type=int)
+    p = sub.add_parser("walk")
+    p.add_argument("db")
+    p.add_argument("mode", choices=BUILDS)
     args = parser.parse_args(argv)
     if args.probe == "scan":
         result = scan(args.db)
@@ -331,6 +430,8 @@ def main(argv=None) -> int:
         result = update(args.db, args.count, args.synchronous, args.value)
     elif args.probe == "fork":
         result = fork(args.rss, args.repeat)
+    elif args.probe == "walk":
+        result = walk_forked(args.db, args.mode)
     else:
         result = memory(args.db, args.mode, args.trace, args.datasets)
     sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
