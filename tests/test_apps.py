@@ -40,6 +40,41 @@ def script(tmp_path, text, name="app.py"):
     return path
 
 
+@pytest.mark.parametrize("argv", [["app.py"], ["app.py --dry-run 'a b'"], [""]])
+def test_a_lone_script_argument_parses_as_the_parser_would(argv):
+    """`dynamo SCRIPT` skips argparse (start-up time): it must get the same options."""
+    from dynamoclient.dynamo import build_parser, parse_args
+
+    assert vars(parse_args(argv)) == vars(build_parser().parse_args(argv))
+
+
+def test_the_json_codec_writes_what_orjson_writes():
+    """`dynamo` talks through the json module (start-up time); the daemon must read the
+    same requests as from orjson, NaN and infinities included (as null)."""
+    orjson = pytest.importorskip("orjson")
+    from dynamoclient.connection import _codec
+
+    dumps, loads = _codec(fast=False)
+    message = {"id": 1, "method": "run_application",
+               "params": {"timeout": float("inf"), "args": ["é", "\n", '"'], "cwd": "/",
+                          "nested": [{"x": float("nan")}, -0.5, 2**63, None, True]}}
+    assert dumps(message) == orjson.dumps(message)
+    assert loads(orjson.dumps(message)) == orjson.loads(orjson.dumps(message))
+
+
+def test_a_plain_run_leaves_the_slow_imports_out(daemon, tmp_path):
+    """`dynamo SCRIPT` starts a process per application, so it imports no argparse,
+    orjson or X.509 code when no certificate is used (~12 ms of its start-up)."""
+    path = script(tmp_path, "print('hi')\n")
+    code = ("import sys; from dynamoclient.dynamo import main; code = main(sys.argv[1:]); "
+            "print([m for m in ('argparse', 'orjson', 'dynamoclient.x509') if m in sys.modules],"
+            " file=sys.stderr); sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                            env={**daemon.env, "X509_USER_PROXY": str(tmp_path / "none")},
+                            text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "hi\n", "[]\n")
+
+
 def test_console_from_a_pipe_prints_the_seed_reprs(seeded):
     lines = ("inventory.sites\ninventory.datasets\n"
              f"inventory.datasets['{DATASET}'].blocks\n")

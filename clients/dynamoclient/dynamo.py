@@ -12,18 +12,33 @@ application, so output appears as it is written and a terminal stays a
 terminal.
 """
 
-import argparse
 import os
 import shlex
 import socket
 import sys
 import time
+from types import SimpleNamespace
 
 from .connection import Client, ConnectionFailed, RemoteError, add_arguments
-from .table import format_table
+
+# The value of every option left out: the parser's defaults, and all of `dynamo SCRIPT`.
+OMITTED = {"title": "", "write_request": False, "asynchronous": False, "timeout": 0,
+           "no_wait": False, "poll": None, "kill": None, "list": False, "user": None,
+           "limit": 20, "socket": None, "cert": None, "key": None}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def parse_args(argv=None):
+    """The options.  A lone script argument, the common case, skips argparse: importing
+    it and building the parser take ~3 ms of a start-up that delays the application."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and not argv[0].startswith("-"):
+        return SimpleNamespace(command=argv[0], **OMITTED)
+    return build_parser().parse_args(argv)
+
+
+def build_parser():
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="dynamo",
         description="Run a Python script as a Dynamo application (forked from the daemon's "
@@ -32,13 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("command", nargs="?", metavar="'SCRIPT [OPTIONS]'",
                         help="the script to run and its arguments, quoted as one argument")
-    parser.add_argument("-t", "--title", default="", help="application title (needed with -W)")
+    parser.add_argument("-t", "--title", help="application title (needed with -W)")
     parser.add_argument("-W", "--write-request", action="store_true",
                         help="run read/write: the script's changes are kept (it must be "
                              "authorized for TITLE with dynamo-exec-auth)")
     parser.add_argument("-A", "--asynchronous", action="store_true",
                         help="submit and return at once; output goes to the work area")
-    parser.add_argument("-m", "--timeout", type=float, default=0, metavar="HOURS",
+    parser.add_argument("-m", "--timeout", type=float, metavar="HOURS",
                         help="kill the application after HOURS (0: server default; "
                              "negative: never)")
     parser.add_argument("-n", "--no-wait", action="store_true",
@@ -47,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-x", "--kill", type=int, metavar="ID", help="kill an application")
     parser.add_argument("--list", action="store_true", help="list recent applications")
     parser.add_argument("--user", help="with --list: only this user's applications")
-    parser.add_argument("--limit", type=int, default=20, help="with --list (default: 20)")
+    parser.add_argument("--limit", type=int, help="with --list (default: 20)")
     add_arguments(parser)
+    parser.set_defaults(**OMITTED)
     return parser
 
 
@@ -70,12 +86,20 @@ def format_app(app: dict) -> str:
 
 
 def format_list(apps: list) -> str:
+    from .table import format_table
+
     rows = [("ID", "TITLE", "USER", "MODE", "STATUS", "EXIT", "STARTED", "ENDED")]
     for a in apps:
         rows.append((str(a["id"]), a["title"], a["user"], a["mode"], a["status"],
                      "-" if a["exit_code"] is None else str(a["exit_code"]),
                      _when(a["started"]), _when(a["ended"])))
     return format_table(rows)
+
+
+def connect(args) -> Client:
+    """A connection for this command: its messages are small, so the json module
+    serves them and the start-up skips importing orjson (see `connection._codec`)."""
+    return Client.from_args(args, use_proxy=True, fast_json=False)
 
 
 def read_script(path: str) -> str:
@@ -107,7 +131,7 @@ def run(args, client: Client) -> int:
             answer = client.receive()
         except KeyboardInterrupt:
             if app_id is not None and _confirm_kill(app_id):
-                with Client.from_args(args, use_proxy=True) as other:
+                with connect(args) as other:
                     other.call("kill_application", id=app_id)
             continue
         if answer.get("id") != rid:
@@ -153,9 +177,9 @@ def _confirm_kill(app_id) -> bool:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
-        with Client.from_args(args, use_proxy=True) as client:
+        with connect(args) as client:
             if args.poll is not None:
                 print(format_app(client.call("poll_application", id=args.poll)))
                 return 0

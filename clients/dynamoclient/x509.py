@@ -1,22 +1,16 @@
-"""Client side of X.509 identification: find the certificate, sign the challenge.
+"""Client side of X.509 identification: read the certificate, sign the challenge.
 
-A grid proxy file (`$X509_USER_PROXY`, else `/tmp/x509up_u<uid>`) holds the
-proxy certificate, its key and the chain in one PEM file; `--cert`/`--key`
-name them explicitly.  `cryptography` is imported only when a certificate is
-used, so a client without one stays on the standard library.
+A grid proxy file (`$X509_USER_PROXY`, else `/tmp/x509up_u<uid>`: found by
+`paths.default_proxy`) holds the proxy certificate, its key and the chain in
+one PEM file; `--cert`/`--key` name them explicitly.  This module, and
+`cryptography`, are imported only when a certificate is used, so a client
+without one stays on the standard library and starts sooner.
 """
 
-import os
 import re
 
 _CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 _KEY = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.S)
-
-
-def default_proxy() -> str | None:
-    """The proxy file a grid user has by convention, if there is one."""
-    path = os.environ.get("X509_USER_PROXY") or f"/tmp/x509up_u{os.getuid()}"
-    return path if os.path.isfile(path) else None
 
 
 def load(cert_path: str, key_path: str | None = None) -> tuple[str, object]:
