@@ -628,6 +628,9 @@ class Bench:
             started = time.perf_counter()
             result = self.loaded.tool("dynamo", f"{script} {count} {value}", "--write-request",
                                       "--title", "bench-writeback", cwd=self.root)
+            # `dynamo` returns once the application's record is final, which is after the
+            # commit (its `ended` is stamped before: it is committed with the changes)
+            returned = time.time()
             wall = time.perf_counter() - started
         if result.returncode != 0:
             raise RuntimeError(f"write-back application failed: {result.stdout}{result.stderr}")
@@ -636,8 +639,10 @@ class Bench:
         if app["status"] != "done" or f"updated {count} blockreplicas" not in app["message"]:
             raise RuntimeError(f"write-back did not apply {count} changes: {app}")
         self.writeback_count = count
-        self.writeback_seconds = app["ended"] - float(out["end"])
-        self.writeback_note = (f"{count:,} BlockReplica last_update changes; the script made "
+        self.writeback_seconds = returned - float(out["end"])
+        self.writeback_note = (f"{count:,} BlockReplica last_update changes, from the script's "
+                               f"last line to the return of `dynamo` (after the commit); the "
+                               f"script made "
                                f"them in its copy in {float(out['seconds']):.1f} s; whole "
                                f"application {wall:.1f} s; daemon: {app['message']}")
 

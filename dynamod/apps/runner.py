@@ -24,6 +24,7 @@ import orjson
 
 from ..errors import Busy, DynamoError, NotFound
 from ..inventory.updates import apply_record
+from ..service import collector_paused
 from . import child, filechannel
 
 log = logging.getLogger("dynamod.apps")
@@ -318,34 +319,40 @@ class ApplicationManager:
         return status
 
     async def _write_back(self, app: Application, data: bytes):
-        """Apply the changes a writer sent, as one transaction, or none of them."""
-        records = _parse_records(data)
-        if records is None:
-            app.status = "failed"
-            app.message = "its changes arrived incomplete; nothing was applied"
-            return
+        """Apply the changes a writer sent, as one transaction, or none of them.
 
-        def apply(changes):
-            for rec in records:
-                apply_record(changes, rec)
-            changes.finish()
+        The cyclic garbage collector waits until the commit is done: 100,000 records
+        make hundreds of thousands of objects, none of them garbage, and each collection
+        they would trigger walks them all (a full one, the whole inventory too).
+        """
+        with collector_paused():
+            records = _parse_records(data)
+            if records is None:
+                app.status = "failed"
+                app.message = "its changes arrived incomplete; nothing was applied"
+                return
 
-        outcome = {"status": "done", "message": "no changes"}
+            def apply(changes):
+                for rec in records:
+                    apply_record(changes, rec)
+                changes.finish()
 
-        def record(counts):
-            """The `done` record, committed in the same transaction as the changes (and
-            shown only once they are committed)."""
-            outcome.update(ended=time.time(), message="changes applied: " + _summary(counts))
-            return {("application", (app.id,)): dataclasses.replace(app, **outcome).row()}
+            outcome = {"status": "done", "message": "no changes"}
 
-        try:
-            await self.service.change_holding_gate(apply, f"{app.user} app={app.id}", record)
-        except DynamoError as exc:
-            app.status = "failed"
-            app.message = f"its changes were refused, nothing was applied: {exc.message}"
-        else:
-            for name, value in outcome.items():
-                setattr(app, name, value)
+            def record(counts):
+                """The `done` record, committed in the same transaction as the changes (and
+                shown only once they are committed)."""
+                outcome.update(ended=time.time(), message="changes applied: " + _summary(counts))
+                return {("application", (app.id,)): dataclasses.replace(app, **outcome).row()}
+
+            try:
+                await self.service.change_holding_gate(apply, f"{app.user} app={app.id}", record)
+            except DynamoError as exc:
+                app.status = "failed"
+                app.message = f"its changes were refused, nothing was applied: {exc.message}"
+            else:
+                for name, value in outcome.items():
+                    setattr(app, name, value)
 
     # --------------------------------------------------------------- kill
     def kill(self, app_id: int, reason: str) -> bool:

@@ -68,22 +68,25 @@ def record(op: str, obj, site=None) -> dict:
 
 _CLASSES = {cls.kind: cls for cls in (Site, Group, Dataset, Block, File, DatasetReplica,
                                        BlockReplica)}
+# The fields a record may give, per kind (a replica's files come as `files`, by LFN).
+_SETTABLE = {kind: frozenset(cls.FIELDS) - {"file_ids"} for kind, cls in _CLASSES.items()}
 
 
 def apply_record(changes: ChangeSet, rec):
     """Apply one record to the inventory behind `changes`; returns the object.
 
     Records may come from an application's pipe, so they are checked like any
-    request: a malformed one is an InvalidParams error, never a crash.
+    request: a malformed one is an InvalidParams error, never a crash.  The
+    record itself is left as it is (an application keeps it to send later).
     """
-    if not isinstance(rec, dict) or not isinstance(rec.get("fields", {}), dict):
+    if not isinstance(rec, dict) or not isinstance(fields := rec.get("fields", {}), dict):
         raise InvalidParams(f"an update record must be an object with a 'fields' object: {rec!r}")
-    op, kind, fields = rec.get("op"), rec.get("kind"), dict(rec.get("fields", {}))
-    if op not in ("update", "delete") or kind not in _CLASSES:
+    op, kind = rec.get("op"), rec.get("kind")
+    settable = _SETTABLE.get(kind) if isinstance(kind, str) else None
+    if op not in ("update", "delete") or settable is None:
         raise InvalidParams(f"unknown update {op!r} of kind {kind!r}")
-    unknown = set(fields) - (set(_CLASSES[kind].FIELDS) - {"file_ids"})
-    if unknown:
-        raise InvalidParams(f"{kind} has no field {sorted(unknown)[0]!r}")
+    if not fields.keys() <= settable:
+        raise InvalidParams(f"{kind} has no field {sorted(fields.keys() - settable)[0]!r}")
     try:
         return _apply(changes, op, kind, fields, rec)
     except KeyError as exc:
@@ -96,6 +99,22 @@ def _apply(changes, op, kind, fields, rec):
         target = _find(inv, kind, rec)
         getattr(changes, f"delete_{_METHOD[kind]}")(target)
         return None
+    if kind == "blockreplica":  # first: the bulk of a write-back
+        block, site = inv.block(rec["dataset"], rec["block"]), inv.site(rec["site"])
+        replica = block.find_replica(site)
+        if replica is None and block.dataset.find_replica(site) is None:
+            raise NotFound(f"dataset {block.dataset.name} has no replica at {site.name}; "
+                           f"update the dataset replica first", field="site")
+        fields = _with_group(inv, fields)
+        if replica is not None and "files" not in rec and "size" not in fields:
+            # Neither files nor size given: they stay as they are (the common write-back:
+            # a last_update or group), and nothing else depends on the other fields.
+            changes.update_fields(replica, fields)
+            return replica
+        files = rec["files"] if "files" in rec else _keep(replica)
+        if files is not None and not isinstance(files, list):
+            raise InvalidParams(f"a block replica's files are a list of LFNs, not {files!r}")
+        return changes.block_replica(block.dataset.find_replica(site), block, fields, files)
     if kind == "site":
         return changes.site(rec["name"], fields)
     if kind == "group":
@@ -109,19 +128,13 @@ def _apply(changes, op, kind, fields, rec):
         site = inv.site(rec["site"]) if rec.get("site") else None
         return changes.file(block, rec["name"], fields, site)
     if kind == "datasetreplica":
-        if "group" in fields:
-            fields["group"] = inv.group(fields["group"])
+        fields = _with_group(inv, fields)
         return changes.dataset_replica(inv.dataset(rec["dataset"]), inv.site(rec["site"]), fields)
-    if kind == "blockreplica":
-        block, site = inv.block(rec["dataset"], rec["block"]), inv.site(rec["site"])
-        owner = block.dataset.find_replica(site)
-        if owner is None:
-            raise NotFound(f"dataset {block.dataset.name} has no replica at {site.name}; "
-                           f"update the dataset replica first", field="site")
-        if "group" in fields:
-            fields["group"] = inv.group(fields["group"])
-        files = rec.get("files", _keep(block.find_replica(site)))
-        return changes.block_replica(owner, block, fields, files)
+
+
+def _with_group(inv, fields: dict) -> dict:
+    """`fields` with a group name resolved to the Group (a new dict: the record stays)."""
+    return {**fields, "group": inv.group(fields["group"])} if "group" in fields else fields
 
 
 def _keep(replica):
