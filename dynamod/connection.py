@@ -24,6 +24,7 @@ from .protocol import (LineBuffer, LineTooLong, decode_request, encode_error, en
                        encode_result)
 
 FD_TIMEOUT = 30.0  # seconds a client has to pass its descriptors once asked
+WRITE_BATCH = 64 * 1024  # answers written together at most (the transport's high-water mark)
 
 log = logging.getLogger("dynamod.connection")
 
@@ -91,8 +92,21 @@ class Connection(asyncio.Protocol):
                 or len(self.tasks) >= self.config.max_requests_in_flight)
 
     def _drain_backlog(self):
+        """Answer the lines read while nothing holds the connection back.  The answers of
+        one pass go out together (one system call for a pipelined burst), a batch at a
+        time, so that the high-water mark of a client that does not read still stops
+        the pass."""
+        batch, size = [], 0
         while self.backlog and not self._busy() and not self.closed:
-            self._dispatch(self.backlog.popleft())
+            answer = self._dispatch(self.backlog.popleft())
+            if answer is not None:
+                batch.append(answer)
+                size += len(answer)
+                if size >= WRITE_BATCH:
+                    self.send(*batch)
+                    batch, size = [], 0
+        if batch:
+            self.send(*batch)
         if self.ending and not self.backlog and not self.tasks:
             if self.farewell is not None:
                 self.send(encode_error(None, self.farewell))
@@ -101,7 +115,7 @@ class Connection(asyncio.Protocol):
 
     def _update_reading(self):
         want_pause = self._busy() or bool(self.backlog) or self.ending
-        if self.closed or self.transport.is_closing() or want_pause == self.reading_paused:
+        if want_pause == self.reading_paused or self.closed or self.transport.is_closing():
             return
         self.reading_paused = want_pause
         if want_pause:
@@ -109,9 +123,10 @@ class Connection(asyncio.Protocol):
         else:
             self.transport.resume_reading()
 
-    def _dispatch(self, line: bytes):
-        """Answer one line (or start its task); encoding is inside the try so that a
-        result JSON cannot hold (an integer over 64 bits) still gets an answer."""
+    def _dispatch(self, line: bytes) -> bytes | None:
+        """The answer to one line, or None when its task was started (it answers later);
+        encoding is inside the try so that a result JSON cannot hold (an integer over
+        64 bits) still gets an answer."""
         rid = None
         try:
             request = decode_request(line)
@@ -123,14 +138,13 @@ class Connection(asyncio.Protocol):
             if method.is_async:
                 task = asyncio.get_running_loop().create_task(self._run(method, call, params))
                 self.tasks.add(task)
-                return
-            answer = encode_result(rid, method.handler(call, **params))
+                return None
+            return encode_result(rid, method.handler(call, **params))
         except DynamoError as exc:
-            answer = encode_error(exc.details.get("id", rid), exc)
+            return encode_error(exc.details.get("id", rid), exc)
         except Exception:
             log.exception("internal error in request %r", rid)
-            answer = encode_error(rid, DynamoError("internal error; see the daemon's log"))
-        self.send(answer)
+            return encode_error(rid, DynamoError("internal error; see the daemon's log"))
 
     async def _run(self, method, call, params):
         try:
@@ -190,9 +204,10 @@ class Connection(asyncio.Protocol):
                                  f"error), received {len(fds)}")
         return fds
 
-    def send(self, data: bytes):
+    def send(self, *messages: bytes):
+        """Write whole lines; writelines hands them to one writev without joining them."""
         if not self.closed and not self.transport.is_closing():
-            self.transport.write(data)
+            self.transport.writelines(messages)
 
     def refuse(self, error: DynamoError):
         """Answer once with `error` and close (used when the daemon cannot take the peer)."""

@@ -136,7 +136,8 @@ def test_usage_errors(daemon, tmp_path):
         (["--dataset-replica", ":/a"], "expected site:dataset[,group]"),
         (["--block-replica", "b"], "--block-replica needs exactly one --dataset-replica"),
         (["--site", ",host"], "--site ',host': the name is empty"),
-        ([document, "--site", "T2_OTHER"], "either a JSON document or object options"),
+        ([document, "--site", "T2_OTHER"], "either JSON documents or object options"),
+        (["-", document, "-"], "standard input (-) can be read once"),
         ([tmp_path / "missing.json"], "cannot read"),
         (["--dry-run"], "nothing to do"),
         (["--delete"], "nothing to do"),
@@ -146,6 +147,28 @@ def test_usage_errors(daemon, tmp_path):
     # argparse's own errors: unknown option, option without its value
     usage_error(daemon, "--sites", "X", fragment="unrecognized arguments")
     usage_error(daemon, "--site", fragment="expected one argument")
+
+
+def test_several_documents_each_its_own_transaction_in_order(daemon, tmp_path):
+    """Pipelined, applied in order; a refused one (FILE:LINE) does not stop the others."""
+    docs = [tmp_path / f"{n}.json" for n in range(4)]
+    docs[0].write_text(json.dumps({"site": [{"name": "T2_ONE"}]}))
+    docs[1].write_text('{"site": [\n  {"name": "T2_TWO"},\n  {"name": "T2_BAD", "status": "nice"}\n]}')
+    docs[2].write_text(json.dumps({"dataset": [{"name": "/A/B/RAW", "blocks": [
+        {"name": "b1", "files": [{"name": "/store/a/1.root", "size": 5}]}]}]}))
+    docs[3].write_text(json.dumps({"datasetreplica": [{"dataset": "/A/B/RAW", "site": "T2_ONE",
+                                                      "blockreplicas": [{"block": "b1"}]}]}))
+    result = daemon.inject(*docs, check=False)
+    assert result.returncode == 1
+    assert f"{docs[1]}:3: site T2_BAD: Site.status must be one of" in result.stderr
+    assert result.stdout.count("created") == 3 and f"{docs[3]}:\ncreated  datasetreplicas: 1" \
+        in result.stdout
+    sites = [s["name"] for s in daemon.call("list_sites")["sites"]]
+    assert "T2_ONE" in sites and "T2_TWO" not in sites and "T2_BAD" not in sites
+    replicas = daemon.call("get_dataset", name="/A/B/RAW")["replicas"]
+    assert [r["site"] for r in replicas] == ["T2_ONE"]
+    out = daemon.inject("--json", docs[0], docs[2], "--dry-run").stdout.splitlines()
+    assert [json.loads(line)["document"] for line in out] == [str(docs[0]), str(docs[2])]
 
 
 def test_help(daemon):

@@ -138,6 +138,27 @@ def test_not_json_is_a_parse_error_without_id(line):
     assert "id" not in error.details
 
 
+@pytest.mark.parametrize("line, repeated", [
+    (b'{"id":1,"method":"m","params":{"a":1}}', False),
+    (b'{"id":"a:b","method":"m","params":{"a":"x:y"}}', False),
+    (b'{"id":1,"method":"m","params":{"a":{"b":1},"c":[{"b":2}]}}', False),
+    (b'{"id":1,"id":2,"method":"m"}', True),
+    (b'{"id":1,"method":"m","params":{"a":1,"a":2}}', True),
+    (b'{"id":1,"method":"m","params":{"a":"x:y","a":2}}', True),
+    (b'{"id":1,"method":"m","params":{"a":{"b":1,"b":2}}}', True),
+    (b'{"id":1,"method":"m","params":{"a":1},"params":{"b":2,"c":3}}', True),
+    (b'[{"a":1,"a":2}]', True),
+])
+def test_a_repeated_key_is_found_whatever_the_request_shape(line, repeated):
+    """Flat requests skip the scan of strings (their colons match their keys); no
+    request with a repeated key may slip through that shortcut."""
+    if repeated:
+        error = error_of(line)
+        assert error.code == "parse_error" and "twice" in error.message
+    else:
+        assert decode_request(line).method == "m"
+
+
 @pytest.mark.parametrize("line", [b"[]", b'[{"id": 1, "method": "ping"}]', b'"ping"', b"1",
                                   b"null", b"true"])
 def test_not_an_object_is_invalid(line):

@@ -3,6 +3,9 @@
 The input is an injection document (a JSON file, or - for standard input) or
 the same document built from command-line options.  The daemon applies it as
 one transaction; this tool prints what was created, updated and deleted.
+Several files are several documents, each its own transaction, applied in
+order and pipelined: the next is read and sent while the daemon applies and
+commits the previous one.
 """
 
 import argparse
@@ -16,6 +19,7 @@ from .jsonpath import line_of
 
 KINDS = ("sites", "groups", "datasets", "blocks", "files", "datasetreplicas", "blockreplicas")
 PROGRESS_THRESHOLD = 1 << 20  # show progress for documents above 1 MiB on a terminal
+IN_FLIGHT = 2  # documents sent ahead of their answers: enough to overlap, little memory
 WIRE_INTEGERS = range(-(2**63), 2**64)  # the integers the daemon's JSON parser reads as such
 
 
@@ -35,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  dynamo-inject --delete --dataset-replica T2_US_XYZ:/A/B/RAW",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("json", nargs="?", metavar="FILE.json",
-                        help="injection document; - reads standard input")
+    parser.add_argument("json", nargs="*", metavar="FILE.json",
+                        help="injection document(s), each applied as one transaction, in "
+                             "order; - reads standard input")
     parser.add_argument("-s", "--site", action="append", default=[], metavar="SPEC",
                         help="name[,host[,storage_type[,backend[,status]]]]")
     parser.add_argument("-g", "--group", action="append", default=[], metavar="SPEC",
@@ -241,45 +246,104 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     args = parser.parse_args(argv)
-    text = None
+    method = "delete" if args.delete else "inject"
     try:
         options = document_from_options(args)
-        if args.json is not None and options:
-            raise UsageError("give either a JSON document or object options, not both")
-        if args.json is not None:
-            text, document = read_document(args.json)
-        elif options:
-            document = options
-        else:
+        if args.json and options:
+            raise UsageError("give either JSON documents or object options, not both")
+        if args.json.count("-") > 1:
+            raise UsageError("standard input (-) can be read once")
+        if not args.json and not options:
             raise UsageError("nothing to do: give FILE.json (- for standard input) or "
                              "object options such as --site (see --help)")
-        check_sendable(document, text, args.json and document_name(args.json))
+        if len(args.json) > 1:
+            with Client.from_args(args, use_proxy=True) as client:
+                return inject_documents(client, method, args)
+        text, name = None, None
+        if args.json:
+            name = document_name(args.json[0])
+            text, document = read_document(args.json[0])
+        else:
+            document = options
+        check_sendable(document, text, name)
         with Client.from_args(args, use_proxy=True) as client:
             show = sys.stderr.isatty() and len(text or "") > PROGRESS_THRESHOLD
-            result = submit(client, "delete" if args.delete else "inject",
-                            {"data": document, "dry_run": args.dry_run}, Progress(show))
-    except UsageError as exc:
-        print(f"dynamo-inject: {exc}", file=sys.stderr)
-        return 1
-    except ConnectionFailed as exc:
+            result = submit(client, method, {"data": document, "dry_run": args.dry_run},
+                            Progress(show))
+    except (UsageError, ConnectionFailed) as exc:
         print(f"dynamo-inject: {exc}", file=sys.stderr)
         return 1
     except RemoteError as exc:
-        where = ""
-        path = exc.details.get("path")
-        if text is not None and path:
-            line = line_of(text, path)
-            name = document_name(args.json)
-            where = f"{name}:{line}: " if line else f"{name}: "
-        print(f"dynamo-inject: {where}{exc.message} [{exc.code}]", file=sys.stderr)
+        print(f"dynamo-inject: {_located(exc, text, name)}", file=sys.stderr)
         return 1
-    if args.as_json:
-        print(json.dumps({k: result.get(k, {}) for k in ("created", "updated", "deleted")}))
-    else:
-        if args.dry_run:
-            print("dry run: nothing was changed; the request would give")
-        print(format_counts(result))
+    print_result(result, args)
     return 0
+
+
+def _located(exc: RemoteError, text: str | None, name: str | None) -> str:
+    """The daemon's error, prefixed with FILE:LINE of the object it names."""
+    where = ""
+    path = exc.details.get("path")
+    if text is not None and path:
+        line = line_of(text, path)
+        where = f"{name}:{line}: " if line else f"{name}: "
+    return f"{where}{exc.message} [{exc.code}]"
+
+
+def print_result(result: dict, args, name: str | None = None):
+    counts = {k: result.get(k, {}) for k in ("created", "updated", "deleted")}
+    if args.as_json:
+        print(json.dumps(counts if name is None else {"document": name, **counts}))
+        return
+    if name is not None:
+        print(f"{name}:")
+    if args.dry_run:
+        print("dry run: nothing was changed; the request would give")
+    print(format_counts(result))
+
+
+def inject_documents(client: Client, method: str, args) -> int:
+    """Send each document as its own request, at most IN_FLIGHT ahead of the answers,
+    and report each; a refused document does not stop the others (exit code 1)."""
+    pending, answers, failed = [], {}, 0
+
+    def settle():
+        nonlocal failed
+        rid, name, text = pending.pop(0)
+        while rid not in answers:
+            answer = client.receive()
+            answers[answer.get("id")] = answer
+            if answer.get("id") is None:  # the daemon refused the connection's input
+                raise ConnectionFailed(answer.get("error", {}).get("message", "refused"))
+        answer = answers.pop(rid)
+        if "error" in answer:
+            failed += 1
+            print(f"dynamo-inject: {_located(RemoteError(answer['error']), text, name)}",
+                  file=sys.stderr)
+        else:
+            print_result(answer["result"], args, name)
+        sys.stdout.flush()
+
+    try:
+        for path in args.json:
+            name = document_name(path)
+            try:
+                text, document = read_document(path)
+                check_sendable(document, text, name)
+            except UsageError as exc:
+                failed += 1
+                print(f"dynamo-inject: {exc}", file=sys.stderr)
+                continue
+            rid = client.send(method, {"data": document, "dry_run": args.dry_run})
+            pending.append((rid, name, text))
+            if len(pending) >= IN_FLIGHT:
+                settle()
+        while pending:
+            settle()
+    except ConnectionFailed as exc:
+        print(f"dynamo-inject: {exc}", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ table and PROTOCOL.md cannot drift apart.
 import inspect
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..auth.policy import Access
 from ..errors import InvalidParams, MethodNotFound
@@ -24,6 +24,16 @@ class Method:
     access: Access
     params: dict          # name -> (allowed types, default or _MISSING)
     is_async: bool
+    checks: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        """Resolve each parameter's types once into the exact types of the JSON values
+        it takes, so that checking a request is a set lookup per parameter."""
+        checks = tuple((name, frozenset(t for t, sample in _SAMPLES.items()
+                                        if any(_is(sample, a) for a in allowed)),
+                        default is _MISSING)
+                       for name, (allowed, default) in self.params.items())
+        object.__setattr__(self, "checks", checks)
 
     @property
     def doc(self) -> str:
@@ -36,20 +46,20 @@ class Method:
                            for p, (allowed, default) in self.params.items()}}
 
     def bind(self, params: dict) -> dict:
-        """Check the request's params against the signature."""
-        unknown = sorted(set(params) - set(self.params))
-        if unknown:
-            raise InvalidParams(f"{self.name}: unknown parameter {unknown[0]!r} "
+        """Check the request's params against the signature (in its order, so the first
+        parameter at fault is the one reported)."""
+        if not self.params.keys() >= params.keys():
+            unknown = sorted(set(params) - set(self.params))[0]
+            raise InvalidParams(f"{self.name}: unknown parameter {unknown!r} "
                                 f"(accepted: {', '.join(self.params) or 'none'})",
-                                field=unknown[0])
-        for name, (allowed, default) in self.params.items():
-            if name not in params:
-                if default is _MISSING:
+                                field=unknown)
+        for name, accepted, required in self.checks:
+            value = params.get(name, _MISSING)
+            if value is _MISSING:
+                if required:
                     raise InvalidParams(f"{self.name}: missing parameter {name!r}", field=name)
-                continue
-            value = params[name]
-            if not any(_is(value, t) for t in allowed):
-                names = " or ".join(_type_name(t) for t in allowed)
+            elif type(value) not in accepted:
+                names = " or ".join(_type_name(t) for t in self.params[name][0])
                 raise InvalidParams(f"{self.name}: parameter {name!r} must be {names}, "
                                     f"not {_json_type(value)}", field=name)
         return params
@@ -64,6 +74,10 @@ def _is(value, t) -> bool:
     if t is float:
         return type(value) in (int, float)
     return isinstance(value, t)
+
+
+# One value of each type a JSON parser gives: `_is` depends on a value's type alone.
+_SAMPLES = {str: "", int: 0, float: 0.0, bool: False, dict: {}, list: [], type(None): None}
 
 
 def _type_name(t) -> str:
@@ -101,7 +115,7 @@ def lookup(name: str) -> Method:
         raise MethodNotFound(f"unknown method {name!r}") from None
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """What a handler knows of the call: who made it, and the daemon's parts."""
     server: typing.Any
