@@ -268,10 +268,10 @@ def dynamod_build(tables):
     """The daemon's own start-up build (dynamod.inventory.rows.build)."""
     from dynamod.inventory.inventory import Inventory
     from dynamod.inventory.rows import build
-    from dynamod.service import collector_paused
+    from dynamod import collector
 
     inventory = Inventory()
-    with collector_paused():  # as the daemon builds it
+    with collector.paused():  # as the daemon builds it
         build(inventory, tables, {})
     return inventory
 

@@ -15,6 +15,7 @@ import os
 import socket
 from collections import deque
 
+from . import collector
 from .auth.identity import Peer
 from .auth.policy import authorize
 from .errors import DynamoError, InvalidRequest, ParseError
@@ -24,6 +25,7 @@ from .protocol import (LineBuffer, LineTooLong, decode_request, encode_error, en
                        encode_result)
 
 FD_TIMEOUT = 30.0  # seconds a client has to pass its descriptors once asked
+LARGE_REQUEST = 1 << 20  # decoded with the collector paused (collector.py)
 WRITE_BATCH = 64 * 1024  # answers written together at most (the transport's high-water mark)
 
 log = logging.getLogger("dynamod.connection")
@@ -129,7 +131,11 @@ class Connection(asyncio.Protocol):
         64 bits) still gets an answer."""
         rid = None
         try:
-            request = decode_request(line)
+            if len(line) < LARGE_REQUEST:
+                request = decode_request(line)
+            else:
+                with collector.paused():
+                    request = decode_request(line)
             rid = request.id
             method = lookup(request.method)
             authorize(self.identity, method.access, method.name, self.server.users)

@@ -6,11 +6,10 @@ gets its answer only once the change is committed.
 """
 
 import asyncio
-import gc
 import logging
 import time
-from contextlib import contextmanager
 
+from . import collector
 from .errors import DynamoError
 from .changelog import ChangeLog
 from .inventory.changes import ChangeSet, journal_lines
@@ -46,7 +45,7 @@ class InventoryService:
             reader = StoreReader(path)
             tables, next_ids = reader.tables(), reader.next_ids()
             inventory = Inventory()
-            with collector_paused():
+            with collector.paused():
                 build(inventory, tables, next_ids)
             inventory.file_cache.source = reader
             inventory.file_cache.limit = file_cache
@@ -86,7 +85,7 @@ class InventoryService:
 
     def _apply(self, apply, dry_run, also=None):
         changes = ChangeSet(self.inventory)
-        with collector_paused():
+        with collector.paused():
             try:
                 apply(changes)
             except BaseException:
@@ -114,20 +113,6 @@ class InventoryService:
         self.inventory.file_cache.source.close()  # first: the last connection cleans the WAL up
         await self.store.close()
         self.changelog.close()
-
-
-@contextmanager
-def collector_paused():
-    """No cyclic garbage collection inside: a large change allocates enough to trigger
-    full collections, each walking the whole inventory (millions of objects) to find
-    next to nothing, since reference counting frees what a change drops."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _done() -> asyncio.Future:

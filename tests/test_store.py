@@ -96,3 +96,16 @@ async def test_a_commit_while_another_process_holds_the_lock_is_a_store_error(st
         other.close()
     await store.write({("dataset", (1,)): DATASET}, {})
     assert (load(store))[0]["dataset"] == [DATASET]
+
+
+async def test_new_ids_are_inserted_and_known_ones_updated(store):
+    """A row whose id is past every committed one is a plain INSERT, so a stale next id
+    (a row already there) is refused, never silently overwritten; a known id updates."""
+    await store.write({("dataset", (1,)): DATASET}, {"dataset": 2})
+    renamed = (1, "/A/B/RENAMED", *DATASET[2:])
+    await store.write({("dataset", (1,)): renamed}, {"dataset": 2})
+    assert load(store)[0]["dataset"] == [renamed]
+    store.fresh["dataset"] = 1  # as if next_ids had been lost
+    with pytest.raises(StoreError, match="UNIQUE constraint failed"):
+        await store.write({("dataset", (1,)): DATASET}, {"dataset": 2})
+    assert load(store)[0]["dataset"] == [renamed]

@@ -24,7 +24,7 @@ import orjson
 
 from ..errors import Busy, DynamoError, NotFound
 from ..inventory.updates import apply_record
-from ..service import collector_paused
+from .. import collector
 from . import child, filechannel
 
 log = logging.getLogger("dynamod.apps")
@@ -325,7 +325,7 @@ class ApplicationManager:
         make hundreds of thousands of objects, none of them garbage, and each collection
         they would trigger walks them all (a full one, the whole inventory too).
         """
-        with collector_paused():
+        with collector.paused():
             records = _parse_records(data)
             if records is None:
                 app.status = "failed"

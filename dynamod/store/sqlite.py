@@ -37,7 +37,10 @@ def _delete_order() -> tuple:
 
 
 DELETES = _delete_order()
-UPSERTS = tuple((t.kind, t.upsert_sql) for t in TABLES)  # parents first
+# Parents first; an object with an id never used before is a plain INSERT (cheaper
+# than the upsert by a third), whatever else the upsert.
+WRITES = tuple((t.kind, t.insert_sql, t.upsert_sql) for t in TABLES)
+ID_KINDS = frozenset(("site", "group", "dataset", "block", "file"))  # ids from next_ids
 NEXT_IDS_SQL = ("INSERT INTO next_ids (kind, next_id) VALUES (?, ?) "
                 "ON CONFLICT (kind) DO UPDATE SET next_id = excluded.next_id")
 
@@ -50,6 +53,7 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, path: str):
         self.db = db
         self.path = path
+        self.fresh = {}  # kind -> the first id no committed row has (next_ids, committed)
 
     @classmethod
     async def open(cls, path: str, synchronous: str = "FULL") -> "Store":
@@ -68,6 +72,7 @@ class Store:
             await db.execute("PRAGMA busy_timeout = 2000")
             store = cls(db, path)
             await store._prepare_schema()
+            store.fresh = dict(await db.execute_fetchall("SELECT kind, next_id FROM next_ids"))
         except sqlite3.Error as exc:
             await db.close()
             raise StoreError(f"cannot open the database {path}: {exc}") from exc
@@ -110,13 +115,17 @@ class Store:
         per statement.  Cancelling the caller does not stop it: it still ends in
         COMMIT or ROLLBACK.
         """
-        deletes, upserts = defaultdict(list), defaultdict(list)
+        deletes, inserts, upserts = defaultdict(list), defaultdict(list), defaultdict(list)
+        fresh = self.fresh
         for (kind, key), row in changes.items():
             if row is None:
                 deletes[kind].append(key)
+            elif kind in ID_KINDS and key[0] >= fresh.get(kind, 1):
+                inserts[kind].append(row)
             else:
                 upserts[kind].append(row)
-        await self._in_thread(_commit, deletes, upserts, list(next_ids.items()))
+        await self._in_thread(_commit, deletes, inserts, upserts, list(next_ids.items()))
+        fresh.update(next_ids)
 
     async def _in_thread(self, fn, *args):
         """Run `fn(sqlite3_connection, *args)` in the connection's worker thread and await
@@ -149,7 +158,8 @@ class Store:
 
 
 # ------------------------------------------ run in the connection's thread (blocking)
-def _commit(conn: sqlite3.Connection, deletes: dict, upserts: dict, next_ids: list):
+def _commit(conn: sqlite3.Connection, deletes: dict, inserts: dict, upserts: dict,
+            next_ids: list):
     """The whole transaction of `Store.write`, in one call in the connection's thread.
     Any error rolls it back; a disk error (SQLITE_IOERR) also buries the failed commit."""
     try:
@@ -157,9 +167,11 @@ def _commit(conn: sqlite3.Connection, deletes: dict, upserts: dict, next_ids: li
         for kind, sql in DELETES:
             if deletes.get(kind):
                 conn.executemany(sql, deletes[kind])
-        for kind, sql in UPSERTS:
+        for kind, insert, upsert in WRITES:
+            if inserts.get(kind):
+                conn.executemany(insert, inserts[kind])
             if upserts.get(kind):
-                conn.executemany(sql, upserts[kind])
+                conn.executemany(upsert, upserts[kind])
         conn.executemany(NEXT_IDS_SQL, next_ids)
         conn.execute("COMMIT")
     except sqlite3.Error as exc:

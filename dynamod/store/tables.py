@@ -25,6 +25,11 @@ class Table:
                 f"ON CONFLICT ({', '.join(self.key)}) {action}")
 
     @property
+    def insert_sql(self) -> str:
+        return (f"INSERT INTO {self.name} ({', '.join(self.columns)}) "
+                f"VALUES ({', '.join('?' for _ in self.columns)})")
+
+    @property
     def delete_sql(self) -> str:
         where = " AND ".join(f"{c} = ?" for c in self.key)
         return f"DELETE FROM {self.name} WHERE {where}"
