@@ -25,7 +25,7 @@ from .protocol import (LineBuffer, LineTooLong, decode_request, encode_error, en
                        encode_result)
 
 FD_TIMEOUT = 30.0  # seconds a client has to pass its descriptors once asked
-LARGE_REQUEST = 1 << 20  # decoded with the collector paused (collector.py)
+LARGE_REQUEST = 1 << 20  # handled with the collector paused (collector.py)
 WRITE_BATCH = 64 * 1024  # answers written together at most (the transport's high-water mark)
 
 log = logging.getLogger("dynamod.connection")
@@ -129,21 +129,21 @@ class Connection(asyncio.Protocol):
         """The answer to one line, or None when its task was started (it answers later);
         encoding is inside the try so that a result JSON cannot hold (an integer over
         64 bits) still gets an answer."""
-        rid = None
+        rid, large = None, len(line) >= LARGE_REQUEST
+        if large:
+            collector.hold()  # released with the answer (collector.py)
         try:
-            if len(line) < LARGE_REQUEST:
-                request = decode_request(line)
-            else:
-                with collector.paused():
-                    request = decode_request(line)
+            request = decode_request(line)
             rid = request.id
             method = lookup(request.method)
             authorize(self.identity, method.access, method.name, self.server.users)
             params = method.bind(request.params)
             call = Call(self.server, self.identity, rid, self)
             if method.is_async:
-                task = asyncio.get_running_loop().create_task(self._run(method, call, params))
+                task = asyncio.get_running_loop().create_task(
+                    self._run(method, call, params, large))
                 self.tasks.add(task)
+                large = False  # the task releases its hold
                 return None
             return encode_result(rid, method.handler(call, **params))
         except DynamoError as exc:
@@ -151,8 +151,11 @@ class Connection(asyncio.Protocol):
         except Exception:
             log.exception("internal error in request %r", rid)
             return encode_error(rid, DynamoError("internal error; see the daemon's log"))
+        finally:
+            if large:
+                collector.release()
 
-    async def _run(self, method, call, params):
+    async def _run(self, method, call, params, large=False):
         try:
             answer = encode_result(call.request_id, await method.handler(call, **params))
         except DynamoError as exc:
@@ -162,6 +165,9 @@ class Connection(asyncio.Protocol):
             answer = encode_error(call.request_id, DynamoError("internal error; see the daemon's log"))
         finally:
             self.tasks.discard(asyncio.current_task())
+            if large:
+                params = None  # the document goes by reference counting, unseen
+                collector.release()
         self.send(answer)
         self._drain_backlog()
 
