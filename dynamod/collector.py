@@ -5,7 +5,9 @@ The inventory is millions of long-lived objects.  Work that allocates a lot
 would trigger collections that walk what it allocated, and full ones that
 walk the whole inventory, to find next to nothing: what such work drops,
 reference counting frees.  So the collector waits until the work is over (a
-large request: until its answer), and then sees only what survived it.
+large request: until its answer).  What survived it is then moved straight to
+the oldest generation, unwalked: otherwise the first collection after the pause
+would walk all of it (at start-up, the whole inventory) only to promote it.
 Holds may overlap (requests run concurrently); the last release resumes.
 """
 
@@ -27,8 +29,11 @@ def hold():
 def release():
     global _holds
     _holds -= 1
-    if _holds == 0 and _resume:
-        gc.enable()
+    if _holds == 0:
+        gc.freeze()    # every tracked object to the permanent generation, then all of
+        gc.unfreeze()  # it to the oldest: promoted without a walk (both are list splices)
+        if _resume:
+            gc.enable()
 
 
 @contextmanager
