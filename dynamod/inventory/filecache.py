@@ -121,11 +121,14 @@ class FileCache:
         """Drop the least recently used blocks that nothing holds, down to the limit."""
         if self.limit is None or self.source is None or self.loaded_files <= self.limit:
             return
-        for block in list(self._loaded):
-            if self.loaded_files <= self.limit:
+        excess, victims = self.loaded_files - self.limit, []
+        for block, count in self._loaded.items():  # oldest first, only as far as needed
+            if excess <= 0:
                 break
-            if block in self._held:
-                continue
+            if block not in self._held:
+                victims.append(block)
+                excess -= count
+        for block in victims:
             self.loaded_files -= self._loaded.pop(block)
             for lfn, f in block._files.items():
                 if self.by_lfn.get(lfn) is f:
