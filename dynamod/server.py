@@ -80,7 +80,7 @@ class Server:
         if not self.activated:
             os.chmod(self.config.socket, 0o666)  # anyone may connect; identity is per peer
         self._stopping = asyncio.Event()
-        counts = self.service.inventory.counts()
+        counts = self.service.loaded_counts
         systemd.notify("READY=1", f"STATUS=serving {counts['sites']} sites, "
                                   f"{counts['datasets']} datasets, {counts['files']} files")
         interval = systemd.watchdog_interval()

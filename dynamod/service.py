@@ -29,6 +29,8 @@ class InventoryService:
         self.changelog = changelog or ChangeLog(None)
         self.writer = Writer(store)
         self.gate = asyncio.Lock()  # held by each change, and by a read/write application
+        # What `open` loaded, for the start-up messages: counting walks every block.
+        self.loaded_counts = {}
 
     @classmethod
     async def open(cls, path: str, synchronous: str, on_load=None,
@@ -54,9 +56,11 @@ class InventoryService:
                 reader.close()
             await store.close()
             raise
-        counts = ", ".join(f"{n} {k}" for k, n in inventory.counts().items())
-        log.info("inventory loaded from %s in %.2f s: %s", path, time.monotonic() - started, counts)
+        counts = inventory.counts()
+        log.info("inventory loaded from %s in %.2f s: %s", path, time.monotonic() - started,
+                 ", ".join(f"{n} {k}" for k, n in counts.items()))
         service = cls(store, inventory, changelog)
+        service.loaded_counts = counts
         service.writer.start()
         if on_load is not None:
             on_load(service, tables, next_ids)
@@ -89,13 +93,11 @@ class InventoryService:
             try:
                 apply(changes)
             except BaseException:
-                changes.rollback()
-                changes.release()
+                changes.discard()
                 raise
             counts = changes.counts()
             if dry_run or not changes.ops:
-                changes.rollback()
-                changes.release()
+                changes.discard()
                 return counts, _done(), []
             rows = change_rows(changes)
             if also is not None:

@@ -56,8 +56,7 @@ class ApplicationInventory:
             result = apply_record(changes, rec)
             changes.finish()
         except DynamoError:
-            changes.rollback()
-            changes.release()
+            changes.discard()
             raise  # a kept change keeps its files held: this copy is never committed
         self.records.append(rec)
         return result

@@ -139,6 +139,11 @@ class ChangeSet:
             return self.inventory.file_cache.hold(block)
         return block.files_by_lfn
 
+    def discard(self):
+        """Give the change up: undo it, and let its files go."""
+        self.rollback()
+        self.release()
+
     def release(self):
         """Once committed or undone: the files this change used may leave memory."""
         held, self.held = self.held, set()

@@ -1,10 +1,10 @@
 """The in-memory inventory: sites, groups and datasets by name; files through a cache."""
 
 from ..errors import InvalidValue, NotFound
+from ..store.tables import ID_KINDS
 from .filecache import FileCache
 from .objects import Block, Dataset, File, Group, Site
 
-ID_KINDS = ("site", "group", "dataset", "block", "file")
 
 
 class Inventory:

@@ -13,7 +13,7 @@ from importlib import resources
 import aiosqlite
 
 from ..errors import DynamoError, StoreError
-from .tables import TABLES
+from .tables import ID_KINDS, TABLES
 
 SCHEMA_VERSION = 1
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -40,7 +40,6 @@ DELETES = _delete_order()
 # Parents first; an object with an id never used before is a plain INSERT (cheaper
 # than the upsert by a third), whatever else the upsert.
 WRITES = tuple((t.kind, t.insert_sql, t.upsert_sql) for t in TABLES)
-ID_KINDS = frozenset(("site", "group", "dataset", "block", "file"))  # ids from next_ids
 NEXT_IDS_SQL = ("INSERT INTO next_ids (kind, next_id) VALUES (?, ?) "
                 "ON CONFLICT (kind) DO UPDATE SET next_id = excluded.next_id")
 

@@ -74,3 +74,5 @@ TABLES = INVENTORY_TABLES + APPLICATION_TABLES
 STARTUP_TABLES = tuple(t for t in TABLES if t.kind != "file")
 BY_KIND = {t.kind: t for t in TABLES}
 INVENTORY_KINDS = tuple(t.kind for t in INVENTORY_TABLES)
+# The kinds whose ids the daemon assigns from `next_ids` (never reused).
+ID_KINDS = ("site", "group", "dataset", "block", "file")
