@@ -38,6 +38,17 @@ class Config:
     app_timeout: float = 7200.0      # seconds an application may run when it asks for 0 hours
     kill_grace: float = 10.0         # seconds between SIGTERM and SIGKILL of an application
     work_dir: str = ""               # default: <state_dir>/work (asynchronous output)
+    app_max_per_user: int = 8        # applications active at once per user (not the superuser)
+    app_max_total: int = 32          # applications active at once in all
+    app_max_title: int = 1024        # bytes of an application's title
+    app_max_path: int = 4096         # bytes of its path
+    app_max_args: int = 65536        # bytes of its arguments together
+    app_retention_days: float = 30.0  # application records (and work areas) are kept so long
+    writer_max_time: float = 21600.0  # seconds a read/write application may run (superuser: any)
+    app_memory: int = 4 * 2**30      # bytes an application may map beyond what it inherits (0: any)
+    app_cpu_time: int = 0            # CPU seconds of an application (RLIMIT_CPU; 0: no limit)
+    app_processes: int = 256         # processes of the application's uid (RLIMIT_NPROC), pids.max
+    cgroup: str = "auto"             # auto, off, or the cgroup v2 directory to put applications in
     ca_path: str = ""                # CA directory or bundle; default /etc/grid-security/...
     config_file: str = ""            # where the settings came from (informational)
 
@@ -81,6 +92,18 @@ def _choice(choices):
     return check
 
 
+def _non_negative(value):
+    if type(value) is not int or value < 0:
+        raise ValueError("must be an integer, 0 or more (0: no limit)")
+    return value
+
+
+def _cgroup(value):
+    if not isinstance(value, str) or not (value in ("auto", "off") or os.path.isabs(value)):
+        raise ValueError('must be "auto", "off" or an absolute path')
+    return value
+
+
 def _positive(kind):
     def check(value):
         if type(value) not in (int, float) or value <= 0 or (kind is int and type(value) is not int):
@@ -108,6 +131,17 @@ FILE_KEYS = {
         "timeout": ("app_timeout", _positive(float)),
         "kill_grace": ("kill_grace", _positive(float)),
         "work_dir": ("work_dir", _path),
+        "max_per_user": ("app_max_per_user", _positive(int)),
+        "max_total": ("app_max_total", _positive(int)),
+        "max_title_bytes": ("app_max_title", _positive(int)),
+        "max_path_bytes": ("app_max_path", _positive(int)),
+        "max_args_bytes": ("app_max_args", _positive(int)),
+        "retention_days": ("app_retention_days", _positive(float)),
+        "writer_max_time": ("writer_max_time", _positive(float)),
+        "memory": ("app_memory", _non_negative),
+        "cpu_time": ("app_cpu_time", _non_negative),
+        "processes": ("app_processes", _non_negative),
+        "cgroup": ("cgroup", _cgroup),
     },
     "auth": {
         "ca_path": ("ca_path", _path),

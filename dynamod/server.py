@@ -18,6 +18,7 @@ import stat
 import time
 
 from . import systemd
+from .apps.cgroup import AppCgroups, CgroupError
 from .apps.runner import ApplicationManager
 from .auth.identity import Authenticator
 from .auth.users import UserRegistry
@@ -36,7 +37,10 @@ BACKLOG = 512
 
 # Settings SIGHUP applies to the running daemon; the others need a restart.
 LIVE_SETTINGS = ("log_level", "max_line_bytes", "max_connections", "max_requests_in_flight",
-                 "app_timeout", "kill_grace", "shutdown_timeout", "ca_path", "file_cache")
+                 "app_timeout", "kill_grace", "shutdown_timeout", "ca_path", "file_cache",
+                 "app_max_per_user", "app_max_total", "app_max_title", "app_max_path",
+                 "app_max_args", "app_retention_days", "writer_max_time", "app_memory",
+                 "app_cpu_time", "app_processes")
 
 
 class StartupError(Exception):
@@ -51,6 +55,7 @@ class Server:
         self.connections = set()
         self.service = None
         self.apps = None
+        self.cgroups = None  # the applications' cgroups, when delegated to us
         self.trust = []  # CA certificates for X.509 authentication
         self.listener = None
         self.activated = False  # the socket came from systemd, which owns its file
@@ -62,6 +67,11 @@ class Server:
         os.umask(0o077)  # the database and logs are the daemon's alone
         self._check_state_dir()
         self.trust = _load_trust(self.config.ca_path)
+        try:
+            self.cgroups = AppCgroups.setup(self.config.cgroup, self.config.app_memory or None,
+                                            self.config.app_processes or None)
+        except CgroupError as exc:
+            raise StartupError(str(exc)) from None
         listening = systemd.listen_socket()
         self.activated = listening is not None
         if listening is None:
@@ -83,6 +93,7 @@ class Server:
         counts = self.service.loaded_counts
         systemd.notify("READY=1", f"STATUS=serving {counts['sites']} sites, "
                                   f"{counts['datasets']} datasets, {counts['files']} files")
+        self.apps.start_expiry()
         interval = systemd.watchdog_interval()
         if interval:
             self._watchdog = loop.create_task(_watchdog(interval))
@@ -102,11 +113,8 @@ class Server:
     def _load(self, service, tables, next_ids):
         """Take the daemon's own records (applications, users) from the loaded store."""
         self.users.load(tables)
-        self.apps = ApplicationManager(service, self.config)
+        self.apps = ApplicationManager(service, self.config, self.users, self.cgroups)
         self.apps.load(tables, next_ids)
-        # Sticky and not listable: each application creates its own work area inside.
-        os.makedirs(self.config.work_dir, exist_ok=True)
-        os.chmod(self.config.work_dir, 0o1733)
 
     def admit(self, connection) -> bool:
         if self._stopping is not None and self._stopping.is_set():
@@ -145,7 +153,8 @@ class Server:
                 self.service.inventory.file_cache.trim()
             setattr(self.config, name, new)
             log.warning("reload: %s changed from %r to %r", name, old, new)
-        for name in ("state_dir", "socket", "database", "synchronous", "work_dir", "change_log"):
+        for name in ("state_dir", "socket", "database", "synchronous", "work_dir", "change_log",
+                     "cgroup"):
             if getattr(self.config, name) != getattr(fresh, name):
                 log.warning("reload: %s changes only at restart", name)
 

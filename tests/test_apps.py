@@ -244,11 +244,13 @@ def test_one_writer_at_a_time_and_injections_wait(seeded, tmp_path):
 
     injected = {}
     injector = threading.Thread(target=lambda: injected.update(
-        seeded.call("inject", data={"site": [{"name": "T2_INJECTED"}]})))
+        done=seeded.inject("--site", "T2_INJECTED")))
     injector.start()
     waited = seeded.dynamo(quick, "-W", "-t", "quick")
-    assert "waits for the running read/write application" in waited.stderr
+    holder = "read/write application 1 ('slow' of root, since "
+    assert f"application 3 waits for {holder}" in waited.stderr
     injector.join(30)
+    assert f"dynamo-inject: waiting: {holder}" in injected["done"].stderr
     first.wait(30)
     assert first.returncode == 0
     ids = {s["name"]: s["id"] for s in seeded.call("list_sites")["sites"]}

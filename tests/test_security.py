@@ -151,7 +151,7 @@ def test_a_role_counts_only_on_its_target(daemon):
     assert state(daemon) == before
     map_nobody(daemon, "operator", "application")
     control = as_nobody(requests, daemon.socket, [{"method": "list_applications"}])[0]
-    assert control == {"id": 0, "result": {"applications": []}}
+    assert control == {"id": 0, "result": {"applications": [], "writer": None}}
 
 
 SLEEPER = {"script": "import time\nprint('asleep', flush=True)\ntime.sleep(60)\n",
@@ -455,9 +455,10 @@ def test_titles_paths_and_args_never_become_paths(daemon):
     for answer in ids:
         app = wait_for_end(daemon, answer["result"]["id"])
         assert app["status"] == "done" and app["title"] == traversal
-        assert Path(app["workarea"]) == work / str(app["id"])
-        created |= {f"state/work/{app['id']}", f"state/work/{app['id']}/stdout",
-                    f"state/work/{app['id']}/stderr"}
+        area = Path(app["workarea"])
+        assert area.parent == work and area.name.startswith(f"{app['id']}-")
+        created |= {f"state/work/{area.name}", f"state/work/{area.name}/stdout",
+                    f"state/work/{area.name}/stderr"}
     daemon.call("inject", data={"site": [{"name": traversal}], "dataset": [
         {"name": traversal, "blocks": [{"name": traversal, "files": [
             {"name": traversal, "size": 1}]}]}]})
@@ -466,44 +467,47 @@ def test_titles_paths_and_args_never_become_paths(daemon):
 
 
 @pytest.mark.parametrize("whose", ["its own", "root's"])
-@pytest.mark.parametrize("squat", ["symlink", "directory with symlinks"])
-def test_a_squatted_work_area_harms_nobody(daemon, tmp_path, whose, squat):
-    """The work directory is writable by all (sticky, not listable) and application ids
-    are predictable: an unprivileged user may create `work/<next id>` first.  Whoever's
-    application that id becomes, nothing may be written or chowned outside."""
-    map_nobody(daemon, "operator", "application")
+def test_no_account_can_squat_a_work_area(daemon, tmp_path, whose):
+    """Work areas are made by the daemon, with unguessable names, in a directory nobody
+    else may write to: an unregistered account can neither plant an area (a directory,
+    a symlink to a victim) nor list the others, and every application still runs."""
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "precious").write_text("keep me\n")
-    victim_mode = os.stat(victim).st_mode
-    apps = daemon.call("list_applications", limit=1)["applications"]
-    next_id = apps[0]["id"] + 1 if apps else 1
-    area = daemon.state_dir / "work" / str(next_id)
+    work = daemon.state_dir / "work"
 
-    def squat_area(kind):
-        if kind == "symlink":
-            os.symlink(str(victim), str(area))
-        else:
-            os.mkdir(str(area), 0o777)
-            for name in ("stdout", "stderr"):
-                os.symlink(str(victim / "precious"), str(area / name))
-        return True
+    def squat():
+        planted = []
+        for name in [str(i) for i in range(1, 20)] + ["1-x", "stdout"]:
+            for plant in (lambda p: os.symlink(str(victim), p), lambda p: os.mkdir(p, 0o777)):
+                try:
+                    plant(str(work / name))
+                    planted.append(name)
+                except PermissionError:
+                    pass
+        try:
+            os.listdir(work)
+            planted.append("listed")
+        except PermissionError:
+            pass
+        return planted
 
-    assert as_nobody(squat_area, squat)
-    params = {"script": "print('owned')\n", "attach": False}
+    assert as_nobody(squat) == []
+    map_nobody(daemon, "operator", "application")
+    params = {"script": "print('mine')\n", "attach": False}
     if whose == "root's":
         answer = requests(daemon.socket, [{"method": "run_application", "params": params}])[0]
     else:
         answer = as_nobody(requests, daemon.socket,
                            [{"method": "run_application", "params": params}])[0]
     app = wait_for_end(daemon, answer["result"]["id"])
-    assert app["id"] == next_id
-    assert app["status"] == "failed", app  # it could not make its own work area
-    info = os.stat(victim)
-    assert (info.st_uid, info.st_mode) == (0, victim_mode), "the victim was chowned or chmoded"
+    assert app["status"] == "done", app
+    area = Path(app["workarea"])
+    assert area.parent == work and len(area.name) > 12
+    assert (area / "stdout").read_text() == "mine\n"
+    assert os.stat(area).st_uid == (0 if whose == "root's" else NOBODY)
     assert sorted(os.listdir(victim)) == ["precious"]
     assert (victim / "precious").read_text() == "keep me\n"
-    assert os.stat(victim / "precious").st_uid == 0
 
 
 # ------------------------------------------------------------ descriptors
@@ -627,7 +631,7 @@ def test_files_and_directories_have_the_documented_modes(tmp_path):
             daemon.database + "-wal": (0o600, 0, stat.S_ISREG),
             daemon.database + "-shm": (0o600, 0, stat.S_ISREG),
             state_dir / "changes.log": (0o600, 0, stat.S_ISREG),
-            state_dir / "work": (0o1733, 0, stat.S_ISDIR),
+            state_dir / "work": (0o711, 0, stat.S_ISDIR),
             workarea: (0o700, NOBODY, stat.S_ISDIR),
             workarea / "stdout": (0o600, NOBODY, stat.S_ISREG),
             workarea / "stderr": (0o600, NOBODY, stat.S_ISREG),

@@ -157,10 +157,11 @@ class Client:
             raise ConnectionFailed("dynamod closed the connection")
         return self._loads(line)
 
-    def call(self, method: str, _progress=None, **params):
+    def call(self, method: str, _progress=None, _on_event=None, **params):
         """Send one request and return its result (or raise RemoteError).
 
-        `_progress(sent_bytes, total_bytes)` is called as a large request goes out.
+        `_progress(sent_bytes, total_bytes)` is called as a large request goes out;
+        `_on_event(event)` for each event the daemon sends before the answer.
         """
         rid = next(self._ids)
         payload = self._dumps({"id": rid, "method": method, "params": params}) + b"\n"
@@ -173,6 +174,10 @@ class Client:
         except (BrokenPipeError, ConnectionResetError):
             pass  # the daemon refused the request before its end; its answer says why
         answer = self.receive()
+        while "event" in answer and answer.get("id") == rid:
+            if _on_event is not None:
+                _on_event(answer["event"])
+            answer = self.receive()
         if answer.get("id") not in (rid, None):
             raise ConnectionFailed(f"answer for request {answer.get('id')!r}, expected {rid}")
         if "error" in answer:

@@ -149,10 +149,10 @@ def _on_event(event: dict, client: Client, app_id):
     if kind == "send_fds":
         socket.send_fds(client.sock, [b"F"], [0, 1, 2])
     elif kind == "waiting":
-        behind = event.get("behind")
-        detail = f" (application {behind}, {event.get('behind_title')!r})" if behind else ""
-        print(f"dynamo: application {event['app']} waits for the running read/write "
-              f"application{detail} to finish", file=sys.stderr)
+        from .writer import describe_writer
+
+        print(f"dynamo: application {event['app']} waits for {describe_writer(event)} "
+              f"to finish", file=sys.stderr)
     return event.get("app", app_id)
 
 
@@ -190,7 +190,12 @@ def main(argv=None) -> int:
                 return 0
             if args.list:
                 params = {"limit": args.limit, **({"user": args.user} if args.user else {})}
-                print(format_list(client.call("list_applications", **params)["applications"]))
+                listing = client.call("list_applications", **params)
+                print(format_list(listing["applications"]))
+                if listing.get("writer"):
+                    from .writer import describe_writer
+
+                    print(f"writer slot: held by {describe_writer(listing['writer'])}")
                 return 0
             if args.write_request and not args.title:
                 print("dynamo: --write-request needs --title", file=sys.stderr)

@@ -16,6 +16,7 @@ import time
 
 from .connection import Client, ConnectionFailed, RemoteError, add_arguments
 from .jsonpath import line_of
+from .writer import describe_writer
 
 KINDS = ("sites", "groups", "datasets", "blocks", "files", "datasetreplicas", "blockreplicas")
 PROGRESS_THRESHOLD = 1 << 20  # show progress for documents above 1 MiB on a terminal
@@ -234,9 +235,16 @@ def submit(client: Client, method: str, params: dict, progress: Progress) -> dic
         progress.show(f"sent {done * 100 // total}% of {total / 1e6:.1f} MB"
                       + ("; waiting for the daemon to apply and commit" if done == total else ""))
     try:
-        return client.call(method, _progress=sent, **params)
+        return client.call(method, _progress=sent, _on_event=say_waiting, **params)
     finally:
         progress.done()
+
+
+def say_waiting(event: dict):
+    """The daemon holds the request back for a read/write application: say for whom."""
+    if event.get("event") == "waiting":
+        print(f"dynamo-inject: waiting: {describe_writer(event)} holds the writer slot; "
+              f"injections wait until it ends", file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> int:
@@ -312,6 +320,9 @@ def inject_documents(client: Client, method: str, args) -> int:
         rid, name, text = pending.pop(0)
         while rid not in answers:
             answer = client.receive()
+            if "event" in answer:
+                say_waiting(answer["event"])
+                continue
             answers[answer.get("id")] = answer
             if answer.get("id") is None:  # the daemon refused the connection's input
                 raise ConnectionFailed(answer.get("error", {}).get("message", "refused"))

@@ -1,12 +1,16 @@
 """What runs in an application's child, between fork() and os._exit().
 
-The child never touches the parent's event loop, database connection or
-sockets: it closes every descriptor it inherited except the caller's standard
-streams, the channel it reads files through (filechannel.py) and (for a
-writer) the pipe its changes go back through, takes the
-caller's identity when the daemon can, and runs the script synchronously as
-`__main__`.  A writer that ends with exit code 0 sends its records, one JSON
-object per line, then an end line with their count.
+The child is sealed before any user code runs: it unmaps every shared
+mapping it could write through to the daemon (seal.py), closes every
+descriptor it inherited except the caller's standard streams, the channel it
+reads files through (filechannel.py) and (for a writer) the pipe its changes
+go back through, drops what the daemon keeps private (users, grants, script
+authorizations, other applications' records), enters a cgroup of its own,
+takes its limits and the caller's identity, and runs the script
+synchronously as `__main__`.  A writer imports only what root installed
+(`sys.path` as `python3 -I` has it), never the caller's directories.  A
+writer that ends with exit code 0 sends its records, one JSON object per
+line, then an end line with their count.
 """
 
 import ctypes
@@ -15,14 +19,18 @@ import gc
 import logging
 import os
 import pwd
+import resource
 import signal
 import sys
 import traceback
+from dataclasses import dataclass
 
 import orjson
 
 from .. import executable
 from ..inventory import objects
+from . import seal
+from .cgroup import AppCgroups
 from .filechannel import ChannelSource
 from .proxy import ApplicationInventory
 
@@ -38,6 +46,22 @@ FILES_FD = 4
 _daemon_file_source = None  # kept referenced: freeing it would close the daemon's connection
 
 
+@dataclass
+class Plan:
+    """Everything the child is handed, decided by the daemon before the fork."""
+    app: object
+    inventory: object
+    stdio: list | None           # the caller's stdin, stdout, stderr; None: asynchronous
+    updates_fd: int | None       # a writer's pipe back to the daemon
+    files_fd: int                # the socket the child asks for files on
+    workarea: str | None         # asynchronous output goes there (made by the daemon)
+    cgroup: str | None           # the application's own cgroup
+    rlimits: dict                # resource.RLIMIT_* -> soft and hard limit
+    memory: int | None           # bytes it may map beyond what it inherits
+    forget: object               # drops the daemon's private records in this copy
+    isolated_path: list | None   # a writer's sys.path (python3 -I's)
+
+
 class _Terminated(BaseException):
     """Raised in the script by SIGTERM, so `finally` blocks still run."""
 
@@ -46,19 +70,25 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
-def run(app, inventory, stdio, updates_fd, files_fd, workarea) -> None:
+def run(plan: Plan) -> None:
     """Become the application and never return."""
     code = EXIT_SETUP
     daemon = os.getppid()
     try:
-        _detach_from_daemon(stdio, updates_fd, files_fd)
-        _become(app)
+        seal.seal()
+        _detach_from_daemon(plan.stdio, plan.updates_fd, plan.files_fd)
+        plan.forget()
+        if plan.cgroup:
+            AppCgroups.enter(plan.cgroup)
+        _first_to_go()
+        _limit(plan.rlimits, plan.memory)
+        _become(plan.app)
         _die_with(daemon)
-        if stdio is None:  # asynchronous: output goes to files of the caller's own
-            for target, fd in enumerate(_workarea_streams(workarea)):
+        if plan.stdio is None:  # asynchronous: output goes to files of the caller's own
+            for target, fd in enumerate(_workarea_streams(plan.workarea)):
                 os.dup2(fd, target)
                 os.close(fd)
-        code = _execute(app, inventory)
+        code = _execute(plan)
     except BaseException:  # nothing may escape into the daemon's code
         try:
             traceback.print_exc()
@@ -71,6 +101,23 @@ def run(app, inventory, stdio, updates_fd, files_fd, workarea) -> None:
             except BaseException:
                 pass
         os._exit(code)
+
+
+def _first_to_go():
+    """Short of memory, the kernel kills an application before the daemon."""
+    with open("/proc/self/oom_score_adj", "w") as adj:
+        adj.write("1000")
+
+
+def _limit(rlimits: dict, memory: int | None):
+    """The configured resource limits; the address space counts from what the child
+    inherits (the daemon's whole heap is mapped in it already)."""
+    if memory is not None:
+        with open("/proc/self/statm") as statm:
+            inherited = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        rlimits = {**rlimits, resource.RLIMIT_AS: inherited + memory}
+    for which, value in rlimits.items():
+        resource.setrlimit(which, (value, value))
 
 
 def _detach_from_daemon(stdio, updates_fd, files_fd):
@@ -95,13 +142,13 @@ def _detach_from_daemon(stdio, updates_fd, files_fd):
 
 
 def _workarea_streams(workarea):
-    """Created as the caller, after the privileges are gone: the work directory is
-    sticky and not listable, so each application can make only its own area."""
-    os.mkdir(workarea, 0o700)
+    """Created as the caller, after the privileges are gone, in the area the daemon
+    made for this application and handed to the caller."""
     streams = [os.open(os.devnull, os.O_RDONLY)]
     for name in ("stdout", "stderr"):
         path = os.path.join(workarea, name)
-        streams.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        streams.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                               0o600))
     return streams
 
 
@@ -183,8 +230,9 @@ def _streams():
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
 
 
-def _execute(app, inventory) -> int:
+def _execute(plan: Plan) -> int:
     global _daemon_file_source
+    app, inventory = plan.app, plan.inventory
     _streams()
     _daemon_file_source = inventory.file_cache.source
     inventory.file_cache.source = ChannelSource(FILES_FD)
@@ -194,9 +242,12 @@ def _execute(app, inventory) -> int:
                  "inventory": proxy}
     namespace.update({cls.__name__: cls for cls in objects.CLASSES})
     sys.argv = [app.path, *app.args]
-    script_dir = os.path.dirname(os.path.abspath(app.path))
-    if os.path.isdir(script_dir):
-        sys.path.insert(0, script_dir)
+    if plan.isolated_path is not None:
+        sys.path[:] = plan.isolated_path
+    else:
+        script_dir = os.path.dirname(os.path.abspath(app.path))
+        if os.path.isdir(script_dir):
+            sys.path.insert(0, script_dir)
     gc.enable()
     try:
         code = compile(app.script, app.path, "exec")

@@ -1,241 +1,282 @@
-"""Applications on the daemon's side: records, forks, time-outs, kills, write-back.
+"""Applications on the daemon's side: admission, the fork, time-outs, kills.
 
 Each application is forked from the event loop's thread (the child never runs
-the loop); its end is noticed through a pidfd, so no SIGCHLD handler and no
-thread is needed, and every child is reaped.  A read/write application holds
-the service's gate from before its fork until its changes are committed, so
-no injection can slip in between what it saw and what it writes (injections
-wait their turn); its changes come back through a pipe and are applied and
-committed as one transaction, exactly like an injection.
+the loop) at a moment when memory equals the committed store, next to a read
+transaction opened at that same state: the child's files come from it, so
+the script sees one committed snapshot for its whole life.  Its end is
+noticed through a pidfd, so no SIGCHLD handler and no thread is needed, and
+every child is reaped.  The parts live in their own modules: records
+(records.py), script authorizations (authorizations.py), the writer slot
+(slot.py), the child (child.py, seal.py), work areas (workarea.py), cgroups
+(cgroup.py) and a writer's changes (writeback.py).
 """
 
 import asyncio
-import dataclasses
 import gc
-import hashlib
 import logging
 import os
+import resource
 import signal
 import socket
+import subprocess
+import sys
 import time
-from dataclasses import dataclass, field
 
 import orjson
 
-from ..errors import Busy, DynamoError, NotFound
-from ..inventory.updates import apply_record
-from .. import collector
+from ..errors import Busy, DynamoError, InvalidParams, NotAuthorized
+from ..store.reader import StoreReader
 from . import child, filechannel
+from .authorizations import ScriptAuthorizations
+from .cgroup import CgroupError
+from .records import Application, Records
+from .slot import WriterSlot
+from .workarea import WorkAreas
+from .writeback import Receiver, write_back
 
 log = logging.getLogger("dynamod.apps")
 
-ACTIVE = ("new", "waiting", "run")
-MAX_UPDATE_BYTES = 1 << 30
-
-
-@dataclass
-class Application:
-    id: int
-    title: str
-    path: str
-    args: list
-    user: str
-    uid: int
-    gid: int
-    write: bool
-    timeout: float | None
-    script: str = ""
-    cwd: str | None = None
-    checksum: str = ""
-    status: str = "new"
-    exit_code: int | None = None
-    pid: int | None = None
-    submitted: float = field(default_factory=time.time)
-    started: float | None = None
-    ended: float | None = None
-    message: str = ""
-    workarea: str | None = None
-    ended_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-    started_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    def row(self) -> tuple:
-        return (self.id, self.title, self.path, orjson.dumps(self.args).decode(), self.user,
-                self.uid, "write" if self.write else "read", self.status, self.exit_code,
-                self.pid, self.timeout, self.checksum, self.submitted, self.started, self.ended,
-                self.message)
-
-    def view(self) -> dict:
-        return {"id": self.id, "title": self.title, "path": self.path, "args": self.args,
-                "user": self.user, "mode": "write" if self.write else "read",
-                "status": self.status, "exit_code": self.exit_code, "pid": self.pid,
-                "timeout": self.timeout, "submitted": self.submitted, "started": self.started,
-                "ended": self.ended, "message": self.message, "workarea": self.workarea}
-
-    @classmethod
-    def from_row(cls, row) -> "Application":
-        (aid, title, path, args, user, uid, mode, status, exit_code, pid, timeout, checksum,
-         submitted, started, ended, message) = row
-        app = cls(aid, title, path, orjson.loads(args), user, uid, -1, mode == "write", timeout,
-                  checksum=checksum, status=status, exit_code=exit_code, pid=pid,
-                  submitted=submitted, started=started, ended=ended, message=message)
-        app.ended_event.set()
-        return app
-
-
-def checksum(script: str) -> str:
-    return hashlib.sha256(script.encode()).hexdigest()
+EXPIRY_INTERVAL = 3600.0   # seconds between two sweeps of expired records
+_PRINT_PATH = "import sys, json; print(json.dumps(sys.path))"
 
 
 class ApplicationManager:
-    def __init__(self, service, config):
+    def __init__(self, service, config, users, cgroups=None):
         self.service = service
         self.config = config
-        self.apps: dict[int, Application] = {}
-        self.authorizations: dict[tuple, tuple] = {}   # (title, user) -> (checksum, created)
-        self.next_id = 1
+        self.users = users
+        self.cgroups = cgroups
+        self.records = Records(service.writer, config)
+        self.authorizations = ScriptAuthorizations(service.writer)
+        self.slot = WriterSlot(service.gate)
+        self.workareas = WorkAreas(config.work_dir)
+        self.isolated_path = isolated_sys_path()
         self.tasks = set()
+        self._expiry = None
 
-    # ------------------------------------------------------------ records
-    def load(self, tables: dict, next_ids: dict):
-        """Take the records from the store; those that were running died with the daemon."""
-        interrupted = []
-        for row in tables["application"]:
-            app = Application.from_row(row)
-            if app.status in ACTIVE:
-                app.status, app.message = "killed", "the daemon stopped while it was active"
-                app.ended = app.ended or time.time()
-                interrupted.append(app)
-            self.apps[app.id] = app
-        for title, user, digest, created in tables["authorization"]:
-            self.authorizations[(title, user)] = (digest, created)
-        self.next_id = next_ids.get("application", 1)
-        for app in interrupted:
-            self._persist(app)
-        if interrupted:
-            log.warning("marked %d application(s) killed: they were active when the daemon "
-                        "stopped", len(interrupted))
+    def load(self, tables, next_ids: dict):
+        self.records.load(tables["application"], next_ids.get("application", 1))
+        self.authorizations.load(tables["authorization"])
+        self.workareas.prepare()
 
-    def _persist(self, app: Application) -> asyncio.Future:
-        return self.service.writer.submit({("application", (app.id,)): app.row()},
-                                          {"application": self.next_id}, lambda: None)
+    def start_expiry(self):
+        """Delete expired records now and every hour."""
+        async def sweep():
+            while True:
+                self.expire()
+                await asyncio.sleep(EXPIRY_INTERVAL)
+        self._expiry = asyncio.get_running_loop().create_task(sweep())
 
-    # ----------------------------------------------------- authorizations
-    def authorize(self, title: str, user: str, digest: str):
-        """Record `digest` for (title, user, or '' for all users).
-
-        Returns whether it replaced an earlier one, and the commit's future.
-        """
-        key = (title, user)
-        before = dict(self.authorizations)
-        self.authorizations[key] = (digest, time.time())
-        log.info("script authorization %s for title %r, user %s: %s",
-                 "replaced" if key in before else "added", title, user or "ALL", digest)
-        return key in before, self._persist_authorizations([key], before)
-
-    def revoke(self, title: str, user: str | None):
-        keys = [k for k in self.authorizations if k[0] == title and (user is None or k[1] == user)]
-        if not keys:
-            raise NotFound(f"no authorization for title {title!r}"
-                           + (f" and user {user or 'ALL'}" if user is not None else ""))
-        before = dict(self.authorizations)
-        for key in keys:
-            del self.authorizations[key]
-            log.info("script authorization revoked: title %r, user %s", key[0], key[1] or "ALL")
-        return keys, self._persist_authorizations(keys, before)
-
-    def _persist_authorizations(self, keys, before) -> asyncio.Future:
-        """Commit the entries `keys` as they are now; a failed commit restores `before`."""
-        def undo():
-            self.authorizations.clear()
-            self.authorizations.update(before)
-
-        rows = {("authorization", key): (*key, *self.authorizations[key])
-                if key in self.authorizations else None for key in keys}
-        return self.service.writer.submit(rows, {}, undo)
-
-    def is_authorized(self, title: str, user: str, digest: str) -> bool:
-        return any(self.authorizations.get((title, who), ("",))[0] == digest
-                   for who in (user, ""))
+    def expire(self):
+        areas = [a.workarea for a in self.records.apps.values()]
+        self.records.expire()
+        for area in set(areas) - {a.workarea for a in self.records.apps.values()}:
+            WorkAreas.remove(area)
 
     # ------------------------------------------------------------- submit
-    def create(self, **fields) -> Application:
-        app = Application(self.next_id, **fields)
-        app.checksum = checksum(app.script)
-        self.next_id += 1
-        if app.write and not self.is_authorized(app.title, app.user, app.checksum):
-            app.status = "authfailed"
-            app.message = (f"script {app.path} (sha256 {app.checksum[:12]}…) is not authorized "
-                           f"for read/write under title {app.title!r} for user {app.user}; "
-                           f"root authorizes it with dynamo-exec-auth")
-            app.ended = time.time()
-            app.ended_event.set()
+    def admit(self, identity, title: str, path: str, args: list, write: bool,
+              timeout: float | None):
+        """Refuse, with the limit named, what would exceed the configured bounds."""
+        config = self.config
+        for name, value, limit in (("title", title, config.app_max_title),
+                                   ("path", path, config.app_max_path)):
+            if len(value.encode()) > limit:
+                raise InvalidParams(f"the {name} exceeds {limit} bytes", field=name)
+        if sum(len(a.encode()) + 1 for a in args) > config.app_max_args:
+            raise InvalidParams(f"the arguments exceed {config.app_max_args} bytes",
+                                field="args")
+        if write and not identity.superuser and (
+                timeout is None or timeout > config.writer_max_time):
+            raise InvalidParams(
+                f"a read/write application may run at most {config.writer_max_time:g} s "
+                f"([applications] writer_max_time); only the superuser may lift it",
+                field="timeout")
+        if identity.superuser:
+            return
+        mine = len(self.records.active(identity.name))
+        if mine >= config.app_max_per_user:
+            raise Busy(f"{identity.name} has {mine} applications active (limit "
+                       f"{config.app_max_per_user} per user); wait for one to end")
+        total = len(self.records.active())
+        if total >= config.app_max_total:
+            raise Busy(f"{total} applications are active (limit {config.app_max_total}); "
+                       f"try again later")
+
+    def create(self, identity, **fields) -> Application:
+        """A new record; a writer whose script is not authorized ends at once."""
+        app = self.records.new(user=identity.name, uid=identity.peer.uid,
+                               gid=identity.peer.gid, superuser=identity.superuser, **fields)
+        if app.write and not self.authorizations.allows(app.title, app.user, app.checksum):
+            app.end("authfailed", self._not_authorized(app))
             log.warning("application %d refused: %s", app.id, app.message)
-        self.apps[app.id] = app
         return app
 
-    def writer(self) -> Application | None:
-        return next((a for a in self.apps.values() if a.write and a.status in ("run",)), None)
+    @staticmethod
+    def _not_authorized(app) -> str:
+        return (f"script {app.path} (sha256 {app.checksum[:12]}…) is not authorized for "
+                f"read/write under title {app.title!r} for user {app.user}; root authorizes "
+                f"it with dynamo-exec-auth")
+
+    def visible_to(self, identity, app: Application) -> bool:
+        """A user sees their own records; the superuser and admins see everyone's."""
+        return app.user == identity.name or self.is_admin(identity)
+
+    def is_admin(self, identity) -> bool:
+        return identity.superuser or self.users.has_role(identity.name, ("admin",),
+                                                         "application")
 
     def start(self, app: Application, stdio: list | None, no_wait: bool = False):
         """Run `app` in the background; its events are set as it starts and ends.
 
         Takes ownership of the `stdio` descriptors: they are closed when it ends.
         """
-        if app.status == "authfailed":
-            self._persist(app)
-            return
-        if app.write and no_wait and self.service.gate.locked():
-            holder = self.writer()
-            app.status, app.ended = "failed", time.time()
-            app.message = ("another read/write application is running"
-                           + (f" (id {holder.id}, {holder.title!r})" if holder else ""))
-            app.ended_event.set()
-            self._persist(app)
+        if app.write and no_wait and self.slot.holder is not None:
+            holder = self.slot.describe()
+            message = "another read/write application is running" + (
+                f" (id {holder['app']}, {holder['title']!r} of {holder['user']})"
+                if holder else "")
+            app.end("failed", message)
+            self.records.persist(app)
             for fd in stdio or ():
                 os.close(fd)
-            raise Busy(app.message)
+            raise Busy(message)
         task = asyncio.get_running_loop().create_task(self._run(app, stdio))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     async def _run(self, app: Application, stdio):
         try:
-            # Committed before the fork: a daemon killed while the application runs
-            # finds its record at restart (and marks it killed).
-            await self._persist(app)
             if app.write:
                 if self.service.gate.locked():
                     app.status = "waiting"
-                    self._persist(app)
-                async with self.service.gate:
-                    await self._execute(app, stdio)
+                    self.records.persist(app)
+                async with self.slot.hold(app):
+                    if self._still_allowed(app):
+                        await self._execute(app, stdio)
             else:
                 await self._execute(app, stdio)
+        except (DynamoError, CgroupError) as exc:
+            message = getattr(exc, "message", str(exc))
+            log.warning("application %d could not start: %s", app.id, message)
+            app.status, app.message = "failed", message
         except Exception as exc:  # the record must end, whatever happened
             log.exception("application %d failed in the daemon", app.id)
             app.status, app.message = "failed", f"daemon error: {exc}"
         finally:
             for fd in stdio or ():
                 os.close(fd)
-            app.ended = app.ended or time.time()
-            app.ended_event.set()
-            app.started_event.set()
-            self._persist(app)
+            app.end(app.status, app.message)
+            self.records.persist(app)
             log.info("application %d (%s) ended: %s, exit code %s", app.id, app.title,
                      app.status, app.exit_code)
 
+    def _still_allowed(self, app: Application) -> bool:
+        """A writer that waited for the slot runs only if its script is still authorized
+        and its submitter still has the role."""
+        if app.status == "killed":
+            return False
+        if not self.authorizations.allows(app.title, app.user, app.checksum):
+            app.status, app.message = "authfailed", self._not_authorized(app) + \
+                " (the authorization was revoked while it waited)"
+        elif not app.superuser and not self.users.has_role(app.user, ("admin", "operator"),
+                                                           "application"):
+            app.status, app.message = "authfailed", (
+                f"{app.user} lost the admin or operator role on application while it waited")
+        else:
+            return True
+        log.warning("application %d refused when its turn came: %s", app.id, app.message)
+        return False
+
+    # ------------------------------------------------------------ execute
     async def _execute(self, app: Application, stdio):
-        await self.service.writer.flush()  # the child sees committed state only
         if app.status == "killed":
             return
+        if stdio is None:
+            app.workarea = self.workareas.create(app.id, app.uid, app.gid)
+        cgroup = self.cgroups.create(app.id) if self.cgroups else None
+        try:
+            await self._fork_and_wait(app, stdio, cgroup)
+        finally:
+            if cgroup:
+                self._remove_cgroup(cgroup, tries=5)
+
+    def _remove_cgroup(self, path: str, tries: int):
+        """Again a little later while the kernel still counts the reaped child."""
+        if not self.cgroups.remove(path, last_try=tries <= 1):
+            asyncio.get_running_loop().call_later(0.02, self._remove_cgroup, path, tries - 1)
+
+    async def _fork_and_wait(self, app: Application, stdio, cgroup):
         loop = asyncio.get_running_loop()
         updates_r = updates_w = None
         if app.write:
             updates_r, updates_w = os.pipe()
             os.set_blocking(updates_r, False)
         files_here, files_there = socket.socketpair()
-        if stdio is None:
-            app.workarea = os.path.join(self.config.work_dir, str(app.id))
+        try:
+            snapshot, pid = await self._fork_at_committed_state(
+                app, stdio, updates_w, files_there, cgroup)
+        finally:
+            if updates_w is not None:
+                os.close(updates_w)
+            files_there.close()
+        app.script = ""  # the child has its copy; records live on, scripts need not
+        serving = loop.create_task(filechannel.serve(files_here, snapshot))
+        app.pid, app.status, app.started = pid, "run", time.time()
+        self.records.persist(app)
+        app.started_event.set()
+        log.info("application %d (%s, %s) started as pid %d for %s", app.id, app.title,
+                 "read/write" if app.write else "read-only", pid, app.user)
+        receiver = None
+        if updates_r is not None:
+            receiver = Receiver(updates_r, lambda why: self.kill(app.id, why))
+            loop.add_reader(updates_r, receiver.read)
+        try:
+            status = await self._wait(app, pid)
+        finally:
+            serving.cancel()
+            snapshot.close()
+            if receiver is not None:
+                loop.remove_reader(updates_r)
+                receiver.read()
+                os.close(updates_r)
+        app.exit_code = os.waitstatus_to_exitcode(status)
+        if app.status == "killed":
+            return
+        if app.exit_code != 0:
+            app.status = "failed"
+            app.message = app.message or f"exit code {app.exit_code}; nothing was changed"
+        elif app.write:
+            await write_back(self.service, app, bytes(receiver.received))
+        else:
+            app.status = "done"
+
+    async def _fork_at_committed_state(self, app, stdio, updates_w, files_there, cgroup):
+        """Fork where memory equals the committed store, with a read transaction opened
+        at that same state.  Changes apply synchronously under the gate and are then
+        committed by the writer: once the writer is idle, nothing applied is uncommitted,
+        and nothing can apply before the fork (no await in between)."""
+        writer = self.service.writer
+        while not writer.idle:
+            if self.slot.holder is not None or not self.service.gate.locked():
+                await writer.flush()   # a writer app holds the gate: nothing else applies
+                continue
+            async with self.service.gate:   # injections keep coming: hold them back
+                while not writer.idle:
+                    await writer.flush()
+                return self._fork(app, stdio, updates_w, files_there, cgroup)
+        return self._fork(app, stdio, updates_w, files_there, cgroup)
+
+    def _fork(self, app, stdio, updates_w, files_there, cgroup):
+        snapshot = StoreReader(self.service.store.path)
+        try:
+            snapshot.hold()
+        except BaseException:
+            snapshot.close()
+            raise
+        plan = child.Plan(app, self.service.inventory, stdio, updates_w, files_there.fileno(),
+                          app.workarea, cgroup, self._rlimits(), self.config.app_memory or None,
+                          self._forget_in_child(app.id),
+                          self.isolated_path if app.write else None)
         gc.collect(1)
         gc.freeze()
         # Signals stay blocked across the fork: until the child has reset its handlers,
@@ -244,58 +285,27 @@ class ApplicationManager:
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         pid = os.fork()
         if pid == 0:
-            child.run(app, self.service.inventory, stdio, updates_w, files_there.fileno(),
-                      app.workarea)
+            child.run(plan)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         gc.unfreeze()
-        app.script = ""  # the child has its copy; records live on, scripts need not
-        if updates_w is not None:
-            os.close(updates_w)
-        files_there.close()
-        serving = loop.create_task(
-            filechannel.serve(files_here, self.service.inventory.file_cache.source))
-        app.pid, app.status, app.started = pid, "run", time.time()
-        self._persist(app)
-        app.started_event.set()
-        log.info("application %d (%s, %s) started as pid %d for %s", app.id, app.title,
-                 "read/write" if app.write else "read-only", pid, app.user)
-        received = bytearray()
-        if updates_r is not None:
-            loop.add_reader(updates_r, self._read_updates, updates_r, received, app)
-        try:
-            status = await self._wait(app, pid)
-        finally:
-            serving.cancel()
-            if updates_r is not None:
-                loop.remove_reader(updates_r)
-                self._read_updates(updates_r, received, app)
-                os.close(updates_r)
-        app.exit_code = os.waitstatus_to_exitcode(status)
-        if app.status == "killed":
-            return
-        if app.exit_code != 0:
-            app.status = "failed"
-            app.message = app.message or f"exit code {app.exit_code}; nothing was changed"
-            return
-        if app.write:
-            await self._write_back(app, bytes(received))
-        else:
-            app.status = "done"
+        return snapshot, pid
 
-    def _read_updates(self, fd, received: bytearray, app: Application):
-        while True:
-            try:
-                chunk = os.read(fd, 1 << 20)
-            except BlockingIOError:
-                return
-            except OSError:
-                return
-            if not chunk:
-                return
-            if len(received) + len(chunk) > MAX_UPDATE_BYTES:
-                self.kill(app.id, "its changes exceed 1 GiB")
-                return
-            received += chunk
+    def _rlimits(self) -> dict:
+        config = self.config
+        limits = {resource.RLIMIT_CORE: 0}   # a core file would hold the daemon's memory
+        if config.app_cpu_time:
+            limits[resource.RLIMIT_CPU] = int(config.app_cpu_time)
+        if config.app_processes:
+            limits[resource.RLIMIT_NPROC] = config.app_processes
+        return limits
+
+    def _forget_in_child(self, app_id: int):
+        """What the child drops before user code: the daemon's private records."""
+        def forget():
+            self.users.forget()
+            self.authorizations.forget()
+            self.records.forget_others(app_id)
+        return forget
 
     async def _wait(self, app: Application, pid: int) -> int:
         """Wait for the child's end (pidfd), killing it at its time-out."""
@@ -318,47 +328,11 @@ class ApplicationManager:
         _, status = os.waitpid(pid, 0)
         return status
 
-    async def _write_back(self, app: Application, data: bytes):
-        """Apply the changes a writer sent, as one transaction, or none of them.
-
-        The cyclic garbage collector waits until the commit is done: 100,000 records
-        make hundreds of thousands of objects, none of them garbage, and each collection
-        they would trigger walks them all (a full one, the whole inventory too).
-        """
-        with collector.paused():
-            records = _parse_records(data)
-            if records is None:
-                app.status = "failed"
-                app.message = "its changes arrived incomplete; nothing was applied"
-                return
-
-            def apply(changes):
-                for rec in records:
-                    apply_record(changes, rec)
-                changes.finish()
-
-            outcome = {"status": "done", "message": "no changes"}
-
-            def record(counts):
-                """The `done` record, committed in the same transaction as the changes (and
-                shown only once they are committed)."""
-                outcome.update(ended=time.time(), message="changes applied: " + _summary(counts))
-                return {("application", (app.id,)): dataclasses.replace(app, **outcome).row()}
-
-            try:
-                await self.service.change_holding_gate(apply, f"{app.user} app={app.id}", record)
-            except DynamoError as exc:
-                app.status = "failed"
-                app.message = f"its changes were refused, nothing was applied: {exc.message}"
-            else:
-                for name, value in outcome.items():
-                    setattr(app, name, value)
-
     # --------------------------------------------------------------- kill
     def kill(self, app_id: int, reason: str) -> bool:
         """Stop an application: SIGTERM now, SIGKILL after the grace period."""
-        app = self.get(app_id)
-        if app.status not in ACTIVE or app.exit_code is not None:
+        app = self.records.get(app_id)
+        if not app.active or app.exit_code is not None:
             return False  # ended, or its changes are being committed: too late to stop
         previous, app.status, app.message = app.status, "killed", f"killed: {reason}"
         log.warning("application %d (%s) killed: %s", app.id, app.title, reason)
@@ -367,39 +341,22 @@ class ApplicationManager:
             loop = asyncio.get_running_loop()
             loop.call_later(self.config.kill_grace, self._force_kill, app)
         else:
-            app.ended = time.time()
-            app.ended_event.set()
-            self._persist(app)
+            app.end("killed", app.message)
+            self.records.persist(app)
         return True
 
     def _force_kill(self, app: Application):
         if not app.ended_event.is_set():
             _signal(app.pid, signal.SIGKILL)
 
-    def get(self, app_id) -> Application:
-        try:
-            return self.apps[app_id]
-        except KeyError:
-            raise NotFound(f"unknown application {app_id}") from None
-
     async def stop_all(self):
         """Kill every running application (daemon shutdown) and wait for their ends."""
-        for app in list(self.apps.values()):
-            if app.status in ACTIVE:
-                self.kill(app.id, "the daemon is stopping")
+        if self._expiry is not None:
+            self._expiry.cancel()
+        for app in self.records.active():
+            self.kill(app.id, "the daemon is stopping")
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=self.config.kill_grace + 5)
-
-
-def _parse_records(data: bytes) -> list | None:
-    """The records a writer sent, or None unless they end with a matching end line."""
-    try:
-        records = [orjson.loads(line) for line in data.splitlines()]
-    except orjson.JSONDecodeError:
-        return None
-    if not records or records[-1] != {"end": len(records) - 1}:
-        return None
-    return records[:-1]
 
 
 def _signal(pid, sig):
@@ -409,10 +366,13 @@ def _signal(pid, sig):
         pass
 
 
-def _summary(counts: dict) -> str:
-    parts = [f"{how} {n} {kind}" for how in ("created", "updated", "deleted")
-             for kind, n in counts.get(how, {}).items()]
-    return ", ".join(parts) or "none"
+def isolated_sys_path() -> list[str]:
+    """`sys.path` as `python3 -I` has it: the standard library and what is installed,
+    nothing from the environment, the user's site or any working directory.  Asked of
+    the interpreter itself once, at start-up, rather than guessed from our own path."""
+    found = subprocess.run([sys.executable, "-I", "-c", _PRINT_PATH], capture_output=True,
+                           check=True, timeout=30, stdin=subprocess.DEVNULL, env={}, cwd="/")
+    return [p for p in orjson.loads(found.stdout) if p]
 
 
 def parse_timeout(hours: float, default_seconds: float) -> float | None:
@@ -422,4 +382,3 @@ def parse_timeout(hours: float, default_seconds: float) -> float | None:
     if hours == 0:
         return default_seconds
     return hours * 3600.0
-

@@ -59,6 +59,11 @@ class UserRegistry:
         self.roles.update(name for (name,) in tables["role"])
         self.grants.update(tables["grant"])
 
+    def forget(self):
+        """In an application's child: no user, account, DN or grant stays reachable."""
+        for table in (self.users, self.by_dn, self.by_account, self.grants):
+            table.clear()
+
     # -------------------------------------------------------------- lookups
     def has_role(self, user: str, roles, target: str) -> bool:
         return any((user, role, t) in self.grants for role in roles for t in (target, "all"))

@@ -6,7 +6,7 @@ from importlib import resources
 
 from ..apps.runner import parse_timeout
 from ..auth.policy import Access
-from ..errors import DynamoError, InvalidParams, NotAuthorized
+from ..errors import DynamoError, InvalidParams, NotAuthorized, NotFound
 from .registry import Call, method
 
 MAX_SCRIPT_BYTES = 16 << 20
@@ -30,15 +30,18 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
 
     With `attach` (the default) the client is sent a `send_fds` event and must
     then pass its standard input, output and error (SCM_RIGHTS); the answer
-    comes when the application ends.  Without it, the answer is immediate and
-    the output goes to files in the application's work area.
+    comes when the application ends.  Without it, the answer comes once the
+    record is committed, and the output goes to files in the application's
+    work area.  Title, path and arguments are bounded, and so are the
+    applications active per user and in all (`[applications]` settings).
     """
     if len(script.encode()) > MAX_SCRIPT_BYTES:
         raise InvalidParams(f"the script exceeds {MAX_SCRIPT_BYTES} bytes", field="script")
     if not all(isinstance(a, str) for a in args):
         raise InvalidParams("args must be a list of strings", field="args")
-    if cwd is not None and "\0" in cwd:
-        raise InvalidParams("cwd cannot hold a NUL character", field="cwd")
+    if cwd is not None and ("\0" in cwd or len(cwd.encode()) > 4096):
+        raise InvalidParams("cwd must be at most 4096 bytes, with no NUL character",
+                            field="cwd")
     if console:
         if write:
             raise InvalidParams("the console is read-only", field="write")
@@ -47,12 +50,12 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
         raise InvalidParams("a read/write application needs a title", field="title")
     identity = call.identity
     manager = _manager(call)
-    app = manager.create(title=title or path, path=path, args=args, user=identity.name,
-                         uid=identity.peer.uid, gid=identity.peer.gid, write=write,
-                         timeout=parse_timeout(timeout, call.server.config.app_timeout),
-                         script=script, cwd=cwd)
+    seconds = parse_timeout(timeout, call.server.config.app_timeout)
+    manager.admit(identity, title or path, path, args, write, seconds)
+    app = manager.create(identity, title=title or path, path=path, args=args, write=write,
+                         timeout=seconds, script=script, cwd=cwd)
+    await manager.records.persist(app)   # its id is answered only once it is committed
     if app.status == "authfailed":
-        manager.start(app, None)
         raise NotAuthorized(app.message, app=app.id, uid=identity.peer.uid, dn=identity.dn)
     stdio = None
     if attach:
@@ -61,15 +64,12 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
         except DynamoError as exc:  # the caller left, or sent no descriptors: end the record
             manager.kill(app.id, exc.message)
             raise
-    waiting_for = manager.writer() if write and call.service.gate.locked() else None
+    waiting = manager.slot.waiting_event(app=app.id) if write else None
     manager.start(app, stdio, no_wait)
     if not attach:
         return app.view()
-    if waiting_for is not None or app.status == "waiting":
-        call.connection.send_event(call.request_id, {
-            "event": "waiting", "app": app.id,
-            "behind": waiting_for.id if waiting_for else None,
-            "behind_title": waiting_for.title if waiting_for else None})
+    if waiting is not None:
+        call.connection.send_event(call.request_id, waiting)
     await app.started_event.wait()
     if app.pid:
         call.connection.send_event(call.request_id, {"event": "started", "app": app.id,
@@ -78,20 +78,28 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
     return app.view()
 
 
+def _visible(call: Call, id: int):
+    """The record, if the caller may see it: their own, or anyone's for an admin."""
+    manager = _manager(call)
+    app = manager.records.get(id)
+    if not manager.visible_to(call.identity, app):
+        raise NotFound(f"unknown application {id}")   # others' ids are not confirmed either
+    return app
+
+
 @method("poll_application", Access.APPLICATION)
 def poll_application(call: Call, id: int) -> dict:
-    """The record of one application."""
-    return _manager(call).get(id).view()
+    """The record of one application (the caller's own; an administrator: anyone's)."""
+    return _visible(call, id).view()
 
 
 @method("kill_application", Access.APPLICATION)
 def kill_application(call: Call, id: int) -> dict:
     """Stop an application (its submitter, or an administrator): SIGTERM, then SIGKILL."""
     manager = _manager(call)
-    app = manager.get(id)
+    app = manager.records.get(id)
     identity = call.identity
-    if not (identity.superuser or app.user == identity.name
-            or call.server.users.has_role(identity.name, ("admin",), "application")):
+    if not (app.user == identity.name or manager.is_admin(identity)):
         message = (f"application {id} belongs to {app.user}; only its submitter or an "
                    f"administrator may kill it, not {identity.describe()}")
         log.warning("refused kill_application: %s", message)
@@ -102,11 +110,14 @@ def kill_application(call: Call, id: int) -> dict:
 
 @method("list_applications", Access.APPLICATION)
 def list_applications(call: Call, limit: int = 20, user: str | None = None) -> dict:
-    """The most recent applications, newest first."""
-    apps = sorted(_manager(call).apps.values(), key=lambda a: a.id, reverse=True)
-    if user is not None:
-        apps = [a for a in apps if a.user == user]
-    return {"applications": [a.view() for a in apps[:max(limit, 0)]]}
+    """The most recent applications, newest first: the caller's own (an administrator:
+    everyone's, or `user`'s); and who holds the writer slot."""
+    manager = _manager(call)
+    apps = sorted(manager.records.apps.values(), key=lambda a: a.id, reverse=True)
+    apps = [a for a in apps if (user is None or a.user == user)
+            and manager.visible_to(call.identity, a)]
+    return {"applications": [a.view() for a in apps[:max(limit, 0)]],
+            "writer": manager.slot.describe()}
 
 
 @method("authorize_script", Access.SUPERUSER)
@@ -116,7 +127,7 @@ async def authorize_script(call: Call, title: str, checksum: str, user: str | No
         raise InvalidParams("the title is empty", field="title")
     if not _SHA256.fullmatch(checksum):
         raise InvalidParams("checksum must be 64 lower-case hexadecimal digits", field="checksum")
-    replaced, committed = _manager(call).authorize(title, user or "", checksum)
+    replaced, committed = _manager(call).authorizations.authorize(title, user or "", checksum)
     await committed
     return {"title": title, "user": user, "checksum": checksum, "replaced": replaced}
 
@@ -124,7 +135,7 @@ async def authorize_script(call: Call, title: str, checksum: str, user: str | No
 @method("list_script_authorizations", Access.SUPERUSER)
 def list_script_authorizations(call: Call) -> dict:
     """Every authorization: title, user (null: all users), checksum, date."""
-    entries = sorted(_manager(call).authorizations.items())
+    entries = sorted(_manager(call).authorizations.entries.items())
     return {"authorizations": [{"title": t, "user": u or None, "checksum": c, "created": d}
                                for (t, u), (c, d) in entries]}
 
@@ -134,6 +145,7 @@ async def revoke_script_authorization(call: Call, title: str, user: str | None =
                                       all_users: bool = False) -> dict:
     """Remove the authorization of `title` for `user` (or the all-users one);
     with `all_users` every authorization of the title."""
-    keys, committed = _manager(call).revoke(title, None if all_users else (user or ""))
+    keys, committed = _manager(call).authorizations.revoke(title,
+                                                           None if all_users else (user or ""))
     await committed
     return {"revoked": [{"title": t, "user": u or None} for t, u in keys]}

@@ -191,7 +191,11 @@ def lfn_to_pfn(call: Call, site: str, lfn: str) -> dict:
 
 @method("inject", Access.INVENTORY)
 async def inject(call: Call, data: dict, dry_run: bool = False) -> dict:
-    """Create or update what the injection document describes, as one transaction."""
+    """Create or update what the injection document describes, as one transaction.
+
+    While a read/write application holds the writer slot the request waits, and
+    a `waiting` event says for which application."""
+    _say_waiting(call)
     counts = await call.service.change(lambda c: injection.inject(c, data), dry_run,
                                        call.actor)
     return {**counts, "dry_run": dry_run}
@@ -199,7 +203,15 @@ async def inject(call: Call, data: dict, dry_run: bool = False) -> dict:
 
 @method("delete", Access.INVENTORY)
 async def delete(call: Call, data: dict, dry_run: bool = False) -> dict:
-    """Remove what the document names (with the cascades), as one transaction."""
+    """Remove what the document names (with the cascades), as one transaction; waits
+    as `inject` does."""
+    _say_waiting(call)
     counts = await call.service.change(lambda c: injection.delete(c, data), dry_run,
                                        call.actor)
     return {**counts, "dry_run": dry_run}
+
+
+def _say_waiting(call: Call):
+    waiting = call.server.apps.slot.waiting_event()
+    if waiting is not None and call.connection is not None:
+        call.connection.send_event(call.request_id, waiting)

@@ -28,13 +28,16 @@ def whoami(call: Call) -> dict:
 
 @method("status", Access.READ)
 def status(call: Call) -> dict:
-    """The daemon's version, uptime, inventory size and store figures."""
+    """The daemon's version, uptime, inventory size and store figures; the applications
+    active and who holds the writer slot."""
     server = call.server
     return {"version": __version__, "pid": os.getpid(),
             "uptime": round(time.monotonic() - server.started, 3),
             "socket": server.config.socket, "database": server.config.database,
             "connections": len(server.connections), "commits": server.service.writer.commits,
-            "inventory": call.inventory.counts(), "file_cache": call.inventory.file_cache.stats()}
+            "inventory": call.inventory.counts(), "file_cache": call.inventory.file_cache.stats(),
+            "applications": {"active": len(server.apps.records.active()),
+                             "writer": server.apps.slot.describe()}}
 
 
 @method("list_methods", Access.PUBLIC)

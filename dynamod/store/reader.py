@@ -33,6 +33,17 @@ class StoreReader:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the database {path}: {exc}") from exc
 
+    def hold(self):
+        """Open a read transaction and keep it: from now on this connection sees the
+        store as it is at this moment, whatever commits follow (WAL keeps the pages
+        it needs until `close`; a checkpoint cannot pass it, so the WAL grows while
+        it is held)."""
+        try:
+            self.db.execute("BEGIN")
+            self.db.execute("SELECT kind FROM next_ids LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
+
     # ----------------------------------------------------------- start-up
     def tables(self) -> "Tables":
         """Every table by kind, each read (in key order) when it is iterated."""

@@ -95,7 +95,8 @@ CREATE TABLE applications (
     submitted REAL NOT NULL,
     started REAL,
     ended REAL,
-    message TEXT NOT NULL
+    message TEXT NOT NULL,
+    workarea TEXT                  -- an asynchronous application's output directory
 );
 
 -- Scripts authorized to run read/write: by title, for one user or for all ('').

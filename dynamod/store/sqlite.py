@@ -15,11 +15,13 @@ import aiosqlite
 from ..errors import DynamoError, StoreError
 from .tables import ID_KINDS, TABLES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # Each entry upgrades the schema from version N (its index + 1) to N + 1.
-MIGRATIONS: list[str] = []
+MIGRATIONS: list[str] = [
+    "ALTER TABLE applications ADD COLUMN workarea TEXT",   # 1 -> 2: work areas recorded
+]
 
 
 # A delete with no table of its own: every file of a block, keyed (block_id,).

@@ -59,7 +59,8 @@ INVENTORY_TABLES = (
 APPLICATION_TABLES = (
     Table("application", "applications",
           ("id", "title", "path", "args", "user", "uid", "mode", "status", "exit_code", "pid",
-           "timeout", "checksum", "submitted", "started", "ended", "message"), ("id",)),
+           "timeout", "checksum", "submitted", "started", "ended", "message", "workarea"),
+          ("id",)),
     Table("authorization", "script_authorizations", ("title", "user", "checksum", "created"),
           ("title", "user")),
     Table("user", "users", ("name", "email"), ("name",)),

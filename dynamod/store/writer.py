@@ -71,6 +71,11 @@ class Writer:
             if not future.done():
                 future.set_exception(error)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing submitted is waiting or committing: what is applied is committed."""
+        return not self.pending and not self._busy
+
     async def flush(self):
         """Wait until everything submitted so far is committed (or undone)."""
         if self.pending or self._busy:

@@ -1,0 +1,158 @@
+"""Application records: what was run, by whom, how it ended; kept for a while.
+
+A record is committed before its submitter hears its id (so an id is never
+given twice, whatever crash follows) and at each change of status.  Records
+end after `retention` seconds; a user sees their own records, an
+administrator everyone's.  Nothing of a record but the application's own
+reaches a child (see `forget_others`).
+"""
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from ..errors import NotFound
+
+log = logging.getLogger("dynamod.apps")
+
+ACTIVE = ("new", "waiting", "run")
+
+
+@dataclass
+class Application:
+    id: int
+    title: str
+    path: str
+    args: list
+    user: str
+    uid: int
+    gid: int
+    write: bool
+    timeout: float | None
+    script: str = ""
+    cwd: str | None = None
+    checksum: str = ""
+    status: str = "new"
+    exit_code: int | None = None
+    pid: int | None = None
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    ended: float | None = None
+    message: str = ""
+    workarea: str | None = None
+    superuser: bool = False    # the submitter's standing; a queued writer is checked again
+    ended_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    started_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def end(self, status: str, message: str):
+        self.status, self.message = status, message
+        self.ended = self.ended or time.time()
+        self.ended_event.set()
+        self.started_event.set()
+
+    def row(self) -> tuple:
+        return (self.id, self.title, self.path, orjson.dumps(self.args).decode(), self.user,
+                self.uid, "write" if self.write else "read", self.status, self.exit_code,
+                self.pid, self.timeout, self.checksum, self.submitted, self.started, self.ended,
+                self.message, self.workarea)
+
+    def view(self) -> dict:
+        return {"id": self.id, "title": self.title, "path": self.path, "args": self.args,
+                "user": self.user, "mode": "write" if self.write else "read",
+                "status": self.status, "exit_code": self.exit_code, "pid": self.pid,
+                "timeout": self.timeout, "submitted": self.submitted, "started": self.started,
+                "ended": self.ended, "message": self.message, "workarea": self.workarea}
+
+    @classmethod
+    def from_row(cls, row) -> "Application":
+        (aid, title, path, args, user, uid, mode, status, exit_code, pid, timeout, checksum,
+         submitted, started, ended, message, workarea) = row
+        app = cls(aid, title, path, orjson.loads(args), user, uid, -1, mode == "write", timeout,
+                  checksum=checksum, status=status, exit_code=exit_code, pid=pid,
+                  submitted=submitted, started=started, ended=ended, message=message,
+                  workarea=workarea)
+        app.ended_event.set()
+        app.started_event.set()
+        return app
+
+
+def checksum(script: str) -> str:
+    return hashlib.sha256(script.encode()).hexdigest()
+
+
+class Records:
+    """Every application record, by id; ids come from the store's `next_ids`."""
+
+    def __init__(self, writer, config):
+        self.writer = writer
+        self.config = config   # its retention changes live
+        self.apps: dict[int, Application] = {}
+        self.next_id = 1
+
+    def load(self, rows, next_id: int):
+        """Take the records from the store; those that were active died with the daemon."""
+        interrupted = []
+        for row in rows:
+            app = Application.from_row(row)
+            if app.active:
+                app.status, app.message = "killed", "the daemon stopped while it was active"
+                app.ended = app.ended or time.time()
+                interrupted.append(app)
+            self.apps[app.id] = app
+        self.next_id = next_id
+        for app in interrupted:
+            self.persist(app)
+        if interrupted:
+            log.warning("marked %d application(s) killed: they were active when the daemon "
+                        "stopped", len(interrupted))
+
+    def new(self, **fields) -> Application:
+        app = Application(self.next_id, **fields)
+        app.checksum = checksum(app.script)
+        self.next_id += 1
+        self.apps[app.id] = app
+        return app
+
+    def persist(self, app: Application) -> asyncio.Future:
+        """Commit the record as it is now (with the next id, so no id is reused)."""
+        return self.writer.submit({("application", (app.id,)): app.row()},
+                                  {"application": self.next_id}, lambda: None)
+
+    def get(self, app_id: int) -> Application:
+        try:
+            return self.apps[app_id]
+        except KeyError:
+            raise NotFound(f"unknown application {app_id}") from None
+
+    def active(self, user: str | None = None) -> list[Application]:
+        return [a for a in self.apps.values() if a.active and (user is None or a.user == user)]
+
+    def expire(self, now: float | None = None) -> asyncio.Future | None:
+        """Delete the records of applications that ended more than `retention` ago."""
+        retention = self.config.app_retention_days * 86400
+        limit = (now or time.time()) - retention
+        old = {a.id: a for a in self.apps.values()
+               if not a.active and a.ended and a.ended < limit}
+        if not old:
+            return None
+        for app_id in old:
+            del self.apps[app_id]
+        log.info("deleted %d application record(s) older than %g days", len(old),
+                 self.config.app_retention_days)
+        return self.writer.submit({("application", (i,)): None for i in old}, {},
+                                  lambda: self.apps.update(old))
+
+    def forget_others(self, keep: int):
+        """In a child: drop every record but its own (their arguments may hold secrets)."""
+        mine = self.apps.get(keep)
+        self.apps.clear()
+        if mine is not None:
+            self.apps[keep] = mine
