@@ -78,8 +78,8 @@ class ApplicationManager:
               timeout: float | None):
         """Refuse, with the limit named, what would exceed the configured bounds."""
         config = self.config
-        for name, value, limit in (("title", title, config.app_max_title),
-                                   ("path", path, config.app_max_path)):
+        for name, value, limit in (("path", path, config.app_max_path),
+                                   ("title", title, config.app_max_title)):
             if len(value.encode()) > limit:
                 raise InvalidParams(f"the {name} exceeds {limit} bytes", field=name)
         if sum(len(a.encode()) + 1 for a in args) > config.app_max_args:

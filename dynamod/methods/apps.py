@@ -50,7 +50,9 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
         raise InvalidParams("a read/write application needs a title", field="title")
     identity = call.identity
     manager = _manager(call)
-    seconds = parse_timeout(timeout, call.server.config.app_timeout)
+    config = call.server.config
+    default = min(config.app_timeout, config.writer_max_time) if write else config.app_timeout
+    seconds = parse_timeout(timeout, default)
     manager.admit(identity, title or path, path, args, write, seconds)
     app = manager.create(identity, title=title or path, path=path, args=args, write=write,
                          timeout=seconds, script=script, cwd=cwd)

@@ -1,0 +1,558 @@
+"""Sealed applications, attacked as an unprivileged account through real daemons.
+
+The account is uid 65534, mapped to the Dynamo user `guest` with the
+operator role on applications.  Each test is one way a forked script could
+reach the daemon, read what is not its own, see an inconsistent inventory,
+exceed its limits or hold the writer slot: the attack must fail, and the
+refusal must be clear.
+"""
+
+import os
+import shutil
+import signal
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from conftest import NOBODY, Daemon, as_nobody
+from test_security import checksum, map_nobody, requests, wait_for_end
+
+
+def run_as_nobody(daemon, script: str, *args, **params) -> dict:
+    """Submit `script` asynchronously as guest; its record once it ended."""
+    answer = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+        "script": script, "path": "/tmp/attack.py", "args": list(args), "attach": False,
+        **params}}])[0]
+    assert "result" in answer, answer
+    return wait_for_end(daemon, answer["result"]["id"])
+
+
+def output(app: dict) -> str:
+    return (Path(app["workarea"]) / "stdout").read_text()
+
+
+def errors(app: dict) -> str:
+    return (Path(app["workarea"]) / "stderr").read_text()
+
+
+def shared_writable(pid) -> list[tuple[int, int, str]]:
+    """(start, end, what) of the writable shared mappings of process `pid`."""
+    found = []
+    with open(f"/proc/{pid}/maps") as maps:
+        for line in maps:
+            fields = line.split(None, 5)
+            if fields[1][1] == "w" and fields[1][3] == "s":
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                found.append((start, end, fields[5].strip() if len(fields) > 5 else ""))
+    return found
+
+
+def daemon_pid(daemon) -> int:
+    return daemon.call("status")["pid"]
+
+
+@pytest.fixture
+def open_dir():
+    """A directory uid 65534 can reach (pytest's own temporary tree is root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="dyn-open-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def guest(daemon):
+    """The daemon, with a site and uid 65534 as an application operator."""
+    map_nobody(daemon, "operator", "application")
+    daemon.call("inject", data={"site": [{"name": "T2_SEED"}]})
+    return daemon
+
+
+def configured(daemon_table=None, **applications) -> tuple[Path, Daemon]:
+    """A daemon (not started) whose [applications] table is `applications`."""
+    root = Path(tempfile.mkdtemp(prefix="dyn-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    config = root / "dynamod.toml"
+    config.write_text("".join(f"[{table}]\n" + "".join(
+        f"{key} = {orjson.dumps(value).decode()}\n" for key, value in settings.items())
+        for table, settings in (("daemon", daemon_table or {}),
+                                ("applications", applications))))
+    daemon = Daemon(root / "state", str(root / "dynamod.sock"), ["--config", str(config)])
+    return root, daemon
+
+
+@pytest.fixture
+def make_daemon():
+    """make(daemon_table=None, **applications): a started, configured daemon with guest."""
+    made = []
+
+    def make(daemon_table=None, **applications):
+        root, daemon = configured(daemon_table, **applications)
+        made.append((root, daemon))
+        daemon.start()
+        map_nobody(daemon, "operator", "application")
+        return daemon
+
+    yield make
+    for root, daemon in made:
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ------------------------------------------------- 1, 2: shared mappings
+MAPS = """
+import json
+found = []
+for line in open('/proc/self/maps'):
+    fields = line.split(None, 5)
+    if fields[1][3] == 's':
+        found.append([fields[1], fields[5].strip() if len(fields) > 5 else ''])
+print(json.dumps(found))
+"""
+
+
+def test_a_read_only_application_holds_no_writable_shared_mapping(guest):
+    """The daemon itself has them (io_uring rings, SQLite's WAL index): the child must not."""
+    assert [w for _, _, w in shared_writable(daemon_pid(guest)) if w.endswith("-shm")]
+    app = run_as_nobody(guest, MAPS)
+    assert app["status"] == "done", errors(app)
+    shared = orjson.loads(output(app))
+    assert not [m for m in shared if "w" in m[0]], shared
+    # what may stay: read-only mappings of files opened read-only (glibc's gconv cache)
+    assert all(perms.startswith("r-") and what.startswith("/usr/") for perms, what in shared)
+
+
+ATTACK = """
+import ctypes, json, os, sys
+targets = json.loads(sys.argv[1])
+outcome = []
+for start, end, what in targets:
+    pid = os.fork()
+    if pid == 0:
+        ctypes.memset(start, 0xff, end - start)   # the whole ring, the whole WAL index
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    outcome.append([what, os.waitstatus_to_exitcode(status)])
+print(json.dumps(outcome))
+"""
+
+
+def test_writing_where_the_ring_and_the_wal_index_were_reaches_nothing(guest):
+    """The script is told where the daemon's shared mappings are and overwrites them:
+    in the sealed child nothing is there (SIGSEGV), and the daemon goes on committing
+    to a sound database."""
+    targets = shared_writable(daemon_pid(guest))
+    kinds = {"io_uring" if "io_uring" in w else "shm" if w.endswith("-shm") else w
+             for _, _, w in targets}
+    assert "shm" in kinds
+    app = run_as_nobody(guest, ATTACK, orjson.dumps(targets).decode())
+    assert app["status"] == "done", errors(app)
+    outcome = orjson.loads(output(app))
+    assert [code for _, code in outcome] == [-signal.SIGSEGV] * len(targets), outcome
+    for n in range(20):
+        guest.call("inject", data={"site": [{"name": f"T2_AFTER_{n}"}]})
+    db = sqlite3.connect(f"file:{guest.database}?mode=ro", uri=True)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert db.execute("SELECT count(*) FROM sites").fetchone() == (21,)
+    finally:
+        db.close()
+    guest.restart()
+    assert len(guest.call("list_sites")["sites"]) == 21
+
+
+# ------------------------------------------------------- 3: writer imports
+REPORT = "import colorsys\nfor site in inventory.sites.values():\n" \
+         "    print(site.name, colorsys.rgb_to_hsv(0.2, 0.4, 0.4))\n"
+EVIL = "from dynamod.executable import inventory, Site\n" \
+       "inventory.update(Site('T2_EVIL'))\n" \
+       "def rgb_to_hsv(*a):\n    return 'evil'\n"
+
+
+def run_as(who: str, daemon, script: str, **params) -> dict:
+    """Submit asynchronously as guest (uid 65534) or as root; the ended record."""
+    if who == "guest":
+        return run_as_nobody(daemon, script, **params)
+    answer = requests(daemon.socket, [{"method": "run_application", "params": {
+        "script": script, "attach": False, **params}}])[0]
+    return wait_for_end(daemon, answer["result"]["id"])
+
+
+@pytest.mark.parametrize("who", ["guest", "root"])
+def test_a_writer_imports_only_what_root_installed(guest, open_dir, who):
+    """Root authorized report.py (which imports colorsys) for guest; guest runs the same
+    bytes from a directory holding its own colorsys.py, from there, as `dynamo report.py
+    -W -t report` would.  The writer never imports the caller's module; a read-only run
+    keeps the script's directory first (documented), which shows the attack is real.
+    (Here the interpreter lives in root's home, which uid 65534 cannot read, so guest's
+    writer cannot import the standard library's colorsys either: it fails cleanly.
+    Root's writer shows the module it does import.)"""
+    home = open_dir / "guest"
+    home.mkdir()
+    (home / "report.py").write_text(REPORT)
+    (home / "colorsys.py").write_text(EVIL)
+    guest.call("authorize_script", title="report", checksum=checksum(REPORT))
+    params = {"path": str(home / "report.py"), "cwd": str(home)}
+    writer = run_as(who, guest, REPORT, write=True, title="report", **params)
+    assert "evil" not in output(writer)
+    if who == "root":
+        assert writer["status"] == "done", errors(writer)
+        assert "T2_SEED (0.5, 0.5, 0.4)" in output(writer)
+    elif writer["status"] != "done":
+        assert "No module named 'colorsys'" in errors(writer)
+    reader = run_as(who, guest, REPORT, **params)
+    assert reader["status"] == "done" and "T2_SEED evil" in output(reader), errors(reader)
+    names = {s["name"] for s in guest.call("list_sites")["sites"]}
+    assert names == {"T2_SEED"}, "the caller's module ran in the writer"
+
+
+# ----------------------------------------------------- 4: private records
+WALK = """
+import gc, json, sys
+gc.unfreeze()   # the daemon froze its objects before the fork: bring them back in view
+markers = json.loads(sys.argv[1])
+own = {id(m) for m in markers} | {id(sys.argv[1])}   # the walk's own copies
+seen = set()
+
+def look(value):
+    if isinstance(value, str) and id(value) not in own:
+        for m in markers:
+            if m in value:
+                seen.add(m)
+
+for obj in gc.get_objects():
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            look(k); look(v)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for v in obj:
+            look(v)
+    else:
+        for cls in type(obj).__mro__:
+            for slot in getattr(cls, '__slots__', ()):
+                look(getattr(obj, slot, None))
+print(json.dumps(sorted(seen)))
+"""
+
+
+def test_nothing_private_reaches_an_application(guest):
+    """Users' e-mails, DNs and accounts, the grants, the script authorizations and the
+    arguments of others' applications are dropped in the child before user code: a walk
+    of every object finds none of them (it does find the inventory)."""
+    dn = "/DC=org/DC=example/OU=Users/CN=Private Person"
+    guest.client_command("user_auth", "--user", "jane", "--email", "jane.private@example.org",
+                         "--dn", dn, "--account", "daemon", "--role", "admin", "--target",
+                         "inventory", "--yes")
+    digest = checksum("print('jane only')\n")
+    guest.call("authorize_script", title="private-title", checksum=digest, user="jane")
+    root_app = requests(guest.socket, [{"method": "run_application", "params": {
+        "script": "pass\n", "args": ["--token=s3cr3t-t0ken"], "attach": False}}])[0]
+    wait_for_end(guest, root_app["result"]["id"])
+    markers = ["jane.private@example.org", "CN=Private Person", digest, "s3cr3t-t0ken",
+               "private-title", "T2_SEED"]
+    app = run_as_nobody(guest, WALK, orjson.dumps(markers).decode())
+    assert app["status"] == "done", errors(app)
+    assert orjson.loads(output(app)) == ["T2_SEED"]
+
+
+# ---------------------------------------------------------- 5: a snapshot
+SNAPSHOT = """
+import json, os, sys, time
+shared = sys.argv[1]
+for walk in range(3):
+    while not os.path.exists(f'{shared}/go{walk}'):
+        time.sleep(0.01)
+    seen = {}
+    for dataset in inventory.datasets.values():
+        for block in dataset.blocks:
+            seen[block.name] = [len(block.files), block.num_files,
+                                sum(f.size for f in block.files), block.size]
+    with open(f'{shared}/walk{walk}.tmp', 'w') as out:
+        json.dump(seen, out)
+    os.rename(f'{shared}/walk{walk}.tmp', f'{shared}/walk{walk}')
+"""
+
+
+def _files(block: str, first: int, count: int) -> list:
+    return [{"name": f"/store/snap/{block}/{n}.root", "size": 100 + n}
+            for n in range(first, first + count)]
+
+
+def test_an_application_sees_one_committed_snapshot(make_daemon, open_dir):
+    """With a file cache of 2 files, every walk asks the daemon for the files again,
+    while injections add files to the same blocks between the walks: each walk sees
+    the inventory as forked, files included."""
+    daemon = make_daemon({"file_cache": 2})
+    blocks = [f"b{n}" for n in range(4)]
+    daemon.call("inject", data={"dataset": [{"name": "/Snap/Shot/RAW", "blocks": [
+        {"name": b, "files": _files(b, 0, 10)} for b in blocks]}]})
+    shared = open_dir / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    answer = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+        "script": SNAPSHOT, "args": [str(shared)], "attach": False}}])[0]
+    app_id = answer["result"]["id"]
+    walks = []
+    for walk in range(3):
+        (shared / f"go{walk}").touch()
+        deadline = time.monotonic() + 30
+        while not (shared / f"walk{walk}").exists():
+            assert time.monotonic() < deadline, daemon.call("poll_application", id=app_id)
+            time.sleep(0.01)
+        walks.append(orjson.loads((shared / f"walk{walk}").read_bytes()))
+        daemon.call("inject", data={"dataset": [{"name": "/Snap/Shot/RAW", "blocks": [
+            {"name": b, "files": _files(b, 10 + 5 * walk, 5)} for b in blocks]}]})
+    app = wait_for_end(daemon, app_id)
+    assert app["status"] == "done", errors(app)
+    as_forked = {b: [10, 10, sum(100 + n for n in range(10))] for b in blocks}
+    for seen in walks:
+        assert {b: v[:3] for b, v in seen.items()} == as_forked
+        assert all(v[2] == v[3] for v in seen.values())
+    assert daemon.call("get_block", name="/Snap/Shot/RAW#b0")["num_files"] == 25
+
+
+CONSISTENT = """
+bad = []
+for dataset in inventory.datasets.values():
+    for block in dataset.blocks:
+        files = block.files
+        if len(files) != block.num_files or sum(f.size for f in files) != block.size:
+            bad.append(block.name)
+print(len(bad))
+"""
+
+
+def test_applications_never_see_a_change_that_is_not_committed(guest):
+    """Applications forked while injections apply and commit: every block an
+    application sees agrees with its files (it never sees a half-applied change)."""
+    import threading
+
+    stop = threading.Event()
+
+    def inject():
+        n = 0
+        while not stop.is_set():
+            guest.call("inject", data={"dataset": [{"name": "/Busy/Block/RAW", "blocks": [
+                {"name": "b", "files": _files("busy", n, 50)}]}]})
+            n += 50
+
+    injector = threading.Thread(target=inject)
+    injector.start()
+    try:
+        apps = [run_as_nobody(guest, CONSISTENT) for _ in range(8)]
+    finally:
+        stop.set()
+        injector.join(30)
+    assert [(a["status"], output(a)) for a in apps] == [("done", "0\n")] * 8
+
+
+# ---------------------------------------------------------------- 6: limits
+WAIT = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]):\n    time.sleep(0.02)\n"
+
+
+@pytest.mark.parametrize("limits, message", [
+    ({"max_per_user": 2, "max_total": 10}, "guest has 2 applications active (limit 2 per user)"),
+    ({"max_per_user": 10, "max_total": 2}, "2 applications are active (limit 2)")])
+def test_applications_at_once_are_limited(make_daemon, open_dir, limits, message):
+    daemon = make_daemon(**limits)
+    release = open_dir / "release"
+    submit = {"method": "run_application", "params": {
+        "script": WAIT, "args": [str(release)], "attach": False}}
+    answers = as_nobody(requests, daemon.socket, [submit] * 3)
+    assert ["result" in a for a in answers] == [True, True, False]
+    assert answers[2]["error"]["code"] == "busy"
+    assert message in answers[2]["error"]["message"]
+    root = requests(daemon.socket, [submit])[0]   # the superuser is not held back
+    assert "result" in root
+    release.touch()
+    for answer in answers[:2] + [root]:
+        assert wait_for_end(daemon, answer["result"]["id"])["status"] == "done"
+
+
+@pytest.mark.parametrize("field, params", [
+    ("title", {"title": "t" * (2 << 20)}), ("path", {"path": "/p" * 5000}),
+    ("args", {"args": ["a" * 1000] * 100}), ("cwd", {"cwd": "/c" * 4000})])
+def test_title_path_arguments_are_bounded_and_nothing_is_kept(guest, field, params):
+    before = guest.call("list_applications")["applications"]
+    answer = as_nobody(requests, guest.socket, [{"method": "run_application", "params": {
+        "script": "pass\n", "attach": False, **params}}])[0]
+    assert (answer["error"]["code"], answer["error"]["field"]) == ("invalid_params", field)
+    assert guest.call("list_applications")["applications"] == before
+    db = sqlite3.connect(f"file:{guest.database}?mode=ro", uri=True)
+    try:
+        assert db.execute("SELECT count(*) FROM applications").fetchone() == (len(before),)
+    finally:
+        db.close()
+
+
+def test_records_and_work_areas_expire(make_daemon):
+    daemon = make_daemon(retention_days=1e-5)   # under a second
+    app = run_as_nobody(daemon, "print('old')\n")
+    area = Path(app["workarea"])
+    assert area.is_dir()
+    time.sleep(1.2)
+    daemon.restart()   # start-up deletes what expired (and so does an hourly sweep)
+    answer = requests(daemon.socket, [{"method": "poll_application",
+                                       "params": {"id": app["id"]}}])[0]
+    assert answer["error"]["code"] == "not_found"
+    assert not area.exists()
+    db = sqlite3.connect(f"file:{daemon.database}?mode=ro", uri=True)
+    try:
+        deadline = time.monotonic() + 10   # the deletion commits in the background
+        while db.execute("SELECT count(*) FROM applications").fetchone() != (0,):
+            assert time.monotonic() < deadline, "the expired record stays in the store"
+            time.sleep(0.02)
+    finally:
+        db.close()
+    fresh = run_as_nobody(daemon, "pass\n")
+    assert fresh["id"] > app["id"], "an expired id is never given again"
+
+
+def test_a_user_sees_only_their_own_records(guest):
+    root = requests(guest.socket, [{"method": "run_application", "params": {
+        "script": "pass\n", "args": ["--token=s3cr3t"], "attach": False}}])[0]["result"]
+    wait_for_end(guest, root["id"])
+    own = run_as_nobody(guest, "pass\n")
+    listed, polled = as_nobody(requests, guest.socket, [
+        {"method": "list_applications"}, {"method": "poll_application",
+                                          "params": {"id": root["id"]}}])
+    assert [a["id"] for a in listed["result"]["applications"]] == [own["id"]]
+    assert polled["error"]["code"] == "not_found"
+    map_nobody(guest, "admin", "application")
+    listed = as_nobody(requests, guest.socket, [{"method": "list_applications"}])[0]
+    assert [a["id"] for a in listed["result"]["applications"]] == [own["id"], root["id"]]
+
+
+LIMITS = """
+import json, resource
+limits = {name: resource.getrlimit(getattr(resource, name))
+          for name in ('RLIMIT_CPU', 'RLIMIT_NPROC', 'RLIMIT_CORE')}
+try:
+    hog = bytearray(600 << 20)
+    limits['hog'] = 'allocated'
+except MemoryError:
+    limits['hog'] = 'refused'
+print(json.dumps(limits))
+"""
+
+
+def test_an_application_runs_within_its_resource_limits(make_daemon):
+    daemon = make_daemon(memory=256 << 20, cpu_time=100, processes=50)
+    app = run_as_nobody(daemon, LIMITS)
+    assert app["status"] == "done", errors(app)
+    assert orjson.loads(output(app)) == {"RLIMIT_CPU": [100, 100], "RLIMIT_NPROC": [50, 50],
+                                         "RLIMIT_CORE": [0, 0], "hog": "refused"}
+
+
+def _cgroup2_mount() -> str | None:
+    with open("/proc/self/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if fields[2] == "cgroup2" and os.access(fields[1], os.W_OK):
+                return fields[1]
+    return None
+
+
+@pytest.mark.skipif(_cgroup2_mount() is None, reason="no writable cgroup v2 hierarchy")
+def test_each_application_runs_in_a_cgroup_of_its_own():
+    base = os.path.join(_cgroup2_mount(), f"dynamod-test-{os.getpid()}")
+    root, daemon = configured(cgroup=base)
+    try:
+        daemon.start()
+        map_nobody(daemon, "operator", "application")
+        assert open(f"/proc/{daemon_pid(daemon)}/cgroup").read().rstrip().endswith("/daemon")
+        app = run_as_nobody(daemon, "print(open('/proc/self/cgroup').read())")
+        assert app["status"] == "done", errors(app)
+        own = [line for line in output(app).splitlines() if line.startswith("0::")]
+        assert own and own[0].endswith(f"/dynamod-test-{os.getpid()}/app-{app['id']}")
+        deadline = time.monotonic() + 5
+        while os.path.exists(os.path.join(base, f"app-{app['id']}")):
+            assert time.monotonic() < deadline, "the application's cgroup was left behind"
+            time.sleep(0.02)
+    finally:
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        for leaf in (os.path.join(base, "daemon"), base):
+            if os.path.isdir(leaf):
+                os.rmdir(leaf)
+
+
+# ------------------------------------------------------- 7: the writer slot
+STOPPED_WRITER = "import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)\n" \
+                 "inventory.update(Site('T2_NEVER'))\n"
+
+
+def test_a_writer_asks_for_no_time_limit_in_vain(guest):
+    guest.call("authorize_script", title="forever", checksum=checksum("pass\n"))
+    answer = as_nobody(requests, guest.socket, [{"method": "run_application", "params": {
+        "script": "pass\n", "title": "forever", "write": True, "timeout": -1,
+        "attach": False}}])[0]
+    assert (answer["error"]["code"], answer["error"]["field"]) == ("invalid_params", "timeout")
+    assert "only the superuser may lift it" in answer["error"]["message"]
+    root = requests(guest.socket, [{"method": "run_application", "params": {
+        "script": "pass\n", "title": "forever", "write": True, "timeout": -1,
+        "attach": False}}])[0]
+    assert wait_for_end(guest, root["result"]["id"])["status"] == "done"
+
+
+def test_a_stopped_writer_is_shown_and_ends_at_its_limit(make_daemon):
+    """guest's authorized writer stops itself (SIGSTOP) holding the slot: status and the
+    listing say whose it is, an injection says whom it waits for, and the writer is
+    killed at writer_max_time, after which the injection goes through."""
+    daemon = make_daemon(writer_max_time=3, kill_grace=0.5)
+    daemon.call("authorize_script", title="stuck", checksum=checksum(STOPPED_WRITER))
+    answer = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+        "script": STOPPED_WRITER, "title": "stuck", "write": True, "attach": False}}])[0]
+    app_id = answer["result"]["id"]
+    deadline = time.monotonic() + 10
+    while daemon.call("status")["applications"]["writer"] is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    holder = daemon.call("status")["applications"]["writer"]
+    assert (holder["app"], holder["title"], holder["user"]) == (app_id, "stuck", "guest")
+    listing = daemon.dynamo("--list")
+    assert f"writer slot: held by read/write application {app_id} ('stuck' of guest" \
+        in listing.stdout
+    started = time.monotonic()
+    injected = daemon.inject("--site", "T2_AFTER")
+    assert f"dynamo-inject: waiting: read/write application {app_id} ('stuck' of guest" \
+        in injected.stderr
+    assert time.monotonic() - started < 10
+    app = wait_for_end(daemon, app_id)
+    assert app["status"] == "killed" and "time-out after 3 s" in app["message"]
+    assert {s["name"] for s in daemon.call("list_sites")["sites"]} == {"T2_AFTER"}
+
+
+HOLD = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]):\n    time.sleep(0.02)\n"
+QUEUED = "inventory.update(Site('T2_QUEUED'))\n"
+
+
+@pytest.mark.parametrize("revoked", ["authorization", "role"])
+def test_a_queued_writer_is_checked_again_when_its_turn_comes(guest, open_dir, revoked):
+    release = open_dir / "release"
+    guest.call("authorize_script", title="hold", checksum=checksum(HOLD))
+    guest.call("authorize_script", title="queued", checksum=checksum(QUEUED), user="guest")
+    first = requests(guest.socket, [{"method": "run_application", "params": {
+        "script": HOLD, "title": "hold", "write": True, "args": [str(release)],
+        "attach": False}}])[0]["result"]
+    while guest.call("status")["applications"]["writer"] is None:
+        time.sleep(0.02)
+    queued = as_nobody(requests, guest.socket, [{"method": "run_application", "params": {
+        "script": QUEUED, "title": "queued", "write": True, "attach": False}}])[0]["result"]
+    assert guest.call("poll_application", id=queued["id"])["status"] == "waiting"
+    if revoked == "authorization":
+        guest.call("revoke_script_authorization", title="queued", user="guest")
+    else:
+        guest.client_command("user_auth", "--user", "guest", "--role", "operator",
+                             "--target", "application", "--revoke")
+    release.touch()
+    assert wait_for_end(guest, first["id"])["status"] == "done"
+    app = wait_for_end(guest, queued["id"])
+    assert app["status"] == "authfailed", app
+    assert ("revoked while it waited" if revoked == "authorization"
+            else "lost the admin or operator role") in app["message"]
+    assert "T2_QUEUED" not in {s["name"] for s in guest.call("list_sites")["sites"]}
