@@ -148,6 +148,9 @@ class Server:
                     continue
             if name == "log_level":
                 logging.getLogger().setLevel(new)
+            if name in ("app_memory", "app_processes") and self.cgroups is not None:
+                self.cgroups.memory_max = fresh.app_memory or None
+                self.cgroups.pids_max = fresh.app_processes or None
             if name == "file_cache":
                 self.service.inventory.file_cache.limit = new
                 self.service.inventory.file_cache.trim()

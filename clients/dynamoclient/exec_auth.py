@@ -5,7 +5,11 @@
     dynamo-exec-auth --delete --title TITLE [--user USER | --all-users]
 
 An authorization is the SHA-256 of the script's exact content: any change to
-the script needs a new one.  The daemon checks that the caller is root.
+the script needs a new one.  The daemon checks that the caller is root.  An
+authorized script runs read/write with the standard library and the installed
+packages only (`sys.path` as `python3 -I` has it): never modules from its own
+directory, the caller's working directory or PYTHONPATH, which the checksum
+does not cover.
 """
 
 import argparse
@@ -21,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dynamo-exec-auth",
         description="Authorize a script to run as a read/write Dynamo application "
-                    "(root only), list authorizations, or revoke them.")
+                    "(root only), list authorizations, or revoke them.",
+        epilog="The authorization covers the script's exact bytes (SHA-256).  A read/write "
+               "application imports only the standard library and the installed packages "
+               "(as python3 -I would): never modules from the script's directory, the "
+               "caller's working directory or PYTHONPATH.  A queued writer is checked "
+               "again when its turn comes.")
     parser.add_argument("-x", "--executable", metavar="PATH", help="the script to authorize")
     parser.add_argument("-t", "--title", help="the application title it runs under")
     parser.add_argument("-u", "--user", help="only this Dynamo user (default: all users)")
