@@ -150,6 +150,16 @@ def daemon():
 
 
 @pytest.fixture
+def workdir():
+    """A fresh directory under /tmp that every account can reach (pytest's own
+    temporary tree is root's alone, and socket paths must stay short)."""
+    root = Path(tempfile.mkdtemp(prefix="dyo-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
 def seed_sites() -> dict:
     return json.loads((EXAMPLES / "mydynamo-storage-sites.json").read_text())
 

@@ -7,7 +7,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,14 +23,6 @@ def dataset_doc(n: int) -> dict:
     name = f"/Ops{n}/Run2017F/AOD"
     return {"dataset": [{"name": name, "blocks": [{"name": "b", "files": [
         {"name": f"/store/ops/{n}.root", "size": 10 + n}]}]}]}
-
-
-@pytest.fixture
-def workdir():
-    root = Path(tempfile.mkdtemp(prefix="dyo-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def start_process(workdir, *args, env=None, **kwargs) -> subprocess.Popen:

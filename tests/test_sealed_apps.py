@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import NOBODY, Daemon, as_nobody
+from conftest import Daemon, as_nobody
 from test_security import checksum, map_nobody, requests, wait_for_end
 
 
@@ -53,15 +53,6 @@ def shared_writable(pid) -> list[tuple[int, int, str]]:
 
 def daemon_pid(daemon) -> int:
     return daemon.call("status")["pid"]
-
-
-@pytest.fixture
-def open_dir():
-    """A directory uid 65534 can reach (pytest's own temporary tree is root's alone)."""
-    path = Path(tempfile.mkdtemp(prefix="dyn-open-", dir="/tmp"))
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -183,7 +174,7 @@ def run_as(who: str, daemon, script: str, **params) -> dict:
 
 
 @pytest.mark.parametrize("who", ["guest", "root"])
-def test_a_writer_imports_only_what_root_installed(guest, open_dir, who):
+def test_a_writer_imports_only_what_root_installed(guest, workdir, who):
     """Root authorized report.py (which imports colorsys) for guest; guest runs the same
     bytes from a directory holding its own colorsys.py, from there, as `dynamo report.py
     -W -t report` would.  The writer never imports the caller's module; a read-only run
@@ -191,7 +182,7 @@ def test_a_writer_imports_only_what_root_installed(guest, open_dir, who):
     (Here the interpreter lives in root's home, which uid 65534 cannot read, so guest's
     writer cannot import the standard library's colorsys either: it fails cleanly.
     Root's writer shows the module it does import.)"""
-    home = open_dir / "guest"
+    home = workdir / "guest"
     home.mkdir()
     (home / "report.py").write_text(REPORT)
     (home / "colorsys.py").write_text(EVIL)
@@ -282,7 +273,7 @@ def _files(block: str, first: int, count: int) -> list:
             for n in range(first, first + count)]
 
 
-def test_an_application_sees_one_committed_snapshot(make_daemon, open_dir):
+def test_an_application_sees_one_committed_snapshot(make_daemon, workdir):
     """With a file cache of 2 files, every walk asks the daemon for the files again,
     while injections add files to the same blocks between the walks: each walk sees
     the inventory as forked, files included."""
@@ -290,7 +281,7 @@ def test_an_application_sees_one_committed_snapshot(make_daemon, open_dir):
     blocks = [f"b{n}" for n in range(4)]
     daemon.call("inject", data={"dataset": [{"name": "/Snap/Shot/RAW", "blocks": [
         {"name": b, "files": _files(b, 0, 10)} for b in blocks]}]})
-    shared = open_dir / "shared"
+    shared = workdir / "shared"
     shared.mkdir()
     os.chmod(shared, 0o777)
     answer = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
@@ -357,9 +348,9 @@ WAIT = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]):\n    time.s
 @pytest.mark.parametrize("limits, message", [
     ({"max_per_user": 2, "max_total": 10}, "guest has 2 applications active (limit 2 per user)"),
     ({"max_per_user": 10, "max_total": 2}, "2 applications are active (limit 2)")])
-def test_applications_at_once_are_limited(make_daemon, open_dir, limits, message):
+def test_applications_at_once_are_limited(make_daemon, workdir, limits, message):
     daemon = make_daemon(**limits)
-    release = open_dir / "release"
+    release = workdir / "release"
     submit = {"method": "run_application", "params": {
         "script": WAIT, "args": [str(release)], "attach": False}}
     answers = as_nobody(requests, daemon.socket, [submit] * 3)
@@ -532,8 +523,8 @@ QUEUED = "inventory.update(Site('T2_QUEUED'))\n"
 
 
 @pytest.mark.parametrize("revoked", ["authorization", "role"])
-def test_a_queued_writer_is_checked_again_when_its_turn_comes(guest, open_dir, revoked):
-    release = open_dir / "release"
+def test_a_queued_writer_is_checked_again_when_its_turn_comes(guest, workdir, revoked):
+    release = workdir / "release"
     guest.call("authorize_script", title="hold", checksum=checksum(HOLD))
     guest.call("authorize_script", title="queued", checksum=checksum(QUEUED), user="guest")
     first = requests(guest.socket, [{"method": "run_application", "params": {

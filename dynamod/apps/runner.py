@@ -24,7 +24,7 @@ import time
 
 import orjson
 
-from ..errors import Busy, DynamoError, InvalidParams, NotAuthorized
+from ..errors import Busy, DynamoError, InvalidParams
 from ..store.reader import StoreReader
 from . import child, filechannel
 from .authorizations import ScriptAuthorizations
