@@ -17,7 +17,7 @@ import socket
 import stat
 import time
 
-from . import systemd
+from . import failstop, systemd
 from .apps.cgroup import AppCgroups, CgroupError
 from .apps.runner import ApplicationManager
 from .auth.identity import Authenticator
@@ -60,7 +60,7 @@ class Server:
         self.listener = None
         self.activated = False  # the socket came from systemd, which owns its file
         self.started = time.monotonic()
-        self._stopping = None
+        self._stopping = asyncio.Event()   # set by SIGTERM/SIGINT, from the first moment
         self._watchdog = None
 
     async def start(self):
@@ -89,7 +89,6 @@ class Server:
                                                       backlog=BACKLOG)
         if not self.activated:
             os.chmod(self.config.socket, 0o666)  # anyone may connect; identity is per peer
-        self._stopping = asyncio.Event()
         counts = self.service.loaded_counts
         systemd.notify("READY=1", f"STATUS=serving {counts['sites']} sites, "
                                   f"{counts['datasets']} datasets, {counts['files']} files")
@@ -117,7 +116,7 @@ class Server:
         self.apps.load(tables, next_ids)
 
     def admit(self, connection) -> bool:
-        if self._stopping is not None and self._stopping.is_set():
+        if self._stopping.is_set():
             connection.refuse(Busy("dynamod is shutting down"))
             return False
         if len(self.connections) >= self.config.max_connections:
@@ -131,8 +130,7 @@ class Server:
         self.connections.discard(connection)
 
     def request_stop(self):
-        if self._stopping is not None:
-            self._stopping.set()
+        self._stopping.set()
 
     def reload(self, fresh: Config):
         """Apply the live settings of a re-read configuration, logging each change."""
@@ -180,12 +178,16 @@ class Server:
             connection.transport.close()
         if self.service is not None:
             await self.service.close()
-        if not self.activated:
+        self.remove_socket()
+        log.info("dynamod stopped")
+
+    def remove_socket(self):
+        """The socket file goes with the daemon (unless systemd owns it)."""
+        if self.listener is not None and not self.activated:
             try:
                 os.unlink(self.config.socket)
             except FileNotFoundError:
                 pass
-        log.info("dynamod stopped")
 
 
 def make_state_dir(path: str):
@@ -249,16 +251,19 @@ async def run(config: Config, on_ready=None, reread=None) -> int:
     `reread()` returns a fresh Config for SIGHUP (or raises ConfigError).
     """
     server = Server(config)
+    # The handlers come first: a SIGTERM during start-up, or right after READY=1, stops
+    # the daemon cleanly (exit 0, socket removed) instead of killing it.
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, _reload, server, reread)
+    failstop.on_stop(server.remove_socket)
     try:
+        failstop.hold_reserve()
         await server.start()
     except (StartupError, DynamoError) as exc:
         log.error("%s", exc)
         return 1
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.request_stop)
-    if reread is not None:
-        loop.add_signal_handler(signal.SIGHUP, _reload, server, reread)
     if on_ready is not None:
         on_ready(server)
     await server.serve_until_stopped()
@@ -267,6 +272,10 @@ async def run(config: Config, on_ready=None, reread=None) -> int:
 
 
 def _reload(server, reread):
+    if reread is None or server.apps is None:
+        log.warning("SIGHUP: ignored (%s)", "no configuration to re-read" if reread is None
+                    else "still starting")
+        return
     log.info("SIGHUP: reloading the configuration")
     try:
         server.reload(reread())

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 
-from . import collector
+from . import collector, failstop
 from .errors import DynamoError
 from .changelog import ChangeLog
 from .inventory.changes import ChangeSet, journal_lines
@@ -88,23 +88,33 @@ class InventoryService:
         return counts
 
     def _apply(self, apply, dry_run, also=None):
+        """Apply, then prepare the commit.  A refused change is undone; past that point
+        (or on running out of memory anywhere) memory can no longer be shown to equal
+        the store, and the daemon stops (failstop.py)."""
         changes = ChangeSet(self.inventory)
         with collector.paused():
             try:
                 apply(changes)
+            except MemoryError as exc:
+                failstop.stop(f"out of memory while applying a change ({exc!r})")
             except BaseException:
-                changes.discard()
+                with failstop.undoing("the undo of a refused change"):
+                    changes.discard()
                 raise
-            counts = changes.counts()
-            if dry_run or not changes.ops:
-                changes.discard()
-                return counts, _done(), []
-            rows = change_rows(changes)
-            if also is not None:
-                rows.update(also(counts))
-            lines = journal_lines(changes.journal) if self.changelog.path else []
-        committed = self.writer.submit(rows, self.inventory.next_ids, changes.rollback)
-        committed.add_done_callback(lambda _: changes.release())
+            try:
+                counts = changes.counts()
+                if dry_run or not changes.ops:
+                    with failstop.undoing("the undo of a dry run"):
+                        changes.discard()
+                    return counts, _done(), []
+                rows = change_rows(changes)
+                if also is not None:
+                    rows.update(also(counts))
+                lines = journal_lines(changes.journal) if self.changelog.path else []
+                committed = self.writer.submit(rows, self.inventory.next_ids, changes.rollback)
+                committed.add_done_callback(lambda _: changes.release())
+            except Exception as exc:
+                failstop.stop(f"preparing the commit of an applied change raised {exc!r}")
         return counts, committed, lines
 
     async def close(self):

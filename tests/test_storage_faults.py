@@ -346,6 +346,8 @@ def test_database_locked_by_another_process(rig):
             reads_work(daemon, ["before2"])
             for _ in requests:
                 answer = client.receive()
+                while "event" in answer:  # `waiting` for the writer holding the slot
+                    answer = client.receive()
                 answers[sent[answer["id"]]] = answer["error"]["code"]
         for thread in threads:
             thread.join(30)

@@ -117,6 +117,9 @@ def _limit(rlimits: dict, memory: int | None):
             inherited = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         rlimits = {**rlimits, resource.RLIMIT_AS: inherited + memory}
     for which, value in rlimits.items():
+        _, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY and value > hard and os.geteuid() != 0:
+            value = hard   # the daemon's own limit is as far as it can go
         resource.setrlimit(which, (value, value))
 
 

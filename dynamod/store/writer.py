@@ -12,6 +12,7 @@ never stays ahead of the disk.
 import asyncio
 import logging
 
+from .. import failstop
 from ..errors import DynamoError, StoreError
 
 log = logging.getLogger("dynamod.store")
@@ -65,8 +66,9 @@ class Writer:
         failed, self.pending = batch + self.pending, []
         error = exc if isinstance(exc, DynamoError) else StoreError(f"commit failed: {exc}")
         log.error("commit of %d change(s) failed, all undone: %s", len(failed), error.message)
-        for _, _, undo, _ in reversed(failed):
-            undo()
+        with failstop.undoing(f"the undo of {len(failed)} change(s) whose commit failed"):
+            for _, _, undo, _ in reversed(failed):
+                undo()
         for *_, future in failed:
             if not future.done():
                 future.set_exception(error)
