@@ -2,43 +2,125 @@
 
     2026-11-25T18:02:11Z jane request=7 created site T2_US_XYZ host='t2.xyz.edu' ...
 
-Lines are written by a background thread (a logging queue), so the event
-loop never waits on the file; they are written only after the change is
-committed, so the log never shows a change the store does not have.
+Every committed change is in it, or nothing is committed: each change set's
+lines go into the table `change_log` in the same transaction as the change
+itself.  The table is a queue: a thread appends its entries to the file
+(`changes.log`), syncs the file, and only then has them deleted.  A file that
+cannot be written (a full disk) delays the lines, never loses them: the
+daemon says so once, keeps them in the database, and writes them when it can
+(at the latest at its next start).  A crash between the sync and the
+deletion writes that batch again at the next start: after a crash the last
+lines may appear twice; none is ever missing.
 """
 
 import logging
-import logging.handlers
-import queue
+import os
+import threading
 import time
+
+from .store.reader import StoreReader
+
+log = logging.getLogger("dynamod")
+
+RETRY_SECONDS = 5.0
+BATCH = 1000          # entries read at a time
+ENTRIES = "SELECT seq, time, actor, lines FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?"
 
 
 class ChangeLog:
     def __init__(self, path: str | None):
         self.path = path
-        self._logger = logging.getLogger("dynamod.changes")
-        self._logger.propagate = False
-        self._logger.setLevel(logging.INFO)
-        self._listener = None
-        if path:
-            handler = logging.FileHandler(path, encoding="utf-8", delay=True)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            records = queue.SimpleQueue()
-            self._logger.addHandler(logging.handlers.QueueHandler(records))
-            self._listener = logging.handlers.QueueListener(records, handler)
-            self._listener.start()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = None
+        self._next = 0        # a key for each entry in a batch of rows (the store numbers it)
 
-    def write(self, actor: str, lines: list[str]):
-        if self._listener is None or not lines:
+    def entry(self, actor: str, lines: list[str]) -> dict:
+        """The row that puts this change set's lines in the change log, committed with it."""
+        if not self.path or not lines:
+            return {}
+        self._next += 1
+        return {("changelog", (-self._next,)): (None, time.time(), actor, "\n".join(lines))}
+
+    def start(self, database: str, acknowledge):
+        """Feed the file from the table; `acknowledge(seq)` (called from the thread) has
+        the entries up to `seq` deleted once they are safe in the file."""
+        if not self.path:
             return
-        # One logging record for the whole change, one line per change in it: a record
-        # per line made a write-back of 100,000 changes cost seconds of logging.
-        prefix = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {actor} "
-        self._logger.info("\n".join([prefix + line for line in lines]))
+        self._thread = threading.Thread(target=self._feed, args=(database, acknowledge),
+                                        name="change-log", daemon=True)
+        self._thread.start()
+
+    def committed(self):
+        """New entries are in the table."""
+        self._wake.set()
 
     def close(self):
-        if self._listener is not None:
-            self._listener.stop()
-            for handler in list(self._logger.handlers):
-                self._logger.removeHandler(handler)
-            self._listener = None
+        """Write what is left (the daemon's last commits), then stop."""
+        if self._thread is not None:
+            self._stopping = True
+            self._wake.set()
+            self._thread.join(30)
+            self._thread = None
+
+    # ------------------------------------------------------- the thread
+    def _feed(self, database: str, acknowledge):
+        reader = StoreReader(database)
+        failing = None
+        try:
+            written = 0
+            while True:
+                stopping = self._stopping
+                try:
+                    written = self._write_pending(reader, written, acknowledge)
+                except OSError as exc:
+                    if failing is None:
+                        log.error("cannot write the change log %s: %s; the changes are kept "
+                                  "in the database (table change_log) and written when it "
+                                  "can be", self.path, exc.strerror or exc)
+                    failing = exc
+                else:
+                    if failing is not None:
+                        log.warning("the change log %s is written again, nothing was lost",
+                                    self.path)
+                        failing = None
+                if stopping and failing is None:
+                    return
+                if stopping:
+                    log.error("the change log %s is behind; the rest is written at the next "
+                              "start", self.path)
+                    return
+                self._wake.wait(RETRY_SECONDS if failing else None)
+                self._wake.clear()
+        except Exception:
+            log.exception("the change log stopped")
+        finally:
+            reader.close()
+
+    def _write_pending(self, reader, written: int, acknowledge) -> int:
+        while rows := reader.db.execute(ENTRIES, (written, BATCH)).fetchall():
+            text = "".join(
+                "".join(f"{stamp} {actor} {line}\n" for line in lines.split("\n"))
+                for stamp, actor, lines in
+                ((time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), a, ls)
+                 for _, t, a, ls in rows))
+            self._append(text.encode())
+            written = rows[-1][0]
+            acknowledge(written)
+        return written
+
+    def _append(self, data: bytes):
+        """All of `data` or none of it: a failed write is cut back off."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)

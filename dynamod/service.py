@@ -16,7 +16,7 @@ from .inventory.changes import ChangeSet, journal_lines
 from .inventory.inventory import Inventory
 from .inventory.rows import build, change_rows
 from .store.reader import StoreReader
-from .store.sqlite import Store
+from .store.sqlite import CHANGELOG_UPTO, Store
 from .store.writer import Writer
 
 log = logging.getLogger("dynamod.service")
@@ -62,6 +62,9 @@ class InventoryService:
         service = cls(store, inventory, changelog)
         service.loaded_counts = counts
         service.writer.start()
+        loop = asyncio.get_running_loop()
+        service.changelog.start(path, lambda seq: loop.call_soon_threadsafe(
+            service._logged, seq))
         if on_load is not None:
             on_load(service, tables, next_ids)
         return service
@@ -74,20 +77,25 @@ class InventoryService:
         Returns the counts of created, updated and deleted objects per kind.
         """
         async with self.gate:
-            counts, committed, lines = self._apply(apply, dry_run)
+            counts, committed = self._apply(apply, dry_run, actor)
         await committed
-        self.changelog.write(actor, lines)
+        self.changelog.committed()
         return counts
 
     async def change_holding_gate(self, apply, actor: str, also=None) -> dict:
         """`change` for the task that already holds `gate` (a read/write application);
         `also(counts)` gives more rows to commit in the same transaction."""
-        counts, committed, lines = self._apply(apply, False, also)
+        counts, committed = self._apply(apply, False, actor, also)
         await committed
-        self.changelog.write(actor, lines)
+        self.changelog.committed()
         return counts
 
-    def _apply(self, apply, dry_run, also=None):
+    def _logged(self, seq: int):
+        """The change log's file holds its entries up to `seq`: they may go."""
+        if not self.writer.closing:
+            self.writer.submit({(CHANGELOG_UPTO, (seq,)): None}, {}, lambda: None, counted=False)
+
+    def _apply(self, apply, dry_run, actor, also=None):
         """Apply, then prepare the commit.  A refused change is undone; past that point
         (or on running out of memory anywhere) memory can no longer be shown to equal
         the store, and the daemon stops (failstop.py)."""
@@ -106,25 +114,26 @@ class InventoryService:
                 if dry_run or not changes.ops:
                     with failstop.undoing("the undo of a dry run"):
                         changes.discard()
-                    return counts, _done(), []
+                    return counts, _done()
                 rows = change_rows(changes)
                 if also is not None:
                     rows.update(also(counts))
-                lines = journal_lines(changes.journal) if self.changelog.path else []
+                if self.changelog.path:   # committed with the change, or neither is
+                    rows.update(self.changelog.entry(actor, journal_lines(changes.journal)))
                 committed = self.writer.submit(rows, self.inventory.next_ids, changes.rollback)
                 committed.add_done_callback(lambda _: changes.release())
             except Exception as exc:
                 failstop.stop(f"preparing the commit of an applied change raised {exc!r}")
-        return counts, committed, lines
+        return counts, committed
 
     async def close(self):
         try:
             await self.writer.close()
         except DynamoError as exc:
             log.error("last commit failed: %s", exc.message)
+        self.changelog.close()   # writes the last commits' lines
         self.inventory.file_cache.source.close()  # first: the last connection cleans the WAL up
         await self.store.close()
-        self.changelog.close()
 
 
 def _done() -> asyncio.Future:

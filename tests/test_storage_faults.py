@@ -11,6 +11,7 @@ mounts, so the errors come from the kernel, not from a mock.
 import hashlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -420,3 +421,53 @@ def lock(database: str) -> subprocess.Popen:
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     return holder
+
+
+def change_log_entries(database: str) -> int:
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT count(*) FROM change_log").fetchone()[0]
+    finally:
+        db.close()
+
+
+def wait_until(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("freed", ["while it runs", "before a restart"])
+def test_a_full_disk_delays_the_change_log_and_loses_none_of_it(rig, freed):
+    """The change log's file system is full: every committed injection is acknowledged
+    and kept in the database (table change_log); the daemon says so once; once there is
+    room (or at the next start) every line is written, and the queue empties."""
+    logs = rig.tmpfs("logs", "1m")
+    change_log = logs / "changes.log"
+    config = rig.root / "dynamod.toml"
+    config.write_text(f'[daemon]\nchange_log = "{change_log}"\n')
+    daemon = Daemon(rig.root / "state", str(rig.root / "dynamod.sock"), ["--config", str(config)])
+    daemon.start()
+    rig.undo.append(daemon.stop)
+    daemon.call("inject", data={"site": SITES})
+    wait_until(lambda: change_log.exists() and "T2_FAULT_A" in change_log.read_text())
+    ballast = fill(logs, 0)
+    tags = [f"full{n}" for n in range(5)]
+    for tag in tags:
+        daemon.call("inject", data=dataset_doc(tag))
+    wait_until(lambda: "cannot write the change log" in daemon.log())
+    assert daemon.log().count("cannot write the change log") == 1
+    assert not any(tag in change_log.read_text() for tag in tags)
+    assert change_log_entries(daemon.database) == 5
+    if freed == "before a restart":
+        daemon.stop()
+        ballast.unlink()
+        daemon.start()
+    else:
+        ballast.unlink()
+    wait_until(lambda: all(f"/Fault/{tag}/RAW" in change_log.read_text() for tag in tags))
+    wait_until(lambda: change_log_entries(daemon.database) == 0)
+    text = change_log.read_text()
+    assert text.count("created dataset /Fault/full0/RAW") == 1
+    assert text.endswith("\n")   # whole lines: a failed write was cut back off

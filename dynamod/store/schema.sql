@@ -130,3 +130,9 @@ CREATE TABLE grants (
     target TEXT NOT NULL,
     PRIMARY KEY (user, role, target)
 );
+CREATE TABLE change_log (          -- the change log's lines, until changes.log holds them
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    actor TEXT NOT NULL,
+    lines TEXT NOT NULL            -- one change per line
+);

@@ -15,17 +15,21 @@ import aiosqlite
 from ..errors import DynamoError, StoreError
 from .tables import ID_KINDS, TABLES
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # Each entry upgrades the schema from version N (its index + 1) to N + 1.
 MIGRATIONS: list[str] = [
     "ALTER TABLE applications ADD COLUMN workarea TEXT",   # 1 -> 2: work areas recorded
+    "CREATE TABLE change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, "
+    "actor TEXT NOT NULL, lines TEXT NOT NULL)",           # 2 -> 3: the change log's queue
 ]
 
 
-# A delete with no table of its own: every file of a block, keyed (block_id,).
+# Deletes with no table of their own: every file of a block, keyed (block_id,); the
+# change log's entries up to a number, keyed (seq,) (see changelog.py).
 BLOCKFILES = "blockfiles"
+CHANGELOG_UPTO = "changelog_upto"
 
 
 def _delete_order() -> tuple:
@@ -34,6 +38,8 @@ def _delete_order() -> tuple:
     for table in reversed(TABLES):
         if table.kind == "block":
             order.append((BLOCKFILES, "DELETE FROM files WHERE block_id = ?"))
+        if table.kind == "changelog":
+            order.append((CHANGELOG_UPTO, "DELETE FROM change_log WHERE seq <= ?"))
         order.append((table.kind, table.delete_sql))
     return tuple(order)
 

@@ -68,6 +68,9 @@ APPLICATION_TABLES = (
     Table("user_account", "user_accounts", ("account", "user"), ("account",)),
     Table("role", "roles", ("name",), ("name",)),
     Table("grant", "grants", ("user", "role", "target"), ("user", "role", "target")),
+    # The change log's queue (changelog.py): committed with each change, deleted once
+    # the file holds it.  `seq` is given by SQLite (AUTOINCREMENT: never reused).
+    Table("changelog", "change_log", ("seq", "time", "actor", "lines"), ("seq",)),
 )
 
 TABLES = INVENTORY_TABLES + APPLICATION_TABLES

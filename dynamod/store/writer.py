@@ -31,10 +31,11 @@ class Writer:
     def start(self):
         self._task = asyncio.get_running_loop().create_task(self._run(), name="store-writer")
 
-    def submit(self, rows: dict, next_ids: dict, undo) -> asyncio.Future:
-        """Queue rows for the next transaction; the future resolves once committed."""
+    def submit(self, rows: dict, next_ids: dict, undo, counted: bool = True) -> asyncio.Future:
+        """Queue rows for the next transaction; the future resolves once committed.
+        A transaction of uncounted rows alone (housekeeping) is not in `commits`."""
         future = asyncio.get_running_loop().create_future()
-        self.pending.append((rows, dict(next_ids), undo, future))
+        self.pending.append((rows, dict(next_ids), undo, future, counted))
         self._wake.set()
         return future
 
@@ -52,11 +53,11 @@ class Writer:
                 rows, next_ids = _merge(batch)
                 if rows or next_ids:  # flush() alone has nothing to commit
                     await self.store.write(rows, next_ids)
-                    self.commits += 1
+                    self.commits += any(entry[-1] for entry in batch)
             except Exception as exc:  # every failure must reach the submitters
                 self._fail(batch, exc)
             else:
-                for *_, future in batch:
+                for _, _, _, future, _ in batch:
                     if not future.done():
                         future.set_result(None)
             self._busy = False
@@ -67,11 +68,15 @@ class Writer:
         error = exc if isinstance(exc, DynamoError) else StoreError(f"commit failed: {exc}")
         log.error("commit of %d change(s) failed, all undone: %s", len(failed), error.message)
         with failstop.undoing(f"the undo of {len(failed)} change(s) whose commit failed"):
-            for _, _, undo, _ in reversed(failed):
+            for _, _, undo, _, _ in reversed(failed):
                 undo()
-        for *_, future in failed:
+        for _, _, _, future, _ in failed:
             if not future.done():
                 future.set_exception(error)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     @property
     def idle(self) -> bool:
