@@ -244,7 +244,7 @@ class ApplicationManager:
             return
         if app.exit_code != 0:
             app.status = "failed"
-            app.message = app.message or f"exit code {app.exit_code}; nothing was changed"
+            app.message = app.message or f"{describe_exit(app.exit_code)}; nothing was changed"
         elif app.write:
             await write_back(self.service, app, bytes(receiver.received))
         else:
@@ -257,10 +257,10 @@ class ApplicationManager:
         and nothing can apply before the fork (no await in between)."""
         writer = self.service.writer
         while not writer.idle:
-            if self.slot.holder is not None or not self.service.gate.locked():
+            if self.slot.holder is not None:
                 await writer.flush()   # a writer app holds the gate: nothing else applies
                 continue
-            async with self.service.gate:   # injections keep coming: hold them back
+            async with self.service.gate:   # hold injections back while the writer drains
                 while not writer.idle:
                     await writer.flush()
                 return self._fork(app, stdio, updates_w, files_there, cgroup)
@@ -345,6 +345,15 @@ class ApplicationManager:
             self.records.persist(app)
         return True
 
+    def interrupt(self, app_id: int) -> bool:
+        """SIGINT to a running application: the Ctrl-C its client received (the child has
+        a session of its own, so the terminal's Ctrl-C reaches only the client)."""
+        app = self.records.get(app_id)
+        if app.status != "run" or not app.pid or app.exit_code is not None:
+            return False  # not started, ended, or its changes are being committed
+        _signal(app.pid, signal.SIGINT)
+        return True
+
     def _force_kill(self, app: Application):
         if not app.ended_event.is_set():
             _signal(app.pid, signal.SIGKILL)
@@ -364,6 +373,17 @@ def _signal(pid, sig):
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def describe_exit(code: int) -> str:
+    """As a shell says it: a negative code (os.waitstatus_to_exitcode) is a signal."""
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:  # a real-time signal has no name
+        name = f"SIGRTMIN+{-code - signal.SIGRTMIN}"
+    return f"killed by signal {-code} ({name})"
 
 
 def isolated_sys_path() -> list[str]:

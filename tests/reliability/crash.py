@@ -22,6 +22,9 @@ or left running), restarted, and checked:
 - PRAGMA integrity_check and foreign_key_check pass, and the inventory loaded
   from the file keeps its consistency rules (`Inventory.problems`);
 - every object keeps its id across the restart, and no id is given twice;
+- in some cycles a thread submits asynchronous applications without pause: every
+  application id the daemon answered is still known after the restart, with the
+  record it was answered for (never a stranger's), and no id is given again;
 - the daemon's memory equals the file (`rows.all_rows` of both), after each
   restart and, in some cycles, while it serves (clients paused).
 
@@ -285,6 +288,8 @@ class Summary:
     app_kills: dict = field(default_factory=dict)
     app_disagreements: list = field(default_factory=list)
     running_checks: int = 0
+    submitted: int = 0
+    submitted_found: int = 0
     objects: dict = field(default_factory=dict)
     violations: list = field(default_factory=list)
     seconds: float = 0.0
@@ -303,6 +308,8 @@ class Summary:
             f"{self.apps_applied}, none there {self.apps_absent}; application records or "
             f"answers that disagree with the inventory: {len(self.app_disagreements)}",
             *(f"  - {d}" for d in self.app_disagreements[:10]),
+            f"applications submitted (acknowledged ids): {self.submitted}, known with their "
+            f"own record after the restart: {self.submitted_found}",
             f"memory = file checks while serving: {self.running_checks}, after each restart: "
             f"{self.cycles}",
             f"inventory at the end: {objects}",
@@ -325,6 +332,7 @@ class CrashRun:
         self.stopping = threading.Event()
         self.pausing = threading.Event()
         self.app_pid = None
+        self.submitted = {}                  # application id -> the title it was given
 
     # -------------------------------------------------------------- setup
     def start(self):
@@ -365,6 +373,44 @@ class CrashRun:
                 ns.acked.append(op)
                 ns.inflight = None
         ns.idle.set()
+
+    def _submitter(self, cycle: int):
+        """Submit asynchronous applications until the kill; keep the ids answered."""
+        try:
+            client = Client(self.daemon.socket, timeout=120)
+        except (ConnectionFailed, OSError):
+            return
+        with client:
+            n = 0
+            while not self.stopping.is_set():
+                n += 1
+                title = f"submitted-c{cycle}-{n}"
+                try:
+                    record = client.call("run_application", script="pass\n", title=title,
+                                         attach=False)
+                except (ConnectionFailed, OSError, RemoteError):
+                    return
+                self.submitted[record["id"]] = title
+                time.sleep(0.005)
+
+    def _check_submitted(self, when: str):
+        for app_id, title in self.submitted.items():
+            self.summary.submitted += 1
+            try:
+                record = self.daemon.call("poll_application", id=app_id)
+            except RemoteError as exc:
+                self.violation(f"{when}: application {app_id} was answered, then lost: {exc}")
+                continue
+            if record["title"] != title:
+                self.violation(f"{when}: application {app_id} was answered for {title!r}, "
+                               f"its record is {record['title']!r}")
+                continue
+            self.summary.submitted_found += 1
+        if self.submitted:
+            fresh = self.daemon.call("run_application", script="pass\n", attach=False)["id"]
+            if fresh <= max(self.submitted):
+                self.violation(f"{when}: application id {fresh} given again")
+        self.submitted = {}
 
     def _check_while_serving(self):
         """Pause the clients, compare memory with the file, resume."""
@@ -445,6 +491,9 @@ class CrashRun:
         threads = [threading.Thread(target=self._client, args=(ns, random.Random(rnd.random()),
                                                                number), daemon=True)
                    for ns in self.clients]
+        if rnd.random() < 0.5:
+            threads.append(threading.Thread(target=self._submitter, args=(number,),
+                                            daemon=True))
         for thread in threads:
             thread.start()
         application = None
@@ -502,6 +551,7 @@ class CrashRun:
             self.violation(f"{when}: objects nobody created: {sorted(objects)[:5]}")
         if application is not None:
             self._check_app_record(when, *application)
+        self._check_submitted(when)
         self.summary.objects = disk.inventory.counts()
 
     def _check_namespace(self, when, ns: Namespace, actual: dict):
