@@ -21,8 +21,8 @@ from .auth.policy import authorize
 from .errors import DynamoError, InvalidRequest, ParseError
 from .methods import lookup
 from .methods.registry import Call
-from .protocol import (LineBuffer, LineTooLong, decode_request, encode_error, encode_event,
-                       encode_result)
+from .protocol import (LineBuffer, LineNotRead, LineTooLong, decode_request, encode_error,
+                       encode_event, encode_result)
 
 FD_TIMEOUT = 30.0  # seconds a client has to pass its descriptors once asked
 LARGE_REQUEST = 1 << 20  # handled with the collector paused (collector.py)
@@ -60,7 +60,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data):
         try:
             self.backlog.extend(self.lines.feed(data))
-        except LineTooLong as exc:
+        except (LineTooLong, LineNotRead) as exc:  # the connection ends after the lines before
             log.warning("closing connection of %s: %s", self.identity.describe(), exc.message)
             self.backlog.extend(exc.lines)
             self.ending, self.farewell = True, exc

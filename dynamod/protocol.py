@@ -5,20 +5,36 @@ Answer:   {"id": 7, "result": {...}}
     or    {"id": 7, "error": {"code": "not_found", "message": "...", ...}}
 
 Compact JSON never contains a raw newline, so a newline always ends a message.
-Everything here is pure (bytes in, values out) so it is tested byte by byte.
+Everything here is pure (bytes in, values out) so it is tested byte by byte,
+except the memory check of large lines, which reads the process's limits.
 """
 
+import os
 import re
+import resource
 from dataclasses import dataclass, field
 
 import orjson
 
-from .errors import DynamoError, InvalidRequest, ParseError, TooLarge
+from .errors import Busy, DynamoError, InvalidRequest, ParseError, TooLarge
 
 MAX_ID_LENGTH = 200
 MAX_DEPTH = 1024  # orjson's own nesting limit (since 3.9.15; older ones crash on deep input)
 REQUEST_KEYS = frozenset(("id", "method", "params"))
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+# orjson (3.13 and before) does not check the objects it allocates while decoding: when
+# malloc returns NULL (an address-space or data limit, strict overcommit) it writes through
+# the NULL pointer and the daemon dies of SIGSEGV (docs/upstream-orjson-segv.md).  So a line
+# from this size is decoded only when the memory its decoding can take is there to take.
+MEMORY_CHECK_BYTES = 1 << 20  # as connection.LARGE_REQUEST; smaller lines are unchecked
+TOKEN_BYTES = 160         # at most per `[ { , :` of the line: the container, key or value it
+                          # opens (measured up to 124: nested dicts with unique keys)
+DECODE_SLACK = 16 << 20   # allocator granularity (1 MiB pymalloc arenas), other threads
+_TOKENS = b"[{,:"
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_UNLIMITED = resource.RLIM_INFINITY
+_ID = re.compile(rb'\s*\{\s*"id"\s*:\s*(-?[0-9]{1,16}|"[^"\\]{0,200}")\s*[,}]')
 
 
 class LineTooLong(TooLarge):
@@ -26,6 +42,14 @@ class LineTooLong(TooLarge):
 
     def __init__(self, message: str, lines: list[bytes]):
         super().__init__(message)
+        self.lines = lines
+
+
+class LineNotRead(Busy):
+    """`busy`: no memory to buffer the input; hands over the complete lines before it."""
+
+    def __init__(self, message: str, lines: list[bytes]):
+        super().__init__(message, reason="memory")
         self.lines = lines
 
 
@@ -41,31 +65,135 @@ class LineBuffer:
         if not self._buffer and len(data) <= self.max_line and data.endswith(b"\n"):
             # The usual chunk, whole lines and none over the limit: split it without
             # copying it through the buffer.
-            lines = data.split(b"\n")
+            try:
+                lines = data.split(b"\n")
+            except MemoryError:
+                raise self._not_read([]) from None
             lines.pop()
             return lines
-        self._buffer += data
         lines = []
-        start = 0
-        while True:
-            end = self._buffer.find(b"\n", max(start, self._scanned))
-            if end < 0:
-                break
-            if end - start > self.max_line:
-                raise LineTooLong(f"request line of {end - start} bytes exceeds the limit of "
-                                  f"{self.max_line} bytes", lines)
-            lines.append(bytes(self._buffer[start:end]))
-            start = end + 1
+        try:
+            self._buffer += data
+            start = 0
+            while True:
+                end = self._buffer.find(b"\n", max(start, self._scanned))
+                if end < 0:
+                    break
+                if end - start > self.max_line:
+                    raise LineTooLong(f"request line of {end - start} bytes exceeds the limit "
+                                      f"of {self.max_line} bytes", lines)
+                lines.append(bytes(self._buffer[start:end]))
+                start = end + 1
+        except MemoryError:
+            raise self._not_read(lines) from None
         del self._buffer[:start]
         self._scanned = len(self._buffer)
         if self._scanned > self.max_line:
             raise LineTooLong(f"request line exceeds the limit of {self.max_line} bytes", lines)
         return lines
 
+    def _not_read(self, lines: list[bytes]) -> "LineNotRead":
+        """No memory to hold the input: the stream is cut here, so the connection ends."""
+        self._buffer, self._scanned = bytearray(), 0
+        return LineNotRead("dynamod lacks the memory to read the rest of this connection's "
+                           "input now; the requests not answered were not done: try again "
+                           "later or send smaller requests", lines)
+
     @property
     def pending(self) -> int:
         """Bytes of an unfinished line (a half-sent request)."""
         return len(self._buffer)
+
+
+class NotEnoughMemory(Busy):
+    """`busy`: the daemon lacks the memory to decode this line now; nothing was done."""
+
+    def __init__(self, size: int, needed: int, available: int, id=None):
+        super().__init__(f"dynamod lacks the memory to decode this {size >> 10} KiB request "
+                         f"now (about {needed >> 20} MiB needed, {max(available, 0) >> 20} MiB "
+                         f"free under its memory limits); nothing was done: try again later "
+                         f"or send smaller requests", id=id, reason="memory",
+                         memory_needed=needed, memory_available=max(available, 0))
+
+
+def memory_headroom() -> int | None:
+    """Bytes this process can still map before an allocation fails (malloc returns NULL),
+    or None when nothing bounds it: the soft RLIMIT_AS less the address space in use, the
+    soft RLIMIT_DATA less the data segment, and under strict overcommit
+    (vm.overcommit_memory = 2) the system's CommitLimit less Committed_AS.  A cgroup's
+    memory.max is not one of these: there the kernel reclaims or kills, malloc never fails."""
+    rooms = []
+    space = resource.getrlimit(resource.RLIMIT_AS)[0]
+    data = resource.getrlimit(resource.RLIMIT_DATA)[0]
+    try:
+        if space != _UNLIMITED or data != _UNLIMITED:
+            with open("/proc/self/statm", "rb") as f:
+                statm = f.read().split()
+            if space != _UNLIMITED:
+                rooms.append(space - int(statm[0]) * _PAGE)
+            if data != _UNLIMITED:
+                rooms.append(data - int(statm[5]) * _PAGE)  # data + stack: more than counted
+        with open("/proc/sys/vm/overcommit_memory", "rb") as f:
+            strict = f.read().strip() == b"2"
+        if strict:
+            with open("/proc/meminfo", "rb") as f:
+                info = dict(line.split(b":", 1) for line in f.read().splitlines())
+            rooms.append((int(info[b"CommitLimit"].split()[0])
+                          - int(info[b"Committed_AS"].split()[0])) * 1024)
+    except (OSError, LookupError, ValueError):
+        pass  # no /proc: the limits are all that can be read
+    return min(rooms) if rooms else None
+
+
+def decode_memory(line: bytes, tokens: int | None = None, wide: bool | None = None) -> int:
+    """Most address space orjson.loads(line) can take (measured: docs/upstream-orjson-segv.md):
+    its parse buffer (12 bytes a byte of input, allocated at once), the objects (each opened
+    by one of `[ { , :`), the text of the strings (4 bytes a character when one of them may
+    be wider than Latin-1) and a slack.  `tokens` and `wide` default to counting the line."""
+    size = len(line)
+    if tokens is None:
+        tokens = size - len(line.translate(None, _TOKENS))
+    if wide is None:
+        wide = not line.isascii() or b"\\" in line
+    return _parse_buffer(size) + TOKEN_BYTES * tokens + (4 if wide else 1) * size + DECODE_SLACK
+
+
+def _parse_buffer(size: int) -> int:
+    """orjson's yyjson pool for `size` bytes of input (its buffer_capacity_to_allocate)."""
+    return ((size // 2) * 24 + 256 + 4095) & ~4095
+
+
+def check_memory(line: bytes):
+    """Raise NotEnoughMemory unless decoding `line` fits in the memory left now.  Costs one
+    getrlimit pair, a read of /proc/self/statm and /proc/sys/vm/overcommit_memory, and a
+    pass over the line (translate, 0.4-0.8 ms a MiB) only when the room is between the least
+    and the most that decoding can take."""
+    room = memory_headroom()
+    if room is None:
+        return
+    worst = decode_memory(line, len(line), True)
+    if room >= worst:
+        return
+    needed = decode_memory(line, 0, False)  # the least it can take
+    if room >= needed:
+        try:
+            needed = decode_memory(line)
+        except MemoryError:  # not even room for the count
+            needed = worst
+    if needed > room:
+        raise NotEnoughMemory(len(line), needed, room, id=_peek_id(line))
+
+
+def _peek_id(line: bytes):
+    """The request's id when it comes first in the line (as dynamoclient writes it)."""
+    match = _ID.match(line, 0, 256)
+    if match is None:
+        return None
+    try:
+        rid = orjson.loads(match.group(1))
+    except orjson.JSONDecodeError:
+        return None
+    return rid if _valid_id(rid) else None
 
 
 @dataclass(slots=True)
@@ -83,14 +211,27 @@ def _valid_id(value) -> bool:
 
 def decode_request(line: bytes) -> Request:
     """Parse one line; errors carry the request id when one could be read."""
+    if len(line) >= MEMORY_CHECK_BYTES:
+        check_memory(line)
     try:
         message = orjson.loads(line)
+        repeats = _repeats_a_key(line, message)
     except orjson.JSONDecodeError as exc:
         if "depth limit" in str(exc):
             raise ParseError(f"the request nests arrays and objects deeper than {MAX_DEPTH} "
                              f"levels") from None
+        if "Not enough memory" in str(exc):  # its parse buffer: valid JSON, refused cleanly
+            raise NotEnoughMemory(len(line), decode_memory(line, 0, False),
+                                  memory_headroom() or 0, id=_peek_id(line)) from None
         raise ParseError(f"the request is not valid JSON: {exc}") from None
-    if _repeats_a_key(line, message):
+    except (MemoryError, SystemError) as exc:
+        # SystemError: orjson returned a tree with an exception (MemoryError) set, when a
+        # failed allocation did not happen to be written through; the tree is dropped.
+        if isinstance(exc, SystemError) and not isinstance(exc.__cause__, MemoryError):
+            raise
+        raise NotEnoughMemory(len(line), decode_memory(line, 0, False), memory_headroom() or 0,
+                              id=_peek_id(line)) from None
+    if repeats:
         raise ParseError("the request names the same key twice in one object")
     if not isinstance(message, dict):
         raise InvalidRequest("a request must be a JSON object")
