@@ -44,7 +44,8 @@ datasets = st.fixed_dictionaries(
 block_replicas = st.fixed_dictionaries(
     {"block": st.sampled_from(BLOCKS)},
     optional={"group": st.sampled_from(GROUPS), "files": st.lists(st.sampled_from(LFNS),
-                                                                   max_size=3, unique=True)})
+                                                                   max_size=3, unique=True),
+              "complete": maybe, "last_update": st.sampled_from([5, 7.5])})
 dataset_replicas = st.fixed_dictionaries(
     {"dataset": st.sampled_from(DATASETS), "site": st.sampled_from(SITES)},
     optional={"growing": maybe, "group": st.sampled_from(GROUPS),
@@ -73,7 +74,8 @@ deletions = st.one_of(
         _named(BLOCKS, files=_one(_named(LFNS))))))}),
     st.fixed_dictionaries({"datasetreplica": _one(st.fixed_dictionaries(
         {"dataset": st.sampled_from(DATASETS), "site": st.sampled_from(SITES)},
-        optional={"blockreplicas": _one(_named(BLOCKS, key="block"))}))}),
+        optional={"blockreplicas": _one(_named(BLOCKS, key="block", files=st.lists(
+            st.sampled_from(LFNS), max_size=2)))}))}),
 )
 requests = st.lists(st.one_of(st.tuples(st.just("inject"), documents),
                               st.tuples(st.just("delete"), deletions)),

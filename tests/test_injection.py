@@ -423,16 +423,15 @@ def test_block_replica_files_and_group_defaults(daemon):
     assert replica_at(block_of(daemon, f"{DS}#b2"), T2)["group"] is None
     assert replica_at(daemon.call("get_dataset", name=DS), T2)["group"] is None
 
-    # re-injecting a block replica without files makes it complete again; changing its
-    # group is an update
+    # a replica's size, when given, must agree with its files after the request
+    refused(daemon, {"datasetreplica": [{"site": T3, "dataset": DS, "blockreplicas": [
+        {"block": BLOCK, "size": 165438}]}]}, "size", "165438", "107943")
+    # changing its group is an update that keeps what it holds (test_injection_fidelity.py)
     result = daemon.inject_json({"datasetreplica": [{"site": T3, "dataset": DS, "blockreplicas": [
-        {"block": BLOCK, "group": "DataOps"}]}]})
+        {"block": BLOCK, "group": "DataOps", "size": 107943}]}]})
     assert result == {"created": {}, "updated": {"blockreplicas": 1}, "deleted": {}}
     replica = replica_at(block_of(daemon), T3)
-    assert (replica["complete"], replica["group"], replica["size"]) == (True, "DataOps", 165438)
-    # a replica's size, when given, must agree with its files
-    refused(daemon, {"datasetreplica": [{"site": T3, "dataset": DS, "blockreplicas": [
-        {"block": BLOCK, "files": [LFN1], "size": 165438}]}]}, "size", "165438", "57495")
+    assert (replica["complete"], replica["group"], replica["size"]) == (False, "DataOps", 107943)
 
 
 def test_growing_defaults_and_new_blocks_follow_growing_replicas(daemon):
@@ -465,7 +464,8 @@ def test_growing_defaults_and_new_blocks_follow_growing_replicas(daemon):
     assert replica_at(block_of(daemon, f"{DS}#b2"), T3)["files"] == ["/b2/3"]
     # the transfer completes: the replica is declared complete
     daemon.inject_json({"datasetreplica": [{"site": T3, "dataset": DS,
-                                            "blockreplicas": [{"block": "b2"}]}]})
+                                            "blockreplicas": [{"block": "b2",
+                                                               "complete": True}]}]})
     assert replica_at(block_of(daemon, f"{DS}#b2"), T3)["complete"] is True
     # switching growing off stops it
     daemon.inject_json({"datasetreplica": [{"site": T3, "dataset": DS, "growing": False}]})

@@ -21,6 +21,17 @@ from .fields import MAX_COUNT
 from .objects import (NO_MEMBERS, Block, BlockReplica, Dataset, DatasetReplica, File, Group,
                       Members, Site)
 
+
+class _Keep:
+    """`ChangeSet.block_replica`'s default: the files a replica holds are not changed."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "KEEP"
+
+
+KEEP = _Keep()
 PLURAL = {"site": "sites", "group": "groups", "dataset": "datasets", "block": "blocks",
           "file": "files", "datasetreplica": "datasetreplicas", "blockreplica": "blockreplicas"}
 
@@ -149,7 +160,7 @@ class ChangeSet:
         held, self.held = self.held, set()
         self.inventory.file_cache.release(held)
 
-    def _created(self, obj) -> bool:
+    def created(self, obj) -> bool:
         """True for an object this ChangeSet created (it had no state before the request)."""
         return self._seen.get(store_key(obj)) == "created"
 
@@ -169,11 +180,6 @@ class ChangeSet:
         if self._touch(obj, "updated") != "created":
             self.journal.append(("updated", obj, changed))
         return True
-
-    def update_fields(self, obj, values: dict) -> bool:
-        """Set fields of an existing object that no consistency rule ties to others (a
-        block replica's last_update or group, say): the caller vouches for that."""
-        return self._set(obj, values)
 
     def _new_id(self, kind) -> int:
         ids = self.inventory.next_ids
@@ -281,43 +287,54 @@ class ChangeSet:
         return self._by_name(self.inventory.groups, Group, name, fields)
 
     def dataset(self, name, fields: dict) -> Dataset:
+        if isinstance(name, str) and "#" in name and name not in self.inventory.datasets:
+            raise InvalidValue(f"dataset name {name!r} contains '#', which separates the "
+                               f"dataset from the block in a block's name (dataset#block)",
+                               field="name")
         dataset = self._by_name(self.inventory.datasets, Dataset, name, fields,
                                 {"last_update": self.now})
         dataset.blocks.cache = self.inventory.file_cache
         return dataset
 
     def block(self, dataset: Dataset, name, fields: dict, where=nullcontext) -> Block:
-        """Create or update a block; a given size or num_files is checked at the end,
-        inside `where()` so that the error can still say where the block was given."""
+        """Create or update a block; a given size or num_files is checked at the end
+        (see `expect_totals`)."""
         fields = dict(fields)
-        for total in ("size", "num_files"):
-            if total in fields:
-                expected = checked(Block, total, fields.pop(total))
-                self._expect_total(dataset, name, total, expected, where)
+        totals = {total: fields.pop(total) for total in ("size", "num_files") if total in fields}
         block = dataset.find_block(name)
         if block is not None:
             self._set(block, fields)
-            return block
-        block = Block(name, dataset, **{"last_update": self.now, **fields})
-        block.id = self._new_id("block")
-        self.inventory.file_cache.created(block)
-        self._add(dataset.blocks.by_name, name, block)
-        self._touch(block, "created")
-        for replica in list(dataset.replicas):
-            if replica.growing:
-                self._new_block_replica(replica, block, replica.group, files=())
+        else:
+            block = Block(name, dataset, **{"last_update": self.now, **fields})
+            block.id = self._new_id("block")
+            self.inventory.file_cache.created(block)
+            self._add(dataset.blocks.by_name, name, block)
+            self._touch(block, "created")
+            for replica in list(dataset.replicas):
+                if replica.growing:
+                    self._new_block_replica(replica, block, replica.group, files=())
+        self.expect_totals(block, totals, where)
         return block
 
-    def _expect_total(self, dataset, name, total, expected, where):
+    def expect_totals(self, obj: Block | Dataset, totals: dict, where=nullcontext):
+        """Check, once the whole request is applied, that the `size` and `num_files` it
+        gave for a block (or a dataset) are the sums over its files (or blocks); inside
+        `where()`, so that the error can still say where they were given."""
+        for total, value in totals.items():
+            if type(value) is not int or not 0 <= value <= MAX_COUNT:
+                raise InvalidValue(f"{type(obj).__name__}.{total} must be an integer from 0 "
+                                   f"to {MAX_COUNT}, not {value!r}", field=total)
+        parts = "files" if type(obj) is Block else "blocks"
+
         def check():
-            block = dataset.find_block(name)
-            actual = getattr(block, total) if block is not None else 0
-            if actual != expected:
-                with where():
-                    raise Conflict(
-                        f"block {dataset.name}#{name}: {total} is {expected} in the request "
-                        f"but {actual} by its files", field=total)
-        self.check_later(check)
+            for total, expected in totals.items():
+                actual = getattr(obj, total)
+                if actual != expected:
+                    with where():
+                        raise Conflict(f"{describe(obj)}: {total} is {expected} in the request "
+                                       f"but {actual} by its {parts}", field=total)
+        if totals:
+            self.check_later(check)
 
     def file(self, block: Block, lfn, fields: dict, site: Site | None = None) -> File:
         cache = self.inventory.file_cache
@@ -329,7 +346,7 @@ class ChangeSet:
             return self._update_file(existing, fields)
         if "size" not in fields:
             raise InvalidValue(f"file {lfn}: a new file needs a size", field="size")
-        if site is None and block.replicas and not self._created(block):
+        if site is None and block.replicas and not self.created(block):
             sites = ", ".join(sorted(r.site.name for r in block.replicas))
             raise InvalidValue(
                 f"file {lfn}: block {block.full_name()} already has replicas (at {sites}); "
@@ -439,29 +456,46 @@ class ChangeSet:
         self._touch(replica, "created")
         return replica
 
-    def block_replica(self, owner: DatasetReplica, block: Block, fields: dict,
-                      lfns=None) -> BlockReplica:
-        """Create or update; `lfns` None means complete, else the files present."""
+    def block_replica(self, owner: DatasetReplica, block: Block, fields: dict, files=KEEP,
+                      adding=False) -> BlockReplica:
+        """Create or update a block replica.  `files`: KEEP, a new replica is complete and
+        an existing one keeps what it holds; None, it is complete; LFNs, it holds those
+        (with `adding`, those as well as what it held).  A given size must agree."""
         if block.dataset is not owner.dataset:
             raise Conflict(f"block {block.full_name()} is not a block of dataset "
                            f"{owner.dataset.name}", field="block")
         fields = dict(fields)
         size = fields.pop("size", None)
-        file_ids = None if lfns is None else self._file_ids(block, lfns)
+        file_ids = () if files is KEEP or files is None else self._file_ids(block, files)
         replica = block.find_replica(owner.site)
         if replica is None:
             replica = self._new_block_replica(owner, block, fields.pop("group", owner.group),
                                               files=(), **fields)
+            files = None if files is KEEP else files
         else:
             self._set(replica, fields)
-        if file_ids is None:  # complete: its size is the block's, no need to load the files
+            if adding and replica.file_ids is None:
+                files = KEEP  # it holds them all already
+            elif adding:
+                file_ids += replica.file_ids
+        if files is None:  # complete: its size is the block's, no need to load the files
             self._set(replica, {"file_ids": None, "size": block.size})
-        else:
+        elif files is not KEEP:
             self._put_files(replica, file_ids)
         if size is not None and checked(BlockReplica, "size", size) != replica.size:
             raise Conflict(f"block replica {block.full_name()} at {owner.site.name}: size is "
                            f"{size} in the request but {replica.size} by its files", field="size")
         return replica
+
+    def remove_replica_files(self, replica: BlockReplica, lfns):
+        """The files leave the replica (not the block): `--delete` with its `files`."""
+        drop = set(self._file_ids(replica.block, lfns))
+        present = self._present(replica)
+        missing = drop.difference(present)
+        if missing:
+            lfn = next(f.lfn for f in self._files(replica.block).values() if f.id in missing)
+            raise NotFound(f"file {lfn!r} is not at {replica.site.name}", field="files")
+        self._put_files(replica, [i for i in present if i not in drop])
 
     def _file_ids(self, block, lfns) -> tuple:
         ids = []

@@ -87,6 +87,20 @@ class Count(Field):
         return value
 
 
+class Time(Field):
+    """A Unix time in whole seconds.  A number with a fraction (`time.time()` in a
+    script, `1528406008.0` in JSON) is truncated, as the original stored int(time)."""
+
+    def __init__(self):
+        super().__init__(0)
+
+    def check(self, value):
+        seconds = int(value) if type(value) is float and 0 <= value < 2**63 else value
+        if type(seconds) is not int or not 0 <= seconds <= MAX_COUNT:
+            self.fail(value, f"a time in seconds, a number from 0 to {MAX_COUNT}")
+        return seconds
+
+
 class Flag(Field):
     def check(self, value):
         if type(value) is not bool:

@@ -2,18 +2,21 @@
 
 A document is an object with any of the keys `site`, `group`, `dataset`,
 `datasetreplica`, each a list of objects (datasets nest `blocks`, blocks nest
-`files`, dataset replicas nest `blockreplicas`).  Sections are applied in that
-order whatever the JSON order, so one file can describe everything.  Errors
+`files`, dataset replicas nest `blockreplicas`).  Whatever the JSON order, they
+are applied in one order (see `inject`), so one document can describe
+everything, as in the original's documentation.  Errors
 carry the JSON path of the object (`dataset[0].blocks[1].files[3]`) and name
 the object and field.
 """
 
+import difflib
 from contextlib import contextmanager
 
-from ..errors import DynamoError, InvalidParams, NotFound
-from .changes import ChangeSet
+from ..errors import Conflict, DynamoError, InvalidParams, InvalidValue, NotFound
+from .changes import KEEP, ChangeSet
 
 SECTIONS = ("site", "group", "dataset", "datasetreplica")
+TOP_KEYS = (*SECTIONS, "comment")  # a comment, of any value, is ignored (as the original did)
 
 # key in the JSON -> field of the object (None: handled by the code below)
 SITE_KEYS = {"name": None, "host": "host", "storage_type": "storage_type", "backend": "backend",
@@ -21,7 +24,7 @@ SITE_KEYS = {"name": None, "host": "host", "storage_type": "storage_type", "back
 GROUP_KEYS = {"name": None, "olevel": "olevel"}
 DATASET_KEYS = {"name": None, "status": "status", "data_type": "data_type",
                 "software_version": "software_version", "last_update": "last_update",
-                "is_open": "is_open", "blocks": None}
+                "is_open": "is_open", "size": None, "num_files": None, "blocks": None}
 BLOCK_KEYS = {"name": None, "size": "size", "num_files": "num_files", "is_open": "is_open",
               "last_update": "last_update", "files": None}
 FILE_KEYS = {"name": None, "size": "size", "site": None, "adler32": "adler32", "crc32": "crc32",
@@ -29,7 +32,8 @@ FILE_KEYS = {"name": None, "size": "size", "site": None, "adler32": "adler32", "
 DATASET_REPLICA_KEYS = {"dataset": None, "site": None, "growing": "growing", "group": None,
                         "blockreplicas": None}
 BLOCK_REPLICA_KEYS = {"block": None, "group": None, "is_custodial": "is_custodial",
-                      "last_update": "last_update", "size": "size", "files": None}
+                      "last_update": "last_update", "size": "size", "files": None,
+                      "complete": None}
 
 
 @contextmanager
@@ -74,8 +78,7 @@ def _fields(item, keys: dict, *identity: str) -> dict:
         raise InvalidParams(f"must be an object, not {type(item).__name__}")
     unknown = sorted(set(item) - set(keys))
     if unknown:
-        raise InvalidParams(f"unknown key {unknown[0]!r} (allowed: {', '.join(keys)})",
-                            field=unknown[0])
+        raise InvalidParams(_unknown("key", unknown[0], keys), field=unknown[0])
     for key in identity:
         if key not in item:
             raise InvalidParams(f"missing {key!r}", field=key)
@@ -116,9 +119,13 @@ def _replica_label(item) -> str | None:
 
 
 def inject(changes: ChangeSet, document):
-    """Create or update everything the document describes."""
+    """Create or update everything the document describes.
+
+    Whatever the order in the JSON: sites, groups, datasets and their blocks, dataset
+    replicas, then the blocks' files (whose `site` may so name a dataset replica of the
+    same document), then block replicas (which may list those files).
+    """
     _check_document(document)
-    inv = changes.inventory
     for path, item in _items(document, "site", ""):
         with located(path, _label(item, "name") and f"site {item['name']}"):
             fields = _fields(item, SITE_KEYS, "name")
@@ -127,44 +134,119 @@ def inject(changes: ChangeSet, document):
         with located(path, _label(item, "name") and f"group {item['name']}"):
             fields = _fields(item, GROUP_KEYS, "name")
             changes.group(_name(item, "name", "group"), fields)
+    blocks = [*_datasets(changes, document)]
+    replicas = [*_dataset_replicas(changes, document)]
+    seen = {}  # LFN -> (block path, its files) where the document gives it first
+    for bpath, bitem, block in blocks:
+        _files(changes, bpath, bitem, block, seen)
+    for path, item, replica in replicas:
+        _block_replicas(changes, path, item, replica)
+    changes.finish()
+
+
+def _datasets(changes, document):
+    """Create or update the datasets and their blocks: (path, item, Block) of each block."""
     for path, item in _items(document, "dataset", ""):
-        with located(path, _label(item, "name") and f"dataset {item['name']}"):
+        what = _label(item, "name") and f"dataset {item['name']}"
+        with located(path, what):
             fields = _fields(item, DATASET_KEYS, "name")
             name = _name(item, "name", "dataset")
             dataset = changes.dataset(name, fields)
+            changes.expect_totals(dataset, _totals(item), lambda p=path, w=what: located(p, w))
         for bpath, bitem in _items(item, "blocks", path + "."):
             what = _label(bitem, "name") and f"block {name}#{bitem['name']}"
             with located(bpath, what):
                 bfields = _fields(bitem, BLOCK_KEYS, "name")
                 block = changes.block(dataset, _name(bitem, "name", "block"), bfields,
                                       where=lambda p=bpath, w=what: located(p, w))
-            if changes.new_files(block, _plain_files(bitem)):
-                continue
-            for fpath, fitem in _items(bitem, "files", bpath + "."):
-                with located(fpath, _label(fitem, "name") and f"file {fitem['name']}"):
-                    ffields = _fields(fitem, FILE_KEYS, "name")
-                    lfn = _name(fitem, "name", "file")
-                    site = inv.site(fitem["site"]) if "site" in fitem else None
-                    changes.file(block, lfn, ffields, site)
+            yield bpath, bitem, block
+
+
+def _totals(item) -> dict:
+    return {total: item[total] for total in ("size", "num_files") if total in item}
+
+
+def _files(changes, bpath, bitem, block, seen: dict):
+    """Add or update the block's files; an LFN given twice in the document is an error."""
+    where = (bpath, bitem.get("files"))
+    items = _plain_files(bitem)
+    if changes.new_files(block, items):
+        # all new: none can be in `seen`, whose files the inventory knows by now
+        seen.update(dict.fromkeys([lfn for lfn, _ in items], where))
+        return
+    inv = changes.inventory
+    for fpath, fitem in _items(bitem, "files", bpath + "."):
+        with located(fpath, _label(fitem, "name") and f"file {fitem['name']}"):
+            ffields = _fields(fitem, FILE_KEYS, "name")
+            lfn = _name(fitem, "name", "file")
+            if lfn in seen:
+                raise InvalidParams(f"given twice in one document, at {_path_of(lfn, *seen[lfn])} "
+                                    f"and at {fpath}", field="name")
+            seen[lfn] = where
+            site = inv.site(fitem["site"]) if "site" in fitem else None
+            changes.file(block, lfn, ffields, site)
+
+
+def _path_of(lfn, bpath, items) -> str:
+    """The path of the first file named `lfn` among a block's `items`."""
+    index = next(i for i, f in enumerate(items) if isinstance(f, dict) and f.get("name") == lfn)
+    return f"{bpath}.files[{index}]"
+
+
+def _dataset_replicas(changes, document):
+    """Create or update the dataset replicas: (path, item, DatasetReplica) of each."""
+    inv = changes.inventory
     for path, item in _items(document, "datasetreplica", ""):
         with located(path, _replica_label(item)):
             fields = _fields(item, DATASET_REPLICA_KEYS, "dataset", "site")
             dataset, site = inv.dataset(item["dataset"]), inv.site(item["site"])
             if "group" in item:
                 fields["group"] = inv.group(item["group"])
-            replica = changes.dataset_replica(dataset, site, fields)
-        for bpath, bitem in _items(item, "blockreplicas", path + "."):
-            bname = _label(bitem, "block")
-            with located(bpath, bname and f"block replica {site.name}:{dataset.name}#{bname}"):
-                bfields = _fields(bitem, BLOCK_REPLICA_KEYS, "block")
-                block = inv.block(dataset.name, _name(bitem, "block", "block replica"))
-                if "group" in bitem:
-                    bfields["group"] = inv.group(bitem["group"])
-                lfns = bitem.get("files")
-                if lfns is not None and not isinstance(lfns, list):
-                    raise InvalidParams("files must be a list of LFNs", field="files")
-                changes.block_replica(replica, block, bfields, lfns)
-    changes.finish()
+            yield path, item, changes.dataset_replica(dataset, site, fields)
+
+
+def _block_replicas(changes, path, item, replica):
+    inv = changes.inventory
+    dataset, site = replica.dataset, replica.site
+    for bpath, bitem in _items(item, "blockreplicas", path + "."):
+        bname = _label(bitem, "block")
+        with located(bpath, bname and f"block replica {site.name}:{dataset.name}#{bname}"):
+            bfields = _fields(bitem, BLOCK_REPLICA_KEYS, "block")
+            block = inv.block(dataset.name, _name(bitem, "block", "block replica"))
+            if "group" in bitem:
+                bfields["group"] = inv.group(bitem["group"])
+            changes.block_replica(replica, block, bfields,
+                                  _held(changes, bitem, block, site), adding=True)
+
+
+def _held(changes, bitem, block, site):
+    """What a block replica of an injection holds, for `ChangeSet.block_replica` (which
+    adds `files` to what it held).  New (not there before the request, even if a file's
+    `site` made it): complete, or with `files` those, or with `complete: false` none
+    yet.  Existing: what it held, and its `files`; `complete: true` makes it complete."""
+    lfns, complete = _lfn_list(bitem), bitem.get("complete")
+    if type(complete) is not bool and complete is not None:
+        raise InvalidValue(f"complete must be true or false, not {complete!r}",
+                           field="complete")
+    if complete and lfns is not None:
+        raise InvalidParams("give files or complete: true, not both (a complete replica "
+                            "holds every file of its block)", field="complete")
+    existing = block.find_replica(site)
+    new = existing is None or changes.created(existing)
+    if complete is False and not new and existing.is_complete():
+        raise Conflict("it holds every file of its block, and complete: false takes none "
+                       "away: remove files with --delete, listing them in its files",
+                       field="complete")
+    if complete or (complete is None and lfns is None and new):
+        return None
+    return KEEP if complete is None and lfns is None else lfns or ()
+
+
+def _lfn_list(bitem) -> list | None:
+    lfns = bitem.get("files")
+    if lfns is not None and not isinstance(lfns, list):
+        raise InvalidParams("files must be a list of LFNs", field="files")
+    return lfns
 
 
 def delete(changes: ChangeSet, document):
@@ -190,7 +272,11 @@ def delete(changes: ChangeSet, document):
                 block_replica = block.find_replica(site)
                 if block_replica is None:
                     raise NotFound(f"block {bname} has no replica at {site.name}")
-                changes.delete_block_replica(block_replica)
+                lfns = _lfn_list(bitem)
+                if lfns is None:
+                    changes.delete_block_replica(block_replica)
+                else:
+                    changes.remove_replica_files(block_replica, lfns)
     for path, item in _items(document, "dataset", ""):
         with located(path, _label(item, "name") and f"dataset {item['name']}"):
             _fields(item, DATASET_KEYS, "name")
@@ -229,7 +315,13 @@ def _check_document(document):
     if not isinstance(document, dict):
         raise InvalidParams("the document must be a JSON object with any of the keys "
                             + ", ".join(SECTIONS))
-    unknown = sorted(set(document) - set(SECTIONS))
+    unknown = sorted(set(document) - set(TOP_KEYS))
     if unknown:
-        raise InvalidParams(f"unknown section {unknown[0]!r} (allowed: {', '.join(SECTIONS)})",
-                            field=unknown[0])
+        raise InvalidParams(_unknown("section", unknown[0], TOP_KEYS), field=unknown[0])
+
+
+def _unknown(what: str, name: str, allowed) -> str:
+    """`unknown key 'stauts' (did you mean 'status'? allowed: ...)`."""
+    close = difflib.get_close_matches(name, allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown {what} {name!r} ({hint}allowed: {', '.join(allowed)})"

@@ -8,7 +8,7 @@ well, to the daemon's inventory, so both sides follow one set of rules.
 """
 
 from ..errors import InvalidParams, InvalidValue, NotFound
-from .changes import ChangeSet
+from .changes import KEEP, ChangeSet
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site, changed_fields
 
 
@@ -101,20 +101,15 @@ def _apply(changes, op, kind, fields, rec):
         return None
     if kind == "blockreplica":  # first: the bulk of a write-back
         block, site = inv.block(rec["dataset"], rec["block"]), inv.site(rec["site"])
-        replica = block.find_replica(site)
-        if replica is None and block.dataset.find_replica(site) is None:
+        owner = block.dataset.find_replica(site)
+        if owner is None:
             raise NotFound(f"dataset {block.dataset.name} has no replica at {site.name}; "
                            f"update the dataset replica first", field="site")
-        fields = _with_group(inv, fields)
-        if replica is not None and "files" not in rec and "size" not in fields:
-            # Neither files nor size given: they stay as they are (the common write-back:
-            # a last_update or group), and nothing else depends on the other fields.
-            changes.update_fields(replica, fields)
-            return replica
-        files = rec["files"] if "files" in rec else _keep(replica)
-        if files is not None and not isinstance(files, list):
+        # files not given: a new replica is complete, an existing one keeps what it holds
+        files = rec.get("files", KEEP)
+        if files is not None and files is not KEEP and not isinstance(files, list):
             raise InvalidParams(f"a block replica's files are a list of LFNs, not {files!r}")
-        return changes.block_replica(block.dataset.find_replica(site), block, fields, files)
+        return changes.block_replica(owner, block, _with_group(inv, fields), files)
     if kind == "site":
         return changes.site(rec["name"], fields)
     if kind == "group":
@@ -135,13 +130,6 @@ def _apply(changes, op, kind, fields, rec):
 def _with_group(inv, fields: dict) -> dict:
     """`fields` with a group name resolved to the Group (a new dict: the record stays)."""
     return {**fields, "group": inv.group(fields["group"])} if "group" in fields else fields
-
-
-def _keep(replica):
-    """The LFNs a replica holds now (None: complete), so an update keeps them."""
-    if replica is None or replica.file_ids is None:
-        return None
-    return _lfns(replica)
 
 
 _METHOD = {"site": "site", "group": "group", "dataset": "dataset", "block": "block",
