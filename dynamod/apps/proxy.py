@@ -6,8 +6,9 @@ and keep a record of each call; a read/write application's records go back to
 the daemon when it ends well, a read-only one's die with it.
 """
 
-from ..errors import DynamoError
+from ..errors import DynamoError, InvalidValue
 from ..inventory.changes import ChangeSet
+from ..inventory.objects import CLASSES, BlockReplica
 from ..inventory.updates import apply_record, record
 
 
@@ -39,6 +40,17 @@ class ApplicationInventory:
         found = self._inventory.datasets.get(dataset)
         return found.find_block(name) if found else None
 
+    def make_object(self, text: str):
+        """The detached object a printed object describes, as the original's
+        `make_object`: `inventory.make_object("Site('T2_X','se.x','disk','','ready',0)")`."""
+        obj = eval(text, {"__builtins__": {}, **{c.__name__: c for c in CLASSES}})  # noqa: S307
+        if not isinstance(obj, CLASSES):
+            raise InvalidValue(f"not an inventory object: {text!r}")
+        if isinstance(obj, BlockReplica) and obj.file_ids is not None:
+            raise InvalidValue("a printed BlockReplica shows a file count, not its files: "
+                               "build it with BlockReplica(..., files=[LFN, ...])")
+        return obj
+
     def update(self, obj, site=None):
         """Create or update `obj` by its identity; returns the inventory's object.
 
@@ -49,6 +61,10 @@ class ApplicationInventory:
     def delete(self, obj):
         """Remove `obj` (found by its identity) with the usual cascade."""
         self._apply(record("delete", obj))
+
+    def register_update(self, obj):
+        """The original's record of an object changed in place: `update` does it."""
+        return self.update(obj)
 
     def _apply(self, rec):
         changes = ChangeSet(self._inventory)

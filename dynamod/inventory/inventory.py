@@ -10,7 +10,7 @@ from .objects import Block, Dataset, File, Group, Site
 class Inventory:
     def __init__(self):
         self.sites = {}
-        self.groups = {None: Group(None)}
+        self.groups = {None: Group.null_group}  # the one null group
         self.datasets = {}
         self.file_cache = FileCache(self)
         self.next_ids = dict.fromkeys(ID_KINDS, 1)

@@ -11,13 +11,18 @@ copied by `inventory.update`.  Objects held by the inventory are linked and
 maintained by `ChangeSet` (changes.py), which keeps the consistency rules.
 """
 
-from .fields import Checksum, Choice, Count, Field, Flag, Text, Version, given_fields
+import time
+from collections.abc import Set
+
+from ..errors import InvalidValue, NotFound
+from .fields import Checksum, Choice, Count, Field, Flag, Text, Time, Version, given_fields
 
 STORAGE_TYPES = ("disk", "mss", "buffer", "unknown")
 SITE_STATUSES = ("ready", "waitroom", "morgue", "unknown")
 DATASET_STATUSES = ("unknown", "deleted", "deprecated", "invalid", "production", "valid", "ignored")
 DATA_TYPES = ("unknown", "production", "test")
 OWNERSHIP_LEVELS = ("Dataset", "Block")
+CHECKSUM_ALGORITHMS = ("adler32", "crc32", "md5")
 
 
 def _set_repr(objects) -> str:
@@ -32,22 +37,57 @@ class ObjectSet(set):
     __repr__ = _set_repr
 
 
-class Members(tuple):
-    """The few replicas of a block or a dataset, or the block replicas of a dataset
-    replica: an immutable tuple (a quarter of a set's memory; an empty one is shared)
-    that a change replaces whole.  Printed as the set the documentation shows."""
+class SiteReplicas(ObjectSet):
+    """A site's dataset replicas: a set, and callable as the original's method
+    `site.dataset_replicas()`, which gives a copy (safe to iterate while deleting)."""
 
     __slots__ = ()
 
+    def __call__(self) -> ObjectSet:
+        return ObjectSet(self)
+
+
+class _SetLike(Set):
+    """What makes a compact collection of the inventory a `collections.abc.Set`: set
+    comparisons and operators (`-`, `|`, `&`, `^`, `<=`, `isdisjoint`), results as
+    ObjectSets.  Methods only: no instance memory."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _from_iterable(cls, iterable):
+        return ObjectSet(iterable)
+
+    def __ne__(self, other):
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __repr__ = _set_repr
+
+
+class Members(tuple, _SetLike):
+    """The few replicas of a block or a dataset, or the block replicas of a dataset
+    replica: an immutable tuple (a quarter of a set's memory; an empty one is shared)
+    that a change replaces whole.  Printed, compared and combined as the set the
+    documentation shows (a frozen set: hashable); still indexable."""
+
+    __slots__ = ()
+
+    # tuple's own comparisons would come first: set semantics instead (a plain tuple
+    # on the other side falls back to tuple comparison, as before)
+    __eq__, __lt__, __le__, __gt__, __ge__ = (
+        Set.__eq__, Set.__lt__, Set.__le__, Set.__gt__, Set.__ge__)
+    __ne__ = _SetLike.__ne__
+    __hash__ = Set._hash
     __repr__ = _set_repr
 
 
 NO_MEMBERS = Members()
 
 
-class BlockSet:
+class BlockSet(_SetLike):
     """A dataset's blocks: a dict by name (a dataset may hold thousands of blocks, and
-    each block a request names is looked up), iterated and printed as a set."""
+    each block a request names is looked up), iterated, printed and combined as a set."""
 
     __slots__ = ("by_name", "cache")
 
@@ -62,9 +102,34 @@ class BlockSet:
         return len(self.by_name)
 
     def __contains__(self, block):
-        return self.by_name.get(getattr(block, "name", None)) is block
+        try:
+            return self.by_name.get(getattr(block, "name", None)) is block
+        except TypeError:  # an unhashable name
+            return False
 
-    __repr__ = _set_repr
+
+def _enum(values: tuple):
+    """The original's `X_val` and `X_name` for a field whose values are `values`: both
+    give the value's name as stored here (any case, or the original's 1-based number);
+    anything else is returned unchanged, as there."""
+    lookup = {v.lower(): v for v in values}
+
+    def convert(arg):
+        if type(arg) is int and 0 < arg <= len(values):
+            return values[arg - 1]
+        if isinstance(arg, str):
+            return lookup.get(arg.lower(), arg)
+        return arg
+
+    return staticmethod(convert)
+
+
+def _missing(what: str, field: str):
+    raise NotFound(f"could not find {what}", field=field)
+
+
+def _utc(t) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 
 def _init(obj, values: dict):
@@ -98,18 +163,55 @@ class Site:
         self.name = name
         _init(self, dict(host=host, storage_type=storage_type, backend=backend, status=status))
         self.id = id
-        self.dataset_replicas = ObjectSet()
+        self.dataset_replicas = SiteReplicas()
 
     def __repr__(self):
         return (f"Site({self.name!r},{self.host!r},{self.storage_type!r},"
                 f"{self.backend!r},{self.status!r},{self.id})")
 
-    def to_pfn(self, lfn: str) -> str:
-        """The physical file name: the backend with the LFN appended."""
+    def __str__(self):
+        return (f"Site {self.name} (host={self.host}, storage_type={self.storage_type}, "
+                f"backend={self.backend}, status={self.status}, x509={self.x509proxy}, "
+                f"id={self.id})")
+
+    # The original's read API (class attributes and methods: no instance memory).
+    storage_type_val = storage_type_name = _enum(STORAGE_TYPES)
+    status_val = status_name = _enum(SITE_STATUSES)
+    TYPE_DISK, TYPE_MSS, TYPE_BUFFER, TYPE_UNKNOWN = STORAGE_TYPES  # the stored names
+    STAT_READY, STAT_WAITROOM, STAT_MORGUE, STAT_UNKNOWN = SITE_STATUSES
+    x509proxy = None  # no per-site proxy here
+
+    def to_pfn(self, lfn: str, protocol=None) -> str:
+        """The physical file name: the backend with the LFN appended (the seed's rule,
+        the same for every protocol: the backend is the site's one endpoint)."""
         return self.backend + lfn
 
-    def find_dataset_replica(self, dataset):
-        return next((r for r in self.dataset_replicas if r.dataset is dataset), None)
+    def find_dataset_replica(self, dataset, must_find=False):
+        """The replica here of `dataset` (a Dataset, or a dataset name), or None."""
+        if isinstance(dataset, Dataset):
+            found = next((r for r in dataset.replicas if r.site is self), None)
+        else:
+            found = next((r for r in self.dataset_replicas if r.dataset.name == dataset), None)
+        if found is None and must_find:
+            _missing(f"replica of {_name_of(dataset)} at {self.name}", "dataset")
+        return found
+
+    def find_block_replica(self, block, must_find=False):
+        """The replica here of `block` (a Block, its name or its full name), or None."""
+        found = None
+        if isinstance(block, Block):
+            found = next((r for r in block.replicas if r.site is self), None)
+        elif isinstance(block, str):  # a scan of the site, as in the original
+            dataset, full, name = block.partition("#")
+            for replica in self.dataset_replicas:
+                found = replica.find_block_replica(block)
+                if found is None and full and replica.dataset.name == dataset:
+                    found = replica.find_block_replica(name)
+                if found is not None:
+                    break
+        if found is None and must_find:
+            _missing(f"replica of block {getattr(block, 'name', block)} at {self.name}", "block")
+        return found
 
 
 class Group:
@@ -128,6 +230,13 @@ class Group:
     def __repr__(self):
         return f"Group({self.name!r},{self.olevel!r},{self.id})"
 
+    def __str__(self):
+        return f"Group {self.name} (olevel={self.olevel}, id={self.id})"
+
+    olevel_val = olevel_name = _enum(OWNERSHIP_LEVELS)
+    OL_DATASET, OL_BLOCK = OWNERSHIP_LEVELS
+    null_group = None  # set below: the one null group (`inventory.groups[None]`)
+
 
 class Dataset:
     __slots__ = ("_name", "_status", "_data_type", "_software_version", "_last_update",
@@ -137,7 +246,7 @@ class Dataset:
     status = Choice(DATASET_STATUSES, "unknown")
     data_type = Choice(DATA_TYPES, "unknown")
     software_version = Version()
-    last_update = Count()
+    last_update = Time()
     is_open = Flag(True)
     FIELDS = ("status", "data_type", "software_version", "last_update", "is_open")
 
@@ -162,15 +271,71 @@ class Dataset:
     def num_files(self) -> int:
         return sum(b.num_files for b in self.blocks)
 
-    def find_block(self, name):
+    def find_block(self, name, must_find=False):
         try:
-            return self.blocks.by_name.get(name)
+            found = self.blocks.by_name.get(name)
         except TypeError:  # an unhashable name (a malformed record) names no block
-            return None
+            found = None
+        if found is None and must_find:
+            _missing(f"block {name} in {self.name}", "block")
+        return found
 
-    def find_replica(self, site):
+    def find_replica(self, site, must_find=False):
         """The replica at `site` (a Site or a site name), or None."""
-        return next((r for r in self.replicas if r.site is site or r.site.name == site), None)
+        found = next((r for r in self.replicas if r.site is site or r.site.name == site), None)
+        if found is None and must_find:
+            _missing(f"replica at {_name_of(site)} of {self.name}", "site")
+        return found
+
+    # The original's read API (class attributes and methods: no instance memory).
+    status_val = status_name = _enum(DATASET_STATUSES)
+    data_type_val = data_type_name = _enum(DATA_TYPES)
+    (STAT_UNKNOWN, STAT_DELETED, STAT_DEPRECATED, STAT_INVALID, STAT_PRODUCTION, STAT_VALID,
+     STAT_IGNORED) = DATASET_STATUSES
+    TYPE_UNKNOWN, TYPE_PRODUCTION, TYPE_TEST = DATA_TYPES
+    name_pattern = None
+
+    @staticmethod
+    def format_software_version(value):
+        return value
+
+    def __str__(self):
+        sites = ",".join(r.site.name for r in self.replicas)
+        return (f"Dataset {self.name} (status={self.status}, data_type={self.data_type}, "
+                f"software_version={self.software_version}, "
+                f"last_update={_utc(self.last_update)}, is_open={self.is_open}, id={self.id}, "
+                f"size {self.size}, {len(self.blocks)} blocks, {self.num_files} files, "
+                f"replicas [{sites}])")
+
+    @property
+    def files(self) -> ObjectSet:
+        """Every file of every block (each block's files are loaded as needed)."""
+        found = ObjectSet()
+        for block in self.blocks:
+            found.update(block.files_by_lfn.values())
+        return found
+
+    def find_file(self, lfn, must_find=False):
+        """The File of this dataset with this LFN, or None."""
+        cache = self.blocks.cache
+        if cache is not None:  # the inventory knows which block holds an LFN
+            found = cache.find(lfn)
+            found = found if found is not None and found.block.dataset is self else None
+        else:
+            found = next((b.files_by_lfn[lfn] for b in self.blocks
+                          if lfn in b.files_by_lfn), None)
+        if found is None and must_find:
+            _missing(f"file {lfn} in {self.name}", "lfn")
+        return found
+
+    @property
+    def attr(self) -> dict:
+        """The original's free-form dict for a script's own notes (transient: held by
+        the process that asks, never stored; no memory until asked for)."""
+        return _ATTRS.setdefault(self, {})
+
+
+_ATTRS = {}  # Dataset -> its `attr` dict, in the process that asked
 
 
 def _name_of(link):
@@ -185,7 +350,7 @@ class Block:
     size = Count()
     num_files = Count()
     is_open = Flag(False)
-    last_update = Count()
+    last_update = Time()
     FIELDS = ("size", "num_files", "is_open", "last_update")
 
     def __init__(self, name, dataset=None, size=_UNSET, num_files=_UNSET, is_open=_UNSET,
@@ -220,8 +385,51 @@ class Block:
     def files(self) -> frozenset:
         return frozenset(self.files_by_lfn.values())
 
-    def find_replica(self, site):
-        return next((r for r in self.replicas if r.site is site or r.site.name == site), None)
+    def find_replica(self, site, must_find=False):
+        found = next((r for r in self.replicas if r.site is site or r.site.name == site), None)
+        if found is None and must_find:
+            _missing(f"replica at {_name_of(site)} of {self.full_name()}", "site")
+        return found
+
+    # The original's read API (class attributes and methods: no instance memory).
+    name_pattern = None
+
+    @staticmethod
+    def to_internal_name(name: str) -> str:
+        return name
+
+    @staticmethod
+    def to_real_name(name: str) -> str:
+        return name
+
+    @staticmethod
+    def to_full_name(dataset_name: str, real_name: str) -> str:
+        return f"{dataset_name}#{real_name}"
+
+    @staticmethod
+    def from_full_name(full_name: str) -> tuple:
+        """('dataset', 'block') from 'dataset#block'."""
+        dataset, found, name = full_name.partition("#")
+        if not found:
+            raise InvalidValue(f"invalid block name {full_name}: expected dataset#block",
+                               field="block")
+        return dataset, name
+
+    def real_name(self) -> str:
+        return self.name
+
+    def find_file(self, lfn, must_find=False):
+        """The File of this block with this LFN, or None."""
+        found = self.files_by_lfn.get(lfn) if isinstance(lfn, str) else None
+        if found is None and must_find:
+            _missing(f"file {lfn} in {self.full_name()}", "lfn")
+        return found
+
+    def __str__(self):
+        sites = ",".join(r.site.name for r in self.replicas)
+        return (f"Block {self.full_name()} (size={self.size}, num_files={self.num_files}, "
+                f"is_open={self.is_open}, last_update={_utc(self.last_update)}, "
+                f"replicas=[{sites}], id={self.id})")
 
 
 class File:
@@ -247,6 +455,19 @@ class File:
     def checksums(self) -> dict:
         return {k: getattr(self, k) for k in ("adler32", "crc32", "md5") if getattr(self, k)}
 
+    # The original's read API: `checksum` is a tuple ordered as `checksum_algorithms`
+    # (None where a checksum was not given).
+    checksum_algorithms = CHECKSUM_ALGORITHMS
+
+    @property
+    def checksum(self) -> tuple:
+        return (self.adler32, self.crc32, self.md5)
+
+    def __str__(self):
+        block = self.block.full_name() if isinstance(self.block, Block) else self.block
+        return (f"File {self.lfn} (block={block}, size={self.size}, "
+                f"checksum={self.checksum}, id={self.id})")
+
     def __repr__(self):
         block = self.block.full_name() if isinstance(self.block, Block) else self.block
         extra = "".join(f",{k}={v!r}" for k, v in self.checksums().items())
@@ -270,11 +491,47 @@ class DatasetReplica:
         return (f"DatasetReplica({_name_of(self.dataset)!r},{_name_of(self.site)!r},"
                 f"{self.growing},{_name_of(self.group)!r})")
 
-    def find_block_replica(self, block):
-        return next((r for r in self.block_replicas if r.block is block), None)
+    def find_block_replica(self, block, must_find=False):
+        """The replica here of `block` (a Block, or a block name), or None."""
+        if isinstance(block, Block):
+            found = next((r for r in self.block_replicas if r.block is block), None)
+        else:
+            found = next((r for r in self.block_replicas if r.block.name == block), None)
+        if found is None and must_find:
+            _missing(f"replica of block {getattr(block, 'name', block)} at "
+                     f"{_name_of(self.site)}", "block")
+        return found
 
     def is_complete(self) -> bool:
         return all(r.is_complete() for r in self.block_replicas)
+
+    # The original's read API (methods only: no instance memory).
+    def is_full(self) -> bool:
+        """Every block of the dataset is here, complete."""
+        return len(self.block_replicas) == len(self.dataset.blocks) and self.is_complete()
+
+    def is_partial(self) -> bool:
+        """Some blocks of the dataset are missing here; those here are complete."""
+        return len(self.block_replicas) != len(self.dataset.blocks) and self.is_complete()
+
+    def is_last_copy(self) -> bool:
+        """This is the dataset's only replica."""
+        return len(self.dataset.replicas) == 1 and self in self.dataset.replicas
+
+    def last_block_created(self) -> int:
+        """The latest last_update of its block replicas (0 when it has none)."""
+        return max((r.last_update for r in self.block_replicas), default=0)
+
+    def size(self, physical=True) -> int:
+        """Bytes present here; with physical=False, the sizes of the blocks it holds."""
+        if physical:
+            return sum(r.size for r in self.block_replicas)
+        return sum(r.block.size for r in self.block_replicas)
+
+    def __str__(self):
+        growing = f"True ({_name_of(self.group)})" if self.growing else "False"
+        return (f"DatasetReplica {_name_of(self.site)}:{_name_of(self.dataset)} "
+                f"(growing: {growing}, {len(self.block_replicas)} block_replicas)")
 
 
 class BlockReplica:
@@ -283,7 +540,7 @@ class BlockReplica:
     group = Field()
     is_custodial = Flag(False)
     size = Count()
-    last_update = Count()
+    last_update = Time()
     file_ids = Field()
     FIELDS = ("group", "is_custodial", "size", "last_update", "file_ids")
 
@@ -311,8 +568,30 @@ class BlockReplica:
         ids = set(self.file_ids)
         return frozenset(f for f in self.block.files_by_lfn.values() if f.id in ids)
 
+    # The original's read API (properties and methods: no instance memory).
+    @property
+    def num_files(self) -> int:
+        """The number of files present here."""
+        return self.block.num_files if self.file_ids is None else len(self.file_ids)
+
+    def has_file(self, lfile) -> bool:
+        """Whether this file (a File of the block, or an LFN) is present here."""
+        if isinstance(lfile, str):
+            lfile = self.block.find_file(lfile)
+        if getattr(lfile, "block", None) is not self.block:
+            return False
+        return self.file_ids is None or lfile.id in self.file_ids
+
+    def __str__(self):
+        block = self.block.full_name() if isinstance(self.block, Block) else self.block
+        return (f"BlockReplica {_name_of(self.site)}:{block} (group={_name_of(self.group)}, "
+                f"size={self.size}, last_update={_utc(self.last_update)})")
+
 
 CLASSES = (Site, Group, Dataset, Block, File, DatasetReplica, BlockReplica)
+
+# The null group (no owner): the inventory's `groups[None]`, never stored or changed.
+Group.null_group = Group(None)
 
 
 def changed_fields(obj) -> dict:
