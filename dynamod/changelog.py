@@ -18,6 +18,7 @@ import os
 import threading
 import time
 
+from .logs import escape
 from .store.reader import StoreReader
 
 log = logging.getLogger("dynamod")
@@ -100,7 +101,7 @@ class ChangeLog:
     def _write_pending(self, reader, written: int, acknowledge) -> int:
         while rows := reader.db.execute(ENTRIES, (written, BATCH)).fetchall():
             text = "".join(
-                "".join(f"{stamp} {actor} {line}\n" for line in lines.split("\n"))
+                "".join(f"{stamp} {escape(actor)} {escape(line)}\n" for line in lines.split("\n"))
                 for stamp, actor, lines in
                 ((time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), a, ls)
                  for _, t, a, ls in rows))

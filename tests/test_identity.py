@@ -127,6 +127,12 @@ def key_pem(key, traditional=False) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
 
 
+def write_private(path: Path, data: bytes):
+    """A file only its owner may read, as a proxy or a key must be."""
+    path.touch(mode=0o600)
+    path.write_bytes(data)
+
+
 class Pki:
     """Every credential the tests use, written as files in `directory`."""
 
@@ -171,15 +177,16 @@ class Pki:
 
     def _write(self, label, credential: Credential) -> Path:
         """A proxy as a grid proxy file: the proxy, its key, then the certificates that
-        issued it (the CA aside); a certificate with its key beside it, in `<name>.key`."""
+        issued it (the CA aside); a certificate with its key beside it, in `<name>.key`.
+        The file with the key is mode 0600, as the clients require."""
         path = self.dir / (label.replace(" ", "-") + ".pem")
         issuers = b"".join(pem(c) for c in credential.issuers if c.subject != name(CA_DN))
         if "proxy" in label:
-            path.write_bytes(pem(credential.cert) + key_pem(credential.key, traditional=True)
-                             + issuers)
+            write_private(path, pem(credential.cert) + key_pem(credential.key, traditional=True)
+                          + issuers)
         else:
             path.write_bytes(pem(credential.cert) + issuers)
-            path.with_suffix(".key").write_bytes(key_pem(credential.key))
+            write_private(path.with_suffix(".key"), key_pem(credential.key))
         return path
 
     def client_args(self, label) -> dict:
@@ -403,7 +410,7 @@ def test_root_stays_the_superuser_with_a_grid_proxy_in_its_environment(x509_daem
 def test_a_passphrase_protected_key_is_reported_not_a_traceback(x509_daemon, pki, tmp_path):
     jane = pki.credentials["jane"]
     key = tmp_path / "userkey.pem"
-    key.write_bytes(jane.key.private_bytes(serialization.Encoding.PEM,
+    write_private(key, jane.key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.BestAvailableEncryption(b"secret")))
     result = x509_daemon.inject("--site", "T2_NEVER", "--cert", pki.files["jane"], "--key",
@@ -480,9 +487,15 @@ def test_the_ca_path_may_be_a_hashed_directory_or_a_bundle(pki, tmp_path):
     hashed = tmp_path / "certificates"
     hashed.mkdir()
     (hashed / "1a2b3c4d.0").write_bytes(pem(ca))
-    (hashed / "1a2b3c4d.signing_policy").write_text("access_id_CA X509 '/DC=org'\n")
-    (hashed / "1a2b3c4d.r0").write_text("-----BEGIN X509 CRL-----\n")
-    assert load_trust(str(hashed)) == [ca]
+    (hashed / "example.pem").symlink_to("1a2b3c4d.0")  # the same CA twice: counted once
+    (hashed / "1a2b3c4d.signing_policy").write_text(
+        f"access_id_CA X509 '{CA_DN}'\npos_rights globus CA:sign\n"
+        f"cond_subjects globus '\"/DC=org/DC=example/*\"'\n")
+    (hashed / "1a2b3c4d.info").write_text("alias = example\n")
+    trust = load_trust(str(hashed))
+    assert trust.cas == [ca] and not trust.unusable
+    assert [r.file for r in trust.signing_policies[CA_DN.casefold()]] == [
+        str(hashed / "1a2b3c4d.signing_policy")]
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(pem(ca) + pem(pki.credentials["untrusted CA"].issuers[0]))
     assert len(load_trust(str(bundle))) == 2
@@ -609,3 +622,21 @@ def test_an_application_runs_as_the_submitting_account(daemon, nobody_python):
         assert daemon.call("list_applications")["applications"][0]["user"] == "guest"
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ----------------------------------------------------------- script authorizations
+def test_a_script_is_authorized_only_for_a_user_that_exists(daemon, tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text("pass\n")
+    refused = daemon.exec_auth("--executable", script, "--title", "t", "--user", "nosuchuser",
+                               check=False)
+    assert refused.returncode == 1
+    assert "unknown user 'nosuchuser'" in refused.stderr and "[not_found]" in refused.stderr
+    assert daemon.call("list_script_authorizations") == {"authorizations": []}
+
+    user_auth(daemon, "--user", "jane")
+    for user in ("jane", "root"):  # a registered user; the superuser, who has no record
+        shown = daemon.exec_auth("--executable", script, "--title", "t", "--user", user).stdout
+        assert f"as 't' for {user}" in shown
+    assert [a["user"] for a in daemon.call("list_script_authorizations")["authorizations"]] == [
+        "jane", "root"]

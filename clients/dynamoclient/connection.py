@@ -70,10 +70,10 @@ def add_arguments(parser):
     """The options every client has: where the daemon is, and which certificate to use."""
     parser.add_argument("--socket", help="daemon socket (default: $DYNAMO_SOCKET, then the "
                                          "per-user state directory, then /run/dynamo)")
-    parser.add_argument("--cert", metavar="FILE",
+    parser.add_argument("-c", "--cert", metavar="FILE",
                         help="X.509 certificate or proxy (default: $X509_USER_PROXY, then "
                              "/tmp/x509up_u<uid> when present; else the Unix account)")
-    parser.add_argument("--key", metavar="FILE", help="its private key (default: in --cert)")
+    parser.add_argument("-k", "--key", metavar="FILE", help="its private key (default: in --cert)")
 
 
 class Client:
@@ -103,23 +103,12 @@ class Client:
                 f"(is the daemon running? set --socket or $DYNAMO_SOCKET)") from None
         self._reader = self.sock.makefile("rb")
         if cert:
-            try:
-                self._prove(cert, key)
-            except RemoteError:
-                self.close()  # the caller never gets the object to close it
-                raise
-        elif use_proxy and default_proxy():
-            try:
-                self._prove(default_proxy(), None)
-            except RemoteError as exc:
-                if exc.code != "not_configured":
-                    print(f"warning: proxy {default_proxy()} not accepted ({exc.message});"
-                          f" continuing as the Unix account", file=sys.stderr)
+            self._prove(cert, key)
+        elif use_proxy:
+            self._prove_default_proxy()
 
     def _prove(self, cert: str, key: str | None):
-        """Sign the daemon's challenge with the certificate's key (proof of possession)."""
-        import base64
-
+        """The certificate the caller named: proven, or the connection fails."""
         from . import x509
 
         try:
@@ -127,6 +116,39 @@ class Client:
         except (OSError, ValueError) as exc:
             self.close()
             raise ConnectionFailed(f"cannot use certificate {cert}: {exc}") from None
+        try:
+            self._authenticate(chain, private_key)
+        except RemoteError:
+            self.close()  # the caller never gets the object to close it
+            raise
+
+    def _prove_default_proxy(self):
+        """The user's proxy by convention, if there is one: proven when it is usable and
+        the daemon accepts it; otherwise the client says why and stays the Unix account."""
+        proxy = default_proxy()
+        if proxy is None:
+            return
+        from . import x509
+
+        try:
+            chain, private_key = x509.load(proxy)
+        except (OSError, ValueError) as exc:
+            print(f"warning: proxy {proxy} not used: {exc}; continuing as the Unix account",
+                  file=sys.stderr)
+            return
+        try:
+            self._authenticate(chain, private_key)
+        except RemoteError as exc:
+            if exc.code != "not_configured":
+                print(f"warning: proxy {proxy} not accepted ({exc.message}); continuing as "
+                      f"the Unix account", file=sys.stderr)
+
+    def _authenticate(self, chain: str, private_key):
+        """Sign the daemon's challenge with the certificate's key (proof of possession)."""
+        import base64
+
+        from . import x509
+
         challenge = base64.b64decode(self.call("auth_challenge")["challenge"])
         signature = x509.sign(private_key, CHALLENGE_PREFIX + challenge)
         self.call("authenticate", chain=chain, signature=base64.b64encode(signature).decode())

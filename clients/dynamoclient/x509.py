@@ -2,11 +2,16 @@
 
 A grid proxy file (`$X509_USER_PROXY`, else `/tmp/x509up_u<uid>`: found by
 `paths.default_proxy`) holds the proxy certificate, its key and the chain in
-one PEM file; `--cert`/`--key` name them explicitly.  This module, and
-`cryptography`, are imported only when a certificate is used, so a client
-without one stays on the standard library and starts sooner.
+one PEM file; `--cert`/`--key` name them explicitly.  The file that holds the
+private key must be the user's own and closed to group and others, as Globus
+requires: in the sticky /tmp another account can create `x509up_u<uid>` before
+the user does, and a client that used it would act under that account's
+identity (which then sees the client's applications and their output).  This
+module, and `cryptography`, are imported only when a certificate is used, so a
+client without one stays on the standard library and starts sooner.
 """
 
+import os
 import re
 
 _CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
@@ -15,20 +20,44 @@ _KEY = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE K
 
 def load(cert_path: str, key_path: str | None = None) -> tuple[str, object]:
     """(the certificate chain as PEM text, the private key) from the files."""
-    with open(cert_path, "rb") as f:
-        data = f.read()
+    data, status = _read(cert_path)
     chain = _CERT.findall(data)
     if not chain:
         raise ValueError(f"no certificate in {cert_path}")
     if key_path:
-        with open(key_path, "rb") as f:
-            key_data = f.read()
-    else:
-        key_data = data
-    key = _KEY.search(key_data)
+        data, status = _read(key_path)
+    key = _KEY.search(data)
     if key is None:
         raise ValueError(f"no private key in {key_path or cert_path}")
+    _check_private(key_path or cert_path, status)
     return b"\n".join(chain).decode() + "\n", _private_key(key.group(0), key_path or cert_path)
+
+
+def _read(path: str) -> tuple[bytes, os.stat_result]:
+    """The content of a file and the status of that very file (not of a name that may
+    have been replaced in between)."""
+    with open(path, "rb") as f:
+        return f.read(), os.fstat(f.fileno())
+
+
+def _check_private(path: str, status: os.stat_result):
+    """A file holding a private key must be the user's, and closed to group and others."""
+    uid = os.getuid()
+    if status.st_uid != uid:
+        import pwd
+
+        try:
+            owner = f"uid {status.st_uid} ({pwd.getpwuid(status.st_uid).pw_name})"
+        except KeyError:
+            owner = f"uid {status.st_uid}"
+        raise ValueError(f"{path} holds a private key but belongs to {owner}, not to you (uid "
+                         f"{uid}): another account may have created it to have you use its "
+                         f"identity.  Make a proxy of your own elsewhere (voms-proxy-init --out "
+                         f"FILE, or grid-proxy-init -out FILE), set X509_USER_PROXY=FILE, and "
+                         f"have {path} removed")
+    if status.st_mode & 0o077:
+        raise ValueError(f"{path} holds a private key but its mode {status.st_mode & 0o777:04o} "
+                         f"opens it to group or others; make it yours alone: chmod 600 {path}")
 
 
 def _private_key(pem: bytes, path: str):

@@ -53,13 +53,14 @@ class Authenticator:
     def __init__(self, users, daemon_uid: int):
         self.users = users
         self.daemon_uid = daemon_uid
+        self.daemon_name = account_name(daemon_uid) or f"uid{daemon_uid}"
 
     def identify(self, peer: Peer) -> Identity:
         account = account_name(peer.uid)
         if peer.uid == 0:
             return Identity(peer, "root", superuser=True)
         if peer.uid == self.daemon_uid:
-            return Identity(peer, account or f"uid{peer.uid}", superuser=True)
+            return Identity(peer, self.daemon_name, superuser=True)
         user = self.users.by_account.get(account) if account else None
         if user is not None:
             return Identity(peer, user.name)
@@ -67,6 +68,11 @@ class Authenticator:
         return Identity(peer, refusal=f"{seen} is not mapped to any Dynamo user; the superuser "
                                       f"maps it with dynamo-user-auth --user NAME --account "
                                       f"{account or 'LOGIN'}")
+
+    def is_known(self, name: str) -> bool:
+        """Whether a connection can act as `name`: a registered user, or the superuser
+        (root, the daemon's account)."""
+        return name in self.users.users or name in ("root", self.daemon_name)
 
     def identify_dn(self, peer: Peer, dn: str) -> Identity:
         user = self.users.by_dn.get(dn)

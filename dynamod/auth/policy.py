@@ -9,9 +9,11 @@ import enum
 import logging
 
 from ..errors import NotAuthorized
+from ..logs import RateLimited
 from .identity import Identity
 
 log = logging.getLogger("dynamod.auth")
+refusals = RateLimited(log)   # a peer that keeps asking cannot flood the log
 
 
 class Access(enum.Enum):
@@ -40,6 +42,6 @@ def authorize(identity: Identity, access: Access, method: str, users):
 
 
 def _refuse(identity, method, why, access):
-    log.warning("refused %s: %s", method, why)
+    refusals.warning(identity.describe(), "refused %s: %s", method, why)
     raise NotAuthorized(f"{method} refused: {why}", uid=identity.peer.uid, dn=identity.dn,
                         needs=access.name.lower() if access else "identity")

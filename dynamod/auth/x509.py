@@ -1,4 +1,4 @@
-"""X.509 identification: proof of possession, chain verification, DN reduction.
+"""X.509 identification: proof of possession, chain, revocation, namespaces, DN form.
 
 A client proves it holds a certificate's private key by signing a random
 challenge the daemon issued on that very connection.  The chain it presents
@@ -6,14 +6,57 @@ is checked link by link: proxy certificates (RFC 3820, and legacy Globus
 proxies whose subject is the issuer's plus `CN=proxy`, `CN=limited proxy` or
 `CN=<digits>`) must each be signed by the certificate before them; the first
 non-proxy certificate is the end-entity, which must chain (through any
-intermediates given) to a CA of the configured directory or bundle.  Every
-certificate must be within its validity dates.  The identity is the
-end-entity's subject in OpenSSL's slash form, `/DC=ch/DC=cern/OU=Users/CN=...`.
+intermediates given) to a CA of the configured directory or bundle, and on
+through the directory up to its root.  Every certificate must be within its
+validity dates.
+
+The CA directory (`[auth] ca_path`, an OpenSSL hashed directory such as
+/etc/grid-security/certificates) is read as the grid middleware reads it:
+
+* `<hash>.<digit>`, `*.pem`, `*.crt`: the CA certificates.
+* `<hash>.r<digit>`: CRLs (PEM or DER), each matched to its CA by issuer name
+  and signature.  Every CA-issued certificate of the path (the end-entity,
+  its intermediates, the directory's sub-CAs up to the root) is looked up in
+  its issuer's CRLs; proxies are signed by the end-entity and in no CRL.  A
+  CA with no CRL file is trusted without revocation checking, as Globus and
+  canl do by default (fetch-crl installs one for every IGTF CA).  A CRL past
+  its nextUpdate, before its lastUpdate, not signed by its CA's key, or
+  unreadable makes the CA's certificates refused, as Globus GSI ("the
+  available CRL has expired") and mod_ssl ("revoking all certificates until
+  you get updated CRL") do: fetch-crl refreshes CRLs every few hours, long
+  before they expire, so an expired one means the refresh has stopped --
+  possibly because someone keeps a revocation from arriving -- and accepting
+  with a warning would honour exactly the certificates the CRL is there to
+  stop.
+* `<hash>.namespaces` (EUGridPMA: `TO Issuer "DN"|SELF PERMIT|DENY Subject
+  "regex"`) and `<hash>.signing_policy` (Globus: `access_id_CA X509 'DN'`,
+  `pos_rights globus CA:sign`, `cond_subjects globus '"glob" ...'`): which
+  subjects a CA may sign.  The namespaces rules that name the issuer decide
+  (a PERMIT must match, no DENY may); without any, its signing_policy
+  patterns (one must match); without either, the CA is not constrained --
+  canl's default mode, which dCache and ARGUS use.  Matching is on the whole
+  slash-form DN, ignoring case.  A policy file that cannot be parsed makes
+  its CA's certificates refused: it was meant to constrain them.
+
+The directory is re-read when one of its files changes (checked at every
+authentication), so a CRL fetch-crl rewrites counts at once, without SIGHUP.
+
+The identity is the end-entity's subject in the slash form of OpenSSL's
+X509_NAME_oneline (what voms-proxy-info, grid-proxy-info and `openssl x509
+-nameopt compat` show): `/DC=ch/DC=cern/OU=Users/CN=...`, the attributes of a
+multi-valued RDN joined by `+`, a `/` or `+` inside a value escaped as `\\/`
+and `\\+`, control characters as `\\xHH`.  A backslash in a value is doubled
+(OpenSSL leaves it, which makes its `\\/` ambiguous), so no two names render
+alike: neither `OU=Users/CN=Jane Doe` as one value nor `OU=Users + CN=Jane Doe`
+as one RDN reads as `/OU=Users/CN=Jane Doe`.  Characters beyond ASCII stay as
+they are (OpenSSL shows their UTF-8 bytes as `\\xHH`).
 """
 
 import datetime
+import logging
 import os
 import re
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -23,57 +66,331 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 
 from ..errors import NotAuthorized
 
+log = logging.getLogger("dynamod.auth")
 PROXY_CERT_INFO = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14")
 _LEGACY_PROXY_CN = re.compile(r"proxy|limited proxy|\d+")
 _SHORT = {NameOID.EMAIL_ADDRESS: "emailAddress", NameOID.USER_ID: "UID",
           NameOID.DOMAIN_COMPONENT: "DC"}
 MAX_CHAIN = 10
+_HASHED = re.compile(r"([0-9a-f]{8})\.(\d+|r\d+|namespaces|signing_policy)")
+_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_NAMESPACE_RULE = re.compile(rf"TO\s+ISSUER\s+(?:{_QUOTED}|(SELF))\s+(PERMIT|DENY)\s+SUBJECT\s+"
+                             rf"{_QUOTED}\s*(?:#.*)?", re.I)
+_ACCESS_ID_CA = re.compile(r"access_id_CA\s+X509\s+'([^']+)'", re.I)
+_POS_RIGHTS = re.compile(r"pos_rights\s+globus\s+CA:sign", re.I)
+_COND_SUBJECTS = re.compile(r"cond_subjects\s+globus\s+'\s*((?:\"[^\"]*\"\s*)+)'", re.I)
 
 
 class CertificateRefused(NotAuthorized):
     """The certificate or its proof was refused; the message says why."""
 
 
+# ------------------------------------------------------------------ DN forms
 def slash_dn(name: x509.Name) -> str:
-    """A Name in OpenSSL's slash form, most general component first."""
-    parts = []
-    for rdn in name.rdns:
-        for attribute in rdn:
-            key = _SHORT.get(attribute.oid) or attribute.rfc4514_attribute_name
-            parts.append(f"{key}={attribute.value}")
-    return "/" + "/".join(parts)
+    """A Name in slash form, most general component first (see the module's docstring)."""
+    return "/" + "/".join("+".join(f"{_SHORT.get(a.oid) or a.rfc4514_attribute_name}="
+                                   f"{_escape(str(a.value))}" for a in rdn)
+                          for rdn in name.rdns)
+
+
+def _escape(value: str) -> str:
+    return re.sub(r"[/+\\\x00-\x1f\x7f]", lambda m: "\\" + m[0] if m[0] in "/+\\"
+                  else f"\\x{ord(m[0]):02X}", value)
+
+
+_COMMA_FORM_PART = re.compile(r"((?:[^\\,+]|\\.)*)([,+]|$)", re.S)
+_GENERALITY = {"C": 0, "DC": 0, "O": 1, "OU": 2, "L": 2, "ST": 2}  # others (CN, UID...): 3
 
 
 def normalize_dn(dn: str) -> str:
-    """Accept a DN in slash form or in comma form (RFC 4514, CN first) as slash form."""
+    """Accept a DN in slash form, or in comma form (RFC 4514, most specific first; or
+    openssl's `oneline`, most general first: told apart by the attribute types at its
+    two ends), as slash form."""
     dn = dn.strip()
     if dn.startswith("/"):
         return dn
-    parts = [p.strip() for p in re.split(r"(?<!\\),", dn) if p.strip()]
-    if not parts or any("=" not in p for p in parts):
-        raise ValueError(f"not a distinguished name: {dn!r}")
-    parts = [re.sub(r"\s*=\s*", "=", p, count=1).replace("\\,", ",") for p in parts]
-    if parts[0].upper().startswith("CN="):
-        parts.reverse()
-    return "/" + "/".join(parts)
+    rdns, attributes, position = [], [], 0
+    while True:
+        match = _COMMA_FORM_PART.match(dn, position)
+        key, equals, value = match[1].partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"not a distinguished name: {dn!r}")
+        attributes.append(f"{key.strip()}={_escape(_unescape(value.strip()))}")
+        if match[2] != "+":
+            rdns.append("+".join(attributes))
+            attributes = []
+        if not match[2]:
+            break
+        position = match.end()
+    first, last = (_GENERALITY.get(r.split("=", 1)[0].upper(), 3) for r in (rdns[0], rdns[-1]))
+    if first >= last:   # most specific first, as RFC 4514 has it (when in doubt too)
+        rdns.reverse()
+    return "/" + "/".join(rdns)
 
 
-def load_trust(path: str) -> list[x509.Certificate]:
-    """The CA certificates of an OpenSSL hashed directory or of one bundle file."""
-    files = [path] if os.path.isfile(path) else [
-        os.path.join(path, f) for f in sorted(os.listdir(path))
-        if re.fullmatch(r"[0-9a-f]{8}\.\d+|.*\.(pem|crt)", f)]
-    cas = []
-    for file in files:
-        with open(file, "rb") as f:
-            data = f.read()
+def _unescape(value: str) -> str:
+    """An RFC 4514 attribute value without its escapes (`\\,`, `\\+`, `\\C3\\A9`...)."""
+    return re.sub(rb"\\([0-9A-Fa-f]{2})|\\(.)", lambda m: bytes.fromhex(m[1].decode())
+                  if m[1] else m[2], value.encode(), flags=re.S).decode()
+
+
+# -------------------------------------------------------- the CA directory
+class Rule(NamedTuple):
+    file: str
+    permit: bool
+    pattern: re.Pattern
+
+
+class Trust:
+    """The CA certificates of `path` (an OpenSSL hashed directory, or one bundle file),
+    with the directory's CRLs and namespace policies; re-read when a file changes."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._load(self._stamp())
+
+    def __len__(self) -> int:
+        return len(self.cas)
+
+    def refresh(self):
+        """Re-read the directory if a file in it changed (a CRL fetch-crl rewrote, a CA
+        added); whole, or not at all."""
         try:
-            cas.extend(x509.load_pem_x509_certificates(data))
-        except ValueError:
-            continue  # not a certificate (a CRL, a signing policy): not part of the trust
-    return cas
+            if self._stamp() != self.stamp:
+                self.__dict__.update(Trust(self.path).__dict__)
+        except OSError as exc:
+            log.error("cannot re-read %s (%s); keeping what was read before", self.path,
+                      exc.strerror or exc)
+
+    def _stamp(self) -> frozenset:
+        if os.path.isfile(self.path):
+            status = os.stat(self.path)
+            return frozenset({(status.st_mtime_ns, status.st_size, status.st_ino)})
+        stamp = set()
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                try:
+                    status = entry.stat()
+                    stamp.add((entry.name, status.st_mtime_ns, status.st_size, status.st_ino))
+                except OSError:   # a dangling link
+                    stamp.add((entry.name,))
+        return frozenset(stamp)
+
+    def _load(self, stamp: frozenset):
+        self.stamp = stamp
+        self.crls = {}              # issuer Name -> [(file, CRL)]
+        self.namespaces = {}        # issuer slash DN, case-folded -> [Rule]
+        self.signing_policies = {}  # the same, from .signing_policy files
+        self.unusable = {}          # CA subject Name -> why its certificates are refused
+        if os.path.isfile(self.path):
+            self.cas = _certificates(self.path)
+            return
+        names = sorted(os.listdir(self.path))
+        cas, by_hash = [], {}       # "1a2b3c4d" -> the CA DNs of its <hash>.<digit> files
+        for name in names:
+            match = _HASHED.fullmatch(name)
+            if match and match[2].isdigit() or name.endswith((".pem", ".crt")):
+                certificates = _certificates(os.path.join(self.path, name))
+                cas += certificates
+                if match:
+                    by_hash.setdefault(match[1], []).extend(c.subject for c in certificates)
+        self.cas = list(dict.fromkeys(cas))  # a <hash>.0 is often a link to a .pem
+        for name in names:
+            match = _HASHED.fullmatch(name)
+            if match and not match[2].isdigit():
+                self._read_extra(os.path.join(self.path, name), match[2],
+                                 by_hash.get(match[1], []))
+        log.info("%s: %d CA certificates, %d CRLs, namespace policies for %d CAs, signing "
+                 "policies for %d CAs", self.path, len(self.cas),
+                 sum(map(len, self.crls.values())), len(self.namespaces),
+                 len(self.signing_policies))
+
+    def _read_extra(self, file: str, kind: str, cas: list):
+        """A CRL or a policy file; one that cannot be read makes its CAs unusable."""
+        what = {"namespaces": "namespaces policy", "signing_policy": "signing policy"}.get(
+            kind, "CRL")
+        try:
+            if kind == "namespaces":
+                _add(self.namespaces, _namespaces(file, [slash_dn(ca) for ca in cas]))
+            elif kind == "signing_policy":
+                _add(self.signing_policies, _signing_policy(file))
+            else:
+                crl = _crl(file)
+                self.crls.setdefault(crl.issuer, []).append((file, crl))
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            if not cas:
+                log.warning("%s: %s; no CA certificate of the same hash, ignored", file, reason)
+                return
+            for ca in cas:
+                self.unusable.setdefault(ca, f"its {what} {file} cannot be read ({reason})")
+            log.error("%s: %s; the certificates of %s are refused until it is fixed", file,
+                      reason, ", ".join(slash_dn(ca) for ca in cas))
+
+    # ---------------------------------------------------------------- checks
+    def check_issued(self, cert: x509.Certificate, issuer: x509.Certificate,
+                     now: datetime.datetime):
+        """What the directory says about a certificate `issuer` signed: the issuer's
+        files must be readable, its CRLs current and without the certificate, and the
+        certificate's subject within its namespace."""
+        ca = slash_dn(issuer.subject)
+        if issuer.subject in self.unusable:
+            raise CertificateRefused(f"CA {ca} cannot be relied on: "
+                                     f"{self.unusable[issuer.subject]}; its certificates are "
+                                     f"refused until the file is fixed")
+        self._check_crls(cert, issuer, ca, now)
+        self._check_namespace(cert, ca)
+
+    def _check_crls(self, cert, issuer, ca: str, now: datetime.datetime):
+        listed = self.crls.get(issuer.subject, [])
+        key = issuer.public_key()
+        signed = [(file, crl) for file, crl in listed if crl.is_signature_valid(key)]
+        if listed and not signed:
+            raise CertificateRefused(
+                f"the CRL {listed[0][0]} of CA {ca} is not signed by the CA's key; its "
+                f"certificates are refused until the CRL is replaced (fetch-crl)")
+        for file, crl in signed:
+            if crl.next_update_utc is not None and now > crl.next_update_utc:
+                raise CertificateRefused(
+                    f"the CRL {file} of CA {ca} expired on {crl.next_update_utc:%Y-%m-%d %H:%M} "
+                    f"UTC: revocations cannot be checked, so the CA's certificates are refused "
+                    f"until it is refreshed (fetch-crl)")
+            if now < crl.last_update_utc:
+                raise CertificateRefused(
+                    f"the CRL {file} of CA {ca} is not valid before "
+                    f"{crl.last_update_utc:%Y-%m-%d %H:%M} UTC (is the clock right?)")
+            revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if revoked is not None:
+                raise CertificateRefused(
+                    f"certificate {slash_dn(cert.subject)} (serial {cert.serial_number:#x}) was "
+                    f"revoked on {revoked.revocation_date_utc:%Y-%m-%d %H:%M} UTC"
+                    f"{_reason(revoked)} by CA {ca} (CRL {file})")
+
+    def _check_namespace(self, cert, ca: str):
+        rules = self.namespaces.get(ca.casefold()) or self.signing_policies.get(ca.casefold())
+        if not rules:
+            return
+        subject = slash_dn(cert.subject)
+        denying = [r.file for r in rules if not r.permit and r.pattern.fullmatch(subject)]
+        if denying or not any(r.permit and r.pattern.fullmatch(subject) for r in rules):
+            files = sorted(set(denying or (r.file for r in rules)))
+            raise CertificateRefused(
+                f"{subject} is outside the namespace of CA {ca}: {', '.join(files)} "
+                f"{'denies' if denying else 'does not permit'} it")
 
 
+def load_trust(path: str) -> Trust:
+    """The CA certificates, CRLs and policies of an OpenSSL hashed directory, or the CA
+    certificates of one bundle file (OSError when it cannot be read)."""
+    return Trust(path)
+
+
+def _certificates(file: str) -> list[x509.Certificate]:
+    with open(file, "rb") as f:
+        data = f.read()
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError:
+        log.warning("%s: not a PEM certificate, ignored", file)
+        return []
+
+
+def _crl(file: str) -> x509.CertificateRevocationList:
+    with open(file, "rb") as f:
+        data = f.read()
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_crl(data)
+    return x509.load_der_x509_crl(data)
+
+
+def _add(table: dict, rules: list):
+    for issuer, rule in rules:
+        table.setdefault(issuer, []).append(rule)
+
+
+def _logical_lines(file: str) -> list[tuple[int, str]]:
+    """(number, text) of a policy file's lines, without blank and comment lines, and
+    with the lines a trailing backslash continues joined."""
+    with open(file, encoding="utf-8") as f:
+        text = f.read()
+    lines, parts, first = [], [], 0
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not parts:
+            if not line or line.startswith("#"):
+                continue
+            first = number
+        if line.endswith("\\"):
+            parts.append(line[:-1])
+            continue
+        lines.append((first, " ".join(parts + [line])))
+        parts = []
+    if parts:
+        lines.append((first, " ".join(parts)))
+    return lines
+
+
+def _namespaces(file: str, self_dns: list) -> list[tuple[str, Rule]]:
+    """(issuer, rule) of an EUGridPMA .namespaces file; SELF is the CA of its hash."""
+    rules = []
+    for number, line in _logical_lines(file):
+        match = _NAMESPACE_RULE.fullmatch(line)
+        if match is None:
+            raise ValueError(f"line {number}: expected TO Issuer \"DN\" PERMIT|DENY Subject "
+                             f"\"regex\", found {line[:80]!r}")
+        issuers = self_dns if match[2] else [match[1]]
+        if not issuers:
+            raise ValueError(f"line {number}: SELF, and no CA certificate has this file's hash")
+        rule = Rule(file, match[3].upper() == "PERMIT", _compile(match[4], number))
+        rules += [(issuer.casefold(), rule) for issuer in issuers]
+    return rules
+
+
+def _signing_policy(file: str) -> list[tuple[str, Rule]]:
+    """(issuer, rule) of a Globus .signing_policy file: blocks of access_id_CA X509 'DN',
+    pos_rights globus CA:sign, cond_subjects globus '"glob" ...'."""
+    rules, issuer, step = [], None, "access_id_CA"
+    for number, line in _logical_lines(file):
+        if step != "cond_subjects" and (match := _ACCESS_ID_CA.fullmatch(line)):
+            if step == "pos_rights":
+                raise ValueError(f"line {number}: access_id_CA '{issuer}' has no pos_rights")
+            issuer, step = match[1], "pos_rights"
+        elif step == "pos_rights" and _POS_RIGHTS.fullmatch(line):
+            step = "cond_subjects"
+        elif step == "cond_subjects" and (match := _COND_SUBJECTS.fullmatch(line)):
+            rules += [(issuer.casefold(), Rule(file, True, _compile(_glob(glob), number)))
+                      for glob in re.findall(r'"([^"]*)"', match[1])]
+            step = "access_id_CA"
+        else:
+            expected = {"access_id_CA": "access_id_CA X509 'DN'",
+                        "pos_rights": "pos_rights globus CA:sign",
+                        "cond_subjects": "cond_subjects globus '\"pattern\" ...'"}[step]
+            raise ValueError(f"line {number}: expected {expected}, found {line[:80]!r}")
+    if step != "access_id_CA":
+        raise ValueError(f"access_id_CA '{issuer}' has no {step}")
+    return rules
+
+
+def _glob(pattern: str) -> str:
+    """A Globus subject pattern (`*`: any characters, `?`: one) as a regular expression."""
+    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+
+
+def _compile(pattern: str, number: int) -> re.Pattern:
+    try:
+        return re.compile(pattern, re.I | re.S)
+    except re.error as exc:
+        raise ValueError(f"line {number}: bad pattern {pattern!r} ({exc})") from None
+
+
+def _reason(revoked) -> str:
+    try:
+        return f" ({revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason.value})"
+    except x509.ExtensionNotFound:
+        return ""
+
+
+# ------------------------------------------------------------ verification
 def is_proxy(cert: x509.Certificate, issuer: x509.Certificate | None) -> bool:
     try:
         cert.extensions.get_extension_for_oid(PROXY_CERT_INFO)
@@ -126,7 +443,7 @@ def verify_possession(cert: x509.Certificate, challenge: bytes, signature: bytes
             f"challenge)") from None
 
 
-def verify_chain(chain: list[x509.Certificate], trust: list[x509.Certificate],
+def verify_chain(chain: list[x509.Certificate], trust: Trust,
                  now: datetime.datetime | None = None) -> str:
     """Check the chain (leaf first) and return the end-entity's slash DN."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
@@ -147,24 +464,34 @@ def verify_chain(chain: list[x509.Certificate], trust: list[x509.Certificate],
         raise CertificateRefused(f"proxy {slash_dn(end_entity.subject)} comes without the "
                                  f"certificate that signed it")
     _check_dates(end_entity, now, "certificate")
-    _verify_to_trust(end_entity, chain[position + 1:], trust, now)
+    trust.refresh()
+    for cert, issuer in _path_to_trust(end_entity, chain[position + 1:], trust.cas, now):
+        trust.check_issued(cert, issuer, now)
     return slash_dn(end_entity.subject)
 
 
-def _verify_to_trust(cert, intermediates, trust, now):
-    current = cert
+def _path_to_trust(cert, intermediates, cas, now) -> list[tuple]:
+    """(certificate, its issuer) from the end-entity to a CA of the directory (through
+    intermediates the client gave), and on through the directory up to its root."""
+    links, current, trusted = [], cert, False
     for _ in range(MAX_CHAIN):
-        for ca in trust:
-            if ca.subject == current.issuer and _signed_by(current, ca):
-                _check_dates(ca, now, "CA certificate")
-                return
-        issuer = next((c for c in intermediates
-                       if c.subject == current.issuer and _signed_by(current, c)), None)
-        if issuer is None or not _is_ca(issuer):
-            raise CertificateRefused(
-                f"{slash_dn(cert.subject)} is not issued by a trusted CA "
-                f"(issuer {slash_dn(current.issuer)} is not in the CA directory)")
-        _check_dates(issuer, now, "intermediate CA certificate")
+        issuer = next((ca for ca in cas if ca.subject == current.issuer
+                       and _signed_by(current, ca)), None)
+        if issuer is None and trusted:
+            return links    # a CA of the directory whose own issuer is not there
+        if issuer is not None:
+            trusted = True
+        else:
+            issuer = next((c for c in intermediates
+                           if c.subject == current.issuer and _signed_by(current, c)), None)
+            if issuer is None or not _is_ca(issuer) or issuer.subject == issuer.issuer:
+                raise CertificateRefused(
+                    f"{slash_dn(cert.subject)} is not issued by a trusted CA "
+                    f"(issuer {slash_dn(current.issuer)} is not in the CA directory)")
+        _check_dates(issuer, now, "CA certificate" if trusted else "intermediate CA certificate")
+        links.append((current, issuer))
+        if issuer.subject == issuer.issuer:
+            return links    # the root
         current = issuer
     raise CertificateRefused("certificate chain too long")
 

@@ -15,15 +15,21 @@ log = logging.getLogger("dynamod.auth")
 CHALLENGE_PREFIX = b"dynamo-x509-challenge:"
 
 
+def _trust(call: Call):
+    """The CA directory (it may have gone with a SIGHUP since the challenge)."""
+    if not call.server.trust:
+        raise NotConfigured("X.509 authentication is not configured on this daemon "
+                            "(no CA certificates: set ca_path in the [auth] table)")
+    return call.server.trust
+
+
 @method("auth_challenge", Access.PUBLIC)
 def auth_challenge(call: Call) -> dict:
     """A fresh random challenge for this connection, to sign for `authenticate`.
 
     The client signs `dynamo-x509-challenge:` followed by the decoded bytes.
     """
-    if not call.server.trust:
-        raise NotConfigured("X.509 authentication is not configured on this daemon "
-                            "(no CA certificates: set ca_path in the [auth] table)")
+    _trust(call)
     call.connection.challenge = os.urandom(32)
     return {"challenge": base64.b64encode(call.connection.challenge).decode()}
 
@@ -31,7 +37,10 @@ def auth_challenge(call: Call) -> dict:
 @method("authenticate", Access.PUBLIC)
 def authenticate(call: Call, chain: str, signature: str) -> dict:
     """Prove a certificate (PEM chain, leaf first) by the signature of this connection's
-    challenge (base64); on success the connection acts as the user the DN maps to."""
+    challenge (base64); on success the connection acts as the user the DN maps to.
+
+    The chain is checked against the CA directory: dates, signatures, CRLs and the
+    CAs' namespace policies (auth/x509.py)."""
     connection = call.connection
     challenge, connection.challenge = connection.challenge, None  # one attempt per challenge
     peer = call.identity.peer
@@ -46,7 +55,7 @@ def authenticate(call: Call, chain: str, signature: str) -> dict:
         except ValueError:
             raise InvalidParams("signature must be base64", field="signature") from None
         verify_possession(certificates[0], CHALLENGE_PREFIX + challenge, proof)
-        dn = verify_chain(certificates, call.server.trust)
+        dn = verify_chain(certificates, _trust(call))
     except NotAuthorized as exc:
         log.warning("X.509 authentication refused for uid %d: %s", peer.uid, exc.message)
         exc.details.update(uid=peer.uid, needs="identity")  # like every other refusal
