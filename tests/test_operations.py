@@ -268,7 +268,9 @@ def test_change_log_has_one_line_per_change(daemon):
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
 def test_systemd_units_verify(workdir):
-    dynamod = shutil.which("dynamod") or "/usr/local/bin/dynamod"
+    beside = Path(sys.executable).parent / "dynamod"  # installed with this Python (.venv/bin)
+    dynamod = (str(beside) if beside.exists()
+               else shutil.which("dynamod") or "/usr/local/bin/dynamod")
     for unit in ("dynamod.service", "dynamod.socket"):
         text = (ROOT / "systemd" / unit).read_text().replace("/usr/local/bin/dynamod", dynamod)
         (workdir / unit).write_text(text)

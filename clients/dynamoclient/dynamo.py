@@ -9,7 +9,9 @@
 The daemon forks the application from its live inventory.  For a synchronous
 run this command hands its own standard input, output and error to the
 application, so output appears as it is written and a terminal stays a
-terminal.
+terminal.  The application runs in a session of its own, so Ctrl-C reaches
+this command, not the application: for the console it is passed on (a fresh
+prompt), for a script it asks whether to kill it.
 """
 
 import os
@@ -24,7 +26,8 @@ from .connection import Client, ConnectionFailed, RemoteError, add_arguments
 # The value of every option left out: the parser's defaults, and all of `dynamo SCRIPT`.
 OMITTED = {"title": "", "write_request": False, "asynchronous": False, "timeout": 0,
            "no_wait": False, "poll": None, "kill": None, "list": False, "user": None,
-           "limit": 20, "socket": None, "cert": None, "key": None}
+           "limit": 20, "work_dir": None, "auth_request": False, "server": None,
+           "socket": None, "cert": None, "key": None}
 
 
 def parse_args(argv=None):
@@ -43,7 +46,10 @@ def build_parser():
         prog="dynamo",
         description="Run a Python script as a Dynamo application (forked from the daemon's "
                     "inventory), or with no script open an interactive console.",
-        epilog="The script and its options go in one argument: dynamo 'detox.py --dry-run'.",
+        epilog="The script and its options go in one argument: dynamo 'detox.py --dry-run'.  "
+               "Ctrl-C while a script runs asks whether to kill it (a second Ctrl-C kills it); "
+               "in the console it interrupts the current line or statement.  The exit code is "
+               "the script's, or 128 + N when signal N killed it.",
     )
     parser.add_argument("command", nargs="?", metavar="'SCRIPT [OPTIONS]'",
                         help="the script to run and its arguments, quoted as one argument")
@@ -58,6 +64,15 @@ def build_parser():
                              "negative: never)")
     parser.add_argument("-n", "--no-wait", action="store_true",
                         help="with -W: fail instead of waiting for another writer")
+    parser.add_argument("-d", "--work-dir", metavar="DIR",
+                        help="the application's working directory (default: the current one; "
+                             "-A output still goes to the application's work area)")
+    parser.add_argument("-H", "--auth-request", action="store_true",
+                        help="the original's 'auth' level: accepted, with a note, and without "
+                             "effect (every application runs with your own privileges)")
+    parser.add_argument("-s", "--server", metavar="HOST[:PORT]",
+                        help="refused: dynamod is reached through a local Unix socket, not a "
+                             "network port (use --socket)")
     parser.add_argument("-p", "--poll", type=int, metavar="ID", help="show an application")
     parser.add_argument("-x", "--kill", type=int, metavar="ID", help="kill an application")
     parser.add_argument("--list", action="store_true", help="list recent applications")
@@ -115,7 +130,7 @@ def read_script(path: str) -> str:
 def run(args, client: Client) -> int:
     """Submit the application and follow it to its end; returns its exit code."""
     params = {"attach": not args.asynchronous, "timeout": args.timeout,
-              "no_wait": args.no_wait, "cwd": os.getcwd()}
+              "no_wait": args.no_wait, "cwd": os.path.abspath(args.work_dir or ".")}
     if args.command:
         words = shlex.split(args.command)
         if not words:
@@ -125,19 +140,22 @@ def run(args, client: Client) -> int:
     else:
         params["console"] = True
     rid = client.send("run_application", params)
-    app_id = None
+    app_id, interrupted = None, False
     while True:
         try:
+            if interrupted and app_id is not None:
+                interrupted = False
+                _on_interrupt(args, app_id)
             answer = client.receive()
+            if answer.get("id") != rid:
+                continue
+            if "event" in answer:
+                app_id = _on_event(answer["event"], client, app_id)
+                continue
         except KeyboardInterrupt:
-            if app_id is not None and _confirm_kill(app_id):
-                with connect(args) as other:
-                    other.call("kill_application", id=app_id)
-            continue
-        if answer.get("id") != rid:
-            continue
-        if "event" in answer:
-            app_id = _on_event(answer["event"], client, app_id)
+            # Handled once the application has an id; never fatal: the application
+            # may be reading the terminal, which must not go back to the shell under it.
+            interrupted = True
             continue
         if "error" in answer:
             raise RemoteError(answer["error"])
@@ -157,27 +175,71 @@ def _on_event(event: dict, client: Client, app_id):
 
 
 def _finish(app: dict, args) -> int:
+    """The exit code a shell would give: the script's, or 128 + N for signal N."""
     if args.asynchronous:
         print(f"application {app['id']} submitted ({app['status']})")
         return 0
     if app["status"] == "done":
         return 0
     print(f"dynamo: application {app['id']} {app['status']}: {app['message']}", file=sys.stderr)
-    return app["exit_code"] if app["exit_code"] else 1
+    code = app["exit_code"]
+    if not code:
+        return 1   # it never ran, or its changes could not be applied
+    return 128 - code if code < 0 else code
 
 
-def _confirm_kill(app_id) -> bool:
+def _on_interrupt(args, app_id: int):
+    """Ctrl-C reached this command only (the application has a session of its own):
+    the console takes it as its own Ctrl-C; a script is killed if the user says so."""
+    console = not args.command
+    if not console and not _confirm_kill(app_id):
+        return
     try:
-        with open("/dev/tty", "r+") as tty:
-            tty.write(f"\nKill application {app_id}? [y/N] ")
-            tty.flush()
-            return tty.readline().strip().lower() in ("y", "yes")
+        with connect(args) as other:
+            if console:
+                other.call("interrupt_application", id=app_id)
+            else:
+                other.call("kill_application", id=app_id)
+    except (ConnectionFailed, RemoteError) as exc:
+        print(f"dynamo: could not reach application {app_id}: {exc}", file=sys.stderr)
+
+
+def _confirm_kill(app_id: int) -> bool:
+    """Ask on the terminal (not standard input, which the application has).  A second
+    Ctrl-C means yes; with no terminal to ask, an interrupt means stop."""
+    try:
+        tty = open("/dev/tty", "rb+", buffering=0)
     except OSError:
-        return True  # no terminal to ask: an interrupt means stop
+        return True
+    with tty:
+        tty.write(f"\nKill application {app_id}? [y/N] ".encode())
+        try:
+            answer = tty.readline()
+        except KeyboardInterrupt:
+            tty.write(b"\n")
+            return True
+    return answer.strip().lower() in (b"y", b"yes")
+
+
+def _refused(args) -> str | None:
+    """Why the original's options that mean nothing here cannot be honoured (None: fine)."""
+    if args.server is not None:
+        return ("-s/--server: dynamod is reached through a local Unix socket, not HOST:PORT; "
+                "use --socket PATH or $DYNAMO_SOCKET")
+    if args.work_dir is not None and not os.path.isdir(args.work_dir):
+        return f"--work-dir {args.work_dir}: no such directory"
+    return None
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    refusal = _refused(args)
+    if refusal:
+        print(f"dynamo: {refusal}", file=sys.stderr)
+        return 2
+    if args.auth_request:
+        print("dynamo: note: -H/--auth-request has no effect here: every application runs with "
+              "your own privileges (-W makes it read/write)", file=sys.stderr)
     try:
         with connect(args) as client:
             if args.poll is not None:

@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-x", "--executable", metavar="PATH", help="the script to authorize")
     parser.add_argument("-t", "--title", help="the application title it runs under")
     parser.add_argument("-u", "--user", help="only this Dynamo user (default: all users)")
-    parser.add_argument("--list", action="store_true", help="list the authorizations")
-    parser.add_argument("--delete", action="store_true", help="revoke (with --title)")
+    parser.add_argument("-L", "--list", action="store_true", help="list the authorizations")
+    parser.add_argument("-D", "--delete", action="store_true", help="revoke (with --title)")
     parser.add_argument("--all-users", action="store_true",
                         help="with --delete: every authorization of the title")
     add_arguments(parser)
@@ -50,22 +50,43 @@ def format_list(entries: list) -> str:
     return format_table(rows)
 
 
+def _missing(args) -> str | None:
+    """What an incomplete command lacks, in one line (None: nothing)."""
+    if args.list:
+        return None
+    if args.delete:
+        return None if args.title else "--delete needs --title TITLE (the title to revoke)"
+    if args.executable and not args.title:
+        return "--executable needs --title TITLE (the application title it runs under)"
+    if args.title and not args.executable:
+        return "--title needs --executable PATH (the script to authorize), or --delete"
+    if not args.executable:
+        return "nothing to do: give --executable PATH --title TITLE, --list, or --delete"
+    return None
+
+
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
+    lacking = _missing(args)
+    if lacking:
+        print(f"dynamo-exec-auth: {lacking}", file=sys.stderr)
+        return 2
     try:
         with Client.from_args(args) as client:
             if args.list:
                 print(format_list(client.call("list_script_authorizations")["authorizations"]))
             elif args.delete:
-                if not args.title:
-                    parser.error("--delete needs --title")
                 params = {"title": args.title, "all_users": args.all_users}
                 if args.user:
                     params["user"] = args.user
                 for entry in client.call("revoke_script_authorization", **params)["revoked"]:
                     print(f"revoked: {entry['title']} for {entry['user'] or 'ALL'}")
-            elif args.executable and args.title:
+            else:
                 try:
                     with open(args.executable, "rb") as f:
                         digest = hashlib.sha256(f.read()).hexdigest()
@@ -79,9 +100,6 @@ def main(argv=None) -> int:
                 result = client.call("authorize_script", **params)
                 print(f"{'replaced' if result['replaced'] else 'authorized'}: {args.executable} "
                       f"(sha256 {digest[:16]}) as {args.title!r} for {args.user or 'ALL'}")
-            else:
-                parser.print_help()
-                return 0 if len(sys.argv if argv is None else argv) <= 1 else 2
     except (ConnectionFailed, RemoteError) as exc:
         print(f"dynamo-exec-auth: {exc}", file=sys.stderr)
         return 1

@@ -58,12 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="site:dataset[,group]")
     parser.add_argument("-r", "--block-replica", action="append", default=[], metavar="SPEC",
                         help="block[,group]: a block replica of the (one) --dataset-replica")
+    parser.add_argument("-e", "--block-replica-file", action="append", default=[],
+                        metavar="LFN", help="a file the (one) --block-replica holds (without "
+                                            "any, it holds all of its block's files)")
     parser.add_argument("-X", "--delete", action="store_true",
                         help="remove the named objects (and what they contain) instead")
     parser.add_argument("-n", "--dry-run", action="store_true",
                         help="validate and report what would change; change nothing")
-    parser.add_argument("--json", dest="as_json", action="store_true",
+    parser.add_argument("--json", "-A", "--raw", dest="as_json", action="store_true",
                         help="print the counts as JSON")
+    parser.add_argument("-o", "--host", metavar="HOST",
+                        help="refused: dynamod is reached through a local Unix socket, not a "
+                             "web server (use --socket)")
     add_arguments(parser)
     return parser
 
@@ -101,6 +107,10 @@ def document_from_options(args) -> dict:
             raise UsageError("--block-replica needs exactly one --dataset-replica")
         doc["datasetreplica"][0]["blockreplicas"] = [
             _split(r, 2, "--block-replica", ("block", "group")) for r in args.block_replica]
+    if args.block_replica_file:
+        if len(args.block_replica) != 1:
+            raise UsageError("--block-replica-file needs exactly one --block-replica")
+        doc["datasetreplica"][0]["blockreplicas"][0]["files"] = args.block_replica_file
     return doc
 
 
@@ -256,6 +266,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     method = "delete" if args.delete else "inject"
     try:
+        if args.host is not None:
+            raise UsageError("-o/--host: dynamod is reached through a local Unix socket, not "
+                             "a web server; use --socket PATH or $DYNAMO_SOCKET")
         options = document_from_options(args)
         if args.json and options:
             raise UsageError("give either JSON documents or object options, not both")

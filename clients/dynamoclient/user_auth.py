@@ -26,18 +26,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dynamo-user-auth",
         description="Add and update Dynamo users, grant and revoke roles, list grants "
                     "(superuser only).")
-    parser.add_argument("--user", help="the user to add, update, grant to or revoke from")
-    parser.add_argument("--dn", action="append", default=[], help="an X.509 subject of the user")
-    parser.add_argument("--email", help="the user's e-mail address")
+    parser.add_argument("-u", "--user", help="the user to add, update, grant to or revoke from")
+    parser.add_argument("-n", "--dn", action="append", default=[],
+                        help="an X.509 subject of the user")
+    parser.add_argument("-m", "--email", help="the user's e-mail address")
     parser.add_argument("--account", action="append", default=[],
                         help="a local (Unix) account that acts as the user")
-    parser.add_argument("--role", help="grant this role (or revoke it with --revoke)")
-    parser.add_argument("--target", choices=TARGETS,
+    parser.add_argument("-r", "--role", help="grant this role (or revoke it with --revoke)")
+    parser.add_argument("-g", "--target", choices=TARGETS,
                         help="what the role applies to (default: all; with --revoke: every "
                              "target)")
-    parser.add_argument("--revoke", action="store_true", help="take the role back")
-    parser.add_argument("--list", action="store_true", help="list users, roles and targets")
-    parser.add_argument("-y", "--yes", action="store_true",
+    parser.add_argument("-R", "--revoke", action="store_true", help="take the role back")
+    parser.add_argument("-L", "--list", action="store_true",
+                        help="list users, roles and targets")
+    parser.add_argument("-y", "-Y", "--yes", action="store_true",
                         help="do not ask before creating a user or a role")
     add_arguments(parser)
     return parser
@@ -104,12 +106,19 @@ def run(args, client) -> int:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.list and not args.user:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
         parser.print_help()
-        return 0 if len(sys.argv if argv is None else argv) <= 1 else 2
-    if args.revoke and not args.role:
-        parser.error("--revoke needs --role")
+        return 0
+    args = parser.parse_args(argv)
+    lacking = None
+    if not args.list and not args.user:
+        lacking = "--user NAME is needed (the user to add, update, grant to or revoke from)"
+    elif args.revoke and not args.role:
+        lacking = "--revoke needs --role ROLE (the role to take back)"
+    if lacking:
+        print(f"dynamo-user-auth: {lacking}", file=sys.stderr)
+        return 2
     try:
         with Client.from_args(args) as client:
             return run(args, client)

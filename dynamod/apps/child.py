@@ -41,6 +41,7 @@ EXIT_SETUP = 70          # the child could not be prepared (EX_SOFTWARE)
 
 _CLEARED_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC",
                 "WATCHDOG_PID", "DYNAMO_SOCKET")
+_DAEMON_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 UPDATES_FD = 3
 FILES_FD = 4
 _daemon_file_source = None  # kept referenced: freeing it would close the daemon's connection
@@ -262,7 +263,7 @@ def _execute(plan: Plan) -> int:
         print(f"application {app.id} terminated", file=sys.stderr)
         return EXIT_TERMINATED
     except BaseException as exc:
-        _print_script_traceback(exc)
+        print_script_traceback(exc)
         exit_code = EXIT_FAILURE
     sys.stdout.flush()
     if app.write and exit_code == 0:
@@ -279,12 +280,19 @@ def _exit_code(code) -> int:
     return EXIT_FAILURE
 
 
-def _print_script_traceback(exc):
-    """The traceback from the script's own frames down (not the runner's)."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb)
+def print_script_traceback(exc: BaseException):
+    """The traceback without the daemon's own frames (the runner's, the inventory's:
+    files of the dynamod package): the script's lines and the message are what its
+    author can act on."""
+    report = traceback.TracebackException.from_exception(exc)
+    pending = [report]
+    while pending:
+        part = pending.pop()
+        part.stack = traceback.StackSummary.from_list(
+            [frame for frame in part.stack if not frame.filename.startswith(_DAEMON_CODE)])
+        pending += [p for p in (part.__cause__, part.__context__) if p is not None]
+        pending += part.exceptions or []
+    sys.stderr.write("".join(report.format()))
 
 
 def _send_records(records):

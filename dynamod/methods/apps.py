@@ -95,19 +95,34 @@ def poll_application(call: Call, id: int) -> dict:
     return _visible(call, id).view()
 
 
-@method("kill_application", Access.APPLICATION)
-def kill_application(call: Call, id: int) -> dict:
-    """Stop an application (its submitter, or an administrator): SIGTERM, then SIGKILL."""
+def _controlled(call: Call, id: int, verb: str):
+    """The record, if the caller may stop it: its submitter, or an administrator."""
     manager = _manager(call)
     app = manager.records.get(id)
     identity = call.identity
     if not (app.user == identity.name or manager.is_admin(identity)):
         message = (f"application {id} belongs to {app.user}; only its submitter or an "
-                   f"administrator may kill it, not {identity.describe()}")
-        log.warning("refused kill_application: %s", message)
+                   f"administrator may {verb} it, not {identity.describe()}")
+        log.warning("refused %s_application: %s", verb, message)
         raise NotAuthorized(message, app=id, uid=identity.peer.uid, dn=identity.dn)
-    killed = manager.kill(id, f"by {call.identity.describe()}")
+    return app
+
+
+@method("kill_application", Access.APPLICATION)
+def kill_application(call: Call, id: int) -> dict:
+    """Stop an application (its submitter, or an administrator): SIGTERM, then SIGKILL."""
+    app = _controlled(call, id, "kill")
+    killed = _manager(call).kill(id, f"by {call.identity.describe()}")
     return {"id": id, "killed": killed, "status": app.status, "exit_code": app.exit_code}
+
+
+@method("interrupt_application", Access.APPLICATION)
+def interrupt_application(call: Call, id: int) -> dict:
+    """Send SIGINT to a running application (its submitter, or an administrator): the
+    Ctrl-C `dynamo` receives on the console's behalf."""
+    app = _controlled(call, id, "interrupt")
+    interrupted = _manager(call).interrupt(id)
+    return {"id": id, "interrupted": interrupted, "status": app.status}
 
 
 @method("list_applications", Access.APPLICATION)
@@ -124,11 +139,15 @@ def list_applications(call: Call, limit: int = 20, user: str | None = None) -> d
 
 @method("authorize_script", Access.SUPERUSER)
 async def authorize_script(call: Call, title: str, checksum: str, user: str | None = None) -> dict:
-    """Allow a script (by SHA-256) to run read/write under `title`, for `user` or all users."""
+    """Allow a script (by SHA-256) to run read/write under `title`, for `user` (a registered
+    user, or the superuser's name) or all users."""
     if not title:
         raise InvalidParams("the title is empty", field="title")
     if not _SHA256.fullmatch(checksum):
         raise InvalidParams("checksum must be 64 lower-case hexadecimal digits", field="checksum")
+    if user and not call.server.authenticator.is_known(user):
+        raise NotFound(f"unknown user {user!r}: no Dynamo user has this name "
+                       f"(dynamo-user-auth --list shows them)", field="user")
     replaced, committed = _manager(call).authorizations.authorize(title, user or "", checksum)
     await committed
     return {"title": title, "user": user, "checksum": checksum, "replaced": replaced}

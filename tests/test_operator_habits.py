@@ -1,0 +1,318 @@
+"""What operators of the original Dynamo expect of the clients: Ctrl-C on a real
+terminal, shell exit codes, the original's option names, and short messages."""
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import EXAMPLES
+
+DATASET = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
+BLOCK = "48dbe0c6-36fa-11e8-a5e2-ac1f6b05e848"
+LFN = f"/store/user/paus/{DATASET}/6C7F843A-4837-E811-93AC-14187741208F.root"
+SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)\nprint('finished')\n"
+
+
+@pytest.fixture
+def seeded(daemon):
+    daemon.inject(EXAMPLES / "mydynamo-storage-sites.json")
+    daemon.inject(EXAMPLES / "mydynamo-data.json")
+    return daemon
+
+
+def on_terminal(daemon, *args):
+    """The real `dynamo` on a new pseudo-terminal (its controlling terminal, as in a
+    shell): (pid, master fd)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["DYNAMO_SOCKET"] = daemon.socket
+        os.execv(sys.executable, [sys.executable, "-m", "dynamoclient.dynamo", *args])
+    return pid, fd
+
+
+def read_until(fd, marker: bytes, timeout=15.0) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker not in data:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError(f"no {marker!r} in {data!r}")
+        data += os.read(fd, 4096)
+    return data
+
+
+def exit_code(pid, timeout=30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("dynamo did not end")
+
+
+def drain(fd) -> bytes:
+    """What is left to read on the terminal once its process ended."""
+    data = b""
+    while select.select([fd], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: no process has the terminal any more
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def latest(daemon) -> dict:
+    return daemon.call("list_applications", limit=1)["applications"][0]
+
+
+# ------------------------------------------------------------------ Ctrl-C
+def test_ctrl_c_in_the_console_interrupts_the_line_and_the_statement(seeded):
+    pid, fd = on_terminal(seeded)
+    read_until(fd, b">>> ")
+    os.write(fd, b"1 +")
+    read_until(fd, b"1 +")
+    os.write(fd, b"\x03")
+    assert b"KeyboardInterrupt" in read_until(fd, b">>> ")
+    os.write(fd, b"6 * 7\n")
+    assert b"42" in read_until(fd, b">>> ")
+
+    os.write(fd, b"import time; time.sleep(60)\n")
+    read_until(fd, b"sleep(60)\r\n")
+    started = time.monotonic()
+    os.write(fd, b"\x03")
+    output = read_until(fd, b">>> ")
+    assert b"KeyboardInterrupt" in output and time.monotonic() - started < 10
+    assert b"Kill application" not in output
+
+    os.write(fd, b"sorted(inventory.sites)\n")
+    assert b"['T2_US_XYZ', 'T3_US_XYZ']" in read_until(fd, b">>> ")
+    assert latest(seeded)["status"] == "run"
+    os.write(fd, b"\x04")
+    assert exit_code(pid) == 0
+    assert latest(seeded)["status"] == "done"
+
+
+def test_ctrl_c_on_a_script_asks_before_killing(seeded, tmp_path):
+    path = tmp_path / "sleeper.py"
+    path.write_text(SLEEPER)
+    pid, fd = on_terminal(seeded, str(path))
+    read_until(fd, b"started")
+    app_id = latest(seeded)["id"]
+    os.write(fd, b"\x03")
+    read_until(fd, f"Kill application {app_id}? [y/N] ".encode())
+    os.write(fd, b"n\n")
+    time.sleep(0.3)
+    assert seeded.call("poll_application", id=app_id)["status"] == "run"
+
+    os.write(fd, b"\x03")
+    read_until(fd, b"[y/N] ")
+    os.write(fd, b"y\n")
+    assert exit_code(pid) == 2   # the script's SIGTERM handler ends it with code 2
+    assert seeded.call("poll_application", id=app_id)["status"] == "killed"
+    assert b"finished" not in drain(fd)
+
+
+def test_a_second_ctrl_c_at_the_question_kills(seeded, tmp_path):
+    path = tmp_path / "sleeper.py"
+    path.write_text(SLEEPER)
+    pid, fd = on_terminal(seeded, str(path))
+    read_until(fd, b"started")
+    os.write(fd, b"\x03")
+    read_until(fd, b"[y/N] ")
+    os.write(fd, b"\x03")
+    assert exit_code(pid) == 2
+    assert latest(seeded)["status"] == "killed"
+
+
+def test_interrupt_application_is_the_submitters_or_an_admins(seeded, tmp_path):
+    """The daemon's side of the console's Ctrl-C: SIGINT, status unchanged; a script
+    without a handler dies of it (exit code 128 + 2 from `dynamo`)."""
+    path = tmp_path / "sleeper.py"
+    path.write_text(SLEEPER)
+    runner = subprocess.Popen([sys.executable, "-m", "dynamoclient.dynamo", str(path)],
+                              env=seeded.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    assert runner.stdout.readline() == "started\n"
+    app_id = latest(seeded)["id"]
+    assert seeded.call("interrupt_application", id=app_id) == {
+        "id": app_id, "interrupted": True, "status": "run"}
+    assert runner.wait(30) == 130
+    assert "killed by signal 2 (SIGINT)" in runner.stderr.read()
+    assert seeded.call("interrupt_application", id=app_id)["interrupted"] is False
+
+
+# -------------------------------------------------------------- exit codes
+@pytest.mark.parametrize("name", ["SIGKILL", "SIGUSR1"])
+def test_a_script_killed_by_a_signal_exits_128_plus_its_number(seeded, tmp_path, name):
+    number = signal.Signals[name].value
+    path = tmp_path / "suicide.py"
+    path.write_text(f"import os, signal\nos.kill(os.getpid(), signal.{name})\n")
+    result = seeded.dynamo(path, check=False)
+    assert result.returncode == 128 + number
+    assert f"killed by signal {number} ({name})" in result.stderr
+    record = latest(seeded)
+    assert (record["status"], record["exit_code"]) == ("failed", -number)
+    assert f"killed by signal {number} ({name})" in seeded.dynamo("--poll", record["id"]).stdout
+
+
+# ---------------------------------------------------------------- messages
+@pytest.mark.parametrize("body, line", [
+    ("Site('X', status='nice')\n", 2),
+    ("site = inventory.sites['T2_US_XYZ']\nsite.status = 'nice'\ninventory.update(site)\n", 3),
+])
+def test_a_bad_value_shows_the_scripts_frames_only(seeded, tmp_path, body, line):
+    path = tmp_path / "bad.py"
+    path.write_text("x = 1\n" + body)
+    result = seeded.dynamo(path, check=False)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[:3] == ["Traceback (most recent call last):",
+                         f'  File "{path}", line {line}, in <module>',
+                         f"    {body.splitlines()[line - 2]}"]
+    assert lines[-2:] == [
+        "dynamod.errors.InvalidValue: Site.status must be one of ready, waitroom, morgue, "
+        "unknown, not 'nice'",
+        "dynamo: application 1 failed: exit code 1; nothing was changed"]
+    assert "File" not in "".join(lines[3:])   # no frame of the daemon's own code
+
+
+def test_the_console_shows_the_input_frames_only(seeded):
+    result = seeded.dynamo(input="Site('X', status='nice')\n")
+    assert "Site.status must be one of" in result.stderr
+    assert result.stderr.splitlines()[1:4] == [
+        "Traceback (most recent call last):",
+        '  File "<console>", line 1, in <module>',
+        "dynamod.errors.InvalidValue: Site.status must be one of ready, waitroom, morgue, "
+        "unknown, not 'nice'"]
+
+
+@pytest.mark.parametrize("inject, banner", [
+    (False, "holds 0 sites, 0 datasets;"),
+    (True, "holds 2 sites, 1 dataset;"),
+])
+def test_the_console_banner_counts_in_good_english(daemon, inject, banner):
+    if inject:
+        daemon.inject(EXAMPLES / "mydynamo-storage-sites.json")
+        daemon.inject(EXAMPLES / "mydynamo-data.json")
+    assert banner in daemon.dynamo(input="").stderr
+
+
+@pytest.mark.parametrize("tool, args, message", [
+    ("exec_auth", ["-x", "s.py"], "dynamo-exec-auth: --executable needs --title TITLE"),
+    ("exec_auth", ["--title", "t"], "dynamo-exec-auth: --title needs --executable PATH"),
+    ("exec_auth", ["-D"], "dynamo-exec-auth: --delete needs --title TITLE"),
+    ("exec_auth", ["-u", "jane"], "dynamo-exec-auth: nothing to do: give --executable PATH"),
+    ("user_auth", ["-r", "admin"], "dynamo-user-auth: --user NAME is needed"),
+    ("user_auth", ["-u", "jane", "-R"], "dynamo-user-auth: --revoke needs --role ROLE"),
+])
+def test_an_incomplete_command_says_what_it_lacks(tool, args, message, tmp_path):
+    """In one line, exit code 2, before looking for a daemon."""
+    result = subprocess.run([sys.executable, "-m", f"dynamoclient.{tool}", *args],
+                            env={**os.environ, "DYNAMO_SOCKET": str(tmp_path / "none.sock")},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+
+
+# --------------------------------------------------- the original's options
+def test_dynamo_user_auth_takes_the_original_short_options(daemon):
+    def user_auth(*args):
+        return daemon.client_command("user_auth", *args)
+
+    created = user_auth("-u", "jane", "-n", "/DC=org/DC=example/CN=Jane Doe",
+                        "-m", "jane@example.org", "-r", "admin", "-g", "inventory", "-Y")
+    assert "created user jane: e-mail jane@example.org; DNs /DC=org/DC=example/CN=Jane Doe" \
+        in created.stdout
+    assert "granted: role admin on inventory to jane" in created.stdout
+    listing = user_auth("-L", "-u", "jane").stdout.splitlines()
+    assert listing[1].split() == ["jane", "admin", "inventory"]
+    revoked = user_auth("-u", "jane", "-r", "admin", "-g", "inventory", "-R")
+    assert "revoked: role admin on inventory from jane" in revoked.stdout
+
+
+def test_dynamo_exec_auth_takes_list_and_delete_as_minus_l_and_d(daemon, tmp_path):
+    path = tmp_path / "w.py"
+    path.write_text("print('w')\n")
+    daemon.exec_auth("-x", path, "-t", "tidy")
+    assert "tidy" in daemon.exec_auth("-L").stdout
+    assert daemon.exec_auth("-D", "-t", "tidy").stdout == "revoked: tidy for ALL\n"
+    assert "tidy" not in daemon.exec_auth("-L").stdout
+
+
+def test_dynamo_inject_raw_and_block_replica_files(seeded):
+    partial = ["-p", f"T3_US_XYZ:{DATASET}", "-r", BLOCK, "-e", LFN]
+    counts = json.loads(seeded.inject("-A", *partial).stdout)
+    assert counts["created"] == {"datasetreplicas": 1, "blockreplicas": 1}
+    assert json.loads(seeded.inject("--raw", *partial).stdout)["created"] == {}
+    replicas = seeded.call("get_block", name=f"{DATASET}#{BLOCK}")["replicas"]
+    at_t3 = [r for r in replicas if r["site"] == "T3_US_XYZ"]
+    assert [(r["complete"], r["files"]) for r in at_t3] == [(False, [LFN])]
+
+    refused = seeded.inject("-p", f"T3_US_XYZ:{DATASET}", "-e", LFN, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr == "dynamo-inject: --block-replica-file needs exactly one " \
+                             "--block-replica\n"
+
+
+def test_dynamo_inject_refuses_a_host(seeded):
+    result = seeded.inject("-o", "dynamo.example.org", EXAMPLES / "mydynamo-data.json",
+                           check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("dynamo-inject: -o/--host: dynamod is reached through a "
+                                    "local Unix socket")
+
+
+def test_dynamo_work_dir_auth_request_and_server(seeded, tmp_path):
+    path = tmp_path / "where.py"
+    path.write_text("import os\nprint(os.getcwd())\n")
+    here = tmp_path / "here"
+    here.mkdir()
+    assert seeded.dynamo(path, "-d", here).stdout == f"{here}\n"
+
+    noted = seeded.dynamo(path, "-H")
+    assert noted.stdout == f"{os.getcwd()}\n"
+    assert noted.stderr.startswith("dynamo: note: -H/--auth-request has no effect here")
+
+    missing = seeded.dynamo(path, "-d", tmp_path / "nowhere", check=False)
+    assert (missing.returncode, missing.stderr) == (
+        2, f"dynamo: --work-dir {tmp_path / 'nowhere'}: no such directory\n")
+    server = seeded.dynamo(path, "-s", "dynamo.example.org:39626", check=False)
+    assert server.returncode == 2
+    assert server.stderr.startswith("dynamo: -s/--server: dynamod is reached through a local "
+                                    "Unix socket")
+
+
+def test_every_client_takes_minus_c_and_minus_k_for_the_certificate(seeded, tmp_path):
+    for tool, args in (("dynamo", ["--list"]), ("inject", ["--site", "X"]),
+                       ("exec_auth", ["-L"]), ("user_auth", ["-L"])):
+        result = seeded.client_command(tool, *args, "-c", tmp_path / "none.pem",
+                                       "-k", tmp_path / "none.key", check=False)
+        assert result.returncode == 1
+        assert f"cannot use certificate {tmp_path / 'none.pem'}" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("tool, options", [
+    ("dynamo", ["-d DIR, --work-dir", "-H, --auth-request", "-s HOST[:PORT], --server"]),
+    ("inject", ["-A, --raw", "-e LFN, --block-replica-file", "-o HOST, --host", "-c FILE"]),
+    ("exec_auth", ["-L, --list", "-D, --delete"]),
+    ("user_auth", ["-u USER, --user", "-n DN, --dn", "-m EMAIL, --email", "-r ROLE, --role",
+                   "-g {", "-R, --revoke", "-L, --list", "-y, -Y, --yes"]),
+])
+def test_help_names_the_original_options(tool, options):
+    result = subprocess.run([sys.executable, "-m", f"dynamoclient.{tool}", "--help"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    for option in options:
+        assert option in result.stdout, (option, result.stdout)
