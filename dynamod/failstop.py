@@ -21,7 +21,8 @@ import os
 
 log = logging.getLogger("dynamod")
 
-EXIT_STATUS = 70            # EX_SOFTWARE
+EXIT_STATUS = 70            # EX_SOFTWARE: restarted from the store
+EXIT_DAMAGED = 65           # EX_DATAERR: the store itself is damaged; a restart cannot help
 RESERVE_BYTES = 64 << 20
 
 _reserve = None
@@ -41,20 +42,30 @@ def on_stop(callback):
 
 def stop(reason: str):
     """Log why and exit now; never returns."""
+    _stop(f"fail-stop: {reason}; memory may differ from the store, so dynamod stops without "
+          f"committing anything more (the service manager restarts it from the store)",
+          EXIT_STATUS)
+
+
+def damaged(line: str):
+    """The store is damaged (found while serving): say so and exit for good; systemd does
+    not restart it (RestartPreventExitStatus=65), an operator recovers the store."""
+    _stop(line, EXIT_DAMAGED)
+
+
+def _stop(message: str, status: int):
     global _reserve
     try:
         if _reserve is not None:   # room for the last words
             _reserve.close()
             _reserve = None
-        log.critical("fail-stop: %s; memory may differ from the store, so dynamod stops "
-                     "without committing anything more (the service manager restarts it "
-                     "from the store)", reason)
+        log.critical("%s", message)
         for callback in _on_stop:
             callback()
         for handler in logging.getLogger().handlers:
             handler.flush()
     finally:
-        os._exit(EXIT_STATUS)
+        os._exit(status)
 
 
 @contextlib.contextmanager

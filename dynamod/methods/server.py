@@ -62,6 +62,7 @@ async def backup(call: Call, path: str) -> dict:
     try:
         await call.service.store.backup(path)
     except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"backup to {path} failed: {exc}") from None
+        raise StoreError(f"backup to {path} failed: {getattr(exc, 'strerror', None) or exc}"
+                         ) from None
     return {"path": path, "bytes": os.path.getsize(path),
             "seconds": round(time.monotonic() - started, 3)}

@@ -13,6 +13,7 @@ with uncommitted changes stays loaded).
 import sqlite3
 
 from ..errors import StoreError
+from . import check, uri
 from .tables import BY_KIND
 
 _FILES = BY_KIND["file"]
@@ -28,7 +29,7 @@ class StoreReader:
     def __init__(self, path: str):
         self.path = path
         try:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+            self.db = sqlite3.connect(uri.read_only(path), uri=True, check_same_thread=False,
                                       cached_statements=16)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the database {path}: {exc}") from exc
@@ -56,6 +57,8 @@ class StoreReader:
             while rows := cursor.fetchmany(BATCH):
                 yield from rows
         except sqlite3.Error as exc:
+            if check.is_damage(exc):
+                raise check.damaged(self.path, f"table {table.name}: {exc}") from None
             raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
 
     def next_ids(self) -> dict:
@@ -85,6 +88,8 @@ class StoreReader:
         try:
             return self.db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
+            if check.is_damage(exc):
+                raise check.damaged(self.path, str(exc)) from None
             raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
 
     def close(self):

@@ -3,17 +3,26 @@
 The daemon holds the inventory in memory; this module only persists it.  It
 speaks in plain tuples (see tables.py) so it knows nothing of the objects.
 One aiosqlite connection (one thread) does all the work, so the event loop
-never waits on the disk.
+never waits on the disk.  Opening takes the store's lock (lock.py) and reads
+the schema version before anything writes the file.
 """
 
+import asyncio
+import logging
+import os
 import sqlite3
+import tempfile
 from collections import defaultdict
 from importlib import resources
 
 import aiosqlite
 
 from ..errors import DynamoError, StoreError
-from .tables import ID_KINDS, TABLES
+from . import check, uri
+from .lock import StoreLock
+from .tables import BY_KIND, ID_KINDS, TABLES
+
+log = logging.getLogger("dynamod.store")
 
 SCHEMA_VERSION = 3
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -50,6 +59,8 @@ DELETES = _delete_order()
 WRITES = tuple((t.kind, t.insert_sql, t.upsert_sql) for t in TABLES)
 NEXT_IDS_SQL = ("INSERT INTO next_ids (kind, next_id) VALUES (?, ?) "
                 "ON CONFLICT (kind) DO UPDATE SET next_id = excluded.next_id")
+# The kinds numbered from `next_ids`: the inventory's, and the applications.
+NUMBERED_KINDS = ID_KINDS + ("application",)
 
 
 class SchemaTooNew(DynamoError):
@@ -57,53 +68,86 @@ class SchemaTooNew(DynamoError):
 
 
 class Store:
-    def __init__(self, db: aiosqlite.Connection, path: str):
+    def __init__(self, db: aiosqlite.Connection, path: str, lock: StoreLock | None = None):
         self.db = db
         self.path = path
+        self.lock = lock  # None: a store read, not owned (tests' snapshots)
         self.fresh = {}  # kind -> the first id no committed row has (next_ids, committed)
 
     @classmethod
     async def open(cls, path: str, synchronous: str = "FULL") -> "Store":
-        """Open (creating or upgrading the schema); a database SQLite cannot open or
-        read is a StoreError, so the daemon stops with one line naming it."""
+        """Lock, then open (creating or upgrading the schema); a database in use by
+        another dynamod, damaged, or one SQLite cannot open or read is a StoreError,
+        so the daemon stops with one line naming it."""
         if synchronous.upper() not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
+        lock = StoreLock.take(path)
         try:
-            db = await aiosqlite.connect(path, isolation_level=None)
+            # Absolute: SQLite takes a name beginning with "file:" for a URI.
+            db = await aiosqlite.connect(os.path.abspath(path), isolation_level=None)
         except sqlite3.Error as exc:
+            lock.release()
             raise StoreError(f"cannot open the database {path}: {exc}") from exc
         try:
+            await db.execute("PRAGMA busy_timeout = 2000")
+            store = cls(db, path, lock)
+            version = await store._schema_version()  # before anything writes the file
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             await db.execute("PRAGMA foreign_keys = ON")
-            await db.execute("PRAGMA busy_timeout = 2000")
-            store = cls(db, path)
-            await store._prepare_schema()
+            await store._prepare_schema(version)
+            await store._repair_next_ids()
             store.fresh = dict(await db.execute_fetchall("SELECT kind, next_id FROM next_ids"))
         except sqlite3.Error as exc:
             await db.close()
+            lock.release()
+            if check.is_damage(exc):
+                raise check.damaged(path, str(exc)) from None
             raise StoreError(f"cannot open the database {path}: {exc}") from exc
         except BaseException:
             await db.close()
+            lock.release()
             raise
         return store
 
-    async def _prepare_schema(self):
-        """Create or upgrade the schema.  Each step commits with its version number, so a
-        crash between steps resumes at the next one; a current database is not written
-        at all (another process may hold its lock, the disk may be full)."""
+    async def _schema_version(self) -> int:
+        """The file's schema version; a newer one than this dynamod knows is refused
+        before anything (the journal mode included) changes in the file."""
         version = await self._scalar("PRAGMA user_version")
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(
                 f"database {self.path} has schema version {version}; this dynamod knows "
                 f"versions up to {SCHEMA_VERSION}: upgrade dynamod"
             )
+        return version
+
+    async def _prepare_schema(self, version: int):
+        """Create or upgrade the schema.  Each step commits with its version number, so a
+        crash between steps resumes at the next one; a current database is not written
+        at all (another process may hold its lock, the disk may be full)."""
         if version == 0:
             ddl = resources.files(__package__).joinpath("schema.sql").read_text()
             await self.db.executescript(f"BEGIN; {ddl}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
             return
         for number, step in enumerate(MIGRATIONS[version - 1:], start=version + 1):
             await self.db.executescript(f"BEGIN; {step}; PRAGMA user_version = {number}; COMMIT;")
+
+    async def _repair_next_ids(self):
+        """A next id not above its table's highest id (a database edited by hand, restored
+        in part) would give an id twice: it is raised, with a warning per kind.  Read
+        first, so that a sound store is not written."""
+        stored = dict(await self.db.execute_fetchall("SELECT kind, next_id FROM next_ids"))
+        repairs = []
+        for kind in NUMBERED_KINDS:
+            table = BY_KIND[kind].name
+            highest = await self._scalar(f"SELECT max(id) FROM {table}")
+            if highest is not None and stored.get(kind, 1) <= highest:
+                repairs.append((kind, table, stored.get(kind), highest + 1))
+        if repairs:
+            await self._in_thread(_set_next_ids, [(kind, new) for kind, _, _, new in repairs])
+        for kind, table, old, new in repairs:
+            log.warning("next_ids repaired: %s next id was %s, not above the highest id in "
+                        "table %s; now %d", kind, old, table, new)
 
     async def _scalar(self, sql, params=()):
         async with self.db.execute(sql, params) as cursor:
@@ -151,17 +195,13 @@ class Store:
         return found
 
     async def backup(self, dest: str):
-        """Copy the database to `dest` with SQLite's online backup, from a read snapshot
-        of its own (WAL), so the writer keeps committing meanwhile."""
-        target = sqlite3.connect(dest, check_same_thread=False)
-        try:
-            async with aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True) as source:
-                await source.backup(target)
-        finally:
-            target.close()
+        """Copy the database to `dest`, all or nothing (see `_backup`), in a thread."""
+        await asyncio.to_thread(_backup, self.path, dest)
 
     async def close(self):
         await self.db.close()
+        if self.lock is not None:
+            self.lock.release()  # last: no connection of ours is left on the file
 
 
 # ------------------------------------------ run in the connection's thread (blocking)
@@ -189,6 +229,61 @@ def _commit(conn: sqlite3.Connection, deletes: dict, inserts: dict, upserts: dic
     except BaseException:
         _rollback(conn)
         raise
+
+
+def _set_next_ids(conn: sqlite3.Connection, next_ids: list):
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(NEXT_IDS_SQL, next_ids)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _backup(path: str, dest: str):
+    """SQLite's online backup, from a read snapshot of its own (WAL: the writer keeps
+    committing), into a temporary file beside `dest`; the copy is checked
+    (integrity_check), synced, then linked to `dest`, which must not exist.  On any
+    failure the temporary file goes and nothing is at `dest`."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=".tmp",
+                                     dir=os.path.dirname(dest))
+    os.close(fd)
+    try:
+        target = sqlite3.connect(temporary)
+        try:
+            source = sqlite3.connect(uri.read_only(path), uri=True)
+            try:
+                source.backup(target)
+            finally:
+                source.close()
+            problems = check.problems(target, "integrity_check")
+        finally:
+            target.close()
+        if problems:
+            raise StoreError(f"the copy failed its integrity check: {problems[0]}")
+        fd = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(temporary, dest)  # unlike rename, never replaces a file that appeared
+    finally:
+        for leftover in (temporary, f"{temporary}-journal", f"{temporary}-wal",
+                         f"{temporary}-shm"):
+            try:
+                os.unlink(leftover)
+            except FileNotFoundError:
+                pass
+    _sync_directory(os.path.dirname(dest))
+
+
+def _sync_directory(path: str):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _bury_failed_commit(conn: sqlite3.Connection):

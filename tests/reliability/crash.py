@@ -22,6 +22,11 @@ or left running), restarted, and checked:
 - PRAGMA integrity_check and foreign_key_check pass, and the inventory loaded
   from the file keeps its consistency rules (`Inventory.problems`);
 - every object keeps its id across the restart, and no id is given twice;
+- in some cycles a second daemon is started on the same database (another socket):
+  it must refuse at once, naming the first one's pid, while the first serves on;
+- in some cycles the daemon's address space is limited a few MiB above what it
+  uses before the kill: it may stop itself (fail-stop, status 70) or refuse
+  requests, but never die otherwise, and the checks below hold all the same;
 - in some cycles a thread submits asynchronous applications without pause: every
   application id the daemon answered is still known after the restart, with the
   record it was answered for (never a stranger's), and no id is given again;
@@ -290,6 +295,9 @@ class Summary:
     running_checks: int = 0
     submitted: int = 0
     submitted_found: int = 0
+    second_daemons: int = 0
+    pressured: int = 0
+    fail_stops: int = 0
     objects: dict = field(default_factory=dict)
     violations: list = field(default_factory=list)
     seconds: float = 0.0
@@ -308,6 +316,9 @@ class Summary:
             f"{self.apps_applied}, none there {self.apps_absent}; application records or "
             f"answers that disagree with the inventory: {len(self.app_disagreements)}",
             *(f"  - {d}" for d in self.app_disagreements[:10]),
+            f"second daemons on the same database: {self.second_daemons}, all refused",
+            f"cycles under an address-space limit: {self.pressured}, of which the daemon "
+            f"stopped itself (fail-stop, status 70): {self.fail_stops}",
             f"applications submitted (acknowledged ids): {self.submitted}, known with their "
             f"own record after the restart: {self.submitted_found}",
             f"memory = file checks while serving: {self.running_checks}, after each restart: "
@@ -412,6 +423,33 @@ class CrashRun:
                 self.violation(f"{when}: application id {fresh} given again")
         self.submitted = {}
 
+    def _second_daemon(self, cycle: int):
+        """Another dynamod on the same database must refuse, naming the holder."""
+        import subprocess
+
+        other = self.daemon.state_dir.parent / f"second-{cycle}"
+        done = subprocess.run(
+            [sys.executable, "-m", "dynamod", "--state-dir", str(other), "--socket",
+             str(other / "d.sock"), "--database", self.daemon.database],
+            capture_output=True, text=True, timeout=60)
+        self.summary.second_daemons += 1
+        pid = self.daemon.process.pid
+        if done.returncode != 1 or f"in use by another dynamod (pid {pid}" not in done.stderr:
+            self.violation(f"cycle {cycle}: a second daemon on the same database was not "
+                           f"refused (exit {done.returncode}): {done.stderr.strip()[-300:]}")
+        shutil.rmtree(other, ignore_errors=True)
+
+    def _pressure(self):
+        """Limit the daemon's address space to a few MiB above what it uses."""
+        import resource
+
+        pid = self.daemon.process.pid
+        with open(f"/proc/{pid}/statm") as statm:
+            used = int(statm.read().split()[0]) * resource.getpagesize()
+        margin = self.rnd.choice([1, 2, 4, 8, 16]) << 20
+        resource.prlimit(pid, resource.RLIMIT_AS, (used + margin, resource.RLIM_INFINITY))
+        self.summary.pressured += 1
+
     def _check_while_serving(self):
         """Pause the clients, compare memory with the file, resume."""
         self.pausing.set()
@@ -501,10 +539,20 @@ class CrashRun:
         if rnd.random() < 0.25:
             self._check_while_serving()
             time.sleep(rnd.uniform(0.0, 0.5))
+        if rnd.random() < 0.2:
+            self._second_daemon(number)
         if rnd.random() < 0.4:
             application = self._application(number)
         else:
             time.sleep(rnd.uniform(0.0, 0.8))
+        if rnd.random() < 0.2:
+            self._pressure()
+            time.sleep(rnd.uniform(0.2, 1.5))
+        ended = self.daemon.process.poll()
+        if ended == 70:
+            self.summary.fail_stops += 1
+        elif ended is not None:
+            self.violation(f"cycle {number}: the daemon died by itself with status {ended}")
         self.daemon.kill9()
         self.stopping.set()
         for thread in threads:

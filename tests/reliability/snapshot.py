@@ -17,6 +17,7 @@ import aiosqlite
 
 from dynamod.inventory.inventory import ID_KINDS, Inventory
 from dynamod.inventory.rows import all_rows, build
+from dynamod.store import uri
 from dynamod.store.reader import StoreReader
 from dynamod.store.sqlite import Store
 
@@ -72,7 +73,7 @@ def _plain(value):
 def disk(path: str) -> Snapshot:
     """Load the database file as the daemon does at start-up (read-only)."""
     async def integrity_errors():
-        db = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
+        db = await aiosqlite.connect(uri.read_only(path), uri=True)
         store = Store(db, path)
         try:
             return await store.integrity_errors()
