@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import sqlite3
 import sys
 
 from . import __version__
@@ -16,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The Dynamo inventory daemon: holds the inventory in memory, serves it "
                     "on a Unix socket, persists every change to SQLite. With no options it "
                     "keeps its state in ~/.local/state/dynamo. `dynamod backup DEST` copies "
-                    "a running daemon's database.",
+                    "a running daemon's database; `dynamod check` checks a database file.",
     )
     parser.add_argument("--config", metavar="FILE",
                         help="TOML configuration (default: /etc/dynamo/dynamod.toml when run "
@@ -63,10 +64,50 @@ def backup_main(argv) -> int:
     return 0
 
 
+def check_main(argv) -> int:
+    """`dynamod check`: is the database file sound?  Read-only, also while a daemon runs."""
+    from .store import check
+
+    parser = argparse.ArgumentParser(
+        prog="dynamod check",
+        description="Check a database file (SQLite integrity_check and foreign_key_check), "
+                    "read-only, also while a daemon serves it. Prints ok, or each problem "
+                    "and how to recover; exits 0 if sound, 1 if not.")
+    parser.add_argument("--config", metavar="FILE", help="as for dynamod")
+    parser.add_argument("--state-dir", help="as for dynamod")
+    parser.add_argument("--database", metavar="FILE",
+                        help="the file to check (default: the daemon's, STATE_DIR/inventory.db)")
+    args = parser.parse_args(argv)
+    options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
+               "database": args.database}
+    try:
+        path = build(args.config, options).database
+    except ConfigError as exc:
+        print(f"dynamod check: {exc}", file=sys.stderr)
+        return 2
+    if not os.path.isfile(path):
+        print(f"dynamod check: {path}: no such file", file=sys.stderr)
+        return 1
+    try:
+        found, summary = check.check_file(path)
+    except sqlite3.Error as exc:
+        print(f"dynamod check: cannot read the database {path}: {exc}", file=sys.stderr)
+        return 1
+    if summary is None:
+        print(f"{path}: ok")
+        return 0
+    for problem in found:
+        print(problem)
+    print(f"dynamod check: {summary}", file=sys.stderr)
+    return 1
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["backup"]:
         return backup_main(argv[1:])
+    if argv[:1] == ["check"]:
+        return check_main(argv[1:])
     args = build_parser().parse_args(argv)
     options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
                "socket": args.socket, "database": args.database,
@@ -114,16 +155,22 @@ def _detach(config, reread) -> int:
         return 1
     os.close(read_end)
     os.setsid()
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null_fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null_fd, 0)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
+    logs.detach_to(log_path)   # reopened on SIGHUP, for logrotate
     logs.setup(config.log_level)
 
+    pid_path = os.path.join(config.state_dir, "dynamod.pid")
+
     def ready(server):
+        with open(pid_path, "w") as pid_file:   # for `kill -HUP` (logrotate) and `kill`
+            pid_file.write(f"{os.getpid()}\n")
         os.write(write_end, f"ready pid {os.getpid()}".encode())
         os.close(write_end)
 
     code = _serve(config, reread, ready)
+    try:
+        os.unlink(pid_path)
+    except FileNotFoundError:
+        pass
     os._exit(code)

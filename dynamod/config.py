@@ -32,7 +32,12 @@ class Config:
     change_log: str = ""             # default: <state_dir>/changes.log
     shutdown_timeout: float = 30.0   # seconds SIGTERM waits for requests in flight
     max_line_bytes: int = 64 * 2**20
+    max_unidentified_line_bytes: int = 256 * 2**10  # before identity: authenticate fits
+    max_buffered_bytes: int = 256 * 2**20  # unfinished lines of all connections together
     max_connections: int = 1024
+    superuser_reserve: int = 16      # of max_connections, only the superuser may use
+    max_connections_per_account: int = 64  # per uid (not the superuser); 0: no limit
+    idle_timeout: float = 300.0      # seconds a connection may wait with nothing running
     max_requests_in_flight: int = 64  # per connection, before it stops being read
     file_cache: int = 500_000        # files kept in memory (the blocks used last)
     app_timeout: float = 7200.0      # seconds an application may run when it asks for 0 hours
@@ -98,6 +103,12 @@ def _non_negative(value):
     return value
 
 
+def _non_negative_number(value):
+    if type(value) not in (int, float) or value < 0:
+        raise ValueError("must be a number, 0 or more (0: no limit)")
+    return float(value)
+
+
 def _cgroup(value):
     if not isinstance(value, str) or not (value in ("auto", "off") or os.path.isabs(value)):
         raise ValueError('must be "auto", "off" or an absolute path')
@@ -123,7 +134,12 @@ FILE_KEYS = {
         "change_log": ("change_log", _path),
         "shutdown_timeout": ("shutdown_timeout", _positive(float)),
         "max_line_bytes": ("max_line_bytes", _positive(int)),
+        "max_unidentified_line_bytes": ("max_unidentified_line_bytes", _positive(int)),
+        "max_buffered_bytes": ("max_buffered_bytes", _positive(int)),
         "max_connections": ("max_connections", _positive(int)),
+        "superuser_reserve": ("superuser_reserve", _non_negative),
+        "max_connections_per_account": ("max_connections_per_account", _non_negative),
+        "idle_timeout": ("idle_timeout", _non_negative_number),
         "max_requests_in_flight": ("max_requests_in_flight", _positive(int)),
         "file_cache": ("file_cache", _positive(int)),
     },
@@ -184,5 +200,19 @@ def build(config_file: str | None, options: dict) -> Config:
     settings = read_file(config_file) if config_file else {}
     settings.update({k: v for k, v in options.items() if v is not None})
     known = {f.name for f in fields(Config)}
-    return Config(**{k: v for k, v in settings.items() if k in known},
-                  config_file=config_file or "")
+    config = Config(**{k: v for k, v in settings.items() if k in known},
+                    config_file=config_file or "")
+    _check_together(config, config_file or "the options")
+    return config
+
+
+def _check_together(config: Config, source: str):
+    """Limits that only make sense against each other: every peer must have a connection
+    slot, and the budget of buffered input must hold one line of the longest kind."""
+    if config.superuser_reserve >= config.max_connections:
+        raise ConfigError(f"{source}: [daemon] superuser_reserve ({config.superuser_reserve}) "
+                          f"must be less than max_connections ({config.max_connections}), "
+                          f"or only the superuser could connect")
+    if config.max_buffered_bytes < config.max_line_bytes:
+        raise ConfigError(f"{source}: [daemon] max_buffered_bytes ({config.max_buffered_bytes})"
+                          f" must be at least max_line_bytes ({config.max_line_bytes})")

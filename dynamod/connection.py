@@ -7,18 +7,26 @@ The connection stops reading while the client is not reading its answers
 in flight, so no client can make the daemon buffer without bound.  It ends
 (at the client's end of input, or after a line over the limit) only once
 every request read before has its answer.
+
+Before identity a peer may send only short lines (`authenticate` fits), so an
+unregistered account can neither fill the daemon's memory nor stall its loop
+decoding a huge line; the unfinished lines of all peers but the superuser
+share one budget.  A connection with nothing running is closed once idle.
+Refusals are logged at most a few a peer at a time (`refusals`).
 """
 
 import asyncio
 import logging
 import os
 import socket
+import time
 from collections import deque
 
 from . import collector
 from .auth.identity import Peer
 from .auth.policy import authorize
-from .errors import DynamoError, InvalidRequest, ParseError
+from .errors import Busy, DynamoError, InvalidRequest, ParseError
+from .logs import RateLimited
 from .methods import lookup
 from .methods.registry import Call
 from .protocol import (LineBuffer, LineNotRead, LineTooLong, decode_request, encode_error,
@@ -29,6 +37,7 @@ LARGE_REQUEST = 1 << 20  # handled with the collector paused (collector.py)
 WRITE_BATCH = 64 * 1024  # answers written together at most (the transport's high-water mark)
 
 log = logging.getLogger("dynamod.connection")
+refusals = RateLimited(log)   # refused connections and input: a peer cannot flood the log
 
 
 class Connection(asyncio.Protocol):
@@ -39,7 +48,10 @@ class Connection(asyncio.Protocol):
         self.backlog = deque()
         self.tasks = set()
         self.transport = None
-        self.identity = None
+        self._identity = None
+        self.account = None      # the uid its slot counts for (server.admit); None: superuser
+        self.held = 0            # bytes of its unfinished line in the server's budget
+        self.last_active = time.monotonic()  # input received, or a request that ran ended
         self.write_paused = False
         self.reading_paused = False
         self.receiving_fds = False  # reading is paused for descriptors (SCM_RIGHTS)
@@ -47,6 +59,24 @@ class Connection(asyncio.Protocol):
         self.ending = False      # no more requests will be read
         self.farewell = None     # the error to send last, before closing
         self.closed = False
+
+    @property
+    def identity(self):
+        return self._identity
+
+    @identity.setter
+    def identity(self, identity):
+        """Set at connect and by a successful `authenticate`: the line limit follows it."""
+        self._identity = identity
+        self.update_line_limit()
+
+    def update_line_limit(self):
+        """The short limit before identity (max_unidentified_line_bytes), else
+        max_line_bytes; also applied to open connections on SIGHUP."""
+        limit = self.config.max_line_bytes
+        if self._identity.name is None:
+            limit = min(limit, self.config.max_unidentified_line_bytes)
+        self.lines.max_line = limit
 
     # ------------------------------------------------------ transport events
     def connection_made(self, transport):
@@ -58,13 +88,40 @@ class Connection(asyncio.Protocol):
         log.debug("connection from %s", self.identity.describe())
 
     def data_received(self, data):
+        self.last_active = time.monotonic()
         try:
             self.backlog.extend(self.lines.feed(data))
+            self._hold_input()
         except (LineTooLong, LineNotRead) as exc:  # the connection ends after the lines before
-            log.warning("closing connection of %s: %s", self.identity.describe(), exc.message)
+            if isinstance(exc, LineTooLong) and self.lines.max_line < self.config.max_line_bytes:
+                exc.message += (f" for a peer not yet identified (max_unidentified_line_bytes; "
+                                f"identified peers may send {self.config.max_line_bytes} "
+                                f"bytes): {self.identity.refusal}; or the peer proves an X.509 "
+                                f"identity (authenticate)")
+                exc.details.update(uid=self.identity.peer.uid, needs="identity")
+            who = self.identity.describe()
+            refusals.warning(who, "closing connection of %s: %s", who, exc.message)
             self.backlog.extend(exc.lines)
             self.ending, self.farewell = True, exc
         self._drain_backlog()
+
+    def _hold_input(self):
+        """Count the unfinished line in the budget all peers but the superuser share
+        (max_buffered_bytes); the line that grows past it is dropped, ending the connection."""
+        if self.account is None:
+            return
+        grown = self.lines.pending - self.held
+        self.held += grown
+        self.server.buffered += grown
+        budget = self.config.max_buffered_bytes
+        if grown > 0 and self.server.buffered > budget:
+            self.server.buffered -= self.held
+            self.held = 0
+            self.lines.drop()
+            raise LineNotRead(f"dynamod holds more unfinished requests than its budget of "
+                              f"{budget} bytes (max_buffered_bytes); the request this "
+                              f"connection was sending was dropped, not done: try again later",
+                              [])
 
     def eof_received(self):
         """The client sent all it will (it may still read): answer, then close."""
@@ -84,9 +141,33 @@ class Connection(asyncio.Protocol):
         self._drain_backlog()
 
     def connection_lost(self, exc):
+        """Free its input now.  The error kept for the farewell refers, by its traceback,
+        to the read that raised it and to this connection: a cycle, which a change moves
+        to the collector's oldest generation unwalked (collector.py), so that each cut
+        connection's last read (up to 256 KiB) stayed until a full collection."""
         self.closed = True
         self.backlog.clear()
+        self.lines.drop()
+        self.farewell = None
+        self.server.buffered -= self.held
+        self.held = 0
         self.server.forget(self)
+
+    def idle_for(self, now: float) -> float:
+        """Seconds without input or a request ending; 0 while a request runs (an attached
+        application, a change waiting for its commit), which is never cut."""
+        return 0.0 if self.tasks else now - self.last_active
+
+    def close_idle(self, timeout: float):
+        """Give the slot back: `busy` (reason idle), or a plain close when the peer does not
+        even read what is already written (a close would wait for it)."""
+        log.info("closing connection of %s: idle for %g s", self.identity.describe(), timeout)
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()
+        else:
+            self.refuse(Busy(f"dynamod closed this connection: nothing was sent or running on "
+                             f"it for {timeout:g} s (idle_timeout); connect again",
+                             reason="idle"))
 
     # ------------------------------------------------------------ dispatch
     def _busy(self) -> bool:
@@ -165,6 +246,7 @@ class Connection(asyncio.Protocol):
             answer = encode_error(call.request_id, DynamoError("internal error; see the daemon's log"))
         finally:
             self.tasks.discard(asyncio.current_task())
+            self.last_active = time.monotonic()
             if large:
                 params = None  # the document goes by reference counting, unseen
                 collector.release()

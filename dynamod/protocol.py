@@ -71,6 +71,9 @@ class LineBuffer:
                 raise self._not_read([]) from None
             lines.pop()
             return lines
+        if len(self._buffer) + len(data) > self.max_line and b"\n" not in data:
+            # Refused before it is copied: the buffer never grows past the limit.
+            raise LineTooLong(f"request line exceeds the limit of {self.max_line} bytes", [])
         lines = []
         try:
             self._buffer += data
@@ -92,9 +95,13 @@ class LineBuffer:
             raise LineTooLong(f"request line exceeds the limit of {self.max_line} bytes", lines)
         return lines
 
-    def _not_read(self, lines: list[bytes]) -> "LineNotRead":
-        """No memory to hold the input: the stream is cut here, so the connection ends."""
+    def drop(self):
+        """Forget the unfinished line: the stream is cut here, so the connection ends."""
         self._buffer, self._scanned = bytearray(), 0
+
+    def _not_read(self, lines: list[bytes]) -> "LineNotRead":
+        """No memory to hold the input."""
+        self.drop()
         return LineNotRead("dynamod lacks the memory to read the rest of this connection's "
                            "input now; the requests not answered were not done: try again "
                            "later or send smaller requests", lines)

@@ -16,8 +16,9 @@ import signal
 import socket
 import stat
 import time
+from collections import Counter
 
-from . import failstop, systemd
+from . import failstop, logs, systemd
 from .apps.cgroup import AppCgroups, CgroupError
 from .apps.runner import ApplicationManager
 from .auth.identity import Authenticator
@@ -25,9 +26,10 @@ from .auth.users import UserRegistry
 from .auth.x509 import load_trust
 from .changelog import ChangeLog
 from .config import Config, ConfigError
-from .connection import Connection
+from .connection import Connection, refusals
 from .errors import Busy, DynamoError
 from .service import InventoryService
+from .store import check
 
 log = logging.getLogger("dynamod")
 
@@ -35,8 +37,14 @@ log = logging.getLogger("dynamod")
 # with its own default (100) unless told, also on a socket systemd passes.
 BACKLOG = 512
 
+# Seconds between two looks for idle connections (at most; a quarter of idle_timeout when
+# that is shorter), which also write the summaries of suppressed refusal lines.
+IDLE_TICK = 5.0
+
 # Settings SIGHUP applies to the running daemon; the others need a restart.
-LIVE_SETTINGS = ("log_level", "max_line_bytes", "max_connections", "max_requests_in_flight",
+LIVE_SETTINGS = ("log_level", "max_line_bytes", "max_unidentified_line_bytes",
+                 "max_buffered_bytes", "max_connections", "superuser_reserve",
+                 "max_connections_per_account", "idle_timeout", "max_requests_in_flight",
                  "app_timeout", "kill_grace", "shutdown_timeout", "ca_path", "file_cache",
                  "app_max_per_user", "app_max_total", "app_max_title", "app_max_path",
                  "app_max_args", "app_retention_days", "writer_max_time", "app_memory",
@@ -53,6 +61,8 @@ class Server:
         self.users = UserRegistry()
         self.authenticator = Authenticator(self.users, os.getuid())
         self.connections = set()
+        self.accounts = Counter()  # uid -> connections it holds (all but the superuser's)
+        self.buffered = 0   # bytes of unfinished lines held for them (max_buffered_bytes)
         self.service = None
         self.apps = None
         self.cgroups = None  # the applications' cgroups, when delegated to us
@@ -62,6 +72,8 @@ class Server:
         self.started = time.monotonic()
         self._stopping = asyncio.Event()   # set by SIGTERM/SIGINT, from the first moment
         self._watchdog = None
+        self._idle = None   # the task closing idle connections
+        self._check = None  # the store's integrity check, in a thread
 
     async def start(self):
         os.umask(0o077)  # the database and logs are the daemon's alone
@@ -83,6 +95,8 @@ class Server:
                 ChangeLog(self.config.change_log), self.config.file_cache)
         except BaseException:
             listening.close()
+            if not self.activated:  # a refused start leaves no socket file behind
+                os.unlink(self.config.socket)
             raise
         loop = asyncio.get_running_loop()
         self.listener = await loop.create_unix_server(lambda: Connection(self), sock=listening,
@@ -93,6 +107,8 @@ class Server:
         systemd.notify("READY=1", f"STATUS=serving {counts['sites']} sites, "
                                   f"{counts['datasets']} datasets, {counts['files']} files")
         self.apps.start_expiry()
+        self._idle = loop.create_task(self._close_idle())
+        self._check = check.Watch(self.config.database, failstop.damaged, loop).start()
         interval = systemd.watchdog_interval()
         if interval:
             self._watchdog = loop.create_task(_watchdog(interval))
@@ -116,18 +132,57 @@ class Server:
         self.apps.load(tables, next_ids)
 
     def admit(self, connection) -> bool:
+        """Take the connection, or refuse it with `busy` naming the limit: one account
+        (uid) holds at most max_connections_per_account, and the last superuser_reserve
+        slots are the superuser's, so that no one else can lock root out."""
+        config, identity = self.config, connection.identity
+        uid, superuser = identity.peer.uid, identity.superuser
+        per_account = config.max_connections_per_account
+        limit = config.max_connections - (0 if superuser else config.superuser_reserve)
         if self._stopping.is_set():
-            connection.refuse(Busy("dynamod is shutting down"))
+            connection.refuse(Busy("dynamod is shutting down", reason="shutdown"))
             return False
-        if len(self.connections) >= self.config.max_connections:
-            log.warning("refused a connection: %d connections open", len(self.connections))
-            connection.refuse(Busy(f"too many connections (limit {self.config.max_connections})"))
-            return False
-        self.connections.add(connection)
-        return True
+        if not superuser and per_account and self.accounts[uid] >= per_account:
+            error = Busy(f"uid {uid} already holds {self.accounts[uid]} connections, the most "
+                         f"one account may (max_connections_per_account): close one, then "
+                         f"try again", reason="account", limit=per_account)
+        elif len(self.connections) >= limit:
+            kept = "" if superuser else (f": max_connections {config.max_connections} less "
+                                         f"{config.superuser_reserve} kept for the superuser")
+            error = Busy(f"too many connections (limit {limit}{kept}); try again later",
+                         reason="connections", limit=limit)
+        else:
+            self.connections.add(connection)
+            if not superuser:
+                connection.account = uid
+                self.accounts[uid] += 1
+            return True
+        who = identity.describe()
+        refusals.warning(who, "refused a connection of %s: %s", who, error.message)
+        connection.refuse(error)
+        return False
 
     def forget(self, connection):
+        if connection not in self.connections:
+            return  # refused at admission
         self.connections.discard(connection)
+        if connection.account is not None:
+            self.accounts[connection.account] -= 1
+            if not self.accounts[connection.account]:
+                del self.accounts[connection.account]
+
+    async def _close_idle(self):
+        """Close the connections idle past idle_timeout, so that forgotten ones give
+        their slots back; and write the summaries of suppressed refusal lines."""
+        while True:
+            timeout = self.config.idle_timeout
+            await asyncio.sleep(min(timeout / 4, IDLE_TICK) if timeout else IDLE_TICK)
+            refusals.sweep()
+            timeout = self.config.idle_timeout
+            if timeout:
+                now = time.monotonic()
+                for connection in [c for c in self.connections if c.idle_for(now) >= timeout]:
+                    connection.close_idle(timeout)
 
     def request_stop(self):
         self._stopping.set()
@@ -154,6 +209,9 @@ class Server:
                 self.service.inventory.file_cache.trim()
             setattr(self.config, name, new)
             log.warning("reload: %s changed from %r to %r", name, old, new)
+            if name in ("max_line_bytes", "max_unidentified_line_bytes"):
+                for connection in self.connections:
+                    connection.update_line_limit()
         for name in ("state_dir", "socket", "database", "synchronous", "work_dir", "change_log",
                      "cgroup"):
             if getattr(self.config, name) != getattr(fresh, name):
@@ -167,6 +225,8 @@ class Server:
         log.info("dynamod stopping")
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self._idle is not None:
+            self._idle.cancel()
         if self.listener is not None:
             self.listener.close()
         if self.apps is not None:
@@ -176,6 +236,8 @@ class Server:
             await asyncio.wait(pending, timeout=self.config.shutdown_timeout)
         for connection in list(self.connections):
             connection.transport.close()
+        if self._check is not None:
+            self._check.stop()
         if self.service is not None:
             await self.service.close()
         self.remove_socket()
@@ -276,6 +338,7 @@ def _reload(server, reread):
         log.warning("SIGHUP: ignored (%s)", "no configuration to re-read" if reread is None
                     else "still starting")
         return
+    logs.reopen()
     log.info("SIGHUP: reloading the configuration")
     try:
         server.reload(reread())

@@ -216,8 +216,10 @@ def test_the_client_library_reports_too_large_not_a_broken_pipe(start_daemon):
     assert daemon.call("list_sites") == {"sites": []}
 
 
-def test_max_connections_refuses_the_extra_one_with_busy(start_daemon):
-    daemon = start_daemon("--max-connections", "3")
+def test_max_connections_refuses_the_extra_one_with_busy(start_daemon, workdir):
+    config = workdir / "dynamod.toml"   # root may take every slot; none need be kept for it
+    config.write_text("[daemon]\nsuperuser_reserve = 0\n")
+    daemon = start_daemon("--max-connections", "3", "--config", str(config))
     clients = []
     deadline = time.monotonic() + 10
     while len(clients) < 3:  # the start-up probe may still be counted for a moment

@@ -9,8 +9,9 @@ tests/reliability/load.py, which also runs the long version:
     python -m tests.reliability.load --clients 200 --seconds 60
 
 Latency is printed (pytest -s), never asserted; memory only against a generous bound.
-Two more loads: many large application scripts (the records must not keep them),
-and a burst of connections while the daemon is stopped (the listen backlog).
+Three more loads: an unregistered account attacking (`--attack`, 3 s quiet then 3 s
+attacked), many large application scripts (the records must not keep them), and a
+burst of connections while the daemon is stopped (the listen backlog).
 """
 
 import os
@@ -18,7 +19,9 @@ import signal
 import socket
 import time
 
-from reliability.load import run
+import pytest
+
+from reliability.load import attack_text, run, run_attack
 from test_connection import Raw, rss_kib
 
 KINDS = ("ping", "status", "list_sites", "list_datasets", "get_dataset", "get_block",
@@ -38,6 +41,19 @@ def test_fifty_clients_for_five_seconds():
     rss = summary["rss_mib"]
     assert rss["peak"] - rss["baseline"] < 200, f"daemon memory grew under load: {rss}"
     assert report.flooder_bytes < 16 << 20, "the daemon kept reading a client that never reads"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become the attacker")
+def test_an_unregistered_attacker_for_three_seconds():
+    """Bystander and root are never refused, the attacker holds at most its account's
+    connections, and the daemon's memory stays near what the limits allow."""
+    figures = run_attack(seconds=3)
+    print("\n" + attack_text(figures))
+    assert not figures["unexpected"], attack_text(figures)
+    attack = figures["attack"]
+    assert attack["bystander ping"]["count"] > 50 and attack["root inject"]["count"] > 10
+    grown = attack["rss_mib_peak"] - attack["rss_mib_before"]
+    assert grown < 64, f"the daemon grew by {grown} MiB under attack (limits: about 16)"
 
 
 def test_finished_applications_do_not_keep_their_scripts(daemon):

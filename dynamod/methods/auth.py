@@ -5,9 +5,10 @@ import copy
 import logging
 import os
 
-from ..auth.policy import Access
+from ..auth.policy import Access, refusals
 from ..auth.users import TARGETS
-from ..auth.x509 import CertificateRefused, parse_chain, verify_chain, verify_possession
+from ..auth.x509 import (MAX_CHAIN, CertificateRefused, parse_chain, verify_chain,
+                         verify_possession)
 from ..errors import InvalidParams, NotAuthorized, NotConfigured
 from .registry import Call, method
 
@@ -41,6 +42,13 @@ def authenticate(call: Call, chain: str, signature: str) -> dict:
 
     The chain is checked against the CA directory: dates, signatures, CRLs and the
     CAs' namespace policies (auth/x509.py)."""
+    limit = call.server.config.max_unidentified_line_bytes  # all a peer sends before identity
+    blocks = chain.count("-----BEGIN", 0, limit)  # counted, not parsed: parsing takes long
+    if len(chain) > limit or blocks > MAX_CHAIN:
+        why = (f"the certificate chain was not read: it may hold {MAX_CHAIN} certificates in "
+               f"{limit} bytes, not {len(chain)} bytes with {blocks} PEM blocks")
+        refusals.warning(call.identity.describe(), "refused authenticate: %s", why)
+        raise CertificateRefused(why, uid=call.identity.peer.uid, needs="identity")
     connection = call.connection
     challenge, connection.challenge = connection.challenge, None  # one attempt per challenge
     peer = call.identity.peer
@@ -57,12 +65,14 @@ def authenticate(call: Call, chain: str, signature: str) -> dict:
         verify_possession(certificates[0], CHALLENGE_PREFIX + challenge, proof)
         dn = verify_chain(certificates, _trust(call))
     except NotAuthorized as exc:
-        log.warning("X.509 authentication refused for uid %d: %s", peer.uid, exc.message)
+        refusals.warning(f"uid {peer.uid}", "X.509 authentication refused for uid %d: %s",
+                         peer.uid, exc.message)
         exc.details.update(uid=peer.uid, needs="identity")  # like every other refusal
         raise
     identity = call.server.authenticator.identify_dn(peer, dn)
     if identity.name is None:
-        log.warning("X.509 authentication refused for uid %d: %s", peer.uid, identity.refusal)
+        refusals.warning(f"uid {peer.uid}", "X.509 authentication refused for uid %d: %s",
+                         peer.uid, identity.refusal)
         raise NotAuthorized(identity.refusal, dn=dn, uid=peer.uid, needs="identity")
     connection.identity = identity
     log.info("uid %d authenticated as %s by DN %s", peer.uid, identity.name, dn)

@@ -1,6 +1,7 @@
-"""Load: many concurrent clients mixing queries, injections and applications.
+"""Load: many concurrent clients mixing queries, injections and applications; or an attack.
 
     python -m tests.reliability.load --clients 200 --seconds 60 [--seed N] [--json]
+    python -m tests.reliability.load --attack --seconds 30 [--json]
 
 It starts its own dynamod (seeded with the walk-through's sites and dataset) and
 runs the clients for a fixed time, each on its own connection of the real socket:
@@ -26,10 +27,25 @@ log holds no internal error.  It prints p50/p99 latency per kind, requests per
 second, the daemon's VmRSS (baseline, peak, end) and how often a connect found the
 accept queue full (and was retried, as a blocking client would wait), and exits 1 on
 a violation.
+
+`--attack` runs a daemon with the default limits (and a CA, so that `authenticate`
+parses chains) for two phases of `--seconds` each, quiet then attacked.  Measured in
+both: a bystander (uid 65533, unregistered, one connection) pinging every 10 ms,
+the operator (root) injecting a dataset (commit included) and opening a new
+connection to ping, every 50 ms.  The attacker is an unregistered account (uid 65534,
+`attacker`): it opens every connection its account may hold and keeps most of them
+idle with a half line just under the pre-identity limit; on the rest it sends 60 MiB
+lines, a 25 MB PEM in `authenticate`, chains of 11 PEM blocks, chains of 10 real
+certificates just under the line limit (parsed, then refused), pipelined refused
+requests, half lines it abandons, and it keeps connecting past its limit.  Checked:
+the bystander and root are never refused, the attacker never holds more than its
+limit, the daemon's log stays small and holds no internal error.
 """
 
 import argparse
 import asyncio
+import base64
+import datetime
 import json
 import os
 import random
@@ -38,12 +54,17 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections import defaultdict
+import traceback
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 import uvloop
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for conftest
 
@@ -474,14 +495,353 @@ def run(clients: int, seconds: float, seed: int = 1) -> Report:
             raise RuntimeError(f"dynamod exited with {code}")
 
 
+# ------------------------------------------------------------------ the attack
+ATTACKER, BYSTANDER = 65534, 65533   # unregistered accounts
+PER_ACCOUNT = 64                     # the defaults the attack runs against
+PRE_IDENTITY = 256 << 10
+ACTIVE = 8                           # the attacker's connections that keep attacking
+PEM_BLOCK = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+
+
+class Child:
+    """A forked process as another uid: `main(*args)` under uvloop once `start` is called;
+    its figures come back as JSON.  Forked before the driver's loop runs (a child of a
+    running loop cannot start its own), and everything it needs is imported already."""
+
+    def __init__(self, uid: int, main, *args):
+        go_r, self.go = os.pipe()
+        self.out, out_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                os.close(self.go)
+                os.close(self.out)
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+                if os.read(go_r, 1):
+                    with os.fdopen(out_w, "wb") as out:
+                        out.write(orjson.dumps(uvloop.run(main(*args))))
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(go_r)
+        os.close(out_w)
+
+    def start(self):
+        os.write(self.go, b"g")
+
+    async def result(self) -> dict:
+        def collect():
+            with os.fdopen(self.out, "rb") as out:
+                data = out.read()
+            os.waitpid(self.pid, 0)
+            return orjson.loads(data) if data else {"failed": "the child died; see stderr"}
+        os.close(self.go)
+        return await asyncio.get_running_loop().run_in_executor(None, collect)
+
+
+def percentiles(values: list) -> dict:
+    values = sorted(values)
+    if not values:
+        return {"count": 0}
+    return {"count": len(values), "p50_ms": round(values[len(values) // 2] * 1000, 2),
+            "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))] * 1000, 2),
+            "max_ms": round(values[-1] * 1000, 2)}
+
+
+async def exchange(reader, writer, line: bytes) -> dict | None:
+    """Send a line, read one answer; None when the daemon closed the connection."""
+    try:
+        writer.write(line)
+        answer = await asyncio.wait_for(reader.readline(), ANSWER_TIMEOUT)
+    except (ConnectionError, BrokenPipeError):
+        return None
+    return orjson.loads(answer) if answer else None
+
+
+async def bystander(path: str, seconds: float) -> dict:
+    """uid 65533: one connection, a ping every 10 ms; refusals are counted."""
+    reader, writer = await asyncio.open_unix_connection(path)
+    latencies, refused = [], []
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        sent = time.perf_counter()
+        answer = await exchange(reader, writer, b'{"id": 1, "method": "ping"}\n')
+        latencies.append(time.perf_counter() - sent)
+        if answer != {"id": 1, "result": {"pong": True}}:
+            refused.append(answer)
+            reader, writer = await asyncio.open_unix_connection(path)
+        await asyncio.sleep(0.01)
+    writer.close()
+    return {"latencies": latencies, "refused": refused[:10]}
+
+
+async def attacker(path: str, seconds: float, chain: str) -> dict:
+    """uid 65534: every connection its account may hold, and every way of sending too much."""
+    counts, until = Counter(), time.monotonic() + seconds
+    held, half = [], b'{"id": 1, "method": "ping", "params": {"x": "' + b"y" * (PRE_IDENTITY - 2048)
+    while True:   # idle connections up to the account's limit, each with a half line
+        reader, writer = await asyncio.open_unix_connection(path)
+        answer = await exchange(reader, writer, b'{"id": 1, "method": "ping"}\n') or {}
+        if "result" not in answer:
+            counts[f"refused at {len(held)} open: {answer.get('error', {}).get('reason')}"] += 1
+            writer.close()
+            break
+        writer.write(half)
+        held.append(writer)
+    for writer in held[-ACTIVE:]:   # their slots go to the attacks below
+        writer.close()
+    del held[-ACTIVE:]
+    await asyncio.sleep(0.2)
+
+    async def connection():
+        while True:
+            try:
+                reader, writer = await asyncio.open_unix_connection(path, limit=64 << 20)
+                return reader, writer
+            except OSError:
+                counts["connect failed"] += 1
+                await asyncio.sleep(0.01)
+
+    async def oversized(line: bytes, label: str):
+        """Send the line until the daemon cuts it (asyncio then drops the too_large
+        answer waiting to be read: tests/test_admission.py reads it)."""
+        while time.monotonic() < until:
+            reader, writer = await connection()
+            outcome = "sent whole"
+            try:
+                for offset in range(0, len(line), 1 << 20):
+                    writer.write(line[offset:offset + (1 << 20)])
+                    await writer.drain()
+            except (ConnectionError, BrokenPipeError):
+                outcome = "cut short"
+            counts[f"{label}: {outcome}"] += 1
+            writer.close()
+
+    async def pipelined(lines: list, label: str, challenge=False):
+        reader, writer = await connection()
+        while time.monotonic() < until:
+            batch = ([b'{"id": 0, "method": "auth_challenge"}\n'] if challenge else []) + lines
+            writer.write(b"".join(batch))
+            for _ in batch:
+                line = await asyncio.wait_for(reader.readline(), ANSWER_TIMEOUT)
+                if not line:   # refused or closed: connect again
+                    counts[f"{label}: connection closed"] += 1
+                    writer.close()
+                    reader, writer = await connection()
+                    break
+                answer = orjson.loads(line)
+                if answer["id"] != 0:
+                    counts[f"{label}: {answer.get('error', {}).get('code')}"] += 1
+        writer.close()
+
+    async def churn():
+        """More connections (admitted only while one of the attacks above lets go of its)."""
+        while time.monotonic() < until:
+            reader, writer = await connection()
+            answer = await exchange(reader, writer, b'{"id": 1, "method": "ping"}\n') or {}
+            refused = answer.get("error", {}).get("reason", "closed")
+            counts["one more connection: " + ("admitted" if "result" in answer else
+                                              f"refused ({refused})")] += 1
+            writer.close()
+
+    async def abandon():
+        while time.monotonic() < until:
+            reader, writer = await connection()
+            writer.write(half[:random.randrange(1, len(half))])
+            await asyncio.sleep(0.01)
+            writer.transport.abort()
+            counts["half lines abandoned"] += 1
+
+    huge = b'{"id": 1, "method": "list_sites", "params": {"pattern": "' + b"x" * (60 << 20)
+    pem = orjson.dumps({"id": 1, "method": "authenticate", "params": {
+        "chain": PEM_BLOCK * (25_000_000 // len(PEM_BLOCK)), "signature": "AAAA"}}) + b"\n"
+    eleven = [orjson.dumps({"id": i, "method": "authenticate", "params": {
+        "chain": PEM_BLOCK * 11, "signature": "AAAA"}}) + b"\n" for i in range(1, 51)]
+    ten = [orjson.dumps({"id": 1, "method": "authenticate", "params": {
+        "chain": chain, "signature": base64.b64encode(b"x" * 64).decode()}}) + b"\n"]
+    refused = [b'{"id": %d, "method": "list_sites"}\n' % i for i in range(1, 201)]
+    await asyncio.gather(oversized(huge, "60 MiB line"), oversized(pem, "25 MB PEM"),
+                         pipelined(eleven, "11 PEM blocks"),
+                         pipelined(ten, "10 certificates, 230 KB", challenge=True),
+                         pipelined(refused, "refused requests"), churn(), churn(), abandon())
+    for writer in held:
+        writer.close()
+    return {"held": len(held), "counts": dict(counts)}
+
+
+def chain_under_the_limit() -> str:
+    """10 real certificates (EC, each with a 16 KiB extension): a chain `authenticate`
+    must parse before it can refuse it, about 230 KB."""
+    certificates = []
+    for i in range(10):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"attacker {i}")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                       .public_key(key.public_key()).serial_number(i + 1)
+                       .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                       .add_extension(x509.UnrecognizedExtension(
+                           x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), os.urandom(16 << 10)),
+                           False)
+                       .sign(key, hashes.SHA256()))
+        certificates.append(certificate.public_bytes(serialization.Encoding.PEM).decode())
+    return "".join(certificates)
+
+
+def ca_directory(path: Path):
+    """A CA of its own, so that auth_challenge answers and chains get parsed."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Load CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+          .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+          .sign(key, hashes.SHA256()))
+    path.mkdir()
+    (path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+
+
+async def operator(daemon: Daemon, seconds: float, phase: str, figures: dict):
+    """root: every 50 ms, inject a dataset (3 blocks of 2 files and a replica; commit
+    included) and ping on a new connection."""
+    report = Report(1, seconds)
+    until = time.monotonic() + seconds
+
+    async def inject():
+        round_ = 0
+        while time.monotonic() < until:
+            round_ += 1
+            await conn.call("inject", data=dataset_document(f"/attack/{phase}/{round_}/RAW", 3, 2))
+            await asyncio.sleep(0.05)
+
+    async def connect_and_ping():
+        while time.monotonic() < until:
+            started = time.perf_counter()
+            fresh = await Connection.open(daemon.socket, report, "operator, new connection")
+            await fresh.call("ping")
+            report.latencies["connect + ping"].append(time.perf_counter() - started)
+            await fresh.close()
+            await asyncio.sleep(0.05)
+
+    conn = await Connection.open(daemon.socket, report, "operator")
+    await asyncio.gather(inject(), connect_and_ping())
+    await conn.close()
+    for kind in ("inject", "connect + ping"):
+        figures[f"root {kind}"] = percentiles(report.latencies[kind])
+    figures["root refused"] = report.unexpected[:10]
+
+
+async def sample_daemon(daemon: Daemon, samples: list, connections: list, until: float):
+    """VmRSS, and the connections open (`status`, as root), every 100 ms."""
+    report = Report(1, 0)
+    monitor = await Connection.open(daemon.socket, report, "monitor")
+    while time.monotonic() < until:
+        samples.append(rss_kib(daemon.process.pid))
+        connections.append((await monitor.call("status"))["connections"])
+        await asyncio.sleep(0.1)
+    await monitor.close()
+
+
+async def drive_attack(daemon: Daemon, seconds: float, children: dict) -> dict:
+    pid, figures = daemon.process.pid, {}
+    for phase in ("quiet", "attack"):
+        for child in children[phase]:
+            child.start()
+        samples, connections, log_before = [], [], daemon.log_path.stat().st_size
+        phase_figures = figures[phase] = {"rss_mib_before": round(rss_kib(pid) / 1024, 1)}
+        await asyncio.gather(operator(daemon, seconds, phase, phase_figures),
+                             sample_daemon(daemon, samples, connections,
+                                           time.monotonic() + seconds))
+        results = [await child.result() for child in children[phase]]
+        phase_figures["bystander ping"] = percentiles(results[0].get("latencies", []))
+        phase_figures["bystander refused"] = results[0].get("refused", results[0])
+        if phase == "attack":
+            phase_figures["attacker"] = results[1]
+        phase_figures["rss_mib_peak"] = round(max(samples) / 1024, 1)
+        phase_figures["connections_peak"] = max(connections)
+        phase_figures["log_bytes"] = daemon.log_path.stat().st_size - log_before
+    return figures
+
+
+def run_attack(seconds: float) -> dict:
+    """Start a dynamod with the default limits, measure quiet then attacked; the figures
+    and what went wrong (`unexpected`)."""
+    root = Path(tempfile.mkdtemp(prefix="dyn-attack-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    ca_directory(root / "ca")
+    config = root / "dynamod.toml"
+    config.write_text(f'[auth]\nca_path = "{root / "ca"}"\n')
+    daemon = Daemon(root / "state", str(root / "dynamod.sock"), ["--config", str(config)]).start()
+    try:
+        for example in ("mydynamo-storage-sites.json", "mydynamo-data.json"):
+            daemon.call("inject", data=json.loads((EXAMPLES / example).read_text()))
+        chain = chain_under_the_limit()
+        children = {"quiet": [Child(BYSTANDER, bystander, daemon.socket, seconds)],
+                    "attack": [Child(BYSTANDER, bystander, daemon.socket, seconds),
+                               Child(ATTACKER, attacker, daemon.socket, seconds, chain)]}
+        figures = uvloop.run(drive_attack(daemon, seconds, children))
+        log = daemon.log()
+    finally:
+        code = daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    unexpected = [] if code == 0 else [f"dynamod exited with {code}"]
+    for phase, found in figures.items():
+        unexpected += [f"{phase}: bystander got {a}" for a in found["bystander refused"]]
+        unexpected += [f"{phase}: root got {a}" for a in found["root refused"]]
+    attack = figures["attack"]
+    if attack["connections_peak"] > PER_ACCOUNT + 4:   # the bystander's, root's two, status
+        unexpected.append(f"{attack['connections_peak']} connections open at once: the "
+                          f"attacker held more than {PER_ACCOUNT}")
+    counts = attack["attacker"].get("counts", {})
+    if f"refused at {PER_ACCOUNT} open: account" not in counts:
+        unexpected.append(f"the attacker's connections were not held to {PER_ACCOUNT}: {counts}")
+    unexpected += [f"a line was read whole: {what}" for what in counts if "sent whole" in what]
+    if "internal error" in log or "Traceback" in log:
+        unexpected.append("the daemon's log has an internal error:\n" + log[-2000:])
+    figures["unexpected"] = unexpected
+    return figures
+
+
+def attack_text(figures: dict) -> str:
+    lines = [f"attack: default limits, {os.cpu_count()} cores",
+             f"{'phase':<8}{'kind':<28}{'count':>8}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"]
+    for phase in ("quiet", "attack"):
+        found = figures[phase]
+        for kind in ("bystander ping", "root inject", "root connect + ping"):
+            f = found.get(kind, {})
+            lines.append(f"{phase:<8}{kind:<28}{f.get('count', 0):>8}{f.get('p50_ms', '-'):>10}"
+                         f"{f.get('p99_ms', '-'):>10}{f.get('max_ms', '-'):>10}")
+        lines.append(f"{phase:<8}daemon VmRSS {found['rss_mib_before']} MiB before, "
+                     f"{found['rss_mib_peak']} MiB peak; {found['connections_peak']} "
+                     f"connections at most; log grew {found['log_bytes']} bytes")
+    attack = figures["attack"]["attacker"]
+    lines.append(f"attacker: held {attack.get('held')} idle connections with a half line")
+    lines += [f"  {what}: {n}" for what, n in sorted(attack.get("counts", {}).items())]
+    lines.append(f"unexpected: {len(figures['unexpected'])}")
+    lines += [f"  {u}" for u in figures["unexpected"][:20]]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability.load",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--attack", action="store_true",
+                        help="an unregistered account attacks; a bystander and root measure")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
+    if args.attack:
+        figures = run_attack(args.seconds)
+        print(json.dumps(figures, indent=1) if args.json else attack_text(figures))
+        return 1 if figures["unexpected"] else 0
     report = run(args.clients, args.seconds, args.seed)
     print(json.dumps(report.summary(), indent=1) if args.json else report.text())
     return 1 if report.unexpected else 0
