@@ -156,9 +156,12 @@ class ChangeSet:
         self.release()
 
     def release(self):
-        """Once committed or undone: the files this change used may leave memory."""
+        """Once committed or undone: the files this change used may leave memory, and the
+        undo log goes (its closures hold every object the change removed)."""
         held, self.held = self.held, set()
         self.inventory.file_cache.release(held)
+        self._undo.clear()
+        self._unsorted.clear()
 
     def created(self, obj) -> bool:
         """True for an object this ChangeSet created (it had no state before the request)."""
