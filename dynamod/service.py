@@ -61,6 +61,7 @@ class InventoryService:
                  ", ".join(f"{n} {k}" for k, n in counts.items()))
         service = cls(store, inventory, changelog)
         service.loaded_counts = counts
+        collector.scale(sum(counts.values()))
         service.writer.start()
         loop = asyncio.get_running_loop()
         service.changelog.start(path, lambda seq: loop.call_soon_threadsafe(

@@ -1,5 +1,6 @@
 """Deletion (`dynamo-inject --delete`, SPEC §2 cascades and §3) on a real dynamod."""
 
+import json
 import pytest
 
 from dynamoclient.connection import RemoteError
@@ -232,3 +233,28 @@ def test_delete_dry_run_reports_and_changes_nothing(daemon):
         "created": {"sites": 1}, "updated": {}, "deleted": {}}
     assert daemon.call("list_sites", pattern=T3)["sites"][0]["id"] == 3
     assert delete(daemon, {}) == NOTHING
+
+
+COUNT_OBJECTS = ("import gc, collections, json\ngc.unfreeze()\n"
+                 "print(json.dumps(collections.Counter(type(o).__name__ "
+                 "for o in gc.get_objects())))\n")
+
+
+def test_deleted_objects_leave_memory(daemon, tmp_path):
+    """Deleted datasets and blocks are freed: neither the undo log of a committed change,
+    nor the file cache, nor the cycles between a dataset and its blocks keep them (a
+    full collection runs once enough objects were deleted: collector.dropped)."""
+    counter = tmp_path / "count.py"
+    counter.write_text(COUNT_OBJECTS)
+
+    def doc(n):
+        return {"dataset": [{"name": f"/Gone/{n}/RAW", "blocks": [
+            {"name": f"b{b}", "files": [{"name": f"/store/gone/{n}/{b}", "size": 1}]}
+            for b in range(500)]}]}
+
+    with daemon.client() as client:
+        for n in range(60):
+            client.call("inject", data=doc(n))
+            client.call("delete", data={"dataset": [{"name": f"/Gone/{n}/RAW"}]})
+    alive = json.loads(daemon.dynamo(counter).stdout)
+    assert (alive.get("Dataset", 0), alive.get("Block", 0)) == (0, 0)

@@ -16,6 +16,7 @@ from contextlib import nullcontext
 from functools import partial
 from operator import itemgetter
 
+from .. import collector
 from ..errors import Conflict, InvalidValue, NotFound
 from .fields import MAX_COUNT
 from .objects import (NO_MEMBERS, Block, BlockReplica, Dataset, DatasetReplica, File, Group,
@@ -162,6 +163,8 @@ class ChangeSet:
         self.inventory.file_cache.release(held)
         self._undo.clear()
         self._unsorted.clear()
+        if self.deleted:
+            collector.dropped(sum(self.deleted.values()))
 
     def created(self, obj) -> bool:
         """True for an object this ChangeSet created (it had no state before the request)."""

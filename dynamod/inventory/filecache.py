@@ -106,8 +106,16 @@ class FileCache:
             left = self._held.pop(block) - 1
             if left:
                 self._held[block] = left
-            self._count(block)
+            if left or not self._deleted(block):
+                self._count(block)
+            else:   # a deleted block's files have no place in memory any more
+                self.loaded_files -= self._loaded.pop(block, 0)
         self.trim()
+
+    def _deleted(self, block) -> bool:
+        dataset = block.dataset
+        return (self.inventory.datasets.get(dataset.name) is not dataset
+                or dataset.find_block(block.name) is not block)
 
     def _count(self, block):
         """(Re)count a loaded block's files and make it the most recently used."""
