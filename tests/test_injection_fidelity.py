@@ -260,3 +260,19 @@ def test_an_lfn_twice_in_one_document_is_refused_naming_both(daemon, tmp_path):
     daemon.inject_json({"dataset": [{"name": DS, "blocks": [{"name": "b1", "files": [
         {"name": "/x/1", "size": 1}]}]}]})
     refused(daemon, block_twice, "given twice")
+
+
+def test_a_reference_of_the_wrong_type_is_called_that(daemon, seed_sites, seed_data):
+    """`"group": 5` is not a name that was not found: it is not a name at all."""
+    daemon.inject_json(seed_sites)
+    daemon.inject_json(seed_data)
+    dataset = seed_data["dataset"][0]["name"]
+    block = seed_data["dataset"][0]["blocks"][0]["name"]
+    for document in (
+            {"datasetreplica": [{"dataset": dataset, "site": "T2_US_XYZ", "blockreplicas": [
+                {"block": block, "group": 5}]}]},
+            {"datasetreplica": [{"dataset": dataset, "site": "T2_US_XYZ", "group": 5}]},
+            {"datasetreplica": [{"dataset": dataset, "site": 7}]}):
+        refused = daemon.inject_json(document, check=False)
+        assert refused.returncode == 1
+        assert "is named by a string" in refused.stderr and "[invalid_value]" in refused.stderr

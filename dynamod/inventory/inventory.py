@@ -21,23 +21,14 @@ class Inventory:
 
     # ------------------------------------------------------------ lookups
     def site(self, name) -> Site:
-        try:
-            return self.sites[name]
-        except (KeyError, TypeError):
-            raise NotFound(f"unknown site {name!r}", field="site") from None
+        return _named(self.sites, name, "site")
 
     def group(self, name) -> Group:
         """A group by name; None (or absent) is the null group."""
-        try:
-            return self.groups[name]
-        except (KeyError, TypeError):
-            raise NotFound(f"unknown group {name!r}", field="group") from None
+        return _named(self.groups, name, "group", none_too=True)
 
     def dataset(self, name) -> Dataset:
-        try:
-            return self.datasets[name]
-        except (KeyError, TypeError):
-            raise NotFound(f"unknown dataset {name!r}", field="dataset") from None
+        return _named(self.datasets, name, "dataset")
 
     def block(self, dataset_name, block_name=None) -> Block:
         """A block by dataset and name, or by its full name `dataset#block`."""
@@ -96,3 +87,14 @@ class Inventory:
                 if replica.site.name not in self.sites:
                     found.append(f"replica of {dataset.name} at a deleted site")
         return found
+
+
+def _named(table: dict, name, what: str, none_too: bool = False):
+    """The object a reference names; a name of the wrong type is said to be one."""
+    if not (isinstance(name, str) or (none_too and name is None)):
+        kind = "a string or null" if none_too else "a string"
+        raise InvalidValue(f"a {what} is named by {kind}, not {name!r}", field=what)
+    try:
+        return table[name]
+    except KeyError:
+        raise NotFound(f"unknown {what} {name!r}", field=what) from None
