@@ -13,7 +13,10 @@ Figures (names for --only):
              read-only walk's time and private memory vs the daemon's objects
   query      round trips/s and latency vs a bare uvloop+orjson echo (1 and 10 connections)
   apps       application start (time to first byte) vs a bare fork of the same size;
-             private memory a read-only walk copies
+             private memory a read-only walk copies; the seal (dynamod.apps.seal) timed
+             in children forked from a process holding the inventory as the daemon does;
+             the WAL a running read-only application's snapshot keeps while injections
+             go on, against the same injections with no application
   writeback  100k changes of a read/write application vs raw sqlite3 UPDATEs
 
 Every number printed comes from this run; nothing is estimated.  The only
@@ -22,6 +25,7 @@ labelled as such).
 """
 
 import argparse
+import importlib.util
 import os
 import platform
 import select
@@ -66,10 +70,14 @@ class Settings:
     daemon_memory_limit: int | None  # RLIMIT_AS of the loaded daemon (None: none)
     rss_probe: bool               # also build the daemon's objects outside the daemon
     rounds: int = 3               # query rounds per side, alternating daemon and echo
+    seal_repeat: int = 20         # forks whose child times the seal
+    wal_files: int = 50_000       # files injected with and without a held snapshot
+    wal_files_per_doc: int = 1_000
 
 
 SETTINGS = {
-    "small": Settings(None, 50_000, 0.3, 10, 3, 100_000, None, None, True, rounds=1),
+    "small": Settings(None, 50_000, 0.3, 10, 3, 100_000, None, None, True, rounds=1,
+                      wal_files=2_000, wal_files_per_doc=100),
     "medium": Settings(None, 50_000, 1.5, 10, 5, 100_000, None, None, True),
     "cms": Settings(500_000, 50_000, 1.5, 10, 3, 100_000, 24_000, 21 << 30, False),
 }
@@ -221,8 +229,11 @@ class Bench:
                             self.writeback()
                 finally:
                     self.stop_loaded()
-                if "apps" in self.only and self.daemon_rss:
+                if "apps" in self.only and hasattr(self, "wal_figures"):
+                    self.wal_after_stop()
+                if "apps" in self.only and (self.daemon_rss or getattr(self, "walk_rss", None)):
                     self.bare_fork()
+                    self.seal()
                 if "writeback" in self.only and hasattr(self, "writeback_count"):
                     self.raw_update()
                 if "memory" in self.only:
@@ -326,11 +337,27 @@ class Bench:
         self.counts = daemon.call("status")["inventory"]
         loaded_line = next((line for line in daemon.log_tail(40).splitlines()
                             if "inventory loaded" in line), "")
+        self.wait_for_store_check(daemon)
         if "coldstart" in self.only:
             self.add("coldstart", "cold start to READY=1 (inventory loaded)", ready, scan_wall,
                      "s", "ratio <= 2",
                      note=f"raw scan: {scan['rows']:,} rows, {scan['seconds']:.2f} s inside "
                           f"the probe; daemon log: {loaded_line.partition('inventory loaded')[2][:120].strip()}")
+
+    def wait_for_store_check(self, daemon):
+        """A daemon that checks its store in the background once it serves (`PRAGMA
+        quick_check`, dynamod/store/check.py) keeps a core busy and a read transaction
+        open meanwhile: what follows is measured once that check has ended."""
+        if importlib.util.find_spec("dynamod.store.check") is None:
+            return
+        started = time.perf_counter()
+        line = daemon.wait_for_log("quick_check of", "integrity check of", timeout=1800)
+        waited = time.perf_counter() - started
+        self.note(f"the daemon's background store check after READY=1 "
+                  + (f"ended {waited:.1f} s after the start-up was measured: "
+                     f"{line.split('quick_check of', 1)[-1].strip()[:120]}" if line else
+                     f"had not ended {waited:.0f} s after READY=1")
+                  + "; every figure but the cold start was measured after it")
 
     def stop_loaded(self):
         if self.loaded is not None:
@@ -551,6 +578,172 @@ class Bench:
                            f"{float(out['seconds']):.1f} s{out.get('aborted', '')}; "
                            f"application wall {wall:.1f} s")
         self.walk_rss = rss
+        self.held_snapshot_wal()
+
+    def seal(self):
+        """The seal alone: seal.seal() timed in children forked from a process that holds
+        the inventory as the daemon holds it (bench/probes.py seal).  Run once the loaded
+        daemon has stopped: the store admits one dynamod at a time (its lock file), and
+        the probe opens it as the daemon does."""
+        self.log("== seal")
+        repeat = self.settings.seal_repeat
+        result = self.probe("seal", self.store, repeat, self.synchronous)
+        removed = result["removed"]
+        kinds = {}
+        for what in removed:
+            kinds[what] = kinds.get(what, 0) + 1
+        removed_text = ", ".join(f"{what}{f' x{n}' if n > 1 else ''}"
+                                 for what, n in kinds.items())
+        left = ", ".join(f"{what} ({perms})" for perms, what in result["left"]) or "none"
+        self.add("apps", f"seal in the child, median of {repeat} forks", result["median"] * 1e6,
+                 None, "us", "ours <= 1000",
+                 note=f"dynamod.apps.seal.seal() timed inside each child (perf_counter around "
+                      f"the call), forked from a coroutine of a running uvloop loop in a process "
+                      f"that loaded the store with InventoryService.open (RSS "
+                      f"{result['rss'] / 2**20:,.0f} MiB, loaded in "
+                      f"{result['load_seconds']:.1f} s) and holds a read snapshot "
+                      f"(StoreReader.hold()); goal: the issue's 'well under a millisecond at "
+                      f"medium'; min {result['min'] * 1e6:,.0f} us, max "
+                      f"{result['max'] * 1e6:,.0f} us; /proc/self/maps had "
+                      f"{result['maps_lines']} lines, {len(result['shared_before'])} of them "
+                      f"shared; reading it once (the seal reads it once) takes "
+                      f"{result['maps_read_median'] * 1e6:,.0f} us in the child (median, "
+                      f"read again after the seal); in the parent, per application: the "
+                      f"snapshot's open and hold {result['snapshot_open_median'] * 1e6:,.0f} us, "
+                      f"fork() {fmt(result['fork_median'], 's')} (medians)")
+        self.add("apps", f"seal in the child, p90 of {repeat} forks", result["p90"] * 1e6, None,
+                 "us", "ours <= 1000")
+        self.add("apps", "seal: shared mappings removed per child", len(removed), None,
+                 "mappings", note=f"removed: {removed_text}; left: {left}")
+
+    def held_snapshot_wal(self):
+        """What a running application's snapshot costs: the WAL while injections go on.
+
+        The loaded daemon gets `wal_files` new files (datasets the store does not have,
+        documents of `wal_files_per_doc` files through the real dynamo-inject, each its
+        own transaction) three times: (A) with no application; (B) while a read-only
+        application that waits for the end of its standard input holds its read
+        transaction; (C) a tenth as many once it has ended.  After each, the -wal file's
+        size and its frames of the current generation (those carrying the salts of its
+        header: a reset starts a new generation from the file's start).  The injected
+        datasets are deleted afterwards, so the store is as it was for what follows."""
+        self.log("== held snapshot: WAL")
+        n, per_doc = self.settings.wal_files, self.settings.wal_files_per_doc
+        wal = self.store + "-wal"
+        first = self.scale.datasets
+        phases = {}
+        for phase, files in (("A", n), ("B", n), ("C", max(per_doc, n // 10))):
+            docs = self.generate("--documents", self.path(f"wal-{phase}"), "--files-per-doc",
+                                 per_doc, "--max-files", files, "--first", first)["documents"]
+            phases[phase] = {"docs": docs["paths"], "files": docs["counts"]["file"],
+                             "first": first, "next": docs["next"]}
+            first = docs["next"]
+
+        def inject(phase):
+            info = phases[phase]
+            info["before"] = settled_wal_state(wal)
+            started = time.perf_counter()
+            result = self.loaded.tool("inject", "--json", *info["docs"])
+            info["seconds"] = time.perf_counter() - started
+            if result.returncode != 0:
+                raise RuntimeError(f"dynamo-inject failed: {result.stderr[-2000:]}")
+            info["after"] = settled_wal_state(wal)
+
+        inject("A")
+        hold = self._script("hold.py", HOLD)
+        app = subprocess.Popen(self.loaded.tool_command("dynamo", hold), stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=self.loaded.env, cwd=self.root)
+        try:
+            if app.stdout.readline().strip() != b"holding":
+                raise RuntimeError(f"the holding application did not start: "
+                                   f"{app.stderr.read().decode(errors='replace')[-2000:]}")
+            held_from = time.perf_counter()
+            inject("B")
+            held_for = time.perf_counter() - held_from
+        finally:
+            # communicate() closes its standard input first: the script ends
+            out, err = app.communicate(timeout=600)
+        if app.returncode != 0 or b"released" not in out:
+            raise RuntimeError(f"the holding application failed ({app.returncode}): "
+                               f"{err.decode(errors='replace')[-2000:]}")
+        inject("C")
+        self._delete_datasets(phases["A"]["first"], phases["C"]["next"])
+        for phase in phases.values():
+            shutil.rmtree(os.path.dirname(phase["docs"][0]), ignore_errors=True)
+
+        a, b, c = phases["A"], phases["B"], phases["C"]
+        frame = b["after"]["frame"] or a["after"]["frame"] or 1
+        same = b["before"]["salts"] == b["after"]["salts"]
+        appended = b["after"]["frames"] - (b["before"]["frames"] if same else 0)
+        per_file = appended * frame / b["files"]
+        self.add("apps", f"WAL after {a['files']:,} injected files, no application running",
+                 a["after"]["size"], None, "B",
+                 note=f"{len(a['docs'])} documents of ~{per_doc:,} files through dynamo-inject "
+                      f"into the loaded daemon in {a['seconds']:.1f} s; -wal before "
+                      f"{fmt(a['before']['size'], 'B')}; at the end "
+                      f"{a['after']['frames']:,} frames of the current generation, "
+                      f"{_in_db(a['after'])} "
+                      f"(checkpoint sequence {a['before']['sequence']} -> "
+                      f"{a['after']['sequence']}"
+                      + (": the WAL was reset, i.e. reused from its start, after SQLite's "
+                         "automatic checkpoints)" if a["before"]["sequence"]
+                         != a["after"]["sequence"] else
+                         ": never reset, though checkpointed: a reset needs a commit at a "
+                         "moment when no connection reads)"))
+        self.add("apps", f"WAL after {b['files']:,} injected files while a read-only "
+                         f"application holds its snapshot",
+                 b["after"]["size"], a["after"]["size"], "B",
+                 note=f"limit = the same injection with no application (the row above); "
+                      f"{len(b['docs'])} documents in {b['seconds']:.1f} s (vs "
+                      f"{a['seconds']:.1f} s); the application (a read-only `dynamo` script "
+                      f"waiting for the end of its standard input) held its read transaction "
+                      f"for {held_for:.1f} s; {appended:,} frames of {frame:,} B appended "
+                      f"({'to the same generation' if same else 'to a new generation: the WAL was reset once, before they were written'}), "
+                      f"checkpoint sequence {b['before']['sequence']} -> "
+                      f"{b['after']['sequence']}; at the end {_in_db(b['after'])}")
+        self.add("apps", "WAL growth per file injected while a snapshot is held", per_file,
+                 None, "B/file",
+                 note=f"{appended:,} frames x {frame:,} B / {b['files']:,} files "
+                      f"= {appended * frame / 2**20:,.1f} MiB; "
+                      f"{per_file * 1e6 / 2**30:,.2f} GiB per million files")
+        reset = c["after"]["sequence"] != b["after"]["sequence"]
+        self.add("apps", f"WAL after the application ended and {c['files']:,} more files "
+                         f"were committed", c["after"]["size"], b["after"]["size"], "B",
+                 note=f"limit = the WAL when the application ended (the row above); "
+                      f"{len(c['docs'])} documents in {c['seconds']:.2f} s (at the rate of "
+                      f"the first row {c['files'] * a['seconds'] / a['files']:.2f} s; the "
+                      f"first commit after the application ended ran SQLite's checkpoint of "
+                      f"the frames it held); "
+                      + (f"checkpoint sequence {b['after']['sequence']} -> "
+                         f"{c['after']['sequence']}: reset, {c['after']['frames']:,} frames "
+                         f"({fmt(c['after']['frames'] * frame, 'B')}) in use at the start of "
+                         f"the file ({_in_db(c['after'])}), " if reset else
+                         f"no reset (checkpoint sequence {c['after']['sequence']}): "
+                         f"{c['after']['frames']:,} frames in use ({_in_db(c['after'])}), ")
+                      + "the file keeps its size (the daemon sets no journal_size_limit and "
+                        "runs no checkpoint of its own; SQLite's automatic PASSIVE checkpoint "
+                        "runs after a commit once the WAL holds 1,000 pages); the injected "
+                        "datasets were then deleted again")
+        self.wal_figures = phases
+
+    def wal_after_stop(self):
+        """The WAL once the daemon stopped (its last connection's close checkpoints it)."""
+        wal = self.store + "-wal"
+        self.note(f"WAL after the loaded daemon stopped: "
+                  + (f"{fmt(os.path.getsize(wal), 'B')}" if os.path.exists(wal)
+                     else "no -wal file (removed by the last connection's close)"))
+
+    def _delete_datasets(self, first: int, end: int):
+        """Remove the datasets number first..end-1 (and all they hold) in one document."""
+        path = self.path("wal-delete.json")
+        names = [self.gen.dataset_name(i) for i in range(first, end)]
+        with open(path, "wb") as f:
+            f.write(orjson.dumps({"dataset": [{"name": name} for name in names]}))
+        result = self.loaded.tool("inject", "--delete", "--json", path)
+        os.unlink(path)
+        if result.returncode != 0:
+            raise RuntimeError(f"deleting the injected datasets failed: {result.stderr[-2000:]}")
 
     def _script(self, name, text) -> str:
         path = self.path(name)
@@ -682,9 +875,80 @@ class Bench:
         return "\n".join(lines)
 
 
+def _commit() -> str:
+    """The repository's HEAD (read only: no git command that writes runs here)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                              capture_output=True, text=True, timeout=10).stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
 def _mem_total() -> int:
     with open("/proc/meminfo") as f:
         return int(next(line for line in f if line.startswith("MemTotal")).split()[1]) * 1024
+
+
+def wal_state(path: str) -> dict:
+    """The -wal file as SQLite left it: its size, the checkpoint sequence of its header
+    (a reset writes a new header: the sequence and the salts change) and how many
+    frames from the start carry the header's salts (the frames of the current
+    generation; those beyond are left from an earlier one).  From the WAL index
+    (-shm, read as a plain file: no lock, nothing written): the frames the last
+    commit left in the WAL (mxFrame) and how many of them the checkpoints have
+    copied into the database (nBackfill)."""
+    import struct
+    state = {"size": 0, "frames": 0, "frame": 0, "sequence": None, "salts": None,
+             "mx_frame": None, "backfilled": None}
+    try:
+        with open(path[:-len("-wal")] + "-shm", "rb") as shm:
+            index = shm.read(136)
+        if len(index) >= 100:
+            state["mx_frame"] = struct.unpack_from("=I", index, 16)[0]
+            state["backfilled"] = struct.unpack_from("=I", index, 96)[0]
+    except FileNotFoundError:
+        pass
+    try:
+        size = os.path.getsize(path)
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return state
+    state["size"] = size
+    with f:
+        head = f.read(32)
+        if len(head) < 32:
+            return state
+        _, _, page_size, sequence, salt1, salt2, _, _ = struct.unpack(">8I", head)
+        frame = page_size + 24
+        frames, offset = 0, 32
+        while offset + frame <= size:
+            f.seek(offset + 8)
+            if struct.unpack(">2I", f.read(8)) != (salt1, salt2):
+                break
+            frames += 1
+            offset += frame
+    state.update(frames=frames, frame=frame, sequence=sequence, salts=[salt1, salt2])
+    return state
+
+
+def settled_wal_state(path: str, seconds: float = 10.0) -> dict:
+    """wal_state once two readings 0.25 s apart agree: the daemon's own commits after an
+    answer (the change log's housekeeping) are over."""
+    state, deadline = wal_state(path), time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        again = wal_state(path)
+        if again == state:
+            break
+        state = again
+    return state
+
+
+def _in_db(state: dict) -> str:
+    """'copied into the database: N of M frames' from the WAL index, if it was read."""
+    if state["mx_frame"] is None:
+        return "WAL index not read"
+    return f"{state['backfilled']:,} of its {state['mx_frame']:,} frames copied into the database"
 
 
 def _warm(path):
@@ -746,6 +1010,14 @@ if aborted:
     print("aborted", aborted)
 """
 
+HOLD = """# Hold a read-only application's snapshot until the end of standard input.
+import sys
+
+print("holding", flush=True)
+sys.stdin.read()
+print("released", flush=True)
+"""
+
 WRITEBACK = """# Change the last_update of COUNT block replicas (read/write application).
 import sys
 import time
@@ -790,6 +1062,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     bench = Bench(args)
     machine = bench.machine()
+    commit = _commit()
     started = time.perf_counter()
     bench.run()
     machine["load average at the end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -798,6 +1071,7 @@ def main(argv=None) -> int:
     print(f"# dynamod benchmark, scale {args.scale} (seed {args.seed}), "
           f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {elapsed:.0f} s")
     print(f"# command: {command}")
+    print(f"# code: commit {commit} at the start (and the work tree as it was then)")
     print("# machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
     print()
     print(bench.report())
@@ -810,7 +1084,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "wb") as f:
             f.write(orjson.dumps({"scale": args.scale, "seed": args.seed, "command": command,
-                                  "machine": machine, "seconds": elapsed,
+                                  "commit": commit, "machine": machine, "seconds": elapsed,
                                   "figures": [asdict(x) for x in bench.figures],
                                   "notes": bench.notes}, option=orjson.OPT_INDENT_2))
     return 0

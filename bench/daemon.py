@@ -99,6 +99,22 @@ class BenchDaemon:
         except OSError:
             return ""
 
+    def wait_for_log(self, *texts: str, timeout: float = 600.0) -> str | None:
+        """The first line of the log holding one of `texts`, waiting up to `timeout`
+        seconds for it (None: not there, or the daemon ended first)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with open(self.log_path, errors="replace") as f:
+                    for line in f:
+                        if any(text in line for text in texts):
+                            return line.rstrip("\n")
+            except OSError:
+                pass
+            if time.monotonic() > deadline or (self.process and self.process.poll() is not None):
+                return None
+            time.sleep(0.1)
+
     @property
     def pid(self) -> int:
         return self.process.pid

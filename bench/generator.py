@@ -271,6 +271,10 @@ class Generator:
                    f"{processing}-{version}")
         return name, lfn_dir, mc, era_name, tier_name
 
+    def dataset_name(self, i: int) -> str:
+        """The name of dataset number i (without generating its content)."""
+        return self._name(i)[0]
+
     def dataset(self, i: int) -> DatasetSpec:
         """Dataset number i (0-based), its blocks, files and replicas."""
         scale = self.scale
@@ -376,12 +380,19 @@ class Generator:
                 "group": [{"name": g, "olevel": o} for g, o in self.groups]}
 
     def write_documents(self, directory: str, max_files: int | None = None,
-                        files_per_doc: int = 50_000) -> dict:
+                        files_per_doc: int = 50_000, first: int = 0) -> dict:
         """Injection documents for the first datasets holding at least `max_files` files
-        (all of them when None).  Returns the paths and the counts they create."""
+        (all of them when None).  Returns the paths and the counts they create.
+
+        With `first` > 0 the documents start at dataset number `first` and hold no
+        sites or groups (those of the inventory are taken as there); from the
+        inventory's end on (`first` >= its datasets) they hold datasets it does not
+        have, for injections into a daemon that holds the store already ("next" in
+        the result: the number where the next such documents can start)."""
         os.makedirs(directory, exist_ok=True)
         paths, counts = [], dict.fromkeys(INVENTORY_KINDS, 0)
-        counts["site"], counts["group"] = len(self.sites), len(self.groups)
+        if first == 0:
+            counts["site"], counts["group"] = len(self.sites), len(self.groups)
 
         def flush(doc):
             path = os.path.join(directory, f"inject-{len(paths):05d}.json")
@@ -389,11 +400,15 @@ class Generator:
                 f.write(orjson.dumps(doc))
             paths.append(path)
 
-        flush(self.header_document())
+        if first == 0:
+            flush(self.header_document())
         doc, in_doc = {"dataset": [], "datasetreplica": []}, 0
-        for spec in self.datasets():
+        end = self.scale.datasets if first < self.scale.datasets else NAME_SPACE
+        number = first
+        for number in range(first, end):
             if max_files is not None and counts["file"] >= max_files:
                 break
+            spec = self.dataset(number)
             dataset, replicas = self.document(spec)
             doc["dataset"].append(dataset)
             doc["datasetreplica"].extend(replicas)
@@ -403,9 +418,11 @@ class Generator:
             if in_doc >= files_per_doc:
                 flush(doc)
                 doc, in_doc = {"dataset": [], "datasetreplica": []}, 0
+        else:
+            number = end
         if doc["dataset"]:
             flush(doc)
-        return {"paths": paths, "counts": counts}
+        return {"paths": paths, "counts": counts, "next": max(number, self.scale.datasets)}
 
     def prefix_for_files(self, max_files: int | None) -> int:
         """How many datasets write_documents(max_files=...) takes."""
@@ -543,6 +560,9 @@ def main(argv=None) -> int:
     parser.add_argument("--documents", metavar="DIR", help="write injection documents")
     parser.add_argument("--max-files", type=int, help="documents: stop after this many files")
     parser.add_argument("--files-per-doc", type=int, default=50_000)
+    parser.add_argument("--first", type=int, default=0,
+                        help="documents: start at this dataset number (past the scale's "
+                             "datasets: datasets the inventory does not have)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     if not args.store and not args.documents:
@@ -560,7 +580,8 @@ def main(argv=None) -> int:
         if not args.json:
             print(f"store {args.store}: {counts} in {time.monotonic() - started:.1f} s")
     if args.documents:
-        result = gen.write_documents(args.documents, args.max_files, args.files_per_doc)
+        result = gen.write_documents(args.documents, args.max_files, args.files_per_doc,
+                                     args.first)
         output["documents"] = result
         if not args.json:
             print(f"{len(result['paths'])} documents in {args.documents}: {result['counts']}")

@@ -17,6 +17,11 @@
         build the inventory as MODE, gc.freeze() and fork as the daemon does for an
         application; the child walks every dataset, block and block replica (read-only)
         and reports the time and the private memory it then holds
+    python -m bench.probes seal DB REPEAT SYNCHRONOUS
+        load the store as the daemon does (InventoryService.open: the writer's WAL
+        connection, the reader, the inventory) in a running uvloop loop, hold a read
+        snapshot as an application's fork does, and fork REPEAT times from the loop
+        as the daemon forks an application; each child times dynamod.apps.seal.seal()
 
 Each prints one JSON object on standard output.
 """
@@ -394,6 +399,108 @@ def walked_in_child(datasets, held) -> dict:
     return report
 
 
+# -------------------------------------------------------------------- seal
+def _maps_lines() -> int:
+    with open("/proc/self/maps", "rb") as f:
+        return f.read().count(b"\n")
+
+
+def seal_forked(path: str, repeat: int, synchronous: str) -> dict:
+    """The daemon's state when it forks an application, then the seal timed in each child.
+
+    The inventory is loaded by the daemon's own InventoryService.open (aiosqlite's
+    writer connection in WAL mode, the read-only StoreReader, the objects, the change
+    log's thread and its reader), inside a
+    running uvloop loop (libuv's io_uring rings are mapped); before each fork a fresh
+    reader opens and holds a read transaction (StoreReader.hold(), as
+    ApplicationManager._fork does; timed) and is closed once the child has ended.
+    Each fork happens from a coroutine on the loop, with the collector frozen and the
+    signals blocked, as in ApplicationManager._fork; the child takes perf_counter()
+    around seal.seal(), then times one more read of /proc/self/maps (the kernel's part
+    of the seal), reports through a pipe and exits."""
+    import asyncio
+    import signal
+
+    import uvloop
+
+    import tempfile
+
+    from dynamod.apps import seal
+    from dynamod.changelog import ChangeLog
+    from dynamod.service import InventoryService
+    from dynamod.store.reader import StoreReader
+
+    async def forks() -> dict:
+        started = time.perf_counter()
+        service = await InventoryService.open(path, synchronous, changelog=ChangeLog(
+            os.path.join(workdir, "changes.log")))
+        load_seconds = time.perf_counter() - started
+        await asyncio.sleep(0.01)  # the loop has run: its rings are in use
+        times, maps_reads, opens, forks_, removed, left = [], [], [], [], None, None
+        before = lines = None
+        try:
+            for _ in range(repeat):
+                began = time.perf_counter()
+                snapshot = StoreReader(path)  # a fresh one per application, as _fork does
+                snapshot.hold()
+                opens.append(time.perf_counter() - began)
+                if before is None:
+                    before, lines = seal.shared_mappings(), _maps_lines()
+                r, w = os.pipe()
+                gc.collect(1)
+                gc.freeze()
+                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+                began = time.perf_counter()
+                pid = os.fork()
+                if pid == 0:
+                    status = 1
+                    try:
+                        t0 = time.perf_counter()
+                        gone = seal.seal()
+                        t1 = time.perf_counter()
+                        with open("/proc/self/maps", "rb", buffering=0) as maps:
+                            maps.readall()  # the kernel's part of the seal, read again
+                        t2 = time.perf_counter()
+                        os.write(w, orjson.dumps({
+                            "seconds": t1 - t0, "maps_read": t2 - t1, "removed": gone,
+                            "left": [(p, what) for *_, p, what in seal.shared_mappings()]}))
+                        status = 0
+                    finally:
+                        os._exit(status)
+                forked = time.perf_counter() - began
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                gc.unfreeze()
+                os.close(w)
+                with os.fdopen(r, "rb") as f:
+                    report = f.read()
+                failed = os.waitpid(pid, 0)[1] != 0 or not report
+                snapshot.close()
+                if failed:
+                    raise RuntimeError("the seal failed in the child")
+                report = orjson.loads(report)
+                times.append(report["seconds"])
+                maps_reads.append(report["maps_read"])
+                forks_.append(forked)
+                removed, left = report["removed"], report["left"]
+                await asyncio.sleep(0.005)  # the loop runs between two forks, as in the daemon
+        finally:
+            await service.close()
+        ordered = sorted(times)
+        return {"repeat": repeat, "times": times, "median": statistics.median(times),
+                "p90": statistics.quantiles(times, n=10, method="inclusive")[8]
+                if len(times) > 1 else times[0],
+                "min": ordered[0], "max": ordered[-1],
+                "maps_read_median": statistics.median(maps_reads),
+                "snapshot_open_median": statistics.median(opens),
+                "fork_median": statistics.median(forks_),
+                "shared_before": [(p, what) for *_, p, what in before],
+                "removed": removed, "left": left, "maps_lines": lines, "rss": rss_bytes(),
+                "load_seconds": load_seconds}
+
+    with tempfile.TemporaryDirectory(prefix="dynbench-seal-") as workdir:
+        return uvloop.run(forks())
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.probes")
     sub = parser.add_subparsers(dest="probe", required=True)
@@ -421,6 +528,10 @@ def main(argv=None) -> int:
     p = sub.add_parser("walk")
     p.add_argument("db")
     p.add_argument("mode", choices=BUILDS)
+    p = sub.add_parser("seal")
+    p.add_argument("db")
+    p.add_argument("repeat", type=int)
+    p.add_argument("synchronous")
     args = parser.parse_args(argv)
     if args.probe == "scan":
         result = scan(args.db)
@@ -432,6 +543,8 @@ def main(argv=None) -> int:
         result = fork(args.rss, args.repeat)
     elif args.probe == "walk":
         result = walk_forked(args.db, args.mode)
+    elif args.probe == "seal":
+        result = seal_forked(args.db, args.repeat, args.synchronous)
     else:
         result = memory(args.db, args.mode, args.trace, args.datasets)
     sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
