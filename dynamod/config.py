@@ -50,6 +50,7 @@ class Config:
     app_max_args: int = 65536        # bytes of its arguments together
     app_retention_days: float = 30.0  # application records (and work areas) are kept so long
     writer_max_time: float = 21600.0  # seconds a read/write application may run (superuser: any)
+    app_max_time: float = 86400.0    # seconds a read-only one may run (superuser: any)
     app_memory: int = 4 * 2**30      # bytes an application may map beyond what it inherits (0: any)
     app_cpu_time: int = 0            # CPU seconds of an application (RLIMIT_CPU; 0: no limit)
     app_processes: int = 256         # processes of the application's uid (RLIMIT_NPROC), pids.max
@@ -154,6 +155,7 @@ FILE_KEYS = {
         "max_args_bytes": ("app_max_args", _positive(int)),
         "retention_days": ("app_retention_days", _positive(float)),
         "writer_max_time": ("writer_max_time", _positive(float)),
+        "max_time": ("app_max_time", _positive(float)),
         "memory": ("app_memory", _non_negative),
         "cpu_time": ("app_cpu_time", _non_negative),
         "processes": ("app_processes", _non_negative),

@@ -477,6 +477,18 @@ STOPPED_WRITER = "import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)\n" \
                  "inventory.update(Site('T2_NEVER'))\n"
 
 
+def test_a_reader_asks_for_no_time_limit_in_vain(guest):
+    """A read-only application holds a read snapshot (the WAL cannot be checkpointed
+    past it): it too is bounded, unless the superuser asks."""
+    submit = {"method": "run_application", "params": {
+        "script": "pass\n", "timeout": -1, "attach": False}}
+    answer = as_nobody(requests, guest.socket, [submit])[0]
+    assert (answer["error"]["code"], answer["error"]["field"]) == ("invalid_params", "timeout")
+    assert "[applications] max_time" in answer["error"]["message"]
+    root = requests(guest.socket, [submit])[0]
+    assert wait_for_end(guest, root["result"]["id"])["status"] == "done"
+
+
 def test_a_writer_asks_for_no_time_limit_in_vain(guest):
     guest.call("authorize_script", title="forever", checksum=checksum("pass\n"))
     answer = as_nobody(requests, guest.socket, [{"method": "run_application", "params": {

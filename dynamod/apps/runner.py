@@ -85,11 +85,12 @@ class ApplicationManager:
         if sum(len(a.encode()) + 1 for a in args) > config.app_max_args:
             raise InvalidParams(f"the arguments exceed {config.app_max_args} bytes",
                                 field="args")
-        if write and not identity.superuser and (
-                timeout is None or timeout > config.writer_max_time):
+        most, key = ((config.writer_max_time, "writer_max_time") if write
+                     else (config.app_max_time, "max_time"))
+        if not identity.superuser and (timeout is None or timeout > most):
             raise InvalidParams(
-                f"a read/write application may run at most {config.writer_max_time:g} s "
-                f"([applications] writer_max_time); only the superuser may lift it",
+                f"a {'read/write' if write else 'read-only'} application may run at most "
+                f"{most:g} s ([applications] {key}); only the superuser may lift it",
                 field="timeout")
         if identity.superuser:
             return

@@ -18,6 +18,7 @@ from operator import itemgetter
 
 from .. import collector
 from ..errors import Conflict, InvalidValue, NotFound
+from . import partitions as parts
 from .fields import MAX_COUNT
 from .objects import (NO_MEMBERS, Block, BlockReplica, Dataset, DatasetReplica, File, Group,
                       Members, Site)
@@ -175,7 +176,11 @@ class ChangeSet:
         before any is set: a bad one must not leave the others set without an undo."""
         fields = type(obj).__dict__
         changed = {}  # name -> (old, new): the undo's and the change log's
-        for name, value in [(n, fields[n].check(v)) for n, v in values.items()]:
+        checked_values = [(n, fields[n].check(v)) for n, v in values.items()]
+        usage = self.inventory.usage
+        tracked = parts.affected(obj, values) if usage.active else ()
+        before = [usage.contribution(r) for r in tracked]
+        for name, value in checked_values:
             current = getattr(obj, name)
             if current is not value and current != value:
                 changed[name] = (current, value)
@@ -183,9 +188,37 @@ class ChangeSet:
         if not changed:
             return False
         self._undo.append(partial(_restore, obj, changed))
+        if tracked:
+            self._move_usage(tracked, before)
         if self._touch(obj, "updated") != "created":
             self.journal.append(("updated", obj, changed))
         return True
+
+    def _move_usage(self, replicas, before):
+        """The replicas' usage moves from `before` to what they are now (undoably)."""
+        usage = self.inventory.usage
+        moves = []
+        for replica, old in zip(replicas, before):
+            new = usage.contribution(replica)
+            if new != old:
+                usage.move(old, new)
+                moves.append((old, new))
+        if moves:
+            def undo():
+                for old, new in reversed(moves):
+                    usage.move(new, old)
+            self._undo.append(undo)
+
+    def _count(self, replica, sign: int):
+        """A replica enters (1) or leaves (-1) the usage, undoably."""
+        usage = self.inventory.usage
+        if not usage.active:
+            return
+        contribution = usage.contribution(replica)
+        if contribution is None:
+            return
+        usage.add(contribution, sign)
+        self._undo.append(lambda: usage.add(contribution, -sign))
 
     def _new_id(self, kind) -> int:
         ids = self.inventory.next_ids
@@ -519,6 +552,7 @@ class ChangeSet:
         self._attach(owner, "block_replicas", replica)
         self._attach(block, "replicas", replica)
         self._touch(replica, "created")
+        self._count(replica, 1)
         return replica
 
     # ------------------------------------------------------------ delete
@@ -593,6 +627,7 @@ class ChangeSet:
             self.delete_dataset_replica(owner)
 
     def _unlink_block_replica(self, owner, block_replica):
+        self._count(block_replica, -1)
         self._detach(owner, "block_replicas", block_replica)
         self._detach(block_replica.block, "replicas", block_replica)
         self._gone(block_replica)

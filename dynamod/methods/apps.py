@@ -51,7 +51,7 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
     identity = call.identity
     manager = _manager(call)
     config = call.server.config
-    default = min(config.app_timeout, config.writer_max_time) if write else config.app_timeout
+    default = min(config.app_timeout, config.writer_max_time if write else config.app_max_time)
     seconds = parse_timeout(timeout, default)
     manager.admit(identity, title or path, path, args, write, seconds)
     app = manager.create(identity, title=title or path, path=path, args=args, write=write,

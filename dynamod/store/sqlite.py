@@ -26,6 +26,7 @@ log = logging.getLogger("dynamod.store")
 
 SCHEMA_VERSION = 3
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+JOURNAL_SIZE_LIMIT = 64 << 20
 
 # Each entry upgrades the schema from version N (its index + 1) to N + 1.
 MIGRATIONS: list[str] = [
@@ -95,6 +96,9 @@ class Store:
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             await db.execute("PRAGMA foreign_keys = ON")
+            # A WAL that grew while an application held its snapshot is cut back to this
+            # once a checkpoint has emptied it (else the file keeps its largest size).
+            await db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             await store._prepare_schema(version)
             await store._repair_next_ids()
             store.fresh = dict(await db.execute_fetchall("SELECT kind, next_id FROM next_ids"))

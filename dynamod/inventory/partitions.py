@@ -1,0 +1,467 @@
+"""Partitions, quotas and the usage kept per (site, partition).
+
+A **partition** is a name and a condition over block replicas, or a
+superpartition: the union of other partitions (as in the original).  The
+condition language (README "Partitions and quotas"):
+
+    expr     := or
+    or       := and ("or" and)*
+    and      := unary ("and" unary)*
+    unary    := "not" unary | "(" expr ")" | test
+    test     := "complete" | "custodial" | "true" | "false"
+              | field ("==" | "!=") (STRING | "none")
+              | field ("~" | "!~") STRING          (shell glob, whole value)
+    field    := "group" | "site" | "dataset" | "storage_type"
+
+`group == none` is the null group (no owner).  Strings are in double quotes
+with backslash escapes for `"` and `\\`.  A condition that does not parse is
+refused with the (1-based) position of the error.
+
+**Usage** is kept exactly, per (site, partition): replicas and bytes of the
+complete replicas, and replicas, bytes held (physical) and block bytes
+(projected) of the incomplete ones.  ChangeSet (changes.py) calls `contribution`
+before and after each change of a block replica (or of what a condition
+reads), and `move`s the difference: O(partitions) per changed replica, never a
+walk of the inventory, except when a definition changes (`recount`, once).
+No state is kept per block replica: the counters live in `Usage.table`.
+"""
+
+import re
+import sys
+from fnmatch import translate
+
+from ..errors import Conflict, InvalidValue, NotFound
+
+FIELDS = ("group", "site", "dataset", "storage_type")
+FLAGS = ("complete", "custodial", "true", "false")
+MAX_CONDITION = 4096
+MAX_NAME = 128
+NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+UNLIMITED = -1   # a quota: no limit (the original's negative quota)
+# One counter row: complete replicas, their bytes; incomplete replicas, the bytes they
+# hold, the bytes of their blocks.
+N_COMPLETE, COMPLETE_BYTES, N_INCOMPLETE, INCOMPLETE_BYTES, PROJECTED_BYTES = range(5)
+
+
+class ConditionError(InvalidValue):
+    """A condition that does not parse; `position` (1-based) says where."""
+
+    def __init__(self, text: str, position: int, what: str):
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        super().__init__(f"condition {shown!r}: at position {position}: {what}",
+                         field="condition", position=position)
+        self.position = position
+
+
+# ---------------------------------------------------------------- parser
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<string>"(?:[^"\\]|\\.)*")
+  | (?P<op>==|!=|!~|~|\(|\))
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+""", re.VERBOSE)
+
+
+def _tokens(text: str) -> list:
+    """[(kind, value, position)], ending with ("end", None, len + 1)."""
+    found, at = [], 0
+    while at < len(text):
+        m = _TOKEN.match(text, at)
+        if m is None:
+            what = ("an unterminated string" if text[at] == '"'
+                    else f"unexpected character {text[at]!r}")
+            raise ConditionError(text, at + 1, what)
+        kind = m.lastgroup
+        if kind == "string":
+            value = re.sub(r"\\(.)", r"\1", m.group()[1:-1])
+            found.append(("string", value, at + 1))
+        elif kind != "space":
+            found.append((kind, m.group(), at + 1))
+        at = m.end()
+    found.append(("end", None, len(text) + 1))
+    return found
+
+
+class _Parser:
+    """Recursive descent over the tokens; builds a tree of tuples:
+    ("or", a, b), ("and", a, b), ("not", a), ("flag", name), ("cmp", field, op, value)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = _tokens(text)
+        self.at = 0
+
+    def peek(self):
+        return self.tokens[self.at]
+
+    def take(self):
+        token = self.tokens[self.at]
+        self.at += 1
+        return token
+
+    def fail(self, expected: str):
+        kind, value, position = self.peek()
+        found = "the end" if kind == "end" else repr(value)
+        raise ConditionError(self.text, position, f"expected {expected}, found {found}")
+
+    def parse(self):
+        tree = self.expr()
+        if self.peek()[0] != "end":
+            self.fail("'and', 'or' or the end")
+        return tree
+
+    def expr(self):
+        tree = self.conjunction()
+        while self.peek()[:2] == ("word", "or"):
+            self.take()
+            tree = ("or", tree, self.conjunction())
+        return tree
+
+    def conjunction(self):
+        tree = self.unary()
+        while self.peek()[:2] == ("word", "and"):
+            self.take()
+            tree = ("and", tree, self.unary())
+        return tree
+
+    def unary(self):
+        kind, value, _ = self.peek()
+        if (kind, value) == ("word", "not"):
+            self.take()
+            return ("not", self.unary())
+        if (kind, value) == ("op", "("):
+            self.take()
+            tree = self.expr()
+            if self.peek()[:2] != ("op", ")"):
+                self.fail("')'")
+            self.take()
+            return tree
+        if kind == "word" and value in FLAGS:
+            self.take()
+            return ("flag", value)
+        if kind == "word" and value in FIELDS:
+            self.take()
+            op_kind, op, _ = self.peek()
+            if op_kind != "op" or op not in ("==", "!=", "~", "!~"):
+                self.fail(f"'==', '!=', '~' or '!~' after {value!r}")
+            self.take()
+            v_kind, v, _ = self.peek()
+            if v_kind == "string":
+                self.take()
+                return ("cmp", value, op, v)
+            if (v_kind, v) == ("word", "none") and op in ("==", "!=") and value == "group":
+                self.take()
+                return ("cmp", value, op, None)
+            self.fail("a string in double quotes" + (" or none" if value == "group"
+                                                      and op in ("==", "!=") else ""))
+        self.fail(f"a test ({', '.join(FIELDS)}, {', '.join(FLAGS)}), 'not' or '('")
+
+
+def parse(text) -> tuple:
+    """The tree of a condition (raises ConditionError)."""
+    if not isinstance(text, str):
+        raise InvalidValue(f"a condition is a string, not {text!r}", field="condition")
+    if len(text) > MAX_CONDITION:
+        raise InvalidValue(f"a condition is at most {MAX_CONDITION} characters",
+                           field="condition")
+    return _Parser(text).parse()
+
+
+# Readers of the replica, by field: the null group's name is None.
+_READ = {
+    "group": lambda r: r.group.name,
+    "site": lambda r: r.site.name,
+    "dataset": lambda r: r.block.dataset.name,
+    "storage_type": lambda r: r.site.storage_type,
+}
+
+
+def compile_tree(tree):
+    """A function replica -> bool for a parsed condition."""
+    how = tree[0]
+    if how == "or":
+        a, b = compile_tree(tree[1]), compile_tree(tree[2])
+        return lambda r: a(r) or b(r)
+    if how == "and":
+        a, b = compile_tree(tree[1]), compile_tree(tree[2])
+        return lambda r: a(r) and b(r)
+    if how == "not":
+        a = compile_tree(tree[1])
+        return lambda r: not a(r)
+    if how == "flag":
+        return {"complete": lambda r: r.file_ids is None,
+                "custodial": lambda r: r.is_custodial,
+                "true": lambda r: True, "false": lambda r: False}[tree[1]]
+    _, field, op, value = tree
+    read = _READ[field]
+    if op in ("==", "!="):
+        if op == "==":
+            return lambda r: read(r) == value
+        return lambda r: read(r) != value
+    match = re.compile(translate(value)).match
+    if op == "~":
+        return lambda r: (v := read(r)) is not None and match(v) is not None
+    return lambda r: (v := read(r)) is None or match(v) is None
+
+
+def evaluate(tree, replica) -> bool:
+    """The tree evaluated directly (the tests' reference for `compile_tree`)."""
+    how = tree[0]
+    if how == "or":
+        return evaluate(tree[1], replica) or evaluate(tree[2], replica)
+    if how == "and":
+        return evaluate(tree[1], replica) and evaluate(tree[2], replica)
+    if how == "not":
+        return not evaluate(tree[1], replica)
+    if how == "flag":
+        return {"complete": replica.file_ids is None, "custodial": replica.is_custodial,
+                "true": True, "false": False}[tree[1]]
+    _, field, op, value = tree
+    actual = _READ[field](replica)
+    if op == "==":
+        return actual == value
+    if op == "!=":
+        return actual != value
+    matched = actual is not None and re.fullmatch(translate(value), actual) is not None
+    return matched if op == "~" else not matched
+
+
+# ------------------------------------------------------------- partitions
+class Partition:
+    """A partition: `condition` text, or `subpartitions` (names) for a superpartition."""
+
+    __slots__ = ("name", "condition", "subpartitions", "_test", "origin")
+    kind = "partition"
+
+    def __init__(self, name: str, condition: str | None = None, subpartitions=None,
+                 origin: str = "store"):
+        self.name = name
+        self.condition = condition
+        self.subpartitions = tuple(subpartitions) if subpartitions is not None else None
+        self.origin = origin   # "store" (set_partition) or "config"
+        self._test = None if condition is None else compile_tree(parse(condition))
+
+    @property
+    def definition(self) -> str:
+        """As stored and shown: the condition, or `[A, B]` for a superpartition."""
+        if self.subpartitions is not None:
+            return "[" + ", ".join(self.subpartitions) + "]"
+        return self.condition
+
+    def __repr__(self):
+        return f"Partition({self.name!r},{self.definition!r})"
+
+    def view(self) -> dict:
+        view = {"name": self.name, "origin": self.origin}
+        if self.subpartitions is not None:
+            view["subpartitions"] = list(self.subpartitions)
+        else:
+            view["condition"] = self.condition
+        return view
+
+
+def from_definition(name: str, definition: str, origin: str = "store") -> Partition:
+    """A partition from its stored text: `[A, B]` or a condition."""
+    text = definition.strip()
+    if text.startswith("["):
+        if not text.endswith("]"):
+            raise InvalidValue(f"partition {name}: a superpartition is [A, B, ...]",
+                               field="subpartitions")
+        parts = [p.strip() for p in text[1:-1].split(",") if p.strip()]
+        return Partition(name, subpartitions=parts, origin=origin)
+    return Partition(name, condition=definition, origin=origin)
+
+
+def check_name(name) -> str:
+    if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > MAX_NAME:
+        raise InvalidValue(f"a partition name is 1 to {MAX_NAME} letters, digits, '_', '.' "
+                           f"or '-', not {name!r}", field="name")
+    return name
+
+
+class Record:
+    """What the store holds of a partition or a quota (changes.py puts it in `ops`)."""
+
+    __slots__ = ("kind", "name", "row")
+
+    def __init__(self, kind: str, name: str, row: tuple):
+        self.kind, self.name, self.row = kind, name, row
+
+
+# ------------------------------------------------------------------ usage
+class Usage:
+    """The partitions, the quotas and the usage counters of one inventory."""
+
+    def __init__(self):
+        self.partitions = {}   # name -> Partition, in definition order
+        self.quotas = {}       # (site name, partition name) -> bytes (UNLIMITED: none)
+        self.table = {}        # (site name, partition name) -> [5 counters]
+        self._order = ()       # (name, test) of every partition, subpartitions resolved
+        self.recounts = 0      # how many full recounts ran (the tests read it)
+
+    @property
+    def active(self) -> bool:
+        return bool(self._order)
+
+    # ------------------------------------------------- definitions
+    def check(self, partitions: dict):
+        """Raise unless every superpartition names existing partitions, without cycles."""
+        for partition in partitions.values():
+            seen, stack = set(), [partition.name]
+            while stack:
+                name = stack.pop()
+                sub = partitions.get(name)
+                if sub is None:
+                    raise NotFound(f"partition {partition.name}: unknown subpartition "
+                                   f"{name!r}", field="subpartitions")
+                if sub.subpartitions is None:
+                    continue
+                if name in seen:
+                    raise Conflict(f"partition {partition.name}: its subpartitions make a "
+                                   f"cycle through {name}", field="subpartitions")
+                seen.add(name)
+                stack.extend(sub.subpartitions)
+
+    def define(self, partitions: dict):
+        """Take these definitions (checked) and recount the usage once."""
+        self.check(partitions)
+        self.partitions = partitions
+        order = []
+        for partition in partitions.values():
+            order.append((partition.name, self._test(partition, partitions)))
+        self._order = tuple(order)
+
+    def _test(self, partition, partitions):
+        if partition.subpartitions is None:
+            return partition._test
+        tests = [self._test(partitions[n], partitions) for n in partition.subpartitions]
+        return lambda r: any(t(r) for t in tests)
+
+    def recount(self, inventory):
+        """The usage from scratch: a walk of every block replica."""
+        self.recounts += 1
+        self.table = {}
+        if not self._order:
+            return
+        for dataset in inventory.datasets.values():
+            for block in dataset.blocks:
+                for replica in block.replicas:
+                    self.add(self.contribution(replica))
+
+    def full_count(self, inventory) -> dict:
+        """A recount into a new table, leaving the kept one alone (for checks)."""
+        kept, recounts = self.table, self.recounts
+        try:
+            self.recount(inventory)
+            return self.table
+        finally:
+            self.table, self.recounts = kept, recounts
+
+    # ----------------------------------------------------- counters
+    def contribution(self, replica):
+        """What the replica adds: (site name, partition names, complete, physical,
+        projected), or None when it is in no partition."""
+        names = tuple(name for name, test in self._order if test(replica))
+        if not names:
+            return None
+        return (replica.site.name, names, replica.file_ids is None, replica.size,
+                replica.block.size)
+
+    def add(self, contribution, sign=1):
+        if contribution is None:
+            return
+        site, names, complete, physical, projected = contribution
+        table = self.table
+        for name in names:
+            key = (site, name)
+            row = table.get(key)
+            if row is None:
+                row = table[key] = [0, 0, 0, 0, 0]
+            if complete:
+                row[N_COMPLETE] += sign
+                row[COMPLETE_BYTES] += sign * physical
+            else:
+                row[N_INCOMPLETE] += sign
+                row[INCOMPLETE_BYTES] += sign * physical
+                row[PROJECTED_BYTES] += sign * projected
+            if row[N_COMPLETE] == 0 and row[N_INCOMPLETE] == 0:
+                del table[key]
+
+    def sub(self, contribution):
+        self.add(contribution, -1)
+
+    def move(self, old, new):
+        if old != new:
+            self.sub(old)
+            self.add(new)
+
+    # ------------------------------------------------------- quotas
+    def quota(self, site: str, partition: str) -> int:
+        """Bytes; UNLIMITED (-1) for no limit; 0 (the default) for none allowed.  A
+        superpartition's is the sum of its parts' (unlimited when one is)."""
+        found = self.partitions.get(partition)
+        if found is None or found.subpartitions is None:
+            return self.quotas.get((site, partition), 0)
+        total = 0
+        for name in found.subpartitions:
+            part = self.quota(site, name)
+            if part == UNLIMITED:
+                return UNLIMITED
+            total += part
+        return total
+
+    def used(self, site: str, partition: str, physical: bool = True) -> int:
+        row = self.table.get((site, partition))
+        if row is None:
+            return 0
+        incomplete = row[INCOMPLETE_BYTES] if physical else row[PROJECTED_BYTES]
+        return row[COMPLETE_BYTES] + incomplete
+
+    def occupancy_fraction(self, site: str, partition: str, physical: bool = True) -> float:
+        """The original's: used / quota; the largest float for a quota of 0; 0 for an
+        unlimited one."""
+        quota = self.quota(site, partition)
+        if quota == 0:
+            return sys.float_info.max
+        if quota < 0:
+            return 0.0
+        return self.used(site, partition, physical) / quota
+
+    def row_view(self, site: str, partition: str) -> dict:
+        row = self.table.get((site, partition)) or [0, 0, 0, 0, 0]
+        quota = self.quota(site, partition)
+        used = row[COMPLETE_BYTES] + row[INCOMPLETE_BYTES]
+        projected = row[COMPLETE_BYTES] + row[PROJECTED_BYTES]
+        return {"site": site, "partition": partition,
+                "complete_replicas": row[N_COMPLETE], "complete_bytes": row[COMPLETE_BYTES],
+                "incomplete_replicas": row[N_INCOMPLETE],
+                "incomplete_bytes": row[INCOMPLETE_BYTES],
+                "incomplete_projected_bytes": row[PROJECTED_BYTES],
+                "used": used, "projected": projected,
+                "quota": "unlimited" if quota == UNLIMITED else quota,
+                "occupancy": None if quota <= 0 else used / quota,
+                "projected_occupancy": None if quota <= 0 else projected / quota}
+
+
+def check_quota(value) -> int:
+    """A quota as given: bytes (an integer >= 0) or "unlimited"."""
+    if value == "unlimited":
+        return UNLIMITED
+    if type(value) is not int or not 0 <= value <= 2 ** 63 - 1:
+        raise InvalidValue(f"a quota is a number of bytes (0 to 2^63-1) or \"unlimited\", "
+                           f"not {value!r}", field="quota")
+    return value
+
+
+def affected(obj, values: dict) -> tuple:
+    """The block replicas whose contribution a change of `values` on `obj` may change."""
+    kind = obj.kind
+    if kind == "blockreplica":
+        return (obj,) if values.keys() & {"group", "is_custodial", "size", "file_ids"} else ()
+    if kind == "block":
+        return tuple(obj.replicas) if "size" in values else ()
+    if kind == "site":
+        if "storage_type" not in values:
+            return ()
+        return tuple(r for dr in obj.dataset_replicas for r in dr.block_replicas)
+    return ()
