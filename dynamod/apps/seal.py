@@ -11,6 +11,7 @@ outlives its descriptor.
 """
 
 import ctypes
+import re
 
 _PROT_READ, _PROT_WRITE = 1, 2
 
@@ -19,19 +20,18 @@ _libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 _libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 
 
+_SHARED = re.compile(rb"^([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-])s \S+ \S+ \S+ *(.*)$",
+                     re.MULTILINE)
+
+
 def shared_mappings() -> list[tuple[int, int, str, str]]:
-    """(start, end, permissions, what) of every shared mapping of this process."""
-    found = []
+    """(start, end, permissions, what) of every shared mapping of this process (one
+    regular-expression pass over /proc/self/maps: only the few shared lines are parsed)."""
     with open("/proc/self/maps", "rb", buffering=0) as maps:
         text = maps.readall()
-    for line in text.splitlines():
-        fields = line.split(None, 5)
-        if fields[1][3:4] != b"s":
-            continue
-        start, _, end = fields[0].partition(b"-")
-        what = fields[5].strip().decode(errors="replace") if len(fields) > 5 else ""
-        found.append((int(start, 16), int(end, 16), fields[1].decode(), what))
-    return found
+    return [(int(start, 16), int(end, 16), perms.decode() + "s",
+             what.decode(errors="replace"))
+            for start, end, perms, what in _SHARED.findall(text)]
 
 
 def seal() -> list[str]:
