@@ -559,3 +559,25 @@ def test_a_queued_writer_is_checked_again_when_its_turn_comes(guest, workdir, re
     assert ("revoked while it waited" if revoked == "authorization"
             else "lost the admin or operator role") in app["message"]
     assert "T2_QUEUED" not in {s["name"] for s in guest.call("list_sites")["sites"]}
+
+
+def test_both_readings_of_the_shared_mappings_agree(tmp_path):
+    """The kernel's query (PROCMAP_QUERY, Linux 6.11) and the text of /proc/self/maps,
+    which older kernels have alone, name the same shared mappings (a WAL index here)."""
+    from dynamod.apps import seal
+
+    db = sqlite3.connect(tmp_path / "wal.db")
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("CREATE TABLE t (x)")
+        db.commit()
+        with open("/proc/self/maps", "rb", buffering=0) as maps:
+            try:
+                queried = seal._queried(maps.fileno())
+            except OSError:
+                pytest.skip("this kernel has no PROCMAP_QUERY")
+            parsed = seal._parsed(maps.readall())
+        assert queried == parsed
+        assert [what for *_, what in parsed if what.endswith("wal.db-shm")]
+    finally:
+        db.close()
