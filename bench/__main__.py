@@ -721,10 +721,10 @@ class Bench:
                          f"the file ({_in_db(c['after'])}), " if reset else
                          f"no reset (checkpoint sequence {c['after']['sequence']}): "
                          f"{c['after']['frames']:,} frames in use ({_in_db(c['after'])}), ")
-                      + "the file keeps its size (the daemon sets no journal_size_limit and "
-                        "runs no checkpoint of its own; SQLite's automatic PASSIVE checkpoint "
-                        "runs after a commit once the WAL holds 1,000 pages); the injected "
-                        "datasets were then deleted again")
+                      + "the file keeps its size up to the daemon's journal_size_limit "
+                        "(64 MiB: a reset WAL larger than that is cut back to it); "
+                        "SQLite's automatic PASSIVE checkpoint runs after a commit once the "
+                        "WAL holds 1,000 pages; the injected datasets were then deleted again")
         self.wal_figures = phases
 
     def wal_after_stop(self):
