@@ -6,6 +6,7 @@ to it through the real clients; nothing is mocked.
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -112,6 +113,18 @@ class Daemon:
 
 
 NOBODY = 65534
+
+
+def read_until(fd, marker: bytes, timeout=15.0) -> bytes:
+    """Read a terminal (pty) until `marker` appears; everything read so far."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker not in data:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError(f"no {marker!r} in {data!r}")
+        data += os.read(fd, 4096)
+    return data
 
 
 def as_nobody(work, *args):

@@ -3,7 +3,6 @@
 import ctypes
 import os
 import pty
-import select
 import subprocess
 import sys
 import threading
@@ -12,7 +11,7 @@ import types
 
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, read_until
 from dynamod.apps import child
 
 SEED_SITES = [
@@ -93,25 +92,14 @@ def test_console_on_a_terminal(seeded):
     if pid == 0:
         os.environ["DYNAMO_SOCKET"] = seeded.socket
         os.execv(sys.executable, [sys.executable, "-m", "dynamoclient.dynamo"])
-    output = _read_until(fd, b">>> ")
+    output = read_until(fd, b">>> ")
     assert b"DYNAMO" in output
     os.write(fd, b"sorted(inventory.sites)\n")
-    output = _read_until(fd, b">>> ")
+    output = read_until(fd, b">>> ")
     assert b"['T2_US_XYZ', 'T3_US_XYZ']" in output
     os.write(fd, b"\x04")
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-
-
-def _read_until(fd, marker, timeout=15.0) -> bytes:
-    data = b""
-    deadline = time.monotonic() + timeout
-    while marker not in data:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            raise AssertionError(f"no {marker!r} in {data!r}")
-        data += os.read(fd, 4096)
-    return data
 
 
 def test_read_only_changes_are_discarded(seeded, tmp_path):

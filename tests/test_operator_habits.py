@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, read_until
 
 DATASET = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
 BLOCK = "48dbe0c6-36fa-11e8-a5e2-ac1f6b05e848"
@@ -35,17 +35,6 @@ def on_terminal(daemon, *args):
         os.environ["DYNAMO_SOCKET"] = daemon.socket
         os.execv(sys.executable, [sys.executable, "-m", "dynamoclient.dynamo", *args])
     return pid, fd
-
-
-def read_until(fd, marker: bytes, timeout=15.0) -> bytes:
-    data = b""
-    deadline = time.monotonic() + timeout
-    while marker not in data:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            raise AssertionError(f"no {marker!r} in {data!r}")
-        data += os.read(fd, 4096)
-    return data
 
 
 def exit_code(pid, timeout=30.0) -> int:
