@@ -57,6 +57,8 @@ class Config:
     cgroup: str = "auto"             # auto, off, or the cgroup v2 directory to put applications in
     ca_path: str = ""                # CA directory or bundle; default /etc/grid-security/...
     config_file: str = ""            # where the settings came from (informational)
+    # [partitions] name = "condition" or "[A, B]": fixed here, not changeable by protocol
+    partitions: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.socket = self.socket or os.path.join(self.state_dir, SOCKET_NAME)
@@ -75,6 +77,10 @@ class Config:
                 value = getattr(self, attribute)
                 lines.append(f"{key} = {_toml(value)}")
             lines.append("")
+        lines.append("[partitions]")
+        for name, definition in self.partitions.items():
+            lines.append(f"{_toml(name)} = {_toml(definition)}")
+        lines.append("")
         return "\n".join(lines)
 
 
@@ -178,9 +184,14 @@ def read_file(path: str) -> dict:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     settings = {}
     for table, keys in data.items():
+        if table == "partitions":
+            if not isinstance(keys, dict):
+                raise ConfigError(f"{path}: partitions must be a table")
+            settings["partitions"] = _partitions(path, keys)
+            continue
         if table not in FILE_KEYS:
             raise ConfigError(f"{path}: unknown table [{table}] "
-                              f"(known: {', '.join(FILE_KEYS)})")
+                              f"(known: {', '.join(FILE_KEYS)}, partitions)")
         if not isinstance(keys, dict):
             raise ConfigError(f"{path}: {table} must be a table")
         for key, value in keys.items():
@@ -193,6 +204,26 @@ def read_file(path: str) -> dict:
             except ValueError as exc:
                 raise ConfigError(f"{path}: [{table}] {key} {exc}, not {value!r}") from None
     return settings
+
+
+def _partitions(path: str, keys: dict) -> dict:
+    """[partitions]: each a condition or `[A, B]`, checked as set_partition checks them."""
+    from .errors import DynamoError
+    from .inventory.partitions import Usage, check_name, from_definition
+    found = {}
+    for name, definition in keys.items():
+        if not isinstance(definition, str):
+            raise ConfigError(f"{path}: [partitions] {name} must be a string (a condition "
+                              f"or [A, B]), not {definition!r}")
+        try:
+            found[name] = from_definition(check_name(name), definition, origin="config")
+        except DynamoError as exc:
+            raise ConfigError(f"{path}: [partitions] {name}: {exc.message}") from None
+    try:
+        Usage().check(found)
+    except DynamoError as exc:
+        raise ConfigError(f"{path}: [partitions]: {exc.message}") from None
+    return dict(keys)
 
 
 def build(config_file: str | None, options: dict) -> Config:

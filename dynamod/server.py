@@ -92,7 +92,8 @@ class Server:
         try:
             self.service = await InventoryService.open(
                 self.config.database, self.config.synchronous, self._load,
-                ChangeLog(self.config.change_log), self.config.file_cache)
+                ChangeLog(self.config.change_log), self.config.file_cache,
+                self.config.partitions)
         except BaseException:
             listening.close()
             if not self.activated:  # a refused start leaves no socket file behind
@@ -213,7 +214,7 @@ class Server:
                 for connection in self.connections:
                     connection.update_line_limit()
         for name in ("state_dir", "socket", "database", "synchronous", "work_dir", "change_log",
-                     "cgroup"):
+                     "cgroup", "partitions"):
             if getattr(self.config, name) != getattr(fresh, name):
                 log.warning("reload: %s changes only at restart", name)
 

@@ -14,6 +14,7 @@ from .errors import DynamoError
 from .changelog import ChangeLog
 from .inventory.changes import ChangeSet, journal_lines
 from .inventory.inventory import Inventory
+from .inventory.partitions import load as load_partitions
 from .inventory.rows import build, change_rows
 from .store.reader import StoreReader
 from .store.sqlite import CHANGELOG_UPTO, Store
@@ -35,7 +36,8 @@ class InventoryService:
     @classmethod
     async def open(cls, path: str, synchronous: str, on_load=None,
                    changelog: ChangeLog | None = None,
-                   file_cache: int | None = None) -> "InventoryService":
+                   file_cache: int | None = None,
+                   partitions: dict | None = None) -> "InventoryService":
         """Open the store and load the inventory; `on_load(service, tables, next_ids)`
         takes the other records from the same load.  At most `file_cache` files stay
         in memory (those of the blocks used last; None: no limit)."""
@@ -49,6 +51,7 @@ class InventoryService:
             inventory = Inventory()
             with collector.paused():
                 build(inventory, tables, next_ids)
+                load_partitions(inventory, tables["partition"], tables["quota"], partitions)
             inventory.file_cache.source = reader
             inventory.file_cache.limit = file_cache
         except BaseException:

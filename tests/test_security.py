@@ -118,6 +118,8 @@ SUPERUSER_CALLS = {  # each would do something if it were allowed
     "grant_role": {"user": "guest", "role": "admin", "target": "all"},
     "revoke_role": {"user": "guest", "role": "admin"},
     "list_grants": {},
+    "set_partition": {"name": "Stolen", "condition": "true"},
+    "delete_partition": {"name": "Stolen"},
 }
 
 

@@ -30,6 +30,11 @@ class ApplicationInventory:
     def datasets(self) -> dict:
         return self._inventory.datasets
 
+    @property
+    def partitions(self) -> dict:
+        """{name: Partition}; `site.partitions[name]` gives its quota and usage there."""
+        return dict(self._inventory.usage.partitions)
+
     def find_file(self, lfn):
         """The File with this LFN, or None."""
         return self._inventory.file_cache.find(lfn)

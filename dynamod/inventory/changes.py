@@ -559,6 +559,7 @@ class ChangeSet:
     def delete_site(self, site: Site):
         for replica in list(site.dataset_replicas):
             self.delete_dataset_replica(replica)
+        self._drop_quotas(site=site.name)
         self._remove(self.inventory.sites, site.name)
         self._gone(site)
 
@@ -631,3 +632,107 @@ class ChangeSet:
         self._detach(owner, "block_replicas", block_replica)
         self._detach(block_replica.block, "replicas", block_replica)
         self._gone(block_replica)
+
+    # ------------------------------------------------ partitions and quotas
+    def _redefine(self, partitions: dict):
+        """New partition definitions, the usage recounted once; undoably."""
+        usage = self.inventory.usage
+        saved = usage.partitions, usage._order, usage.table
+        usage.define(partitions)
+        usage.recount(self.inventory)
+
+        def undo():
+            usage.partitions, usage._order, usage.table = saved
+        self._undo.append(undo)
+
+    def _partition_record(self, partition) -> "parts.Record":
+        return parts.Record("partition", partition.name, (partition.name, partition.definition))
+
+    def set_partition(self, name, condition=None, subpartitions=None) -> bool:
+        """Define (or redefine) a partition: a condition, or a list of subpartitions.
+        Returns False when the definition is the one already there."""
+        parts.check_name(name)
+        usage = self.inventory.usage
+        existing = usage.partitions.get(name)
+        if existing is not None and existing.origin == "config":
+            raise Conflict(f"partition {name} is defined in the configuration file; change "
+                           f"it there", field="name")
+        if (condition is None) == (subpartitions is None):
+            raise InvalidValue("a partition has either a condition or subpartitions",
+                               field="condition")
+        if subpartitions is not None:
+            if (not isinstance(subpartitions, list) or not subpartitions
+                    or not all(isinstance(p, str) for p in subpartitions)):
+                raise InvalidValue("subpartitions is a non-empty list of partition names",
+                                   field="subpartitions")
+            for sub in subpartitions:
+                parts.check_name(sub)
+            new = parts.Partition(name, subpartitions=subpartitions)
+        else:
+            new = parts.Partition(name, condition=condition)
+        if existing is not None and existing.definition == new.definition:
+            return False
+        if existing is not None and (existing.subpartitions is None) != (new.subpartitions
+                                                                          is None):
+            self._drop_quotas(name)
+        self._redefine({**usage.partitions, name: new})
+        record = self._partition_record(new)
+        self.ops["partition", (name,)] = record
+        old = None if existing is None else existing.definition
+        self.journal.append(("updated", record, {"definition": (old, new.definition)}))
+        return True
+
+    def delete_partition(self, name):
+        usage = self.inventory.usage
+        existing = usage.partitions.get(name)
+        if existing is None:
+            raise NotFound(f"unknown partition {name!r}", field="name")
+        if existing.origin == "config":
+            raise Conflict(f"partition {name} is defined in the configuration file; remove "
+                           f"it there", field="name")
+        for other in usage.partitions.values():
+            if other.subpartitions and name in other.subpartitions:
+                raise Conflict(f"partition {name} is a subpartition of {other.name}",
+                               field="name")
+        self._drop_quotas(name)
+        self._redefine({n: p for n, p in usage.partitions.items() if n != name})
+        record = self._partition_record(existing)
+        self.ops["partition", (name,)] = None
+        self.journal.append(("deleted", record, None))
+
+    def _drop_quotas(self, partition=None, site=None):
+        quotas = self.inventory.usage.quotas
+        for key in [k for k in quotas if k[1] == partition or k[0] == site]:
+            self._set_quota_value(key, None)
+
+    def _set_quota_value(self, key, value):
+        quotas = self.inventory.usage.quotas
+        old = quotas.get(key)
+        if value is None:
+            del quotas[key]
+        else:
+            quotas[key] = value
+        self._undo.append(lambda: quotas.pop(key) if old is None
+                          else quotas.__setitem__(key, old))
+        record = parts.Record("quota", f"{key[0]}:{key[1]}", (*key, value))
+        self.ops["quota", key] = None if value is None else record
+        shown = {None: None, parts.UNLIMITED: "unlimited"}
+        self.journal.append(("updated", record, {"quota": (shown.get(old, old),
+                                                           shown.get(value, value))}))
+
+    def set_quota(self, site: Site, partition: str, quota) -> bool:
+        """The quota of `partition` at `site`, in bytes or parts.UNLIMITED."""
+        usage = self.inventory.usage
+        found = usage.partitions.get(partition)
+        if found is None:
+            raise NotFound(f"unknown partition {partition!r}", field="partition")
+        if found.subpartitions is not None:
+            raise InvalidValue(f"partition {partition} is a superpartition: its quota is the "
+                               f"sum of its parts' ({', '.join(found.subpartitions)})",
+                               field="partition")
+        quota = parts.check_quota(quota)
+        key = (site.name, partition)
+        if usage.quotas.get(key, 0) == quota and key in usage.quotas:
+            return False
+        self._set_quota_value(key, quota)
+        return True

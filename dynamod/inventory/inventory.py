@@ -3,7 +3,7 @@
 from ..errors import InvalidValue, NotFound
 from ..store.tables import ID_KINDS
 from .filecache import FileCache
-from .partitions import Usage
+from .partitions import CURRENT, Usage
 from .objects import Block, Dataset, File, Group, Site
 
 
@@ -16,6 +16,7 @@ class Inventory:
         self.file_cache = FileCache(self)
         self.next_ids = dict.fromkeys(ID_KINDS, 1)
         self.usage = Usage()  # partitions, quotas, usage per (site, partition)
+        CURRENT.usage = self.usage  # what `site.partitions` reads (the daemon has one)
 
     def __repr__(self):
         return (f"<Inventory: {len(self.sites)} sites, {len(self.groups) - 1} groups, "

@@ -181,6 +181,12 @@ class Site:
     STAT_READY, STAT_WAITROOM, STAT_MORGUE, STAT_UNKNOWN = SITE_STATUSES
     x509proxy = None  # no per-site proxy here
 
+    @property
+    def partitions(self) -> dict:
+        """{name: SitePartition}: quota, occupancy_fraction(), replicas (partitions.py)."""
+        from .partitions import site_partitions
+        return site_partitions(self)
+
     def to_pfn(self, lfn: str, protocol=None) -> str:
         """The physical file name: the backend with the LFN appended (the seed's rule,
         the same for every protocol: the backend is the site's one endpoint)."""

@@ -251,6 +251,11 @@ class Partition:
     def __repr__(self):
         return f"Partition({self.name!r},{self.definition!r})"
 
+    def contains(self, replica) -> bool:
+        """Whether the block replica is in this partition (the original's API)."""
+        test = CURRENT.usage._order.get(self.name) if CURRENT.usage else None
+        return bool(test and test(replica))
+
     def view(self) -> dict:
         view = {"name": self.name, "origin": self.origin}
         if self.subpartitions is not None:
@@ -296,7 +301,7 @@ class Usage:
         self.partitions = {}   # name -> Partition, in definition order
         self.quotas = {}       # (site name, partition name) -> bytes (UNLIMITED: none)
         self.table = {}        # (site name, partition name) -> [5 counters]
-        self._order = ()       # (name, test) of every partition, subpartitions resolved
+        self._order = {}       # name -> test of every partition, subpartitions resolved
         self.recounts = 0      # how many full recounts ran (the tests read it)
 
     @property
@@ -326,10 +331,7 @@ class Usage:
         """Take these definitions (checked) and recount the usage once."""
         self.check(partitions)
         self.partitions = partitions
-        order = []
-        for partition in partitions.values():
-            order.append((partition.name, self._test(partition, partitions)))
-        self._order = tuple(order)
+        self._order = {p.name: self._test(p, partitions) for p in partitions.values()}
 
     def _test(self, partition, partitions):
         if partition.subpartitions is None:
@@ -361,7 +363,7 @@ class Usage:
     def contribution(self, replica):
         """What the replica adds: (site name, partition names, complete, physical,
         projected), or None when it is in no partition."""
-        names = tuple(name for name, test in self._order if test(replica))
+        names = tuple(name for name, test in self._order.items() if test(replica))
         if not names:
             return None
         return (replica.site.name, names, replica.file_ids is None, replica.size,
@@ -465,3 +467,72 @@ def affected(obj, values: dict) -> tuple:
             return ()
         return tuple(r for dr in obj.dataset_replicas for r in dr.block_replicas)
     return ()
+
+
+def load(inventory, partition_rows, quota_rows, configured: dict | None = None):
+    """At start-up: the stored partitions, then those of the configuration (which win
+    over a stored one of the same name), the quotas, and one count of the usage."""
+    usage = inventory.usage
+    partitions = {}
+    for name, definition in partition_rows:
+        partitions[name] = from_definition(name, definition)
+    for name, definition in (configured or {}).items():
+        partitions[name] = from_definition(check_name(name), definition, origin="config")
+    usage.define(partitions)
+    usage.quotas = {(site, partition): quota for site, partition, quota in quota_rows}
+    usage.recount(inventory)
+
+
+# ------------------------------------------------------- in applications
+class _Current:
+    """The usage of the process's inventory (the daemon's, forked into applications):
+    what `site.partitions` reads, with no round trip."""
+
+    usage = None
+
+
+CURRENT = _Current()
+
+
+class SitePartition:
+    """A partition at a site, as the original's: `quota` (bytes; -1 unlimited),
+    `occupancy_fraction()`, `replicas` and the usage counters."""
+
+    __slots__ = ("site", "partition", "_usage")
+
+    def __init__(self, usage, site, partition):
+        self.site, self.partition, self._usage = site, partition, usage
+
+    @property
+    def quota(self) -> int:
+        return self._usage.quota(self.site.name, self.partition.name)
+
+    def occupancy_fraction(self, physical: bool = True) -> float:
+        return self._usage.occupancy_fraction(self.site.name, self.partition.name, physical)
+
+    def usage(self) -> dict:
+        """The counters of `site_usage` (PROTOCOL.md) for this site and partition."""
+        return self._usage.row_view(self.site.name, self.partition.name)
+
+    @property
+    def replicas(self) -> dict:
+        """{DatasetReplica: None when all its block replicas here are in the partition,
+        else the set of those that are}; only dataset replicas with one in it."""
+        test = self._usage._order[self.partition.name]
+        found = {}
+        for owner in self.site.dataset_replicas:
+            inside = [r for r in owner.block_replicas if test(r)]
+            if inside:
+                found[owner] = None if len(inside) == len(owner.block_replicas) else set(inside)
+        return found
+
+    def __repr__(self):
+        return f"SitePartition({self.site.name!r},{self.partition.name!r},{self.quota})"
+
+
+def site_partitions(site) -> dict:
+    """{name: SitePartition} of a site of the inventory."""
+    usage = CURRENT.usage
+    if usage is None:
+        return {}
+    return {name: SitePartition(usage, site, p) for name, p in usage.partitions.items()}

@@ -12,6 +12,7 @@ import orjson
 
 from ..store.tables import INVENTORY_KINDS
 from .changes import ChangeSet
+from .partitions import Record
 from .objects import (NO_MEMBERS, Block, BlockReplica, BlockSet, Dataset, DatasetReplica, File,
                       Group, Members, Site)
 
@@ -36,6 +37,7 @@ _ROWS = {
     File: lambda o: (o.id, o.block.id, o.lfn, o.size, o.adler32, o.crc32, o.md5),
     DatasetReplica: lambda o: (o.dataset.id, o.site.id, o.growing, _group_id(o.group)),
     BlockReplica: _block_replica_row,
+    Record: lambda o: o.row,   # a partition or a quota
 }
 
 

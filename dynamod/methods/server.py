@@ -36,6 +36,8 @@ def status(call: Call) -> dict:
             "socket": server.config.socket, "database": server.config.database,
             "connections": len(server.connections), "commits": server.service.writer.commits,
             "inventory": call.inventory.counts(), "file_cache": call.inventory.file_cache.stats(),
+            "partitions": {n: p.definition for n, p in call.inventory.usage.partitions.items()},
+            "quotas": len(call.inventory.usage.quotas),
             "applications": {"active": len(server.apps.records.active()),
                              "writer": server.apps.slot.describe()}}
 

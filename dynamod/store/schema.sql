@@ -1,4 +1,4 @@
--- The inventory store, schema version 1.
+-- The inventory store, schema version 4.
 -- Ids are assigned by the daemon (never reused: the next id per kind is kept in
 -- `next_ids`).  The null group is NULL.  Foreign keys are checked at commit, so
 -- a transaction may write its rows in any order but can never leave a dangling
@@ -135,4 +135,16 @@ CREATE TABLE change_log (          -- the change log's lines, until changes.log 
     time REAL NOT NULL,
     actor TEXT NOT NULL,
     lines TEXT NOT NULL            -- one change per line
+);
+-- Partitions: a condition over block replicas, or `[A, B]` for a superpartition.
+CREATE TABLE partitions (
+    name TEXT PRIMARY KEY,
+    definition TEXT NOT NULL
+);
+-- Quotas per (site name, partition name), in bytes; -1: unlimited.  None set: 0.
+CREATE TABLE quotas (
+    site TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    quota INTEGER NOT NULL,
+    PRIMARY KEY (site, partition)
 );

@@ -24,7 +24,7 @@ from .tables import BY_KIND, ID_KINDS, TABLES
 
 log = logging.getLogger("dynamod.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 JOURNAL_SIZE_LIMIT = 64 << 20
 
@@ -33,6 +33,9 @@ MIGRATIONS: list[str] = [
     "ALTER TABLE applications ADD COLUMN workarea TEXT",   # 1 -> 2: work areas recorded
     "CREATE TABLE change_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, "
     "actor TEXT NOT NULL, lines TEXT NOT NULL)",           # 2 -> 3: the change log's queue
+    "CREATE TABLE partitions (name TEXT PRIMARY KEY, definition TEXT NOT NULL); "
+    "CREATE TABLE quotas (site TEXT NOT NULL, partition TEXT NOT NULL, "
+    "quota INTEGER NOT NULL, PRIMARY KEY (site, partition))",  # 3 -> 4: partitions, quotas
 ]
 
 

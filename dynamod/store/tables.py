@@ -71,6 +71,10 @@ APPLICATION_TABLES = (
     # The change log's queue (changelog.py): committed with each change, deleted once
     # the file holds it.  `seq` is given by SQLite (AUTOINCREMENT: never reused).
     Table("changelog", "change_log", ("seq", "time", "actor", "lines"), ("seq",)),
+    # Partitions (a condition, or `[A, B]` for a superpartition) and quotas per
+    # (site name, partition name) in bytes, -1 for unlimited (inventory/partitions.py).
+    Table("partition", "partitions", ("name", "definition"), ("name",)),
+    Table("quota", "quotas", ("site", "partition", "quota"), ("site", "partition")),
 )
 
 TABLES = INVENTORY_TABLES + APPLICATION_TABLES

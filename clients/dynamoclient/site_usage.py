@@ -1,0 +1,80 @@
+"""`dynamo-site-usage`: used, projected and quota per (site, partition).
+
+    dynamo-site-usage [--site GLOB] [--partition GLOB] [--json] [--bytes]
+
+A table by default (sizes in powers of 1000: kB, MB, GB, TB, PB, as grid
+storage is sold), one JSON object per line with --json (the `site_usage`
+rows of PROTOCOL.md).
+"""
+
+import argparse
+import json
+import sys
+
+from .connection import Client, ConnectionFailed, RemoteError, add_arguments
+from .table import format_table
+
+UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+
+
+def human(n: int) -> str:
+    """165438 -> '165.4 kB' (powers of 1000)."""
+    value, unit = float(n), 0
+    while abs(value) >= 1000 and unit < len(UNITS) - 1:
+        value, unit = value / 1000, unit + 1
+    return f"{int(value)} B" if unit == 0 else f"{value:.1f} {UNITS[unit]}"
+
+
+def _percent(fraction) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.1f}%"
+
+
+def format_usage(rows: list, exact: bool = False) -> str:
+    size = str if exact else human
+    table = [("SITE", "PARTITION", "USED", "PROJECTED", "QUOTA", "OCCUPANCY", "PROJ.OCC.",
+              "REPLICAS", "INCOMPLETE")]
+    for r in rows:
+        quota = r["quota"]
+        table.append((r["site"], r["partition"], size(r["used"]), size(r["projected"]),
+                      quota if quota == "unlimited" else size(quota),
+                      _percent(r["occupancy"]) if quota not in (0, "unlimited")
+                      else ("no quota" if quota == 0 else "-"),
+                      _percent(r["projected_occupancy"]),
+                      str(r["complete_replicas"] + r["incomplete_replicas"]),
+                      str(r["incomplete_replicas"])))
+    return format_table(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynamo-site-usage",
+        description="Bytes used and projected, quota and occupancy per site and partition.")
+    parser.add_argument("-s", "--site", default="*", help="sites whose name matches this glob")
+    parser.add_argument("-p", "--partition", default="*",
+                        help="partitions whose name matches this glob")
+    parser.add_argument("--json", action="store_true", help="one JSON object per row")
+    parser.add_argument("--bytes", action="store_true", help="sizes in bytes, not human units")
+    add_arguments(parser)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        with Client.from_args(args) as client:
+            rows = client.call("site_usage", site=args.site, partition=args.partition)["usage"]
+    except (ConnectionFailed, RemoteError) as exc:
+        print(f"dynamo-site-usage: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    elif rows:
+        print(format_usage(rows, args.bytes))
+    else:
+        print("no partition at a matching site (define one: set_partition)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
