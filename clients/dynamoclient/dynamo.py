@@ -212,8 +212,8 @@ def _confirm_kill(app_id: int) -> bool:
     except OSError:
         return True
     with tty:
-        tty.write(f"\nKill application {app_id}? [y/N] ".encode())
-        try:
+        try:   # a Ctrl-C any time after the question is shown means yes
+            tty.write(f"\nKill application {app_id}? [y/N] ".encode())
             answer = tty.readline()
         except KeyboardInterrupt:
             tty.write(b"\n")
