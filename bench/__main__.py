@@ -18,6 +18,9 @@ Figures (names for --only):
              the WAL a running read-only application's snapshot keeps while injections
              go on, against the same injections with no application
   writeback  100k changes of a read/write application vs raw sqlite3 UPDATEs
+  usage      usage bookkeeping: the inject figure's injection into a daemon with three
+             partitions vs one with none (alternating rounds); site_usage latency for
+             every site and partition over the socket
 
 Every number printed comes from this run; nothing is estimated.  The only
 constant is the reference line for the original system (documented figure,
@@ -49,7 +52,11 @@ from .daemon import BenchDaemon, DaemonFailed
 from .generator import SCALES, Generator
 from .profile import Profile, describe
 
-NAMES = ("inject", "coldstart", "memory", "query", "apps", "writeback")
+NAMES = ("inject", "usage", "coldstart", "memory", "query", "apps", "writeback")
+# The partitions of the usage figure: one that holds everything, one on the group, one on
+# the site's storage type and a flag (README "Partitions and quotas").
+USAGE_PARTITIONS = {"All": "true", "Owned": "group != none",
+                    "Disk": 'storage_type == "disk" and not custodial'}
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
 
@@ -73,11 +80,13 @@ class Settings:
     seal_repeat: int = 20         # forks whose child times the seal
     wal_files: int = 50_000       # files injected with and without a held snapshot
     wal_files_per_doc: int = 1_000
+    usage_rounds: int = 2         # injections with and without partitions, each (ABBA order)
+    usage_calls: int = 1_000      # site_usage calls timed
 
 
 SETTINGS = {
     "small": Settings(None, 50_000, 0.3, 10, 3, 100_000, None, None, True, rounds=1,
-                      wal_files=2_000, wal_files_per_doc=100),
+                      wal_files=2_000, wal_files_per_doc=100, usage_rounds=1, usage_calls=200),
     "medium": Settings(None, 50_000, 1.5, 10, 5, 100_000, None, None, True),
     "cms": Settings(500_000, 50_000, 1.5, 10, 3, 100_000, 24_000, 21 << 30, False),
 }
@@ -209,6 +218,8 @@ class Bench:
         try:
             if "inject" in self.only:
                 self.inject()
+            if "usage" in self.only:
+                self.usage()
             if self.only & {"coldstart", "memory", "query", "apps", "writeback"}:
                 self.make_store()
                 if "memory" in self.only:
@@ -281,6 +292,95 @@ class Bench:
                  note=f"{len(docs['paths'])} documents given to one dynamo-inject (each its "
                       f"own transaction, pipelined), {files:,} files, {objects:,} rows, "
                       f"{seconds:.1f} s vs raw executemany {raw_seconds:.2f} s")
+
+    # ------------------------------------------------------------- usage
+    def usage(self):
+        """What the usage bookkeeping costs: the injection of the inject figure (the same
+        documents through the real dynamo-inject into a fresh daemon), with the three
+        partitions of USAGE_PARTITIONS defined (set_partition, before the injection)
+        against none, in alternating rounds (none, three, three, none, ...: a drift of
+        the shared machine falls on both sides), the best of each; then `site_usage` for
+        every site and partition, timed call by call over the socket of the daemon
+        holding the partitions."""
+        self.log("== usage")
+        docs = self.generate("--documents", self.path("usage-docs"), "--files-per-doc",
+                             self.settings.files_per_doc,
+                             *(["--max-files", self.settings.inject_files]
+                               if self.settings.inject_files else []))["documents"]
+        counts = docs["counts"]
+        rounds = self.settings.usage_rounds
+        order = [bool(i % 4 in (1, 2)) for i in range(2 * rounds)]   # F T T F F T ...
+        seconds = {False: [], True: []}
+        latency = None
+        for number, partitioned in enumerate(order):
+            name = f"usage-{number}"
+            daemon = BenchDaemon(self.root, self.path(name + ".db"), self.synchronous, name)
+            daemon.start()
+            try:
+                if partitioned:
+                    with daemon.client() as client:
+                        for partition, condition in USAGE_PARTITIONS.items():
+                            client.call("set_partition", name=partition, condition=condition)
+                label = "with three partitions" if partitioned else "with no partition"
+                with self.profiled(f"the injection {label}", daemon.pid):
+                    started = time.perf_counter()
+                    result = daemon.tool("inject", "--json", *docs["paths"])
+                    if result.returncode != 0:
+                        raise RuntimeError(f"dynamo-inject failed: {result.stderr[-2000:]}")
+                    seconds[partitioned].append(time.perf_counter() - started)
+                status = daemon.call("status")["inventory"]
+                if status["files"] != counts["file"]:
+                    raise RuntimeError(f"injected {status['files']} files, expected "
+                                       f"{counts['file']}")
+                if partitioned and latency is None:
+                    latency = self._site_usage_latency(daemon, counts)
+            finally:
+                daemon.stop()
+                for suffix in ("", "-wal", "-shm"):
+                    if os.path.exists(self.path(name + ".db" + suffix)):
+                        os.unlink(self.path(name + ".db" + suffix))
+        shutil.rmtree(self.path("usage-docs"))
+        files = counts["file"]
+        partitioned, plain = min(seconds[True]), min(seconds[False])
+        shown = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
+        self.add("usage", "injection with three partitions vs none (seconds)", partitioned,
+                 plain, "s", "ratio <= 1.05",
+                 note=f"{len(docs['paths'])} documents, {files:,} files "
+                      f"({counts['blockreplica']:,} block replicas) through one dynamo-inject "
+                      f"into a fresh daemon, as the inject figure; partitions "
+                      + "; ".join(f"{n}: {c}" for n, c in USAGE_PARTITIONS.items())
+                      + f" (set before the injection); best of {rounds}, rounds in the order "
+                        f"{''.join('P' if p else 'N' for p in order)} (N: none, P: "
+                        f"partitions): none {shown(seconds[False])} s, partitions "
+                        f"{shown(seconds[True])} s; {files / partitioned:,.0f} vs "
+                        f"{files / plain:,.0f} files/s")
+        self.add("usage", f"site_usage, every site and partition: p50 latency",
+                 latency["p50"] * 1e6, None, "us", "ours <= 1000",
+                 note=f"{latency['calls']:,} calls of site_usage (no parameters: every "
+                      f"site and partition, {latency['rows']:,} rows) over one connection "
+                      f"(dynamoclient.connection.Client), each timed; p90 "
+                      f"{latency['p90'] * 1e6:,.0f} us, p99 {latency['p99'] * 1e6:,.0f} us, "
+                      f"min {latency['min'] * 1e6:,.0f} us; the rows' replicas add up to "
+                      f"the block replicas ({latency['replicas']:,} in partition All)")
+
+    def _site_usage_latency(self, daemon, counts) -> dict:
+        calls = self.settings.usage_calls
+        times = []
+        with daemon.client() as client:
+            rows = client.call("site_usage")["usage"]
+            for _ in range(calls):
+                started = time.perf_counter()
+                client.call("site_usage")
+                times.append(time.perf_counter() - started)
+        replicas = sum(r["complete_replicas"] + r["incomplete_replicas"]
+                       for r in rows if r["partition"] == "All")
+        if replicas != counts["blockreplica"]:
+            raise RuntimeError(f"site_usage counts {replicas} block replicas in All, "
+                               f"expected {counts['blockreplica']}")
+        times.sort()
+        return {"calls": calls, "rows": len(rows), "replicas": replicas,
+                "p50": statistics.median(times), "p90": times[int(calls * 0.9)],
+                "p99": times[min(calls - 1, int(calls * 0.99))], "min": times[0]}
 
     # ------------------------------------------------------------- store
     def make_store(self):

@@ -268,6 +268,31 @@ def _apply_in(changes, step):
         getattr(injection, what[0])(changes, what[1])
 
 
+def test_memo_follows_storage_types_flags_and_definitions():
+    """The memo of partitions by what conditions read: warm, then a site's storage type,
+    a replica's flag and a definition change (and are undone) under it."""
+    inventory = Inventory()
+    _base(inventory)
+    usage = inventory.usage
+    for replica in (r for d in inventory.datasets.values() for b in d.blocks
+                    for r in b.replicas):
+        usage.contribution(replica)   # warm
+    assert usage._memo
+    steps = [("flip", {"site": [{"name": "S1", "storage_type": "mss"}]}),
+             ("flip", {"datasetreplica": [{"dataset": "/A/B/RAW", "site": "S1",
+                                           "blockreplicas": [{"block": "b1",
+                                                              "is_custodial": True}]}]}),
+             ("partition", ("Disk", 'storage_type == "mss" or complete'))]
+    done = []
+    for step in steps:
+        done.append(_apply(inventory, step))
+        assert done[-1] is not None
+        assert usage.table == usage.full_count(inventory)
+    for changes in reversed(done):
+        changes.rollback()
+        assert usage.table == usage.full_count(inventory)
+
+
 def test_quota_rules_and_occupancy():
     inventory = Inventory()
     parts.load(inventory, [("A", "true"), ("B", "complete"), ("AB", "[A, B]")], [])

@@ -178,8 +178,13 @@ class ChangeSet:
         changed = {}  # name -> (old, new): the undo's and the change log's
         checked_values = [(n, fields[n].check(v)) for n, v in values.items()]
         usage = self.inventory.usage
-        tracked = parts.affected(obj, values) if usage.active else ()
-        before = [usage.contribution(r) for r in tracked]
+        # `usage.active` and the kinds `affected` may name, read inline: this runs for
+        # every object a request touches
+        if usage._order and obj.kind in parts.COUNTED_KINDS:
+            tracked = parts.affected(obj, values)
+            before = [usage.contribution(r) for r in tracked]
+        else:
+            tracked = ()
         for name, value in checked_values:
             current = getattr(obj, name)
             if current is not value and current != value:
@@ -212,13 +217,11 @@ class ChangeSet:
     def _count(self, replica, sign: int):
         """A replica enters (1) or leaves (-1) the usage, undoably."""
         usage = self.inventory.usage
-        if not usage.active:
+        if not usage._order:   # no partition (`usage.active`)
             return
-        contribution = usage.contribution(replica)
-        if contribution is None:
-            return
-        usage.add(contribution, sign)
-        self._undo.append(lambda: usage.add(contribution, -sign))
+        contribution = usage.count(replica, sign)
+        if contribution is not None:
+            self._undo.append(partial(usage.add, contribution, -sign))
 
     def _new_id(self, kind) -> int:
         ids = self.inventory.next_ids
@@ -507,10 +510,15 @@ class ChangeSet:
         size = fields.pop("size", None)
         file_ids = () if files is KEEP or files is None else self._file_ids(block, files)
         replica = block.find_replica(owner.site)
-        if replica is None:
+        if replica is None and (files is KEEP or files is None):
+            # complete from the start (its size is the block's): counted in the usage once,
+            # not counted empty and then moved
+            replica = self._new_block_replica(owner, block, fields.pop("group", owner.group),
+                                              files=None, size=block.size, **fields)
+            files = KEEP
+        elif replica is None:
             replica = self._new_block_replica(owner, block, fields.pop("group", owner.group),
                                               files=(), **fields)
-            files = None if files is KEEP else files
         else:
             self._set(replica, fields)
             if adding and replica.file_ids is None:

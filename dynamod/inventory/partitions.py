@@ -23,12 +23,17 @@ complete replicas, and replicas, bytes held (physical) and block bytes
 before and after each change of a block replica (or of what a condition
 reads), and `move`s the difference: O(partitions) per changed replica, never a
 walk of the inventory, except when a definition changes (`recount`, once).
-No state is kept per block replica: the counters live in `Usage.table`.
+No state is kept per block replica: the counters live in `Usage.table`.  The
+partitions of a replica are memoized by what the conditions can read of it (its
+site, group and dataset objects, storage type, completeness, custodial flag:
+`Usage._prepare`), so a condition is evaluated once per such combination, not per
+replica; `full_count` (the tests' check) evaluates every condition on every replica.
 """
 
 import re
 import sys
 from fnmatch import translate
+from operator import attrgetter
 
 from ..errors import Conflict, InvalidValue, NotFound
 
@@ -38,6 +43,8 @@ MAX_CONDITION = 4096
 MAX_NAME = 128
 NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 UNLIMITED = -1   # a quota: no limit (the original's negative quota)
+# Entries of `Usage`'s memo of partition names (cleared when full: a bound, not an LRU).
+MEMO_LIMIT = 1 << 15
 # One counter row: complete replicas, their bytes; incomplete replicas, the bytes they
 # hold, the bytes of their blocks.
 N_COMPLETE, COMPLETE_BYTES, N_INCOMPLETE, INCOMPLETE_BYTES, PROJECTED_BYTES = range(5)
@@ -204,6 +211,16 @@ def compile_tree(tree):
     return lambda r: (v := read(r)) is None or match(v) is None
 
 
+def reads(tree) -> frozenset:
+    """The fields and flags a parsed condition reads ("group", "complete", ...)."""
+    how = tree[0]
+    if how in ("or", "and"):
+        return reads(tree[1]) | reads(tree[2])
+    if how == "not":
+        return reads(tree[1])
+    return frozenset((tree[1],))
+
+
 def evaluate(tree, replica) -> bool:
     """The tree evaluated directly (the tests' reference for `compile_tree`)."""
     how = tree[0]
@@ -230,7 +247,7 @@ def evaluate(tree, replica) -> bool:
 class Partition:
     """A partition: `condition` text, or `subpartitions` (names) for a superpartition."""
 
-    __slots__ = ("name", "condition", "subpartitions", "_test", "origin")
+    __slots__ = ("name", "condition", "subpartitions", "_test", "origin", "reads")
     kind = "partition"
 
     def __init__(self, name: str, condition: str | None = None, subpartitions=None,
@@ -239,7 +256,9 @@ class Partition:
         self.condition = condition
         self.subpartitions = tuple(subpartitions) if subpartitions is not None else None
         self.origin = origin   # "store" (set_partition) or "config"
-        self._test = None if condition is None else compile_tree(parse(condition))
+        tree = None if condition is None else parse(condition)
+        self._test = None if tree is None else compile_tree(tree)
+        self.reads = frozenset() if tree is None else reads(tree)  # what the memo keys on
 
     @property
     def definition(self) -> str:
@@ -303,6 +322,12 @@ class Usage:
         self.table = {}        # (site name, partition name) -> [5 counters]
         self._order = {}       # name -> test of every partition, subpartitions resolved
         self.recounts = 0      # how many full recounts ran (the tests read it)
+        # The memo: the table keys of a replica's partitions, by what the conditions can
+        # read of it (see `_prepare`); valid for the `_order` it was made for.
+        self._memo = {}
+        self._memo_order = None
+        self._fast_key = self._safe_key = None
+        self._key_complete = False
 
     @property
     def active(self) -> bool:
@@ -339,55 +364,124 @@ class Usage:
         tests = [self._test(partitions[n], partitions) for n in partition.subpartitions]
         return lambda r: any(t(r) for t in tests)
 
-    def recount(self, inventory):
-        """The usage from scratch: a walk of every block replica."""
+    def recount(self, inventory, memo: bool = True):
+        """The usage from scratch: a walk of every block replica (`memo=False`: every
+        condition evaluated on every replica, the memo neither read nor filled)."""
         self.recounts += 1
         self.table = {}
         if not self._order:
             return
+        contribution = self.contribution if memo else self._uncached
         for dataset in inventory.datasets.values():
             for block in dataset.blocks:
                 for replica in block.replicas:
-                    self.add(self.contribution(replica))
+                    self.add(contribution(replica))
 
     def full_count(self, inventory) -> dict:
-        """A recount into a new table, leaving the kept one alone (for checks)."""
+        """A recount into a new table, leaving the kept one alone (for checks): without
+        the memo, so that it checks the memo too."""
         kept, recounts = self.table, self.recounts
         try:
-            self.recount(inventory)
+            self.recount(inventory, memo=False)
             return self.table
         finally:
             self.table, self.recounts = kept, recounts
 
     # ----------------------------------------------------- counters
-    def contribution(self, replica):
-        """What the replica adds: (site name, partition names, complete, physical,
-        projected), or None when it is in no partition."""
-        names = tuple(name for name, test in self._order.items() if test(replica))
-        if not names:
+    def _keys(self, replica) -> tuple:
+        """The table keys (site name, partition name) of the replica's partitions."""
+        site = replica.site.name
+        return tuple([(site, name) for name, test in self._order.items() if test(replica)])
+
+    def _uncached(self, replica):
+        keys = self._keys(replica)
+        if not keys:
             return None
-        return (replica.site.name, names, replica.file_ids is None, replica.size,
-                replica.block.size)
+        return keys, replica.file_ids is None, replica.size, replica.block.size
+
+    def _prepare(self):
+        """A new memo for the current definitions.  What a condition can read of a block
+        replica is its site (name, storage_type), its group (whose name is frozen), its
+        dataset (name frozen), whether it is complete and whether it is custodial: the
+        memo's key is the objects and values among these that some condition reads, so
+        that equal keys mean equal partitions.  The mutable values (storage_type,
+        custodial, complete) are in the key themselves, so no change needs to clear
+        it; a new definition (or its undo) replaces `_order`, and with it the memo."""
+        read = set()
+        for partition in self.partitions.values():
+            read |= partition.reads
+        fast, safe = ["site"], ["site"]   # the slot, where it is always set; the field
+        if "group" in read:
+            fast.append("_group")
+            safe.append("group")
+        if "dataset" in read:
+            fast.append("block.dataset")
+            safe.append("block.dataset")
+        if "storage_type" in read:
+            fast.append("site.storage_type")   # a site may have it unset (the default)
+            safe.append("site.storage_type")
+        if "custodial" in read:
+            fast.append("is_custodial")        # unset unless given (the default)
+            safe.append("is_custodial")
+        self._fast_key, self._safe_key = attrgetter(*fast), attrgetter(*safe)
+        self._key_complete = "complete" in read
+        self._memo = {}
+        self._memo_order = self._order
+
+    def contribution(self, replica):
+        """What the replica adds: (table keys of its partitions, complete, physical,
+        projected), or None when it is in no partition.  The partitions come from the
+        memo when a replica with the same key (see `_prepare`) was seen."""
+        if self._memo_order is not self._order:
+            self._prepare()
+        try:   # the slots, without the fields' Python-level __get__
+            key = self._fast_key(replica)
+            complete = replica._file_ids is None
+        except AttributeError:   # a slot never set: the field's default
+            key = self._safe_key(replica)
+            complete = replica.file_ids is None
+        if self._key_complete:
+            key = (key, complete)
+        memo = self._memo
+        keys = memo.get(key)
+        if keys is None:
+            keys = self._keys(replica)
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            memo[key] = keys
+        if not keys:
+            return None
+        try:
+            return keys, complete, replica._size, replica.block._size
+        except AttributeError:
+            return keys, complete, replica.size, replica.block.size
 
     def add(self, contribution, sign=1):
         if contribution is None:
             return
-        site, names, complete, physical, projected = contribution
+        keys, complete, physical, projected = contribution
         table = self.table
-        for name in names:
-            key = (site, name)
+        # The row's indexes as literals (N_COMPLETE ... PROJECTED_BYTES): no global look-ups.
+        for key in keys:
             row = table.get(key)
             if row is None:
                 row = table[key] = [0, 0, 0, 0, 0]
             if complete:
-                row[N_COMPLETE] += sign
-                row[COMPLETE_BYTES] += sign * physical
+                row[0] += sign
+                row[1] += sign * physical
             else:
-                row[N_INCOMPLETE] += sign
-                row[INCOMPLETE_BYTES] += sign * physical
-                row[PROJECTED_BYTES] += sign * projected
-            if row[N_COMPLETE] == 0 and row[N_INCOMPLETE] == 0:
+                row[2] += sign
+                row[3] += sign * physical
+                row[4] += sign * projected
+            if not row[0] and not row[2]:
                 del table[key]
+
+    def count(self, replica, sign=1):
+        """`add` the replica's contribution (1: it enters, -1: it leaves); returns it."""
+        contribution = self.contribution(replica)
+        if contribution is not None:
+            self.add(contribution, sign)
+        return contribution
 
     def sub(self, contribution):
         self.add(contribution, -1)
@@ -455,11 +549,15 @@ def check_quota(value) -> int:
     return value
 
 
+_COUNTED = frozenset(("group", "is_custodial", "size", "file_ids"))  # what usage reads
+COUNTED_KINDS = frozenset(("blockreplica", "block", "site"))   # those `affected` can name
+
+
 def affected(obj, values: dict) -> tuple:
     """The block replicas whose contribution a change of `values` on `obj` may change."""
     kind = obj.kind
     if kind == "blockreplica":
-        return (obj,) if values.keys() & {"group", "is_custodial", "size", "file_ids"} else ()
+        return () if _COUNTED.isdisjoint(values) else (obj,)
     if kind == "block":
         return tuple(obj.replicas) if "size" in values else ()
     if kind == "site":
