@@ -28,6 +28,7 @@ from .changelog import ChangeLog
 from .config import Config, ConfigError
 from .connection import Connection, refusals
 from .errors import Busy, DynamoError
+from .inventory import partitions
 from .service import InventoryService
 from .store import check
 
@@ -213,10 +214,32 @@ class Server:
             if name in ("max_line_bytes", "max_unidentified_line_bytes"):
                 for connection in self.connections:
                     connection.update_line_limit()
+        if fresh.partitions != self.config.partitions:
+            asyncio.get_running_loop().create_task(self._reload_partitions(fresh.partitions))
         for name in ("state_dir", "socket", "database", "synchronous", "work_dir", "change_log",
-                     "cgroup", "partitions"):
+                     "cgroup"):
             if getattr(self.config, name) != getattr(fresh, name):
                 log.warning("reload: %s changes only at restart", name)
+
+    async def _reload_partitions(self, configured: dict):
+        """The configuration's partitions, taken when no change is pending (their undo
+        would count with the old definitions); the usage is recounted once."""
+        def redefine():
+            usage = self.service.inventory.usage
+            kept = {n: p for n, p in usage.partitions.items() if p.origin != "config"}
+            try:
+                for name, definition in configured.items():
+                    kept[name] = partitions.from_definition(partitions.check_name(name),
+                                                            definition, origin="config")
+                usage.define(kept)
+            except DynamoError as exc:
+                log.error("reload: partitions refused, nothing changed: %s", exc.message)
+                return
+            usage.recount(self.service.inventory)
+            self.config.partitions = configured
+            log.warning("reload: configured partitions now %s",
+                        ", ".join(configured) or "none")
+        await self.apps.at_committed_state(redefine)
 
     async def serve_until_stopped(self):
         await self._stopping.wait()

@@ -1,6 +1,7 @@
 """Partitions, quotas and usage through a real dynamod and the real clients."""
 
 import json
+import signal
 import sys
 import time
 
@@ -138,6 +139,14 @@ def test_configured_partitions(tmp_path):
             instance.call("set_partition", name="T3", condition="true")
         with pytest.raises(RemoteError, match="configuration file"):
             instance.call("delete_partition", name="T3")
+        # SIGHUP: the configured partitions change live, the usage recounted once
+        config.write_text('[partitions]\nAll = "true"\n')
+        instance.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while [p["name"] for p in instance.call("list_partitions")["partitions"]] != ["All"]:
+            assert time.monotonic() < deadline, instance.log()
+            time.sleep(0.05)
+        assert "reload: configured partitions now All" in instance.log()
     finally:
         instance.stop()
     config.write_text("[partitions]\nBad = 'group == '\n")

@@ -253,9 +253,15 @@ class ApplicationManager:
 
     async def _fork_at_committed_state(self, app, stdio, updates_w, files_there, cgroup):
         """Fork where memory equals the committed store, with a read transaction opened
-        at that same state.  Changes apply synchronously under the gate and are then
-        committed by the writer: once the writer is idle, nothing applied is uncommitted,
-        and nothing can apply before the fork (no await in between)."""
+        at that same state."""
+        return await self.at_committed_state(
+            lambda: self._fork(app, stdio, updates_w, files_there, cgroup))
+
+    async def at_committed_state(self, action):
+        """`action()` (synchronous) at a moment when memory equals the committed store.
+        Changes apply synchronously under the gate and are then committed by the
+        writer: once the writer is idle, nothing applied is uncommitted (no undo is
+        pending), and nothing can apply before `action` runs (no await in between)."""
         writer = self.service.writer
         while not writer.idle:
             if self.slot.holder is not None:
@@ -264,8 +270,8 @@ class ApplicationManager:
             async with self.service.gate:   # hold injections back while the writer drains
                 while not writer.idle:
                     await writer.flush()
-                return self._fork(app, stdio, updates_w, files_there, cgroup)
-        return self._fork(app, stdio, updates_w, files_there, cgroup)
+                return action()
+        return action()
 
     def _fork(self, app, stdio, updates_w, files_there, cgroup):
         snapshot = StoreReader(self.service.store.path)
