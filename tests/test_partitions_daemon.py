@@ -94,7 +94,13 @@ def test_partitions_quotas_usage_and_restart(daemon):
 def test_site_usage_client(daemon):
     seeded_with_partial(daemon)
     daemon.call("set_partition", name="Ops", condition='group == "AnalysisOps"')
-    daemon.call("set_quota", site=T3, partition="Ops", quota=1_000_000)
+    set_quota = daemon.client_command("site_usage", "--set-quota", T3, "Ops", "1MB")
+    assert set_quota.stdout == f"quota of Ops at {T3}: 1.0 MB\n"
+    assert daemon.call("site_usage", site=T3)["usage"][0]["quota"] == 1_000_000
+    refused = daemon.client_command("site_usage", "--set-quota", T3, "Ops", "lots", check=False)
+    assert refused.returncode == 2 and "not a size: 'lots'" in refused.stderr
+    assert daemon.client_command("site_usage", "--partitions").stdout == \
+        'Ops: group == "AnalysisOps" (store)\n'
     table = daemon.client_command("site_usage").stdout
     lines = table.splitlines()
     assert lines[0].split()[:5] == ["SITE", "PARTITION", "USED", "PROJECTED", "QUOTA"]

@@ -1,6 +1,8 @@
 """`dynamo-site-usage`: used, projected and quota per (site, partition).
 
     dynamo-site-usage [--site GLOB] [--partition GLOB] [--json] [--bytes]
+    dynamo-site-usage --set-quota SITE PARTITION SIZE    (SIZE: 500TB, 12000000, unlimited)
+    dynamo-site-usage --partitions                       (the partitions and their conditions)
 
 A table by default (sizes in powers of 1000: kB, MB, GB, TB, PB, as grid
 storage is sold), one JSON object per line with --json (the `site_usage`
@@ -23,6 +25,26 @@ def human(n: int) -> str:
     while abs(value) >= 1000 and unit < len(UNITS) - 1:
         value, unit = value / 1000, unit + 1
     return f"{int(value)} B" if unit == 0 else f"{value:.1f} {UNITS[unit]}"
+
+
+def parse_size(text: str) -> int | str:
+    """'500TB', '1.5 PB', '12000' (bytes) or 'unlimited' -> what set_quota takes."""
+    cleaned = text.strip().replace(" ", "")
+    if cleaned.lower() == "unlimited":
+        return "unlimited"
+    for power, unit in reversed(list(enumerate(UNITS))):
+        if power and cleaned.upper().endswith(unit.upper()):
+            number, factor = cleaned[:-len(unit)], 1000 ** power
+            break
+    else:
+        number, factor = cleaned.removesuffix("B").removesuffix("b"), 1
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (say 500TB, 12000000 or unlimited)") from None
+    if value < 0:
+        raise ValueError(f"a quota is not negative: {text!r}")
+    return int(value * factor)
 
 
 def _percent(fraction) -> str:
@@ -54,14 +76,35 @@ def build_parser() -> argparse.ArgumentParser:
                         help="partitions whose name matches this glob")
     parser.add_argument("--json", action="store_true", help="one JSON object per row")
     parser.add_argument("--bytes", action="store_true", help="sizes in bytes, not human units")
+    parser.add_argument("--set-quota", nargs=3, metavar=("SITE", "PARTITION", "SIZE"),
+                        help="set the quota of PARTITION at SITE (admin or operator on "
+                             "inventory): 500TB, 12000000 (bytes), 0 (none) or unlimited")
+    parser.add_argument("--partitions", action="store_true",
+                        help="list the partitions and their conditions")
     add_arguments(parser)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        quota = parse_size(args.set_quota[2]) if args.set_quota else None
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         with Client.from_args(args) as client:
+            if args.set_quota:
+                site, partition, _ = args.set_quota
+                done = client.call("set_quota", site=site, partition=partition, quota=quota)
+                print(f"quota of {partition} at {site}: " + (
+                    done["quota"] if done["quota"] == "unlimited" else human(done["quota"])))
+                return 0
+            if args.partitions:
+                for p in client.call("list_partitions")["partitions"]:
+                    shown = p.get("condition") or "[" + ", ".join(p["subpartitions"]) + "]"
+                    print(f"{p['name']}: {shown} ({p['origin']})")
+                return 0
             rows = client.call("site_usage", site=args.site, partition=args.partition)["usage"]
     except (ConnectionFailed, RemoteError) as exc:
         print(f"dynamo-site-usage: {exc}", file=sys.stderr)
