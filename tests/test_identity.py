@@ -633,6 +633,7 @@ def test_a_script_is_authorized_only_for_a_user_that_exists(daemon, tmp_path):
     assert refused.returncode == 1
     assert "unknown user 'nosuchuser'" in refused.stderr and "[not_found]" in refused.stderr
     assert daemon.call("list_script_authorizations") == {"authorizations": []}
+    assert "refused authorize_script for title 't': unknown user 'nosuchuser'" in daemon.log()
 
     user_auth(daemon, "--user", "jane")
     for user in ("jane", "root"):  # a registered user; the superuser, who has no record

@@ -146,6 +146,7 @@ async def authorize_script(call: Call, title: str, checksum: str, user: str | No
     if not _SHA256.fullmatch(checksum):
         raise InvalidParams("checksum must be 64 lower-case hexadecimal digits", field="checksum")
     if user and not call.server.authenticator.is_known(user):
+        log.warning("refused authorize_script for title %r: unknown user %r", title, user)
         raise NotFound(f"unknown user {user!r}: no Dynamo user has this name "
                        f"(dynamo-user-auth --list shows them)", field="user")
     replaced, committed = _manager(call).authorizations.authorize(title, user or "", checksum)
