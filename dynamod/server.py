@@ -226,12 +226,8 @@ class Server:
         would count with the old definitions); the usage is recounted once."""
         def redefine():
             usage = self.service.inventory.usage
-            kept = {n: p for n, p in usage.partitions.items() if p.origin != "config"}
             try:
-                for name, definition in configured.items():
-                    kept[name] = partitions.from_definition(partitions.check_name(name),
-                                                            definition, origin="config")
-                usage.define(kept)
+                usage.define(partitions.with_configured(usage.partitions, configured))
             except DynamoError as exc:
                 log.error("reload: partitions refused, nothing changed: %s", exc.message)
                 return

@@ -571,14 +571,19 @@ def load(inventory, partition_rows, quota_rows, configured: dict | None = None):
     """At start-up: the stored partitions, then those of the configuration (which win
     over a stored one of the same name), the quotas, and one count of the usage."""
     usage = inventory.usage
-    partitions = {}
-    for name, definition in partition_rows:
-        partitions[name] = from_definition(name, definition)
-    for name, definition in (configured or {}).items():
-        partitions[name] = from_definition(check_name(name), definition, origin="config")
-    usage.define(partitions)
+    stored = {name: from_definition(name, definition) for name, definition in partition_rows}
+    usage.define(with_configured(stored, configured or {}))
     usage.quotas = {(site, partition): quota for site, partition, quota in quota_rows}
     usage.recount(inventory)
+
+
+def with_configured(partitions: dict, configured: dict) -> dict:
+    """The partitions not from the configuration, then the configuration's `configured`
+    ({name: definition}), which win over one of the same name."""
+    merged = {n: p for n, p in partitions.items() if p.origin != "config"}
+    for name, definition in configured.items():
+        merged[name] = from_definition(check_name(name), definition, origin="config")
+    return merged
 
 
 # ------------------------------------------------------- in applications
