@@ -5,6 +5,12 @@ given twice, whatever crash follows) and at each change of status.  Records
 end after `retention` seconds; a user sees their own records, an
 administrator everyone's.  Nothing of a record but the application's own
 reaches a child (see `forget_others`).
+
+What was submitted to the store is a RowTable, changed through the one undo
+log: a record whose first commit fails is forgotten (its submitter is told,
+and it never runs), and expired records whose deletion fails come back.  A
+later status change that fails to commit keeps the live record as it is (the
+process's state is real); the next one writes the whole row again.
 """
 
 import asyncio
@@ -16,6 +22,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from ..errors import NotFound
+from ..tables import RowTable, Undo
 
 log = logging.getLogger("dynamod.apps")
 
@@ -95,18 +102,24 @@ class Records:
         self.writer = writer
         self.config = config   # its retention changes live
         self.apps: dict[int, Application] = {}
+        self.table = RowTable("application", self._changed)   # (id,) -> row submitted
         self.next_id = 1
+
+    def _changed(self, key, old, new):
+        """The live records follow the table's: a row gone takes its record, a row back
+        (an undone deletion) brings one."""
+        if new is None:
+            self.apps.pop(key[0], None)
+        elif key[0] not in self.apps:
+            self.apps[key[0]] = Application.from_row(new)
 
     def load(self, rows, next_id: int):
         """Take the records from the store; those that were active died with the daemon."""
-        interrupted = []
-        for row in rows:
-            app = Application.from_row(row)
-            if app.active:
-                app.status, app.message = "killed", "the daemon stopped while it was active"
-                app.ended = app.ended or time.time()
-                interrupted.append(app)
-            self.apps[app.id] = app
+        self.table.load(rows, lambda row: (row[0],))
+        interrupted = [app for app in self.apps.values() if app.active]
+        for app in interrupted:
+            app.status, app.message = "killed", "the daemon stopped while it was active"
+            app.ended = app.ended or time.time()
         self.next_id = next_id
         for app in interrupted:
             self.persist(app)
@@ -123,8 +136,12 @@ class Records:
 
     def persist(self, app: Application) -> asyncio.Future:
         """Commit the record as it is now (with the next id, so no id is reused)."""
-        return self.writer.submit({("application", (app.id,)): app.row()},
-                                  {"application": self.next_id}, lambda: None)
+        return self._commit({(app.id,): app.row()}, {"application": self.next_id})
+
+    def _commit(self, rows: dict, next_ids: dict) -> asyncio.Future:
+        ops = {("application", key): row for key, row in rows.items()}
+        undo = Undo().apply({"application": self.table}, ops)
+        return self.writer.submit(ops, next_ids, undo.rollback)
 
     def get(self, app_id: int) -> Application:
         try:
@@ -143,16 +160,16 @@ class Records:
                if not a.active and a.ended and a.ended < limit}
         if not old:
             return None
-        for app_id in old:
-            del self.apps[app_id]
         log.info("deleted %d application record(s) older than %g days", len(old),
                  self.config.app_retention_days)
-        return self.writer.submit({("application", (i,)): None for i in old}, {},
-                                  lambda: self.apps.update(old))
+        return self._commit(dict.fromkeys((i,) for i in old), {})
 
     def forget_others(self, keep: int):
         """In a child: drop every record but its own (their arguments may hold secrets)."""
-        mine = self.apps.get(keep)
+        mine, row = self.apps.get(keep), self.table.get((keep,))
         self.apps.clear()
+        self.table.clear()
         if mine is not None:
             self.apps[keep] = mine
+        if row is not None:
+            self.table.apply((keep,), row)

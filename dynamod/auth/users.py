@@ -9,8 +9,11 @@ authorization looks the grants up for every request.
 import logging
 import re
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..errors import Conflict, InvalidParams, NotFound
+from ..store.tables import BY_KIND
+from ..tables import RowTable, Undo
 from .x509 import normalize_dn
 
 log = logging.getLogger("dynamod.auth")
@@ -40,36 +43,67 @@ def _check_name(value: str, what: str) -> str:
 
 
 class UserRegistry:
+    """Users, DNs, accounts, roles and grants: one RowTable per stored table, with the
+    lookups authorization needs kept from them.  A change is computed as row operations
+    first (`set_user`, `create_role`, `grant`, `revoke` check and return them), then
+    applied by `apply`, which returns their undo."""
+
     def __init__(self):
         self.users: dict[str, User] = {}
         self.by_dn: dict[str, User] = {}
         self.by_account: dict[str, User] = {}
-        self.roles: set[str] = set(BUILTIN_ROLES)
-        self.grants: set[tuple] = set()    # (user, role, target)
+        self.tables = {
+            "user": RowTable("user", self._user_changed),
+            "user_dn": RowTable("user_dn", partial(self._link_changed, "dns", self.by_dn)),
+            "user_account": RowTable("user_account",
+                                     partial(self._link_changed, "accounts", self.by_account)),
+            "role": RowTable("role"),
+            "grant": RowTable("grant"),
+        }
+        self.grants = self.tables["grant"]   # (user, role, target) -> the same tuple
 
     def load(self, tables: dict):
-        for name, email in tables["user"]:
-            self.users[name] = User(name, email)
-        for dn, name in tables["user_dn"]:
-            self.users[name].dns.add(dn)
-            self.by_dn[dn] = self.users[name]
-        for account, name in tables["user_account"]:
-            self.users[name].accounts.add(account)
-            self.by_account[account] = self.users[name]
-        self.roles.update(name for (name,) in tables["role"])
-        self.grants.update(tables["grant"])
+        for kind, table in self.tables.items():
+            width = len(BY_KIND[kind].key)
+            table.load(tables[kind], lambda row: tuple(row[:width]))
+
+    def apply(self, ops: dict) -> Undo:
+        """Apply row operations (what the methods below return); the undo puts them back."""
+        return Undo().apply(self.tables, ops)
+
+    def _user_changed(self, key, old, new):
+        if new is None:
+            del self.users[key[0]]
+        elif old is None:
+            self.users[key[0]] = User(*new)
+        else:
+            self.users[key[0]].email = new[1]
+
+    def _link_changed(self, attribute: str, index: dict, key, old, new):
+        """A DN or an account gained (`new`) or lost (`old`) by a user."""
+        if old is not None:
+            getattr(self.users[old[1]], attribute).discard(old[0])
+            del index[old[0]]
+        if new is not None:
+            user = self.users[new[1]]
+            getattr(user, attribute).add(new[0])
+            index[new[0]] = user
 
     def forget(self):
         """In an application's child: no user, account, DN or grant stays reachable."""
-        for table in (self.users, self.by_dn, self.by_account, self.grants):
+        for table in (*self.tables.values(), self.users, self.by_dn, self.by_account):
             table.clear()
 
     # -------------------------------------------------------------- lookups
+    @property
+    def roles(self) -> set:
+        return {*BUILTIN_ROLES, *(name for (name,) in self.tables["role"].keys())}
+
     def has_role(self, user: str, roles, target: str) -> bool:
         return any((user, role, t) in self.grants for role in roles for t in (target, "all"))
 
     def roles_of(self, user: str) -> list:
-        return sorted([r, t] for u, r, t in self.grants if u == user)
+        return sorted([r, t] for u, r, t in self.grants.keys() if u == user)
 
     def user(self, name) -> User:
         try:
@@ -78,29 +112,21 @@ class UserRegistry:
             raise NotFound(f"unknown user {name!r}", field="user") from None
 
     # ------------------------------------------------------------- changes
-    # Each returns the rows to persist: {(kind, key): row or None}.
+    # Each checks and returns the row operations: {(kind, key): row or None}.
     def set_user(self, name, email=None, dns=(), accounts=()) -> tuple[bool, dict]:
         """Add a user or add to one: e-mail replaced, DNs and accounts added."""
         _check_name(name, "user")
         dns = [self._free_dn(normalize_dn_checked(dn), name) for dn in dns]
         accounts = [self._free_account(_check_name(a, "account"), name) for a in accounts]
         created = name not in self.users
-        user = self.users.setdefault(name, User(name))
-        if email is not None:
-            user.email = email
-        rows = {("user", (name,)): (name, user.email)}
-        for dn in dns:
-            user.dns.add(dn)
-            self.by_dn[dn] = user
-            rows[("user_dn", (dn,))] = (dn, name)
-        for account in accounts:
-            user.accounts.add(account)
-            self.by_account[account] = user
-            rows[("user_account", (account,))] = (account, name)
-        log.info("user %s %s: email %r, dns %s, accounts %s", name,
-                 "added" if created else "updated", user.email, sorted(user.dns),
-                 sorted(user.accounts))
-        return created, rows
+        if email is None:
+            email = "" if created else self.users[name].email
+        ops = {("user", (name,)): (name, email)}
+        ops.update({("user_dn", (dn,)): (dn, name) for dn in dns})
+        ops.update({("user_account", (account,)): (account, name) for account in accounts})
+        log.info("user %s %s: email %r, dns +%s, accounts +%s", name,
+                 "added" if created else "updated", email, sorted(dns), sorted(accounts))
+        return created, ops
 
     def _free_dn(self, dn, name):
         owner = self.by_dn.get(dn)
@@ -117,7 +143,6 @@ class UserRegistry:
 
     def create_role(self, role) -> dict:
         _check_name(role, "role")
-        self.roles.add(role)
         log.info("role %s created", role)
         return {("role", (role,)): (role,)}
 
@@ -129,25 +154,23 @@ class UserRegistry:
             raise InvalidParams(f"target must be one of {', '.join(TARGETS)}, not {target!r}",
                                 field="target")
         new = (name, role, target) not in self.grants
-        self.grants.add((name, role, target))
         log.info("grant %s: role %s on %s to user %s", "added" if new else "kept", role, target,
                  name)
         return new, {("grant", (name, role, target)): (name, role, target)}
 
     def revoke(self, name, role, target=None) -> tuple[list, dict]:
         """Take back the grants of `role` to the user (on `target`, or on every target)."""
-        found = sorted(g for g in self.grants
+        found = sorted(g for g in self.grants.keys()
                        if g[0] == name and g[1] == role and target in (None, g[2]))
         if not found:
             raise NotFound(f"user {name} has no grant of role {role}"
                            + (f" on {target}" if target else ""))
         for entry in found:
-            self.grants.discard(entry)
             log.info("grant revoked: role %s on %s from user %s", entry[1], entry[2], name)
         return found, {("grant", g): None for g in found}
 
     def listing(self, user=None, role=None) -> list:
-        rows = [{"user": u, "role": r, "target": t} for u, r, t in sorted(self.grants)
+        rows = [{"user": u, "role": r, "target": t} for u, r, t in sorted(self.grants.keys())
                 if user in (None, u) and role in (None, r)]
         granted = {g["user"] for g in rows}
         if role is None:

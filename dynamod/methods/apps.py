@@ -157,9 +157,8 @@ async def authorize_script(call: Call, title: str, checksum: str, user: str | No
 @method("list_script_authorizations", Access.SUPERUSER)
 def list_script_authorizations(call: Call) -> dict:
     """Every authorization: title, user (null: all users), checksum, date."""
-    entries = sorted(_manager(call).authorizations.entries.items())
     return {"authorizations": [{"title": t, "user": u or None, "checksum": c, "created": d}
-                               for (t, u), (c, d) in entries]}
+                               for t, u, c, d in _manager(call).authorizations.listing()]}
 
 
 @method("revoke_script_authorization", Access.SUPERUSER)

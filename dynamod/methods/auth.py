@@ -1,7 +1,6 @@
 """Proving an X.509 identity on a connection, and the user administration (root only)."""
 
 import base64
-import copy
 import logging
 import os
 
@@ -81,11 +80,11 @@ def authenticate(call: Call, chain: str, signature: str) -> dict:
 
 # ------------------------------------------------------------ administration
 async def _persist(call: Call, change):
-    """Apply `change()` to the user registry and commit its rows; undone if the commit fails."""
-    users = call.server.users
-    before = copy.deepcopy(users.__dict__)
-    result, rows = change()
-    await call.service.writer.submit(rows, {}, lambda: users.__dict__.update(before))
+    """Check `change()`'s row operations, apply them to the user registry and commit them;
+    their undo runs if the commit fails."""
+    result, ops = change()
+    undo = call.server.users.apply(ops)
+    await call.service.writer.submit(ops, {}, undo.rollback)
     return result
 
 
