@@ -83,11 +83,15 @@ requests = st.lists(st.one_of(st.tuples(st.just("inject"), documents),
 
 
 def state(inventory):
-    """Everything a rollback must restore: the rows, the next ids, and the order in which
-    the dicts list their objects (creation order, as after a reload)."""
+    """Everything a rollback must restore: the rows, the next ids, the order in which
+    the dicts list their objects (creation order, as after a reload) and the order of
+    the block replicas of each block and of each dataset replica."""
+    blocks = [b for d in inventory.datasets.values() for b in d.blocks]
     order = (list(inventory.sites), list(inventory.groups), list(inventory.datasets),
-             [list(b.files_by_lfn) for d in inventory.datasets.values()
-              for b in sorted(d.blocks, key=lambda b: b.id)])
+             [list(b.files_by_lfn) for b in sorted(blocks, key=lambda b: b.id)],
+             [[r.site.name for r in b.replicas] for b in blocks],
+             [[r.block.name for r in dr.block_replicas] for d in inventory.datasets.values()
+              for dr in d.replicas])
     return all_rows(inventory), dict(inventory.next_ids), order
 
 
@@ -168,3 +172,28 @@ def test_bad_enum_names_field_and_values(status):
     assert "Site.status" in err.value.message
     assert "ready, waitroom, morgue, unknown" in err.value.message
     assert err.value.details["path"] == "site[0]"
+
+
+def test_an_undone_deletion_puts_each_replica_back_in_its_place():
+    """Block replicas in the middle, at the ends and alone in their lists are deleted,
+    one request each, then every request is undone, newest first: each step restores
+    the lists' order exactly (a block's replicas; a dataset replica's block replicas)."""
+    inventory = Inventory()
+    blocks = [{"block": b} for b in ("b1", "b2", "b3")]
+    document = {"site": [{"name": s} for s in SITES],
+                "dataset": [{"name": "/A/B/RAW", "blocks": [{"name": b["block"]}
+                                                            for b in blocks]}],
+                "datasetreplica": [{"dataset": "/A/B/RAW", "site": s, "blockreplicas": blocks}
+                                   for s in SITES]}
+    assert apply(inventory, "inject", document) is not None
+    history = []
+    for site, block in [("S2", "b2"), ("S1", "b1"), ("S3", "b3"), ("S2", "b1"), ("S1", "b3")]:
+        before = state(inventory)
+        deletion = {"datasetreplica": [{"dataset": "/A/B/RAW", "site": site,
+                                        "blockreplicas": [{"block": block}]}]}
+        history.append((before, apply(inventory, "delete", deletion)))
+        assert inventory.problems() == []
+    for before, changes in reversed(history):
+        changes.rollback()
+        assert state(inventory) == before
+        assert inventory.problems() == []

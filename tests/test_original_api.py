@@ -103,9 +103,9 @@ out['find_dataset_replica'] = [t2.find_dataset_replica(dataset) is dataset.find_
                                t2.find_dataset_replica(D) is dataset.find_replica('T2_US_XYZ'),
                                t2.find_dataset_replica(other)]
 out['find_dataset_replica must_find'] = raises(lambda: t2.find_dataset_replica(other, True))
-out['find_block_replica'] = [t2.find_block_replica(b2) is b2.find_replica(t2),
-                             t2.find_block_replica('b2') is b2.find_replica(t2),
-                             t2.find_block_replica(D + '#b2') is b2.find_replica(t2),
+out['find_block_replica'] = [t2.find_block_replica(b2) == b2.find_replica(t2),
+                             t2.find_block_replica('b2') == b2.find_replica(t2),
+                             t2.find_block_replica(D + '#b2') == b2.find_replica(t2),
                              t2.find_block_replica('r1')]
 out['find_block_replica must_find'] = raises(lambda: t2.find_block_replica('r1', must_find=True))
 out['to_pfn'] = [t2.to_pfn(F1, 'gfal2'), t2.to_pfn(F1)]
@@ -166,7 +166,7 @@ out['dataset enums'] = [Dataset.status_val('VALID'), Dataset.status_name(5),
                         Dataset.data_type_val('Test'), Dataset.data_type_name(2)]
 out['files'] = sorted(f.lfn for f in dataset.files)
 out['files type'] = [repr(dataset.files).startswith('set([File('), len(other.files)]
-out['find_file'] = [dataset.find_file(F1).block is b1, dataset.find_file('/store/o/a.root'),
+out['find_file'] = [dataset.find_file(F1).block == b1, dataset.find_file('/store/o/a.root'),
                     other.find_file('/store/o/a.root').size, dataset.find_file('/nope')]
 out['find_file must_find'] = raises(lambda: dataset.find_file('/nope', must_find=True))
 out['find_block'] = [dataset.find_block('nope'), raises(lambda: dataset.find_block('x', True))]
@@ -195,7 +195,7 @@ out['block files'] = [sorted(f.lfn for f in b1.files), b1.num_files, b1.size, b1
 one, two = b2.find_file('/store/b2/one.root'), b2.find_file('/store/b2/two.root')
 out['checksum'] = [File.checksum_algorithms, one.checksum, two.checksum]
 out['file str'] = str(two)
-out['file'] = [one.lfn, one.block is b2, one.size, one.id > 0]
+out['file'] = [one.lfn, one.block == b2, one.size, one.id > 0]
 # DatasetReplica
 full, partial = dataset.find_replica(t2), dataset.find_replica(t3)
 incomplete = other.find_replica(t3)
@@ -205,8 +205,8 @@ out['is_complete'] = [full.is_complete(), partial.is_complete(), incomplete.is_c
 out['is_last_copy'] = [full.is_last_copy(), incomplete.is_last_copy()]
 out['last_block_created'] = [full.last_block_created(), partial.last_block_created()]
 out['dr size'] = [full.size(), incomplete.size(), incomplete.size(physical=False)]
-out['dr find_block_replica'] = [full.find_block_replica(b2) is b2.find_replica(t2),
-                                full.find_block_replica('b2') is b2.find_replica(t2),
+out['dr find_block_replica'] = [full.find_block_replica(b2) == b2.find_replica(t2),
+                                full.find_block_replica('b2') == b2.find_replica(t2),
                                 partial.find_block_replica(b2),
                                 raises(lambda: partial.find_block_replica('b2', True))]
 out['dr'] = [full.growing, partial.group.name, full.group is Group.null_group,
@@ -224,7 +224,7 @@ out['br'] = [held.is_complete(), custodial.is_complete(), custodial.is_custodial
              sorted(f.lfn for f in held.files()), len(held.file_ids)]
 out['br str'] = str(custodial)
 # inventory
-out['inventory.find_file'] = inventory.find_file('/store/o/b.root').block is r1
+out['inventory.find_file'] = inventory.find_file('/store/o/b.root').block == r1
 made = inventory.make_object(repr(t2))
 out['make_object'] = [type(made).__name__, repr(made), made is t2,
                       repr(inventory.make_object(repr(b1))), repr(inventory.make_object(repr(one))),
@@ -403,11 +403,14 @@ def test_an_original_writer_runs_isolated_and_its_changes_commit(inventory, work
 
 def test_the_set_collections_cost_no_memory_per_object():
     """The set behaviour is in the classes: a Members is still a bare tuple, a BlockSet
-    has its two slots, and no inventory object has a __dict__."""
+    has its two slots, a block or block replica is a bare tuple (a view of its row),
+    and no inventory object has a __dict__."""
     assert Members.__basicsize__ == tuple.__basicsize__
     assert Members.__itemsize__ == tuple.__itemsize__
     assert isinstance(Members(), collections.abc.Set)
     assert isinstance(BlockSet(), collections.abc.Set)
-    assert BlockSet.__slots__ == ("by_name", "cache") and not hasattr(BlockSet(), "__dict__")
+    assert BlockSet.__slots__ == ("table", "rows") and not hasattr(BlockSet(), "__dict__")
+    for cls in (objects.Block, objects.BlockReplica):
+        assert cls.__basicsize__ == tuple.__basicsize__
     for cls in objects.CLASSES:
         assert not hasattr(cls(*["x"] * (2 if cls.kind.endswith("replica") else 1)), "__dict__")

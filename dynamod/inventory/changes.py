@@ -23,6 +23,9 @@ from .fields import MAX_COUNT
 from .objects import (NO_MEMBERS, Block, BlockReplica, Dataset, DatasetReplica, File, Group,
                       Members, Site)
 
+_BLOCK_DEFAULTS = {"size": 0, "num_files": 0, "is_open": False}
+_BLOCK_REPLICA_DEFAULTS = {"is_custodial": False, "size": 0}
+
 
 class _Keep:
     """`ChangeSet.block_replica`'s default: the files a replica holds are not changed."""
@@ -315,6 +318,9 @@ class ChangeSet:
             obj = cls(name, **{**(defaults or {}), **fields})
             obj.id = self._new_id(cls.kind)
             self._add(table, name, obj)
+            if cls is not Dataset:  # the block replicas' columns hold sites and groups by id
+                replicas = self.inventory.block_replicas
+                self._add(replicas.sites if cls is Site else replicas.groups, obj.id, obj)
             self._touch(obj, "created")
         else:
             self._set(obj, fields)
@@ -335,7 +341,7 @@ class ChangeSet:
                                field="name")
         dataset = self._by_name(self.inventory.datasets, Dataset, name, fields,
                                 {"last_update": self.now})
-        dataset.blocks.cache = self.inventory.file_cache
+        dataset.blocks.table = self.inventory.blocks
         return dataset
 
     def block(self, dataset: Dataset, name, fields: dict, where=nullcontext) -> Block:
@@ -347,10 +353,13 @@ class ChangeSet:
         if block is not None:
             self._set(block, fields)
         else:
-            block = Block(name, dataset, **{"last_update": self.now, **fields})
-            block.id = self._new_id("block")
-            self.inventory.file_cache.created(block)
-            self._add(dataset.blocks.by_name, name, block)
+            values = {n: checked(Block, n, v)
+                      for n, v in {**_BLOCK_DEFAULTS, "last_update": self.now, **fields}.items()}
+            name = checked(Block, "name", name)
+            block, undo = self.inventory.blocks.add(self._new_id("block"), dataset, name,
+                                                    **values)
+            self._undo.append(undo)
+            self._undo.append(self.inventory.file_cache.created(block))
             self._touch(block, "created")
             for replica in list(dataset.replicas):
                 if replica.growing:
@@ -382,7 +391,7 @@ class ChangeSet:
         cache = self.inventory.file_cache
         existing = cache.find(lfn)
         if existing is not None:
-            if existing.block is not block:
+            if existing.block != block:
                 raise Conflict(f"file {lfn} belongs to block {existing.block.full_name()}, "
                                f"not {block.full_name()}", field="name")
             return self._update_file(existing, fields)
@@ -398,7 +407,7 @@ class ChangeSet:
         if site is not None:
             target = block.find_replica(site) or self._file_replica(block, site)
         files = self._files(block)
-        complete = [r for r in block.replicas if r is not target and r.is_complete()]
+        complete = [r for r in block.replicas if r != target and r.is_complete()]
         previous = tuple(sorted(f.id for f in files.values())) if complete else ()
         new.id = self._new_id("file")
         self._add(files, lfn, new)
@@ -555,10 +564,11 @@ class ChangeSet:
         return tuple(ids)
 
     def _new_block_replica(self, owner, block, group, files, **fields) -> BlockReplica:
-        replica = BlockReplica(block, owner.site, group=group, files=files,
-                               **{"last_update": self.now, **fields})
-        self._attach(owner, "block_replicas", replica)
-        self._attach(block, "replicas", replica)
+        values = {n: checked(BlockReplica, n, v) for n, v in
+                  {**_BLOCK_REPLICA_DEFAULTS, "last_update": self.now, **fields}.items()}
+        replica, undo = self.inventory.block_replicas.add(owner, block, owner.site, group,
+                                                          file_ids=files, **values)
+        self._undo.append(undo)
         self._touch(replica, "created")
         self._count(replica, 1)
         return replica
@@ -596,13 +606,13 @@ class ChangeSet:
     def delete_block(self, block: Block):
         for replica in list(block.replicas):
             self.delete_block_replica(replica)
-        if block._files is None:  # not loaded, so all committed: the store deletes them
-            self.ops["blockfiles", (block.id,)] = None
+        if not self.inventory.file_cache.loaded(block):  # so all committed: the store
+            self.ops["blockfiles", (block.id,)] = None   # deletes them
             self.deleted["files"] += block.num_files
         else:
             for f in list(self._files(block).values()):
                 self._drop_file(f)
-        self._remove(block.dataset.blocks.by_name, block.name)
+        self._undo.append(self.inventory.blocks.delete(block))
         self._gone(block)
 
     def delete_file(self, f: File):
@@ -637,8 +647,7 @@ class ChangeSet:
 
     def _unlink_block_replica(self, owner, block_replica):
         self._count(block_replica, -1)
-        self._detach(owner, "block_replicas", block_replica)
-        self._detach(block_replica.block, "replicas", block_replica)
+        self._undo.append(self.inventory.block_replicas.delete(block_replica, owner))
         self._gone(block_replica)
 
     # ------------------------------------------------ partitions and quotas

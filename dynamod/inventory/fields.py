@@ -4,10 +4,12 @@ A field checks a value once, when it is set, so that a bad status or a
 negative size is refused where it is written (naming the field and what is
 allowed) instead of surfacing later in the store.  A field that was never set
 on a detached object reads as its default; `given_fields` tells which were
-set, so `inventory.update(obj)` copies only what the caller gave.
+set, so `inventory.update(obj)` copies only what the caller gave.  A `Column` is
+the same check for a view, whose values live in a table (columns.py).
 """
 
 import re
+from operator import attrgetter
 
 from ..errors import InvalidValue
 
@@ -153,6 +155,42 @@ class Checksum(Field):
                 and not value.strip(_HEX_DIGITS)):
             self.fail(value, f"a hexadecimal string of at most {self.digits} digits")
         return value.lower()
+
+
+class Column(property):
+    """A field of a view `(table, row)` (objects.py): its value is `table.<name>[row]`,
+    read by one index (a property: no Python-level descriptor call beyond the getter),
+    written through the field's check by `table.store` (or by `put(table, row,
+    value)` for a link kept as an id).  Tables with other layouts (a caller's detached
+    object) give `get` instead."""
+
+    def __init__(self, name: str, field: Field, get=None, put=None):
+        column = attrgetter(name)
+        if get is None and isinstance(field, Flag):
+            def get(view):
+                return column(view[0])[view[1]] != 0
+        elif get is None:
+            def get(view):
+                return column(view[0])[view[1]]
+        if put is None:
+            def put(table, row, value):
+                table.store(name, row, value)
+        check = field.check
+
+        def write(view, value):
+            if field.frozen:
+                raise InvalidValue(f"{field.label} cannot be changed", field=name)
+            put(view[0], view[1], check(value))
+
+        super().__init__(get, write)
+        self.name, self.field, self.check, self.default = name, field, check, field.default
+
+    def __set_name__(self, owner, name):
+        self.field.name = name
+        self.field.label = f"{owner.__name__}.{name}"
+
+    def is_set(self, view) -> bool:
+        return view[0].is_set(self.name)
 
 
 def given_fields(obj, names) -> dict:

@@ -12,8 +12,12 @@ undo refers to them) and must not be dropped.  The LFN index covers loaded
 files only; for any other LFN the store says which block holds it.
 
 The `source` reads the store: the daemon's own read connection, or in an
-application's child the channel to the daemon (apps/filechannel.py).
+application's child the channel to the daemon (apps/filechannel.py).  Blocks
+are views of their rows (columns.py): the loaded files are kept here by block,
+not on the block.
 """
+
+from functools import partial
 
 from .objects import File
 
@@ -26,6 +30,7 @@ class FileCache:
         self.source = source
         self.limit = limit
         self.by_lfn = {}       # lfn -> File, for every loaded block
+        self._files = {}       # block -> its files by LFN, for every loaded block
         self._loaded = {}      # block -> its file count when counted; insertion order is LRU
         self._held = {}        # block -> number of changes holding it
         self.loaded_files = 0
@@ -42,10 +47,14 @@ class FileCache:
         self.trim()
         return files
 
+    def loaded(self, block) -> bool:
+        """Whether the block's files are in memory."""
+        return block in self._files
+
     def _ensure(self, block) -> dict:
-        files = block._files
+        files = self._files.get(block)
         if files is None:
-            files = block._files = self._load(block)
+            files = self._files[block] = self._load(block)
             self._count(block)
         elif block in self._loaded:  # most recently used goes last
             self._loaded[block] = self._loaded.pop(block)
@@ -65,9 +74,16 @@ class FileCache:
         return files
 
     def created(self, block):
-        """A block a change just created: its (empty) file list is all there is."""
-        block._files = {}
+        """A block a change just created: its (empty) file list is all there is.
+        Returns the undo."""
+        self._files[block] = {}
         self._count(block)
+        return partial(self._forget, block)
+
+    def _forget(self, block):
+        """The block's creation is undone: its row may be given to another block."""
+        self._files.pop(block, None)   # (unless trimmed: not held, it may have been)
+        self.loaded_files -= self._loaded.pop(block, 0)
 
     def find(self, lfn):
         """The File with this LFN, or None: loaded, or found through the store."""
@@ -82,7 +98,7 @@ class FileCache:
         block_id, dataset_name, block_name = where
         dataset = self.inventory.datasets.get(dataset_name)
         block = dataset.find_block(block_name) if dataset is not None else None
-        if block is None or block.id != block_id or block._files is not None:
+        if block is None or block.id != block_id or block in self._files:
             return None  # deleted, replaced, or loaded (then by_lfn would have it)
         return self.files(block).get(lfn)
 
@@ -110,16 +126,16 @@ class FileCache:
                 self._count(block)
             else:   # a deleted block's files have no place in memory any more
                 self.loaded_files -= self._loaded.pop(block, 0)
+                self._files.pop(block, None)
         self.trim()
 
     def _deleted(self, block) -> bool:
-        dataset = block.dataset
-        return (self.inventory.datasets.get(dataset.name) is not dataset
-                or dataset.find_block(block.name) is not block)
+        table, row = block
+        return not table.exists(row)
 
     def _count(self, block):
         """(Re)count a loaded block's files and make it the most recently used."""
-        files = block._files
+        files = self._files.get(block)
         self.loaded_files -= self._loaded.pop(block, 0)
         if files is not None:
             self._loaded[block] = len(files)
@@ -138,7 +154,6 @@ class FileCache:
                 excess -= count
         for block in victims:
             self.loaded_files -= self._loaded.pop(block)
-            for lfn, f in block._files.items():
+            for lfn, f in self._files.pop(block).items():
                 if self.by_lfn.get(lfn) is f:
                     del self.by_lfn[lfn]
-            block._files = None

@@ -1,11 +1,14 @@
-"""The in-memory inventory: sites, groups and datasets by name; files through a cache."""
+"""The in-memory inventory: sites, groups and datasets by name; blocks and block
+replicas in tables of columns (columns.py); files through a cache."""
+
+from itertools import compress
 
 from ..errors import InvalidValue, NotFound
 from ..store.tables import ID_KINDS
+from .columns import BlockReplicaTable, BlockTable
 from .filecache import FileCache
 from .partitions import CURRENT, Usage
 from .objects import Block, Dataset, File, Group, Site
-
 
 
 class Inventory:
@@ -14,6 +17,9 @@ class Inventory:
         self.groups = {None: Group.null_group}  # the one null group
         self.datasets = {}
         self.file_cache = FileCache(self)
+        self.blocks = BlockTable(self.file_cache)
+        # sites and groups by id, for the replicas' columns
+        self.block_replicas = BlockReplicaTable(self.blocks, {}, {0: Group.null_group})
         self.next_ids = dict.fromkeys(ID_KINDS, 1)
         self.usage = Usage()  # partitions, quotas, usage per (site, partition)
         CURRENT.usage = self.usage  # what `site.partitions` reads (the daemon has one)
@@ -53,14 +59,14 @@ class Inventory:
         return found
 
     def counts(self) -> dict:
-        datasets = self.datasets.values()
-        blocks = sum(len(d.blocks) for d in datasets)
-        files = sum(b.num_files for d in datasets for b in d.blocks)
-        dataset_replicas = sum(len(d.replicas) for d in datasets)
-        block_replicas = sum(len(b.replicas) for d in datasets for b in d.blocks)
+        """How many objects of each kind: the blocks' and block replicas' from their
+        columns (a pass in C), the dataset replicas' by a walk of the datasets."""
+        blocks = self.blocks
         return {"sites": len(self.sites), "groups": len(self.groups) - 1,
-                "datasets": len(self.datasets), "blocks": blocks, "files": files,
-                "datasetreplicas": dataset_replicas, "blockreplicas": block_replicas}
+                "datasets": len(self.datasets), "blocks": blocks.alive.count(1),
+                "files": sum(compress(blocks.num_files, blocks.alive)),
+                "datasetreplicas": sum(len(d.replicas) for d in self.datasets.values()),
+                "blockreplicas": self.block_replicas.alive.count(1)}
 
     # ------------------------------------------------------- consistency
     def problems(self) -> list[str]:
@@ -89,7 +95,28 @@ class Inventory:
             for replica in dataset.replicas:
                 if replica.site.name not in self.sites:
                     found.append(f"replica of {dataset.name} at a deleted site")
+                chain = list(replica.block_replicas)
+                held = [r for b in dataset.blocks for r in b.replicas if r.site is replica.site]
+                if len(chain) != len(replica.block_replicas) or set(chain) != set(held):
+                    found.append(f"replica of {dataset.name} at {replica.site.name}: its "
+                                 f"chain of block replicas differs from its blocks' replicas")
+            table, rows = dataset.blocks.table, dataset.blocks.rows
+            names = [table.name_at(row) for row in rows]
+            if (names != sorted(set(names), key=_utf8)
+                    or not all(table.exists(row) and table.dataset[row] is dataset
+                               for row in rows)):
+                found.append(f"dataset {dataset.name}: its blocks are not its live rows by name")
+        walked = {"blocks": sum(len(d.blocks) for d in self.datasets.values()),
+                  "blockreplicas": sum(len(b.replicas) for d in self.datasets.values()
+                                       for b in d.blocks)}
+        counted = self.counts()
+        if walked != {kind: counted[kind] for kind in walked}:
+            found.append(f"the tables count {counted}, a walk {walked}")
         return found
+
+
+def _utf8(name: str) -> bytes:
+    return name.encode("utf-8", "surrogatepass")
 
 
 def _named(table: dict, name, what: str, none_too: bool = False):

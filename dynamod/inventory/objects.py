@@ -1,21 +1,32 @@
 """The inventory's objects: sites, groups, datasets, blocks, files, replicas.
 
-They are plain slotted objects hashed by identity (they live in sets and are
-dict keys).  Their `repr` is the constructor call operators know from the
-original system's documentation, e.g.
+Sites, groups, datasets, files and dataset replicas are plain slotted objects
+hashed by identity (they live in sets and are dict keys).  Blocks and block
+replicas, the millions, live in tables of columns (columns.py): a `Block` or a
+`BlockReplica` is a view `(table, row)`, a tuple made on access, equal to (and
+hashed as) any other view of the same row, so they compare with `==`, not `is`.
+Their `repr` is the constructor call operators know from the original system's
+documentation, e.g.
 `Site('T2_US_XYZ','t2-storage.xyz.edu','disk','gsiftp://...','ready',1)`.
 
-Objects built by a caller (`Site('X', status='ready')`) are *detached*: their
-links to other objects may be names, and only the fields the caller set are
-copied by `inventory.update`.  Objects held by the inventory are linked and
-maintained by `ChangeSet` (changes.py), which keeps the consistency rules.
+Objects built by a caller (`Site('X', status='ready')`, `Block('b1', 'ds')`) are
+*detached*: their links to other objects may be names, and only the fields the
+caller set are copied by `inventory.update` (a detached block or block replica
+is a view of a one-row `Detached` table of its own).  Objects held by the
+inventory are linked and maintained by `ChangeSet` (changes.py), which keeps the
+consistency rules.
 """
 
 import time
+from array import array
+from bisect import bisect_left
 from collections.abc import Set
+from functools import partial
+from itertools import repeat
 
 from ..errors import InvalidValue, NotFound
-from .fields import Checksum, Choice, Count, Field, Flag, Text, Time, Version, given_fields
+from .fields import (Checksum, Choice, Column, Count, Field, Flag, Text, Time, Version,
+                     given_fields)
 
 STORAGE_TYPES = ("disk", "mss", "buffer", "unknown")
 SITE_STATUSES = ("ready", "waitroom", "morgue", "unknown")
@@ -83,29 +94,89 @@ class Members(tuple, _SetLike):
 
 
 NO_MEMBERS = Members()
+NO_ROW = -1  # the end of a chain of rows (columns.py)
+_new_view = tuple.__new__   # _new_view(Block, (table, row)): a view, all in C
 
 
 class BlockSet(_SetLike):
-    """A dataset's blocks: a dict by name (a dataset may hold thousands of blocks, and
-    each block a request names is looked up), iterated, printed and combined as a set."""
+    """A dataset's blocks: their rows in the inventory's BlockTable, sorted by name (a
+    block by name is a bisection, a new one an insertion: a dataset may hold
+    thousands), iterated in creation order (the rows' order), printed and combined
+    as a set."""
 
-    __slots__ = ("by_name", "cache")
+    __slots__ = ("table", "rows")
 
-    def __init__(self, cache=None):
-        self.by_name = {}
-        self.cache = cache  # the inventory's FileCache, which loads the blocks' files
+    def __init__(self, table=None):
+        self.table = table   # the BlockTable (None: a detached dataset's, always empty)
+        self.rows = array("i")
 
     def __iter__(self):
-        return iter(self.by_name.values())
+        return map(_new_view, repeat(Block), zip(repeat(self.table), sorted(self.rows)))
 
     def __len__(self):
-        return len(self.by_name)
+        return len(self.rows)
 
     def __contains__(self, block):
-        try:
-            return self.by_name.get(getattr(block, "name", None)) is block
-        except TypeError:  # an unhashable name
+        if type(block) is not Block or block[0] is not self.table:
             return False
+        row = block[1]
+        if not self.table.exists(row):
+            return False
+        at = self._index(self.table.raw_name(row))
+        return at < len(self.rows) and self.rows[at] == row
+
+    def _index(self, raw: bytes) -> int:
+        return bisect_left(self.rows, raw, key=self.table.raw_name)
+
+    def find(self, name):
+        """The Block named `name`, or None."""
+        if not isinstance(name, str) or self.table is None:
+            return None
+        raw = name.encode("utf-8", "surrogatepass")
+        at = self._index(raw)
+        if at < len(self.rows) and self.table.raw_name(self.rows[at]) == raw:
+            return _new_view(Block, (self.table, self.rows[at]))
+        return None
+
+    def insert(self, row):
+        """Add the block at `row` (its name not here yet); returns the undo."""
+        at = self._index(self.table.raw_name(row))
+        self.rows.insert(at, row)
+        return partial(self.rows.pop, at)
+
+    def remove(self, row):
+        """Remove the block at `row`; returns the undo."""
+        at = self._index(self.table.raw_name(row))
+        del self.rows[at]
+        return partial(self.rows.insert, at, row)
+
+    def total(self, column: str) -> int:
+        """The sum of a column (`size`, `num_files`) over the blocks."""
+        if self.table is None:
+            return 0
+        return sum(map(getattr(self.table, column).__getitem__, self.rows))
+
+
+class ReplicaChain(_SetLike):
+    """A dataset replica's block replicas: its chain in the BlockReplicaTable (see
+    columns.py), made on access.  `len` and `in` take O(1) (a block replica is in it
+    when it is alive, at the same site and of a block of the same dataset);
+    iteration follows the chain, in creation order."""
+
+    __slots__ = ("table", "owner")
+
+    def __init__(self, table, owner):
+        self.table, self.owner = table, owner
+
+    def __len__(self):
+        return self.owner.length
+
+    def __iter__(self):
+        return self.table.chain(self.owner) if self.table is not None else iter(())
+
+    def __contains__(self, replica):
+        return (type(replica) is BlockReplica and replica[0] is self.table
+                and self.table.in_chain(replica[1], self.owner))
 
 
 def _enum(values: tuple):
@@ -271,17 +342,14 @@ class Dataset:
 
     @property
     def size(self) -> int:
-        return sum(b.size for b in self.blocks)
+        return self.blocks.total("size")
 
     @property
     def num_files(self) -> int:
-        return sum(b.num_files for b in self.blocks)
+        return self.blocks.total("num_files")
 
     def find_block(self, name, must_find=False):
-        try:
-            found = self.blocks.by_name.get(name)
-        except TypeError:  # an unhashable name (a malformed record) names no block
-            found = None
+        found = self.blocks.find(name)  # None for a name that is no string
         if found is None and must_find:
             _missing(f"block {name} in {self.name}", "block")
         return found
@@ -323,7 +391,7 @@ class Dataset:
 
     def find_file(self, lfn, must_find=False):
         """The File of this dataset with this LFN, or None."""
-        cache = self.blocks.cache
+        cache = self.blocks.table.cache if self.blocks.table is not None else None
         if cache is not None:  # the inventory knows which block holds an LFN
             found = cache.find(lfn)
             found = found if found is not None and found.block.dataset is self else None
@@ -348,26 +416,77 @@ def _name_of(link):
     return link if isinstance(link, str) or link is None else link.name
 
 
-class Block:
-    __slots__ = ("_name", "dataset", "_size", "_num_files", "_is_open", "_last_update", "id",
-                 "_files", "replicas")
+class Detached:
+    """The one-row table behind a block or block replica a caller builds
+    (`Block('b1', 'ds', size=3)`): each field a one-element list, links as given
+    (objects or names), and the fields the caller set (what `inventory.update`
+    copies).  It answers the calls of the views as the inventory's tables do."""
+
+    cache = None  # no file cache: a detached block's files are its own dict
+
+    def __init__(self, **values):
+        self.__dict__.update({name: [value] for name, value in values.items()})
+        self.given = set()
+        self.files = {}
+
+    def store(self, name, row, value):
+        getattr(self, name)[row] = value
+        self.given.add(name)
+
+    def is_set(self, name) -> bool:
+        return name in self.given
+
+    def name_at(self, row):
+        return self.name[row]
+
+    def block_at(self, row):
+        return self.block[row]
+
+    def site_at(self, row):
+        return self.site[row]
+
+    def group_at(self, row):
+        return self.group[row]
+
+    def set_group(self, row, group):
+        self.store("group", row, group)
+
+    def file_ids_at(self, row):
+        return self.file_ids[row]
+
+    def set_file_ids(self, row, file_ids):
+        self.store("file_ids", row, file_ids)
+
+    def replicas_of(self, row) -> Members:
+        return NO_MEMBERS
+
+
+class Block(tuple):
+    """A block: a view `(table, row)` of the inventory's BlockTable (columns.py), or of
+    a caller's Detached one.  No memory of its own beyond the view."""
+
+    __slots__ = ()
     kind = "block"
-    name = Text(required=True, frozen=True)
-    size = Count()
-    num_files = Count()
-    is_open = Flag(False)
-    last_update = Time()
+    name = Column("name", Text(required=True, frozen=True), get=lambda v: v[0].name_at(v[1]))
+    size = Column("size", Count())
+    num_files = Column("num_files", Count())
+    is_open = Column("is_open", Flag(False))
+    last_update = Column("last_update", Time())
+    dataset = property(lambda v: v[0].dataset[v[1]])
+    id = property(lambda v: v[0].id[v[1]])
+    replicas = property(lambda v: v[0].replicas_of(v[1]))
     FIELDS = ("size", "num_files", "is_open", "last_update")
 
-    def __init__(self, name, dataset=None, size=_UNSET, num_files=_UNSET, is_open=_UNSET,
-                 last_update=_UNSET, id=0, internal_name=False):
-        """`internal_name` is accepted so that a printed Block evaluates back."""
-        self.name = name
-        self.dataset = dataset
-        _init(self, dict(size=size, num_files=num_files, is_open=is_open, last_update=last_update))
-        self.id = id
-        self._files = None  # loaded on demand: see filecache.py
-        self.replicas = NO_MEMBERS
+    def __new__(cls, name, dataset=None, size=_UNSET, num_files=_UNSET, is_open=_UNSET,
+                last_update=_UNSET, id=0, internal_name=False):
+        """A detached block.  `internal_name` is accepted so that a printed Block
+        evaluates back."""
+        table = Detached(name=cls.name.check(name), dataset=dataset, size=0, num_files=0,
+                         is_open=False, last_update=0, id=id)
+        block = _new_view(cls, (table, 0))
+        _init(block, dict(size=size, num_files=num_files, is_open=is_open,
+                          last_update=last_update))
+        return block
 
     def __repr__(self):
         return (f"Block({self.name!r},{_name_of(self.dataset)!r},{self.size},{self.num_files},"
@@ -379,13 +498,10 @@ class Block:
     @property
     def files_by_lfn(self) -> dict:
         """The block's files by LFN (loaded from the store on first use)."""
-        if self._files is not None:
-            return self._files
-        cache = self.dataset.blocks.cache if isinstance(self.dataset, Dataset) else None
-        if cache is None:  # a detached block, or one of a detached dataset
-            self._files = {}
-            return self._files
-        return cache.files(self)
+        table = self[0]
+        if table.cache is None:  # a detached block
+            return table.files
+        return table.cache.files(self)
 
     @property
     def files(self) -> frozenset:
@@ -481,7 +597,11 @@ class File:
 
 
 class DatasetReplica:
-    __slots__ = ("dataset", "site", "_growing", "_group", "block_replicas")
+    """A dataset at a site.  Its block replicas are a chain of rows in the inventory's
+    BlockReplicaTable, from `head` to `tail` (`length` of them), which that table
+    maintains (columns.py); `block_replicas` is the set they make."""
+
+    __slots__ = ("dataset", "site", "_growing", "_group", "head", "tail", "length")
     kind = "datasetreplica"
     growing = Flag(False)
     group = Field()
@@ -491,7 +611,14 @@ class DatasetReplica:
         self.dataset = dataset
         self.site = site
         _init(self, dict(growing=growing, group=group))
-        self.block_replicas = NO_MEMBERS
+        self.head = self.tail = NO_ROW
+        self.length = 0
+
+    @property
+    def block_replicas(self) -> ReplicaChain:
+        blocks = getattr(self.dataset, "blocks", None)  # None: a detached replica's
+        table = blocks.table if blocks is not None else None
+        return ReplicaChain(table.replicas if table is not None else None, self)
 
     def __repr__(self):
         return (f"DatasetReplica({_name_of(self.dataset)!r},{_name_of(self.site)!r},"
@@ -499,10 +626,11 @@ class DatasetReplica:
 
     def find_block_replica(self, block, must_find=False):
         """The replica here of `block` (a Block, or a block name), or None."""
-        if isinstance(block, Block):
-            found = next((r for r in self.block_replicas if r.block is block), None)
-        else:
-            found = next((r for r in self.block_replicas if r.block.name == block), None)
+        if not isinstance(block, Block) and isinstance(self.dataset, Dataset):
+            block = self.dataset.find_block(block)
+        found = block.find_replica(self.site) if isinstance(block, Block) else None
+        if found not in self.block_replicas:
+            found = None
         if found is None and must_find:
             _missing(f"replica of block {getattr(block, 'name', block)} at "
                      f"{_name_of(self.site)}", "block")
@@ -540,23 +668,33 @@ class DatasetReplica:
                 f"(growing: {growing}, {len(self.block_replicas)} block_replicas)")
 
 
-class BlockReplica:
-    __slots__ = ("block", "site", "_group", "_is_custodial", "_size", "_last_update", "_file_ids")
+class BlockReplica(tuple):
+    """A block at a site: a view `(table, row)` of the inventory's BlockReplicaTable
+    (columns.py), or of a caller's Detached one."""
+
+    __slots__ = ()
     kind = "blockreplica"
-    group = Field()
-    is_custodial = Flag(False)
-    size = Count()
-    last_update = Time()
-    file_ids = Field()
+    block = property(lambda v: v[0].block_at(v[1]))
+    site = property(lambda v: v[0].site_at(v[1]))
+    group = Column("group", Field(), get=lambda v: v[0].group_at(v[1]),
+                   put=lambda table, row, group: table.set_group(row, group))
+    is_custodial = Column("is_custodial", Flag(False))
+    size = Column("size", Count())
+    last_update = Column("last_update", Time())
+    file_ids = Column("file_ids", Field(), get=lambda v: v[0].file_ids_at(v[1]),
+                      put=lambda table, row, ids: table.set_file_ids(row, ids))
     FIELDS = ("group", "is_custodial", "size", "last_update", "file_ids")
 
-    def __init__(self, block, site, group=_UNSET, is_custodial=_UNSET, size=_UNSET,
-                 last_update=_UNSET, files=_UNSET):
-        """`files`: None (or not given) for a complete replica, else the LFNs present."""
-        self.block = block
-        self.site = site
-        _init(self, dict(group=group, is_custodial=is_custodial, size=size,
-                         last_update=last_update, file_ids=files))
+    def __new__(cls, block, site, group=_UNSET, is_custodial=_UNSET, size=_UNSET,
+                last_update=_UNSET, files=_UNSET):
+        """A detached block replica.  `files`: None (or not given) for a complete
+        replica, else the LFNs present."""
+        table = Detached(block=block, site=site, group=None, is_custodial=False, size=0,
+                         last_update=0, file_ids=None)
+        replica = _new_view(cls, (table, 0))
+        _init(replica, dict(group=group, is_custodial=is_custodial, size=size,
+                            last_update=last_update, file_ids=files))
+        return replica
 
     def __repr__(self):
         block = self.block.full_name() if isinstance(self.block, Block) else self.block
@@ -566,6 +704,10 @@ class BlockReplica:
 
     def is_complete(self) -> bool:
         return self.file_ids is None
+
+    def usage_facts(self) -> tuple:
+        """What the usage reads of it, in one call (see BlockReplicaTable.usage_facts)."""
+        return self[0].usage_facts(self[1])
 
     def files(self) -> frozenset:
         """The File objects present at the site."""
@@ -584,7 +726,7 @@ class BlockReplica:
         """Whether this file (a File of the block, or an LFN) is present here."""
         if isinstance(lfile, str):
             lfile = self.block.find_file(lfile)
-        if getattr(lfile, "block", None) is not self.block:
+        if getattr(lfile, "block", None) != self.block:
             return False
         return self.file_ids is None or lfile.id in self.file_ids
 

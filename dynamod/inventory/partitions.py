@@ -27,13 +27,14 @@ No state is kept per block replica: the counters live in `Usage.table`.  The
 partitions of a replica are memoized by what the conditions can read of it (its
 site, group and dataset objects, storage type, completeness, custodial flag:
 `Usage._prepare`), so a condition is evaluated once per such combination, not per
-replica; `full_count` (the tests' check) evaluates every condition on every replica.
+replica; `full_count` (the tests' check) evaluates every condition on every replica,
+reached through the datasets and blocks (`recount` goes through the replicas' table).
 """
 
 import re
 import sys
 from fnmatch import translate
-from operator import attrgetter
+from operator import itemgetter
 
 from ..errors import Conflict, InvalidValue, NotFound
 
@@ -326,8 +327,8 @@ class Usage:
         # read of it (see `_prepare`); valid for the `_order` it was made for.
         self._memo = {}
         self._memo_order = None
-        self._fast_key = self._safe_key = None
-        self._key_complete = False
+        self._key = None          # what the memo's key takes of a replica's facts
+        self._key_storage = False  # whether the key holds the site's storage type
 
     @property
     def active(self) -> bool:
@@ -365,17 +366,21 @@ class Usage:
         return lambda r: any(t(r) for t in tests)
 
     def recount(self, inventory, memo: bool = True):
-        """The usage from scratch: a walk of every block replica (`memo=False`: every
-        condition evaluated on every replica, the memo neither read nor filled)."""
+        """The usage from scratch: every block replica, from the replicas' table (with
+        `memo=False`, through the datasets and their blocks, every condition evaluated
+        on every replica, the memo neither read nor filled)."""
         self.recounts += 1
         self.table = {}
         if not self._order:
             return
-        contribution = self.contribution if memo else self._uncached
+        if memo:
+            for replica in inventory.block_replicas.views():
+                self.add(self.contribution(replica))
+            return
         for dataset in inventory.datasets.values():
             for block in dataset.blocks:
                 for replica in block.replicas:
-                    self.add(contribution(replica))
+                    self.add(self._uncached(replica))
 
     def full_count(self, inventory) -> dict:
         """A recount into a new table, leaving the kept one alone (for checks): without
@@ -410,21 +415,12 @@ class Usage:
         read = set()
         for partition in self.partitions.values():
             read |= partition.reads
-        fast, safe = ["site"], ["site"]   # the slot, where it is always set; the field
-        if "group" in read:
-            fast.append("_group")
-            safe.append("group")
-        if "dataset" in read:
-            fast.append("block.dataset")
-            safe.append("block.dataset")
-        if "storage_type" in read:
-            fast.append("site.storage_type")   # a site may have it unset (the default)
-            safe.append("site.storage_type")
-        if "custodial" in read:
-            fast.append("is_custodial")        # unset unless given (the default)
-            safe.append("is_custodial")
-        self._fast_key, self._safe_key = attrgetter(*fast), attrgetter(*safe)
-        self._key_complete = "complete" in read
+        # the positions in `usage_facts` (columns.py): site, group, dataset, custodial,
+        # complete; the site always (the table's keys hold its name)
+        taken = [0] + [at for at, what in ((1, "group"), (2, "dataset"), (3, "custodial"),
+                                           (4, "complete")) if what in read]
+        self._key = itemgetter(*taken, 0)   # the site twice: a tuple even when alone
+        self._key_storage = "storage_type" in read
         self._memo = {}
         self._memo_order = self._order
 
@@ -434,14 +430,10 @@ class Usage:
         memo when a replica with the same key (see `_prepare`) was seen."""
         if self._memo_order is not self._order:
             self._prepare()
-        try:   # the slots, without the fields' Python-level __get__
-            key = self._fast_key(replica)
-            complete = replica._file_ids is None
-        except AttributeError:   # a slot never set: the field's default
-            key = self._safe_key(replica)
-            complete = replica.file_ids is None
-        if self._key_complete:
-            key = (key, complete)
+        facts = replica.usage_facts()
+        key = self._key(facts)
+        if self._key_storage:
+            key = (key, facts[0].storage_type)
         memo = self._memo
         keys = memo.get(key)
         if keys is None:
@@ -451,10 +443,7 @@ class Usage:
             memo[key] = keys
         if not keys:
             return None
-        try:
-            return keys, complete, replica._size, replica.block._size
-        except AttributeError:
-            return keys, complete, replica.size, replica.block.size
+        return keys, facts[4], facts[5], facts[6]
 
     def add(self, contribution, sign=1):
         if contribution is None:

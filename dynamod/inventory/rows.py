@@ -13,8 +13,8 @@ import orjson
 from ..store.tables import INVENTORY_KINDS
 from .changes import ChangeSet
 from .partitions import Record
-from .objects import (NO_MEMBERS, Block, BlockReplica, BlockSet, Dataset, DatasetReplica, File,
-                      Group, Members, Site)
+from .objects import (NO_MEMBERS, NO_ROW, Block, BlockReplica, BlockSet, Dataset,
+                      DatasetReplica, File, Group, Members, Site)
 
 
 def _group_id(group):
@@ -59,56 +59,41 @@ def build(inventory, tables: dict, next_ids: dict):
     """Fill an empty inventory from the rows of `StoreReader.tables()`.
 
     Files stay in the store (the inventory's file cache loads them per block).
-    The rows were checked on their way in, so datasets, blocks and replicas (the
-    millions) are made without their constructors' checks: slots are set directly.
+    The rows were checked on their way in, so datasets and dataset replicas are made
+    without their constructors' checks (slots set directly), and blocks and block
+    replicas go straight into their columns (columns.py), no object per row.
     """
-    sites, groups, datasets, blocks = {}, {0: inventory.groups[None]}, {}, {}
+    sites, groups, datasets = {}, inventory.block_replicas.groups, {}
     for row in tables["site"]:
         site = sites[row[0]] = Site(row[1], *row[2:6], id=row[0])
         inventory.sites[site.name] = site
+    inventory.block_replicas.sites.update(sites)
     for gid, name, olevel in tables["group"]:
         group = groups[gid] = Group(name, olevel, id=gid)
         inventory.groups[name] = group
-    cache, by_name = inventory.file_cache, inventory.datasets
+    blocks, by_name = inventory.blocks, inventory.datasets
     for did, name, status, data_type, version, last_update, is_open in tables["dataset"]:
         dataset = datasets[did] = by_name[name] = Dataset.__new__(Dataset)
         dataset._name, dataset._status, dataset._data_type = name, status, data_type
         dataset._software_version, dataset._last_update = version, last_update
         dataset._is_open, dataset.id = bool(is_open), did
-        dataset.blocks, dataset.replicas = BlockSet(cache), NO_MEMBERS
-    for bid, did, name, size, num_files, is_open, last_update in tables["block"]:
-        dataset = datasets[did]
-        block = blocks[bid] = dataset.blocks.by_name[name] = Block.__new__(Block)
-        block._name, block.dataset, block._size, block._num_files = name, dataset, size, num_files
-        block._is_open, block._last_update, block.id = bool(is_open), last_update, bid
-        block._files, block.replicas = None, NO_MEMBERS
-    # Rows come in key order, so the replicas of one dataset (of one block) are
-    # consecutive: each holder gets its Members once its last replica is read.
-    owners = []  # the dataset replicas, which collect their block replicas in a list first
+        dataset.blocks, dataset.replicas = BlockSet(blocks), NO_MEMBERS
+    blocks.load(tables["block"], datasets)
+    # Rows come in key order, so the replicas of one dataset are consecutive: each
+    # dataset gets its Members once its last replica is read.
+    owners = {}   # (dataset id, site id) -> DatasetReplica, for the block replicas
     for dataset, found in _runs(tables["datasetreplica"], datasets):
         members = []
-        for _, sid, growing, gid in found:
-            replica = DatasetReplica.__new__(DatasetReplica)
+        for did, sid, growing, gid in found:
+            replica = owners[did, sid] = DatasetReplica.__new__(DatasetReplica)
             replica.dataset, replica.site = dataset, sites[sid]
-            replica._growing, replica._group, replica.block_replicas = (
-                bool(growing), groups[gid or 0], [])
+            replica._growing, replica._group = bool(growing), groups[gid or 0]
+            replica.head = replica.tail = NO_ROW
+            replica.length = 0
             members.append(replica)
             replica.site.dataset_replicas.add(replica)
         dataset.replicas = Members(members)
-        owners += members
-    for block, found in _runs(tables["blockreplica"], blocks):
-        members, owners_here = [], {owner.site.id: owner for owner in block.dataset.replicas}
-        for _, sid, gid, custodial, size, last_update, file_ids in found:
-            replica = BlockReplica.__new__(BlockReplica)
-            replica.block, replica.site, replica._group = block, sites[sid], groups[gid or 0]
-            replica._is_custodial, replica._last_update = bool(custodial), last_update
-            replica._size = block._size if size == block._size else size  # one int, not two
-            replica._file_ids = None if file_ids is None else tuple(orjson.loads(file_ids))
-            members.append(replica)
-            owners_here[sid].block_replicas.append(replica)
-        block.replicas = Members(members)
-    for owner in owners:
-        owner.block_replicas = Members(owner.block_replicas)
+    inventory.block_replicas.load(tables["blockreplica"], owners)
     for kind in inventory.next_ids:
         inventory.next_ids[kind] = next_ids.get(kind, 1)
 

@@ -1,0 +1,429 @@
+"""Blocks and block replicas as columns: one array per field, one row per object.
+
+A grid holds millions of blocks and block replicas.  As Python objects they cost
+hundreds of bytes each, and an application forked from the daemon that merely
+reads them copies their pages (reading an object writes its reference count).
+Here each field is an `array` (a block's dataset, a list of references: datasets
+stay objects), block names are slices of one UTF-8 buffer, and `Block` and
+`BlockReplica` (objects.py) are views `(table, row)` made on access: reading a
+column writes nothing.
+
+Rows are appended in id order (ids only grow), so the id column is sorted and a
+row is found from its id by bisection, and the rows' order is creation order.
+Links are rows:
+- a block's replicas: a list through `next_in_block` from the block's
+  `first_replica` (a block has a few replicas; new ones go last);
+- a dataset replica's block replicas: a doubly linked chain through
+  `next_in_owner` and `prev_in_owner`, from the DatasetReplica's `head` to its
+  `tail` (it may hold thousands, and one leaves in O(1)); new ones go last;
+- a dataset's blocks: its BlockSet (objects.py), their rows sorted by name.
+Sites and groups are kept by id (`BlockReplicaTable.sites`, `.groups`; 0 is the
+null group); they are registered when created and stay after a deletion, so that
+a dead row can still be read.
+
+Every change is a table operation that returns its inverse, which the ChangeSet
+keeps as its undo and runs strictly newest first.  A deleted row is marked dead
+(`alive` 0) and left where it is, still readable (the change log names what a
+change deleted after the fact; a dead block keeps its dataset's name, not the
+Dataset) and never reused; undoing a creation removes the
+row, then the last one.  Compacting the dead rows away (when the daemon is idle)
+is not done yet: it will have to renumber the rows in every column, BlockSet,
+chain, and in the views the file cache holds.
+"""
+
+from array import array
+from bisect import bisect_left
+from functools import partial
+from itertools import accumulate, chain, compress, count, islice, repeat
+from operator import attrgetter, itemgetter, ne
+
+import orjson
+
+from ..errors import InvalidValue
+from .objects import NO_MEMBERS, NO_ROW, Block, BlockReplica, Members
+
+_new_view = tuple.__new__
+BATCH = 65536   # rows turned into columns at a time at start-up
+
+
+def _encoded(name: str) -> bytes:
+    return name.encode("utf-8", "surrogatepass")
+
+
+def _batches(rows):
+    """The rows (any iterable) as lists of at most BATCH."""
+    rows = iter(rows)
+    while batch := list(islice(rows, BATCH)):
+        yield batch
+
+
+class BlockTable:
+    """Every block of the inventory, one row each."""
+
+    __slots__ = ("id", "dataset", "names", "offsets", "size", "num_files", "is_open",
+                 "last_update", "alive", "first_replica", "cache", "replicas")
+    COLUMNS = ("id", "size", "num_files", "is_open", "last_update", "alive", "first_replica")
+
+    def __init__(self, cache=None):
+        self.id, self.size, self.num_files, self.last_update = (array("q") for _ in range(4))
+        self.is_open, self.alive = array("b"), array("b")
+        self.first_replica = array("i")
+        self.dataset = []             # the Dataset of each row
+        self.names = bytearray()      # every name, UTF-8, one after the other
+        self.offsets = array("q", [0])  # row r's name is names[offsets[r]:offsets[r + 1]]
+        self.cache = cache            # the inventory's FileCache, which loads files
+        self.replicas = None          # the BlockReplicaTable (it sets itself here)
+
+    def __len__(self):
+        return len(self.id)
+
+    def __repr__(self):
+        return f"<BlockTable: {self.alive.count(1)} blocks in {len(self)} rows>"
+
+    # ------------------------------------------------------------ reading
+    def raw_name(self, row) -> bytearray:
+        return self.names[self.offsets[row]:self.offsets[row + 1]]
+
+    def name_at(self, row) -> str:
+        return self.raw_name(row).decode("utf-8", "surrogatepass")
+
+    def exists(self, row) -> bool:
+        """Whether `row` holds a block (not deleted, not undone)."""
+        return row < len(self.alive) and self.alive[row] != 0
+
+    def is_set(self, name) -> bool:
+        return True   # every field of a stored block has its value
+
+    def row_of(self, block_id) -> int:
+        """The row of the block with this id (NO_ROW: none)."""
+        row = bisect_left(self.id, block_id)
+        return row if row < len(self.id) and self.id[row] == block_id else NO_ROW
+
+    def replicas_of(self, row) -> Members:
+        return self.replicas.of_block(row)
+
+    # ----------------------------------------------------------- changing
+    def store(self, name, row, value):
+        getattr(self, name)[row] = value
+
+    def add(self, block_id, dataset, name, size, num_files, is_open, last_update):
+        """A new block (checked values) in `dataset`: (its view, the undo)."""
+        row = len(self.id)
+        for column, value in zip((self.id, self.size, self.num_files, self.is_open,
+                                  self.last_update, self.alive, self.first_replica),
+                                 (block_id, size, num_files, is_open, last_update, 1, NO_ROW)):
+            column.append(value)
+        self.dataset.append(dataset)
+        self.names += _encoded(name)
+        self.offsets.append(len(self.names))
+        unlist = dataset.blocks.insert(row)
+
+        def undo():
+            unlist()
+            self._truncate(row)
+        return _new_view(Block, (self, row)), undo
+
+    def _truncate(self, row):
+        """Remove the rows from `row` on (the undo of their creation)."""
+        for name in self.COLUMNS:
+            del getattr(self, name)[row:]
+        del self.dataset[row:]
+        del self.names[self.offsets[row]:]
+        del self.offsets[row + 1:]
+
+    def delete(self, block: Block):
+        """The block leaves its dataset (its replicas are gone already); returns the undo.
+        The dead row keeps the dataset's name, not the Dataset (which may be deleted
+        too, and must then leave memory)."""
+        row = block[1]
+        dataset = self.dataset[row]
+        relist = dataset.blocks.remove(row)
+        self.alive[row] = 0
+        self.dataset[row] = dataset.name
+
+        def undo():
+            self.dataset[row] = dataset
+            self.alive[row] = 1
+            relist()
+        return undo
+
+    # ------------------------------------------------------------ loading
+    def load(self, rows, datasets: dict):
+        """Append the store's block rows (id, dataset id, name, size, num_files, is_open,
+        last_update), in id order, a batch at a time, column by column; each block
+        goes into its dataset's BlockSet."""
+        for batch in _batches(rows):
+            first = len(self.id)
+            for j, column in ((0, self.id), (3, self.size), (4, self.num_files),
+                              (5, self.is_open), (6, self.last_update)):
+                column.extend(map(itemgetter(j), batch))
+            self.alive.extend(repeat(1, len(batch)))
+            self.first_replica.extend(repeat(NO_ROW, len(batch)))
+            owners = list(map(datasets.__getitem__, map(itemgetter(1), batch)))
+            self.dataset += owners
+            encoded = list(map(str.encode, map(itemgetter(2), batch)))
+            self.names += b"".join(encoded)
+            self.offsets.extend(islice(accumulate(map(len, encoded),
+                                                  initial=self.offsets[-1]), 1, None))
+            self._list(owners, encoded, first)
+
+    def _list(self, owners: list, encoded: list, first: int):
+        """Put the batch's rows into their datasets' BlockSets, sorted by name: a run of
+        rows of one dataset is sorted in C and appended, or merged when the dataset
+        already has blocks (those of an earlier batch, or of an earlier run)."""
+        start = 0
+        for end in compress(count(1), map(ne, owners, islice(owners, 1, None))):
+            self._list_run(owners[start], encoded, first, start, end)
+            start = end
+        if start < len(owners):
+            self._list_run(owners[start], encoded, first, start, len(owners))
+
+    def _list_run(self, dataset, encoded, first, start, end):
+        rows = dataset.blocks.rows
+        order = sorted(range(start, end), key=encoded.__getitem__)
+        if not rows:
+            rows.extend(map(first.__add__, order))
+        else:
+            for i in order:
+                dataset.blocks.insert(first + i)
+
+
+class BlockReplicaTable:
+    """Every block replica of the inventory, one row each."""
+
+    __slots__ = ("blocks", "block", "site", "group", "is_custodial", "size", "last_update",
+                 "alive", "next_in_block", "next_in_owner", "prev_in_owner", "files",
+                 "sites", "groups")
+    COLUMNS = ("block", "site", "group", "is_custodial", "size", "last_update", "alive",
+               "next_in_block", "next_in_owner", "prev_in_owner")
+
+    def __init__(self, blocks: BlockTable, sites: dict, groups: dict):
+        self.blocks = blocks
+        blocks.replicas = self
+        self.block = array("i")                  # the block's row
+        self.site, self.group = array("I"), array("I")   # ids (group 0: the null group)
+        self.is_custodial, self.alive = array("b"), array("b")
+        self.size, self.last_update = array("q"), array("q")
+        self.next_in_block = array("i")
+        self.next_in_owner, self.prev_in_owner = array("i"), array("i")
+        self.files = {}       # row -> the file ids of an incomplete replica
+        self.sites = sites    # id -> Site
+        self.groups = groups  # id -> Group
+
+    def __len__(self):
+        return len(self.block)
+
+    def __repr__(self):
+        return f"<BlockReplicaTable: {self.alive.count(1)} block replicas in {len(self)} rows>"
+
+    # ------------------------------------------------------------ reading
+    def is_set(self, name) -> bool:
+        return True
+
+    def block_at(self, row) -> Block:
+        return _new_view(Block, (self.blocks, self.block[row]))
+
+    def site_at(self, row):
+        return self.sites[self.site[row]]
+
+    def group_at(self, row):
+        return self.groups[self.group[row]]
+
+    def file_ids_at(self, row):
+        return self.files.get(row)
+
+    def of_block(self, block_row) -> Members:
+        """The replicas of the block at `block_row`."""
+        rows, row, after = [], self.blocks.first_replica[block_row], self.next_in_block
+        while row != NO_ROW:
+            rows.append(row)
+            row = after[row]
+        if not rows:
+            return NO_MEMBERS
+        return Members(map(_new_view, repeat(BlockReplica), zip(repeat(self), rows)))
+
+    def views(self):
+        """Every (live) block replica."""
+        return map(_new_view, repeat(BlockReplica),
+                   zip(repeat(self), compress(count(), self.alive)))
+
+    def chain(self, owner):
+        """The block replicas of a dataset replica, in creation order."""
+        row, after = owner.head, self.next_in_owner
+        while row != NO_ROW:
+            yield _new_view(BlockReplica, (self, row))
+            row = after[row]
+
+    def in_chain(self, row, owner) -> bool:
+        return (row < len(self.alive) and self.alive[row] != 0
+                and self.site[row] == owner.site.id
+                and self.blocks.dataset[self.block[row]] is owner.dataset)
+
+    def usage_facts(self, row) -> tuple:
+        """What the usage (partitions.py) reads of a replica, in one call: its site, its
+        group, its dataset, custodial, complete, its size and its block's size."""
+        block = self.block[row]
+        return (self.sites[self.site[row]], self.groups[self.group[row]],
+                self.blocks.dataset[block], self.is_custodial[row] != 0,
+                row not in self.files, self.size[row], self.blocks.size[block])
+
+    # ----------------------------------------------------------- changing
+    def store(self, name, row, value):
+        getattr(self, name)[row] = value
+
+    def set_group(self, row, group):
+        self.group[row] = self._group_id(group)
+
+    def _group_id(self, group) -> int:
+        if self.groups.get(getattr(group, "id", None)) is not group:
+            raise InvalidValue(f"a block replica's group is a Group of the inventory, not "
+                               f"{group!r}", field="group")
+        return group.id
+
+    def set_file_ids(self, row, file_ids):
+        if file_ids is None:
+            self.files.pop(row, None)
+        else:
+            self.files[row] = file_ids
+
+    def add(self, owner, block: Block, site, group, is_custodial, size, last_update,
+            file_ids):
+        """A new replica (checked values) of `block`, in the chain of `owner` (the
+        dataset replica at that site): (its view, the undo)."""
+        row, block_row = len(self.block), block[1]
+        for column, value in zip(
+                (self.block, self.site, self.group, self.is_custodial, self.size,
+                 self.last_update, self.alive, self.next_in_block, self.next_in_owner,
+                 self.prev_in_owner),
+                (block_row, site.id, self._group_id(group), is_custodial, size, last_update,
+                 1, NO_ROW, NO_ROW, owner.tail)):
+            column.append(value)
+        self.set_file_ids(row, file_ids)
+        first, after = self.blocks.first_replica, self.next_in_block
+        if first[block_row] == NO_ROW:
+            first[block_row] = row
+        else:
+            last = first[block_row]
+            while after[last] != NO_ROW:
+                last = after[last]
+            after[last] = row
+        if owner.tail == NO_ROW:
+            owner.head = row
+        else:
+            self.next_in_owner[owner.tail] = row
+        owner.tail = row
+        owner.length += 1
+        replica = _new_view(BlockReplica, (self, row))
+
+        def undo():
+            self._unlink(row, owner)
+            for name in self.COLUMNS:
+                del getattr(self, name)[row:]
+            self.files.pop(row, None)
+        return replica, undo
+
+    def delete(self, replica: BlockReplica, owner):
+        """The replica leaves its block and `owner`'s chain; returns the undo (which puts
+        it back where it was: undos run newest first, so its neighbours are as the
+        deletion left them)."""
+        row = replica[1]
+        before = self._unlink(row, owner)
+        self.alive[row] = 0
+        return partial(self._relink, row, owner, before)
+
+    def _unlink(self, row, owner) -> int:
+        """Take the row out of its lists (its own links stay); returns the row before it
+        in its block's list (NO_ROW: it was the first)."""
+        block_row, first, after = self.block[row], self.blocks.first_replica, self.next_in_block
+        before = NO_ROW
+        if first[block_row] == row:
+            first[block_row] = after[row]
+        else:
+            before = first[block_row]
+            while after[before] != row:
+                before = after[before]
+            after[before] = after[row]
+        previous, following = self.prev_in_owner[row], self.next_in_owner[row]
+        if previous == NO_ROW:
+            owner.head = following
+        else:
+            self.next_in_owner[previous] = following
+        if following == NO_ROW:
+            owner.tail = previous
+        else:
+            self.prev_in_owner[following] = previous
+        owner.length -= 1
+        return before
+
+    def _relink(self, row, owner, before):
+        block_row, first, after = self.block[row], self.blocks.first_replica, self.next_in_block
+        if before == NO_ROW:
+            after[row] = first[block_row]
+            first[block_row] = row
+        else:
+            after[row] = after[before]
+            after[before] = row
+        previous, following = self.prev_in_owner[row], self.next_in_owner[row]
+        if previous == NO_ROW:
+            owner.head = row
+        else:
+            self.next_in_owner[previous] = row
+        if following == NO_ROW:
+            owner.tail = row
+        else:
+            self.prev_in_owner[following] = row
+        owner.length += 1
+        self.alive[row] = 1
+
+    # ------------------------------------------------------------ loading
+    def load(self, rows, owners: dict):
+        """Fill the empty table with the store's block replica rows (block id, site id, group id, custodial,
+        size, last_update, file ids as JSON or NULL), in key order (block, site), a
+        batch at a time, column by column; then link them.  `owners`: the
+        DatasetReplica of each (dataset id, site id)."""
+        blocks = self.blocks
+        for batch in _batches(rows):
+            first = len(self.block)
+            self.block.extend(map(partial(bisect_left, blocks.id), map(itemgetter(0), batch)))
+            self.site.extend(map(itemgetter(1), batch))
+            groups = list(map(itemgetter(2), batch))
+            self.group.extend(map({None: 0}.get, groups, groups))   # NULL: the null group
+            for j, column in ((3, self.is_custodial), (4, self.size), (5, self.last_update)):
+                column.extend(map(itemgetter(j), batch))
+            self.alive.extend(repeat(1, len(batch)))
+            for i, files in enumerate(map(itemgetter(6), batch), first):
+                if files is not None:
+                    self.files[i] = tuple(orjson.loads(files))
+        self._link_loaded(owners)
+
+    def _link_loaded(self, owners: dict):
+        """The lists of freshly loaded rows: a block's replicas are consecutive rows,
+        so each row's next in its block is the following row or none (computed in C);
+        each dataset replica's chain takes its rows in order."""
+        n, block = len(self.block), self.block
+        if not n:
+            return
+        same = map(int.__eq__, islice(block, 1, None), block)  # row r+1 has r's block
+        # r + 1 where the next row has the same block, else NO_ROW (-1)
+        self.next_in_block = array("i", map(int.__sub__, map(int.__mul__, count(2), same),
+                                            repeat(1)))
+        self.next_in_block.append(NO_ROW)
+        first = self.blocks.first_replica
+        starts = compress(range(n), map(ne, block, chain((NO_ROW,), block)))
+        for row in starts:
+            first[block[row]] = row
+        self.prev_in_owner = array("i", repeat(NO_ROW, n))
+        self.next_in_owner = array("i", repeat(NO_ROW, n))
+        after, before = self.next_in_owner, self.prev_in_owner
+        dataset_ids = array("q", map(attrgetter("id"), self.blocks.dataset))
+        keys = zip(map(dataset_ids.__getitem__, block), self.site)
+        for row, key in enumerate(keys):
+            owner = owners[key]
+            tail = owner.tail
+            if tail == NO_ROW:
+                owner.head = row
+            else:
+                after[tail] = row
+                before[row] = tail
+            owner.tail = row
+            owner.length += 1
