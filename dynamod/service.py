@@ -30,7 +30,7 @@ class InventoryService:
         self.changelog = changelog or ChangeLog(None)
         self.writer = Writer(store)
         self.gate = asyncio.Lock()  # held by each change, and by a read/write application
-        # What `open` loaded, for the start-up messages: counting walks every block.
+        # What `open` loaded, for the start-up messages (counting walks every dataset).
         self.loaded_counts = {}
 
     @classmethod

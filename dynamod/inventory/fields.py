@@ -9,7 +9,6 @@ the same check for a view, whose values live in a table (columns.py).
 """
 
 import re
-from operator import attrgetter
 
 from ..errors import InvalidValue
 
@@ -158,20 +157,12 @@ class Checksum(Field):
 
 
 class Column(property):
-    """A field of a view `(table, row)` (objects.py): its value is `table.<name>[row]`,
-    read by one index (a property: no Python-level descriptor call beyond the getter),
-    written through the field's check by `table.store` (or by `put(table, row,
-    value)` for a link kept as an id).  Tables with other layouts (a caller's detached
-    object) give `get` instead."""
+    """A field of a view `(table, row)` (objects.py), whose value lives in its table:
+    `get(view)` reads it (one index into a column, in a property: no Python-level
+    descriptor call beyond the getter's), a write goes through the field's check to
+    `table.store(name, row, value)`, or to `put(table, row, value)` for a link."""
 
-    def __init__(self, name: str, field: Field, get=None, put=None):
-        column = attrgetter(name)
-        if get is None and isinstance(field, Flag):
-            def get(view):
-                return column(view[0])[view[1]] != 0
-        elif get is None:
-            def get(view):
-                return column(view[0])[view[1]]
+    def __init__(self, name: str, field: Field, get, put=None):
         if put is None:
             def put(table, row, value):
                 table.store(name, row, value)

@@ -460,6 +460,14 @@ class Detached:
     def replicas_of(self, row) -> Members:
         return NO_MEMBERS
 
+    def values_at(self, row) -> tuple:
+        """The fields of the view's kind, as `Block.values` and `BlockReplica.values`."""
+        if "block" in self.__dict__:
+            return (self.block[row], self.site[row], self.group[row], self.is_custodial[row],
+                    self.size[row], self.last_update[row], self.file_ids[row])
+        return (self.id[row], self.dataset[row], self.name[row], self.size[row],
+                self.num_files[row], self.is_open[row], self.last_update[row])
+
 
 class Block(tuple):
     """A block: a view `(table, row)` of the inventory's BlockTable (columns.py), or of
@@ -468,10 +476,11 @@ class Block(tuple):
     __slots__ = ()
     kind = "block"
     name = Column("name", Text(required=True, frozen=True), get=lambda v: v[0].name_at(v[1]))
-    size = Column("size", Count())
-    num_files = Column("num_files", Count())
-    is_open = Column("is_open", Flag(False))
-    last_update = Column("last_update", Time())
+    # each getter spelled out: it runs for every block a walk meets
+    size = Column("size", Count(), get=lambda v: v[0].size[v[1]])
+    num_files = Column("num_files", Count(), get=lambda v: v[0].num_files[v[1]])
+    is_open = Column("is_open", Flag(False), get=lambda v: v[0].is_open[v[1]] != 0)
+    last_update = Column("last_update", Time(), get=lambda v: v[0].last_update[v[1]])
     dataset = property(lambda v: v[0].dataset[v[1]])
     id = property(lambda v: v[0].id[v[1]])
     replicas = property(lambda v: v[0].replicas_of(v[1]))
@@ -494,6 +503,11 @@ class Block(tuple):
 
     def full_name(self) -> str:
         return f"{_name_of(self.dataset)}#{self.name}"
+
+    def values(self) -> tuple:
+        """(id, dataset, name, size, num_files, is_open, last_update) in one call (what
+        the store's rows and the queries' answers take)."""
+        return self[0].values_at(self[1])
 
     @property
     def files_by_lfn(self) -> dict:
@@ -678,9 +692,10 @@ class BlockReplica(tuple):
     site = property(lambda v: v[0].site_at(v[1]))
     group = Column("group", Field(), get=lambda v: v[0].group_at(v[1]),
                    put=lambda table, row, group: table.set_group(row, group))
-    is_custodial = Column("is_custodial", Flag(False))
-    size = Column("size", Count())
-    last_update = Column("last_update", Time())
+    is_custodial = Column("is_custodial", Flag(False),
+                          get=lambda v: v[0].is_custodial[v[1]] != 0)
+    size = Column("size", Count(), get=lambda v: v[0].size[v[1]])
+    last_update = Column("last_update", Time(), get=lambda v: v[0].last_update[v[1]])
     file_ids = Column("file_ids", Field(), get=lambda v: v[0].file_ids_at(v[1]),
                       put=lambda table, row, ids: table.set_file_ids(row, ids))
     FIELDS = ("group", "is_custodial", "size", "last_update", "file_ids")
@@ -704,6 +719,11 @@ class BlockReplica(tuple):
 
     def is_complete(self) -> bool:
         return self.file_ids is None
+
+    def values(self) -> tuple:
+        """(block, site, group, is_custodial, size, last_update, file_ids) in one call
+        (what the store's rows and the queries' answers take)."""
+        return self[0].values_at(self[1])
 
     def usage_facts(self) -> tuple:
         """What the usage reads of it, in one call (see BlockReplicaTable.usage_facts)."""

@@ -21,9 +21,14 @@ def _group_id(group):
     return group.id or None
 
 
+def _block_row(b) -> tuple:
+    id_, dataset, name, size, num_files, is_open, last_update = b.values()
+    return id_, dataset.id, name, size, num_files, is_open, last_update
+
+
 def _block_replica_row(r) -> tuple:
-    ids = r.file_ids
-    return (r.block.id, r.site.id, _group_id(r.group), r.is_custodial, r.size, r.last_update,
+    block, site, group, is_custodial, size, last_update, ids = r.values()
+    return (block.id, site.id, _group_id(group), is_custodial, size, last_update,
             None if ids is None else orjson.dumps(ids).decode())
 
 
@@ -33,7 +38,7 @@ _ROWS = {
     Group: lambda o: (o.id, o.name, o.olevel),
     Dataset: lambda o: (o.id, o.name, o.status, o.data_type, o.software_version, o.last_update,
                         o.is_open),
-    Block: lambda o: (o.id, o.dataset.id, o.name, o.size, o.num_files, o.is_open, o.last_update),
+    Block: _block_row,
     File: lambda o: (o.id, o.block.id, o.lfn, o.size, o.adler32, o.crc32, o.md5),
     DatasetReplica: lambda o: (o.dataset.id, o.site.id, o.growing, _group_id(o.group)),
     BlockReplica: _block_replica_row,

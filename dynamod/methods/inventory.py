@@ -9,7 +9,7 @@ from ..auth.policy import Access
 from ..errors import InvalidParams
 from ..inventory import injection
 from ..inventory.fields import Field
-from ..inventory.objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
+from ..inventory.objects import Block, Dataset, DatasetReplica, File, Group, Site
 from .registry import Call, method
 
 MAX_PATTERN = 1024
@@ -52,13 +52,7 @@ _SITE = _reader(Site, "name", "id", "host", "storage_type", "backend", "status")
 _GROUP = _reader(Group, "name", "id", "olevel")
 _DATASET = _reader(Dataset, "name", "id", "status", "data_type", "software_version",
                    "last_update", "is_open")
-_BLOCK = _reader(Block, "name", "dataset.name", "id", "size", "num_files", "is_open",
-                 "last_update")
 _FILE = _reader(File, "lfn", "id", "size")
-# A replica's group is read as the object: the null group has no name set, which would
-# send every replica it owns down the slow path.
-_BLOCK_REPLICA = _reader(BlockReplica, "block.name", "site.name", "group", "is_custodial",
-                         "size", "last_update")
 _DATASET_REPLICA = _reader(DatasetReplica, "dataset.name", "site.name", "growing", "group")
 
 
@@ -82,9 +76,9 @@ def dataset_view(dataset) -> dict:
 
 
 def block_view(block) -> dict:
-    name, dataset, id_, size, num_files, is_open, last_update = _BLOCK(block)
-    return {"name": name, "dataset": dataset, "id": id_, "size": size, "num_files": num_files,
-            "is_open": is_open, "last_update": last_update}
+    id_, dataset, name, size, num_files, is_open, last_update = block.values()
+    return {"name": name, "dataset": dataset.name, "id": id_, "size": size,
+            "num_files": num_files, "is_open": is_open, "last_update": last_update}
 
 
 def file_view(f) -> dict:
@@ -93,10 +87,11 @@ def file_view(f) -> dict:
 
 
 def block_replica_view(replica, with_files=False) -> dict:
-    block, site, group, is_custodial, size, last_update = _BLOCK_REPLICA(replica)
-    complete = replica.is_complete()
-    view = {"block": block, "site": site, "group": group.name, "is_custodial": is_custodial,
-            "size": size, "last_update": last_update, "complete": complete}
+    block, site, group, is_custodial, size, last_update, file_ids = replica.values()
+    complete = file_ids is None
+    view = {"block": block.name, "site": site.name, "group": group.name,
+            "is_custodial": is_custodial, "size": size, "last_update": last_update,
+            "complete": complete}
     if with_files and not complete:
         view["files"] = sorted(f.lfn for f in replica.files())
     return view
