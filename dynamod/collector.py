@@ -11,8 +11,8 @@ would walk all of it (at start-up, the whole inventory) only to promote it.
 Holds may overlap (requests run concurrently); the last release resumes.
 
 The price of promoting without a walk: objects a change deletes sit in the
-oldest generation, and they form cycles (a block and its replicas, a dataset
-and its blocks) that only a full collection frees, which the collector's own
+oldest generation, and they form cycles (a dataset and its replicas; blocks
+and block replicas are columns, not objects) that only a full collection frees, which the collector's own
 thresholds then seldom start.  So deleted objects are counted, and once
 `full_every` of them have piled up a full collection runs (at cms scale, one
 of about a second per half a million deletions; memory held meanwhile: a tenth
