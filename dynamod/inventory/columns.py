@@ -35,7 +35,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from functools import partial
 from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import attrgetter, itemgetter, ne
+from operator import attrgetter, itemgetter, lshift, ne, or_
 
 import orjson
 
@@ -401,14 +401,14 @@ class BlockReplicaTable:
         """Fill the empty table with the store's block replica rows (block id, site id, group id, custodial,
         size, last_update, file ids as JSON or NULL), in key order (block, site), a
         batch at a time, column by column; then link them.  `owners`: the
-        DatasetReplica of each (dataset id, site id)."""
+        DatasetReplica of each `owner_key(dataset id, site id)`."""
         ids = self.blocks.id
         for batch in _batches(rows):
             first = len(self.block)
             # the rows of the batch's blocks by id (a dict for the batch's span: one
             # lookup each, where a bisection of the whole column took 4x longer)
             low, high = bisect_left(ids, batch[0][0]), bisect_right(ids, batch[-1][0])
-            row_of = dict(zip(islice(ids, low, high), count(low)))
+            row_of = dict(zip(ids[low:high], count(low)))
             self.block.extend(map(row_of.__getitem__, map(itemgetter(0), batch)))
             self.site.extend(map(itemgetter(1), batch))
             groups = list(map(itemgetter(2), batch))
@@ -422,26 +422,23 @@ class BlockReplicaTable:
         self._link_loaded(owners)
 
     def _link_loaded(self, owners: dict):
-        """The lists of freshly loaded rows: a block's replicas are consecutive rows,
-        so each row's next in its block is the following row or none (computed in C);
-        each dataset replica's chain takes its rows in order."""
+        """The lists of freshly loaded rows.  A block's replicas are consecutive rows: each
+        row's next in its block is the following row, except at the end of a block's
+        run.  Each dataset replica's chain takes its rows in order."""
         n, block = len(self.block), self.block
         if not n:
             return
-        same = map(int.__eq__, islice(block, 1, None), block)  # row r+1 has r's block
-        # r + 1 where the next row has the same block, else NO_ROW (-1)
-        self.next_in_block = array("i", map(int.__sub__, map(int.__mul__, count(2), same),
-                                            repeat(1)))
-        self.next_in_block.append(NO_ROW)
-        first = self.blocks.first_replica
-        starts = compress(range(n), map(ne, block, chain((NO_ROW,), block)))
-        for row in starts:
+        first, self.next_in_block = self.blocks.first_replica, array("i", range(1, n + 1))
+        after = self.next_in_block
+        for row in compress(range(n), map(ne, block, chain((NO_ROW,), block))):
             first[block[row]] = row
-        self.prev_in_owner = array("i", repeat(NO_ROW, n))
-        self.next_in_owner = array("i", repeat(NO_ROW, n))
+            after[row - 1] = NO_ROW   # the end of the previous run (row 0: of the last)
+        self.next_in_owner = array("i", [NO_ROW]) * n
+        self.prev_in_owner = array("i", [NO_ROW]) * n
         after, before = self.next_in_owner, self.prev_in_owner
         dataset_ids = array("q", map(attrgetter("id"), self.blocks.dataset))
-        keys = zip(map(dataset_ids.__getitem__, block), self.site)
+        keys = map(or_, map(lshift, map(dataset_ids.__getitem__, block), repeat(32)),
+                   self.site)   # owner_key of each row, in C
         for row, key in enumerate(keys):
             owner = owners[key]
             tail = owner.tail
@@ -452,3 +449,9 @@ class BlockReplicaTable:
                 before[row] = tail
             owner.tail = row
             owner.length += 1
+
+
+def owner_key(dataset_id: int, site_id: int) -> int:
+    """The key of a dataset replica in `BlockReplicaTable.load`'s `owners`: one int (a
+    tuple would take twice as long to hash)."""
+    return dataset_id << 32 | site_id

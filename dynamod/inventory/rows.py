@@ -12,6 +12,7 @@ import orjson
 
 from ..store.tables import INVENTORY_KINDS
 from .changes import ChangeSet
+from .columns import owner_key
 from .partitions import Record
 from .objects import (NO_MEMBERS, NO_ROW, Block, BlockReplica, BlockSet, Dataset,
                       DatasetReplica, File, Group, Members, Site)
@@ -86,11 +87,11 @@ def build(inventory, tables: dict, next_ids: dict):
     blocks.load(tables["block"], datasets)
     # Rows come in key order, so the replicas of one dataset are consecutive: each
     # dataset gets its Members once its last replica is read.
-    owners = {}   # (dataset id, site id) -> DatasetReplica, for the block replicas
+    owners = {}   # owner_key(dataset id, site id) -> DatasetReplica, for the block replicas
     for dataset, found in _runs(tables["datasetreplica"], datasets):
         members = []
         for did, sid, growing, gid in found:
-            replica = owners[did, sid] = DatasetReplica.__new__(DatasetReplica)
+            replica = owners[owner_key(did, sid)] = DatasetReplica.__new__(DatasetReplica)
             replica.dataset, replica.site = dataset, sites[sid]
             replica._growing, replica._group = bool(growing), groups[gid or 0]
             replica.head = replica.tail = NO_ROW
