@@ -23,8 +23,14 @@ from .fields import MAX_COUNT
 from .objects import (NO_MEMBERS, Block, BlockReplica, Dataset, DatasetReplica, File, Group,
                       Members, Site)
 
-_BLOCK_DEFAULTS = {"size": 0, "num_files": 0, "is_open": False}
-_BLOCK_REPLICA_DEFAULTS = {"is_custodial": False, "size": 0}
+
+def _defaults(cls, *names) -> dict:
+    """What these fields of a new `cls` hold unless given."""
+    return {name: cls.__dict__[name].default for name in names}
+
+
+_BLOCK_DEFAULTS = _defaults(Block, "size", "num_files", "is_open")
+_BLOCK_REPLICA_DEFAULTS = _defaults(BlockReplica, "is_custodial", "size")
 
 
 class _Keep:
