@@ -328,11 +328,7 @@ class BlockReplicaTable:
             while after[last] != NO_ROW:
                 last = after[last]
             after[last] = row
-        if owner.tail == NO_ROW:
-            owner.head = row
-        else:
-            self.next_in_owner[owner.tail] = row
-        owner.tail = row
+        self._point(owner, owner.tail, NO_ROW, row, row)
         owner.length += 1
         replica = _new_view(BlockReplica, (self, row))
 
@@ -365,14 +361,7 @@ class BlockReplicaTable:
                 before = after[before]
             after[before] = after[row]
         previous, following = self.prev_in_owner[row], self.next_in_owner[row]
-        if previous == NO_ROW:
-            owner.head = following
-        else:
-            self.next_in_owner[previous] = following
-        if following == NO_ROW:
-            owner.tail = previous
-        else:
-            self.prev_in_owner[following] = previous
+        self._point(owner, previous, following, following, previous)
         owner.length -= 1
         return before
 
@@ -384,17 +373,21 @@ class BlockReplicaTable:
         else:
             after[row] = after[before]
             after[before] = row
-        previous, following = self.prev_in_owner[row], self.next_in_owner[row]
-        if previous == NO_ROW:
-            owner.head = row
-        else:
-            self.next_in_owner[previous] = row
-        if following == NO_ROW:
-            owner.tail = row
-        else:
-            self.prev_in_owner[following] = row
+        self._point(owner, self.prev_in_owner[row], self.next_in_owner[row], row, row)
         owner.length += 1
         self.alive[row] = 1
+
+    def _point(self, owner, previous, following, forward, backward):
+        """In `owner`'s chain, `previous` (NO_ROW: the head) now leads to `forward`, and
+        `following` (NO_ROW: the tail) back to `backward`."""
+        if previous == NO_ROW:
+            owner.head = forward
+        else:
+            self.next_in_owner[previous] = forward
+        if following == NO_ROW:
+            owner.tail = backward
+        else:
+            self.prev_in_owner[following] = backward
 
     # ------------------------------------------------------------ loading
     def load(self, rows, owners: dict):
