@@ -8,9 +8,9 @@ stay objects), block names are slices of one UTF-8 buffer, and `Block` and
 `BlockReplica` (objects.py) are views `(table, row)` made on access: reading a
 column writes nothing.
 
-Rows are appended in id order (ids only grow), so the id column is sorted and a
-row is found from its id by bisection, and the rows' order is creation order.
-Links are rows:
+Rows are appended in id order (ids only grow), so the id column is sorted (the
+start-up finds a replica's block by its id there) and the rows' order is
+creation order.  Links are rows:
 - a block's replicas: a list through `next_in_block` from the block's
   `first_replica` (a block has a few replicas; new ones go last);
 - a dataset replica's block replicas: a doubly linked chain through
@@ -25,10 +25,10 @@ Every change is a table operation that returns its inverse, which the ChangeSet
 keeps as its undo and runs strictly newest first.  A deleted row is marked dead
 (`alive` 0) and left where it is, still readable (the change log names what a
 change deleted after the fact; a dead block keeps its dataset's name, not the
-Dataset) and never reused; undoing a creation removes the
-row, then the last one.  Compacting the dead rows away (when the daemon is idle)
-is not done yet: it will have to renumber the rows in every column, BlockSet,
-chain, and in the views the file cache holds.
+Dataset) and never reused; undoing a creation removes the row, then the last
+one.  Compacting the dead rows away (when the daemon is idle) is not done yet:
+it will have to renumber the rows in every column, BlockSet and chain, and in
+the views the file cache holds.
 """
 
 from array import array
@@ -98,11 +98,6 @@ class BlockTable:
 
     def is_set(self, name) -> bool:
         return True   # every field of a stored block has its value
-
-    def row_of(self, block_id) -> int:
-        """The row of the block with this id (NO_ROW: none)."""
-        row = bisect_left(self.id, block_id)
-        return row if row < len(self.id) and self.id[row] == block_id else NO_ROW
 
     def values_at(self, row) -> tuple:
         """See Block.values."""
