@@ -469,7 +469,16 @@ class Detached:
                 self.num_files[row], self.is_open[row], self.last_update[row])
 
 
-class Block(tuple):
+class _View(tuple):
+    """A view `(table, row)`: a copy is the same view (as a tuple's is the tuple)."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return _new_view, (type(self), tuple(self))
+
+
+class Block(_View):
     """A block: a view `(table, row)` of the inventory's BlockTable (columns.py), or of
     a caller's Detached one.  No memory of its own beyond the view."""
 
@@ -682,7 +691,7 @@ class DatasetReplica:
                 f"(growing: {growing}, {len(self.block_replicas)} block_replicas)")
 
 
-class BlockReplica(tuple):
+class BlockReplica(_View):
     """A block at a site: a view `(table, row)` of the inventory's BlockReplicaTable
     (columns.py), or of a caller's Detached one."""
 
