@@ -107,6 +107,7 @@ class InventoryService:
         with collector.paused():
             try:
                 apply(changes)
+                changes.settle()
             except MemoryError as exc:
                 failstop.stop(f"out of memory while applying a change ({exc!r})")
             except BaseException:

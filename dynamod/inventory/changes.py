@@ -20,8 +20,9 @@ from .. import collector
 from ..errors import Conflict, InvalidValue, NotFound
 from . import partitions as parts
 from .fields import MAX_COUNT
+from .inventory import PLURAL
 from .objects import (NO_MEMBERS, Block, BlockReplica, Dataset, DatasetReplica, File, Group,
-                      Members, Site)
+                      Growing, Members, Site)
 
 
 class _Keep:
@@ -34,8 +35,6 @@ class _Keep:
 
 
 KEEP = _Keep()
-PLURAL = {"site": "sites", "group": "groups", "dataset": "datasets", "block": "blocks",
-          "file": "files", "datasetreplica": "datasetreplicas", "blockreplica": "blockreplicas"}
 
 
 def store_key(obj) -> tuple:
@@ -80,7 +79,6 @@ def _shown(value):
 
 
 _FILE_FIELDS = frozenset(File.FIELDS)
-_NEW = File.__new__
 _CHECK_LFN, _CHECK_SIZE, _CHECK_ADLER32, _CHECK_CRC32, _CHECK_MD5 = (
     File.__dict__[name].check for name in ("lfn", "size", "adler32", "crc32", "md5"))
 
@@ -91,12 +89,9 @@ def _new_file(lfn, block, fields: dict) -> File:
     if "size" not in fields or not fields.keys() <= _FILE_FIELDS:
         raise TypeError("not a plain new file")
     get = fields.get
-    f = _NEW(File)
-    f._lfn, f.block, f._size = _CHECK_LFN(lfn), block, _CHECK_SIZE(fields["size"])
-    f._adler32 = _CHECK_ADLER32(get("adler32"))
-    f._crc32 = _CHECK_CRC32(get("crc32"))
-    f._md5 = _CHECK_MD5(get("md5"))
-    return f
+    return File.stored(block, _CHECK_LFN(lfn), _CHECK_SIZE(fields["size"]), 0,
+                       _CHECK_ADLER32(get("adler32")), _CHECK_CRC32(get("crc32")),
+                       _CHECK_MD5(get("md5")))
 
 
 def journal_lines(journal) -> list[str]:
@@ -126,22 +121,33 @@ class ChangeSet:
         self.deleted = Counter()
         self.journal = []      # (how, object, {field: (old, new)}) for the change log
         self.held = set()      # blocks whose files this change uses (see filecache.py)
+        self._open = {}        # (id(holder), attribute) -> (holder, attribute, Growing)
+        self._net = Counter()  # kind -> objects created less objects deleted, for `totals`
 
     # ----------------------------------------------------------- bookkeeping
     def _touch(self, obj, how) -> str:
         """Write `obj` at the commit; returns what this ChangeSet did to it ("created" wins)."""
         key = store_key(obj)
         self.ops[key] = obj
+        self.inventory.applied += 1
         if how != "created":
             return self._seen.setdefault(key, how)
         self._seen[key] = how
         self.journal.append(("created", obj, None))
+        self._tally(obj.kind, 1)
         return how
+
+    def _tally(self, kind, n: int):
+        """The inventory holds `n` more objects of `kind` (`rollback` takes them back)."""
+        self.inventory.totals[kind] += n
+        self._net[kind] += n
 
     def _gone(self, obj):
         key = store_key(obj)
         self.ops[key] = None
+        self.inventory.applied += 1
         self.journal.append(("deleted", obj, None))
+        self._tally(obj.kind, -1)
         if self._seen.pop(key, None) != "created":
             self.deleted[PLURAL[obj.kind]] += 1
 
@@ -164,6 +170,7 @@ class ChangeSet:
         self.inventory.file_cache.release(held)
         self._undo.clear()
         self._unsorted.clear()
+        self._net.clear()
         if self.deleted:
             collector.dropped(sum(self.deleted.values()))
 
@@ -239,16 +246,35 @@ class ChangeSet:
             container.add(key_or_item)
             self._undo.append(lambda: container.discard(key_or_item))
 
+    def _growing(self, obj, members: str) -> dict:
+        """The Members tuple `obj.<members>` opened for this change: a Growing collection
+        (constant time to add or remove; the tuple would be rebuilt at each, quadratic
+        in a dataset of thousands of blocks), with one undo that puts the tuple back.
+        `settle` closes it into a tuple again."""
+        key = (id(obj), members)
+        found = self._open.get(key)
+        if found is None:
+            old = getattr(obj, members)
+            growing = Growing(old)
+            setattr(obj, members, growing)
+            self._open[key] = found = (obj, members, growing)
+            self._undo.append(partial(setattr, obj, members, old))
+        return found[2].items
+
     def _attach(self, obj, members: str, item):
         """Add `item` to the Members tuple `obj.<members>`, undoably."""
-        old = getattr(obj, members)
-        setattr(obj, members, Members((*old, item)))
-        self._undo.append(lambda: setattr(obj, members, old))
+        self._growing(obj, members)[item] = None
 
     def _detach(self, obj, members: str, item):
-        old = getattr(obj, members)
-        setattr(obj, members, Members(m for m in old if m is not item) or NO_MEMBERS)
-        self._undo.append(lambda: setattr(obj, members, old))
+        del self._growing(obj, members)[item]
+
+    def settle(self):
+        """The collections this change opened become Members tuples again: called once
+        the change is applied (by `finish`, and by whoever applies it), before anyone
+        else reads them."""
+        for obj, members, growing in self._open.values():
+            setattr(obj, members, Members(growing.items) or NO_MEMBERS)
+        self._open.clear()
 
     def _remove(self, container, key_or_item):
         if isinstance(container, dict):
@@ -271,6 +297,7 @@ class ChangeSet:
         self._checks.append(check)
 
     def finish(self):
+        self.settle()
         for check in self._checks:
             check()
         self._checks.clear()
@@ -286,8 +313,13 @@ class ChangeSet:
 
     def rollback(self):
         """Undo every step, newest first: the inventory is as before the ChangeSet."""
+        self.inventory.undone += 1
+        self._open.clear()  # the undo puts each opened collection's tuple back
         while self._undo:
             self._undo.pop()()
+        for kind, n in self._net.items():
+            self.inventory.totals[kind] -= n
+        self._net.clear()
         for container in self._unsorted.values():
             entries = sorted(container.items(), key=lambda entry: entry[1].id)
             container.clear()
@@ -596,9 +628,11 @@ class ChangeSet:
     def delete_block(self, block: Block):
         for replica in list(block.replicas):
             self.delete_block_replica(replica)
-        if block._files is None:  # not loaded, so all committed: the store deletes them
+        if self.inventory.file_cache.unload(block):  # all committed: the store deletes them
             self.ops["blockfiles", (block.id,)] = None
-            self.deleted["files"] += block.num_files
+            if block.num_files:   # a count of 0 would show as "files": 0 in the answer
+                self.deleted["files"] += block.num_files
+                self._tally("file", -block.num_files)
         else:
             for f in list(self._files(block).values()):
                 self._drop_file(f)
@@ -607,7 +641,7 @@ class ChangeSet:
 
     def delete_file(self, f: File):
         block = f.block
-        self._files(block)
+        f = self._files(block)[f.lfn]  # the object held in memory (`f` may be a copy)
         self._drop_file(f)
         self._set(block, {"size": block.size - f.size, "num_files": block.num_files - 1})
         for replica in block.replicas:

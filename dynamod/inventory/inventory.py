@@ -1,4 +1,8 @@
-"""The in-memory inventory: sites, groups and datasets by name; files through a cache."""
+"""The in-memory inventory: sites, groups and datasets by name; files through a cache.
+
+How many objects of each kind it holds is kept as changes apply and undo
+(`totals`), so that `status` answers at once however large the inventory.
+"""
 
 from ..errors import InvalidValue, NotFound
 from ..store.tables import ID_KINDS
@@ -6,6 +10,8 @@ from .filecache import FileCache
 from .partitions import CURRENT, Usage
 from .objects import Block, Dataset, File, Group, Site
 
+KINDS = ("site", "group", "dataset", "block", "file", "datasetreplica", "blockreplica")
+PLURAL = {kind: kind + "s" for kind in KINDS}
 
 
 class Inventory:
@@ -15,6 +21,10 @@ class Inventory:
         self.datasets = {}
         self.file_cache = FileCache(self)
         self.next_ids = dict.fromkeys(ID_KINDS, 1)
+        self.totals = dict.fromkeys(KINDS, 0)  # kind -> objects held (ChangeSet keeps it)
+        # Objects a ChangeSet created, changed or deleted, and its undos, counted: memory
+        # is as it was while both stand (what query answers are kept for).
+        self.applied = self.undone = 0
         self.usage = Usage()  # partitions, quotas, usage per (site, partition)
         CURRENT.usage = self.usage  # what `site.partitions` reads (the daemon has one)
 
@@ -53,6 +63,11 @@ class Inventory:
         return found
 
     def counts(self) -> dict:
+        """The number of objects of each kind, by plural name (what `status` shows)."""
+        return {PLURAL[kind]: n for kind, n in self.totals.items()}
+
+    def recount(self) -> dict:
+        """`counts()` by walking every block (the loader's, and the consistency check's)."""
         datasets = self.datasets.values()
         blocks = sum(len(d.blocks) for d in datasets)
         files = sum(b.num_files for d in datasets for b in d.blocks)
@@ -66,6 +81,9 @@ class Inventory:
     def problems(self) -> list[str]:
         """Every broken consistency rule (empty when the inventory is sound)."""
         found = []
+        if self.counts() != self.recount():
+            found.append(f"kept counts {self.counts()} differ from the objects' "
+                         f"{self.recount()}")
         for dataset in self.datasets.values():
             for block in dataset.blocks:
                 files = block.files_by_lfn.values()

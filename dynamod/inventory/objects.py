@@ -1,8 +1,9 @@
 """The inventory's objects: sites, groups, datasets, blocks, files, replicas.
 
 They are plain slotted objects hashed by identity (they live in sets and are
-dict keys).  Their `repr` is the constructor call operators know from the
-original system's documentation, e.g.
+dict keys), but for files, made on demand and equal by value (see File).  Their
+`repr` is the constructor call operators know from the original system's
+documentation, e.g.
 `Site('T2_US_XYZ','t2-storage.xyz.edu','disk','gsiftp://...','ready',1)`.
 
 Objects built by a caller (`Site('X', status='ready')`) are *detached*: their
@@ -12,7 +13,7 @@ maintained by `ChangeSet` (changes.py), which keeps the consistency rules.
 """
 
 import time
-from collections.abc import Set
+from collections.abc import Mapping, Set
 
 from ..errors import InvalidValue, NotFound
 from .fields import Checksum, Choice, Count, Field, Flag, Text, Time, Version, given_fields
@@ -83,6 +84,25 @@ class Members(tuple, _SetLike):
 
 
 NO_MEMBERS = Members()
+
+
+class Growing(_SetLike):
+    """Members while a change adds and removes many of them (see `ChangeSet._growing`):
+    a dict used as an ordered set, read like the tuple it replaces for that time."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, members=()):
+        self.items = dict.fromkeys(members)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __contains__(self, item):
+        return item in self.items
 
 
 class BlockSet(_SetLike):
@@ -350,7 +370,7 @@ def _name_of(link):
 
 class Block:
     __slots__ = ("_name", "dataset", "_size", "_num_files", "_is_open", "_last_update", "id",
-                 "_files", "replicas")
+                 "replicas")
     kind = "block"
     name = Text(required=True, frozen=True)
     size = Count()
@@ -366,7 +386,6 @@ class Block:
         self.dataset = dataset
         _init(self, dict(size=size, num_files=num_files, is_open=is_open, last_update=last_update))
         self.id = id
-        self._files = None  # loaded on demand: see filecache.py
         self.replicas = NO_MEMBERS
 
     def __repr__(self):
@@ -377,14 +396,12 @@ class Block:
         return f"{_name_of(self.dataset)}#{self.name}"
 
     @property
-    def files_by_lfn(self) -> dict:
-        """The block's files by LFN (loaded from the store on first use)."""
-        if self._files is not None:
-            return self._files
+    def files_by_lfn(self) -> Mapping:
+        """The block's files by LFN, in id order: read from the store when they are not
+        in the inventory's file cache (filecache.py)."""
         cache = self.dataset.blocks.cache if isinstance(self.dataset, Dataset) else None
         if cache is None:  # a detached block, or one of a detached dataset
-            self._files = {}
-            return self._files
+            return {}
         return cache.files(self)
 
     @property
@@ -439,6 +456,10 @@ class Block:
 
 
 class File:
+    """A file of a block.  The file cache keeps a block's files packed and makes a File
+    each time one is asked for (packedfiles.py), so Files compare equal, and hash
+    alike, when they are the same file: same LFN, block and id."""
+
     __slots__ = ("_lfn", "block", "_size", "_adler32", "_crc32", "_md5", "id")
     kind = "file"
     lfn = Text(required=True, frozen=True)
@@ -453,6 +474,24 @@ class File:
         self.block = block
         _init(self, dict(size=size, adler32=adler32, crc32=crc32, md5=md5))
         self.id = id
+
+    @classmethod
+    def stored(cls, block, lfn, size, id, adler32=None, crc32=None, md5=None) -> "File":
+        """A File of `block` from values checked before (the store's, or checked by a
+        change): no field checks."""
+        f = cls.__new__(cls)
+        f._lfn, f.block, f._size, f.id = lfn, block, size, id
+        f._adler32, f._crc32, f._md5 = adler32, crc32, md5
+        return f
+
+    def __eq__(self, other):
+        if type(other) is not File:
+            return NotImplemented
+        return self is other or (self._lfn == other._lfn and self.id == other.id
+                                 and self.block == other.block)
+
+    def __hash__(self):
+        return hash(self._lfn)
 
     @property
     def name(self) -> str:

@@ -12,6 +12,7 @@ import orjson
 
 from ..store.tables import INVENTORY_KINDS
 from .changes import ChangeSet
+from .inventory import PLURAL
 from .partitions import Record
 from .objects import (NO_MEMBERS, Block, BlockReplica, BlockSet, Dataset, DatasetReplica, File,
                       Group, Members, Site)
@@ -81,7 +82,7 @@ def build(inventory, tables: dict, next_ids: dict):
         block = blocks[bid] = dataset.blocks.by_name[name] = Block.__new__(Block)
         block._name, block.dataset, block._size, block._num_files = name, dataset, size, num_files
         block._is_open, block._last_update, block.id = bool(is_open), last_update, bid
-        block._files, block.replicas = None, NO_MEMBERS
+        block.replicas = NO_MEMBERS
     # Rows come in key order, so the replicas of one dataset (of one block) are
     # consecutive: each holder gets its Members once its last replica is read.
     owners = []  # the dataset replicas, which collect their block replicas in a list first
@@ -111,6 +112,8 @@ def build(inventory, tables: dict, next_ids: dict):
         owner.block_replicas = Members(owner.block_replicas)
     for kind in inventory.next_ids:
         inventory.next_ids[kind] = next_ids.get(kind, 1)
+    counted = inventory.recount()
+    inventory.totals.update({kind: counted[PLURAL[kind]] for kind in inventory.totals})
 
 
 def _runs(rows, holders: dict):
