@@ -23,19 +23,25 @@ _DIGITS = {name: File.__dict__[name].digits for name in ("adler32", "crc32", "md
 def _ints(values):
     """Non-negative integers: a range when they follow each other, else the narrowest
     array that holds them."""
-    if values and list(range(values[0], values[0] + len(values))) == list(values):
-        return range(values[0], values[0] + len(values))
+    if values:
+        span = range(values[0], values[0] + len(values))
+        if values[-1] == span[-1] and tuple(values) == tuple(span):
+            return span
     return array("I" if 0 <= min(values, default=0) and max(values, default=0) < 2**32
                  else "q", values)
 
 
 def _checksums(values, digits: int):
     """None when no file has this checksum; their bytes when each is `digits` lower-case
-    hexadecimal digits (as the field stores them); else the strings, as they are."""
-    if all(v is None for v in values):
+    hexadecimal digits (as the field stores them); else the strings, as they are.
+    (Counted, joined and measured in C: a block may hold thousands of files.)"""
+    if values.count(None) == len(values):
         return None
-    if all(type(v) is str and len(v) == digits for v in values):
+    try:
         text = "".join(values)
+    except TypeError:  # some are None
+        return tuple(values)
+    if set(map(len, values)) == {digits}:
         try:
             packed = bytes.fromhex(text)
         except ValueError:
@@ -90,9 +96,10 @@ class PackedFiles:
     @classmethod
     def of_files(cls, files) -> "PackedFiles":
         """From File objects."""
-        return cls([f.id for f in files], [f.lfn for f in files], [f.size for f in files],
-                   [f.adler32 for f in files], [f.crc32 for f in files],
-                   [f.md5 for f in files])
+        values = list(map(File.values, files))
+        if not values:
+            return cls((), (), (), (), (), ())
+        return cls(*zip(*values))
 
     def __len__(self):
         return len(self.sizes)

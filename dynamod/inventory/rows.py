@@ -28,6 +28,11 @@ def _block_replica_row(r) -> tuple:
             None if ids is None else orjson.dumps(ids).decode())
 
 
+def _file_row(f) -> tuple:
+    fid, lfn, size, adler32, crc32, md5 = File.values(f)
+    return (fid, f.block.id, lfn, size, adler32, crc32, md5)
+
+
 # By class rather than through an isinstance chain: a write-back makes 100,000 rows.
 _ROWS = {
     Site: lambda o: (o.id, o.name, o.host, o.storage_type, o.backend, o.status),
@@ -35,7 +40,7 @@ _ROWS = {
     Dataset: lambda o: (o.id, o.name, o.status, o.data_type, o.software_version, o.last_update,
                         o.is_open),
     Block: lambda o: (o.id, o.dataset.id, o.name, o.size, o.num_files, o.is_open, o.last_update),
-    File: lambda o: (o.id, o.block.id, o.lfn, o.size, o.adler32, o.crc32, o.md5),
+    File: _file_row,
     DatasetReplica: lambda o: (o.dataset.id, o.site.id, o.growing, _group_id(o.group)),
     BlockReplica: _block_replica_row,
     Record: lambda o: o.row,   # a partition or a quota
