@@ -10,8 +10,10 @@ Figures (names for --only):
   coldstart  start to READY=1 (NOTIFY_SOCKET) vs a raw scan of the same tables
   memory     resident bytes per object vs naive slotted objects; tracemalloc by kind;
              the columnar prototype (bench/columnar.py): bytes per object, a forked
-             read-only walk's time and private memory vs the daemon's objects
-  query      round trips/s and latency vs a bare uvloop+orjson echo (1 and 10 connections)
+             read-only walk's time and private memory vs the daemon's objects; the
+             file cache filled to its limit: bytes per cached file (daemon RSS, tracemalloc)
+  query      round trips/s, latency and the server's CPU per request vs a bare
+             uvloop+orjson echo (1 and 10 connections)
   apps       application start (time to first byte) vs a bare fork of the same size;
              private memory a read-only walk copies; the seal (dynamod.apps.seal) timed
              in children forked from a process holding the inventory as the daemon does;
@@ -41,6 +43,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from operator import itemgetter
 
 import orjson
 
@@ -81,12 +84,14 @@ class Settings:
     wal_files: int = 50_000       # files injected with and without a held snapshot
     wal_files_per_doc: int = 1_000
     usage_rounds: int = 2         # injections with and without partitions, each (ABBA order)
+    inject_rounds: int = 2        # injections and raw inserts, each (ABBA order)
     usage_calls: int = 1_000      # site_usage calls timed
 
 
 SETTINGS = {
     "small": Settings(None, 50_000, 0.3, 10, 3, 100_000, None, None, True, rounds=1,
-                      wal_files=2_000, wal_files_per_doc=100, usage_rounds=1, usage_calls=200),
+                      wal_files=2_000, wal_files_per_doc=100, usage_rounds=1, usage_calls=200,
+                      inject_rounds=1),
     "medium": Settings(None, 50_000, 1.5, 10, 5, 100_000, None, None, True),
     "cms": Settings(500_000, 50_000, 1.5, 10, 3, 100_000, 24_000, 21 << 30, False),
 }
@@ -238,6 +243,8 @@ class Bench:
                             self.apps()
                         if "writeback" in self.only:
                             self.writeback()
+                        if "memory" in self.only:  # last: it grows the daemon
+                            self.file_cache()
                 finally:
                     self.stop_loaded()
                 if "apps" in self.only and hasattr(self, "wal_figures"):
@@ -258,16 +265,40 @@ class Bench:
 
     # ------------------------------------------------------------ inject
     def inject(self):
+        """The documents through the real dynamo-inject into a fresh daemon, against raw
+        executemany of the same rows, in alternating rounds (ours, raw, raw, ours, ...:
+        a drift of the shared machine falls on both sides); the best round of each."""
         self.log("== inject")
         docs = self.generate("--documents", self.path("docs"), "--files-per-doc",
                              self.settings.files_per_doc,
                              *(["--max-files", self.settings.inject_files]
                                if self.settings.inject_files else []))["documents"]
         counts = docs["counts"]
+        rounds = self.settings.inject_rounds
+        order = [i % 4 in (1, 2) for i in range(2 * rounds)]   # F T T F F T ... (T: raw)
+        seconds = {False: [], True: []}
+        for raw in order:
+            seconds[raw].append(self._raw_insert(counts) if raw
+                                else self._inject_once(docs, counts, not seconds[False]))
+        shutil.rmtree(self.path("docs"))
+        files, objects = counts["file"], sum(counts.values())
+        ours, limit = min(seconds[False]), min(seconds[True])
+        shown = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
+        self.add("inject", "bulk injection (dynamo-inject, end to end)", files / ours,
+                 files / limit, "files/s", "ratio >= 0.5",
+                 note=f"{len(docs['paths'])} documents given to one dynamo-inject (each its "
+                      f"own transaction, pipelined), {files:,} files, {objects:,} rows; best "
+                      f"of {rounds} alternating rounds "
+                      f"({''.join('R' if r else 'O' for r in order)}: O ours, R raw "
+                      f"executemany): ours {shown(seconds[False])} s, raw "
+                      f"{shown(seconds[True])} s")
+
+    def _inject_once(self, docs: dict, counts: dict, profiled: bool) -> float:
+        """Seconds the documents take through dynamo-inject into a fresh daemon."""
         daemon = BenchDaemon(self.root, self.path("inject.db"), self.synchronous, "inject")
         daemon.start()
         try:
-            with self.profiled("the injection", daemon.pid):
+            with self.profiled("the injection", daemon.pid) if profiled else nullcontext():
                 started = time.perf_counter()
                 result = daemon.tool("inject", "--json", *docs["paths"])
                 if result.returncode != 0:
@@ -276,22 +307,24 @@ class Bench:
             status = daemon.call("status")["inventory"]
         finally:
             daemon.stop()
+            self._remove_database("inject.db")
+            shutil.rmtree(daemon.state_dir, ignore_errors=True)
         if status["files"] != counts["file"]:
             raise RuntimeError(f"injected {status['files']} files, expected {counts['file']}")
-        shutil.rmtree(self.path("docs"))
-        raw_seconds = self.probe("insert", self.path("raw-insert.db"), self.scale.name,
-                                 self.args.seed, counts["dataset"], self.synchronous)["seconds"]
-        for name in ("inject.db", "raw-insert.db"):
-            for suffix in ("", "-wal", "-shm"):
-                if os.path.exists(self.path(name + suffix)):
-                    os.unlink(self.path(name + suffix))
-        files = counts["file"]
-        objects = sum(counts.values())
-        self.add("inject", "bulk injection (dynamo-inject, end to end)", files / seconds,
-                 files / raw_seconds, "files/s", "ratio >= 0.5",
-                 note=f"{len(docs['paths'])} documents given to one dynamo-inject (each its "
-                      f"own transaction, pipelined), {files:,} files, {objects:,} rows, "
-                      f"{seconds:.1f} s vs raw executemany {raw_seconds:.2f} s")
+        return seconds
+
+    def _raw_insert(self, counts: dict) -> float:
+        """Seconds raw executemany takes for the rows the documents create."""
+        try:
+            return self.probe("insert", self.path("raw-insert.db"), self.scale.name,
+                              self.args.seed, counts["dataset"], self.synchronous)["seconds"]
+        finally:
+            self._remove_database("raw-insert.db")
+
+    def _remove_database(self, name: str):
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.path(name + suffix)):
+                os.unlink(self.path(name + suffix))
 
     # ------------------------------------------------------------- usage
     def usage(self):
@@ -336,9 +369,7 @@ class Bench:
                     latency = self._site_usage_latency(daemon, counts)
             finally:
                 daemon.stop()
-                for suffix in ("", "-wal", "-shm"):
-                    if os.path.exists(self.path(name + ".db" + suffix)):
-                        os.unlink(self.path(name + ".db" + suffix))
+                self._remove_database(name + ".db")
         shutil.rmtree(self.path("usage-docs"))
         files = counts["file"]
         partitioned, plain = min(seconds[True]), min(seconds[False])
@@ -481,6 +512,51 @@ class Bench:
                   f"{self.objects():,} objects in memory; its {self.counts['files']:,} files stay "
                   f"in the store (read per block when asked for)")
 
+    def file_cache(self):
+        """The file cache filled to its limit (the default, 500,000 files) through requests,
+        as a busy daemon's is, and what it adds to the daemon; then the same cache filled
+        in a probe, traced."""
+        self.log("== file cache")
+        before_rss, cache = self.loaded.rss(), self.loaded.call("status")["file_cache"]
+        with sqlite3.connect(f"file:{self.store}?mode=ro", uri=True) as db:
+            blocks = db.execute("SELECT d.name || '#' || b.name, b.num_files FROM blocks b "
+                                "JOIN datasets d ON d.id = b.dataset_id ORDER BY b.id").fetchall()
+        started, asked, files = time.perf_counter(), 0, cache["files"]
+        with self.loaded.client() as client:
+            for name, count in blocks:  # up to the limit, no further: nothing is dropped
+                if files + count > cache["limit"]:
+                    break
+                client.call("get_block", name=name)
+                asked, files = asked + 1, files + count
+        seconds = time.perf_counter() - started
+        rss, full = self.loaded.rss(), self.loaded.call("status")["file_cache"]
+        added = full["files"] - cache["files"]
+        self.add("memory", "file cache full: daemon RSS growth per cached file",
+                 (rss - before_rss) / added, None, "B/file", "ours <= 150",
+                 note=f"{asked:,} get_block calls ({seconds:.1f} s) filled the cache from "
+                      f"{cache['files']:,} to {full['files']:,} files ({full['blocks']:,} blocks, "
+                      f"limit {full['limit']:,}): RSS {before_rss / 2**20:,.0f} -> "
+                      f"{rss / 2**20:,.0f} MiB")
+        if self.used is not None:
+            n6 = self.objects()
+            self.add("memory", "resident bytes per object, file cache full", (self.used + rss
+                     - before_rss) / n6, self.used / n6, "B/obj",
+                     note="(daemon RSS with the cache full - empty daemon RSS) / objects; "
+                          "limit = the same without the cache (the first memory row)")
+        traced = self.probe("filecache", self.store, full["limit"], "--trace")
+        self.add("memory", "file cache full: tracemalloc bytes per cached file",
+                 traced["bytes"] / traced["files"], None, "B/file", "ours <= 150",
+                 note=f"bench.probes filecache: the inventory loaded as the daemon loads it, "
+                      f"then the files of {traced['blocks']:,} blocks in store order, "
+                      f"{traced['files']:,} files, {traced['bytes'] / 2**20:,.1f} MiB traced; "
+                      f"making every cached file a File once "
+                      f"{traced['make_seconds'] / traced['files'] * 1e6:.2f} us each, finding "
+                      f"one by LFN (inventory.file: the store says which block) "
+                      f"{traced['find_seconds'] / traced['found'] * 1e6:.1f} us; an index to "
+                      f"the block would add "
+                      + " or ".join(f"{n / traced['files']:,.0f} B/file (by {key})"
+                                    for key, n in traced["indexes"].items()))
+
     def memory_breakdown(self):
         self.log("== memory breakdown")
         n6 = self.objects()
@@ -580,6 +656,7 @@ class Bench:
         try:
             if echo.stdout.readline().strip() != b"ready":
                 raise RuntimeError("the echo server did not start")
+            servers = (self.loaded.socket, self.loaded.pid), (echo_path, echo.pid)
             dataset = self._typical_dataset()
             small = ("list_sites", {"pattern": "T1_US_FNAL_*"})
             get = ("get_dataset", {"name": dataset.name})
@@ -587,7 +664,7 @@ class Bench:
             for (method, params), label in ((small, "list_sites narrow pattern"),
                                              (get, "get_dataset")):
                 with self.profiled(f"{label} (1 connection)", self.loaded.pid):
-                    ours, limit = self._rounds(echo_path, method, params, 1, seconds)
+                    ours, limit = self._rounds(servers, method, params, 1, seconds)
                 self.add("query", f"{label}, 1 connection: round trips/s", ours["rate"],
                          limit["rate"], "rt/s", "ratio >= 0.7" if method == "list_sites" else "",
                          note=f"best of {self.settings.rounds} alternating rounds of {seconds:g} s each; "
@@ -598,9 +675,14 @@ class Bench:
                          limit["p50"] * 1e6, "us")
                 self.add("query", f"{label}, 1 connection: p99 latency", ours["p99"] * 1e6,
                          limit["p99"] * 1e6, "us")
+                self.add("query", f"{label}, 1 connection: server CPU per request",
+                         ours["cpu"] * 1e6, limit["cpu"] * 1e6, "us", "ratio <= 2",
+                         note="user + system CPU of the whole server process (/proc/PID/stat) "
+                              "over a round, warm-up calls included, per call; least of the "
+                              "rounds of each side")
             n = self.settings.connections
             method, params = small
-            ours, limit = self._rounds(echo_path, method, params, n, seconds)
+            ours, limit = self._rounds(servers, method, params, n, seconds)
             self.add("query", f"list_sites, {n} connections (processes): round trips/s",
                      ours["rate"], limit["rate"], "rt/s",
                      note=f"best of {self.settings.rounds} alternating rounds; {ours['count']:,} calls")
@@ -608,20 +690,59 @@ class Bench:
                      limit["p50"] * 1e6, "us")
             self.add("query", f"list_sites, {n} connections: p99 latency", ours["p99"] * 1e6,
                      limit["p99"] * 1e6, "us")
+            self._listing_after_changes(dataset)
         finally:
             echo.terminate()
             echo.wait(30)
 
-    def _rounds(self, echo_path, method, params, connections, seconds):
-        """The daemon and the echo in alternating rounds; the best round of each (the
-        machine is shared: the best round is the one least disturbed)."""
-        ours = limit = None
+    def _listing_after_changes(self, dataset, changes: int = 100):
+        """`list_datasets` with a pattern and limit=100 after a change (one new dataset each
+        time), which no kept answer can serve: the sorted names follow the change and the
+        search stops at the limit.  The CPU time of the daemon's event-loop thread per call
+        (/proc/PID/task/PID/schedstat, read while the thread waits: 20 ms after the change's
+        answer, for the work after a commit to end, and 1 ms after the call's), against the
+        same call 20 ms later, answered from the kept answer (as idle before: the first
+        call after a pause costs more than the next); medians."""
+        pid, made = self.loaded.pid, []
+
+        def timed(call) -> float:
+            used = _thread_cpu(pid)
+            call()
+            time.sleep(0.001)
+            return _thread_cpu(pid) - used
+
+        with self.loaded.client() as client:
+            for pattern in (f"/{dataset.name.split('/')[1]}/*", "*/MINIAOD"):
+                def listing():
+                    answer.update(client.call("list_datasets", pattern=pattern, limit=100))
+                answer, after, kept = {}, [], []
+                for _ in range(changes):
+                    made.append(f"/BenchQuery/n{len(made)}/RAW")
+                    client.call("inject", data={"dataset": [{"name": made[-1]}]})
+                    time.sleep(0.02)
+                    after.append(timed(listing))
+                    time.sleep(0.02)
+                    kept.append(timed(listing))
+                self.add("query", f"list_datasets {pattern!r} limit=100 after a change: "
+                                  f"daemon CPU", statistics.median(after) * 1e6,
+                         statistics.median(kept) * 1e6, "us",
+                         note=f"median of {changes} calls, each 20 ms after the injection of a "
+                              f"new dataset, vs the same call 20 ms later (its kept answer): CPU "
+                              f"of the event loop's thread; {len(answer['datasets'])} datasets "
+                              f"answered (truncated: {answer['truncated']}) of "
+                              f"{self.scale.datasets:,}")
+            client.call("delete", data={"dataset": [{"name": name} for name in made]})
+
+    def _rounds(self, servers, method, params, connections, seconds):
+        """The daemon and the echo (each a (socket, pid) of `servers`) in alternating
+        rounds; the best round of each (the machine is shared: the best round is the one
+        least disturbed), with the least CPU per call of any round."""
+        rounds = [[], []]
         for _ in range(self.settings.rounds):
-            o = self._load(self.loaded.socket, method, params, connections, seconds)
-            e = self._load(echo_path, method, params, connections, seconds)
-            ours = o if ours is None or o["rate"] > ours["rate"] else ours
-            limit = e if limit is None or e["rate"] > limit["rate"] else limit
-        return ours, limit
+            for side, (path, pid) in zip(rounds, servers):
+                side.append(self._load(path, pid, method, params, connections, seconds))
+        return [{**max(side, key=itemgetter("rate")), "cpu": min(r["cpu"] for r in side)}
+                for side in rounds]
 
     def _typical_dataset(self):
         """A dataset of the usual shape: 8 blocks (the mean), 2 replicas."""
@@ -631,9 +752,10 @@ class Bench:
                 return spec
         return self.gen.dataset(0)
 
-    def _load(self, path, method, params, connections, seconds) -> dict:
+    def _load(self, path, pid, method, params, connections, seconds) -> dict:
         start = time.time() + 0.5 + 0.12 * connections
         outs = [self.path(f"load-{i}.out") for i in range(connections)]
+        cpu = _cpu_seconds(pid)
         procs = [subprocess.Popen([sys.executable, "-m", "bench.load", path, method,
                                    orjson.dumps(params).decode(), str(seconds), str(start), out],
                                   env=self.env, cwd=REPO)
@@ -641,8 +763,9 @@ class Bench:
         for p in procs:
             if p.wait(seconds + 120) != 0:
                 raise RuntimeError(f"load client failed ({p.returncode})")
+        cpu = _cpu_seconds(pid) - cpu
         import array
-        rate, count, latencies = 0.0, 0, array.array("d")
+        rate, count, calls, latencies = 0.0, 0, 0, array.array("d")
         for out in outs:
             with open(out, "rb") as f:
                 head = orjson.loads(f.readline())
@@ -650,8 +773,10 @@ class Bench:
             os.unlink(out)
             rate += head["count"] / head["elapsed"]
             count += head["count"]
+            calls += head["count"] + head["warmup"]
         ordered = sorted(latencies)
-        return {"rate": rate, "count": count, "p50": ordered[len(ordered) // 2],
+        return {"rate": rate, "count": count, "cpu": cpu / calls,
+                "p50": ordered[len(ordered) // 2],
                 "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]}
 
     # -------------------------------------------------------------- apps
@@ -982,6 +1107,20 @@ def _commit() -> str:
                               capture_output=True, text=True, timeout=10).stdout.strip() or "?"
     except (OSError, subprocess.SubprocessError):
         return "?"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu(pid: int) -> float:
+    """CPU seconds a process's main thread has run (schedstat, in nanoseconds; brought up
+    to date when the thread stops running)."""
+    with open(f"/proc/{pid}/task/{pid}/schedstat", "rb") as f:
+        return int(f.read().split()[0]) / 1e9
 
 
 def _mem_total() -> int:

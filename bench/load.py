@@ -40,7 +40,8 @@ def main() -> int:
             now = t
         elapsed = now - began
     with open(out, "wb") as f:
-        f.write(orjson.dumps({"count": len(latencies), "elapsed": elapsed}) + b"\n")
+        f.write(orjson.dumps({"count": len(latencies), "elapsed": elapsed,
+                             "warmup": WARMUP_CALLS}) + b"\n")
         f.write(latencies.tobytes())
     return 0
 

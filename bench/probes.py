@@ -13,6 +13,11 @@
         MODE naive: plain slotted objects with a set per collection, no files;
         MODE columnar: the compact prototype of bench/columnar.py)
         table by table, measuring what each kind keeps
+    python -m bench.probes filecache DB LIMIT [--trace]
+        load the store as the daemon does, then fill the file cache with the files of
+        the blocks in store order up to LIMIT files, as requests would: the memory this
+        adds, per cached file; the time to load them, to make each cached file a File
+        once, and to find a cached file by its LFN
     python -m bench.probes walk DB MODE
         build the inventory as MODE, gc.freeze() and fork as the daemon does for an
         application; the child walks every dataset, block and block replica (read-only)
@@ -29,6 +34,7 @@ Each prints one JSON object on standard output.
 import argparse
 import gc
 import os
+import random
 import sqlite3
 import statistics
 import sys
@@ -325,6 +331,59 @@ def memory(path: str, mode: str, trace: bool, datasets: int | None) -> dict:
     return result
 
 
+def file_cache(path: str, limit: int, trace: bool) -> dict:
+    """The file cache filled as the daemon fills it (its store reader as the source),
+    measured after the inventory is built: only what the cache adds is counted."""
+    import tracemalloc
+
+    from dynamod.store.reader import StoreReader
+
+    _import_builds()
+    reader = StoreReader(path)
+    inventory = dynamod_build(reader.tables())
+    cache = inventory.file_cache
+    cache.source, cache.limit = reader, limit
+    blocks = [block for dataset in inventory.datasets.values() for block in dataset.blocks]
+    gc.collect()
+    if trace:
+        tracemalloc.start(1)
+        measure = lambda: tracemalloc.get_traced_memory()[0]  # noqa: E731
+    else:
+        measure = rss_bytes
+    before = measure()
+    started = time.perf_counter()
+    cached = []
+    for block in blocks:  # up to the limit, no further: nothing is dropped again
+        if cache.stats()["files"] + block.num_files > limit:
+            break
+        block.files_by_lfn
+        cached.append(block)
+    load_seconds = time.perf_counter() - started
+    gc.collect()
+    added = measure() - before
+    files = cache.stats()["files"]
+    indexes = {}
+    if trace:  # the indexes to a block the cache could keep, by LFN or by its hash
+        for name, key in (("lfn", str), ("hash", hash)):
+            before = measure()
+            index = {key(lfn): block.id for block in cached for lfn in block.files_by_lfn}
+            indexes[name] = measure() - before
+            del index
+        tracemalloc.stop()
+    started = time.perf_counter()
+    lfns = [f.lfn for block in cached for f in block.files_by_lfn.values()]
+    make_seconds = time.perf_counter() - started
+    sample = random.Random(1).sample(lfns, min(10_000, len(lfns)))
+    started = time.perf_counter()
+    found = sum(inventory.file(lfn).lfn == lfn for lfn in sample)
+    find_seconds = time.perf_counter() - started
+    reader.close()
+    return {"trace": trace, "limit": limit, "files": files, "blocks": len(cached),
+            "bytes": added, "indexes": indexes, "load_seconds": load_seconds,
+            "make_seconds": make_seconds, "found": found, "find_seconds": find_seconds,
+            "rss": rss_bytes()}
+
+
 def walk(datasets) -> int:
     """The read-only full walk, the same code for every mode: each dataset's name, each
     block's name and size, each block replica's site (its name) and size."""
@@ -525,6 +584,10 @@ def main(argv=None) -> int:
     p.add_argument("mode", choices=BUILDS)
     p.add_argument("--trace", action="store_true")
     p.add_argument("--datasets", type=int)
+    p = sub.add_parser("filecache")
+    p.add_argument("db")
+    p.add_argument("limit", type=int)
+    p.add_argument("--trace", action="store_true")
     p = sub.add_parser("walk")
     p.add_argument("db")
     p.add_argument("mode", choices=BUILDS)
@@ -541,6 +604,8 @@ def main(argv=None) -> int:
         result = update(args.db, args.count, args.synchronous, args.value)
     elif args.probe == "fork":
         result = fork(args.rss, args.repeat)
+    elif args.probe == "filecache":
+        result = file_cache(args.db, args.limit, args.trace)
     elif args.probe == "walk":
         result = walk_forked(args.db, args.mode)
     elif args.probe == "seal":

@@ -9,11 +9,9 @@ never asserted (the load suite measures latency under the same attack:
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 import traceback
@@ -22,9 +20,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import NOBODY, Daemon, as_nobody
-from test_connection import Raw, rss_kib
-from test_security import DN, _sign, checksum, map_nobody, x509_daemon  # noqa: F401 (fixture)
+from support import pki
+from support.apps import checksum
+from support.daemon import Daemon, rss_kib, write_config
+from support.nobody import NOBODY, as_nobody, map_nobody
+from support.wire import Raw
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 
@@ -33,30 +33,10 @@ PRE_IDENTITY = 256 * KIB   # the default max_unidentified_line_bytes
 
 
 # ------------------------------------------------------------------- helpers
-def write_config(path: Path, tables: dict):
-    path.write_text("".join(f"[{table}]\n" + "".join(
-        f"{key} = {orjson.dumps(value).decode()}\n" for key, value in settings.items())
-        for table, settings in tables.items()))
-
-
 @pytest.fixture
-def configured():
+def configured(start_daemon):
     """configured(**settings): a started dynamod with these [daemon] settings."""
-    made = []
-
-    def start(**settings) -> Daemon:
-        root = Path(tempfile.mkdtemp(prefix="dyn-", dir="/tmp"))
-        os.chmod(root, 0o755)
-        config = root / "dynamod.toml"
-        write_config(config, {"daemon": settings})
-        daemon = Daemon(root / "state", str(root / "dynamod.sock"), ["--config", str(config)])
-        made.append((root, daemon))
-        return daemon.start()
-
-    yield start
-    for root, daemon in made:
-        daemon.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    return lambda **settings: start_daemon(config={"daemon": settings})
 
 
 def reload(daemon: Daemon, table: str, **settings):
@@ -213,12 +193,12 @@ def test_the_last_slots_are_the_superusers(configured):
 def _prove_then_fill(path: str, credentials: dict) -> dict:
     """As 65534: a connection proves jane's certificate; it counts for the uid all the
     same. Before identity a long line is refused, after it the same line is served."""
-    chain, key_pem = credentials[DN]
+    chain, key_pem = credentials[pki.JANE]
     proven, unproven = Raw(path), Raw(path)
     _held.extend((proven, unproven))
     challenge = proven.request(1, "auth_challenge")["result"]["challenge"]
     seen = {"proof": proven.request(2, "authenticate", chain=chain,
-                                    signature=_sign(key_pem, challenge)),
+                                    signature=pki.prove(key_pem, challenge)),
             "third": Raw(path).rest()}
     head, tail = padded_ping(PRE_IDENTITY + 10 * KIB)
     proven.send(head + tail)

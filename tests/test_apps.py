@@ -3,6 +3,7 @@
 import ctypes
 import os
 import pty
+import socket
 import subprocess
 import sys
 import threading
@@ -11,8 +12,9 @@ import types
 
 import pytest
 
-from conftest import EXAMPLES, read_until
 from dynamod.apps import child
+from support.daemon import EXAMPLES
+from support.terminal import read_until
 
 SEED_SITES = [
     "Site('T2_US_XYZ','t2-storage.xyz.edu','disk','gsiftp://t2-storage.xyz.edu:2811/cms',"
@@ -47,18 +49,28 @@ def test_a_lone_script_argument_parses_as_the_parser_would(argv):
     assert vars(parse_args(argv)) == vars(build_parser().parse_args(argv))
 
 
-def test_the_json_codec_writes_what_orjson_writes():
+def test_the_json_codec_writes_what_orjson_writes(workdir):
     """`dynamo` talks through the json module (start-up time); the daemon must read the
-    same requests as from orjson, NaN and infinities included (as null)."""
+    same requests as from orjson, NaN and infinities included (as null).  A peer on a
+    real socket reads what a `fast_json=False` client sends and answers it."""
     orjson = pytest.importorskip("orjson")
-    from dynamoclient.connection import _codec
+    from dynamoclient.connection import Client
 
-    dumps, loads = _codec(fast=False)
-    message = {"id": 1, "method": "run_application",
-               "params": {"timeout": float("inf"), "args": ["é", "\n", '"'], "cwd": "/",
-                          "nested": [{"x": float("nan")}, -0.5, 2**63, None, True]}}
-    assert dumps(message) == orjson.dumps(message)
-    assert loads(orjson.dumps(message)) == orjson.loads(orjson.dumps(message))
+    params = {"timeout": float("inf"), "args": ["é", "\n", '"'], "cwd": "/",
+              "nested": [{"x": float("nan")}, -0.5, 2**63, None, True]}
+    answer = {"id": 1, "result": params}
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(workdir / "peer.sock"))
+        listener.listen(1)
+        with Client(str(workdir / "peer.sock"), timeout=10, fast_json=False) as client:
+            peer, _ = listener.accept()
+            with peer, peer.makefile("rb") as lines:
+                rid = client.send("run_application", params)
+                sent = lines.readline()
+                peer.sendall(orjson.dumps(answer) + b"\n")
+                received = client.receive()
+    assert sent == orjson.dumps({"id": rid, "method": "run_application", "params": params}) + b"\n"
+    assert received == orjson.loads(orjson.dumps(answer))
 
 
 def test_a_plain_run_leaves_the_slow_imports_out(daemon, tmp_path):
@@ -246,7 +258,18 @@ def test_one_writer_at_a_time_and_injections_wait(seeded, tmp_path):
     assert ids["T2_FIRST"] < ids["T2_INJECTED"]  # the injection waited for the writer
 
 
+# capset(2), as linux/capability.h declares it: the test's own set-up of a capable account
 CAP_SETGID, CAP_SETUID = 6, 7
+CAPABILITY_VERSION_3 = 0x20080522
+
+
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to set up a capable account")
@@ -263,8 +286,8 @@ def test_child_drops_the_setuid_capability_a_service_account_keeps():
             os.setgroups([])
             os.setresgid(1, 1, 1)
             os.setresuid(1, 1, 1)  # now the `daemon` account (uid 1), like `dynamo`
-            header = child._CapHeader(child._CAPABILITY_VERSION_3, 0)
-            data = (child._CapData * 2)()
+            header = CapHeader(CAPABILITY_VERSION_3, 0)
+            data = (CapData * 2)()
             wanted = (1 << CAP_SETUID) | (1 << CAP_SETGID)
             data[0].permitted = data[0].effective = wanted
             assert libc.capset(ctypes.byref(header), data) == 0

@@ -10,7 +10,6 @@ import asyncio
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from dynamod.errors import DynamoError
 from dynamod.inventory import injection
@@ -18,81 +17,7 @@ from dynamod.inventory.changes import ChangeSet
 from dynamod.inventory.inventory import Inventory
 from dynamod.inventory.rows import all_rows
 from dynamod.service import InventoryService
-
-SITES = ["S1", "S2", "S3"]
-GROUPS = ["G1", "G2"]
-DATASETS = ["/A/B/RAW", "/C/D/AOD"]
-BLOCKS = ["b1", "b2"]
-LFNS = [f"/store/f{i}.root" for i in range(5)]
-
-maybe = st.booleans()
-
-
-def _some(strategy, **kw):
-    return st.lists(strategy, max_size=3, **kw)
-
-
-files = st.fixed_dictionaries(
-    {"name": st.sampled_from(LFNS), "size": st.sampled_from([0, 10, 300, 2000, -1])},
-    optional={"site": st.sampled_from(SITES)})
-blocks = st.fixed_dictionaries(
-    {"name": st.sampled_from(BLOCKS)},
-    optional={"files": _some(files), "is_open": maybe})
-datasets = st.fixed_dictionaries(
-    {"name": st.sampled_from(DATASETS)},
-    optional={"blocks": _some(blocks), "status": st.sampled_from(["valid", "production", "valid", "bad"])})
-block_replicas = st.fixed_dictionaries(
-    {"block": st.sampled_from(BLOCKS)},
-    optional={"group": st.sampled_from(GROUPS), "files": st.lists(st.sampled_from(LFNS),
-                                                                   max_size=3, unique=True),
-              "complete": maybe, "last_update": st.sampled_from([5, 7.5])})
-dataset_replicas = st.fixed_dictionaries(
-    {"dataset": st.sampled_from(DATASETS), "site": st.sampled_from(SITES)},
-    optional={"growing": maybe, "group": st.sampled_from(GROUPS),
-              "blockreplicas": _some(block_replicas)})
-documents = st.fixed_dictionaries({}, optional={
-    "site": _some(st.fixed_dictionaries({"name": st.sampled_from(SITES)},
-                                        optional={"status": st.sampled_from(["ready", "morgue"])})),
-    "group": _some(st.fixed_dictionaries({"name": st.sampled_from(GROUPS)})),
-    "dataset": _some(datasets),
-    "datasetreplica": _some(dataset_replicas),
-})
-
-
-def _one(strategy):
-    return st.lists(strategy, min_size=1, max_size=1)
-
-
-def _named(names, key="name", **optional):
-    return st.fixed_dictionaries({key: st.sampled_from(names)}, optional=optional)
-
-
-deletions = st.one_of(
-    st.fixed_dictionaries({"site": _one(_named(SITES))}),
-    st.fixed_dictionaries({"group": _one(_named(GROUPS))}),
-    st.fixed_dictionaries({"dataset": _one(_named(DATASETS, blocks=_one(
-        _named(BLOCKS, files=_one(_named(LFNS))))))}),
-    st.fixed_dictionaries({"datasetreplica": _one(st.fixed_dictionaries(
-        {"dataset": st.sampled_from(DATASETS), "site": st.sampled_from(SITES)},
-        optional={"blockreplicas": _one(_named(BLOCKS, key="block", files=st.lists(
-            st.sampled_from(LFNS), max_size=2)))}))}),
-)
-requests = st.lists(st.one_of(st.tuples(st.just("inject"), documents),
-                              st.tuples(st.just("delete"), deletions)),
-                    min_size=1, max_size=20)
-
-
-def state(inventory):
-    """Everything a rollback must restore: the rows, the next ids, the order in which
-    the dicts list their objects (creation order, as after a reload) and the order of
-    the block replicas of each block and of each dataset replica."""
-    blocks = [b for d in inventory.datasets.values() for b in d.blocks]
-    order = (list(inventory.sites), list(inventory.groups), list(inventory.datasets),
-             [list(b.files_by_lfn) for b in sorted(blocks, key=lambda b: b.id)],
-             [[r.site.name for r in b.replicas] for b in blocks],
-             [[r.block.name for r in dr.block_replicas] for d in inventory.datasets.values()
-              for dr in d.replicas])
-    return all_rows(inventory), dict(inventory.next_ids), order
+from support.documents import SITES, requests, state
 
 
 def apply(inventory, kind, document):

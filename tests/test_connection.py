@@ -5,63 +5,20 @@ clients that never read); the only time bounds are generous liveness ones.
 """
 
 import os
-import shutil
 import socket
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 import orjson
 import pytest
 
-from conftest import Daemon
-from conftest import as_nobody as run_as_nobody
 from dynamoclient.connection import RemoteError
+from support.daemon import rss_kib
+from support.nobody import as_nobody as run_as_nobody
+from support.wire import Raw
 
 SITE = {"name": "T2_TEST", "host": "se.test.org", "backend": "gsiftp://se.test.org/cms",
         "status": "ready"}
-
-
-class Raw:
-    """A client with byte-level control: send anything, read answers line by line."""
-
-    def __init__(self, path: str, timeout: float = 10.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.reader = self.sock.makefile("rb")
-
-    def close(self):
-        self.reader.close()
-        self.sock.close()
-
-    def send(self, data: bytes):
-        self.sock.sendall(data)
-
-    def request(self, rid, method, **params) -> dict:
-        self.send(orjson.dumps({"id": rid, "method": method, "params": params}) + b"\n")
-        return self.receive()
-
-    def receive(self) -> dict:
-        line = self.reader.readline()
-        assert line.endswith(b"\n"), f"connection closed (got {line!r})"
-        return orjson.loads(line)
-
-    def rest(self) -> list[dict]:
-        """Every answer until the daemon closes the connection."""
-        answers = []
-        while True:
-            try:
-                line = self.reader.readline()
-            except ConnectionResetError:  # closed with our unread bytes in its buffer
-                return answers
-            if not line:
-                return answers
-            answers.append(orjson.loads(line))
-
-    def ping_works(self, rid="p") -> bool:
-        return self.request(rid, "ping") == {"id": rid, "result": {"pong": True}}
 
 
 @pytest.fixture
@@ -69,31 +26,6 @@ def raw(daemon):
     client = Raw(daemon.socket)
     yield client
     client.close()
-
-
-@pytest.fixture
-def start_daemon():
-    """Start a dynamod with extra command-line options; stopped after the test."""
-    started = []
-
-    def start(*extra_args) -> Daemon:
-        root = Path(tempfile.mkdtemp(prefix="dyn-", dir="/tmp"))
-        os.chmod(root, 0o755)
-        instance = Daemon(root / "state", str(root / "dynamod.sock"), extra_args)
-        started.append((instance, root))
-        return instance.start()
-
-    yield start
-    for instance, root in started:
-        instance.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def error(answer: dict) -> dict:

@@ -22,7 +22,7 @@ from dynamod import protocol
 from dynamod.errors import Busy, InvalidRequest
 from dynamod.protocol import (MEMORY_CHECK_BYTES, LineBuffer, LineNotRead, NotEnoughMemory,
                               check_memory, decode_memory, decode_request, encode_error)
-from test_connection import Raw
+from support.wire import Raw
 
 MiB = 1 << 20
 FILE = (b'{"name":"/store/user/paus/pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD/'
@@ -151,8 +151,11 @@ def test_an_id_not_first_is_not_guessed(monkeypatch):
     with pytest.raises(NotEnoughMemory) as caught:
         decode_request(line)
     assert "id" not in caught.value.details
-    assert protocol._peek_id(b'{"id":1e3,"method":"x"}') is None
-    assert protocol._peek_id(b' {\t"id" : "x" , "method":"x"}') == "x"
+    rest = b',"method":"x","params":{"s":"' + b"a" * MEMORY_CHECK_BYTES + b'"}}'
+    for head, rid in ((b'{"id":1e3', None), (b' {\t"id" : "x" ', "x")):
+        with pytest.raises(NotEnoughMemory) as caught:
+            decode_request(head + rest)
+        assert caught.value.details.get("id") == rid
 
 
 def test_a_tree_returned_with_a_memory_error_set_is_busy(monkeypatch):

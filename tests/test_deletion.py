@@ -4,8 +4,9 @@ import json
 import pytest
 
 from dynamoclient.connection import RemoteError
-from test_injection import (BLOCK, DS, FULL, LFN1, LFN2, NOTHING, T2, T3, block_doc, block_of,
-                            dataset_doc, refused, replica_at, seed, snapshot)
+from support.seed import (BLOCK, DS, FULL, LFN1, LFN2, NOTHING, T2, T3, block_doc, block_of,
+                          dataset_doc, refused, replica_at, seed)
+from support.views import snapshot
 
 
 def two_sites_two_blocks(daemon):

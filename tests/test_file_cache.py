@@ -2,21 +2,30 @@
 
 The daemon here keeps at most 4 files in memory, so nearly every request and
 every application reads its files from the database (the daemon directly, an
-application's child through its channel to the daemon).
+application's child through its channel to the daemon).  The files it does
+keep are packed: they cost a fraction of File objects, and read back as the
+same values, reprs and (equal) objects.
 """
 
+import asyncio
+import gc
+import json
+import random
 import shutil
 import signal
 import sqlite3
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from conftest import Daemon
+from dynamod.inventory import injection
+from dynamod.service import InventoryService
 from dynamoclient.connection import RemoteError
 from reliability import snapshot
+from support.daemon import Daemon
 
 SITES = [{"name": "T2_A", "backend": "gsiftp://a/"}, {"name": "T2_B", "backend": "gsiftp://b/"}]
 DATASETS, BLOCKS, FILES = 3, 3, 3
@@ -156,3 +165,165 @@ def test_changes_to_blocks_out_of_memory(small_cache):
     assert memory.problems == [] and disk.problems == [] and disk.integrity == []
     assert snapshot.differences(memory, disk) == []
     assert len(disk.rows["file"]) == DATASETS * BLOCKS * FILES + 1 - 1 - FILES + 1
+
+
+# ------------------------------------------------------------ the packed form
+GRID_DIRECTORY = ("/store/mc/RunIISummer20UL18MiniAODv2/TTToSemiLeptonic_TuneCP5_13TeV-powheg-"
+                  "pythia8/MINIAODSIM/106X_upgrade2018_realistic_v16_L1v1-v2")
+
+
+def grid_document(rng: random.Random, blocks: int, files: int) -> dict:
+    """Files as a grid names them: a long directory per block, a UUID each, an adler32."""
+    def uuid():
+        s = f"{rng.getrandbits(128):032X}"
+        return f"{s[:8]}-{s[8:12]}-{s[12:16]}-{s[16:20]}-{s[20:]}"
+    return {"dataset": [{"name": "/TTToSemiLeptonic/RunIISummer20UL18-v2/MINIAODSIM", "blocks": [
+        {"name": uuid(), "files": [
+            {"name": f"{GRID_DIRECTORY}/{rng.randrange(10, 100) * 10000}/{uuid()}.root",
+             "size": rng.randrange(10**9, 4 * 10**9), "adler32": f"{rng.getrandbits(32):08x}"}
+            for _ in range(files)]} for _ in range(blocks)]}]}
+
+
+def test_a_cached_file_costs_at_most_150_bytes(tmp_path, random_seed):
+    """What the cache adds per file it holds, traced (as File objects: about 460 B)."""
+    path = str(tmp_path / "inventory.db")
+    document = grid_document(random.Random(random_seed), blocks=100, files=20)
+
+    async def bytes_per_cached_file() -> float:
+        service = await InventoryService.open(path, "NORMAL")
+        await service.change(lambda changes: injection.inject(changes, document))
+        await service.close()
+        service = await InventoryService.open(path, "NORMAL")  # nothing cached
+        try:
+            blocks = [b for d in service.inventory.datasets.values() for b in d.blocks]
+            blocks[0].files_by_lfn  # the reader's first query prepares its statement
+            gc.collect()
+            tracemalloc.start()
+            try:
+                for block in blocks[1:]:
+                    block.files_by_lfn
+                gc.collect()
+                added = tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()
+            cache = service.inventory.file_cache.stats()
+            assert cache["files"] == 100 * 20 and cache["blocks"] == 100
+            return added / (99 * 20)
+        finally:
+            await service.close()
+
+    assert asyncio.run(bytes_per_cached_file()) <= 150
+
+
+CHECKSUMS = {  # block -> (size, adler32, crc32, md5) of each file, as given
+    "fixed": [(0, "0000000a", None, None), (2**40, "ABCDEF01", None, None),
+              (7, "00ab00cd", None, None)],
+    "mixed": [(1, "a", "FFFFFFFF", None), (2, None, None, "0" * 31 + "1"),
+              (3, "00ab00cd", "1", "F" * 32), (4, None, None, None)],
+}
+PACKED = "/Packed/Files-v1/AOD"
+
+
+def packed_document() -> dict:
+    return {"site": [{"name": "T2_A", "backend": "gsiftp://a/"}],
+            "dataset": [{"name": PACKED, "blocks": [
+                {"name": block, "files": [
+                    {"name": f"/store/p/{block}/{i}.root", "size": size,
+                     **{k: v for k, v in zip(("adler32", "crc32", "md5"), sums) if v}}
+                    for i, (size, *sums) in enumerate(files)]}
+                for block, files in CHECKSUMS.items()]}],
+            "datasetreplica": [{"dataset": PACKED, "site": "T2_A", "blockreplicas": [
+                {"block": "mixed", "files": ["/store/p/mixed/1.root", "/store/p/mixed/3.root"]},
+                {"block": "fixed"}]}]}
+
+
+def expected_files(block: str, ids: list) -> list:
+    return [{"name": f"/store/p/{block}/{i}.root", "id": file_id, "size": size,
+             **{k: v.lower() for k, v in zip(("adler32", "crc32", "md5"), sums) if v}}
+            for i, (file_id, (size, *sums)) in enumerate(zip(ids, CHECKSUMS[block]))]
+
+
+FILES_SCRIPT = """
+import json
+block = inventory.find_block('%s#mixed')
+one = inventory.find_file('/store/p/mixed/1.root')
+again = block.find_file('/store/p/mixed/1.root')
+replica = block.find_replica('T2_A')
+print(json.dumps({
+    "reprs": [repr(f) for f in sorted(block.files, key=lambda f: f.id)],
+    "str": str(one), "checksum": list(one.checksum),
+    "same": [one == again, hash(one) == hash(again), len({one, again}), one in block.files,
+             one in replica.files(), replica.has_file(one), one.block == block,
+             one != block.find_file('/store/p/mixed/0.root'),
+             inventory.find_file('/store/p/mixed/0.root') in replica.files()],
+    "mapping": [list(block.files_by_lfn), len(block.files_by_lfn),
+                '/store/p/mixed/2.root' in block.files_by_lfn,
+                '/store/p/mixed/' in block.files_by_lfn,
+                block.files_by_lfn['/store/p/mixed/3.root'].md5],
+}))
+""" % PACKED
+
+
+def test_packed_files_read_back_as_they_were_given(daemon, tmp_path):
+    """Packed after the change that made them, and again as read from the store: the same
+    values (checksums as stored: lower case, leading zeros kept), reprs and equal Files."""
+    daemon.inject_json(packed_document())
+    ids = {block: [f["id"] for f in daemon.call("get_block", name=f"{PACKED}#{block}")["files"]]
+           for block in CHECKSUMS}
+    # a gap in the ids (a file deleted) and a file added later
+    daemon.inject_json({"dataset": [{"name": PACKED, "blocks": [
+        {"name": "fixed", "files": [{"name": "/store/p/fixed/1.root"}]}]}]}, "--delete")
+    daemon.inject_json({"dataset": [{"name": PACKED, "blocks": [
+        {"name": "fixed", "files": [{"name": "/store/p/fixed/3.root", "size": 9,
+                                     "adler32": "ffffffff", "site": "T2_A"}]}]}]})
+    fixed = expected_files("fixed", ids["fixed"])
+    fixed = [fixed[0], fixed[2], {"name": "/store/p/fixed/3.root", "id": ids["mixed"][-1] + 1,
+                                  "size": 9, "adler32": "ffffffff"}]
+    script = tmp_path / "files.py"
+    script.write_text(FILES_SCRIPT)
+    seen = []
+    for _ in range(2):  # packed from the change's File objects, then from the store's rows
+        assert daemon.call("get_block", name=f"{PACKED}#fixed")["files"] == fixed
+        assert daemon.call("get_block", name=f"{PACKED}#mixed")["files"] == expected_files(
+            "mixed", ids["mixed"])
+        seen.append(json.loads(daemon.dynamo(script).stdout))
+        daemon.restart()
+    assert seen[0] == seen[1]
+    first = ids["mixed"][0]
+    assert seen[0]["reprs"] == [
+        f"File('/store/p/mixed/0.root','{PACKED}#mixed',1,{first},adler32='a',crc32='ffffffff')",
+        f"File('/store/p/mixed/1.root','{PACKED}#mixed',2,{first + 1},md5='{'0' * 31}1')",
+        f"File('/store/p/mixed/2.root','{PACKED}#mixed',3,{first + 2},adler32='00ab00cd',"
+        f"crc32='1',md5='{'f' * 32}')",
+        f"File('/store/p/mixed/3.root','{PACKED}#mixed',4,{first + 3})"]
+    assert seen[0]["str"] == (f"File /store/p/mixed/1.root (block={PACKED}#mixed, size=2, "
+                              f"checksum=(None, None, '{'0' * 31}1'), id={first + 1})")
+    assert seen[0]["same"] == [True, True, 1, True, True, True, True, True, False]
+    assert seen[0]["mapping"] == [[f"/store/p/mixed/{i}.root" for i in range(4)], 4, True,
+                                  False, None]
+
+
+HELD_SCRIPT = """
+import json
+block = inventory.find_block('%s#mixed')
+inventory.delete(block.find_file('/store/p/mixed/1.root'))
+inventory.update(File('/store/p/mixed/9.root', block.full_name(), 5), site='T2_A')
+inventory.update(File('/store/p/mixed/2.root', block.full_name(), 30))
+print(json.dumps([inventory.find_file('/store/p/mixed/1.root'),
+                  inventory.find_file('/store/p/mixed/9.root').size,
+                  inventory.find_file('/store/p/mixed/2.root').size,
+                  sorted(f.lfn for f in block.files), block.num_files, block.size]))
+""" % PACKED
+
+
+def test_a_changed_block_reads_as_changed_in_the_application(small_cache, tmp_path):
+    """An application's change holds the block in its copy, ahead of the store (which its
+    lookups by LFN also ask): the copy's files are what the change left."""
+    small_cache.inject_json(packed_document())
+    script = tmp_path / "held.py"
+    script.write_text(HELD_SCRIPT)
+    out = json.loads(small_cache.dynamo(script).stdout)  # read-only: nothing written back
+    assert out == [None, 5, 30, [f"/store/p/mixed/{i}.root" for i in (0, 2, 3, 9)], 4,
+                   1 + 30 + 4 + 5]
+    assert [f["size"] for f in small_cache.call("get_block", name=f"{PACKED}#mixed")["files"]
+            ] == [1, 2, 3, 4]

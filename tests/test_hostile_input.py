@@ -13,13 +13,11 @@ DYNAMO_FUZZ_EXAMPLES sets the examples per property (default 80).
 """
 
 import contextlib
-import hashlib
 import io
 import json
 import os
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,58 +30,22 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import EXAMPLES, Daemon
 from dynamoclient import inject as inject_cli
-from dynamod.errors import DynamoError
+from dynamod.errors import DynamoError, ParseError
 from dynamod.methods import METHODS
-from dynamod.methods.registry import _MISSING, _is
-from dynamod.protocol import MAX_DEPTH, _repeats_a_key, decode_request
-from dynamod.store.tables import TABLES
-from test_connection import Raw
+from dynamod.protocol import MAX_DEPTH, decode_request
+from support.daemon import EXAMPLES, Daemon
+from support.seed import BLOCK, DS, LFN1, T2
+from support.views import memory_view, store_rows
+from support.wire import Raw
 
 EXAMPLES_PER_TEST = int(os.environ.get("DYNAMO_FUZZ_EXAMPLES", "80"))
 fuzz = settings(max_examples=EXAMPLES_PER_TEST, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 MAX_LINE = 1 << 20  # the target's --max-line-bytes: huge lines stay cheap
-DS = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
-BLOCK = "48dbe0c6-36fa-11e8-a5e2-ac1f6b05e848"
-SITE = "T2_US_XYZ"
 ERROR_CODES = {"parse_error", "invalid_request", "method_not_found", "invalid_params",
                "invalid_value", "not_found", "conflict", "not_authorized", "busy",
                "not_configured"}  # every code but too_large, store_error and internal_error
-
-
-# ------------------------------------------------------------ what must not change
-def store_rows(database: str) -> dict:
-    """Row count and digest of every table of the SQLite file (read-only, beside the
-    daemon's connection; WAL lets both be open)."""
-    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        found = {}
-        for sql, name in [(t.select_sql, t.name) for t in TABLES
-                          if t.kind != "changelog"] + [  # a queue, emptied in the background
-                ("SELECT kind, next_id FROM next_ids ORDER BY kind", "next_ids")]:
-            rows = db.execute(sql).fetchall()
-            found[name] = (len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()[:16])
-        return found
-    finally:
-        db.close()
-
-
-def memory_view(client: Raw) -> dict:
-    """What the queries show of the daemon's memory, and its commit count."""
-    def ask(method, **params):
-        answer = client.request(method, method, **params)
-        assert "result" in answer, answer
-        return answer["result"]
-
-    status = ask("status")
-    datasets = ask("list_datasets")["datasets"]
-    return {"commits": status["commits"], "counts": status["inventory"],
-            "sites": ask("list_sites"), "groups": ask("list_groups"), "datasets": datasets,
-            "details": [ask("get_dataset", name=d["name"]) for d in datasets],
-            "apps": ask("list_applications"), "scripts": ask("list_script_authorizations"),
-            "grants": ask("list_grants")}
 
 
 class Target:
@@ -180,18 +142,30 @@ json_scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(text, inner, max_size=4), max_leaves=25)
 SAMPLES = ("x", 7, 2.5, True, None, [1], {"a": 1})  # one value of each JSON type
-FILLER = {str: "x", int: 1, float: 1, bool: False, dict: {}, list: [], type(None): None}
-PARAMS = [(name, param) for name, m in sorted(METHODS.items()) for param in m.params]
+# Each method's parameters as `list_methods` describes them: {"types": [...], "required"}.
+DESCRIBED = {name: method.describe()["params"] for name, method in sorted(METHODS.items())}
+PARAMS = [(name, param) for name, params in DESCRIBED.items() for param in params]
+# The type names a JSON value answers to there (an integer is a number too, a boolean is not).
+TYPE_NAMES = {str: {"a string"}, int: {"an integer", "a number"}, float: {"a number"},
+              bool: {"true or false"}, dict: {"an object"}, list: {"a list"},
+              type(None): {"null"}}
+FILLER = {"a string": "x", "an integer": 1, "a number": 1, "true or false": False,
+          "an object": {}, "a list": [], "null": None}
 
 
-def _required(method, param) -> bool:
-    return METHODS[method].params[param][1] is _MISSING
+def takes(param: dict, value) -> bool:
+    """Whether a parameter (as described) takes `value`."""
+    return not TYPE_NAMES[type(value)].isdisjoint(param["types"])
+
+
+def filled(method) -> dict:
+    """A value of the right type for each required parameter of `method`."""
+    return {p: FILLER[d["types"][0]] for p, d in DESCRIBED[method].items() if d["required"]}
 
 
 def wrong_for(method, param):
     """Values of a JSON type the parameter does not take."""
-    allowed = METHODS[method].params[param][0]
-    return json_values.filter(lambda v: not any(_is(v, t) for t in allowed))
+    return json_values.filter(lambda v: not takes(DESCRIBED[method][param], v))
 
 
 def new_objects() -> st.SearchStrategy:
@@ -205,7 +179,7 @@ def new_objects() -> st.SearchStrategy:
     return st.one_of(
         injection.map(lambda d: {"id": 1, "method": "inject", "params": {"data": d}}),
         st.just({"id": 2, "method": "delete", "params": {"data": {"dataset": [{"name": DS}]}}}),
-        st.just({"id": 3, "method": "delete", "params": {"data": {"site": [{"name": SITE}]}}}),
+        st.just({"id": 3, "method": "delete", "params": {"data": {"site": [{"name": T2}]}}}),
         names.map(lambda n: {"id": 4, "method": "set_user", "params": {"name": f"u{n}"}}),
         names.map(lambda n: {"id": 5, "method": "authorize_script",
                              "params": {"title": n, "checksum": "1" * 64}}))
@@ -264,16 +238,15 @@ def test_every_parameter_of_every_method_refuses_every_wrong_type(target):
     """Exhaustively: each parameter with a value of each JSON type it does not take, the
     others valid; each missing required parameter; an unknown parameter.  Pipelined."""
     cases = []
-    for name, method in sorted(METHODS.items()):
-        filled = {p: FILLER[allowed[0]] for p, (allowed, _) in method.params.items()
-                  if _required(name, p)}
-        for param, (allowed, _) in method.params.items():
+    for name, params in DESCRIBED.items():
+        valid = filled(name)
+        for param, described in params.items():
             for value in SAMPLES:
-                if not any(_is(value, t) for t in allowed):
-                    cases.append((name, {**filled, param: value}, param))
-            if _required(name, param):
-                cases.append((name, {p: v for p, v in filled.items() if p != param}, param))
-        cases.append((name, {**filled, "no_such_param": 1}, "no_such_param"))
+                if not takes(described, value):
+                    cases.append((name, {**valid, param: value}, param))
+            if described["required"]:
+                cases.append((name, {p: v for p, v in valid.items() if p != param}, param))
+        cases.append((name, {**valid, "no_such_param": 1}, "no_such_param"))
     lines = [orjson.dumps({"id": i, "method": name, "params": params})
              for i, (name, params, _) in enumerate(cases)]
     target.tried += len(lines)
@@ -290,10 +263,8 @@ def test_every_parameter_of_every_method_refuses_every_wrong_type(target):
 @given(st.sampled_from(PARAMS), st.data())
 def test_any_wrong_value_of_any_parameter_is_refused(target, method_param, data):
     name, param = method_param
-    filled = {p: FILLER[allowed[0]] for p, (allowed, _) in METHODS[name].params.items()
-              if _required(name, p)}
     value = data.draw(wrong_for(name, param))
-    error = assert_error(target.request(name, **{**filled, param: value}), "invalid_params")
+    error = assert_error(target.request(name, **{**filled(name), param: value}), "invalid_params")
     assert error["field"] == param
     target.unharmed()
 
@@ -474,7 +445,7 @@ def _pairs_text(value) -> str:
 
 
 keys = st.sampled_from(['"a"', '"\\u0061"', '"b"', '"a:b"', '"\\"a\\""', '"\\\\"', '"é"',
-                        '"\\u00e9"', '":"'])
+                        '"\\u00e9"', '":"', '"\\u003a"', '"\\u003A"', '"\\\\u003a"'])
 pair_values = st.recursive(
     st.none() | st.integers() | st.text(alphabet='a:"\\{}[],é ', max_size=6),
     lambda inner: st.tuples(st.just("object"), st.lists(st.tuples(keys, inner), max_size=4))
@@ -492,7 +463,11 @@ def test_repeated_keys_are_found_exactly_whatever_the_strings_hold(value):
         return dict(pairs)
 
     json.loads(line, object_pairs_hook=pairs_hook)
-    assert _repeats_a_key(line, orjson.loads(line)) == any(repeated)
+    request = b'{"id":1,"method":"m","params":{"v":' + line + b"}}"
+    if any(repeated):
+        assert "twice" in pytest.raises(ParseError, decode_request, request).value.message
+    else:
+        assert decode_request(request).params["v"] == orjson.loads(line)
 
 
 # -------------------------------------------------- names, globs and numbers
@@ -626,9 +601,8 @@ def test_negative_and_overflowing_numbers_in_parameters(target, number, method_p
     target.unharmed()
 
 
-LFN = (f"/store/user/paus/{DS}/6C7F843A-4837-E811-93AC-14187741208F.root")
 UPDATES = {  # an existing object: its identity, fields it takes, values its fields refuse
-    "site": ({"name": SITE}, {"host": "evil.example", "storage_type": "mss",
+    "site": ({"name": T2}, {"host": "evil.example", "storage_type": "mss",
                               "backend": "davs://evil/", "status": "morgue"},
              {"host": None, "storage_type": "tape", "backend": "a\nb", "status": 5}),
     "group": ({"name": "AnalysisOps"}, {"olevel": "Dataset"}, {"olevel": "Site"}),
@@ -638,9 +612,9 @@ UPDATES = {  # an existing object: its identity, fields it takes, values its fie
                  "last_update": -1, "is_open": "no"}),
     "block": ({"name": BLOCK}, {"is_open": False, "last_update": 2},
               {"is_open": 1, "last_update": -2.5}),
-    "file": ({"name": LFN}, {"adler32": "0a0b0c0d", "crc32": "01020304", "md5": "ab" * 16},
+    "file": ({"name": LFN1}, {"adler32": "0a0b0c0d", "crc32": "01020304", "md5": "ab" * 16},
              {"adler32": "xyz", "crc32": "1" * 9, "md5": 5}),
-    "datasetreplica": ({"dataset": DS, "site": SITE}, {"growing": True}, {"growing": "yes"}),
+    "datasetreplica": ({"dataset": DS, "site": T2}, {"growing": True}, {"growing": "yes"}),
 }
 
 

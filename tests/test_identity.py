@@ -9,7 +9,6 @@ under it), and the real clients run as that account in subprocesses.
 """
 
 import base64
-import datetime
 import os
 import shutil
 import subprocess
@@ -19,26 +18,22 @@ from pathlib import Path
 
 import orjson
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 import dynamoclient
-from conftest import Daemon
 from dynamoclient import x509 as client_x509
 from dynamoclient.connection import CHALLENGE_PREFIX, Client, RemoteError
 from dynamod.auth.x509 import is_proxy, load_trust
+from support.nobody import NOBODY
+from support.pki import (DAY, JANE, NOW, STRANGER, Credential, ec_key, issue, key_pem, name, pem,
+                         proxy_of, rsa_key, write_private)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 
-NOBODY = 65534
-JANE = "/DC=org/DC=example/OU=Users/CN=Jane Doe"
 JOHN = "/DC=org/DC=example/OU=Users/CN=John Roe"
 JOHN_COMMA_FORMS = ["CN=John Roe,OU=Users,DC=example,DC=org",  # RFC 4514, most specific first
                     "DC = org, DC = example, OU = Users, CN = John Roe"]  # openssl's "oneline"
 MARY = "/DC=org/DC=example/OU=Users/CN=Mary Major"
-STRANGER = "/DC=org/DC=example/OU=Users/CN=Nobody Known"
 CA_DN = "/DC=org/DC=example/CN=Example Grid CA"
 SITE = {"name": "T2_ID_TEST", "host": "se.test.org", "backend": "davs://se.test.org/cms",
         "status": "ready"}
@@ -57,82 +52,6 @@ SUPERUSER_CALLS = [
 
 
 # ------------------------------------------------------------------- the PKI
-_OIDS = {"DC": NameOID.DOMAIN_COMPONENT, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
-         "O": NameOID.ORGANIZATION_NAME, "CN": NameOID.COMMON_NAME}
-PROXY_CERT_INFO = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14")
-# ProxyCertInfo ::= SEQUENCE { proxyPolicy SEQUENCE { policyLanguage id-ppl-inheritAll } }
-INHERIT_ALL = bytes.fromhex("300c300a06082b06010505071501")
-NOW = datetime.datetime.now(datetime.timezone.utc)
-DAY = datetime.timedelta(days=1)
-
-
-def name(dn: str) -> x509.Name:
-    """The x509.Name whose slash form is `dn` (most general component first)."""
-    return x509.Name([x509.NameAttribute(_OIDS[k], v)
-                      for k, v in (part.split("=", 1) for part in dn.strip("/").split("/"))])
-
-
-def rsa_key():
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def ec_key():
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-class Credential:
-    """A certificate, its key, and the certificates that issued it (nearest first)."""
-
-    def __init__(self, cert, key, issuers=()):
-        self.cert, self.key, self.issuers = cert, key, list(issuers)
-
-    @property
-    def chain(self) -> list:
-        return [self.cert, *self.issuers]
-
-
-def issue(subject, key, issuer: Credential | None, not_before=NOW - DAY, not_after=NOW + 30 * DAY,
-          ca=False, proxy_info=False, issuer_name=None) -> Credential:
-    """A certificate for `key`, signed by `issuer` (self-signed when None)."""
-    signer = issuer.key if issuer else key
-    builder = (x509.CertificateBuilder()
-               .subject_name(subject)
-               .issuer_name(issuer_name or (issuer.cert.subject if issuer else subject))
-               .public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(not_before)
-               .not_valid_after(not_after))
-    if ca:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-    if proxy_info:
-        builder = builder.add_extension(
-            x509.UnrecognizedExtension(PROXY_CERT_INFO, INHERIT_ALL), critical=True)
-    cert = builder.sign(signer, hashes.SHA256())
-    return Credential(cert, key, issuer.chain if issuer else ())
-
-
-def proxy_of(parent: Credential, cn="proxy", rfc3820=False, key=None, **kwargs) -> Credential:
-    """A proxy: the parent's subject plus one CN, signed by the parent's key."""
-    subject = x509.Name([*parent.cert.subject, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    return issue(subject, key or ec_key(), parent, proxy_info=rfc3820, **kwargs)
-
-
-def pem(cert) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def key_pem(key, traditional=False) -> bytes:
-    fmt = (serialization.PrivateFormat.TraditionalOpenSSL if traditional
-           else serialization.PrivateFormat.PKCS8)
-    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
-
-
-def write_private(path: Path, data: bytes):
-    """A file only its owner may read, as a proxy or a key must be."""
-    path.touch(mode=0o600)
-    path.write_bytes(data)
-
-
 class Pki:
     """Every credential the tests use, written as files in `directory`."""
 
@@ -205,30 +124,12 @@ def pki(tmp_path_factory) -> Pki:
     return Pki(tmp_path_factory.mktemp("pki"))
 
 
-def start_daemon(root: Path, pki: Pki | None) -> Daemon:
-    """A dynamod in `root` (0755, so that uid 65534 reaches the socket), trusting the CA."""
-    os.chmod(root, 0o755)
-    args = []
-    if pki is not None:
-        config = root / "dynamod.toml"
-        config.write_text(f'[auth]\nca_path = "{pki.ca_dir}"\n')
-        args = ["--config", str(config)]
-    return Daemon(root / "state", str(root / "dynamod.sock"), args).start()
-
-
 @pytest.fixture
-def x509_daemon(pki):
-    """A dynamod trusting the test CA, with jane (slash-form DN) an admin."""
-    root = Path(tempfile.mkdtemp(prefix="dyn-", dir="/tmp"))
-    try:
-        daemon = start_daemon(root, pki)
-        try:
-            user_auth(daemon, "--user", "jane", "--dn", JANE, "--role", "admin")
-            yield daemon
-        finally:
-            daemon.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+def x509_daemon(start_daemon, pki):
+    """A dynamod trusting this module's CA, with jane (slash-form DN) an admin."""
+    daemon = start_daemon(config={"auth": {"ca_path": str(pki.ca_dir)}})
+    user_auth(daemon, "--user", "jane", "--dn", JANE, "--role", "admin")
+    return daemon
 
 
 def user_auth(daemon, *args, **kwargs):

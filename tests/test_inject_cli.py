@@ -4,8 +4,9 @@ import json
 import subprocess
 import sys
 
-from conftest import EXAMPLES
-from test_injection import BLOCK, DS, LFN1, T2, T3, block_of, replica_at, seed, snapshot
+from support.daemon import EXAMPLES
+from support.seed import BLOCK, DS, LFN1, T2, T3, block_of, replica_at, seed
+from support.views import snapshot
 
 
 def run(daemon, *args, input=None):
@@ -230,3 +231,38 @@ def test_no_daemon_is_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert "cannot connect to dynamod" in result.stderr and "none.sock" in result.stderr
 
+
+
+def test_a_document_is_refused_before_sending_with_what_and_where(daemon, tmp_path):
+    """What orjson would read differently from the text (a key given twice, an integer
+    beyond 64 bits) or not at all (NaN, a lone surrogate) is refused by the client,
+    with the file's line where there is one; the daemon sees none of it."""
+    seed(daemon)
+    path = tmp_path / "doc.json"
+    site = '{\n  "site": [\n    {"name": "T2_NEW", %s}\n  ]\n}\n'
+    cases = [
+        ('"host": "a", "host": "b"', f"{path}: invalid JSON: the key 'host' appears twice"),
+        ('"host": "a", "h\\u006fst": "b"', "the key 'host' appears twice"),
+        ('"id": 18446744073709551616', f"{path}:3: the integer 18446744073709551616 does "
+                                       f"not fit in 64 bits"),
+        ('"id": -9223372036854775809', "does not fit in 64 bits"),
+        ('"host": NaN', f"{path}:3: nan is not a JSON number"),
+        ('"host": "\\udc00x"', f"{path}:3: '\\udc00x' is not valid Unicode"),
+    ]
+    for fields, fragment in cases:
+        path.write_text(site % fields)
+        usage_error(daemon, path, fragment=fragment)
+
+
+def test_a_document_goes_as_orjson_reads_it(daemon, tmp_path):
+    """Whitespace, escapes, line ends and number forms of the text do not matter: the
+    daemon gets what it says (a comment nested deeper than orjson writes included)."""
+    path = tmp_path / "doc.json"
+    path.write_bytes(b'{"site": [{"name": "T2_\\u00c9T\\u00c9",\r\n "host": "se.\\/x"},\r\n'
+                     b'  {"name": "T2_N", "storage_type": "disk"}], "comment": [1.50, -0, '
+                     b'1E2, 18446744073709551615, ' + b"[" * 300 + b"]" * 300 + b']}')
+    assert daemon.inject(path).stdout.splitlines()[0] == "created  sites: 2"
+    sites = {s["name"]: s for s in daemon.call("list_sites")["sites"]}
+    assert sites["T2_ÉTÉ"]["host"] == "se./x" and sites["T2_N"]["storage_type"] == "disk"
+    path.write_bytes(b'{"site": [\r{"name": "T2_N", "status": "nice"}]}')
+    usage_error(daemon, path, fragment=f"{path}:2: site T2_N: Site.status")

@@ -8,73 +8,13 @@ import json
 
 import pytest
 
-from conftest import EXAMPLES
 from dynamoclient.connection import RemoteError
+from support.daemon import EXAMPLES
+from support.seed import (BLOCK, DS, FULL, LFN1, LFN2, NOTHING, T2, T3, block_doc, block_of,
+                          dataset_doc, refused, replica_at, seed)
+from support.views import snapshot
 
-DS = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
-BLOCK = "48dbe0c6-36fa-11e8-a5e2-ac1f6b05e848"
-FULL = f"{DS}#{BLOCK}"
-LFN1 = f"/store/user/paus/{DS}/6C7F843A-4837-E811-93AC-14187741208F.root"
-LFN2 = f"/store/user/paus/{DS}/6EABBD4C-2E37-E811-AB8D-1866DAEA7F94.root"
-T2, T3 = "T2_US_XYZ", "T3_US_XYZ"
 T2_BACKEND = "gsiftp://t2-storage.xyz.edu:2811/cms"
-NOTHING = {"created": {}, "updated": {}, "deleted": {}}
-
-
-def seed(daemon):
-    """The seed's two steps: its two sites, then its dataset replicated at T2_US_XYZ."""
-    daemon.inject(EXAMPLES / "mydynamo-storage-sites.json")
-    daemon.inject(EXAMPLES / "mydynamo-data.json")
-
-
-def snapshot(daemon) -> dict:
-    """Everything the query methods show; equal snapshots mean an unchanged inventory."""
-    sites = daemon.call("list_sites")["sites"]
-    datasets = [daemon.call("get_dataset", name=d["name"])
-                for d in daemon.call("list_datasets")["datasets"]]
-    return {
-        "counts": daemon.call("status")["inventory"],
-        "sites": sites,
-        "groups": daemon.call("list_groups")["groups"],
-        "datasets": datasets,
-        "blocks": [daemon.call("get_block", name=f"{d['name']}#{b['name']}")
-                   for d in datasets for b in d["blocks"]],
-        "site_replicas": [daemon.call("list_site_replicas", site=s["name"]) for s in sites],
-    }
-
-
-def refused(daemon, document, *fragments, args=()) -> str:
-    """Inject a document that must be refused as a whole; return the error text."""
-    before = snapshot(daemon)
-    result = daemon.inject_json(document, *args, check=False)
-    assert not isinstance(result, dict), f"accepted {document}: {result}"
-    assert result.returncode == 1 and result.stdout == ""
-    for fragment in fragments:
-        assert fragment in result.stderr, f"{fragment!r} not in {result.stderr!r}"
-    assert snapshot(daemon) == before, f"refused request changed the inventory: {result.stderr}"
-    return result.stderr
-
-
-def block_of(daemon, full_name=FULL) -> dict:
-    return daemon.call("get_block", name=full_name)
-
-
-def replica_at(view: dict, site: str) -> dict:
-    """The replica at `site` in a get_block or get_dataset answer."""
-    found = [r for r in view["replicas"] if r["site"] == site]
-    assert len(found) == 1, view["replicas"]
-    return found[0]
-
-
-def dataset_doc(name, *blocks, **fields) -> dict:
-    return {"dataset": [{"name": name, **fields, "blocks": list(blocks)}]}
-
-
-def block_doc(name, *files, **fields) -> dict:
-    """A block with files given as (lfn, size) or (lfn, size, {extra keys})."""
-    return {"name": name, **fields,
-            "files": [{"name": f[0], "size": f[1], **(f[2] if len(f) > 2 else {})}
-                      for f in files]}
 
 
 # ------------------------------------------------------------------ the seed
@@ -317,6 +257,15 @@ def test_one_bad_object_anywhere_changes_nothing(daemon):
             lambda d: d.update(group={"name": "x"}), ["group must be a list"]),
         "dataset name not a string": (
             lambda d: d["dataset"].append({"name": 7}), ["dataset[1]", "non-empty string"]),
+        "file name a list": (
+            lambda d: d["dataset"][0]["blocks"][0]["files"].append({"name": ["/n/x"], "size": 1}),
+            ["dataset[0].blocks[0].files[2]", "non-empty string"]),
+        "file name an object": (
+            lambda d: d["dataset"][0]["blocks"][1]["files"].insert(0, {"name": {}, "size": 1}),
+            ["dataset[0].blocks[1].files[0]", "non-empty string"]),
+        "file not an object": (
+            lambda d: d["dataset"][0]["blocks"][1]["files"].append(["/n/x", 1]),
+            ["dataset[0].blocks[1].files[1]", "must be an object"]),
     }
     for case, (spoil, fragments) in cases.items():
         document = _copy(good)

@@ -5,7 +5,7 @@ the real `dynamo` wherever an application can make the same change.
 
 import sqlite3
 
-from test_injection import NOTHING, T2, T3, block_of, refused, replica_at
+from support.seed import NOTHING, T2, T3, block_of, refused, replica_at
 
 DS = "/A/B/RAW"
 B1 = f"{DS}#b1"

@@ -22,15 +22,16 @@ import time
 import pytest
 
 from reliability.load import attack_text, run, run_attack
-from test_connection import Raw, rss_kib
+from support.daemon import rss_kib
+from support.wire import Raw
 
 KINDS = ("ping", "status", "list_sites", "list_datasets", "get_dataset", "get_block",
          "lfn_to_pfn", "inject", "delete", "run_application", "poll_application",
          "application (to its end)", "dynamo CLI (process)", "refused (pest)")
 
 
-def test_fifty_clients_for_five_seconds():
-    report = run(clients=50, seconds=5)
+def test_fifty_clients_for_five_seconds(random_seed):
+    report = run(clients=50, seconds=5, seed=random_seed)
     print("\n" + report.text())
     assert not report.unexpected, report.text()
     summary = report.summary()
@@ -44,10 +45,10 @@ def test_fifty_clients_for_five_seconds():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become the attacker")
-def test_an_unregistered_attacker_for_three_seconds():
+def test_an_unregistered_attacker_for_three_seconds(random_seed):
     """Bystander and root are never refused, the attacker holds at most its account's
     connections, and the daemon's memory stays near what the limits allow."""
-    figures = run_attack(seconds=3)
+    figures = run_attack(seconds=3, seed=random_seed)
     print("\n" + attack_text(figures))
     assert not figures["unexpected"], attack_text(figures)
     attack = figures["attack"]

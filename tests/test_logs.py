@@ -9,9 +9,10 @@ import subprocess
 import sys
 import time
 
-from conftest import Daemon, as_nobody
 from dynamod.logs import RateLimited, escape
-from test_security import requests
+from support.daemon import Daemon
+from support.nobody import as_nobody
+from support.wire import requests
 
 STAMPED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
 FORGED = "2026-11-29 04:00:00,000 CRITICAL dynamod: forged"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon
 from dynamoclient.connection import Client, ConnectionFailed
+from support.daemon import Daemon
 
 ROOT = Path(__file__).parent.parent
 

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import EXAMPLES, read_until
+from support.daemon import EXAMPLES
+from support.terminal import read_until
 
 DATASET = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
 BLOCK = "48dbe0c6-36fa-11e8-a5e2-ac1f6b05e848"

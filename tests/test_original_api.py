@@ -13,9 +13,9 @@ import json
 
 import pytest
 
-from conftest import EXAMPLES
 from dynamod.inventory import objects
 from dynamod.inventory.objects import BlockSet, Members
+from support.daemon import EXAMPLES
 
 DATASET = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
 B1 = "48dbe0c6-36fa-11e8-a5e2-ac1f6b05e848"

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from dynamoclient.connection import RemoteError
-from test_injection import DS, LFN1, T2, T3, seed
-from conftest import Daemon
+from support.daemon import Daemon
+from support.seed import DS, LFN1, T2, T3, seed
 
 SIZE, SIZE1 = 165438, 57495   # the seed block; its first file
 

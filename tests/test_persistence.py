@@ -5,8 +5,8 @@ import subprocess
 import sys
 import threading
 
-from conftest import Daemon
 from dynamoclient.connection import Client
+from support.daemon import Daemon
 
 SITE = {"name": "T2_US_XYZ", "host": "t2.xyz.edu", "backend": "gsiftp://t2.xyz.edu/cms",
         "status": "ready"}

@@ -148,10 +148,22 @@ def test_not_json_is_a_parse_error_without_id(line):
     (b'{"id":1,"method":"m","params":{"a":{"b":1,"b":2}}}', True),
     (b'{"id":1,"method":"m","params":{"a":1},"params":{"b":2,"c":3}}', True),
     (b'[{"a":1,"a":2}]', True),
+    # a colon written as an escape is one (here it would hide the separator lost)
+    (b'{"id":1,"method":"m","params":{"a":1,"a":"\\u003a"}}', True),
+    (b'{"id":1,"method":"m","params":{"\\u003a":1,"a":"\\u003A"}}', False),
+    # an escaped backslash before `u003a` is not an escape of a colon
+    (b'{"id":1,"method":"m","params":{"a":{"b":"\\\\u003a"}}}', False),
+    (b'{"id":1,"method":"m","params":{"a":"\\\\\\u003a","a":":"}}', True),
+    # deeper than orjson writes: the tree is counted instead
+    (b'{"id":1,"method":"m","params":{"v":' + b"[" * 300 + b'{"a":"x:y","b":1}'
+     + b"]" * 300 + b"}}", False),
+    (b'{"id":1,"method":"m","params":{"v":' + b"[" * 300 + b'{"a":"x:y","a":1}'
+     + b"]" * 300 + b"}}", True),
 ])
 def test_a_repeated_key_is_found_whatever_the_request_shape(line, repeated):
-    """Flat requests skip the scan of strings (their colons match their keys); no
-    request with a repeated key may slip through that shortcut."""
+    """Flat requests skip the count of the tree (their colons match their keys); no
+    request with a repeated key may slip through that shortcut, nor through the count
+    of colons (escaped ones, escaped backslashes, trees too deep to write)."""
     if repeated:
         error = error_of(line)
         assert error.code == "parse_error" and "twice" in error.message

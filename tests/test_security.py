@@ -8,8 +8,6 @@ checked for the modes the documentation gives.
 """
 
 import base64
-import datetime
-import hashlib
 import os
 import shutil
 import socket
@@ -20,36 +18,22 @@ from pathlib import Path
 
 import orjson
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from conftest import NOBODY, Daemon, as_nobody
 from dynamod.auth.policy import Access
 from dynamod.methods import METHODS
-from test_connection import Raw
-from test_hostile_input import memory_view, store_rows
+from support import pki
+from support.apps import checksum, wait_for_end
+from support.daemon import Daemon
+from support.nobody import NOBODY, as_nobody, map_nobody
+from support.views import memory_view, store_rows
+from support.wire import Raw, requests
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 
-CHALLENGE_PREFIX = b"dynamo-x509-challenge:"
-DN = "/DC=org/DC=example/OU=Users/CN=Sec Tester"
-STRANGER = "/DC=org/DC=example/OU=Users/CN=Not Registered"
 SCRIPT = "print('hello')\n"
 
 
 # ------------------------------------------------------------------- helpers
-def requests(socket_path: str, lines: list) -> list:
-    """Send requests ({"method", "params"}) one by one on one connection; the answers."""
-    client = Raw(socket_path)
-    try:
-        return [client.request(i, r["method"], **r.get("params", {}))
-                for i, r in enumerate(lines)]
-    finally:
-        client.close()
-
-
 def state(daemon) -> tuple:
     """The SQLite file's tables and the inventory the queries show (as root)."""
     client = Raw(daemon.socket)
@@ -64,28 +48,6 @@ def refusal(answer: dict, needs: str) -> str:
     error = answer["error"]
     assert (error["code"], error["needs"], error["uid"]) == ("not_authorized", needs, NOBODY), error
     return error["message"]
-
-
-def map_nobody(daemon, *role):
-    """`dynamo-user-auth`: uid 65534's account is the user `guest`, with `role` if given."""
-    args = ["--user", "guest", "--account", "nobody"]
-    if role:
-        args += ["--role", role[0], "--target", role[1]]
-    daemon.client_command("user_auth", *args, "--yes")
-
-
-def wait_for_end(daemon, app_id: int, timeout=30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        app = daemon.call("poll_application", id=app_id)
-        if app["status"] not in ("new", "waiting", "run"):
-            return app
-        time.sleep(0.05)
-    raise AssertionError(f"application {app_id} did not end: {app}")
-
-
-def checksum(script: str) -> str:
-    return hashlib.sha256(script.encode()).hexdigest()
 
 
 # ------------------------------------------------------------ unknown peers
@@ -269,66 +231,10 @@ def test_a_write_needs_the_exact_script_authorized_for_the_title_and_user(daemon
 
 
 # ------------------------------------------------------------------ X.509
-def _name(dn: str) -> x509.Name:
-    oids = {"DC": NameOID.DOMAIN_COMPONENT, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
-            "CN": NameOID.COMMON_NAME}
-    return x509.Name([x509.NameAttribute(oids[k], v)
-                      for k, v in (p.split("=", 1) for p in dn.strip("/").split("/"))])
-
-
-def _certificate(subject, key, issuer_name, issuer_key, ca=False):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder().subject_name(_name(subject))
-               .issuer_name(_name(issuer_name)).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(days=1))
-               .not_valid_after(now + datetime.timedelta(days=30)))
-    if ca:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-@pytest.fixture
-def x509_daemon(tmp_path):
-    """A dynamod trusting a CA of its own; the DN's user `jane` is an admin."""
-    ca_dn = "/DC=org/DC=example/CN=Test CA"
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate(ca_dn, ca_key, ca_dn, ca_key, ca=True)
-    (tmp_path / "ca").mkdir()
-    (tmp_path / "ca" / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    root = Path(tempfile.mkdtemp(prefix="dyn-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    config = root / "dynamod.toml"
-    config.write_text(f'[auth]\nca_path = "{tmp_path / "ca"}"\n')
-    daemon = Daemon(root / "state", str(root / "dynamod.sock"), ["--config", str(config)])
-    daemon.start()
-    daemon.call("set_user", name="jane", dns=[DN])
-    daemon.call("grant_role", user="jane", role="admin", target="all")
-    daemon.credentials = {}
-    for dn in (DN, STRANGER):
-        key = ec.generate_private_key(ec.SECP256R1())
-        daemon.credentials[dn] = (
-            _certificate(dn, key, ca_dn, ca_key).public_bytes(serialization.Encoding.PEM).decode(),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
-    yield daemon
-    daemon.stop()
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def _sign(key_pem: bytes, challenge_b64: str) -> str:
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    signature = key.sign(CHALLENGE_PREFIX + base64.b64decode(challenge_b64),
-                         ec.ECDSA(hashes.SHA256()))
-    return base64.b64encode(signature).decode()
-
-
 def _impostor(socket_path: str, credentials: dict) -> dict:
     """Every way of presenting the certificate without proving its key, as uid 65534."""
-    chain, key_pem = credentials[DN]
-    other_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
+    chain, key_pem = credentials[pki.JANE]
+    other_key = pki.key_pem(pki.ec_key())
     a, b = Raw(socket_path), Raw(socket_path)
     seen = {}
 
@@ -336,26 +242,26 @@ def _impostor(socket_path: str, credentials: dict) -> dict:
         seen[label] = client.request(label, "authenticate", chain=chain, signature=signature)
         seen[label + " then"] = client.request("w", "whoami")["result"]["user"]
 
-    attempt("no challenge", a, _sign(key_pem, base64.b64encode(b"guess").decode()))
+    attempt("no challenge", a, pki.prove(key_pem, base64.b64encode(b"guess").decode()))
     challenge = a.request(1, "auth_challenge")["result"]["challenge"]
-    attempt("another key", a, _sign(other_key, challenge))
-    attempt("a used challenge", a, _sign(key_pem, challenge))  # spent by the failure
+    attempt("another key", a, pki.prove(other_key, challenge))
+    attempt("a used challenge", a, pki.prove(key_pem, challenge))  # spent by the failure
     challenge_a = a.request(2, "auth_challenge")["result"]["challenge"]
     b.request(3, "auth_challenge")
-    attempt("another connection's challenge", b, _sign(key_pem, challenge_a))
+    attempt("another connection's challenge", b, pki.prove(key_pem, challenge_a))
     challenge = b.request(4, "auth_challenge")["result"]["challenge"]
     attempt("no base64", b, "%%%")
     challenge = b.request(5, "auth_challenge")["result"]["challenge"]
-    attempt("no certificate", b, _sign(key_pem, challenge), chain="not a PEM chain")
+    attempt("no certificate", b, pki.prove(key_pem, challenge), chain="not a PEM chain")
     seen["a proof"] = a.request(6, "authenticate", chain=chain,
-                                signature=_sign(key_pem, challenge_a))
+                                signature=pki.prove(key_pem, challenge_a))
     seen["a proof then"] = a.request("w", "whoami")["result"]["user"]
     c = Raw(socket_path)
     c.request(7, "auth_challenge")
-    attempt("a replayed proof", c, _sign(key_pem, challenge_a))
-    stranger_chain, stranger_key = credentials[STRANGER]
+    attempt("a replayed proof", c, pki.prove(key_pem, challenge_a))
+    stranger_chain, stranger_key = credentials[pki.STRANGER]
     challenge = c.request(8, "auth_challenge")["result"]["challenge"]
-    attempt("an unregistered DN", c, _sign(stranger_key, challenge), chain=stranger_chain)
+    attempt("an unregistered DN", c, pki.prove(stranger_key, challenge), chain=stranger_chain)
     for client in (a, b, c):
         client.close()
     return seen
@@ -368,14 +274,14 @@ def test_a_certificate_without_proof_of_possession_is_refused(x509_daemon):
                "a used challenge": "ask for a challenge",
                "another connection's challenge": "does not match the key",
                "no certificate": "not valid PEM", "a replayed proof": "does not match the key",
-               "an unregistered DN": f"DN {STRANGER} is not registered"}
+               "an unregistered DN": f"DN {pki.STRANGER} is not registered"}
     for label, fragment in reasons.items():
         error = seen[label]["error"]
         assert error["code"] == "not_authorized" and fragment in error["message"], (label, error)
         assert seen[label + " then"] is None, f"{label}: the connection gained an identity"
     assert seen["no base64"]["error"]["code"] == "invalid_params"
     assert seen["no base64 then"] is None
-    assert seen["a proof"] == {"id": 6, "result": {"user": "jane", "dn": DN}}
+    assert seen["a proof"] == {"id": 6, "result": {"user": "jane", "dn": pki.JANE}}
     assert seen["a proof then"] == "jane"
     after = state(x509_daemon)
     assert after[0] == before[0] and after[1]["counts"] == before[1]["counts"]

@@ -1,6 +1,6 @@
 """The seed's walk-through, end to end through the real dynamo-inject."""
 
-from conftest import EXAMPLES
+from support.daemon import EXAMPLES
 
 
 def test_seed_injection_counts_and_restart(daemon):

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon
 from dynamoclient.connection import RemoteError
 from dynamod.store import uri
-from test_storage_faults import rig  # noqa: F401 (the fixture: mounts undone at the end)
+from support.daemon import Daemon
 
 SITES = [{"name": "T2_INT_A", "host": "a.example.org", "backend": "davs://a/store"},
          {"name": "T2_INT_B", "host": "b.example.org", "backend": "davs://b/store"}]
@@ -336,7 +335,7 @@ def current_schema() -> int:
 
 
 # -------------------------------------------------------------------- 4: backups
-def test_a_backup_that_does_not_fit_leaves_nothing(rig):  # noqa: F811 (the fixture)
+def test_a_backup_that_does_not_fit_leaves_nothing(rig):
     (rig.root / "db").mkdir()
     daemon = rig.daemon(rig.root / "db" / "inventory.db")
     daemon.call("inject", data={"site": SITES})

@@ -22,11 +22,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from conftest import Daemon, as_nobody
 from dynamoclient.connection import Client, RemoteError
 from dynamod.auth.x509 import normalize_dn, slash_dn
-from test_identity import (DAY, JANE, NOW, Credential, ec_key, issue, name, pem, proxy_of,
-                           write_private)
+from support.daemon import Daemon
+from support.nobody import as_nobody
+from support.pki import (DAY, JANE, NOW, Credential, ec_key, issue, name, pem, proxy_of,
+                         write_private)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 

@@ -9,6 +9,7 @@ commits the previous one.
 """
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -22,6 +23,7 @@ KINDS = ("sites", "groups", "datasets", "blocks", "files", "datasetreplicas", "b
 PROGRESS_THRESHOLD = 1 << 20  # show progress for documents above 1 MiB on a terminal
 IN_FLIGHT = 2  # documents sent ahead of their answers: enough to overlap, little memory
 WIRE_INTEGERS = range(-(2**63), 2**64)  # the integers the daemon's JSON parser reads as such
+WHITESPACE = b" \t\n\r"  # JSON's
 
 
 class UsageError(Exception):
@@ -147,17 +149,68 @@ def document_name(path: str) -> str:
     return "<stdin>" if path == "-" else path
 
 
-def read_document(path: str) -> tuple[str, dict]:
-    """The document's text (for error lines) and its parsed value."""
+class Document:
+    """A document as read from its file: what goes on the wire (`data`), and its text,
+    decoded only when a message must name a line of it."""
+
+    def __init__(self, name: str, raw: bytes):
+        self.name, self.raw, self.data = name, raw, None
+
+    @functools.cached_property
+    def text(self) -> str:
+        text = self.raw.decode("utf-8")   # as a text file reads it: its lines end in \n
+        return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def read_document(path: str) -> Document:
+    """The document at `path` (- for standard input), checked as the daemon will read it.
+
+    orjson reads it, and writes back what it read: when that is the text itself short
+    of its whitespace, the reading was exact (no key given twice, no integer turned
+    into a float) and that compact form is sent.  Otherwise, or without orjson, the
+    json module reads it again to say what is wrong and where (`_read_exactly`)."""
     name = document_name(path)
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        if path == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as f:
+                raw = f.read()
     except OSError as exc:
         raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+    document = Document(name, raw)
+    try:
+        import orjson
+    except ImportError:  # the light clients work without it
+        document.data = _read_exactly(document)
+        return document
+    try:
+        compact = orjson.dumps(orjson.loads(raw))
+    except orjson.JSONDecodeError as exc:
+        _read_exactly(document)  # the json module's words for it, as a rule
+        raise UsageError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg} "
+                         f"(column {exc.colno})") from None
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: sent as it is
+        _read_exactly(document)
+        compact = raw.replace(b"\n", b" ")
+    else:
+        if raw != compact and (raw.translate(None, WHITESPACE)
+                               != compact.translate(None, WHITESPACE)):
+            _read_exactly(document)
+    document.data = orjson.Fragment(compact)
+    return document
+
+
+def _read_exactly(document: Document):
+    """The document read by the json module, which names a key given twice, and checked
+    by `check_sendable`: raises UsageError with FILE:LINE where there is one."""
+    name = document.name
+    try:
+        text = document.text
     except UnicodeDecodeError as exc:
         raise UsageError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        return text, json.loads(text, object_pairs_hook=_unique_keys)
+        value = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg} "
                          f"(column {exc.colno})") from None
@@ -165,6 +218,8 @@ def read_document(path: str) -> tuple[str, dict]:
         raise UsageError(f"{name}: invalid JSON: arrays and objects nest too deeply") from None
     except ValueError as exc:  # a repeated key, or an integer of thousands of digits
         raise UsageError(f"{name}: invalid JSON: {exc}") from None
+    check_sendable(value, text, name)
+    return value
 
 
 def _unique_keys(pairs: list) -> dict:
@@ -280,34 +335,34 @@ def main(argv=None) -> int:
         if len(args.json) > 1:
             with Client.from_args(args, use_proxy=True) as client:
                 return inject_documents(client, method, args)
-        text, name = None, None
+        document = None
         if args.json:
-            name = document_name(args.json[0])
-            text, document = read_document(args.json[0])
+            document = read_document(args.json[0])
+            data = document.data
         else:
-            document = options
-        check_sendable(document, text, name)
+            data = options
+            check_sendable(data)
         with Client.from_args(args, use_proxy=True) as client:
-            show = sys.stderr.isatty() and len(text or "") > PROGRESS_THRESHOLD
-            result = submit(client, method, {"data": document, "dry_run": args.dry_run},
-                            Progress(show))
+            show = document is not None and len(document.raw) > PROGRESS_THRESHOLD
+            result = submit(client, method, {"data": data, "dry_run": args.dry_run},
+                            Progress(show and sys.stderr.isatty()))
     except (UsageError, ConnectionFailed) as exc:
         print(f"dynamo-inject: {exc}", file=sys.stderr)
         return 1
     except RemoteError as exc:
-        print(f"dynamo-inject: {_located(exc, text, name)}", file=sys.stderr)
+        print(f"dynamo-inject: {_located(exc, document)}", file=sys.stderr)
         return 1
     print_result(result, args)
     return 0
 
 
-def _located(exc: RemoteError, text: str | None, name: str | None) -> str:
+def _located(exc: RemoteError, document: Document | None) -> str:
     """The daemon's error, prefixed with FILE:LINE of the object it names."""
     where = ""
     path = exc.details.get("path")
-    if text is not None and path:
-        line = line_of(text, path)
-        where = f"{name}:{line}: " if line else f"{name}: "
+    if document is not None and path:
+        line = line_of(document.text, path)
+        where = f"{document.name}:{line}: " if line else f"{document.name}: "
     return f"{where}{exc.message} [{exc.code}]"
 
 
@@ -330,7 +385,7 @@ def inject_documents(client: Client, method: str, args) -> int:
 
     def settle():
         nonlocal failed
-        rid, name, text = pending.pop(0)
+        rid, document = pending.pop(0)
         while rid not in answers:
             answer = client.receive()
             if "event" in answer:
@@ -342,24 +397,22 @@ def inject_documents(client: Client, method: str, args) -> int:
         answer = answers.pop(rid)
         if "error" in answer:
             failed += 1
-            print(f"dynamo-inject: {_located(RemoteError(answer['error']), text, name)}",
+            print(f"dynamo-inject: {_located(RemoteError(answer['error']), document)}",
                   file=sys.stderr)
         else:
-            print_result(answer["result"], args, name)
+            print_result(answer["result"], args, document.name)
         sys.stdout.flush()
 
     try:
         for path in args.json:
-            name = document_name(path)
             try:
-                text, document = read_document(path)
-                check_sendable(document, text, name)
+                document = read_document(path)
             except UsageError as exc:
                 failed += 1
                 print(f"dynamo-inject: {exc}", file=sys.stderr)
                 continue
-            rid = client.send(method, {"data": document, "dry_run": args.dry_run})
-            pending.append((rid, name, text))
+            rid = client.send(method, {"data": document.data, "dry_run": args.dry_run})
+            pending.append((rid, document))
             if len(pending) >= IN_FLIGHT:
                 settle()
         while pending:

@@ -20,6 +20,7 @@ from .. import collector
 from ..errors import Conflict, InvalidValue, NotFound
 from . import partitions as parts
 from .fields import MAX_COUNT
+from .inventory import PLURAL
 from .objects import (NO_MEMBERS, Block, BlockReplica, Dataset, DatasetReplica, File, Group,
                       Members, Site)
 
@@ -43,8 +44,6 @@ class _Keep:
 
 
 KEEP = _Keep()
-PLURAL = {"site": "sites", "group": "groups", "dataset": "datasets", "block": "blocks",
-          "file": "files", "datasetreplica": "datasetreplicas", "blockreplica": "blockreplicas"}
 
 
 def store_key(obj) -> tuple:
@@ -89,7 +88,6 @@ def _shown(value):
 
 
 _FILE_FIELDS = frozenset(File.FIELDS)
-_NEW = File.__new__
 _CHECK_LFN, _CHECK_SIZE, _CHECK_ADLER32, _CHECK_CRC32, _CHECK_MD5 = (
     File.__dict__[name].check for name in ("lfn", "size", "adler32", "crc32", "md5"))
 
@@ -100,18 +98,20 @@ def _new_file(lfn, block, fields: dict) -> File:
     if "size" not in fields or not fields.keys() <= _FILE_FIELDS:
         raise TypeError("not a plain new file")
     get = fields.get
-    f = _NEW(File)
-    f._lfn, f.block, f._size = _CHECK_LFN(lfn), block, _CHECK_SIZE(fields["size"])
-    f._adler32 = _CHECK_ADLER32(get("adler32"))
-    f._crc32 = _CHECK_CRC32(get("crc32"))
-    f._md5 = _CHECK_MD5(get("md5"))
-    return f
+    return File.stored(block, _CHECK_LFN(lfn), _CHECK_SIZE(fields["size"]), 0,
+                       _CHECK_ADLER32(get("adler32")), _CHECK_CRC32(get("crc32")),
+                       _CHECK_MD5(get("md5")))
 
 
 def journal_lines(journal) -> list[str]:
     """The change log's text of a ChangeSet's journal: one line per change."""
     lines = []
     for how, obj, detail in journal:
+        if how == "created" and type(obj) is File:   # most lines of an injection
+            _, lfn, size, adler32, crc32, md5 = File.values(obj)
+            lines.append(f"created file {lfn} size={size!r} adler32={adler32!r} "
+                         f"crc32={crc32!r} md5={md5!r}")
+            continue
         if how == "updated":
             text = " ".join([f"{n}: {_shown(old)!r} -> {_shown(new)!r}"
                              for n, (old, new) in detail.items()])
@@ -134,30 +134,41 @@ class ChangeSet:
         self._seen = {}        # (kind, key) -> "created" | "updated"
         self.deleted = Counter()
         self.journal = []      # (how, object, {field: (old, new)}) for the change log
-        self.held = set()      # blocks whose files this change uses (see filecache.py)
+        self.held = {}         # block -> its id: blocks whose files this change uses
+                               # (filecache.py; the id read before an undo takes the row)
+        self._net = Counter()  # kind -> objects created less objects deleted, for `totals`
 
     # ----------------------------------------------------------- bookkeeping
     def _touch(self, obj, how) -> str:
         """Write `obj` at the commit; returns what this ChangeSet did to it ("created" wins)."""
         key = store_key(obj)
         self.ops[key] = obj
+        self.inventory.applied += 1
         if how != "created":
             return self._seen.setdefault(key, how)
         self._seen[key] = how
         self.journal.append(("created", obj, None))
+        self._tally(obj.kind, 1)
         return how
+
+    def _tally(self, kind, n: int):
+        """The inventory holds `n` more objects of `kind` (`rollback` takes them back)."""
+        self.inventory.totals[kind] += n
+        self._net[kind] += n
 
     def _gone(self, obj):
         key = store_key(obj)
         self.ops[key] = None
+        self.inventory.applied += 1
         self.journal.append(("deleted", obj, None))
+        self._tally(obj.kind, -1)
         if self._seen.pop(key, None) != "created":
             self.deleted[PLURAL[obj.kind]] += 1
 
     def _files(self, block) -> dict:
         """The block's files, held in memory until `release`."""
         if block not in self.held:
-            self.held.add(block)
+            self.held[block] = block.id
             return self.inventory.file_cache.hold(block)
         return block.files_by_lfn
 
@@ -169,10 +180,11 @@ class ChangeSet:
     def release(self):
         """Once committed or undone: the files this change used may leave memory, and the
         undo log goes (its closures hold every object the change removed)."""
-        held, self.held = self.held, set()
+        held, self.held = self.held, {}
         self.inventory.file_cache.release(held)
         self._undo.clear()
         self._unsorted.clear()
+        self._net.clear()
         if self.deleted:
             collector.dropped(sum(self.deleted.values()))
 
@@ -249,7 +261,8 @@ class ChangeSet:
             self._undo.append(lambda: container.discard(key_or_item))
 
     def _attach(self, obj, members: str, item):
-        """Add `item` to the Members tuple `obj.<members>`, undoably."""
+        """Add `item` to the Members tuple `obj.<members>` (a dataset's few replicas),
+        undoably."""
         old = getattr(obj, members)
         setattr(obj, members, Members((*old, item)))
         self._undo.append(lambda: setattr(obj, members, old))
@@ -295,8 +308,12 @@ class ChangeSet:
 
     def rollback(self):
         """Undo every step, newest first: the inventory is as before the ChangeSet."""
+        self.inventory.undone += 1
         while self._undo:
             self._undo.pop()()
+        for kind, n in self._net.items():
+            self.inventory.totals[kind] -= n
+        self._net.clear()
         for container in self._unsorted.values():
             entries = sorted(container.items(), key=lambda entry: entry[1].id)
             container.clear()
@@ -365,7 +382,7 @@ class ChangeSet:
             block, undo = self.inventory.blocks.add(self._new_id("block"), dataset, name,
                                                     **values)
             self._undo.append(undo)
-            self._undo.append(self.inventory.file_cache.created(block))
+            self.inventory.file_cache.created(block)
             self._touch(block, "created")
             for replica in list(dataset.replicas):
                 if replica.growing:
@@ -462,8 +479,15 @@ class ChangeSet:
             for lfn in new:
                 del files[lfn], cache.by_lfn[lfn]
         self._undo.append(undo)
+        # what `_touch` does for each, in one loop: these are most of an injection
+        ops, seen, journal = self.ops, self._seen, self.journal
         for f in new.values():
-            self._touch(f, "created")
+            key = ("file", (f.id,))
+            ops[key] = f
+            seen[key] = "created"
+            journal.append(("created", f, None))
+        self.inventory.applied += 1
+        self._tally("file", len(new))
         self._set(block, {"size": block.size + total, "num_files": block.num_files + len(new)})
         return True
 
@@ -612,9 +636,11 @@ class ChangeSet:
     def delete_block(self, block: Block):
         for replica in list(block.replicas):
             self.delete_block_replica(replica)
-        if not self.inventory.file_cache.loaded(block):  # so all committed: the store
-            self.ops["blockfiles", (block.id,)] = None   # deletes them
-            self.deleted["files"] += block.num_files
+        if self.inventory.file_cache.unload(block):  # all committed: the store deletes them
+            self.ops["blockfiles", (block.id,)] = None
+            if block.num_files:   # a count of 0 would show as "files": 0 in the answer
+                self.deleted["files"] += block.num_files
+                self._tally("file", -block.num_files)
         else:
             for f in list(self._files(block).values()):
                 self._drop_file(f)
@@ -623,7 +649,7 @@ class ChangeSet:
 
     def delete_file(self, f: File):
         block = f.block
-        self._files(block)
+        f = self._files(block)[f.lfn]  # the object held in memory (`f` may be a copy)
         self._drop_file(f)
         self._set(block, {"size": block.size - f.size, "num_files": block.num_files - 1})
         for replica in block.replicas:

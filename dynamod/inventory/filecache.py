@@ -3,23 +3,26 @@
 A grid inventory has tens of millions of files, four fifths of what a naive
 daemon would hold, and almost no request needs them: blocks carry their size
 and file count.  So files live in the store, and a block's files are loaded
-(as one query) when something asks for them; the least recently used blocks
-are dropped again once more than `limit` files are loaded.
+(as one query) when something asks for them, packed (packedfiles.py: about a
+fifth of the memory of File objects); the least recently used blocks are
+dropped again once more than `limit` files are loaded.  The bound counts files,
+whatever their form.
 
-A block whose files a change touched is *held* until that change is
-committed or undone: its files in memory are then ahead of the store (or its
-undo refers to them) and must not be dropped.  The LFN index covers loaded
-files only; for any other LFN the store says which block holds it.
+A block whose files a change touched is *held* until that change is committed
+or undone: its files are then File objects the change works on, ahead of the
+store (or referred to by its undo), and must not be dropped.  `by_lfn` indexes
+the files of held blocks, the only ones the store may not know; any other LFN
+is looked up in the store, which says which block holds it.  Without a store
+(an inventory in memory only), memory is the files' only copy: they stay File
+objects, every one indexed.
 
-The `source` reads the store: the daemon's own read connection, or in an
-application's child the channel to the daemon (apps/filechannel.py).  Blocks
-are views of their rows (columns.py): the loaded files are kept here by block,
-not on the block.
+The cache is keyed by block id (blocks are views of their rows, columns.py:
+nothing is kept on them), and the `source` reads the store: the daemon's
+own read connection, or in an application's child the channel to the daemon
+(apps/filechannel.py).
 """
 
-from functools import partial
-
-from .objects import File
+from .packedfiles import FileMap, PackedFiles
 
 NO_LIMIT = None
 
@@ -29,64 +32,44 @@ class FileCache:
         self.inventory = inventory
         self.source = source
         self.limit = limit
-        self.by_lfn = {}       # lfn -> File, for every loaded block
-        self._files = {}       # block -> its files by LFN, for every loaded block
-        self._loaded = {}      # block -> its file count when counted; insertion order is LRU
-        self._held = {}        # block -> number of changes holding it
+        self.by_lfn = {}       # lfn -> File, for every held block (every block, no store)
+        self._blocks = {}      # block id -> PackedFiles, or {lfn: File}; in LRU order
+        self._held = {}        # block id -> [changes holding it, files counted at hold]
         self.loaded_files = 0
 
     def __repr__(self):
-        return f"<FileCache: {len(self._loaded)} blocks, {self.loaded_files} files loaded>"
+        return f"<FileCache: {len(self._blocks)} blocks, {self.loaded_files} files loaded>"
 
     def stats(self) -> dict:
-        return {"files": self.loaded_files, "blocks": len(self._loaded), "limit": self.limit}
+        return {"files": self.loaded_files, "blocks": len(self._blocks), "limit": self.limit}
 
-    def files(self, block) -> dict:
-        """The block's files by LFN, loaded from the store if need be."""
+    def files(self, block):
+        """The block's files by LFN (a Mapping), loaded from the store if need be."""
         files = self._ensure(block)
         self.trim()
-        return files
+        return files if type(files) is dict else FileMap(block, files)
 
-    def loaded(self, block) -> bool:
-        """Whether the block's files are in memory."""
-        return block in self._files
-
-    def _ensure(self, block) -> dict:
-        files = self._files.get(block)
+    def _ensure(self, block):
+        key = block.id
+        files = self._blocks.pop(key, None)
         if files is None:
-            files = self._files[block] = self._load(block)
-            self._count(block)
-        elif block in self._loaded:  # most recently used goes last
-            self._loaded[block] = self._loaded.pop(block)
+            files = self._load(block)
+            self.loaded_files += len(files)
+        self._blocks[key] = files  # the most recently used goes last
         return files
 
-    def _load(self, block) -> dict:
-        if self.source is None or not block.id:
+    def _load(self, block):
+        if self.source is None:
             return {}
-        files = {}
-        new = File.__new__
-        for fid, _, lfn, size, adler32, crc32, md5 in self.source.files(block.id):
-            f = new(File)
-            f._lfn, f.block, f._size, f.id = lfn, block, size, fid
-            f._adler32, f._crc32, f._md5 = adler32, crc32, md5
-            files[lfn] = f
-        self.by_lfn.update(files)
-        return files
+        return PackedFiles.of_rows(self.source.files(block.id))
 
     def created(self, block):
-        """A block a change just created: its (empty) file list is all there is.
-        Returns the undo."""
-        self._files[block] = {}
-        self._count(block)
-        return partial(self._forget, block)
-
-    def _forget(self, block):
-        """The block's creation is undone: its row may be given to another block."""
-        self._files.pop(block, None)   # (unless trimmed: not held, it may have been)
-        self.loaded_files -= self._loaded.pop(block, 0)
+        """A block a change just created: its (empty) file list is all there is."""
+        self._blocks.pop(block.id, None)  # an undone block had this id: it left no files
+        self._blocks[block.id] = {} if self.source is None else PackedFiles.of_files(())
 
     def find(self, lfn):
-        """The File with this LFN, or None: loaded, or found through the store."""
+        """The File with this LFN, or None: held, or found through the store."""
         if not isinstance(lfn, str):
             return None
         found = self.by_lfn.get(lfn)
@@ -98,12 +81,12 @@ class FileCache:
         block_id, dataset_name, block_name = where
         dataset = self.inventory.datasets.get(dataset_name)
         block = dataset.find_block(block_name) if dataset is not None else None
-        if block is None or block.id != block_id or block in self._files:
-            return None  # deleted, replaced, or loaded (then by_lfn would have it)
-        return self.files(block).get(lfn)
+        if block is None or block.id != block_id:
+            return None  # deleted, or replaced
+        return self.files(block).get(lfn)  # held: a change may have removed it
 
     def any_known(self, lfns: list) -> bool:
-        """Whether any of these LFNs names a file, loaded or in the store (a batch of new
+        """Whether any of these LFNs names a file, held or in the store (a batch of new
         files asks once instead of once per file)."""
         if not self.by_lfn.keys().isdisjoint(lfns):
             return True
@@ -111,49 +94,70 @@ class FileCache:
 
     # ------------------------------------------------------------ holding
     def hold(self, block) -> dict:
-        """Keep the block's files in memory until `release`; returns them."""
+        """Keep the block's files in memory, as File objects indexed by LFN, until
+        `release`; returns them, the dict the change works on."""
+        key = block.id
         files = self._ensure(block)
-        self._held[block] = self._held.get(block, 0) + 1
+        held = self._held.get(key)
+        if held is not None:
+            held[0] += 1
+            return files
+        if type(files) is not dict:
+            files = self._blocks[key] = {f.lfn: f for f in FileMap(block, files).values()}
+            self.by_lfn.update(files)
+        self._held[key] = [1, len(files)]
         self.trim()
         return files
 
-    def release(self, blocks):
-        for block in blocks:
-            left = self._held.pop(block) - 1
-            if left:
-                self._held[block] = left
-            if left or not self._deleted(block):
-                self._count(block)
-            else:   # a deleted block's files have no place in memory any more
-                self.loaded_files -= self._loaded.pop(block, 0)
-                self._files.pop(block, None)
+    def release(self, held: dict):
+        """Let go of the blocks a change held: {block: its id when it was held}."""
+        for block, key in held.items():
+            held = self._held[key]
+            held[0] -= 1
+            if held[0]:
+                continue
+            del self._held[key]
+            files = self._blocks.pop(key)
+            self.loaded_files -= held[1]
+            if self._deleted(block):
+                continue  # its files went with it (and out of by_lfn, undoably)
+            if self.source is not None:  # packed again, and no longer indexed
+                for lfn, f in files.items():
+                    if self.by_lfn.get(lfn) is f:
+                        del self.by_lfn[lfn]
+                files = PackedFiles.of_files(files.values())
+            self._blocks[key] = files
+            self.loaded_files += len(files)
         self.trim()
 
-    def _deleted(self, block) -> bool:
+    @staticmethod
+    def _deleted(block) -> bool:
+        """Deleted, or its creation undone (its row taken away)."""
         table, row = block
         return not table.exists(row)
 
-    def _count(self, block):
-        """(Re)count a loaded block's files and make it the most recently used."""
-        files = self._files.get(block)
-        self.loaded_files -= self._loaded.pop(block, 0)
+    def unload(self, block) -> bool:
+        """Let the block's files go unless they are File objects (held, or with no store).
+        True when they are the store's alone: a deletion of the block can then leave
+        them to the store (if it is undone, they are read again)."""
+        files = self._blocks.get(block.id)
+        if type(files) is dict:
+            return False
         if files is not None:
-            self._loaded[block] = len(files)
-            self.loaded_files += len(files)
+            del self._blocks[block.id]
+            self.loaded_files -= len(files)
+        return True
 
     def trim(self):
         """Drop the least recently used blocks that nothing holds, down to the limit."""
         if self.limit is None or self.source is None or self.loaded_files <= self.limit:
             return
         excess, victims = self.loaded_files - self.limit, []
-        for block, count in self._loaded.items():  # oldest first, only as far as needed
+        for key, files in self._blocks.items():  # oldest first, only as far as needed
             if excess <= 0:
                 break
-            if block not in self._held:
-                victims.append(block)
-                excess -= count
-        for block in victims:
-            self.loaded_files -= self._loaded.pop(block)
-            for lfn, f in self._files.pop(block).items():
-                if self.by_lfn.get(lfn) is f:
-                    del self.by_lfn[lfn]
+            if key not in self._held:
+                victims.append(key)
+                excess -= len(files)
+        for key in victims:
+            self.loaded_files -= len(self._blocks.pop(key))

@@ -10,7 +10,6 @@ the object and field.
 """
 
 import difflib
-from contextlib import contextmanager
 
 from ..errors import Conflict, DynamoError, InvalidParams, InvalidValue, NotFound
 from .changes import KEEP, ChangeSet
@@ -36,23 +35,30 @@ BLOCK_REPLICA_KEYS = {"block": None, "group": None, "is_custodial": "is_custodia
                       "complete": None}
 
 
-@contextmanager
-def located(path: str, what: str | None):
+class located:
     """Name the object (and its JSON path) in any error raised inside.
 
     `what` names the object by kind and name; None (an object without a usable
-    name) names it by its path instead.
+    name) names it by its path instead.  (A class, not a generator: it wraps every
+    block and block replica of a document.)
     """
-    try:
-        yield
-    except DynamoError as exc:
-        if "path" not in exc.details:
-            exc.details["path"] = path
-            what = what or path
+
+    __slots__ = ("path", "what")
+
+    def __init__(self, path: str, what: str | None):
+        self.path, self.what = path, what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, traceback):
+        if isinstance(exc, DynamoError) and "path" not in exc.details:
+            exc.details["path"] = self.path
+            what = self.what or self.path
             if not exc.message.startswith((f"{what}:", f"{what} ")):
                 exc.message = f"{what}: {exc.message}"
                 exc.args = (exc.message,)
-        raise
+        return False
 
 
 def _items(container: dict, key: str, path: str):
@@ -76,9 +82,9 @@ def _fields(item, keys: dict, *identity: str) -> dict:
     """Check the object's keys and return {field: value} of its plain fields."""
     if not isinstance(item, dict):
         raise InvalidParams(f"must be an object, not {type(item).__name__}")
-    unknown = sorted(set(item) - set(keys))
-    if unknown:
-        raise InvalidParams(_unknown("key", unknown[0], keys), field=unknown[0])
+    if not item.keys() <= keys.keys():
+        unknown = sorted(set(item) - set(keys))[0]
+        raise InvalidParams(_unknown("key", unknown, keys), field=unknown)
     for key in identity:
         if key not in item:
             raise InvalidParams(f"missing {key!r}", field=key)
@@ -92,25 +98,15 @@ def _name(item, key, kind):
     return value
 
 
-_PLAIN_FILE_KEYS = FILE_KEYS.keys() - {"site"}
-
-
 def _plain_files(block_item) -> list:
-    """The block's files as (lfn, fields) when each is an object of plain file keys with
-    a string name (for `ChangeSet.new_files`, which checks the rest); else []."""
-    items = block_item.get("files")
-    if type(items) is not list:
+    """The block's files as (lfn, fields) pairs for `ChangeSet.new_files`, which checks
+    the rest (a file with a `site`, or anything unusual, makes it refuse them all);
+    [] unless `files` is a list of objects named by strings."""
+    try:
+        files = [(f.pop("name"), f) for f in map(dict.copy, block_item.get("files"))]
+    except (TypeError, KeyError):
         return []
-    plain = []
-    for item in items:
-        if type(item) is not dict or not item.keys() <= _PLAIN_FILE_KEYS:
-            return []
-        fields = dict(item)
-        lfn = fields.pop("name", None)
-        if type(lfn) is not str:
-            return []
-        plain.append((lfn, fields))
-    return plain
+    return files if all([type(lfn) is str for lfn, _ in files]) else []
 
 
 def _replica_label(item) -> str | None:

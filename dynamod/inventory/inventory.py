@@ -1,5 +1,9 @@
 """The in-memory inventory: sites, groups and datasets by name; blocks and block
-replicas in tables of columns (columns.py); files through a cache."""
+replicas in tables of columns (columns.py); files through a cache.
+
+How many objects of each kind it holds is kept as changes apply and undo
+(`totals`), so that `status` answers at once however large the inventory.
+"""
 
 from itertools import compress
 
@@ -9,6 +13,9 @@ from .columns import BlockReplicaTable, BlockTable
 from .filecache import FileCache
 from .partitions import CURRENT, Usage
 from .objects import Block, Dataset, File, Group, Site
+
+KINDS = ("site", "group", "dataset", "block", "file", "datasetreplica", "blockreplica")
+PLURAL = {kind: kind + "s" for kind in KINDS}
 
 
 class Inventory:
@@ -21,6 +28,10 @@ class Inventory:
         # sites and groups by id, for the replicas' columns
         self.block_replicas = BlockReplicaTable(self.blocks, {}, {0: Group.null_group})
         self.next_ids = dict.fromkeys(ID_KINDS, 1)
+        self.totals = dict.fromkeys(KINDS, 0)  # kind -> objects held (ChangeSet keeps it)
+        # Objects a ChangeSet created, changed or deleted, and its undos, counted: memory
+        # is as it was while both stand (what query answers are kept for).
+        self.applied = self.undone = 0
         self.usage = Usage()  # partitions, quotas, usage per (site, partition)
         CURRENT.usage = self.usage  # what `site.partitions` reads (the daemon has one)
 
@@ -59,8 +70,13 @@ class Inventory:
         return found
 
     def counts(self) -> dict:
-        """How many objects of each kind: the blocks' and block replicas' from their
-        columns (a pass in C), the dataset replicas' by a walk of the datasets."""
+        """The number of objects of each kind, by plural name (what `status` shows)."""
+        return {PLURAL[kind]: n for kind, n in self.totals.items()}
+
+    def recount(self) -> dict:
+        """`counts()` counted again: the blocks' and block replicas' from their columns
+        (a pass in C), the dataset replicas' by a walk of the datasets (the loader's,
+        and the consistency check's)."""
         blocks = self.blocks
         return {"sites": len(self.sites), "groups": len(self.groups) - 1,
                 "datasets": len(self.datasets), "blocks": blocks.alive.count(1),
@@ -72,6 +88,9 @@ class Inventory:
     def problems(self) -> list[str]:
         """Every broken consistency rule (empty when the inventory is sound)."""
         found = []
+        if self.counts() != self.recount():
+            found.append(f"kept counts {self.counts()} differ from the objects' "
+                         f"{self.recount()}")
         for dataset in self.datasets.values():
             for block in dataset.blocks:
                 files = block.files_by_lfn.values()

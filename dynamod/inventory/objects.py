@@ -1,10 +1,11 @@
 """The inventory's objects: sites, groups, datasets, blocks, files, replicas.
 
-Sites, groups, datasets, files and dataset replicas are plain slotted objects
+Sites, groups, datasets and dataset replicas are plain slotted objects
 hashed by identity (they live in sets and are dict keys).  Blocks and block
 replicas, the millions, live in tables of columns (columns.py): a `Block` or a
 `BlockReplica` is a view `(table, row)`, a tuple made on access, equal to (and
 hashed as) any other view of the same row, so they compare with `==`, not `is`.
+Files are made on demand from the file cache and are equal by value (see File).
 Their `repr` is the constructor call operators know from the original system's
 documentation, e.g.
 `Site('T2_US_XYZ','t2-storage.xyz.edu','disk','gsiftp://...','ready',1)`.
@@ -20,9 +21,10 @@ consistency rules.
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from functools import partial
 from itertools import repeat
+from operator import attrgetter
 
 from ..errors import InvalidValue, NotFound
 from .fields import (Checksum, Choice, Column, Count, Field, Flag, Text, Time, Version,
@@ -519,8 +521,9 @@ class Block(_View):
         return self[0].values_at(self[1])
 
     @property
-    def files_by_lfn(self) -> dict:
-        """The block's files by LFN (loaded from the store on first use)."""
+    def files_by_lfn(self) -> Mapping:
+        """The block's files by LFN, in id order: read from the store when they are not
+        in the inventory's file cache (filecache.py)."""
         table = self[0]
         if table.cache is None:  # a detached block
             return table.files
@@ -577,7 +580,14 @@ class Block(_View):
                 f"replicas=[{sites}], id={self.id})")
 
 
+_FILE_SLOTS = attrgetter("id", "_lfn", "_size", "_adler32", "_crc32", "_md5")
+
+
 class File:
+    """A file of a block.  The file cache keeps a block's files packed and makes a File
+    each time one is asked for (packedfiles.py), so Files compare equal, and hash
+    alike, when they are the same file: same LFN, block and id."""
+
     __slots__ = ("_lfn", "block", "_size", "_adler32", "_crc32", "_md5", "id")
     kind = "file"
     lfn = Text(required=True, frozen=True)
@@ -592,6 +602,33 @@ class File:
         self.block = block
         _init(self, dict(size=size, adler32=adler32, crc32=crc32, md5=md5))
         self.id = id
+
+    @staticmethod
+    def values(f) -> tuple:
+        """(id, lfn, size, adler32, crc32, md5), read at once: what packing, the store's
+        rows and the change log take from each of hundreds of thousands of files."""
+        try:
+            return _FILE_SLOTS(f)
+        except AttributeError:  # a field never set (a File built with keywords)
+            return (f.id, f.lfn, f.size, f.adler32, f.crc32, f.md5)
+
+    @classmethod
+    def stored(cls, block, lfn, size, id, adler32=None, crc32=None, md5=None) -> "File":
+        """A File of `block` from values checked before (the store's, or checked by a
+        change): no field checks."""
+        f = cls.__new__(cls)
+        f._lfn, f.block, f._size, f.id = lfn, block, size, id
+        f._adler32, f._crc32, f._md5 = adler32, crc32, md5
+        return f
+
+    def __eq__(self, other):
+        if type(other) is not File:
+            return NotImplemented
+        return self is other or (self._lfn == other._lfn and self.id == other.id
+                                 and self.block == other.block)
+
+    def __hash__(self):
+        return hash(self._lfn)
 
     @property
     def name(self) -> str:

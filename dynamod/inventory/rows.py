@@ -13,6 +13,7 @@ import orjson
 from ..store.tables import INVENTORY_KINDS
 from .changes import ChangeSet
 from .columns import owner_key
+from .inventory import PLURAL
 from .partitions import Record
 from .objects import (NO_MEMBERS, NO_ROW, Block, BlockReplica, BlockSet, Dataset,
                       DatasetReplica, File, Group, Members, Site)
@@ -33,6 +34,11 @@ def _block_replica_row(r) -> tuple:
             None if ids is None else orjson.dumps(ids).decode())
 
 
+def _file_row(f) -> tuple:
+    fid, lfn, size, adler32, crc32, md5 = File.values(f)
+    return (fid, f.block.id, lfn, size, adler32, crc32, md5)
+
+
 # By class rather than through an isinstance chain: a write-back makes 100,000 rows.
 _ROWS = {
     Site: lambda o: (o.id, o.name, o.host, o.storage_type, o.backend, o.status),
@@ -40,7 +46,7 @@ _ROWS = {
     Dataset: lambda o: (o.id, o.name, o.status, o.data_type, o.software_version, o.last_update,
                         o.is_open),
     Block: _block_row,
-    File: lambda o: (o.id, o.block.id, o.lfn, o.size, o.adler32, o.crc32, o.md5),
+    File: _file_row,
     DatasetReplica: lambda o: (o.dataset.id, o.site.id, o.growing, _group_id(o.group)),
     BlockReplica: _block_replica_row,
     Record: lambda o: o.row,   # a partition or a quota
@@ -102,6 +108,8 @@ def build(inventory, tables: dict, next_ids: dict):
     inventory.block_replicas.load(tables["blockreplica"], owners)
     for kind in inventory.next_ids:
         inventory.next_ids[kind] = next_ids.get(kind, 1)
+    counted = inventory.recount()
+    inventory.totals.update({kind: counted[PLURAL[kind]] for kind in inventory.totals})
 
 
 def _runs(rows, holders: dict):

@@ -1,19 +1,23 @@
-"""Inventory queries (answered from memory) and changes (inject, delete)."""
+"""Inventory queries (answered from memory; the lists' answers kept while memory does not
+change, answers.py) and changes (inject, delete)."""
 
-import functools
-import re
-from fnmatch import translate
 from operator import attrgetter, itemgetter
+
+import orjson
 
 from ..auth.policy import Access
 from ..errors import InvalidParams
 from ..inventory import injection
 from ..inventory.fields import Field
-from ..inventory.objects import Block, Dataset, DatasetReplica, File, Group, Site
+from ..inventory.names import SortedNames
+from ..inventory.objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
+from .answers import Answers
 from .registry import Call, method
 
-MAX_PATTERN = 1024
-GLOB_CACHE = 256  # compiled patterns kept: the few that scripts and operators repeat
+# The daemon's one inventory: its list answers, and its names in order.
+_ANSWERS = Answers()
+_SITE_NAMES = SortedNames("site", "sites")
+_DATASET_NAMES = SortedNames("dataset", "datasets")
 
 # The class a link attribute leads to, for reading a field of the linked object.
 _LINKS = {"block": Block, "dataset": Dataset, "group": Group, "site": Site}
@@ -29,8 +33,8 @@ def _slot_path(cls, path: str) -> str:
     return f"{slot}.{_slot_path(_LINKS[head], rest)}" if rest else slot
 
 
-def _reader(cls, *paths):
-    """A function giving the values of `paths` on a `cls` object, as a tuple.
+class _Reader:
+    """The values of some fields (`paths`) of `cls` objects, as tuples.
 
     A validating field (inventory/fields.py) checks a value when it is set and keeps
     it in a slot, so reading goes straight to the slots in one C call instead of a
@@ -38,22 +42,51 @@ def _reader(cls, *paths):
     with a field never set (the null group's name, a field an injection left out)
     raises AttributeError there and is read through the descriptors, which give the
     field's default."""
-    fast, slow = attrgetter(*(_slot_path(cls, p) for p in paths)), attrgetter(*paths)
 
-    def read(obj):
+    __slots__ = ("fast", "slow")
+
+    def __init__(self, cls, *paths):
+        self.fast = attrgetter(*(_slot_path(cls, p) for p in paths))
+        self.slow = attrgetter(*paths)
+
+    def __call__(self, obj):
         try:
-            return fast(obj)
+            return self.fast(obj)
         except AttributeError:
-            return slow(obj)
-    return read
+            return self.slow(obj)
+
+    def each(self, objects) -> list:
+        """The values of every object of the collection `objects` (read twice when one
+        has a field unset): views of many objects are made in a comprehension from
+        these, without a Python call per object."""
+        try:
+            return list(map(self.fast, objects))
+        except AttributeError:
+            return list(map(self, objects))
 
 
-_SITE = _reader(Site, "name", "id", "host", "storage_type", "backend", "status")
-_GROUP = _reader(Group, "name", "id", "olevel")
-_DATASET = _reader(Dataset, "name", "id", "status", "data_type", "software_version",
+_SITE = _Reader(Site, "name", "id", "host", "storage_type", "backend", "status")
+_GROUP = _Reader(Group, "name", "id", "olevel")
+_DATASET = _Reader(Dataset, "name", "id", "status", "data_type", "software_version",
                    "last_update", "is_open")
-_FILE = _reader(File, "lfn", "id", "size")
-_DATASET_REPLICA = _reader(DatasetReplica, "dataset.name", "site.name", "growing", "group")
+_FILE = _Reader(File, "lfn", "id", "size")
+# Blocks and block replicas (views of columns) are read with their `values()`; a
+# replica's group is read as the object, its name from _GROUP_NAMES.
+_DATASET_REPLICA = _Reader(DatasetReplica, "dataset.name", "site.name", "growing", "group",
+                           "block_replicas")
+
+
+class _GroupNames(dict):
+    """Group -> its name, filled as groups are met.  A group's name never changes (the
+    field is frozen), and the null group has none set: read with a replica's other
+    fields, it would send every replica the null group owns down the slow path."""
+
+    def __missing__(self, group):
+        name = self[group] = group.name
+        return name
+
+
+_GROUP_NAMES = _GroupNames()
 
 
 def site_view(site) -> dict:
@@ -69,16 +102,18 @@ def group_view(group) -> dict:
 
 def dataset_view(dataset) -> dict:
     name, id_, status, data_type, software_version, last_update, is_open = _DATASET(dataset)
+    blocks = dataset.blocks
     return {"name": name, "id": id_, "status": status, "data_type": data_type,
             "software_version": software_version, "last_update": last_update,
-            "is_open": is_open, "size": dataset.size, "num_files": dataset.num_files,
-            "num_blocks": len(dataset.blocks)}
+            "is_open": is_open, "size": blocks.total("size"),
+            "num_files": blocks.total("num_files"), "num_blocks": len(blocks)}
 
 
-def block_view(block) -> dict:
-    id_, dataset, name, size, num_files, is_open, last_update = block.values()
-    return {"name": name, "dataset": dataset.name, "id": id_, "size": size,
-            "num_files": num_files, "is_open": is_open, "last_update": last_update}
+def block_views(blocks) -> list[dict]:
+    return [{"name": name, "dataset": dataset.name, "id": id_, "size": size,
+             "num_files": num_files, "is_open": is_open, "last_update": last_update}
+            for id_, dataset, name, size, num_files, is_open, last_update
+            in map(Block.values, blocks)]
 
 
 def file_view(f) -> dict:
@@ -86,96 +121,91 @@ def file_view(f) -> dict:
     return {"name": name, "id": id_, "size": size, **f.checksums()}
 
 
-def block_replica_view(replica, with_files=False) -> dict:
-    block, site, group, is_custodial, size, last_update, file_ids = replica.values()
-    complete = file_ids is None
-    view = {"block": block.name, "site": site.name, "group": group.name,
-            "is_custodial": is_custodial, "size": size, "last_update": last_update,
-            "complete": complete}
-    if with_files and not complete:
-        view["files"] = sorted(f.lfn for f in replica.files())
-    return view
+def block_replica_views(replicas) -> list[dict]:
+    groups = _GROUP_NAMES
+    return [{"block": block.name, "site": site.name, "group": groups[group],
+             "is_custodial": is_custodial, "size": size, "last_update": last_update,
+             "complete": file_ids is None}
+            for block, site, group, is_custodial, size, last_update, file_ids
+            in map(BlockReplica.values, replicas)]
 
 
-def dataset_replica_view(replica) -> dict:
-    dataset, site, growing, group = _DATASET_REPLICA(replica)
-    return {"dataset": dataset, "site": site, "growing": growing, "group": group.name,
-            "blockreplicas": _by_name(map(block_replica_view, replica.block_replicas),
-                                      "block")}
+def dataset_replica_views(replicas) -> list[dict]:
+    groups = _GROUP_NAMES
+    return [{"dataset": dataset, "site": site, "growing": growing, "group": groups[group],
+             "blockreplicas": _by_name(block_replica_views(block_replicas), "block")}
+            for dataset, site, growing, group, block_replicas in _DATASET_REPLICA.each(replicas)]
 
 
 def _by_name(views, key="name"):
     return sorted(views, key=itemgetter(key))
 
 
-def _matching(pattern: str, names) -> list:
-    """The names that match the glob `pattern`, sorted.  Long patterns are refused:
-    translating one takes time quadratic in its length (a few thousand `[` stall the
-    daemon for seconds), and fnmatch would keep tens of thousands of them in its cache."""
-    if len(pattern) > MAX_PATTERN:
-        raise InvalidParams(f"pattern is longer than {MAX_PATTERN} characters", field="pattern")
-    return sorted(filter(_compiled_glob(pattern), names))
-
-
-@functools.lru_cache(maxsize=GLOB_CACHE)
-def _compiled_glob(pattern: str):
-    """The matcher of a glob.  Translating one costs more than the rest of a small
-    query: the recent ones are kept."""
-    return re.compile(translate(pattern)).match
-
-
 @method("list_sites", Access.READ)
-def list_sites(call: Call, pattern: str = "*") -> dict:
+def list_sites(call: Call, pattern: str = "*") -> orjson.Fragment:
     """Sites whose name matches the glob `pattern`."""
-    sites = call.inventory.sites
-    return {"sites": [site_view(sites[n]) for n in _matching(pattern, sites)]}
+    inventory = call.inventory
+
+    def answer():
+        sites = inventory.sites
+        return {"sites": [site_view(sites[n])
+                          for n in _SITE_NAMES.matching(inventory, pattern)]}
+    return _ANSWERS.get(inventory, ("list_sites", pattern), answer)
 
 
 @method("list_groups", Access.READ)
-def list_groups(call: Call) -> dict:
+def list_groups(call: Call) -> orjson.Fragment:
     """Every group except the null group."""
-    return {"groups": _by_name(group_view(g) for n, g in call.inventory.groups.items()
-                               if n is not None)}
+    groups = call.inventory.groups
+    return _ANSWERS.get(call.inventory, ("list_groups",), lambda: {
+        "groups": _by_name(group_view(g) for n, g in groups.items() if n is not None)})
 
 
 @method("list_datasets", Access.READ)
-def list_datasets(call: Call, pattern: str = "*", limit: int | None = None) -> dict:
+def list_datasets(call: Call, pattern: str = "*", limit: int | None = None) -> orjson.Fragment:
     """Datasets whose name matches the glob `pattern` (at most `limit`, by name)."""
     if limit is not None and limit < 0:
         raise InvalidParams("limit must not be negative", field="limit")
-    names = _matching(pattern, call.inventory.datasets)
-    truncated = limit is not None and len(names) > limit
-    names = names[:limit] if truncated else names
-    return {"datasets": [dataset_view(call.inventory.datasets[n]) for n in names],
-            "truncated": truncated}
+    inventory = call.inventory
+
+    def answer():
+        datasets = inventory.datasets
+        names = _DATASET_NAMES.matching(inventory, pattern, None if limit is None else limit + 1)
+        truncated = limit is not None and len(names) > limit
+        return {"datasets": [dataset_view(datasets[n]) for n in names[:limit]],
+                "truncated": truncated}
+    return _ANSWERS.get(inventory, ("list_datasets", pattern, limit), answer)
 
 
 @method("get_dataset", Access.READ)
 def get_dataset(call: Call, name: str) -> dict:
     """One dataset with its blocks and its replicas."""
     dataset = call.inventory.dataset(name)
-    return {**dataset_view(dataset),
-            "blocks": _by_name(map(block_view, dataset.blocks)),
-            "replicas": _by_name(map(dataset_replica_view, dataset.replicas), "site")}
+    return {**dataset_view(dataset), "blocks": _by_name(block_views(dataset.blocks)),
+            "replicas": _by_name(dataset_replica_views(dataset.replicas), "site")}
 
 
 @method("get_block", Access.READ)
 def get_block(call: Call, name: str) -> dict:
     """One block (`dataset#block`) with its files and its replicas."""
     block = call.inventory.block(name)
-    return {**block_view(block),
+    replicas = block.replicas
+    views = block_replica_views(replicas)
+    for replica, view in zip(replicas, views):
+        if not view["complete"]:
+            view["files"] = sorted(f.lfn for f in replica.files())
+    return {**block_views((block,))[0],
             "files": _by_name(map(file_view, block.files_by_lfn.values())),
-            "replicas": _by_name((block_replica_view(r, with_files=True)
-                                  for r in block.replicas), "site")}
+            "replicas": _by_name(views, "site")}
 
 
 @method("list_site_replicas", Access.READ)
-def list_site_replicas(call: Call, site: str) -> dict:
+def list_site_replicas(call: Call, site: str) -> orjson.Fragment:
     """The dataset replicas (with their block replicas) held at a site."""
     found = call.inventory.site(site)
-    return {"site": found.name,
-            "replicas": _by_name(map(dataset_replica_view, found.dataset_replicas),
-                                 "dataset")}
+    return _ANSWERS.get(call.inventory, ("list_site_replicas", site), lambda: {
+        "site": found.name,
+        "replicas": _by_name(dataset_replica_views(found.dataset_replicas), "dataset")})
 
 
 @method("lfn_to_pfn", Access.READ)

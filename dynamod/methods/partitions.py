@@ -1,8 +1,9 @@
 """Partitions, quotas and usage per (site, partition) (inventory/partitions.py)."""
 
 from ..auth.policy import Access
+from ..inventory.names import matching
 from ..inventory.partitions import UNLIMITED
-from .inventory import _matching, _say_waiting
+from .inventory import _say_waiting
 from .registry import Call, method
 
 
@@ -57,6 +58,6 @@ def site_usage(call: Call, site: str = "*", partition: str = "*") -> dict:
     inventory = call.inventory
     usage = inventory.usage
     rows = [usage.row_view(s, p)
-            for s in _matching(site, inventory.sites)
-            for p in _matching(partition, usage.partitions)]
+            for s in matching(site, inventory.sites)
+            for p in matching(partition, usage.partitions)]
     return {"usage": rows}

@@ -44,16 +44,16 @@ import random
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for conftest
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for support
 
-from conftest import Daemon  # noqa: E402
 from dynamoclient.connection import Client, ConnectionFailed, RemoteError  # noqa: E402
+from support.daemon import Daemon, fresh_directory  # noqa: E402
+from support.randomness import SEED, SEED_VARIABLE  # noqa: E402
 
 from . import snapshot  # noqa: E402
 
@@ -676,11 +676,9 @@ class CrashRun:
         self.ids = ids
 
 
-def run(cycles: int, seed: int | None = None, workers: int = 4, synchronous: str = "FULL",
+def run(cycles: int, seed: int = SEED, workers: int = 4, synchronous: str = "FULL",
         keep: bool = False, log=print) -> Summary:
-    seed = random.randrange(2**32) if seed is None else seed
-    root = Path(tempfile.mkdtemp(prefix="dyn-crash-", dir="/tmp"))
-    os.chmod(root, 0o755)
+    root = fresh_directory("dyn-crash-")
     log(f"crash run: {cycles} cycles, seed {seed}, {workers} clients, synchronous {synchronous},"
         f" in {root}")
     started = time.monotonic()
@@ -711,7 +709,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability.crash",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=50, help="kill cycles (default 50)")
-    parser.add_argument("--seed", type=int, help="random seed (default: a random one)")
+    parser.add_argument("--seed", type=int, default=SEED,
+                        help=f"random seed (default: ${SEED_VARIABLE}, else a random one)")
     parser.add_argument("--workers", type=int, default=4, help="client threads (default 4)")
     parser.add_argument("--synchronous", default="FULL", choices=("OFF", "NORMAL", "FULL", "EXTRA"),
                         type=str.upper, help="the daemon's --synchronous (default FULL)")

@@ -1,7 +1,7 @@
 """Load: many concurrent clients mixing queries, injections and applications; or an attack.
 
     python -m tests.reliability.load --clients 200 --seconds 60 [--seed N] [--json]
-    python -m tests.reliability.load --attack --seconds 30 [--json]
+    python -m tests.reliability.load --attack --seconds 30 [--seed N] [--json]
 
 It starts its own dynamod (seeded with the walk-through's sites and dataset) and
 runs the clients for a fixed time, each on its own connection of the real socket:
@@ -66,12 +66,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for conftest
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for support
 
-from conftest import EXAMPLES, Daemon  # noqa: E402
+from support.daemon import EXAMPLES, Daemon, rss_kib  # noqa: E402
+from support.randomness import SEED, SEED_VARIABLE  # noqa: E402
+from support.seed import BLOCK, DS  # noqa: E402
 
-DS = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
-BLOCK = "48dbe0c6-36fa-11e8-a5e2-ac1f6b05e848"
 ANSWER_TIMEOUT = 60.0  # seconds: a liveness bound, not a latency target
 APP_SCRIPT = ("files = sum(len(b.files) for d in inventory.datasets.values() for b in d.blocks)\n"
               "print(inventory.sites['T2_US_XYZ'].host)\n")
@@ -94,6 +94,7 @@ PESTS = [  # (line, expected error code, the id its answer carries: None when un
 class Report:
     clients: int
     seconds: float
+    seed: int | None = None
     latencies: dict = field(default_factory=lambda: defaultdict(list))
     unexpected: list = field(default_factory=list)
     rss_kib: list = field(default_factory=list)       # samples during the run
@@ -128,7 +129,7 @@ class Report:
         return figures
 
     def summary(self) -> dict:
-        return {"clients": self.clients, "seconds": self.seconds,
+        return {"clients": self.clients, "seconds": self.seconds, "seed": self.seed,
                 "requests": self.requests, "requests_per_s": round(self.requests / self.elapsed),
                 "latency": self.percentiles(), "unexpected": self.unexpected,
                 "rss_mib": {"baseline": round(self.baseline_kib / 1024, 1),
@@ -143,7 +144,7 @@ class Report:
     def text(self) -> str:
         s = self.summary()
         lines = [f"load: {s['clients']} clients x {s['seconds']:g} s, {s['requests']} requests "
-                 f"({s['requests_per_s']}/s) on {os.cpu_count()} cores",
+                 f"({s['requests_per_s']}/s) on {os.cpu_count()} cores, seed {s['seed']}",
                  f"{'kind':<22}{'count':>8}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"]
         for kind, f in s["latency"].items():
             lines.append(f"{kind:<22}{f['count']:>8}{f['p50_ms']:>10}{f['p99_ms']:>10}"
@@ -160,13 +161,6 @@ class Report:
                   f"unexpected: {len(s['unexpected'])}"]
         lines += [f"  {u}" for u in s["unexpected"][:20]]
         return "\n".join(lines)
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def connect(path: str, report: Report):
@@ -413,7 +407,7 @@ async def check_quitters(conn: Connection, daemon: Daemon, report: Report):
 
 
 async def drive(daemon: Daemon, clients: int, seconds: float, seed: int, workdir: Path) -> Report:
-    report = Report(clients, seconds)
+    report = Report(clients, seconds, seed)
     rng = random.Random(seed)
     pid = daemon.process.pid
     monitor = await Connection.open(daemon.socket, report, "monitor")
@@ -479,7 +473,7 @@ async def drive(daemon: Daemon, clients: int, seconds: float, seed: int, workdir
     return report
 
 
-def run(clients: int, seconds: float, seed: int = 1) -> Report:
+def run(clients: int, seconds: float, seed: int = SEED) -> Report:
     """Start a seeded dynamod, drive the load, stop it; the report of the run."""
     root = Path(tempfile.mkdtemp(prefix="dyn-load-", dir="/tmp"))
     os.chmod(root, 0o755)
@@ -580,9 +574,9 @@ async def bystander(path: str, seconds: float) -> dict:
     return {"latencies": latencies, "refused": refused[:10]}
 
 
-async def attacker(path: str, seconds: float, chain: str) -> dict:
+async def attacker(path: str, seconds: float, chain: str, seed: int) -> dict:
     """uid 65534: every connection its account may hold, and every way of sending too much."""
-    counts, until = Counter(), time.monotonic() + seconds
+    counts, until, rng = Counter(), time.monotonic() + seconds, random.Random(seed)
     held, half = [], b'{"id": 1, "method": "ping", "params": {"x": "' + b"y" * (PRE_IDENTITY - 2048)
     while True:   # idle connections up to the account's limit, each with a half line
         reader, writer = await asyncio.open_unix_connection(path)
@@ -652,7 +646,7 @@ async def attacker(path: str, seconds: float, chain: str) -> dict:
     async def abandon():
         while time.monotonic() < until:
             reader, writer = await connection()
-            writer.write(half[:random.randrange(1, len(half))])
+            writer.write(half[:rng.randrange(1, len(half))])
             await asyncio.sleep(0.01)
             writer.transport.abort()
             counts["half lines abandoned"] += 1
@@ -769,7 +763,7 @@ async def drive_attack(daemon: Daemon, seconds: float, children: dict) -> dict:
     return figures
 
 
-def run_attack(seconds: float) -> dict:
+def run_attack(seconds: float, seed: int = SEED) -> dict:
     """Start a dynamod with the default limits, measure quiet then attacked; the figures
     and what went wrong (`unexpected`)."""
     root = Path(tempfile.mkdtemp(prefix="dyn-attack-", dir="/tmp"))
@@ -784,7 +778,7 @@ def run_attack(seconds: float) -> dict:
         chain = chain_under_the_limit()
         children = {"quiet": [Child(BYSTANDER, bystander, daemon.socket, seconds)],
                     "attack": [Child(BYSTANDER, bystander, daemon.socket, seconds),
-                               Child(ATTACKER, attacker, daemon.socket, seconds, chain)]}
+                               Child(ATTACKER, attacker, daemon.socket, seconds, chain, seed)]}
         figures = uvloop.run(drive_attack(daemon, seconds, children))
         log = daemon.log()
     finally:
@@ -804,12 +798,12 @@ def run_attack(seconds: float) -> dict:
     unexpected += [f"a line was read whole: {what}" for what in counts if "sent whole" in what]
     if "internal error" in log or "Traceback" in log:
         unexpected.append("the daemon's log has an internal error:\n" + log[-2000:])
-    figures["unexpected"] = unexpected
+    figures["unexpected"], figures["seed"] = unexpected, seed
     return figures
 
 
 def attack_text(figures: dict) -> str:
-    lines = [f"attack: default limits, {os.cpu_count()} cores",
+    lines = [f"attack: default limits, {os.cpu_count()} cores, seed {figures['seed']}",
              f"{'phase':<8}{'kind':<28}{'count':>8}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"]
     for phase in ("quiet", "attack"):
         found = figures[phase]
@@ -833,13 +827,14 @@ def main(argv=None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=SEED,
+                        help=f"random seed (default: ${SEED_VARIABLE}, else a random one)")
     parser.add_argument("--attack", action="store_true",
                         help="an unregistered account attacks; a bystander and root measure")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.attack:
-        figures = run_attack(args.seconds)
+        figures = run_attack(args.seconds, args.seed)
         print(json.dumps(figures, indent=1) if args.json else attack_text(figures))
         return 1 if figures["unexpected"] else 0
     report = run(args.clients, args.seconds, args.seed)
