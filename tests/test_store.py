@@ -1,5 +1,6 @@
 """The SQLite store on its own: a real database file, no daemon."""
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from dynamod.errors import StoreError
 from dynamod.store.reader import StoreReader
 from dynamod.store.sqlite import Store
+from dynamod.store.writer import Writer
 
 DATASET = (1, "/A/B/RAW", "valid", "unknown", None, 0, 1)
 
@@ -109,3 +111,73 @@ async def test_new_ids_are_inserted_and_known_ones_updated(store):
     with pytest.raises(StoreError, match="UNIQUE constraint failed"):
         await store.write({("dataset", (1,)): DATASET}, {"dataset": 2})
     assert load(store)[0]["dataset"] == [renamed]
+
+
+async def test_some_columns_are_an_update_of_those_columns_alone(store):
+    """A dict row writes the columns it names; the others keep what the store holds."""
+    await store.write({("dataset", (1,)): DATASET, ("block", (1,)): block(1, "b1")},
+                      {"dataset": 2, "block": 2})
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("UPDATE datasets SET data_type = 'align' WHERE id = 1")  # behind its back
+    other.close()
+
+    await store.write({("dataset", (1,)): {"status": "deprecated", "last_update": 7},
+                       ("block", (1,)): {"size": 10}}, {})
+
+    tables, _ = load(store)
+    assert tables["dataset"] == [(1, "/A/B/RAW", "deprecated", "align", None, 7, 1)]
+    assert tables["block"] == [(1, 1, "b1", 10, 0, 1, 0)]
+
+
+async def test_an_update_of_a_row_the_store_lacks_is_refused_whole(store):
+    """Memory holds the object, so the store must hold its row: a missing one is an
+    error (the whole transaction undone), never an update silently lost."""
+    await store.write({("dataset", (1,)): DATASET}, {"dataset": 2})
+    with pytest.raises(StoreError, match="lacks 1 of the 2 rows to update"):
+        await store.write({("block", (1,)): block(1, "b1"),
+                           ("dataset", (1,)): {"status": "deprecated"},
+                           ("dataset", (5,)): {"status": "deprecated"}}, {"block": 2})
+    tables, next_ids = load(store)
+    assert tables["dataset"] == [DATASET] and tables["block"] == [] and "block" not in next_ids
+
+
+async def test_a_write_whose_caller_is_cancelled_still_commits(store):
+    """A transaction is several steps in the connection's thread; cancelling its caller
+    between two of them must neither leave it open nor half done."""
+    rows = {("dataset", (1,)): DATASET,
+            **{("block", (i,)): block(i, f"b{i}") for i in range(1, 2001)}}
+    write = asyncio.ensure_future(store.write(rows, {"dataset": 2, "block": 2001}))
+    await asyncio.sleep(0.001)   # past BEGIN
+    write.cancel()
+    await store.write({("dataset", (1,)): {"status": "production"}}, {})
+
+    tables, next_ids = load(store)
+    assert len(tables["block"]) == 2000 and next_ids["block"] == 2001
+    assert tables["dataset"][0][2] == "production"
+
+
+async def test_writes_at_once_are_one_transaction_after_the_other(store):
+    """Two callers (the writer's commit, a repair at start-up) never share a transaction."""
+    first = {("dataset", (1,)): DATASET,
+             **{("block", (i,)): block(i, f"b{i}") for i in range(1, 1001)}}
+    second = {("dataset", (2,)): (2, "/C/D/RAW", *DATASET[2:])}
+    await asyncio.gather(store.write(first, {"dataset": 2, "block": 1001}),
+                         store.write(second, {"dataset": 3}))
+    tables, next_ids = load(store)
+    assert [d[0] for d in tables["dataset"]] == [1, 2] and len(tables["block"]) == 1000
+    assert next_ids == {"dataset": 3, "block": 1001}
+
+
+async def test_a_batch_combines_a_row_and_later_columns_of_it(store):
+    """The writer merges the submissions of one batch: columns written after a full row
+    (an object created, then updated by the next request) go over that row."""
+    writer = Writer(store)
+    writer.start()
+    created = writer.submit({("dataset", (1,)): DATASET}, {"dataset": 2}, lambda: None)
+    updated = writer.submit({("dataset", (1,)): {"status": "deprecated"}}, {}, lambda: None)
+    twice = writer.submit({("dataset", (1,)): {"last_update": 9}}, {}, lambda: None)
+    await asyncio.gather(created, updated, twice)
+    await writer.close()
+
+    assert load(store)[0]["dataset"] == [(1, "/A/B/RAW", "deprecated", "unknown", None, 9, 1)]
+    assert writer.commits == 1

@@ -9,8 +9,8 @@ authorizations, other applications' records), enters a cgroup of its own,
 takes its limits and the caller's identity, and runs the script
 synchronously as `__main__`.  A writer imports only what root installed
 (`sys.path` as `python3 -I` has it), never the caller's directories.  A
-writer that ends with exit code 0 sends its records, one JSON object per
-line, then an end line with their count.
+writer that ends with exit code 0 sends its records through its pipe
+(writeback.py).
 """
 
 import ctypes
@@ -25,11 +25,9 @@ import sys
 import traceback
 from dataclasses import dataclass
 
-import orjson
-
 from .. import executable
 from ..inventory import objects
-from . import seal
+from . import seal, writeback
 from .cgroup import AppCgroups
 from .filechannel import ChannelSource
 from .proxy import ApplicationInventory
@@ -299,6 +297,4 @@ def _send_records(records):
     if records:
         print(f"Sending {len(records)} change(s) to the daemon.", file=sys.stderr)
     with open(UPDATES_FD, "wb", closefd=True) as pipe:
-        for rec in records:
-            pipe.write(orjson.dumps(rec) + b"\n")
-        pipe.write(orjson.dumps({"end": len(records)}) + b"\n")
+        writeback.send(pipe, records)

@@ -9,14 +9,14 @@ the daemon when it ends well, a read-only one's die with it.
 from ..errors import DynamoError, InvalidValue
 from ..inventory.changes import ChangeSet
 from ..inventory.objects import CLASSES, BlockReplica
-from ..inventory.updates import apply_record, record
+from ..inventory.updates import Runs, apply_record, record
 
 
 class ApplicationInventory:
     def __init__(self, inventory, writable: bool):
         self._inventory = inventory
         self.writable = writable
-        self.records = []
+        self.records = Runs()
 
     @property
     def sites(self) -> dict:
@@ -61,25 +61,25 @@ class ApplicationInventory:
 
         `site` says where a new file of a block with replicas is present.
         """
-        return self._apply(record("update", obj, site))
+        return self._apply(*record("update", obj, site))
 
     def delete(self, obj):
         """Remove `obj` (found by its identity) with the usual cascade."""
-        self._apply(record("delete", obj))
+        self._apply(*record("delete", obj))
 
     def register_update(self, obj):
         """The original's record of an object changed in place: `update` does it."""
         return self.update(obj)
 
-    def _apply(self, rec):
+    def _apply(self, shape, row):
         changes = ChangeSet(self._inventory)
         try:
-            result = apply_record(changes, rec)
+            result = apply_record(changes, shape, row)
             changes.finish()
         except DynamoError:
             changes.discard()
             raise  # a kept change keeps its files held: this copy is never committed
-        self.records.append(rec)
+        self.records.add(shape, row)
         return result
 
     def __repr__(self):

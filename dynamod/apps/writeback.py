@@ -1,9 +1,10 @@
-"""A writer's changes: read from its pipe, applied and committed as one transaction.
+"""A writer's changes: sent through its pipe, applied and committed as one transaction.
 
-The records come back one JSON object per line, closed by an end line with
-their count, so a writer that died half way is told apart from one that
-changed nothing.  They are applied with the rules of injection, and the
-application's `done` record is committed in the same transaction.
+The records come back in runs (see inventory/updates.py), one JSON object per
+line, closed by an end line with the number of runs, so a writer that died
+half way is told apart from one that changed nothing.  They are applied with
+the rules of injection, runs of plain updates in bulk, and the application's
+`done` record is committed in the same transaction.
 """
 
 import dataclasses
@@ -13,8 +14,8 @@ import time
 import orjson
 
 from .. import collector
-from ..errors import DynamoError
-from ..inventory.updates import apply_record
+from ..errors import DynamoError, InvalidParams
+from ..inventory.updates import apply_run, run_shape
 
 MAX_UPDATE_BYTES = 1 << 30
 
@@ -41,15 +42,38 @@ class Receiver:
             self.received += chunk
 
 
+def send(pipe, runs):
+    """Write an application's runs of records (`updates.Runs`) to its pipe, in the
+    writer's child."""
+    for (op, kind, keys, fields), rows in runs:
+        pipe.write(orjson.dumps({"op": op, "kind": kind, "keys": keys, "fields": fields,
+                                 "rows": rows}) + b"\n")
+    pipe.write(orjson.dumps({"end": len(runs.runs)}) + b"\n")
+
+
 def parse(data: bytes) -> list | None:
-    """The records a writer sent, or None unless they end with a matching end line."""
+    """The runs a writer sent, or None unless they end with a matching end line."""
     try:
-        records = [orjson.loads(line) for line in data.splitlines()]
+        runs = [orjson.loads(line) for line in data.splitlines()]
     except orjson.JSONDecodeError:
         return None
-    if not records or records[-1] != {"end": len(records) - 1}:
+    if not runs or runs[-1] != {"end": len(runs) - 1}:
         return None
-    return records[:-1]
+    return runs[:-1]
+
+
+def apply_runs(changes, runs: list):
+    """Apply the runs a writer sent, checked like any request (the script could have
+    written anything to its pipe)."""
+    for run in runs:
+        if type(run) is not dict or run.keys() != _RUN_KEYS or type(run["rows"]) is not list:
+            raise InvalidParams(f"a run of updates is an object with {', '.join(_RUN_KEYS)} "
+                                f"(rows a list), not {str(run)[:200]}")
+        apply_run(changes, run_shape(run["op"], run["kind"], run["keys"], run["fields"]),
+                  run["rows"])
+
+
+_RUN_KEYS = {"op": None, "kind": None, "keys": None, "fields": None, "rows": None}.keys()
 
 
 async def write_back(service, app, data: bytes):
@@ -60,15 +84,14 @@ async def write_back(service, app, data: bytes):
     they would trigger walks them all (a full one, the whole inventory too).
     """
     with collector.paused():
-        records = parse(data)
-        if records is None:
+        runs = parse(data)
+        if runs is None:
             app.status = "failed"
             app.message = "its changes arrived incomplete; nothing was applied"
             return
 
         def apply(changes):
-            for rec in records:
-                apply_record(changes, rec)
+            apply_runs(changes, runs)
             changes.finish()
 
         outcome = {"status": "done", "message": "no changes"}

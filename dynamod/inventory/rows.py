@@ -2,16 +2,18 @@
 
 Rows are tuples in the column order of `store.tables`; the null group is
 NULL; a complete block replica's file list is NULL, an incomplete one a JSON
-list of file ids.
+list of file ids.  An object a ChangeSet updated is written as the columns
+that changed only (a dict), so that a write-back of 100,000 times is 100,000
+one-column UPDATEs.
 """
 
 from itertools import groupby
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 
 import orjson
 
-from ..store.tables import INVENTORY_KINDS
-from .changes import ChangeSet
+from ..store.tables import BY_KIND, INVENTORY_KINDS
+from .changes import ChangeSet, store_key
 from .columns import owner_key
 from .inventory import PLURAL
 from .partitions import Record
@@ -21,6 +23,11 @@ from .objects import (NO_MEMBERS, NO_ROW, Block, BlockReplica, BlockSet, Dataset
 
 def _group_id(group):
     return group.id or None
+
+
+def _file_ids(r):
+    ids = r.file_ids
+    return None if ids is None else orjson.dumps(ids).decode()
 
 
 def _block_row(b) -> tuple:
@@ -61,10 +68,46 @@ def to_row(obj) -> tuple:
     return row(obj)
 
 
+# The columns of a field whose column has another name or form; any other field is
+# the column of the same name.
+_COLUMNS = {"group": ("group_id", lambda o: _group_id(o.group)),
+            "file_ids": ("file_ids", _file_ids)}
+_GETTERS = {}   # (class, field names...) -> ((column, getter), ...) in the table's order
+
+
+def _getters(cls, names) -> tuple:
+    columns = dict(_COLUMNS.get(n, (n, attrgetter(n))) for n in names)
+    return tuple((c, columns[c]) for c in BY_KIND[cls.kind].columns if c in columns)
+
+
 def change_rows(changes: ChangeSet) -> dict:
-    """Snapshot a ChangeSet as {(kind, key): row or None}, taken before later changes."""
-    return {key: None if obj is None else _ROWS[type(obj)](obj)
-            for key, obj in changes.ops.items()}
+    """Snapshot a ChangeSet as {(kind, key): row}, taken before later changes: None for
+    what it deleted, the columns that changed ({column: value}) for an object it
+    updated, a full row for anything else (what it created, partitions and quotas).
+
+    An object with updates in the journal existed before the ChangeSet (a ChangeSet
+    journals no update of what it created), so its row is in the store, or in an
+    earlier submission to the writer (see `Writer._merge`).
+    """
+    updated = {}   # (kind, key) -> {field: (old, new)} of what the journal says changed
+    for how, obj, detail in changes.journal:
+        if how == "updated" and type(obj) is not Record:
+            key = store_key(obj)
+            found = updated.get(key)
+            updated[key] = detail if found is None else {**found, **detail}
+    rows, changed, getters = {}, updated.get, _GETTERS.get
+    for key, obj in changes.ops.items():
+        if obj is None:
+            rows[key] = None
+            continue
+        cls, names = type(obj), changed(key)
+        if names is None or cls is Record:   # partitions and quotas: upserts
+            rows[key] = _ROWS[cls](obj)
+            continue
+        shape = (cls, *names)
+        columns = getters(shape) or _GETTERS.setdefault(shape, _getters(cls, names))
+        rows[key] = {column: get(obj) for column, get in columns}
+    return rows
 
 
 def build(inventory, tables: dict, next_ids: dict):

@@ -1,15 +1,41 @@
-"""`inventory.update(obj)` / `inventory.delete(obj)` as plain records.
+"""`inventory.update(obj)` / `inventory.delete(obj)` as plain records, kept in runs.
 
 An application changes its copy of the inventory through these calls; each
-call becomes a record (op, kind, identity, fields) with names instead of
-object links.  The same `apply_record` applies it to the application's copy
-(so the script sees its own changes) and, when a read/write application ends
-well, to the daemon's inventory, so both sides follow one set of rules.
+call becomes a record: an operation on a kind of object, its identity by
+names instead of object links, and the fields given.  Consecutive records of
+the same shape (op, kind, identity keys, field names) form a run, which names
+the shape once and holds one row of values per record:
+
+    {"op": "update", "kind": "blockreplica", "keys": ["dataset", "block", "site"],
+     "fields": ["last_update"], "rows": [["/A/B/RAW", "b1", "T2_X", 1528406008], ...]}
+
+The same rules apply a record to the application's copy (so the script sees
+its own changes) and a read/write application's runs, once it ended well, to
+the daemon's inventory, so both sides follow one set of rules.  An update of
+objects that exist, of fields that change nothing else (a replica's
+`last_update`, a site's status: the bulk of a write-back), is applied a run
+at a time; anything else record by record, in order.
 """
 
 from ..errors import InvalidParams, InvalidValue, NotFound
 from .changes import KEEP, ChangeSet
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site, changed_fields
+
+_CLASSES = {cls.kind: cls for cls in (Site, Group, Dataset, Block, File, DatasetReplica,
+                                       BlockReplica)}
+# The fields a record may give, per kind (a replica's files come as `files`, by LFN).
+_SETTABLE = {kind: frozenset(cls.FIELDS) - {"file_ids"} for kind, cls in _CLASSES.items()}
+# The keys a record may name an object by (and a file's site, a replica's files).
+_KEYS = {"site": {"name"}, "group": {"name"}, "dataset": {"name"},
+         "block": {"dataset", "name"}, "file": {"name", "dataset", "block", "site"},
+         "datasetreplica": {"dataset", "site"},
+         "blockreplica": {"dataset", "block", "site", "files"}}
+# The fields whose update of an existing object changes that object alone (no sums to
+# check, no files to hold): these runs go in bulk.
+_PLAIN = {"site": _SETTABLE["site"], "group": _SETTABLE["group"],
+          "dataset": _SETTABLE["dataset"], "block": frozenset(("is_open", "last_update")),
+          "datasetreplica": _SETTABLE["datasetreplica"],
+          "blockreplica": frozenset(("group", "is_custodial", "last_update"))}
 
 
 def _name(link):
@@ -35,62 +61,183 @@ def _lfns(replica: BlockReplica):
     return list(replica.file_ids)
 
 
-def record(op: str, obj, site=None) -> dict:
-    """The record of `inventory.<op>(obj)`: identity by names, the fields given."""
+def record(op: str, obj, site=None) -> tuple[tuple, list]:
+    """The record of `inventory.<op>(obj)` as (shape, row): identity by names, the
+    fields given."""
     fields = changed_fields(obj) if op == "update" else {}
-    rec = {"op": op, "kind": getattr(obj, "kind", None)}
-    if isinstance(obj, (Site, Group, Dataset)):
-        rec["name"] = obj.name
-    elif isinstance(obj, Block):
-        rec["dataset"], rec["name"] = _name(obj.dataset), obj.name
-    elif isinstance(obj, File):
-        rec["name"] = obj.lfn
-        rec["dataset"], rec["block"] = _block_names(obj.block)
-        if site is not None:
-            rec["site"] = _name(site)
-    elif isinstance(obj, DatasetReplica):
-        rec["dataset"], rec["site"] = _name(obj.dataset), _name(obj.site)
-        if "group" in fields:
-            fields["group"] = _name(fields["group"])
-    elif isinstance(obj, BlockReplica):
-        rec["dataset"], rec["block"] = _block_names(obj.block)
-        rec["site"] = _name(obj.site)
-        if "group" in fields:
-            fields["group"] = _name(fields["group"])
+    cls = type(obj)
+    if cls is BlockReplica:
+        identity = dict(zip(("dataset", "block"), _block_names(obj.block)),
+                        site=_name(obj.site))
         if "file_ids" in fields:
             del fields["file_ids"]
-            rec["files"] = _lfns(obj)
+            identity["files"] = _lfns(obj)
+    elif cls in (Site, Group, Dataset):
+        identity = {"name": obj.name}
+    elif cls is Block:
+        identity = {"dataset": _name(obj.dataset), "name": obj.name}
+    elif cls is File:
+        identity = dict(zip(("dataset", "block"), _block_names(obj.block)), name=obj.lfn)
+        if site is not None:
+            identity["site"] = _name(site)
+    elif cls is DatasetReplica:
+        identity = {"dataset": _name(obj.dataset), "site": _name(obj.site)}
     else:
         raise InvalidValue(f"not an inventory object: {obj!r}")
-    rec["fields"] = fields
-    return rec
+    if "group" in fields:
+        fields["group"] = _name(fields["group"])
+    return ((op, cls.kind, tuple(identity), tuple(fields)),
+            [*identity.values(), *fields.values()])
 
 
-_CLASSES = {cls.kind: cls for cls in (Site, Group, Dataset, Block, File, DatasetReplica,
-                                       BlockReplica)}
-# The fields a record may give, per kind (a replica's files come as `files`, by LFN).
-_SETTABLE = {kind: frozenset(cls.FIELDS) - {"file_ids"} for kind, cls in _CLASSES.items()}
+class Runs:
+    """Records in the order they were made, consecutive ones of a shape in one run."""
+
+    def __init__(self):
+        self.runs = []   # [(shape, rows)]
+        self.count = 0
+
+    def add(self, shape: tuple, row: list):
+        if self.runs and self.runs[-1][0] == shape:
+            self.runs[-1][1].append(row)
+        else:
+            self.runs.append((shape, [row]))
+        self.count += 1
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        return iter(self.runs)
 
 
-def apply_record(changes: ChangeSet, rec):
-    """Apply one record to the inventory behind `changes`; returns the object.
+_CHECKED = {}   # well-formed shape -> its finder (see `_finder`); a few hundred can be
 
-    Records may come from an application's pipe, so they are checked like any
-    request: a malformed one is an InvalidParams error, never a crash.  The
-    record itself is left as it is (an application keeps it to send later).
-    """
-    if not isinstance(rec, dict) or not isinstance(fields := rec.get("fields", {}), dict):
-        raise InvalidParams(f"an update record must be an object with a 'fields' object: {rec!r}")
-    op, kind = rec.get("op"), rec.get("kind")
-    settable = _SETTABLE.get(kind) if isinstance(kind, str) else None
+
+def run_shape(op, kind, keys, fields) -> tuple:
+    """A run's shape from what a pipe sent, checked like any request: a malformed one is
+    an InvalidParams error, never a crash."""
+    if not all(isinstance(part, list) and all(type(n) is str for n in part)
+               for part in (keys, fields)):
+        raise InvalidParams(f"a run's keys and fields are lists of names, not {keys!r} and "
+                            f"{fields!r}")
+    if type(op) is not str or type(kind) is not str:
+        raise InvalidParams(f"unknown update {op!r} of kind {kind!r}")
+    shape = (op, kind, tuple(keys), tuple(fields))
+    _check(shape)
+    return shape
+
+
+def _check(shape: tuple):
+    """Raise unless the shape is well-formed; returns its finder (see `_finder`)."""
+    try:
+        return _CHECKED[shape]
+    except KeyError:
+        pass
+    op, kind, keys, fields = shape
+    settable = _SETTABLE.get(kind)
     if op not in ("update", "delete") or settable is None:
         raise InvalidParams(f"unknown update {op!r} of kind {kind!r}")
-    if not fields.keys() <= settable:
-        raise InvalidParams(f"{kind} has no field {sorted(fields.keys() - settable)[0]!r}")
+    if not settable.issuperset(fields):
+        raise InvalidParams(f"{kind} has no field {sorted(set(fields) - settable)[0]!r}")
+    if not _KEYS[kind].issuperset(keys):
+        raise InvalidParams(f"a {kind} is not named by {sorted(set(keys) - _KEYS[kind])[0]!r}")
+    if len(set(keys)) != len(keys) or len(set(fields)) != len(fields):
+        raise InvalidParams(f"a record names a key or a field twice: {keys!r}, {fields!r}")
+    finder = _CHECKED[shape] = _finder(shape)
+    return finder
+
+
+def apply_record(changes: ChangeSet, shape: tuple, row: list):
+    """Apply one record to the inventory behind `changes`; returns the object.  The
+    record itself is left as it is (an application keeps it to send later)."""
+    return apply_run(changes, shape, [row])
+
+
+def apply_run(changes: ChangeSet, shape: tuple, rows: list):
+    """Apply a run's records in order, as one by one; returns the last one's object.
+
+    Updates of existing objects with plain fields are gathered and set together; any
+    other record (a creation, an unknown name, a malformed row) first lets the gathered
+    ones apply, then goes alone, so that every error is the one that record alone
+    gives."""
+    finder = _check(shape)
+    op, kind, keys, names = shape
+    inv, width, gathered, values, last = changes.inventory, len(keys) + len(names), [], [], None
+    group = names.index("group") if "group" in names else None
+    for row in rows:
+        if finder is not None and type(row) is list and len(row) == width:
+            new = row[len(keys):]   # a copy: the record keeps the group's name
+            try:
+                last = finder(inv, *row[:len(keys)])
+                if group is not None:
+                    new[group] = inv.groups[new[group]]
+            except (KeyError, TypeError):   # an unknown or unhashable name
+                last = None
+            if last is not None:
+                gathered.append(last)
+                values.append(new)
+                continue
+        changes.update_many(gathered, names, values)
+        gathered, values = [], []
+        last = _one(changes, shape, row)
+    changes.update_many(gathered, names, values)
+    return last
+
+
+def _one(changes, shape: tuple, row):
+    op, kind, keys, names = shape
+    if type(row) is not list or len(row) != len(keys) + len(names):
+        raise InvalidParams(f"a {kind} record has {len(keys) + len(names)} values "
+                            f"({', '.join(keys + names)}), not {row!r}")
+    rec = dict(zip(keys, row))
+    fields = dict(zip(names, row[len(keys):]))
     try:
         return _apply(changes, op, kind, fields, rec)
     except KeyError as exc:
         raise InvalidParams(f"update record of a {kind} lacks {exc.args[0]!r}") from None
+
+
+def _finder(shape: tuple):
+    """How to find the existing object an update of this shape names, when its fields
+    are plain; None: records of this shape go one by one."""
+    op, kind, keys, names = shape
+    if op == "update" and keys == _FINDER_KEYS.get(kind) and _PLAIN[kind].issuperset(names):
+        return _FINDERS[kind]
+    return None
+
+
+def _site(inv, name):
+    return inv.sites.get(name)
+
+
+def _group(inv, name):
+    return inv.groups.get(name) if name is not None else None
+
+
+def _dataset(inv, name):
+    return inv.datasets.get(name)
+
+
+def _block(inv, dataset, name):
+    return inv.datasets[dataset].find_block(name)
+
+
+def _dataset_replica(inv, dataset, site):
+    return inv.datasets[dataset].find_replica(inv.sites[site])
+
+
+def _block_replica(inv, dataset, block, site):
+    found = inv.datasets[dataset].find_block(block)
+    return None if found is None else found.find_replica(inv.sites[site])
+
+
+# The existing object a plain update names (None, or a lookup error: not one).
+_FINDERS = {"site": _site, "group": _group, "dataset": _dataset, "block": _block,
+            "datasetreplica": _dataset_replica, "blockreplica": _block_replica}
+_FINDER_KEYS = {"site": ("name",), "group": ("name",), "dataset": ("name",),
+                "block": ("dataset", "name"), "datasetreplica": ("dataset", "site"),
+                "blockreplica": ("dataset", "block", "site")}
 
 
 def _apply(changes, op, kind, fields, rec):
@@ -99,7 +246,7 @@ def _apply(changes, op, kind, fields, rec):
         target = _find(inv, kind, rec)
         getattr(changes, f"delete_{_METHOD[kind]}")(target)
         return None
-    if kind == "blockreplica":  # first: the bulk of a write-back
+    if kind == "blockreplica":
         block, site = inv.block(rec["dataset"], rec["block"]), inv.site(rec["site"])
         owner = block.dataset.find_replica(site)
         if owner is None:

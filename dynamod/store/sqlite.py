@@ -58,9 +58,6 @@ def _delete_order() -> tuple:
 
 
 DELETES = _delete_order()
-# Parents first; an object with an id never used before is a plain INSERT (cheaper
-# than the upsert by a third), whatever else the upsert.
-WRITES = tuple((t.kind, t.insert_sql, t.upsert_sql) for t in TABLES)
 NEXT_IDS_SQL = ("INSERT INTO next_ids (kind, next_id) VALUES (?, ?) "
                 "ON CONFLICT (kind) DO UPDATE SET next_id = excluded.next_id")
 # The kinds numbered from `next_ids`: the inventory's, and the applications.
@@ -77,6 +74,7 @@ class Store:
         self.path = path
         self.lock = lock  # None: a store read, not owned (tests' snapshots)
         self.fresh = {}  # kind -> the first id no committed row has (next_ids, committed)
+        self._transactions = asyncio.Lock()  # one at a time: each is several awaits
 
     @classmethod
     async def open(cls, path: str, synchronous: str = "FULL") -> "Store":
@@ -151,7 +149,7 @@ class Store:
             if highest is not None and stored.get(kind, 1) <= highest:
                 repairs.append((kind, table, stored.get(kind), highest + 1))
         if repairs:
-            await self._in_thread(_set_next_ids, [(kind, new) for kind, _, _, new in repairs])
+            await self._transaction([(NEXT_IDS_SQL, [(kind, new) for kind, _, _, new in repairs])])
         for kind, table, old, new in repairs:
             log.warning("next_ids repaired: %s next id was %s, not above the highest id in "
                         "table %s; now %d", kind, old, table, new)
@@ -164,35 +162,67 @@ class Store:
     async def write(self, changes: dict, next_ids: dict):
         """Apply `changes` ({(kind, key): row, or None to delete}) in one transaction.
 
+        A row is a tuple of every column (an INSERT, or an upsert for a key that may
+        be stored already), or a dict of the columns that changed (an UPDATE).
         Deletes go first so that a name freed and taken again in the same batch
         does not trip a unique index; foreign keys are checked at COMMIT.  A delete
         of kind "blockfiles", key (block_id,), removes every file of that block.
 
-        The rows are sorted here; the transaction itself runs in the connection's
-        thread as one call (see `_commit`), so a commit costs one thread hop, not one
-        per statement.  Cancelling the caller does not stop it: it still ends in
-        COMMIT or ROLLBACK.
+        Rows go in one `executemany` per statement (aiosqlite's public API), so a
+        commit costs a few hops to the connection's thread, not one per row.
+        Cancelling the caller does not stop it: it still ends in COMMIT or ROLLBACK.
         """
-        deletes, inserts, upserts = defaultdict(list), defaultdict(list), defaultdict(list)
-        fresh = self.fresh
-        for (kind, key), row in changes.items():
-            if row is None:
-                deletes[kind].append(key)
-            elif kind in ID_KINDS and key[0] >= fresh.get(kind, 1):
-                inserts[kind].append(row)
-            else:
-                upserts[kind].append(row)
-        await self._in_thread(_commit, deletes, inserts, upserts, list(next_ids.items()))
-        fresh.update(next_ids)
+        statements = _statements(changes, self.fresh)
+        statements.append((NEXT_IDS_SQL, [(kind, next_id) for kind, next_id in next_ids.items()
+                                          if self.fresh.get(kind) != next_id]))
+        await asyncio.shield(self._transaction(statements))
+        self.fresh.update(next_ids)
 
-    async def _in_thread(self, fn, *args):
-        """Run `fn(sqlite3_connection, *args)` in the connection's worker thread and await
-        its result: one hop.  aiosqlite has no public API for this; `_execute` (queue a
-        callable for the worker thread) and `_conn` (the sqlite3 connection, used only
-        in that thread) are private (written against aiosqlite 0.22); every test that
-        writes goes through here, so a release that changes them fails the tests."""
+    async def _transaction(self, statements: list):
+        """BEGIN, each (sql, rows) through `executemany`, COMMIT: all or nothing, one
+        transaction at a time.  Any error rolls it back; a disk error (SQLITE_IOERR) also
+        buries the failed commit.  An UPDATE must find every row it names: memory holds
+        the object, so the store must too, and a row missing is refused rather than
+        silently not written."""
         db = self.db
-        return await db._execute(lambda: fn(db._conn, *args))
+        async with self._transactions:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                for sql, rows in statements:
+                    if rows:
+                        cursor = await db.executemany(sql, rows)
+                        if sql.startswith("UPDATE") and cursor.rowcount != len(rows):
+                            raise StoreError(f"the database lacks {len(rows) - cursor.rowcount}"
+                                             f" of the {len(rows)} rows to update ({sql})")
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._rollback()
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
+                    await self._bury_failed_commit()
+                raise StoreError(f"the database refused the change: {exc}") from exc
+            except BaseException:
+                await self._rollback()
+                raise
+
+    async def _rollback(self):
+        if self.db.in_transaction:
+            try:
+                await self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the transaction is gone already; nothing was committed
+
+    async def _bury_failed_commit(self):
+        """Commit a transaction that only rewrites the header page, so that its WAL frame
+        lands on the failed commit's first frame.  After a failed fsync that commit may
+        still sit whole in the page cache, and WAL recovery at the next start would take
+        it for committed; with its first frame overwritten its checksum chain is broken.
+        When this commit fails too, its frame has most often reached the page cache all
+        the same; if not, the risk lasts until a commit passes."""
+        try:
+            await self.db.executescript(
+                f"BEGIN IMMEDIATE; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        except sqlite3.Error:
+            await self._rollback()
 
     async def integrity_errors(self) -> list[str]:
         """What `PRAGMA integrity_check` and `foreign_key_check` report (empty: sound)."""
@@ -211,41 +241,28 @@ class Store:
             self.lock.release()  # last: no connection of ours is left on the file
 
 
-# ------------------------------------------ run in the connection's thread (blocking)
-def _commit(conn: sqlite3.Connection, deletes: dict, inserts: dict, upserts: dict,
-            next_ids: list):
-    """The whole transaction of `Store.write`, in one call in the connection's thread.
-    Any error rolls it back; a disk error (SQLITE_IOERR) also buries the failed commit."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for kind, sql in DELETES:
-            if deletes.get(kind):
-                conn.executemany(sql, deletes[kind])
-        for kind, insert, upsert in WRITES:
-            if inserts.get(kind):
-                conn.executemany(insert, inserts[kind])
-            if upserts.get(kind):
-                conn.executemany(upsert, upserts[kind])
-        conn.executemany(NEXT_IDS_SQL, next_ids)
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        _rollback(conn)
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
-            _bury_failed_commit(conn)
-        raise StoreError(f"the database refused the change: {exc}") from exc
-    except BaseException:
-        _rollback(conn)
-        raise
-
-
-def _set_next_ids(conn: sqlite3.Connection, next_ids: list):
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(NEXT_IDS_SQL, next_ids)
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
+def _statements(changes: dict, fresh: dict) -> list:
+    """The (sql, rows) of `Store.write`, in their order: deletes children first, then
+    per table (parents first) its inserts, upserts and updates.  An object with an id
+    never used before is a plain INSERT (cheaper than the upsert by a third)."""
+    deletes, inserts, upserts, updates = (defaultdict(list) for _ in range(4))
+    for (kind, key), row in changes.items():
+        if row is None:
+            deletes[kind].append(key)
+        elif type(row) is dict:
+            updates[kind, tuple(row)].append((*key, *row.values()))
+        elif kind in ID_KINDS and key[0] >= fresh.get(kind, 1):
+            inserts[kind].append(row)
+        else:
+            upserts[kind].append(row)
+    statements = [(sql, deletes[kind]) for kind, sql in DELETES if kind in deletes]
+    for table in TABLES:
+        statements += [(table.insert_sql, inserts.get(table.kind)),
+                       (table.upsert_sql, upserts.get(table.kind))]
+        # in key order: the table's pages in turn (a random order takes about twice as long)
+        statements += [(table.update_sql(columns), sorted(rows))
+                       for (kind, columns), rows in updates.items() if kind == table.kind]
+    return statements
 
 
 def _backup(path: str, dest: str):
@@ -291,26 +308,3 @@ def _sync_directory(path: str):
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _bury_failed_commit(conn: sqlite3.Connection):
-    """Commit a transaction that only rewrites the header page, so that its WAL frame
-    lands on the failed commit's first frame.  After a failed fsync that commit may
-    still sit whole in the page cache, and WAL recovery at the next start would take
-    it for committed; with its first frame overwritten its checksum chain is broken.
-    When this commit fails too, its frame has most often reached the page cache all
-    the same; if not, the risk lasts until a commit passes."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except sqlite3.Error:
-        _rollback(conn)
-
-
-def _rollback(conn: sqlite3.Connection):
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the transaction is gone already; nothing was committed

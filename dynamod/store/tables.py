@@ -1,10 +1,13 @@
 """The inventory tables: their columns and keys, and the SQL derived from them.
 
 Kept in one place so the writer, the loader and the schema agree on column
-order; the inventory turns objects into tuples in exactly this order.
+order; the inventory turns objects into tuples in exactly this order.  A row
+to write is a tuple of every column, or a dict of some columns in this order
+(an object that was updated: only what changed is written).
 """
 
 from dataclasses import dataclass
+from functools import cache
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,23 @@ class Table:
     def insert_sql(self) -> str:
         return (f"INSERT INTO {self.name} ({', '.join(self.columns)}) "
                 f"VALUES ({', '.join('?' for _ in self.columns)})")
+
+    @cache
+    def update_sql(self, columns: tuple) -> str:
+        """UPDATE of these columns of the row with a given key; its parameters are the key,
+        then the columns (so that they sort in key order: see `Store.write`)."""
+        where = " AND ".join(f"{c} = ?{i}" for i, c in enumerate(self.key, 1))
+        sets = ", ".join(f"{c} = ?{i}" for i, c in enumerate(columns, len(self.key) + 1))
+        return f"UPDATE {self.name} SET {sets} WHERE {where}"
+
+    def combined(self, old, new: dict):
+        """The row that writing `old`, then some columns `new`, amounts to."""
+        if old is None:   # a deleted row updated: never a ChangeSet's (what it updates exists)
+            return new
+        if type(old) is dict:
+            given = {**old, **new}
+            return {c: given[c] for c in self.columns if c in given}
+        return tuple(new.get(c, value) for c, value in zip(self.columns, old))
 
     @property
     def delete_sql(self) -> str:

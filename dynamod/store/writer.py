@@ -14,6 +14,7 @@ import logging
 
 from .. import failstop
 from ..errors import DynamoError, StoreError
+from .tables import BY_KIND
 
 log = logging.getLogger("dynamod.store")
 
@@ -100,12 +101,17 @@ class Writer:
 
 
 def _merge(batch) -> tuple[dict, dict]:
-    """The rows and next ids of a batch, later submissions winning.  A batch of one (a
-    large injection, most often) is passed as it is rather than copied."""
+    """The rows and next ids of a batch, later submissions winning (some columns of a row
+    go over what an earlier submission wrote of it).  A batch of one (a large injection
+    or write-back, most often) is passed as it is rather than copied."""
     if len(batch) == 1:
         return batch[0][0], batch[0][1]
     merged, next_ids = {}, {}
     for rows, ids, *_ in batch:
+        earlier = {key: merged[key] for key in merged.keys() & rows.keys()
+                   if type(rows[key]) is dict}
         merged.update(rows)
+        for key, old in earlier.items():
+            merged[key] = BY_KIND[key[0]].combined(old, rows[key])
         next_ids.update(ids)
     return merged, next_ids

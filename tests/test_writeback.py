@@ -1,0 +1,166 @@
+"""Write-back: a read/write application's changes come back through its pipe in runs,
+are applied (runs of plain updates together) and committed with its `done` record, the
+store writing only the columns that changed.  A real dynamod and the real `dynamo`; the
+pipe's hostile side is a script that writes to it itself."""
+
+import json
+import sqlite3
+
+import pytest
+
+from support.views import snapshot
+
+DS = "/W/B/RAW"
+BLOCKS = [f"b{i}" for i in range(40)]
+
+
+@pytest.fixture
+def stocked(daemon):
+    """40 blocks of one file each, complete at S1 and S2 (group G1); sites S1 to S3."""
+    daemon.inject_json({
+        "site": [{"name": "S1"}, {"name": "S2"}, {"name": "S3"}],
+        "group": [{"name": "G1"}, {"name": "G2"}],
+        "dataset": [{"name": DS, "blocks": [
+            {"name": b, "files": [{"name": f"/w/{b}", "size": 10}]} for b in BLOCKS]}],
+        "datasetreplica": [{"dataset": DS, "site": site, "group": "G1",
+                            "blockreplicas": [{"block": b, "group": "G1"} for b in BLOCKS]}
+                           for site in ("S1", "S2")]})
+    return daemon
+
+
+def writer(daemon, tmp_path, text, title="writer", check=True):
+    """Run `text` as an authorized read/write application; its completed process."""
+    path = tmp_path / f"{title}.py"
+    path.write_text(text)
+    daemon.exec_auth("--executable", path, "--title", title)
+    return daemon.dynamo(path, "--write-request", "--title", title, check=check)
+
+
+def replicas(daemon) -> dict:
+    """(block, site) -> (group, last_update) of every block replica, as the daemon shows."""
+    found = {}
+    for name in BLOCKS:
+        for r in daemon.call("get_block", name=f"{DS}#{name}")["replicas"]:
+            found[name, r["site"]] = (r["group"], r["last_update"])
+    return found
+
+
+def test_only_the_columns_that_changed_are_written(stocked, tmp_path):
+    """Values the store holds that memory does not (written behind the daemon's back)
+    survive a write-back that changes other columns of the same rows: a full row
+    would have put memory's values back."""
+    db = sqlite3.connect(stocked.database, isolation_level=None)
+    db.execute("UPDATE block_replicas SET is_custodial = 1")
+    db.execute("UPDATE sites SET host = 'behind' WHERE name = 'S1'")
+    db.close()
+
+    done = writer(stocked, tmp_path, f"""\
+for block in inventory.datasets[{DS!r}].blocks:
+    for replica in block.replicas:
+        inventory.update(BlockReplica(block.full_name(), replica.site.name, last_update=77))
+inventory.update(Site('S1', status='morgue'))
+""")
+
+    assert done.returncode == 0
+    db = sqlite3.connect(f"file:{stocked.database}?mode=ro", uri=True)
+    rows = db.execute("SELECT is_custodial, last_update FROM block_replicas").fetchall()
+    site = db.execute("SELECT host, status FROM sites WHERE name = 'S1'").fetchone()
+    db.close()
+    assert rows == [(1, 77)] * 80 and site == ("behind", "morgue")
+    app = stocked.call("list_applications", limit=1)["applications"][0]
+    assert app["message"] == "changes applied: updated 80 blockreplicas, updated 1 sites"
+
+
+def test_runs_apply_in_order_as_the_script_saw_them(stocked, tmp_path):
+    """A long run of updates of existing replicas, with a replica created in its middle
+    and updated again further on, then a run of group changes by name: the daemon ends
+    where the script's copy was (which applied them one by one), and so does the store."""
+    done = writer(stocked, tmp_path, f"""\
+import json
+blocks = sorted(inventory.datasets[{DS!r}].blocks, key=lambda b: int(b.name[1:]))
+inventory.update(DatasetReplica({DS!r}, 'S3', group='G2'))
+for i, block in enumerate(blocks):
+    inventory.update(BlockReplica(block.full_name(), 'S1', last_update=1000 + i))
+    if i == 20:
+        inventory.update(BlockReplica(block.full_name(), 'S3', last_update=5))
+    if i == 30:
+        inventory.update(BlockReplica(blocks[20].full_name(), 'S3', last_update=6))
+for block in blocks:
+    inventory.update(BlockReplica(block.full_name(), 'S2', group='G2'))
+inventory.update(BlockReplica(blocks[20].full_name(), 'S3', group='G1'))
+print(json.dumps({{f'{{b.name}} {{r.site.name}}': [r.group.name, r.last_update]
+                  for b in blocks for r in b.replicas}}))
+""")
+
+    in_copy = {tuple(k.split()): tuple(v) for k, v in json.loads(done.stdout).items()}
+    assert in_copy[BLOCKS[20], "S3"] == ("G1", 6) and in_copy[BLOCKS[7], "S1"][1] == 1007
+    assert replicas(stocked) == in_copy
+    stocked.restart()
+    assert replicas(stocked) == in_copy
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([DS, "b3", "NOPE", 5], "unknown site 'NOPE'"),
+    ([DS, "b3", "S1", -5], "BlockReplica.last_update must be"),
+    ([DS, "nope", "S1", 5], "unknown block 'nope'"),
+    ([DS, "b3", "S1", 5, 6], "has 4 values"),
+    ("S1", "has 4 values"),
+])
+def test_one_bad_record_in_a_run_refuses_the_whole_write_back(stocked, tmp_path, bad, message):
+    """A script that writes its own records to its pipe: the good rows around the bad
+    one apply nowhere, and the message is the bad record's."""
+    rows = [[DS, b, "S1", 5] for b in BLOCKS]
+    rows[3] = bad
+    run = json.dumps({"op": "update", "kind": "blockreplica",
+                      "keys": ["dataset", "block", "site"], "fields": ["last_update"],
+                      "rows": rows})
+    before = snapshot(stocked)
+
+    result = writer(stocked, tmp_path, f"import os\nos.write(3, {run!r}.encode() + "
+                    f"b'\\n{{\"end\": 1}}\\n')\nos._exit(0)\n", check=False)
+
+    assert result.returncode != 0
+    app = stocked.call("list_applications", limit=1)["applications"][0]
+    assert app["status"] == "failed" and "nothing was applied" in app["message"]
+    assert message in app["message"], app["message"]
+    assert snapshot(stocked) == before
+
+
+@pytest.mark.parametrize("line", [
+    '[1, 2]',
+    '{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"]}',
+    '{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"], "rows": 5}',
+    '{"op": "update", "kind": "site", "keys": ["name"], "fields": ["nosuch"], "rows": []}',
+    '{"op": "update", "kind": "site", "keys": ["host"], "fields": [], "rows": []}',
+    '{"op": "update", "kind": "site", "keys": ["name", "name"], "fields": [], "rows": []}',
+    '{"op": "update", "kind": "site", "keys": "name", "fields": [], "rows": []}',
+    '{"op": "grow", "kind": "site", "keys": ["name"], "fields": [], "rows": []}',
+    '{"op": "update", "kind": "planet", "keys": ["name"], "fields": [], "rows": []}',
+    '{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"], '
+    '"rows": [["S1", "morgue"]], "more": 1}',
+])
+def test_a_malformed_run_is_refused_with_nothing_applied(stocked, tmp_path, line):
+    before = snapshot(stocked)
+    ok = '{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"], ' \
+         '"rows": [["S2", "morgue"]]}'
+    result = writer(stocked, tmp_path, f"import os\nos.write(3, {ok!r}.encode() + b'\\n' + "
+                    f"{line!r}.encode() + b'\\n{{\"end\": 2}}\\n')\nos._exit(0)\n", check=False)
+
+    assert result.returncode != 0
+    app = stocked.call("list_applications", limit=1)["applications"][0]
+    assert app["status"] == "failed" and "were refused, nothing was applied" in app["message"]
+    assert snapshot(stocked) == before
+
+
+@pytest.mark.parametrize("tail", ['', '{"end": 2}\n', '{"end": 1}\n{"end": 1}\n', 'junk\n'])
+def test_changes_that_arrive_incomplete_apply_nothing(stocked, tmp_path, tail):
+    before = snapshot(stocked)
+    ok = '{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"], ' \
+         '"rows": [["S2", "morgue"]]}\n'
+    result = writer(stocked, tmp_path, f"import os\nos.write(3, {ok + tail!r}.encode())\n"
+                    f"os._exit(0)\n", check=False)
+
+    assert result.returncode != 0
+    app = stocked.call("list_applications", limit=1)["applications"][0]
+    assert app["message"] == "its changes arrived incomplete; nothing was applied"
+    assert snapshot(stocked) == before
