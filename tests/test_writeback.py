@@ -12,6 +12,8 @@ from support.views import snapshot
 
 DS = "/W/B/RAW"
 BLOCKS = [f"b{i}" for i in range(40)]
+GOOD_RUN = (b'{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"], '
+            b'"rows": [["S2", "morgue"]]}\n')
 
 
 @pytest.fixture
@@ -43,6 +45,17 @@ def replicas(daemon) -> dict:
         for r in daemon.call("get_block", name=f"{DS}#{name}")["replicas"]:
             found[name, r["site"]] = (r["group"], r["last_update"])
     return found
+
+
+def forged(daemon, tmp_path, data: bytes) -> dict:
+    """Run a writer whose script writes `data` to its pipe itself and exits 0 at once
+    (so nothing else is sent); the application's record, once it changed nothing."""
+    before = snapshot(daemon)
+    result = writer(daemon, tmp_path, f"import os\nos.write(3, {data!r})\nos._exit(0)\n",
+                    check=False)
+    assert result.returncode != 0
+    assert snapshot(daemon) == before
+    return daemon.call("list_applications", limit=1)["applications"][0]
 
 
 def test_only_the_columns_that_changed_are_written(stocked, tmp_path):
@@ -107,60 +120,37 @@ print(json.dumps({{f'{{b.name}} {{r.site.name}}': [r.group.name, r.last_update]
     ("S1", "has 4 values"),
 ])
 def test_one_bad_record_in_a_run_refuses_the_whole_write_back(stocked, tmp_path, bad, message):
-    """A script that writes its own records to its pipe: the good rows around the bad
-    one apply nowhere, and the message is the bad record's."""
+    """The good rows around the bad one apply nowhere; the message is the bad record's."""
     rows = [[DS, b, "S1", 5] for b in BLOCKS]
     rows[3] = bad
-    run = json.dumps({"op": "update", "kind": "blockreplica",
-                      "keys": ["dataset", "block", "site"], "fields": ["last_update"],
-                      "rows": rows})
-    before = snapshot(stocked)
+    run = {"op": "update", "kind": "blockreplica", "keys": ["dataset", "block", "site"],
+           "fields": ["last_update"], "rows": rows}
 
-    result = writer(stocked, tmp_path, f"import os\nos.write(3, {run!r}.encode() + "
-                    f"b'\\n{{\"end\": 1}}\\n')\nos._exit(0)\n", check=False)
+    app = forged(stocked, tmp_path, json.dumps(run).encode() + b'\n{"end": 1}\n')
 
-    assert result.returncode != 0
-    app = stocked.call("list_applications", limit=1)["applications"][0]
     assert app["status"] == "failed" and "nothing was applied" in app["message"]
     assert message in app["message"], app["message"]
-    assert snapshot(stocked) == before
 
 
 @pytest.mark.parametrize("line", [
-    '[1, 2]',
-    '{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"]}',
-    '{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"], "rows": 5}',
-    '{"op": "update", "kind": "site", "keys": ["name"], "fields": ["nosuch"], "rows": []}',
-    '{"op": "update", "kind": "site", "keys": ["host"], "fields": [], "rows": []}',
-    '{"op": "update", "kind": "site", "keys": ["name", "name"], "fields": [], "rows": []}',
-    '{"op": "update", "kind": "site", "keys": "name", "fields": [], "rows": []}',
-    '{"op": "grow", "kind": "site", "keys": ["name"], "fields": [], "rows": []}',
-    '{"op": "update", "kind": "planet", "keys": ["name"], "fields": [], "rows": []}',
-    '{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"], '
-    '"rows": [["S1", "morgue"]], "more": 1}',
+    b'[1, 2]',
+    b'{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"]}',
+    b'{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"], "rows": 5}',
+    b'{"op": "update", "kind": "site", "keys": ["name"], "fields": ["nosuch"], "rows": []}',
+    b'{"op": "update", "kind": "site", "keys": ["host"], "fields": [], "rows": []}',
+    b'{"op": "update", "kind": "site", "keys": ["name", "name"], "fields": [], "rows": []}',
+    b'{"op": "update", "kind": "site", "keys": "name", "fields": [], "rows": []}',
+    b'{"op": "grow", "kind": "site", "keys": ["name"], "fields": [], "rows": []}',
+    b'{"op": "update", "kind": "planet", "keys": ["name"], "fields": [], "rows": []}',
+    b'{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"], '
+    b'"rows": [["S1", "morgue"]], "more": 1}',
 ])
 def test_a_malformed_run_is_refused_with_nothing_applied(stocked, tmp_path, line):
-    before = snapshot(stocked)
-    ok = '{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"], ' \
-         '"rows": [["S2", "morgue"]]}'
-    result = writer(stocked, tmp_path, f"import os\nos.write(3, {ok!r}.encode() + b'\\n' + "
-                    f"{line!r}.encode() + b'\\n{{\"end\": 2}}\\n')\nos._exit(0)\n", check=False)
-
-    assert result.returncode != 0
-    app = stocked.call("list_applications", limit=1)["applications"][0]
+    app = forged(stocked, tmp_path, GOOD_RUN + line + b'\n{"end": 2}\n')
     assert app["status"] == "failed" and "were refused, nothing was applied" in app["message"]
-    assert snapshot(stocked) == before
 
 
-@pytest.mark.parametrize("tail", ['', '{"end": 2}\n', '{"end": 1}\n{"end": 1}\n', 'junk\n'])
+@pytest.mark.parametrize("tail", [b'', b'{"end": 2}\n', b'{"end": 1}\n{"end": 1}\n', b'junk\n'])
 def test_changes_that_arrive_incomplete_apply_nothing(stocked, tmp_path, tail):
-    before = snapshot(stocked)
-    ok = '{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"], ' \
-         '"rows": [["S2", "morgue"]]}\n'
-    result = writer(stocked, tmp_path, f"import os\nos.write(3, {ok + tail!r}.encode())\n"
-                    f"os._exit(0)\n", check=False)
-
-    assert result.returncode != 0
-    app = stocked.call("list_applications", limit=1)["applications"][0]
+    app = forged(stocked, tmp_path, GOOD_RUN + tail)
     assert app["message"] == "its changes arrived incomplete; nothing was applied"
-    assert snapshot(stocked) == before

@@ -111,7 +111,7 @@ class Runs:
         return iter(self.runs)
 
 
-_CHECKED = {}   # well-formed shape -> its finder (see `_finder`); a few hundred can be
+_CHECKED = {}   # well-formed shape -> its finder (see `_finder`); a few thousand at most
 
 
 def run_shape(op, kind, keys, fields) -> tuple:
@@ -186,6 +186,7 @@ def apply_run(changes: ChangeSet, shape: tuple, rows: list):
 
 
 def _one(changes, shape: tuple, row):
+    """One record, checked, through the ChangeSet's rules for its kind."""
     op, kind, keys, names = shape
     if type(row) is not list or len(row) != len(keys) + len(names):
         raise InvalidParams(f"a {kind} record has {len(keys) + len(names)} values "
