@@ -18,6 +18,7 @@ from operator import itemgetter
 
 from .. import collector
 from ..errors import Conflict, InvalidValue, NotFound
+from ..tables import Undo
 from . import partitions as parts
 from .fields import MAX_COUNT
 from .inventory import PLURAL
@@ -127,7 +128,7 @@ class ChangeSet:
     def __init__(self, inventory, now: int | None = None):
         self.inventory = inventory
         self.now = int(time.time()) if now is None else now
-        self._undo = []
+        self._undo = Undo()    # the one undo log's kind (tables.py): steps, newest last
         self._unsorted = {}    # id -> dict an undone removal put an entry back into
         self._checks = []
         self.ops = {}          # (kind, key) -> object to write, or None to delete
@@ -213,7 +214,7 @@ class ChangeSet:
                 setattr(obj, name, value)
         if not changed:
             return False
-        self._undo.append(partial(_restore, obj, changed))
+        self._undo.call(partial(_restore, obj, changed))
         if tracked:
             self._move_usage(tracked, before)
         if self._touch(obj, "updated") != "created":
@@ -240,7 +241,7 @@ class ChangeSet:
             def undo():
                 for old, new in reversed(moves):
                     usage.move(new, old)
-            self._undo.append(undo)
+            self._undo.call(undo)
 
     def _count(self, replica, sign: int):
         """A replica enters (1) or leaves (-1) the usage, undoably."""
@@ -249,43 +250,43 @@ class ChangeSet:
             return
         contribution = usage.count(replica, sign)
         if contribution is not None:
-            self._undo.append(partial(usage.add, contribution, -sign))
+            self._undo.call(partial(usage.add, contribution, -sign))
 
     def _new_id(self, kind) -> int:
         ids = self.inventory.next_ids
         new = ids[kind]
         ids[kind] = new + 1
-        self._undo.append(lambda: ids.__setitem__(kind, new))
+        self._undo.call(lambda: ids.__setitem__(kind, new))
         return new
 
     def _add(self, container, key_or_item, value=None):
         """Insert into a dict (key, value) or a set (item), undoably."""
         if isinstance(container, dict):
             container[key_or_item] = value
-            self._undo.append(lambda: container.pop(key_or_item))
+            self._undo.call(lambda: container.pop(key_or_item))
         else:
             container.add(key_or_item)
-            self._undo.append(lambda: container.discard(key_or_item))
+            self._undo.call(lambda: container.discard(key_or_item))
 
     def _attach(self, obj, members: str, item):
         """Add `item` to the Members tuple `obj.<members>` (a dataset's few replicas),
         undoably."""
         old = getattr(obj, members)
         setattr(obj, members, Members((*old, item)))
-        self._undo.append(lambda: setattr(obj, members, old))
+        self._undo.call(lambda: setattr(obj, members, old))
 
     def _detach(self, obj, members: str, item):
         old = getattr(obj, members)
         setattr(obj, members, Members(m for m in old if m is not item) or NO_MEMBERS)
-        self._undo.append(lambda: setattr(obj, members, old))
+        self._undo.call(lambda: setattr(obj, members, old))
 
     def _remove(self, container, key_or_item):
         if isinstance(container, dict):
             value = container.pop(key_or_item)
-            self._undo.append(lambda: self._put_back(container, key_or_item, value))
+            self._undo.call(lambda: self._put_back(container, key_or_item, value))
         else:
             container.remove(key_or_item)
-            self._undo.append(lambda: container.add(key_or_item))
+            self._undo.call(lambda: container.add(key_or_item))
 
     def _put_back(self, container: dict, key, value):
         """Undo a removal.  The dicts list objects in creation order, which is id order
@@ -316,8 +317,7 @@ class ChangeSet:
     def rollback(self):
         """Undo every step, newest first: the inventory is as before the ChangeSet."""
         self.inventory.undone += 1
-        while self._undo:
-            self._undo.pop()()
+        self._undo.rollback()
         for kind, n in self._net.items():
             self.inventory.totals[kind] -= n
         self._net.clear()
@@ -388,7 +388,7 @@ class ChangeSet:
             name = checked(Block, "name", name)
             block, undo = self.inventory.blocks.add(self._new_id("block"), dataset, name,
                                                     **values)
-            self._undo.append(undo)
+            self._undo.call(undo)
             self.inventory.file_cache.created(block)
             self._touch(block, "created")
             for replica in list(dataset.replicas):
@@ -485,7 +485,7 @@ class ChangeSet:
             ids["file"] = first
             for lfn in new:
                 del files[lfn], cache.by_lfn[lfn]
-        self._undo.append(undo)
+        self._undo.call(undo)
         # what `_touch` does for each, in one loop: these are most of an injection
         ops, seen, journal = self.ops, self._seen, self.journal
         for f in new.values():
@@ -605,7 +605,7 @@ class ChangeSet:
                   {**_BLOCK_REPLICA_DEFAULTS, "last_update": self.now, **fields}.items()}
         replica, undo = self.inventory.block_replicas.add(owner, block, owner.site, group,
                                                           file_ids=files, **values)
-        self._undo.append(undo)
+        self._undo.call(undo)
         self._touch(replica, "created")
         self._count(replica, 1)
         return replica
@@ -651,7 +651,7 @@ class ChangeSet:
         else:
             for f in list(self._files(block).values()):
                 self._drop_file(f)
-        self._undo.append(self.inventory.blocks.delete(block))
+        self._undo.call(self.inventory.blocks.delete(block))
         self._gone(block)
 
     def delete_file(self, f: File):
@@ -686,7 +686,7 @@ class ChangeSet:
 
     def _unlink_block_replica(self, owner, block_replica):
         self._count(block_replica, -1)
-        self._undo.append(self.inventory.block_replicas.delete(block_replica, owner))
+        self._undo.call(self.inventory.block_replicas.delete(block_replica, owner))
         self._gone(block_replica)
 
     # ------------------------------------------------ partitions and quotas
@@ -699,7 +699,7 @@ class ChangeSet:
 
         def undo():
             usage.partitions, usage._order, usage.table = saved
-        self._undo.append(undo)
+        self._undo.call(undo)
 
     def _partition_record(self, partition) -> "parts.Record":
         return parts.Record("partition", partition.name, (partition.name, partition.definition))
@@ -768,7 +768,7 @@ class ChangeSet:
             del quotas[key]
         else:
             quotas[key] = value
-        self._undo.append(lambda: quotas.pop(key) if old is None
+        self._undo.call(lambda: quotas.pop(key) if old is None
                           else quotas.__setitem__(key, old))
         record = parts.Record("quota", f"{key[0]}:{key[1]}", (*key, value))
         self.ops["quota", key] = None if value is None else record
