@@ -769,7 +769,7 @@ class ChangeSet:
         else:
             quotas[key] = value
         self._undo.call(lambda: quotas.pop(key) if old is None
-                          else quotas.__setitem__(key, old))
+                        else quotas.__setitem__(key, old))
         record = parts.Record("quota", f"{key[0]}:{key[1]}", (*key, value))
         self.ops["quota", key] = None if value is None else record
         shown = {None: None, parts.UNLIMITED: "unlimited"}
