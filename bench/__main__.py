@@ -54,6 +54,7 @@ from contextlib import nullcontext
 
 from .daemon import BenchDaemon, DaemonFailed
 from .generator import SCALES, Generator
+from .install import interpreter_start, regular_install
 from .profile import Profile, describe
 
 NAMES = ("inject", "usage", "coldstart", "memory", "query", "apps", "writeback")
@@ -783,9 +784,10 @@ class Bench:
     def apps(self):
         self.log("== apps")
         trivial = self._script("trivial.py", TRIVIAL)
+        dynamo = regular_install(self.path("client-venv"))
         cli, direct = [], []
         for _ in range(self.settings.app_repeat):
-            cli.append(self._cli_ttfb(trivial))
+            cli.append(self._cli_ttfb(dynamo, trivial))
             direct.append(self._socket_ttfb(trivial))
         self.app_cli = statistics.median(cli)
         self.app_direct = statistics.median(direct)
@@ -977,10 +979,11 @@ class Bench:
         os.chmod(path, 0o644)
         return path
 
-    def _cli_ttfb(self, script) -> float:
-        """The real `dynamo` client: submit to the first byte on its standard output."""
+    def _cli_ttfb(self, dynamo, script) -> float:
+        """The `dynamo` command of a regular install: submit to the first byte on its
+        standard output."""
         started = time.perf_counter()
-        proc = subprocess.Popen(self.loaded.tool_command("dynamo", script), stdout=subprocess.PIPE,
+        proc = subprocess.Popen([dynamo, script], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=self.loaded.env, cwd=self.root)
         first = proc.stdout.read(1)
         ttfb = time.perf_counter() - started
@@ -1026,10 +1029,14 @@ class Bench:
         self.log("== bare fork")
         rss = self.daemon_rss or self.walk_rss
         result = self.probe("fork", rss, max(self.settings.app_repeat, 5))
+        bare = interpreter_start(max(self.settings.app_repeat, 5))
         self.add("apps", "application start: dynamo CLI submit -> first output byte",
-                 self.app_cli, result["median"], "s", "ratio <= 3",
-                 note=f"median of {self.settings.app_repeat}; limit: bare fork of a "
-                      f"{result['rss'] / 2**20:,.0f} MiB process, child writes one byte")
+                 self.app_cli, result["median"] + bare, "s", "ratio <= 2",
+                 note=f"median of {self.settings.app_repeat}; the `dynamo` command of a "
+                      f"regular (non-editable) install in a virtual environment of its own; "
+                      f"limit: a bare fork of a {result['rss'] / 2**20:,.0f} MiB process "
+                      f"whose child writes one byte ({fmt(result['median'], 's')}) plus "
+                      f"`python3 -I -S -c pass` ({fmt(bare, 's')}), medians")
         self.add("apps", "application start: socket submit (no client start-up) -> first byte",
                  self.app_direct, result["median"], "s", "ratio <= 3")
 
