@@ -49,6 +49,7 @@ from operator import itemgetter
 import orjson
 
 from dynamod.config import Config
+from dynamod.methods.answers import ANSWERS
 
 from contextlib import nullcontext
 
@@ -661,17 +662,20 @@ class Bench:
             dataset = self._typical_dataset()
             small = ("list_sites", {"pattern": "T1_US_FNAL_*"})
             get = ("get_dataset", {"name": dataset.name})
+            turns = [{"name": self.gen.dataset(i).name}
+                     for i in range(min(self.scale.datasets, 2 * ANSWERS))]
+            many = ("get_dataset", turns)
             seconds = self.settings.query_seconds
             for (method, params), label in ((small, "list_sites narrow pattern"),
-                                             (get, "get_dataset")):
+                                             (get, "get_dataset"),
+                                             (many, f"get_dataset of {len(turns):,} datasets "
+                                                    f"in turn")):
                 with self.profiled(f"{label} (1 connection)", self.loaded.pid):
                     ours, limit = self._rounds(servers, method, params, 1, seconds)
                 self.add("query", f"{label}, 1 connection: round trips/s", ours["rate"],
                          limit["rate"], "rt/s", "ratio >= 0.7" if method == "list_sites" else "",
                          note=f"best of {self.settings.rounds} alternating rounds of {seconds:g} s each; "
-                              f"{ours['count']:,} calls" + (
-                             f"; dataset with {len(dataset.blocks)} blocks, "
-                             f"{len(dataset.replicas)} replicas" if method == "get_dataset" else ""))
+                              f"{ours['count']:,} calls" + self._query_note(params, dataset))
                 self.add("query", f"{label}, 1 connection: p50 latency", ours["p50"] * 1e6,
                          limit["p50"] * 1e6, "us")
                 self.add("query", f"{label}, 1 connection: p99 latency", ours["p99"] * 1e6,
@@ -744,6 +748,20 @@ class Bench:
                 side.append(self._load(path, pid, method, params, connections, seconds))
         return [{**max(side, key=itemgetter("rate")), "cpu": min(r["cpu"] for r in side)}
                 for side in rounds]
+
+    @staticmethod
+    def _query_note(params, dataset) -> str:
+        if isinstance(params, list):
+            kept = ("more than the daemon keeps answers of (dynamod/methods/answers.py): "
+                    "each is made afresh" if len(params) > ANSWERS else
+                    "few enough that their answers are kept after the first round")
+            return (f"; the first {len(params):,} datasets of the store, each asked in turn, "
+                    f"{kept}; the echo is sent the same requests")
+        if "name" in params:
+            return (f"; one dataset with {len(dataset.blocks)} blocks, "
+                    f"{len(dataset.replicas)} replicas, asked again and again: its kept "
+                    f"answer, made again after each change")
+        return ""
 
     def _typical_dataset(self):
         """A dataset of the usual shape: 8 blocks (the mean), 2 replicas."""

@@ -6,9 +6,12 @@ sides of a query ratio run exactly the same client code.  Several of these
 start together (same start time) for the aggregate figure.
 
     python -m bench.load SOCKET METHOD PARAMS_JSON DURATION START_EPOCH OUT_FILE
+
+PARAMS_JSON is the parameters of every call, or a list of them taken in turn.
 """
 
 import array
+import itertools
 import sys
 import time
 
@@ -22,10 +25,11 @@ WARMUP_CALLS = 50
 def main() -> int:
     path, method, params, duration, start, out = sys.argv[1:7]
     params, duration, start = orjson.loads(params), float(duration), float(start)
+    turns = itertools.cycle(params if isinstance(params, list) else [params])
     latencies = array.array("d")
     with Client(path, timeout=60) as client:
         for _ in range(WARMUP_CALLS):
-            client.call(method, **params)
+            client.call(method, **next(turns))
         delay = start - time.time()
         if delay > 0:
             time.sleep(delay)
@@ -34,7 +38,7 @@ def main() -> int:
         end = began + duration
         now = began
         while now < end:
-            call(method, **params)
+            call(method, **next(turns))
             t = clock()
             latencies.append(t - now)
             now = t

@@ -9,6 +9,8 @@ has never been asked for (the same question in other words: `*` written `**`),
 which it must make afresh.
 """
 
+import json
+import os
 import random
 import threading
 import time
@@ -163,30 +165,70 @@ QUESTIONS = [("list_sites", {"pattern": "*"}), ("list_sites", {"pattern": "T2_*"
              ("list_datasets", {"pattern": "*/RAW", "limit": 1})]
 
 
-def kept(daemon) -> dict:
-    """The answers to QUESTIONS, to list_groups and to list_site_replicas of every site."""
+def kept(daemon, whole=True) -> dict:
+    """The answers to QUESTIONS and to list_groups; `whole`: also to list_site_replicas
+    of every site and to get_dataset of every dataset."""
     with daemon.client() as client:
-        return {"questions": [client.call(method, **params) for method, params in QUESTIONS],
-                "groups": [g["name"] for g in client.call("list_groups")["groups"]],
-                "replicas": [client.call("list_site_replicas", site=s["name"]) for s in SITES]}
+        answers = {"questions": [client.call(method, **params) for method, params in QUESTIONS],
+                   "groups": [g["name"] for g in client.call("list_groups")["groups"]]}
+        if whole:
+            answers["replicas"] = [client.call("list_site_replicas", site=s["name"])
+                                   for s in SITES]
+            answers["datasets"] = [client.call("get_dataset", name=d["name"])
+                                   for d in client.call("list_datasets")["datasets"]]
+    return answers
 
 
-def fresh(daemon, round_: list, groups) -> dict:
-    """The same answers made afresh: QUESTIONS in words not asked before, each site's
-    replicas from get_dataset (never kept); list_groups has no other words: the groups
-    the test made."""
+# What a read-only application sees of every dataset, in get_dataset's form: the answers
+# made afresh from the objects, by another code than the queries'.
+SHOWN = """\
+import json
+from dynamod.executable import inventory
+
+def replica(r):
+    held = [{"block": br.block.name, "site": br.site.name, "group": br.group.name,
+             "is_custodial": br.is_custodial, "size": br.size, "last_update": br.last_update,
+             "complete": br.is_complete()} for br in r.block_replicas]
+    return {"dataset": r.dataset.name, "site": r.site.name, "growing": r.growing,
+            "group": r.group.name, "blockreplicas": sorted(held, key=lambda v: v["block"])}
+
+def dataset(d):
+    blocks = sorted(d.blocks, key=lambda b: b.name)
+    return {"name": d.name, "id": d.id, "status": d.status, "data_type": d.data_type,
+            "software_version": d.software_version, "last_update": d.last_update,
+            "is_open": d.is_open, "size": sum(b.size for b in blocks),
+            "num_files": sum(b.num_files for b in blocks), "num_blocks": len(blocks),
+            "blocks": [{"name": b.name, "dataset": d.name, "id": b.id, "size": b.size,
+                        "num_files": b.num_files, "is_open": b.is_open,
+                        "last_update": b.last_update} for b in blocks],
+            "replicas": sorted((replica(r) for r in d.replicas), key=lambda v: v["site"])}
+
+print(json.dumps([dataset(inventory.datasets[n]) for n in sorted(inventory.datasets)]))
+"""
+
+
+def fresh(daemon, round_: list, groups, whole=True) -> dict:
+    """The same answers made afresh: QUESTIONS in words not asked before; the datasets,
+    and each site's replicas from them, as a read-only application sees them (whose
+    record is a commit); list_groups has no other words: the groups the test made."""
     round_.append(None)
     stars = "*" * (len(round_) + 1)
     with daemon.client() as client:
         questions = [client.call(method, **{**params, "pattern": params["pattern"].replace(
             "*", stars, 1)}) for method, params in QUESTIONS]
-        shown = [client.call("get_dataset", name=d["name"])
-                 for d in client.call("list_datasets", pattern=stars)["datasets"]]
+    if not whole:
+        return {"questions": questions, "groups": sorted(groups)}
+    app = daemon.call("run_application", script=SHOWN, path="shown.py", attach=False)
+    ended = wait_for_end(daemon, app["id"])
+    assert ended["status"] == "done", ended
+    with open(os.path.join(ended["workarea"], "stdout")) as f:
+        shown = json.load(f)
     return {"questions": questions, "groups": sorted(groups),
             "replicas": [{"site": s["name"],
                           "replicas": sorted((r for d in shown for r in d["replicas"]
                                               if r["site"] == s["name"]),
-                                             key=lambda r: r["dataset"])} for s in SITES]}
+                                             key=lambda r: r["dataset"])} for s in SITES],
+            "datasets": shown}
 
 
 WRITER = """\
@@ -257,7 +299,8 @@ def test_answers_read_during_a_commit_that_fails_are_not_kept(daemon):
         deadline = time.monotonic() + 10
         while kept(daemon) == before:   # until the change is applied
             assert time.monotonic() < deadline, "the change was never applied"
-        assert kept(daemon) == fresh(daemon, round_, ())
+        # (the application that makes the datasets afresh would wait for the lock)
+        assert kept(daemon, whole=False) == fresh(daemon, round_, (), whole=False)
         thread.join(30)
         assert failed == {"code": "store_error"}
     finally:

@@ -130,6 +130,10 @@ class BlockSet(_SetLike):
     def _index(self, raw: bytes) -> int:
         return bisect_left(self.rows, raw, key=self.table.raw_name)
 
+    def values(self) -> list:
+        """Block.values of each block, in name order, without a view per block."""
+        return list(map(self.table.values_at, self.rows)) if self.table is not None else []
+
     def find(self, name):
         """The Block named `name`, or None."""
         if not isinstance(name, str) or self.table is None:
@@ -179,6 +183,10 @@ class ReplicaChain(_SetLike):
     def __contains__(self, replica):
         return (type(replica) is BlockReplica and replica[0] is self.table
                 and self.table.in_chain(replica[1], self.owner))
+
+    def facts(self) -> list:
+        """See BlockReplicaTable.chain_facts."""
+        return self.table.chain_facts(self.owner) if self.table is not None else []
 
 
 def _enum(values: tuple):

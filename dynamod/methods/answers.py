@@ -1,4 +1,5 @@
-"""Answers of the list queries, kept encoded while memory does not change.
+"""Answers of the list queries and of get_dataset, kept encoded while memory does not
+change.
 
 A list answer (`list_sites`, `list_datasets`...) is a function of the
 inventory in memory alone, and building and encoding one walks many objects

@@ -1,5 +1,5 @@
-"""Inventory queries (answered from memory; the lists' answers kept while memory does not
-change, answers.py) and changes (inject, delete)."""
+"""Inventory queries (answered from memory; the lists' and datasets' answers kept while
+memory does not change, answers.py) and changes (inject, delete)."""
 
 from operator import attrgetter, itemgetter
 
@@ -109,11 +109,11 @@ def dataset_view(dataset) -> dict:
             "num_files": blocks.total("num_files"), "num_blocks": len(blocks)}
 
 
-def block_views(blocks) -> list[dict]:
+def block_views(values) -> list[dict]:
+    """Views of blocks given by their `Block.values()`."""
     return [{"name": name, "dataset": dataset.name, "id": id_, "size": size,
              "num_files": num_files, "is_open": is_open, "last_update": last_update}
-            for id_, dataset, name, size, num_files, is_open, last_update
-            in map(Block.values, blocks)]
+            for id_, dataset, name, size, num_files, is_open, last_update in values]
 
 
 def file_view(f) -> dict:
@@ -133,8 +133,18 @@ def block_replica_views(replicas) -> list[dict]:
 def dataset_replica_views(replicas) -> list[dict]:
     groups = _GROUP_NAMES
     return [{"dataset": dataset, "site": site, "growing": growing, "group": groups[group],
-             "blockreplicas": _by_name(block_replica_views(block_replicas), "block")}
+             "blockreplicas": _chain_views(block_replicas, site)}
             for dataset, site, growing, group, block_replicas in _DATASET_REPLICA.each(replicas)]
+
+
+def _chain_views(block_replicas, site: str) -> list[dict]:
+    """The views of a dataset replica's block replicas (at `site`), by block name (a
+    replica's blocks are distinct, so its facts sort by name alone)."""
+    groups = _GROUP_NAMES
+    return [{"block": block, "site": site, "group": groups[group], "is_custodial": is_custodial,
+             "size": size, "last_update": last_update, "complete": complete}
+            for block, group, is_custodial, size, last_update, complete
+            in sorted(block_replicas.facts())]
 
 
 def _by_name(views, key="name"):
@@ -178,11 +188,15 @@ def list_datasets(call: Call, pattern: str = "*", limit: int | None = None) -> o
 
 
 @method("get_dataset", Access.READ)
-def get_dataset(call: Call, name: str) -> dict:
+def get_dataset(call: Call, name: str) -> orjson.Fragment:
     """One dataset with its blocks and its replicas."""
-    dataset = call.inventory.dataset(name)
-    return {**dataset_view(dataset), "blocks": _by_name(block_views(dataset.blocks)),
-            "replicas": _by_name(dataset_replica_views(dataset.replicas), "site")}
+    inventory = call.inventory
+
+    def answer():
+        dataset = inventory.dataset(name)
+        return {**dataset_view(dataset), "blocks": block_views(dataset.blocks.values()),
+                "replicas": _by_name(dataset_replica_views(dataset.replicas), "site")}
+    return _ANSWERS.get(inventory, ("get_dataset", name), answer)
 
 
 @method("get_block", Access.READ)
@@ -194,7 +208,7 @@ def get_block(call: Call, name: str) -> dict:
     for replica, view in zip(replicas, views):
         if not view["complete"]:
             view["files"] = sorted(f.lfn for f in replica.files())
-    return {**block_views((block,))[0],
+    return {**block_views((block.values(),))[0],
             "files": _by_name(map(file_view, block.files_by_lfn.values())),
             "replicas": _by_name(views, "site")}
 
