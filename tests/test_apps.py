@@ -293,7 +293,7 @@ def test_child_drops_the_setuid_capability_a_service_account_keeps():
             assert libc.capset(ctypes.byref(header), data) == 0
             assert _capability(1 << CAP_SETUID, "CapEff")
             app = types.SimpleNamespace(uid=65534, gid=65534, user="nobody", id=1, cwd="/")
-            child._become(app)
+            child.become(app)
             assert os.getuid() == 65534 and not _capability(~0, "CapPrm")
             try:
                 os.setuid(1)

@@ -105,7 +105,7 @@ def test_the_cache_stays_bounded_and_its_limit_changes_live(small_cache):
 
 WALK = """
 import json
-cache = inventory._inventory.file_cache
+cache = inventory.memory.file_cache
 seen, most = {}, 0
 for dataset in inventory.datasets.values():
     for block in dataset.blocks:

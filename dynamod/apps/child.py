@@ -81,7 +81,7 @@ def run(plan: Plan) -> None:
             AppCgroups.enter(plan.cgroup)
         _first_to_go()
         _limit(plan.rlimits, plan.memory)
-        _become(plan.app)
+        become(plan.app)
         _die_with(daemon)
         if plan.stdio is None:  # asynchronous: output goes to files of the caller's own
             for target, fd in enumerate(_workarea_streams(plan.workarea)):
@@ -194,7 +194,7 @@ def _drop_capabilities():
         raise PermissionError(f"capabilities still held: {', '.join(held)}")
 
 
-def _become(app):
+def become(app):
     """Take the caller's uid, gid and groups (when the daemon may) and environment."""
     try:
         account = pwd.getpwuid(app.uid)

@@ -19,6 +19,13 @@ class ApplicationInventory:
         self.records = Runs()
 
     @property
+    def memory(self):
+        """The daemon's Inventory as it was at the fork, with this application's changes:
+        for checking scripts (`problems()`, `counts()`) and tests.  Its interface is the
+        daemon's own, not the original's, and may change between versions."""
+        return self._inventory
+
+    @property
     def sites(self) -> dict:
         return self._inventory.sites
 

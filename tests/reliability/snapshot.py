@@ -34,7 +34,7 @@ def listing_order(inv) -> dict:
 MEMORY_SCRIPT = inspect.getsource(listing_order) + """
 import json
 from dynamod.inventory.rows import all_rows
-held = inventory._inventory
+held = inventory.memory
 print(json.dumps({"rows": all_rows(held), "next_ids": held.next_ids,
                   "order": listing_order(held), "problems": held.problems()}))
 """
