@@ -696,6 +696,7 @@ class Bench:
             self.add("query", f"list_sites, {n} connections: p99 latency", ours["p99"] * 1e6,
                      limit["p99"] * 1e6, "us")
             self._listing_after_changes(dataset)
+            self._status()
         finally:
             echo.terminate()
             echo.wait(30)
@@ -737,6 +738,20 @@ class Bench:
                               f"answered (truncated: {answer['truncated']}) of "
                               f"{self.scale.datasets:,}")
             client.call("delete", data={"dataset": [{"name": name} for name in made]})
+
+    def _status(self, calls: int = 200):
+        """`status` (the inventory's counts among the rest): the event loop's CPU per call,
+        as `_listing_after_changes` reads it; median."""
+        pid, used = self.loaded.pid, []
+        with self.loaded.client() as client:
+            for _ in range(calls):
+                before = _thread_cpu(pid)
+                client.call("status")
+                time.sleep(0.001)
+                used.append(_thread_cpu(pid) - before)
+        self.add("query", "status: daemon CPU per call", statistics.median(used) * 1e6, None,
+                 "us", "ours <= 1000", note=f"median of {calls} calls; CPU of the event loop's "
+                                       f"thread; {sum(self.counts.values()):,} objects")
 
     def _rounds(self, servers, method, params, connections, seconds):
         """The daemon and the echo (each a (socket, pid) of `servers`) in alternating
