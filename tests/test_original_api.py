@@ -99,8 +99,8 @@ out['dataset_replicas()'] = names(r.dataset for r in t3.dataset_replicas())
 for replica in t3.dataset_replicas():  # a copy: deleting while iterating is safe
     inventory.delete(replica)
 out['after delete'] = [len(t3.dataset_replicas()), len(t3.dataset_replicas)]
-out['find_dataset_replica'] = [t2.find_dataset_replica(dataset) is dataset.find_replica(t2),
-                               t2.find_dataset_replica(D) is dataset.find_replica('T2_US_XYZ'),
+out['find_dataset_replica'] = [t2.find_dataset_replica(dataset) == dataset.find_replica(t2),
+                               t2.find_dataset_replica(D) == dataset.find_replica('T2_US_XYZ'),
                                t2.find_dataset_replica(other)]
 out['find_dataset_replica must_find'] = raises(lambda: t2.find_dataset_replica(other, True))
 out['find_block_replica'] = [t2.find_block_replica(b2) == b2.find_replica(t2),
@@ -333,7 +333,8 @@ out['block_replicas ops'] = [names(r.block for r in full.block_replicas - {b1.fi
                              full.block_replicas == {b1.find_replica(t2), b2.find_replica(t2)},
                              names(r.site for r in b1.replicas & {b1.find_replica(t3)}),
                              repr(b2.replicas - b2.replicas)]
-out['site set'] = [isinstance(t2.dataset_replicas, set), t2.dataset_replicas == {full},
+out['site set'] = [isinstance(t2.dataset_replicas, collections.abc.Set),
+                   t2.dataset_replicas == {full},
                    t2.dataset_replicas() == t2.dataset_replicas,
                    repr(t2.dataset_replicas()).startswith('set([DatasetReplica(')]
 print(json.dumps(out))

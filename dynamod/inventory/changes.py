@@ -22,8 +22,7 @@ from ..tables import Undo
 from . import partitions as parts
 from .fields import MAX_COUNT
 from .inventory import PLURAL
-from .objects import (NO_MEMBERS, Block, BlockReplica, Dataset, DatasetReplica, File, Group,
-                      Members, Site)
+from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
 
 
 def _defaults(cls, *names) -> dict:
@@ -49,7 +48,7 @@ KEEP = _Keep()
 
 def store_key(obj) -> tuple:
     """The object's identity in the store: (kind, primary key)."""
-    if isinstance(obj, DatasetReplica):
+    if isinstance(obj, DatasetReplica):   # (deleted: the store key is taken before)
         return obj.kind, (obj.dataset.id, obj.site.id)
     if isinstance(obj, BlockReplica):
         return obj.kind, (obj.block.id, obj.site.id)
@@ -67,7 +66,8 @@ def describe(obj) -> str:
     if cls is BlockReplica:
         return f"{obj.kind} {obj.site.name}:{obj.block.full_name()}"
     if cls is DatasetReplica:
-        return f"{obj.kind} {obj.site.name}:{obj.dataset.name}"
+        dataset = obj.dataset   # a deleted one's is a name
+        return f"{obj.kind} {obj.site.name}:{getattr(dataset, 'name', dataset)}"
     if cls is Block:
         return f"{obj.kind} {obj.full_name()}"
     return f"{obj.kind} {obj.name}"
@@ -267,18 +267,6 @@ class ChangeSet:
         else:
             container.add(key_or_item)
             self._undo.call(lambda: container.discard(key_or_item))
-
-    def _attach(self, obj, members: str, item):
-        """Add `item` to the Members tuple `obj.<members>` (a dataset's few replicas),
-        undoably."""
-        old = getattr(obj, members)
-        setattr(obj, members, Members((*old, item)))
-        self._undo.call(lambda: setattr(obj, members, old))
-
-    def _detach(self, obj, members: str, item):
-        old = getattr(obj, members)
-        setattr(obj, members, Members(m for m in old if m is not item) or NO_MEMBERS)
-        self._undo.call(lambda: setattr(obj, members, old))
 
     def _remove(self, container, key_or_item):
         if isinstance(container, dict):
@@ -537,10 +525,11 @@ class ChangeSet:
         if replica is not None:
             self._set(replica, fields)
             return replica
-        fields = {"growing": bool(dataset.replicas), "group": self.inventory.groups[None], **fields}
-        replica = DatasetReplica(dataset, site, **fields)
-        self._attach(dataset, "replicas", replica)
-        self._add(site.dataset_replicas, replica)
+        values = {n: checked(DatasetReplica, n, v) for n, v in
+                  {"growing": bool(dataset.replicas), "group": self.inventory.groups[None],
+                   **fields}.items()}
+        replica, undo = self.inventory.dataset_replicas.add(dataset, site, **values)
+        self._undo.call(undo)
         self._touch(replica, "created")
         return replica
 
@@ -673,9 +662,8 @@ class ChangeSet:
     def delete_dataset_replica(self, replica: DatasetReplica):
         for block_replica in list(replica.block_replicas):
             self._unlink_block_replica(replica, block_replica)
-        self._detach(replica.dataset, "replicas", replica)
-        self._remove(replica.site.dataset_replicas, replica)
-        self._gone(replica)
+        self._gone(replica)   # first: its store key names the dataset's id
+        self._undo.call(self.inventory.dataset_replicas.delete(replica))
 
     def delete_block_replica(self, block_replica: BlockReplica):
         """Remove it; the dataset replica goes too when this was its last block replica."""

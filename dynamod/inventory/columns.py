@@ -40,7 +40,7 @@ from operator import attrgetter, itemgetter, lshift, ne, or_
 import orjson
 
 from ..errors import InvalidValue
-from .objects import NO_MEMBERS, NO_ROW, Block, BlockReplica, Members
+from .objects import NO_MEMBERS, NO_ROW, Block, BlockReplica, DatasetReplica, Members, ReplicaChain
 
 _new_view = tuple.__new__
 # Rows turned into columns at a time at start-up: as many as the store's reader
@@ -207,7 +207,7 @@ class BlockReplicaTable:
 
     __slots__ = ("blocks", "block", "site", "group", "is_custodial", "size", "last_update",
                  "alive", "next_in_block", "next_in_owner", "prev_in_owner", "files",
-                 "sites", "groups")
+                 "sites", "groups", "owners")
     COLUMNS = ("block", "site", "group", "is_custodial", "size", "last_update", "alive",
                "next_in_block", "next_in_owner", "prev_in_owner")
 
@@ -223,6 +223,7 @@ class BlockReplicaTable:
         self.files = {}       # row -> the file ids of an incomplete replica (an array)
         self.sites = sites    # id -> Site
         self.groups = groups  # id -> Group
+        self.owners = None    # the DatasetReplicaTable (it sets itself here)
 
     def __len__(self):
         return len(self.block)
@@ -259,17 +260,18 @@ class BlockReplicaTable:
         return map(_new_view, repeat(BlockReplica),
                    zip(repeat(self), compress(count(), self.alive)))
 
-    def chain(self, owner):
-        """The block replicas of a dataset replica, in creation order."""
-        row, after = owner.head, self.next_in_owner
+    def chain(self, owner: int):
+        """The block replicas of the dataset replica at row `owner`, in creation order."""
+        row, after = self.owners.head[owner], self.next_in_owner
         while row != NO_ROW:
             yield _new_view(BlockReplica, (self, row))
             row = after[row]
 
-    def in_chain(self, row, owner) -> bool:
+    def in_chain(self, row, owner: int) -> bool:
+        owners = self.owners
         return (row < len(self.alive) and self.alive[row] != 0
-                and self.site[row] == owner.site.id
-                and self.blocks.dataset[self.block[row]] is owner.dataset)
+                and self.site[row] == owners.site[owner]
+                and self.blocks.dataset[self.block[row]] is owners.dataset[owner])
 
     def usage_facts(self, row) -> tuple:
         """What the usage (partitions.py) reads of a replica, in one call: its site, its
@@ -284,13 +286,7 @@ class BlockReplicaTable:
         getattr(self, name)[row] = value
 
     def set_group(self, row, group):
-        self.group[row] = self._group_id(group)
-
-    def _group_id(self, group) -> int:
-        if self.groups.get(getattr(group, "id", None)) is not group:
-            raise InvalidValue(f"a block replica's group is a Group of the inventory, not "
-                               f"{group!r}", field="group")
-        return group.id
+        self.group[row] = _group_id(self.groups, group, "a block replica")
 
     def set_file_ids(self, row, file_ids):
         if file_ids is None:
@@ -302,17 +298,17 @@ class BlockReplicaTable:
             raise InvalidValue(f"a block replica's file_ids are the ids of its files (None: "
                                f"all), not {file_ids!r}", field="file_ids") from None
 
-    def add(self, owner, block: Block, site, group, is_custodial, size, last_update,
-            file_ids):
+    def add(self, owner: DatasetReplica, block: Block, site, group, is_custodial, size,
+            last_update, file_ids):
         """A new replica (checked values) of `block`, in the chain of `owner` (the
         dataset replica at that site): (its view, the undo)."""
-        row, block_row = len(self.block), block[1]
+        row, block_row, owner = len(self.block), block[1], owner[1]
         for column, value in zip(
                 (self.block, self.site, self.group, self.is_custodial, self.size,
                  self.last_update, self.alive, self.next_in_block, self.next_in_owner,
                  self.prev_in_owner),
-                (block_row, site.id, self._group_id(group), is_custodial, size, last_update,
-                 1, NO_ROW, NO_ROW, owner.tail)):
+                (block_row, site.id, _group_id(self.groups, group, "a block replica"),
+                 is_custodial, size, last_update, 1, NO_ROW, NO_ROW, self.owners.tail[owner])):
             column.append(value)
         self.set_file_ids(row, file_ids)
         first, after = self.blocks.first_replica, self.next_in_block
@@ -323,8 +319,8 @@ class BlockReplicaTable:
             while after[last] != NO_ROW:
                 last = after[last]
             after[last] = row
-        self._point(owner, owner.tail, NO_ROW, row, row)
-        owner.length += 1
+        self._point(owner, self.owners.tail[owner], NO_ROW, row, row)
+        self.owners.length[owner] += 1
         replica = _new_view(BlockReplica, (self, row))
 
         def undo():
@@ -334,11 +330,11 @@ class BlockReplicaTable:
             self.files.pop(row, None)
         return replica, undo
 
-    def delete(self, replica: BlockReplica, owner):
+    def delete(self, replica: BlockReplica, owner: DatasetReplica):
         """The replica leaves its block and `owner`'s chain; returns the undo (which puts
         it back where it was: undos run newest first, so its neighbours are as the
         deletion left them)."""
-        row = replica[1]
+        row, owner = replica[1], owner[1]
         before = self._unlink(row, owner)
         self.alive[row] = 0
         return partial(self._relink, row, owner, before)
@@ -357,7 +353,7 @@ class BlockReplicaTable:
             after[before] = after[row]
         previous, following = self.prev_in_owner[row], self.next_in_owner[row]
         self._point(owner, previous, following, following, previous)
-        owner.length -= 1
+        self.owners.length[owner] -= 1
         return before
 
     def _relink(self, row, owner, before):
@@ -369,27 +365,22 @@ class BlockReplicaTable:
             after[row] = after[before]
             after[before] = row
         self._point(owner, self.prev_in_owner[row], self.next_in_owner[row], row, row)
-        owner.length += 1
+        self.owners.length[owner] += 1
         self.alive[row] = 1
 
     def _point(self, owner, previous, following, forward, backward):
-        """In `owner`'s chain, `previous` (NO_ROW: the head) now leads to `forward`, and
-        `following` (NO_ROW: the tail) back to `backward`."""
-        if previous == NO_ROW:
-            owner.head = forward
-        else:
-            self.next_in_owner[previous] = forward
-        if following == NO_ROW:
-            owner.tail = backward
-        else:
-            self.prev_in_owner[following] = backward
+        """In the chain of the dataset replica at row `owner`, `previous` (NO_ROW: the
+        head) now leads to `forward`, and `following` (NO_ROW: the tail) back to
+        `backward`."""
+        _point(self.owners.head, self.owners.tail, self.next_in_owner, self.prev_in_owner,
+               owner, previous, following, forward, backward)
 
     # ------------------------------------------------------------ loading
     def load(self, rows, owners: dict):
         """Fill the empty table with the store's block replica rows (block id, site id, group id, custodial,
         size, last_update, file ids as JSON or NULL), in key order (block, site), a
-        batch at a time, column by column; then link them.  `owners`: the
-        DatasetReplica of each `owner_key(dataset id, site id)`."""
+        batch at a time, column by column; then link them.  `owners`: the row of the
+        dataset replica of each `owner_key(dataset id, site id)`."""
         ids = self.blocks.id
         for batch in _batches(rows):
             first = len(self.block)
@@ -424,19 +415,257 @@ class BlockReplicaTable:
         self.next_in_owner = array("i", [NO_ROW]) * n
         self.prev_in_owner = array("i", [NO_ROW]) * n
         after, before = self.next_in_owner, self.prev_in_owner
+        heads, tails, lengths = self.owners.head, self.owners.tail, self.owners.length
         dataset_ids = array("q", map(attrgetter("id"), self.blocks.dataset))
         keys = map(or_, map(lshift, map(dataset_ids.__getitem__, block), repeat(32)),
                    self.site)   # owner_key of each row, in C
-        for row, key in enumerate(keys):
-            owner = owners[key]
-            tail = owner.tail
+        for row, owner in enumerate(map(owners.__getitem__, keys)):
+            tail = tails[owner]
             if tail == NO_ROW:
-                owner.head = row
+                heads[owner] = row
             else:
                 after[tail] = row
                 before[row] = tail
-            owner.tail = row
-            owner.length += 1
+            tails[owner] = row
+            lengths[owner] += 1
+
+
+class DatasetReplicaTable:
+    """Every dataset replica of the inventory, one row each.  Besides its fields, a row
+    holds the ends of its chain of block replicas (`head`, `tail`, `length`: the
+    BlockReplicaTable keeps them) and its links: the next replica of its dataset (from
+    the Dataset's `first_replica`; a dataset has a few) and its neighbours at its site
+    (a doubly linked chain from the site's SiteReplicas `head` to its `tail`: a site
+    holds thousands, and one leaves in O(1))."""
+
+    __slots__ = ("replicas", "dataset", "site", "group", "growing", "alive", "head", "tail",
+                 "length", "next_in_dataset", "next_at_site", "prev_at_site", "sites", "groups")
+    COLUMNS = ("site", "group", "growing", "alive", "head", "tail", "length", "next_in_dataset",
+               "next_at_site", "prev_at_site")
+
+    def __init__(self, replicas: BlockReplicaTable):
+        self.replicas = replicas
+        replicas.owners = self
+        self.site, self.group = array("I"), array("I")   # ids, as the block replicas'
+        self.growing, self.alive = array("b"), array("b")
+        self.head, self.tail, self.length = array("i"), array("i"), array("i")
+        self.next_in_dataset, self.next_at_site, self.prev_at_site = (array("i") for _ in range(3))
+        self.dataset = []   # the Dataset of each row (a dead row: its name)
+        self.sites, self.groups = replicas.sites, replicas.groups
+
+    def __len__(self):
+        return len(self.site)
+
+    def __repr__(self):
+        return (f"<DatasetReplicaTable: {self.alive.count(1)} dataset replicas in "
+                f"{len(self)} rows>")
+
+    # ------------------------------------------------------------ reading
+    def is_set(self, name) -> bool:
+        return True
+
+    def site_at(self, row):
+        return self.sites[self.site[row]]
+
+    def group_at(self, row):
+        return self.groups[self.group[row]]
+
+    def site_chain(self, row):
+        """The SiteReplicas whose chain holds `row` (None: a dead or undone row)."""
+        if row < len(self.alive) and self.alive[row] != 0:
+            return self.sites[self.site[row]].dataset_replicas
+        return None
+
+    def values_at(self, row) -> tuple:
+        """See DatasetReplica.values."""
+        return (self.dataset[row], self.sites[self.site[row]], self.growing[row] != 0,
+                self.groups[self.group[row]])
+
+    def block_replicas_of(self, row) -> ReplicaChain:
+        return ReplicaChain(self.replicas, row)
+
+    def of_dataset(self, row) -> Members:
+        """The dataset replicas listed from `row` (a Dataset's `first_replica`)."""
+        found, after = [], self.next_in_dataset
+        while row != NO_ROW:
+            found.append(_new_view(DatasetReplica, (self, row)))
+            row = after[row]
+        return Members(found) if found else NO_MEMBERS
+
+    def at_site(self, chain):
+        """The dataset replicas of a site's SiteReplicas, in creation order."""
+        row, after = chain.head, self.next_at_site
+        while row != NO_ROW:
+            yield _new_view(DatasetReplica, (self, row))
+            row = after[row]
+
+    def views(self):
+        """Every (live) dataset replica."""
+        return map(_new_view, repeat(DatasetReplica),
+                   zip(repeat(self), compress(count(), self.alive)))
+
+    # ----------------------------------------------------------- changing
+    def store(self, name, row, value):
+        getattr(self, name)[row] = value
+
+    def set_group(self, row, group):
+        self.group[row] = _group_id(self.groups, group, "a dataset replica")
+
+    def add(self, dataset, site, growing, group):
+        """A new replica (checked values) of `dataset` at `site`, last of both: (its view,
+        the undo)."""
+        row, chain = len(self.site), site.dataset_replicas
+        for column, value in zip(
+                (self.site, self.group, self.growing, self.alive, self.head, self.tail,
+                 self.length, self.next_in_dataset, self.next_at_site, self.prev_at_site),
+                (site.id, _group_id(self.groups, group, "a dataset replica"), growing, 1,
+                 NO_ROW, NO_ROW, 0, NO_ROW, NO_ROW, chain.tail)):
+            column.append(value)
+        self.dataset.append(dataset)
+        self._relist(dataset, row, self._last_of(dataset))
+        chain.table = self
+        self._relink(chain, row)
+
+        def undo():
+            self._unlist(dataset, row)
+            self._unlink(chain, row)
+            for name in self.COLUMNS:
+                del getattr(self, name)[row:]
+            del self.dataset[row:]
+        return _new_view(DatasetReplica, (self, row)), undo
+
+    def delete(self, replica: DatasetReplica):
+        """The replica (its block replicas gone already) leaves its dataset and its site;
+        returns the undo.  The dead row keeps the dataset's name, not the Dataset."""
+        row = replica[1]
+        dataset, chain = self.dataset[row], self.sites[self.site[row]].dataset_replicas
+        before = self._unlist(dataset, row)
+        self._unlink(chain, row)
+        self.alive[row] = 0
+        self.dataset[row] = dataset.name
+
+        def undo():
+            self.dataset[row] = dataset
+            self.alive[row] = 1
+            self._relist(dataset, row, before)
+            self._relink(chain, row)
+        return undo
+
+    def _last_of(self, dataset) -> int:
+        row, after = dataset.first_replica, self.next_in_dataset
+        if row != NO_ROW:
+            while after[row] != NO_ROW:
+                row = after[row]
+        return row
+
+    def _unlist(self, dataset, row) -> int:
+        """Take the row out of its dataset's list; returns the row before it (NO_ROW: it
+        was the first)."""
+        after = self.next_in_dataset
+        if dataset.first_replica == row:
+            dataset.first_replica = after[row]
+            return NO_ROW
+        before = dataset.first_replica
+        while after[before] != row:
+            before = after[before]
+        after[before] = after[row]
+        return before
+
+    def _relist(self, dataset, row, before):
+        """Put the row back into its dataset's list after `before` (NO_ROW: first)."""
+        after = self.next_in_dataset
+        if before == NO_ROW:
+            after[row] = dataset.first_replica
+            dataset.first_replica = row
+        else:
+            after[row] = after[before]
+            after[before] = row
+
+    def _unlink(self, chain, row):
+        """Take the row out of its site's chain (its own links stay)."""
+        previous, following = self.prev_at_site[row], self.next_at_site[row]
+        self._point(chain, previous, following, following, previous)
+        chain.length -= 1
+
+    def _relink(self, chain, row):
+        """Put the row back into its site's chain between its own links."""
+        self._point(chain, self.prev_at_site[row], self.next_at_site[row], row, row)
+        chain.length += 1
+
+    def _point(self, chain, previous, following, forward, backward):
+        """In a site's chain, `previous` (NO_ROW: the head) now leads to `forward`, and
+        `following` (NO_ROW: the tail) back to `backward`."""
+        if previous == NO_ROW:
+            chain.head = forward
+        else:
+            self.next_at_site[previous] = forward
+        if following == NO_ROW:
+            chain.tail = backward
+        else:
+            self.prev_at_site[following] = backward
+
+    # ------------------------------------------------------------ loading
+    def load(self, rows, datasets: dict) -> dict:
+        """Fill the empty table with the store's dataset replica rows (dataset id, site
+        id, growing, group id), in key order, a batch at a time, column by column; then
+        list them.  Returns the row of each `owner_key(dataset id, site id)`, for
+        `BlockReplicaTable.load`."""
+        owners = {}
+        for batch in _batches(rows):
+            first, n = len(self.site), len(batch)
+            dataset_ids, site_ids = list(map(itemgetter(0), batch)), list(map(itemgetter(1), batch))
+            self.dataset += map(datasets.__getitem__, dataset_ids)
+            self.site.extend(site_ids)
+            self.growing.extend(map(itemgetter(2), batch))
+            groups = list(map(itemgetter(3), batch))
+            self.group.extend(map({None: 0}.get, groups, groups))   # NULL: the null group
+            self.alive.extend(repeat(1, n))
+            self.length.extend(repeat(0, n))
+            for column in (self.head, self.tail, self.next_in_dataset, self.next_at_site,
+                           self.prev_at_site):
+                column.extend(repeat(NO_ROW, n))
+            owners.update(zip(map(owner_key, dataset_ids, site_ids), count(first)))
+        self._list_loaded()
+        return owners
+
+    def _list_loaded(self):
+        """The lists of freshly loaded rows: a dataset's rows are consecutive (key order),
+        each leads to the next; each site's chain takes its rows in order."""
+        dataset, after, sites = self.dataset, self.next_in_dataset, self.sites
+        previous = None
+        for row, (owner, site_id) in enumerate(zip(dataset, self.site)):
+            if owner is previous:
+                after[row - 1] = row
+            else:
+                owner.first_replica = row
+                previous = owner
+            chain = sites[site_id].dataset_replicas
+            chain.table = self
+            self.prev_at_site[row] = chain.tail
+            self._relink(chain, row)
+
+
+def _group_id(groups: dict, group, owner: str) -> int:
+    """The id of `group` (a replica's), which must be a Group of the inventory
+    (`groups`, by id)."""
+    if groups.get(getattr(group, "id", None)) is not group:
+        raise InvalidValue(f"{owner}'s group is a Group of the inventory, not {group!r}",
+                           field="group")
+    return group.id
+
+
+def _point(heads, tails, after, before, owner, previous, following, forward, backward):
+    """In the chain of `owner` (its ends in `heads` and `tails`, its links in `after`
+    and `before`), `previous` (NO_ROW: the head) now leads to `forward`, and `following`
+    (NO_ROW: the tail) back to `backward`."""
+    if previous == NO_ROW:
+        heads[owner] = forward
+    else:
+        after[previous] = forward
+    if following == NO_ROW:
+        tails[owner] = backward
+    else:
+        before[following] = backward
 
 
 def owner_key(dataset_id: int, site_id: int) -> int:

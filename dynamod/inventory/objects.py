@@ -50,16 +50,6 @@ class ObjectSet(set):
     __repr__ = _set_repr
 
 
-class SiteReplicas(ObjectSet):
-    """A site's dataset replicas: a set, and callable as the original's method
-    `site.dataset_replicas()`, which gives a copy (safe to iterate while deleting)."""
-
-    __slots__ = ()
-
-    def __call__(self) -> ObjectSet:
-        return ObjectSet(self)
-
-
 class _SetLike(Set):
     """What makes a compact collection of the inventory a `collections.abc.Set`: set
     comparisons and operators (`-`, `|`, `&`, `^`, `<=`, `isdisjoint`), results as
@@ -98,6 +88,34 @@ class Members(tuple, _SetLike):
 NO_MEMBERS = Members()
 NO_ROW = -1  # the end of a chain of rows (columns.py)
 _new_view = tuple.__new__   # _new_view(Block, (table, row)): a view, all in C
+
+
+class SiteReplicas(_SetLike):
+    """A site's dataset replicas: a doubly linked chain of rows in the inventory's
+    DatasetReplicaTable (columns.py), from `head` to `tail` (`length` of them), which
+    that table keeps (and sets `table` on the first one).  A set (`in` and `len` take
+    O(1)), and callable as the original's method `site.dataset_replicas()`, which gives
+    a copy (safe to iterate while deleting)."""
+
+    __slots__ = ("table", "head", "tail", "length")
+
+    def __init__(self):
+        self.table = None   # None until the site holds a replica
+        self.head = self.tail = NO_ROW
+        self.length = 0
+
+    def __call__(self) -> ObjectSet:
+        return ObjectSet(self)
+
+    def __len__(self):
+        return self.length
+
+    def __iter__(self):
+        return self.table.at_site(self) if self.table is not None else iter(())
+
+    def __contains__(self, replica):
+        return (type(replica) is DatasetReplica and replica[0] is self.table
+                and self.table.site_chain(replica[1]) is self)
 
 
 class BlockSet(_SetLike):
@@ -168,13 +186,13 @@ class ReplicaChain(_SetLike):
     __slots__ = ("table", "owner")
 
     def __init__(self, table, owner):
-        self.table, self.owner = table, owner
+        self.table, self.owner = table, owner   # the BlockReplicaTable, the owner's row
 
     def __len__(self):
-        return self.owner.length
+        return self.table.owners.length[self.owner]
 
     def __iter__(self):
-        return self.table.chain(self.owner) if self.table is not None else iter(())
+        return self.table.chain(self.owner)
 
     def __contains__(self, replica):
         return (type(replica) is BlockReplica and replica[0] is self.table
@@ -318,8 +336,12 @@ class Group:
 
 
 class Dataset:
+    """A dataset.  Its blocks are a BlockSet (rows of the BlockTable); its replicas a
+    list of rows of the DatasetReplicaTable from `first_replica`, which that table
+    keeps (columns.py)."""
+
     __slots__ = ("_name", "_status", "_data_type", "_software_version", "_last_update",
-                 "_is_open", "id", "blocks", "replicas")
+                 "_is_open", "id", "blocks", "first_replica")
     kind = "dataset"
     name = Text(required=True, frozen=True)
     status = Choice(DATASET_STATUSES, "unknown")
@@ -336,7 +358,27 @@ class Dataset:
                          last_update=last_update, is_open=is_open))
         self.id = id
         self.blocks = BlockSet()
-        self.replicas = NO_MEMBERS
+        self.first_replica = NO_ROW
+
+    @classmethod
+    def stored(cls, blocks, id, name, status, data_type, software_version, last_update,
+               is_open) -> "Dataset":
+        """A dataset of the inventory from the store's values (checked on their way in):
+        no field checks; `blocks` is the inventory's BlockTable."""
+        dataset = cls.__new__(cls)
+        dataset._name, dataset._status, dataset._data_type = name, status, data_type
+        dataset._software_version, dataset._last_update = software_version, last_update
+        dataset._is_open, dataset.id = bool(is_open), id
+        dataset.blocks, dataset.first_replica = BlockSet(blocks), NO_ROW
+        return dataset
+
+    @property
+    def replicas(self) -> Members:
+        """Its dataset replicas, in creation order (a dataset has a few)."""
+        table = self.blocks.table
+        if table is None:   # a detached dataset
+            return NO_MEMBERS
+        return table.replicas.owners.of_dataset(self.first_replica)
 
     def __repr__(self):
         return (f"Dataset({self.name!r},{self.status!r},{self.data_type!r},"
@@ -419,7 +461,7 @@ def _name_of(link):
 
 
 class Detached:
-    """The one-row table behind a block or block replica a caller builds
+    """The one-row table behind a block, block replica or dataset replica a caller builds
     (`Block('b1', 'ds', size=3)`): each field a one-element list, links as given
     (objects or names), and the fields the caller set (what `inventory.update`
     copies).  It answers the calls of the views as the inventory's tables do."""
@@ -462,8 +504,12 @@ class Detached:
     def replicas_of(self, row) -> Members:
         return NO_MEMBERS
 
+    block_replicas_of = replicas_of
+
     def values_at(self, row) -> tuple:
-        """The fields of the view's kind, as `Block.values` and `BlockReplica.values`."""
+        """The fields of the view's kind, as its `values()`."""
+        if "growing" in self.__dict__:
+            return self.dataset[row], self.site[row], self.growing[row], self.group[row]
         if "block" in self.__dict__:
             return (self.block[row], self.site[row], self.group[row], self.is_custodial[row],
                     self.size[row], self.last_update[row], self.file_ids[row])
@@ -656,33 +702,36 @@ class File:
         return f"File({self.lfn!r},{block!r},{self.size},{self.id}{extra})"
 
 
-class DatasetReplica:
-    """A dataset at a site.  Its block replicas are a chain of rows in the inventory's
-    BlockReplicaTable, from `head` to `tail` (`length` of them), which that table
-    maintains (columns.py); `block_replicas` is the set they make."""
+class DatasetReplica(_View):
+    """A dataset at a site: a view `(table, row)` of the inventory's DatasetReplicaTable
+    (columns.py), or of a caller's Detached one.  Its block replicas are a chain of rows
+    in the BlockReplicaTable; `block_replicas` is the set they make."""
 
-    __slots__ = ("dataset", "site", "_growing", "_group", "head", "tail", "length")
+    __slots__ = ()
     kind = "datasetreplica"
-    growing = Flag(False)
-    group = Field()
+    dataset = property(lambda v: v[0].dataset[v[1]])
+    site = property(lambda v: v[0].site_at(v[1]))
+    growing = Column("growing", Flag(False), get=lambda v: v[0].growing[v[1]] != 0)
+    group = Column("group", Field(), get=lambda v: v[0].group_at(v[1]),
+                   put=lambda table, row, group: table.set_group(row, group))
+    block_replicas = property(lambda v: v[0].block_replicas_of(v[1]))
     FIELDS = ("growing", "group")
 
-    def __init__(self, dataset, site, growing=_UNSET, group=_UNSET):
-        self.dataset = dataset
-        self.site = site
-        _init(self, dict(growing=growing, group=group))
-        self.head = self.tail = NO_ROW
-        self.length = 0
-
-    @property
-    def block_replicas(self) -> ReplicaChain:
-        blocks = getattr(self.dataset, "blocks", None)  # None: a detached replica's
-        table = blocks.table if blocks is not None else None
-        return ReplicaChain(table.replicas if table is not None else None, self)
+    def __new__(cls, dataset, site, growing=_UNSET, group=_UNSET):
+        """A detached dataset replica."""
+        table = Detached(dataset=dataset, site=site, growing=False, group=None)
+        replica = _new_view(cls, (table, 0))
+        _init(replica, dict(growing=growing, group=group))
+        return replica
 
     def __repr__(self):
         return (f"DatasetReplica({_name_of(self.dataset)!r},{_name_of(self.site)!r},"
                 f"{self.growing},{_name_of(self.group)!r})")
+
+    def values(self) -> tuple:
+        """(dataset, site, growing, group) in one call (what the store's rows and the
+        queries' answers take)."""
+        return self[0].values_at(self[1])
 
     def find_block_replica(self, block, must_find=False):
         """The replica here of `block` (a Block, or a block name), or None."""

@@ -7,18 +7,15 @@ that changed only (a dict), so that a write-back of 100,000 times is 100,000
 one-column UPDATEs.
 """
 
-from itertools import groupby
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 
 import orjson
 
 from ..store.tables import BY_KIND, INVENTORY_KINDS
 from .changes import ChangeSet, store_key
-from .columns import owner_key
 from .inventory import PLURAL
 from .partitions import Record
-from .objects import (NO_MEMBERS, NO_ROW, Block, BlockReplica, BlockSet, Dataset,
-                      DatasetReplica, File, Group, Members, Site)
+from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
 
 
 def _group_id(group):
@@ -41,6 +38,11 @@ def _block_replica_row(r) -> tuple:
             None if ids is None else orjson.dumps(ids).decode())
 
 
+def _dataset_replica_row(r) -> tuple:
+    dataset, site, growing, group = r.values()
+    return dataset.id, site.id, growing, _group_id(group)
+
+
 def _file_row(f) -> tuple:
     fid, lfn, size, adler32, crc32, md5 = File.values(f)
     return (fid, f.block.id, lfn, size, adler32, crc32, md5)
@@ -54,7 +56,7 @@ _ROWS = {
                         o.is_open),
     Block: _block_row,
     File: _file_row,
-    DatasetReplica: lambda o: (o.dataset.id, o.site.id, o.growing, _group_id(o.group)),
+    DatasetReplica: _dataset_replica_row,
     BlockReplica: _block_replica_row,
     Record: lambda o: o.row,   # a partition or a quota
 }
@@ -114,9 +116,9 @@ def build(inventory, tables: dict, next_ids: dict):
     """Fill an empty inventory from the rows of `StoreReader.tables()`.
 
     Files stay in the store (the inventory's file cache loads them per block).
-    The rows were checked on their way in, so datasets and dataset replicas are made
-    without their constructors' checks (slots set directly), and blocks and block
-    replicas go straight into their columns (columns.py), no object per row.
+    The rows were checked on their way in, so datasets are made without their
+    constructor's checks, and blocks and replicas go straight into their columns
+    (columns.py), no object per row.
     """
     sites, groups, datasets = {}, inventory.block_replicas.groups, {}
     for row in tables["site"]:
@@ -127,38 +129,16 @@ def build(inventory, tables: dict, next_ids: dict):
         group = groups[gid] = Group(name, olevel, id=gid)
         inventory.groups[name] = group
     blocks, by_name = inventory.blocks, inventory.datasets
-    for did, name, status, data_type, version, last_update, is_open in tables["dataset"]:
-        dataset = datasets[did] = by_name[name] = Dataset.__new__(Dataset)
-        dataset._name, dataset._status, dataset._data_type = name, status, data_type
-        dataset._software_version, dataset._last_update = version, last_update
-        dataset._is_open, dataset.id = bool(is_open), did
-        dataset.blocks, dataset.replicas = BlockSet(blocks), NO_MEMBERS
+    for row in tables["dataset"]:
+        dataset = datasets[row[0]] = Dataset.stored(blocks, *row)
+        by_name[dataset.name] = dataset
     blocks.load(tables["block"], datasets)
-    # Rows come in key order, so the replicas of one dataset are consecutive: each
-    # dataset gets its Members once its last replica is read.
-    owners = {}   # owner_key(dataset id, site id) -> DatasetReplica, for the block replicas
-    for dataset, found in _runs(tables["datasetreplica"], datasets):
-        members = []
-        for did, sid, growing, gid in found:
-            replica = owners[owner_key(did, sid)] = DatasetReplica.__new__(DatasetReplica)
-            replica.dataset, replica.site = dataset, sites[sid]
-            replica._growing, replica._group = bool(growing), groups[gid or 0]
-            replica.head = replica.tail = NO_ROW
-            replica.length = 0
-            members.append(replica)
-            replica.site.dataset_replicas.add(replica)
-        dataset.replicas = Members(members)
+    owners = inventory.dataset_replicas.load(tables["datasetreplica"], datasets)
     inventory.block_replicas.load(tables["blockreplica"], owners)
     for kind in inventory.next_ids:
         inventory.next_ids[kind] = next_ids.get(kind, 1)
     counted = inventory.recount()
     inventory.totals.update({kind: counted[PLURAL[kind]] for kind in inventory.totals})
-
-
-def _runs(rows, holders: dict):
-    """(holder, its rows) for each run of consecutive rows with the same first column."""
-    for key, found in groupby(rows, itemgetter(0)):
-        yield holders[key], found
 
 
 def all_rows(inventory) -> dict:

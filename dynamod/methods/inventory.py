@@ -70,10 +70,8 @@ _GROUP = _Reader(Group, "name", "id", "olevel")
 _DATASET = _Reader(Dataset, "name", "id", "status", "data_type", "software_version",
                    "last_update", "is_open")
 _FILE = _Reader(File, "lfn", "id", "size")
-# Blocks and block replicas (views of columns) are read with their `values()`; a
-# replica's group is read as the object, its name from _GROUP_NAMES.
-_DATASET_REPLICA = _Reader(DatasetReplica, "dataset.name", "site.name", "growing", "group",
-                           "block_replicas")
+# Blocks and replicas (views of columns) are read with their `values()`; a replica's
+# group is read as the object, its name from _GROUP_NAMES.
 
 
 class _GroupNames(dict):
@@ -132,9 +130,11 @@ def block_replica_views(replicas) -> list[dict]:
 
 def dataset_replica_views(replicas) -> list[dict]:
     groups = _GROUP_NAMES
-    return [{"dataset": dataset, "site": site, "growing": growing, "group": groups[group],
-             "blockreplicas": _by_name(block_replica_views(block_replicas), "block")}
-            for dataset, site, growing, group, block_replicas in _DATASET_REPLICA.each(replicas)]
+    return [{"dataset": dataset.name, "site": site.name, "growing": growing,
+             "group": groups[group],
+             "blockreplicas": _by_name(block_replica_views(replica.block_replicas), "block")}
+            for replica, (dataset, site, growing, group)
+            in zip(replicas, map(DatasetReplica.values, replicas))]
 
 
 def _by_name(views, key="name"):
