@@ -1,12 +1,13 @@
-"""Blocks and block replicas as columns: one array per field, one row per object.
+"""Blocks, block replicas and dataset replicas as columns: one array per field, one
+row per object.
 
-A grid holds millions of blocks and block replicas.  As Python objects they cost
+A grid holds millions of blocks and replicas.  As Python objects they cost
 hundreds of bytes each, and an application forked from the daemon that merely
 reads them copies their pages (reading an object writes its reference count).
-Here each field is an `array` (a block's dataset, a list of references: datasets
-stay objects), block names are slices of one UTF-8 buffer, and `Block` and
-`BlockReplica` (objects.py) are views `(table, row)` made on access: reading a
-column writes nothing.
+Here each field is an `array` (the dataset of a block or a dataset replica, a list
+of references: datasets stay objects), block names are slices of one UTF-8 buffer,
+and `Block`, `BlockReplica` and `DatasetReplica` (objects.py) are views `(table,
+row)` made on access: reading a column writes nothing.
 
 Rows are appended in id order (ids only grow), so the id column is sorted (the
 start-up finds a replica's block by its id there) and the rows' order is
@@ -14,18 +15,22 @@ creation order.  Links are rows:
 - a block's replicas: a list through `next_in_block` from the block's
   `first_replica` (a block has a few replicas; new ones go last);
 - a dataset replica's block replicas: a doubly linked chain through
-  `next_in_owner` and `prev_in_owner`, from the DatasetReplica's `head` to its
-  `tail` (it may hold thousands, and one leaves in O(1)); new ones go last;
-- a dataset's blocks: its BlockSet (objects.py), their rows sorted by name.
-Sites and groups are kept by id (`BlockReplicaTable.sites`, `.groups`; 0 is the
-null group); they are registered when created and stay after a deletion, so that
-a dead row can still be read.
+  `next_in_owner` and `prev_in_owner`, from its row's `head` to its `tail` in
+  the DatasetReplicaTable (it may hold thousands, and one leaves in O(1)); new
+  ones go last;
+- a dataset's blocks: its BlockSet (objects.py), their rows sorted by name;
+- a dataset's replicas: a list through `next_in_dataset` from the Dataset's
+  `first_replica`; a site's: a doubly linked chain through `next_at_site` and
+  `prev_at_site` from its SiteReplicas' `head` to its `tail`.
+Sites and groups are kept by id (`BlockReplicaTable.sites`, `.groups`, which the
+DatasetReplicaTable shares; 0 is the null group); they are registered when
+created and stay after a deletion, so that a dead row can still be read.
 
 Every change is a table operation that returns its inverse, which the ChangeSet
 keeps as its undo and runs strictly newest first.  A deleted row is marked dead
 (`alive` 0) and left where it is, still readable (the change log names what a
-change deleted after the fact; a dead block keeps its dataset's name, not the
-Dataset) and never reused; undoing a creation removes the row, then the last
+change deleted after the fact; a dead block or dataset replica keeps its
+dataset's name, not the Dataset) and never reused; undoing a creation removes the row, then the last
 one.  Compacting the dead rows away (when the daemon is idle) is not done yet:
 it will have to renumber the rows in every column, BlockSet and chain, and in
 the views the file cache holds.

@@ -9,6 +9,7 @@ the same check for a view, whose values live in a table (columns.py).
 """
 
 import re
+import sys
 
 from ..errors import InvalidValue
 
@@ -127,7 +128,8 @@ class Choice(Field):
 
 
 class Version(Text):
-    """A software version string; a one-element list is taken as its element."""
+    """A software version string; a one-element list is taken as its element.  Many
+    datasets share a version: it is held once (interned)."""
 
     def __init__(self):
         super().__init__(None)
@@ -137,7 +139,7 @@ class Version(Text):
             value = value[0]
         if value is None:
             return None
-        return super().check(value)
+        return sys.intern(str(super().check(value)))
 
 
 class Checksum(Field):

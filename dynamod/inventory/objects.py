@@ -1,10 +1,10 @@
 """The inventory's objects: sites, groups, datasets, blocks, files, replicas.
 
-Sites, groups, datasets and dataset replicas are plain slotted objects
-hashed by identity (they live in sets and are dict keys).  Blocks and block
-replicas, the millions, live in tables of columns (columns.py): a `Block` or a
-`BlockReplica` is a view `(table, row)`, a tuple made on access, equal to (and
-hashed as) any other view of the same row, so they compare with `==`, not `is`.
+Sites, groups and datasets are plain slotted objects hashed by identity (they
+are dict keys).  Blocks, block replicas and dataset replicas, the many, live in
+tables of columns (columns.py): a `Block`, a `BlockReplica` or a `DatasetReplica`
+is a view `(table, row)`, a tuple made on access, equal to (and hashed as) any
+other view of the same row, so they compare with `==`, not `is`.
 Files are made on demand from the file cache and are equal by value (see File).
 Their `repr` is the constructor call operators know from the original system's
 documentation, e.g.
@@ -12,14 +12,15 @@ documentation, e.g.
 
 Objects built by a caller (`Site('X', status='ready')`, `Block('b1', 'ds')`) are
 *detached*: their links to other objects may be names, and only the fields the
-caller set are copied by `inventory.update` (a detached block or block replica
-is a view of a one-row `Detached` table of its own).  Objects held by the
+caller set are copied by `inventory.update` (a detached block or replica is a
+view of a one-row `Detached` table of its own).  Objects held by the
 inventory are linked and maintained by `ChangeSet` (changes.py), which keeps the
 consistency rules.
 """
 
 import time
 from array import array
+from sys import intern
 from bisect import bisect_left
 from collections.abc import Mapping, Set
 from functools import partial
@@ -364,10 +365,13 @@ class Dataset:
     def stored(cls, blocks, id, name, status, data_type, software_version, last_update,
                is_open) -> "Dataset":
         """A dataset of the inventory from the store's values (checked on their way in):
-        no field checks; `blocks` is the inventory's BlockTable."""
+        no field checks; `blocks` is the inventory's BlockTable.  The strings that
+        repeat (a status, a type, a version) are held once, as the fields' checks hold
+        them (each row of the store brings its own copy)."""
         dataset = cls.__new__(cls)
-        dataset._name, dataset._status, dataset._data_type = name, status, data_type
-        dataset._software_version, dataset._last_update = software_version, last_update
+        dataset._name, dataset._status, dataset._data_type = name, intern(status), intern(data_type)
+        dataset._software_version = software_version and intern(software_version)
+        dataset._last_update = last_update
         dataset._is_open, dataset.id = bool(is_open), id
         dataset.blocks, dataset.first_replica = BlockSet(blocks), NO_ROW
         return dataset
