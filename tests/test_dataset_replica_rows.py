@@ -58,14 +58,14 @@ def test_a_deleted_dataset_replica_is_in_no_list_and_its_view_reads_it_back_afte
     replica = dataset.find_replica(site)
     changes = applied(inventory, "delete", {"datasetreplica": [{"dataset": dataset.name,
                                                               "site": "S2"}]})
-    # the dead row keeps the dataset's name (the Dataset may leave memory), and its site
-    assert (replica.dataset, replica.site, replica.group.name) == ("/C/D/AOD", site, "G1")
+    # the dead row still reads as the replica it was
+    assert (replica.dataset, replica.site, replica.group.name) == (dataset, site, "G1")
     assert replica not in site.dataset_replicas and replica not in dataset.replicas
     assert len(site.dataset_replicas) == 2 and len(site.dataset_replicas()) == 2
     assert dataset.find_replica(site) is None and site.find_dataset_replica(dataset) is None
     assert len(replica.block_replicas) == 0
     changes.rollback()
-    assert replica.dataset is dataset and replica in site.dataset_replicas
+    assert replica.dataset == dataset and replica in site.dataset_replicas
     assert dataset.find_replica(site) == replica and replica in dataset.replicas
     assert [r.block.name for r in replica.block_replicas] == ["b1"]
     assert repr(replica) == "DatasetReplica('/C/D/AOD','S2',True,'G1')"

@@ -190,7 +190,7 @@ out['block find_replica'] = [b1.find_replica('T3_US_XYZ').site.name, b2.find_rep
                              raises(lambda: b2.find_replica(t3, must_find=True))]
 out['block str'] = str(b1)
 out['block files'] = [sorted(f.lfn for f in b1.files), b1.num_files, b1.size, b1.is_open,
-                      b1.last_update, b1.id, b1.dataset is dataset]
+                      b1.last_update, b1.id, b1.dataset == dataset]
 # File
 one, two = b2.find_file('/store/b2/one.root'), b2.find_file('/store/b2/two.root')
 out['checksum'] = [File.checksum_algorithms, one.checksum, two.checksum]

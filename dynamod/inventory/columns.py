@@ -4,10 +4,10 @@ row per object.
 A grid holds millions of blocks and replicas.  As Python objects they cost
 hundreds of bytes each, and an application forked from the daemon that merely
 reads them copies their pages (reading an object writes its reference count).
-Here each field is an `array` (the dataset of a block or a dataset replica, a list
-of references: datasets stay objects), block names are slices of one UTF-8 buffer,
-and `Block`, `BlockReplica` and `DatasetReplica` (objects.py) are views `(table,
-row)` made on access: reading a column writes nothing.
+Here each field is an `array` (a link is a row of the other table: a block's
+dataset is its row in the DatasetTable, datasets.py), block names are slices of
+one UTF-8 buffer, and `Block`, `BlockReplica` and `DatasetReplica` (objects.py)
+are views `(table, row)` made on access: reading a column writes nothing.
 
 Rows are appended in id order (ids only grow), so the id column is sorted (the
 start-up finds a replica's block by its id there) and the rows' order is
@@ -18,10 +18,11 @@ creation order.  Links are rows:
   `next_in_owner` and `prev_in_owner`, from its row's `head` to its `tail` in
   the DatasetReplicaTable (it may hold thousands, and one leaves in O(1)); new
   ones go last;
-- a dataset's blocks: its BlockSet (objects.py), their rows sorted by name;
-- a dataset's replicas: a list through `next_in_dataset` from the Dataset's
-  `first_replica`; a site's: a doubly linked chain through `next_at_site` and
-  `prev_at_site` from its SiteReplicas' `head` to its `tail`.
+- a dataset's blocks: an array of their rows sorted by name in its row of the
+  DatasetTable (a BlockSet, objects.py, reads it);
+- a dataset's replicas: a list through `next_in_dataset` from its row's
+  `first_replica` in the DatasetTable; a site's: a doubly linked chain through
+  `next_at_site` and `prev_at_site` from its SiteReplicas' `head` to its `tail`.
 Sites and groups are kept by id (`BlockReplicaTable.sites`, `.groups`, which the
 DatasetReplicaTable shares; 0 is the null group); they are registered when
 created and stay after a deletion, so that a dead row can still be read.
@@ -29,23 +30,24 @@ created and stay after a deletion, so that a dead row can still be read.
 Every change is a table operation that returns its inverse, which the ChangeSet
 keeps as its undo and runs strictly newest first.  A deleted row is marked dead
 (`alive` 0) and left where it is, still readable (the change log names what a
-change deleted after the fact; a dead block or dataset replica keeps its
-dataset's name, not the Dataset) and never reused; undoing a creation removes the row, then the last
-one.  Compacting the dead rows away (when the daemon is idle) is not done yet:
-it will have to renumber the rows in every column, BlockSet and chain, and in
-the views the file cache holds.
+change deleted after the fact; a dead row's dataset is a row of the DatasetTable,
+dead or alive) and never reused; undoing a creation removes the row, then the
+last one.  Compacting the dead rows away (when the daemon is idle) is not done yet:
+it will have to renumber the rows in every column, list and chain, and in the
+views the file cache holds.
 """
 
 from array import array
 from bisect import bisect_left, bisect_right
 from functools import partial
 from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import attrgetter, itemgetter, lshift, ne, or_
+from operator import itemgetter, lshift, ne, or_
 
 import orjson
 
 from ..errors import InvalidValue
-from .objects import NO_MEMBERS, NO_ROW, Block, BlockReplica, DatasetReplica, Members, ReplicaChain
+from .objects import (NO_MEMBERS, NO_ROW, Block, BlockReplica, BlockSet, Dataset, DatasetReplica,
+                      Members, ReplicaChain)
 
 _new_view = tuple.__new__
 # Rows turned into columns at a time at start-up: as many as the store's reader
@@ -59,28 +61,64 @@ def _encoded(name: str) -> bytes:
     return name.encode("utf-8", "surrogatepass")
 
 
-def _batches(rows):
+def batches(rows):
     """The rows (any iterable) as lists of at most BATCH."""
     rows = iter(rows)
     while batch := list(islice(rows, BATCH)):
         yield batch
 
 
-class BlockTable:
+class Names:
+    """The names of a table's rows: slices of one UTF-8 buffer."""
+
+    __slots__ = ("names", "offsets")
+
+    def __init__(self):
+        self.names = bytearray()        # every name, UTF-8, one after the other
+        self.offsets = array("q", [0])  # row r's name is names[offsets[r]:offsets[r + 1]]
+
+    def raw_name(self, row) -> bytearray:
+        return self.names[self.offsets[row]:self.offsets[row + 1]]
+
+    def name_at(self, row) -> str:
+        offsets = self.offsets
+        return self.names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass")
+
+    def append_name(self, name: str):
+        self.names += _encoded(name)
+        self.offsets.append(len(self.names))
+
+    def extend_names(self, names) -> list:
+        """Append the names (an iterable of str); returns them encoded."""
+        encoded = list(map(str.encode, names))
+        self.names += b"".join(encoded)
+        self.offsets.extend(islice(accumulate(map(len, encoded), initial=self.offsets[-1]),
+                                   1, None))
+        return encoded
+
+    def truncate_names(self, row):
+        """Remove the names from row `row` on."""
+        del self.names[self.offsets[row]:]
+        del self.offsets[row + 1:]
+
+
+class BlockTable(Names):
     """Every block of the inventory, one row each."""
 
-    __slots__ = ("id", "dataset", "names", "offsets", "size", "num_files", "is_open",
-                 "last_update", "alive", "first_replica", "cache", "replicas")
-    COLUMNS = ("id", "size", "num_files", "is_open", "last_update", "alive", "first_replica")
+    __slots__ = ("id", "dataset", "size", "num_files", "is_open", "last_update", "alive",
+                 "first_replica", "cache", "datasets", "replicas")
+    COLUMNS = ("id", "dataset", "size", "num_files", "is_open", "last_update", "alive",
+               "first_replica")
 
-    def __init__(self, cache=None):
+    def __init__(self, datasets, cache=None):
+        super().__init__()
         self.id, self.size, self.num_files, self.last_update = (array("q") for _ in range(4))
         self.is_open, self.alive = array("b"), array("b")
         self.first_replica = array("i")
-        self.dataset = []             # the Dataset of each row
-        self.names = bytearray()      # every name, UTF-8, one after the other
-        self.offsets = array("q", [0])  # row r's name is names[offsets[r]:offsets[r + 1]]
+        self.dataset = array("i")     # the row of each one's dataset in the DatasetTable
         self.cache = cache            # the inventory's FileCache, which loads files
+        self.datasets = datasets      # the DatasetTable
+        datasets.blocks = self
         self.replicas = None          # the BlockReplicaTable (it sets itself here)
 
     def __len__(self):
@@ -90,12 +128,8 @@ class BlockTable:
         return f"<BlockTable: {self.alive.count(1)} blocks in {len(self)} rows>"
 
     # ------------------------------------------------------------ reading
-    def raw_name(self, row) -> bytearray:
-        return self.names[self.offsets[row]:self.offsets[row + 1]]
-
-    def name_at(self, row) -> str:
-        offsets = self.offsets
-        return self.names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass")
+    def dataset_at(self, row) -> Dataset:
+        return _new_view(Dataset, (self.datasets, self.dataset[row]))
 
     def exists(self, row) -> bool:
         """Whether `row` holds a block (not deleted, not undone)."""
@@ -107,7 +141,7 @@ class BlockTable:
     def values_at(self, row) -> tuple:
         """See Block.values."""
         offsets = self.offsets
-        return (self.id[row], self.dataset[row],
+        return (self.id[row], _new_view(Dataset, (self.datasets, self.dataset[row])),
                 self.names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass"),
                 self.size[row], self.num_files[row], self.is_open[row] != 0,
                 self.last_update[row])
@@ -128,40 +162,30 @@ class BlockTable:
     def add(self, block_id, dataset, name, size, num_files, is_open, last_update):
         """A new block (checked values) in `dataset`: (its view, the undo)."""
         row = len(self.id)
-        for column, value in zip((self.id, self.size, self.num_files, self.is_open,
-                                  self.last_update, self.alive, self.first_replica),
-                                 (block_id, size, num_files, is_open, last_update, 1, NO_ROW)):
+        for column, value in zip((self.id, self.dataset, self.size, self.num_files,
+                                  self.is_open, self.last_update, self.alive,
+                                  self.first_replica),
+                                 (block_id, dataset[1], size, num_files, is_open, last_update,
+                                  1, NO_ROW)):
             column.append(value)
-        self.dataset.append(dataset)
-        self.names += _encoded(name)
-        self.offsets.append(len(self.names))
+        self.append_name(name)
         unlist = dataset.blocks.insert(row)
 
         def undo():
             unlist()
-            self._truncate(row)
+            for column in self.COLUMNS:
+                del getattr(self, column)[row:]
+            self.truncate_names(row)
         return _new_view(Block, (self, row)), undo
-
-    def _truncate(self, row):
-        """Remove the rows from `row` on (the undo of their creation)."""
-        for name in self.COLUMNS:
-            del getattr(self, name)[row:]
-        del self.dataset[row:]
-        del self.names[self.offsets[row]:]
-        del self.offsets[row + 1:]
 
     def delete(self, block: Block):
         """The block leaves its dataset (its replicas are gone already); returns the undo.
-        The dead row keeps the dataset's name, not the Dataset (which may be deleted
-        too, and must then leave memory)."""
+        The dead row still names its dataset's row."""
         row = block[1]
-        dataset = self.dataset[row]
-        relist = dataset.blocks.remove(row)
+        relist = self.dataset_at(row).blocks.remove(row)
         self.alive[row] = 0
-        self.dataset[row] = dataset.name
 
         def undo():
-            self.dataset[row] = dataset
             self.alive[row] = 1
             relist()
         return undo
@@ -170,8 +194,8 @@ class BlockTable:
     def load(self, rows, datasets: dict):
         """Append the store's block rows (id, dataset id, name, size, num_files, is_open,
         last_update), in id order, a batch at a time, column by column; each block
-        goes into its dataset's BlockSet."""
-        for batch in _batches(rows):
+        goes into its dataset's blocks.  `datasets`: the row of each dataset id."""
+        for batch in batches(rows):
             first = len(self.id)
             for j, column in ((0, self.id), (3, self.size), (4, self.num_files),
                               (5, self.is_open), (6, self.last_update)):
@@ -179,17 +203,14 @@ class BlockTable:
             self.alive.extend(repeat(1, len(batch)))
             self.first_replica.extend(repeat(NO_ROW, len(batch)))
             owners = list(map(datasets.__getitem__, map(itemgetter(1), batch)))
-            self.dataset += owners
-            encoded = list(map(str.encode, map(itemgetter(2), batch)))
-            self.names += b"".join(encoded)
-            self.offsets.extend(islice(accumulate(map(len, encoded),
-                                                  initial=self.offsets[-1]), 1, None))
+            self.dataset.extend(owners)
+            encoded = self.extend_names(map(itemgetter(2), batch))
             self._list(owners, encoded, first)
 
     def _list(self, owners: list, encoded: list, first: int):
-        """Put the batch's rows into their datasets' BlockSets, sorted by name: a run of
-        rows of one dataset is sorted in C and appended, or merged when the dataset
-        already has blocks (those of an earlier batch, or of an earlier run)."""
+        """Put the batch's rows into their datasets' blocks, sorted by name: a run of rows
+        of one dataset (`owners`: their rows) is sorted in C and appended, or merged
+        when the dataset already has blocks (those of an earlier batch, or run)."""
         start = 0
         for end in compress(count(1), map(ne, owners, islice(owners, 1, None))):
             self._list_run(owners[start], encoded, first, start, end)
@@ -197,14 +218,15 @@ class BlockTable:
         if start < len(owners):
             self._list_run(owners[start], encoded, first, start, len(owners))
 
-    def _list_run(self, dataset, encoded, first, start, end):
-        rows = dataset.blocks.rows
+    def _list_run(self, dataset: int, encoded, first, start, end):
+        rows = self.datasets.block_rows[dataset]
         order = sorted(range(start, end), key=encoded.__getitem__)
         if not rows:
             rows.extend(map(first.__add__, order))
         else:
+            blocks = BlockSet(self, rows)
             for i in order:
-                dataset.blocks.insert(first + i)
+                blocks.insert(first + i)
 
 
 class BlockReplicaTable:
@@ -276,14 +298,14 @@ class BlockReplicaTable:
         owners = self.owners
         return (row < len(self.alive) and self.alive[row] != 0
                 and self.site[row] == owners.site[owner]
-                and self.blocks.dataset[self.block[row]] is owners.dataset[owner])
+                and self.blocks.dataset[self.block[row]] == owners.dataset[owner])
 
     def usage_facts(self, row) -> tuple:
         """What the usage (partitions.py) reads of a replica, in one call: its site, its
         group, its dataset, custodial, complete, its size and its block's size."""
         block = self.block[row]
         return (self.sites[self.site[row]], self.groups[self.group[row]],
-                self.blocks.dataset[block], self.is_custodial[row] != 0,
+                self.blocks.dataset_at(block), self.is_custodial[row] != 0,
                 row not in self.files, self.size[row], self.blocks.size[block])
 
     # ----------------------------------------------------------- changing
@@ -387,7 +409,7 @@ class BlockReplicaTable:
         batch at a time, column by column; then link them.  `owners`: the row of the
         dataset replica of each `owner_key(dataset id, site id)`."""
         ids = self.blocks.id
-        for batch in _batches(rows):
+        for batch in batches(rows):
             first = len(self.block)
             # the rows of the batch's blocks by id (a dict for the batch's span: one
             # lookup each, where a bisection of the whole column took 4x longer)
@@ -421,7 +443,8 @@ class BlockReplicaTable:
         self.prev_in_owner = array("i", [NO_ROW]) * n
         after, before = self.next_in_owner, self.prev_in_owner
         heads, tails, lengths = self.owners.head, self.owners.tail, self.owners.length
-        dataset_ids = array("q", map(attrgetter("id"), self.blocks.dataset))
+        dataset_ids = array("q", map(self.blocks.datasets.id.__getitem__,
+                                     self.blocks.dataset))
         keys = map(or_, map(lshift, map(dataset_ids.__getitem__, block), repeat(32)),
                    self.site)   # owner_key of each row, in C
         for row, owner in enumerate(map(owners.__getitem__, keys)):
@@ -443,19 +466,22 @@ class DatasetReplicaTable:
     (a doubly linked chain from the site's SiteReplicas `head` to its `tail`: a site
     holds thousands, and one leaves in O(1))."""
 
-    __slots__ = ("replicas", "dataset", "site", "group", "growing", "alive", "head", "tail",
-                 "length", "next_in_dataset", "next_at_site", "prev_at_site", "sites", "groups")
-    COLUMNS = ("site", "group", "growing", "alive", "head", "tail", "length", "next_in_dataset",
-               "next_at_site", "prev_at_site")
+    __slots__ = ("replicas", "datasets", "dataset", "site", "group", "growing", "alive", "head",
+                 "tail", "length", "next_in_dataset", "next_at_site", "prev_at_site", "sites",
+                 "groups")
+    COLUMNS = ("dataset", "site", "group", "growing", "alive", "head", "tail", "length",
+               "next_in_dataset", "next_at_site", "prev_at_site")
 
     def __init__(self, replicas: BlockReplicaTable):
         self.replicas = replicas
         replicas.owners = self
+        self.datasets = replicas.blocks.datasets
+        self.datasets.replicas = self
+        self.dataset = array("i")   # the row of each one's dataset in the DatasetTable
         self.site, self.group = array("I"), array("I")   # ids, as the block replicas'
         self.growing, self.alive = array("b"), array("b")
         self.head, self.tail, self.length = array("i"), array("i"), array("i")
         self.next_in_dataset, self.next_at_site, self.prev_at_site = (array("i") for _ in range(3))
-        self.dataset = []   # the Dataset of each row (a dead row: its name)
         self.sites, self.groups = replicas.sites, replicas.groups
 
     def __len__(self):
@@ -468,6 +494,9 @@ class DatasetReplicaTable:
     # ------------------------------------------------------------ reading
     def is_set(self, name) -> bool:
         return True
+
+    def dataset_at(self, row) -> Dataset:
+        return _new_view(Dataset, (self.datasets, self.dataset[row]))
 
     def site_at(self, row):
         return self.sites[self.site[row]]
@@ -483,14 +512,14 @@ class DatasetReplicaTable:
 
     def values_at(self, row) -> tuple:
         """See DatasetReplica.values."""
-        return (self.dataset[row], self.sites[self.site[row]], self.growing[row] != 0,
-                self.groups[self.group[row]])
+        return (_new_view(Dataset, (self.datasets, self.dataset[row])),
+                self.sites[self.site[row]], self.growing[row] != 0, self.groups[self.group[row]])
 
     def block_replicas_of(self, row) -> ReplicaChain:
         return ReplicaChain(self.replicas, row)
 
     def of_dataset(self, row) -> Members:
-        """The dataset replicas listed from `row` (a Dataset's `first_replica`)."""
+        """The dataset replicas listed from `row` (a dataset's `first_replica`)."""
         found, after = [], self.next_in_dataset
         while row != NO_ROW:
             found.append(_new_view(DatasetReplica, (self, row)))
@@ -519,14 +548,14 @@ class DatasetReplicaTable:
     def add(self, dataset, site, growing, group):
         """A new replica (checked values) of `dataset` at `site`, last of both: (its view,
         the undo)."""
-        row, chain = len(self.site), site.dataset_replicas
+        row, chain, dataset = len(self.site), site.dataset_replicas, dataset[1]
         for column, value in zip(
-                (self.site, self.group, self.growing, self.alive, self.head, self.tail,
-                 self.length, self.next_in_dataset, self.next_at_site, self.prev_at_site),
-                (site.id, _group_id(self.groups, group, "a dataset replica"), growing, 1,
-                 NO_ROW, NO_ROW, 0, NO_ROW, NO_ROW, chain.tail)):
+                (self.dataset, self.site, self.group, self.growing, self.alive, self.head,
+                 self.tail, self.length, self.next_in_dataset, self.next_at_site,
+                 self.prev_at_site),
+                (dataset, site.id, _group_id(self.groups, group, "a dataset replica"), growing,
+                 1, NO_ROW, NO_ROW, 0, NO_ROW, NO_ROW, chain.tail)):
             column.append(value)
-        self.dataset.append(dataset)
         self._relist(dataset, row, self._last_of(dataset))
         chain.table = self
         self._relink(chain, row)
@@ -536,28 +565,26 @@ class DatasetReplicaTable:
             self._unlink(chain, row)
             for name in self.COLUMNS:
                 del getattr(self, name)[row:]
-            del self.dataset[row:]
         return _new_view(DatasetReplica, (self, row)), undo
 
     def delete(self, replica: DatasetReplica):
         """The replica (its block replicas gone already) leaves its dataset and its site;
-        returns the undo.  The dead row keeps the dataset's name, not the Dataset."""
+        returns the undo."""
         row = replica[1]
         dataset, chain = self.dataset[row], self.sites[self.site[row]].dataset_replicas
         before = self._unlist(dataset, row)
         self._unlink(chain, row)
         self.alive[row] = 0
-        self.dataset[row] = dataset.name
 
         def undo():
-            self.dataset[row] = dataset
             self.alive[row] = 1
             self._relist(dataset, row, before)
             self._relink(chain, row)
         return undo
 
+    # `dataset`: a dataset's row in the DatasetTable
     def _last_of(self, dataset) -> int:
-        row, after = dataset.first_replica, self.next_in_dataset
+        row, after = self.datasets.first_replica[dataset], self.next_in_dataset
         if row != NO_ROW:
             while after[row] != NO_ROW:
                 row = after[row]
@@ -566,11 +593,11 @@ class DatasetReplicaTable:
     def _unlist(self, dataset, row) -> int:
         """Take the row out of its dataset's list; returns the row before it (NO_ROW: it
         was the first)."""
-        after = self.next_in_dataset
-        if dataset.first_replica == row:
-            dataset.first_replica = after[row]
+        after, first = self.next_in_dataset, self.datasets.first_replica
+        if first[dataset] == row:
+            first[dataset] = after[row]
             return NO_ROW
-        before = dataset.first_replica
+        before = first[dataset]
         while after[before] != row:
             before = after[before]
         after[before] = after[row]
@@ -578,10 +605,10 @@ class DatasetReplicaTable:
 
     def _relist(self, dataset, row, before):
         """Put the row back into its dataset's list after `before` (NO_ROW: first)."""
-        after = self.next_in_dataset
+        after, first = self.next_in_dataset, self.datasets.first_replica
         if before == NO_ROW:
-            after[row] = dataset.first_replica
-            dataset.first_replica = row
+            after[row] = first[dataset]
+            first[dataset] = row
         else:
             after[row] = after[before]
             after[before] = row
@@ -613,13 +640,13 @@ class DatasetReplicaTable:
     def load(self, rows, datasets: dict) -> dict:
         """Fill the empty table with the store's dataset replica rows (dataset id, site
         id, growing, group id), in key order, a batch at a time, column by column; then
-        list them.  Returns the row of each `owner_key(dataset id, site id)`, for
-        `BlockReplicaTable.load`."""
+        list them.  `datasets`: the row of each dataset id.  Returns the row of each
+        `owner_key(dataset id, site id)`, for `BlockReplicaTable.load`."""
         owners = {}
-        for batch in _batches(rows):
+        for batch in batches(rows):
             first, n = len(self.site), len(batch)
             dataset_ids, site_ids = list(map(itemgetter(0), batch)), list(map(itemgetter(1), batch))
-            self.dataset += map(datasets.__getitem__, dataset_ids)
+            self.dataset.extend(map(datasets.__getitem__, dataset_ids))
             self.site.extend(site_ids)
             self.growing.extend(map(itemgetter(2), batch))
             groups = list(map(itemgetter(3), batch))
@@ -636,13 +663,13 @@ class DatasetReplicaTable:
     def _list_loaded(self):
         """The lists of freshly loaded rows: a dataset's rows are consecutive (key order),
         each leads to the next; each site's chain takes its rows in order."""
-        dataset, after, sites = self.dataset, self.next_in_dataset, self.sites
-        previous = None
-        for row, (owner, site_id) in enumerate(zip(dataset, self.site)):
-            if owner is previous:
+        after, first, sites = self.next_in_dataset, self.datasets.first_replica, self.sites
+        previous = NO_ROW
+        for row, (owner, site_id) in enumerate(zip(self.dataset, self.site)):
+            if owner == previous:
                 after[row - 1] = row
             else:
-                owner.first_replica = row
+                first[owner] = row
                 previous = owner
             chain = sites[site_id].dataset_replicas
             chain.table = self

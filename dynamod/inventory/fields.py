@@ -9,7 +9,6 @@ the same check for a view, whose values live in a table (columns.py).
 """
 
 import re
-import sys
 
 from ..errors import InvalidValue
 
@@ -128,8 +127,7 @@ class Choice(Field):
 
 
 class Version(Text):
-    """A software version string; a one-element list is taken as its element.  Many
-    datasets share a version: it is held once (interned)."""
+    """A software version string; a one-element list is taken as its element."""
 
     def __init__(self):
         super().__init__(None)
@@ -139,7 +137,7 @@ class Version(Text):
             value = value[0]
         if value is None:
             return None
-        return sys.intern(str(super().check(value)))
+        return super().check(value)
 
 
 class Checksum(Field):

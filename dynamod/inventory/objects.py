@@ -20,7 +20,6 @@ consistency rules.
 
 import time
 from array import array
-from sys import intern
 from bisect import bisect_left
 from collections.abc import Mapping, Set
 from functools import partial
@@ -91,6 +90,15 @@ NO_ROW = -1  # the end of a chain of rows (columns.py)
 _new_view = tuple.__new__   # _new_view(Block, (table, row)): a view, all in C
 
 
+class _View(tuple):
+    """A view `(table, row)`: a copy is the same view (as a tuple's is the tuple)."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return _new_view, (type(self), tuple(self))
+
+
 class SiteReplicas(_SetLike):
     """A site's dataset replicas: a doubly linked chain of rows in the inventory's
     DatasetReplicaTable (columns.py), from `head` to `tail` (`length` of them), which
@@ -123,13 +131,13 @@ class BlockSet(_SetLike):
     """A dataset's blocks: their rows in the inventory's BlockTable, sorted by name (a
     block by name is a bisection, a new one an insertion: a dataset may hold
     thousands), iterated in creation order (the rows' order), printed and combined
-    as a set."""
+    as a set.  Made on access, over the array of rows its dataset's row holds."""
 
     __slots__ = ("table", "rows")
 
-    def __init__(self, table=None):
+    def __init__(self, table=None, rows=None):
         self.table = table   # the BlockTable (None: a detached dataset's, always empty)
-        self.rows = array("i")
+        self.rows = array("i") if rows is None else rows
 
     def __iter__(self):
         return map(_new_view, repeat(Block), zip(repeat(self.table), sorted(self.rows)))
@@ -336,57 +344,46 @@ class Group:
     null_group = None  # set below: the one null group (`inventory.groups[None]`)
 
 
-class Dataset:
-    """A dataset.  Its blocks are a BlockSet (rows of the BlockTable); its replicas a
-    list of rows of the DatasetReplicaTable from `first_replica`, which that table
-    keeps (columns.py)."""
+class Dataset(_View):
+    """A dataset: a view `(table, row)` of the inventory's DatasetTable (datasets.py), or
+    of a caller's Detached one.  Its blocks are a BlockSet over its rows in the
+    BlockTable; its replicas a list of rows of the DatasetReplicaTable."""
 
-    __slots__ = ("_name", "_status", "_data_type", "_software_version", "_last_update",
-                 "_is_open", "id", "blocks", "first_replica")
+    __slots__ = ()
     kind = "dataset"
-    name = Text(required=True, frozen=True)
-    status = Choice(DATASET_STATUSES, "unknown")
-    data_type = Choice(DATA_TYPES, "unknown")
-    software_version = Version()
-    last_update = Time()
-    is_open = Flag(True)
+    name = Column("name", Text(required=True, frozen=True), get=lambda v: v[0].name_at(v[1]))
+    status = Column("status", Choice(DATASET_STATUSES, "unknown"),
+                    get=lambda v: v[0].status_at(v[1]))
+    data_type = Column("data_type", Choice(DATA_TYPES, "unknown"),
+                       get=lambda v: v[0].data_type_at(v[1]))
+    software_version = Column("software_version", Version(),
+                              get=lambda v: v[0].version_at(v[1]))
+    last_update = Column("last_update", Time(), get=lambda v: v[0].last_update[v[1]])
+    is_open = Column("is_open", Flag(True), get=lambda v: v[0].is_open[v[1]] != 0)
+    id = property(lambda v: v[0].id[v[1]])
+    blocks = property(lambda v: v[0].blocks_of(v[1]))
+    replicas = property(lambda v: v[0].replicas_of(v[1]))
     FIELDS = ("status", "data_type", "software_version", "last_update", "is_open")
 
-    def __init__(self, name, status=_UNSET, data_type=_UNSET, software_version=_UNSET,
-                 last_update=_UNSET, is_open=_UNSET, id=0):
-        self.name = name
-        _init(self, dict(status=status, data_type=data_type, software_version=software_version,
-                         last_update=last_update, is_open=is_open))
-        self.id = id
-        self.blocks = BlockSet()
-        self.first_replica = NO_ROW
-
-    @classmethod
-    def stored(cls, blocks, id, name, status, data_type, software_version, last_update,
-               is_open) -> "Dataset":
-        """A dataset of the inventory from the store's values (checked on their way in):
-        no field checks; `blocks` is the inventory's BlockTable.  The strings that
-        repeat (a status, a type, a version) are held once, as the fields' checks hold
-        them (each row of the store brings its own copy)."""
-        dataset = cls.__new__(cls)
-        dataset._name, dataset._status, dataset._data_type = name, intern(status), intern(data_type)
-        dataset._software_version = software_version and intern(software_version)
-        dataset._last_update = last_update
-        dataset._is_open, dataset.id = bool(is_open), id
-        dataset.blocks, dataset.first_replica = BlockSet(blocks), NO_ROW
+    def __new__(cls, name, status=_UNSET, data_type=_UNSET, software_version=_UNSET,
+                last_update=_UNSET, is_open=_UNSET, id=0):
+        """A detached dataset."""
+        table = Detached(name=cls.name.check(name), status="unknown", data_type="unknown",
+                         software_version=None, last_update=0, is_open=True, id=id)
+        dataset = _new_view(cls, (table, 0))
+        _init(dataset, dict(status=status, data_type=data_type,
+                            software_version=software_version, last_update=last_update,
+                            is_open=is_open))
         return dataset
-
-    @property
-    def replicas(self) -> Members:
-        """Its dataset replicas, in creation order (a dataset has a few)."""
-        table = self.blocks.table
-        if table is None:   # a detached dataset
-            return NO_MEMBERS
-        return table.replicas.owners.of_dataset(self.first_replica)
 
     def __repr__(self):
         return (f"Dataset({self.name!r},{self.status!r},{self.data_type!r},"
                 f"{self.software_version!r},{self.last_update},{self.is_open},{self.id})")
+
+    def values(self) -> tuple:
+        """(id, name, status, data_type, software_version, last_update, is_open) in one
+        call (what the store's rows and the queries' answers take)."""
+        return self[0].values_at(self[1])
 
     @property
     def size(self) -> int:
@@ -439,12 +436,13 @@ class Dataset:
 
     def find_file(self, lfn, must_find=False):
         """The File of this dataset with this LFN, or None."""
-        cache = self.blocks.table.cache if self.blocks.table is not None else None
+        blocks = self.blocks
+        cache = blocks.table.cache if blocks.table is not None else None
         if cache is not None:  # the inventory knows which block holds an LFN
             found = cache.find(lfn)
-            found = found if found is not None and found.block.dataset is self else None
+            found = found if found is not None and found.block.dataset == self else None
         else:
-            found = next((b.files_by_lfn[lfn] for b in self.blocks
+            found = next((b.files_by_lfn[lfn] for b in blocks
                           if lfn in b.files_by_lfn), None)
         if found is None and must_find:
             _missing(f"file {lfn} in {self.name}", "lfn")
@@ -465,7 +463,7 @@ def _name_of(link):
 
 
 class Detached:
-    """The one-row table behind a block, block replica or dataset replica a caller builds
+    """The one-row table behind a dataset, block or replica a caller builds
     (`Block('b1', 'ds', size=3)`): each field a one-element list, links as given
     (objects or names), and the fields the caller set (what `inventory.update`
     copies).  It answers the calls of the views as the inventory's tables do."""
@@ -486,6 +484,21 @@ class Detached:
 
     def name_at(self, row):
         return self.name[row]
+
+    def status_at(self, row):
+        return self.status[row]
+
+    def data_type_at(self, row):
+        return self.data_type[row]
+
+    def version_at(self, row):
+        return self.software_version[row]
+
+    def dataset_at(self, row):
+        return self.dataset[row]
+
+    def blocks_of(self, row) -> BlockSet:
+        return BlockSet()
 
     def block_at(self, row):
         return self.block[row]
@@ -508,26 +521,20 @@ class Detached:
     def replicas_of(self, row) -> Members:
         return NO_MEMBERS
 
-    block_replicas_of = replicas_of
+    block_replicas_of = replicas_of   # a dataset's, a block's, a dataset replica's
 
     def values_at(self, row) -> tuple:
         """The fields of the view's kind, as its `values()`."""
         if "growing" in self.__dict__:
             return self.dataset[row], self.site[row], self.growing[row], self.group[row]
+        if "software_version" in self.__dict__:
+            return (self.id[row], self.name[row], self.status[row], self.data_type[row],
+                    self.software_version[row], self.last_update[row], self.is_open[row])
         if "block" in self.__dict__:
             return (self.block[row], self.site[row], self.group[row], self.is_custodial[row],
                     self.size[row], self.last_update[row], self.file_ids[row])
         return (self.id[row], self.dataset[row], self.name[row], self.size[row],
                 self.num_files[row], self.is_open[row], self.last_update[row])
-
-
-class _View(tuple):
-    """A view `(table, row)`: a copy is the same view (as a tuple's is the tuple)."""
-
-    __slots__ = ()
-
-    def __reduce__(self):
-        return _new_view, (type(self), tuple(self))
 
 
 class Block(_View):
@@ -542,7 +549,7 @@ class Block(_View):
     num_files = Column("num_files", Count(), get=lambda v: v[0].num_files[v[1]])
     is_open = Column("is_open", Flag(False), get=lambda v: v[0].is_open[v[1]] != 0)
     last_update = Column("last_update", Time(), get=lambda v: v[0].last_update[v[1]])
-    dataset = property(lambda v: v[0].dataset[v[1]])
+    dataset = property(lambda v: v[0].dataset_at(v[1]))
     id = property(lambda v: v[0].id[v[1]])
     replicas = property(lambda v: v[0].replicas_of(v[1]))
     FIELDS = ("size", "num_files", "is_open", "last_update")
@@ -713,7 +720,7 @@ class DatasetReplica(_View):
 
     __slots__ = ()
     kind = "datasetreplica"
-    dataset = property(lambda v: v[0].dataset[v[1]])
+    dataset = property(lambda v: v[0].dataset_at(v[1]))
     site = property(lambda v: v[0].site_at(v[1]))
     growing = Column("growing", Flag(False), get=lambda v: v[0].growing[v[1]] != 0)
     group = Column("group", Field(), get=lambda v: v[0].group_at(v[1]),

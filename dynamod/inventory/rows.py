@@ -52,8 +52,7 @@ def _file_row(f) -> tuple:
 _ROWS = {
     Site: lambda o: (o.id, o.name, o.host, o.storage_type, o.backend, o.status),
     Group: lambda o: (o.id, o.name, o.olevel),
-    Dataset: lambda o: (o.id, o.name, o.status, o.data_type, o.software_version, o.last_update,
-                        o.is_open),
+    Dataset: Dataset.values,
     Block: _block_row,
     File: _file_row,
     DatasetReplica: _dataset_replica_row,
@@ -116,11 +115,10 @@ def build(inventory, tables: dict, next_ids: dict):
     """Fill an empty inventory from the rows of `StoreReader.tables()`.
 
     Files stay in the store (the inventory's file cache loads them per block).
-    The rows were checked on their way in, so datasets are made without their
-    constructor's checks, and blocks and replicas go straight into their columns
-    (columns.py), no object per row.
+    The rows were checked on their way in: datasets, blocks and replicas go
+    straight into their columns (datasets.py, columns.py), no object per row.
     """
-    sites, groups, datasets = {}, inventory.block_replicas.groups, {}
+    sites, groups = {}, inventory.block_replicas.groups
     for row in tables["site"]:
         site = sites[row[0]] = Site(row[1], *row[2:6], id=row[0])
         inventory.sites[site.name] = site
@@ -128,11 +126,8 @@ def build(inventory, tables: dict, next_ids: dict):
     for gid, name, olevel in tables["group"]:
         group = groups[gid] = Group(name, olevel, id=gid)
         inventory.groups[name] = group
-    blocks, by_name = inventory.blocks, inventory.datasets
-    for row in tables["dataset"]:
-        dataset = datasets[row[0]] = Dataset.stored(blocks, *row)
-        by_name[dataset.name] = dataset
-    blocks.load(tables["block"], datasets)
+    datasets = inventory.dataset_table.load(tables["dataset"])   # id -> row
+    inventory.blocks.load(tables["block"], datasets)
     owners = inventory.dataset_replicas.load(tables["datasetreplica"], datasets)
     inventory.block_replicas.load(tables["blockreplica"], owners)
     for kind in inventory.next_ids:
