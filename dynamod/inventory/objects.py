@@ -1,10 +1,10 @@
 """The inventory's objects: sites, groups, datasets, blocks, files, replicas.
 
-Sites, groups and datasets are plain slotted objects hashed by identity (they
-are dict keys).  Blocks, block replicas and dataset replicas, the many, live in
-tables of columns (columns.py): a `Block`, a `BlockReplica` or a `DatasetReplica`
-is a view `(table, row)`, a tuple made on access, equal to (and hashed as) any
-other view of the same row, so they compare with `==`, not `is`.
+Sites and groups, the few, are plain slotted objects hashed by identity (they
+are dict keys).  Datasets, blocks and replicas, the many, live in tables of
+columns (datasets.py, columns.py): a `Dataset`, a `Block`, a `BlockReplica` or a
+`DatasetReplica` is a view `(table, row)`, a tuple made on access, equal to (and
+hashed as) any other view of the same row, so they compare with `==`, not `is`.
 Files are made on demand from the file cache and are equal by value (see File).
 Their `repr` is the constructor call operators know from the original system's
 documentation, e.g.
@@ -12,8 +12,8 @@ documentation, e.g.
 
 Objects built by a caller (`Site('X', status='ready')`, `Block('b1', 'ds')`) are
 *detached*: their links to other objects may be names, and only the fields the
-caller set are copied by `inventory.update` (a detached block or replica is a
-view of a one-row `Detached` table of its own).  Objects held by the
+caller set are copied by `inventory.update` (a detached dataset, block or
+replica is a view of a one-row `Detached` table of its own).  Objects held by the
 inventory are linked and maintained by `ChangeSet` (changes.py), which keeps the
 consistency rules.
 """
