@@ -404,14 +404,15 @@ def test_an_original_writer_runs_isolated_and_its_changes_commit(inventory, work
 
 def test_the_set_collections_cost_no_memory_per_object():
     """The set behaviour is in the classes: a Members is still a bare tuple, a BlockSet
-    has its two slots, a block or block replica is a bare tuple (a view of its row),
-    and no inventory object has a __dict__."""
+    and a site's SiteReplicas have their slots, a dataset, block or replica is a bare
+    tuple (a view of its row), and no inventory object has a __dict__."""
     assert Members.__basicsize__ == tuple.__basicsize__
     assert Members.__itemsize__ == tuple.__itemsize__
     assert isinstance(Members(), collections.abc.Set)
     assert isinstance(BlockSet(), collections.abc.Set)
-    assert BlockSet.__slots__ == ("table", "rows") and not hasattr(BlockSet(), "__dict__")
-    for cls in (objects.Block, objects.BlockReplica):
+    assert BlockSet.__slots__ == ("table", "owner") and not hasattr(BlockSet(), "__dict__")
+    assert not hasattr(objects.SiteReplicas(), "__dict__")
+    for cls in (objects.Dataset, objects.Block, objects.DatasetReplica, objects.BlockReplica):
         assert cls.__basicsize__ == tuple.__basicsize__
     for cls in objects.CLASSES:
         assert not hasattr(cls(*["x"] * (2 if cls.kind.endswith("replica") else 1)), "__dict__")

@@ -18,8 +18,8 @@ creation order.  Links are rows:
   `next_in_owner` and `prev_in_owner`, from its row's `head` to its `tail` in
   the DatasetReplicaTable (it may hold thousands, and one leaves in O(1)); new
   ones go last;
-- a dataset's blocks: an array of their rows sorted by name in its row of the
-  DatasetTable (a BlockSet, objects.py, reads it);
+- a dataset's blocks: a run of their rows sorted by name in the DatasetTable's
+  `block_rows` (a BlockSet, objects.py, reads it);
 - a dataset's replicas: a list through `next_in_dataset` from its row's
   `first_replica` in the DatasetTable; a site's: a doubly linked chain through
   `next_at_site` and `prev_at_site` from its SiteReplicas' `head` to its `tail`.
@@ -219,12 +219,11 @@ class BlockTable(Names):
             self._list_run(owners[start], encoded, first, start, len(owners))
 
     def _list_run(self, dataset: int, encoded, first, start, end):
-        rows = self.datasets.block_rows[dataset]
         order = sorted(range(start, end), key=encoded.__getitem__)
-        if not rows:
-            rows.extend(map(first.__add__, order))
+        if not self.datasets.block_room[dataset]:
+            self.datasets.place_blocks(dataset, map(first.__add__, order))
         else:
-            blocks = BlockSet(self, rows)
+            blocks = BlockSet(self, dataset)
             for i in order:
                 blocks.insert(first + i)
 

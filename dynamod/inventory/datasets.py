@@ -9,8 +9,12 @@ buffer, the status and the data type the index of their value among the
 allowed ones, the software version a code into the table's list of the versions
 met (a few hundred, shared by thousands of datasets), and `Dataset` (objects.py)
 is a view `(table, row)` made on access.  What a dataset holds:
-- its blocks: an array of their rows in the BlockTable, sorted by name (the
-  BlockSet a view makes on access reads it);
+- its blocks: their rows in the BlockTable, sorted by name, a run of the one array
+  `block_rows` (from `block_start`, `block_count` of them, room for
+  `block_room`), which the BlockSet a view makes on access reads.  One array, not
+  one per dataset: an application that walks the datasets touches no object of
+  theirs.  A run that is full moves to the end of the array with twice the room,
+  leaving a hole (so a dataset's growth costs a constant per block);
 - its replicas: a list of rows of the DatasetReplicaTable from `first_replica`.
 The live rows are also kept sorted by name (`by_name`): a dataset by name is a
 bisection, a new one an insertion.
@@ -23,6 +27,7 @@ dataset by row), an undone creation removed, every change returning its undo.
 from array import array
 from bisect import bisect_left
 from collections.abc import ItemsView, Mapping, ValuesView
+from functools import partial
 from itertools import compress, count, repeat
 from operator import itemgetter
 
@@ -38,10 +43,10 @@ class DatasetTable(Names):
     """Every dataset of the inventory, one row each."""
 
     __slots__ = ("id", "status", "data_type", "version", "last_update", "is_open", "alive",
-                 "first_replica", "block_rows", "by_name", "versions", "version_code", "live",
-                 "blocks", "replicas")
+                 "first_replica", "block_start", "block_count", "block_room", "block_rows",
+                 "by_name", "versions", "version_code", "live", "blocks", "replicas")
     COLUMNS = ("id", "status", "data_type", "version", "last_update", "is_open", "alive",
-               "first_replica")
+               "first_replica", "block_start", "block_count", "block_room")
 
     def __init__(self):
         super().__init__()
@@ -50,7 +55,8 @@ class DatasetTable(Names):
         self.is_open, self.alive = array("b"), array("b")
         self.version = array("i")         # row -> its code in `versions`
         self.first_replica = array("i")   # the row of its first replica (DatasetReplicaTable)
-        self.block_rows = []              # row -> its blocks' rows, sorted by name (an array)
+        self.block_start, self.block_count, self.block_room = (array("i") for _ in range(3))
+        self.block_rows = array("i")      # the runs of every dataset's block rows
         self.by_name = array("i")         # the live rows, sorted by name
         self.versions = [None]            # code -> software version (None: none)
         self.version_code = {None: 0}     # software version -> code
@@ -87,7 +93,11 @@ class DatasetTable(Names):
                 self.last_update[row], self.is_open[row] != 0)
 
     def blocks_of(self, row) -> BlockSet:
-        return BlockSet(self.blocks, self.block_rows[row])
+        return BlockSet(self.blocks, row)
+
+    def block_span(self, row) -> tuple:
+        """(block_rows, where the run of the dataset at `row` starts, its length)."""
+        return self.block_rows, self.block_start[row], self.block_count[row]
 
     def replicas_of(self, row):
         return self.replicas.of_dataset(self.first_replica[row])
@@ -133,11 +143,11 @@ class DatasetTable(Names):
         row = len(self.id)
         for column, value in zip(
                 (self.id, self.status, self.data_type, self.version, self.last_update,
-                 self.is_open, self.alive, self.first_replica),
+                 self.is_open, self.alive, self.first_replica, self.block_start,
+                 self.block_count, self.block_room),
                 (dataset_id, _STATUS_CODE[status], _TYPE_CODE[data_type],
-                 self._code(software_version), last_update, is_open, 1, NO_ROW)):
+                 self._code(software_version), last_update, is_open, 1, NO_ROW, 0, 0, 0)):
             column.append(value)
-        self.block_rows.append(array("i"))
         self.append_name(name)
         unlist = self._list(row)
 
@@ -145,7 +155,6 @@ class DatasetTable(Names):
             unlist()
             for column in self.COLUMNS:
                 del getattr(self, column)[row:]
-            del self.block_rows[row:]
             self.truncate_names(row)
         return _new_view(Dataset, (self, row)), undo
 
@@ -161,6 +170,57 @@ class DatasetTable(Names):
             self.alive[row] = 1
             self._list(row)
         return undo
+
+    def insert_block(self, row, at, block):
+        """Put `block` at index `at` of `block_rows` (in the run of the dataset at `row`,
+        where its name goes); returns the undo."""
+        place = at - self.block_start[row]
+        self._put(row, place, block)
+        return partial(self._take, row, place)
+
+    def remove_block(self, row, at):
+        """Take the block at index `at` of `block_rows` out of its run; returns the undo."""
+        place = at - self.block_start[row]
+        return partial(self._put, row, place, self._take(row, place))
+
+    def _put(self, row, place, block):
+        n = self.block_count[row]
+        if n == self.block_room[row]:
+            self._grow(row)
+        rows, start = self.block_rows, self.block_start[row]
+        at = start + place
+        rows[at + 1:start + n + 1] = rows[at:start + n]
+        rows[at] = block
+        self.block_count[row] = n + 1
+
+    def _take(self, row, place) -> int:
+        rows, start, n = self.block_rows, self.block_start[row], self.block_count[row]
+        at = start + place
+        block = rows[at]
+        rows[at:start + n - 1] = rows[at + 1:start + n]
+        self.block_count[row] = n - 1
+        return block
+
+    def _grow(self, row):
+        """Twice the room for the run of the dataset at `row`: in place when it ends the
+        array, else in a copy at its end (the old place is left unused)."""
+        rows, start, n, room = (self.block_rows, self.block_start[row], self.block_count[row],
+                                self.block_room[row])
+        wanted = max(4, 2 * room)
+        if room and start + room == len(rows):
+            rows.extend(repeat(0, wanted - room))
+        else:
+            self.block_start[row] = len(rows)
+            rows.extend(rows[start:start + n])
+            rows.extend(repeat(0, wanted - n))
+        self.block_room[row] = wanted
+
+    def place_blocks(self, row, blocks):
+        """The first blocks (rows sorted by name) of the dataset at `row`, which has no
+        room yet: a run of their own at the end of `block_rows` (loading)."""
+        start = self.block_start[row] = len(self.block_rows)
+        self.block_rows.extend(blocks)
+        self.block_count[row] = self.block_room[row] = len(self.block_rows) - start
 
     def _index(self, raw) -> int:
         return bisect_left(self.by_name, raw, key=self.raw_name)
@@ -193,7 +253,8 @@ class DatasetTable(Names):
             self.is_open.extend(map(itemgetter(6), batch))
             self.alive.extend(repeat(1, n))
             self.first_replica.extend(repeat(NO_ROW, n))
-            self.block_rows.extend(array("i") for _ in range(n))
+            for column in (self.block_start, self.block_count, self.block_room):
+                column.extend(repeat(0, n))
         self.by_name = array("i", sorted(range(len(self.id)), key=self.raw_name))
         self.live = len(self.id)
         return dict(zip(self.id, count()))

@@ -22,7 +22,6 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Mapping, Set
-from functools import partial
 from itertools import repeat
 from operator import attrgetter
 
@@ -131,19 +130,39 @@ class BlockSet(_SetLike):
     """A dataset's blocks: their rows in the inventory's BlockTable, sorted by name (a
     block by name is a bisection, a new one an insertion: a dataset may hold
     thousands), iterated in creation order (the rows' order), printed and combined
-    as a set.  Made on access, over the array of rows its dataset's row holds."""
+    as a set.  Made on access, over the run of rows the DatasetTable keeps for the
+    dataset (datasets.py)."""
 
-    __slots__ = ("table", "rows")
+    __slots__ = ("table", "owner")
 
-    def __init__(self, table=None, rows=None):
+    def __init__(self, table=None, owner=NO_ROW):
         self.table = table   # the BlockTable (None: a detached dataset's, always empty)
-        self.rows = array("i") if rows is None else rows
+        self.owner = owner   # the dataset's row in the DatasetTable
+
+    def _span(self) -> tuple:
+        """(the array of every dataset's block rows, where this one's run starts, its
+        length)."""
+        if self.table is None:
+            return _NO_ROWS, 0, 0
+        return self.table.datasets.block_span(self.owner)
+
+    @property
+    def rows(self) -> array:
+        """The rows of the blocks, sorted by name (a copy)."""
+        rows, start, n = self._span()
+        return rows[start:start + n]
 
     def __iter__(self):
         return map(_new_view, repeat(Block), zip(repeat(self.table), sorted(self.rows)))
 
     def __len__(self):
-        return len(self.rows)
+        return self._span()[2]
+
+    def _index(self, raw: bytes) -> tuple:
+        """Where a name is or would go in the run: (its index in the array, the array,
+        the run's end)."""
+        rows, start, n = self._span()
+        return bisect_left(rows, raw, start, start + n, key=self.table.raw_name), rows, start + n
 
     def __contains__(self, block):
         if type(block) is not Block or block[0] is not self.table:
@@ -151,39 +170,37 @@ class BlockSet(_SetLike):
         row = block[1]
         if not self.table.exists(row):
             return False
-        at = self._index(self.table.raw_name(row))
-        return at < len(self.rows) and self.rows[at] == row
-
-    def _index(self, raw: bytes) -> int:
-        return bisect_left(self.rows, raw, key=self.table.raw_name)
+        at, rows, end = self._index(self.table.raw_name(row))
+        return at < end and rows[at] == row
 
     def find(self, name):
         """The Block named `name`, or None."""
         if not isinstance(name, str) or self.table is None:
             return None
         raw = name.encode("utf-8", "surrogatepass")
-        at = self._index(raw)
-        if at < len(self.rows) and self.table.raw_name(self.rows[at]) == raw:
-            return _new_view(Block, (self.table, self.rows[at]))
+        at, rows, end = self._index(raw)
+        if at < end and self.table.raw_name(rows[at]) == raw:
+            return _new_view(Block, (self.table, rows[at]))
         return None
 
     def insert(self, row):
         """Add the block at `row` (its name not here yet); returns the undo."""
-        at = self._index(self.table.raw_name(row))
-        self.rows.insert(at, row)
-        return partial(self.rows.pop, at)
+        at = self._index(self.table.raw_name(row))[0]
+        return self.table.datasets.insert_block(self.owner, at, row)
 
     def remove(self, row):
         """Remove the block at `row`; returns the undo."""
-        at = self._index(self.table.raw_name(row))
-        del self.rows[at]
-        return partial(self.rows.insert, at, row)
+        at = self._index(self.table.raw_name(row))[0]
+        return self.table.datasets.remove_block(self.owner, at)
 
     def total(self, column: str) -> int:
         """The sum of a column (`size`, `num_files`) over the blocks."""
         if self.table is None:
             return 0
         return sum(map(getattr(self.table, column).__getitem__, self.rows))
+
+
+_NO_ROWS = array("i")   # a detached dataset's block rows
 
 
 class ReplicaChain(_SetLike):
