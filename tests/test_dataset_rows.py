@@ -17,6 +17,19 @@ def applied(inventory, kind, document):
     return changes
 
 
+def traced(work) -> int:
+    """The bytes that `work()` leaves allocated (tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        work()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
 def replicated() -> Inventory:
     """Three datasets of one block, each with a replica at each of three sites."""
     inventory = Inventory()
@@ -100,17 +113,8 @@ def test_a_dataset_replica_takes_few_bytes():
     datasets = [f"/D{i}/R/RAW" for i in range(1000)]
     applied(inventory, "inject", {"site": [{"name": s} for s in sites],
                                 "dataset": [{"name": d} for d in datasets]}).release()
-    document = {"datasetreplica": [{"dataset": d, "site": s} for d in datasets
-                                   for s in sites]}
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        applied(inventory, "inject", document).release()
-        gc.collect()
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
+    grown = traced(lambda: applied(inventory, "inject", {"datasetreplica": [
+        {"dataset": d, "site": s} for d in datasets for s in sites]}).release())
     assert inventory.counts()["datasetreplicas"] == 10_000
     assert len(inventory.sites["T2_S3"].dataset_replicas) == 1000
     assert grown / 10_000 <= 80, grown / 10_000
@@ -164,15 +168,7 @@ def test_a_dataset_takes_few_bytes():
     document = {"dataset": [{"name": f"/Dataset{i:05d}/Run2018A-v1/MINIAOD", "status": "valid",
                              "data_type": "production", "software_version": f"CMSSW_{i % 4}",
                              "last_update": 1_600_000_000 + i} for i in range(4000)]}
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        applied(inventory, "inject", document).release()
-        gc.collect()
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
+    grown = traced(lambda: applied(inventory, "inject", document).release())
     assert len(inventory.datasets) == 4000
     assert grown / 4000 <= 120, grown / 4000
 
