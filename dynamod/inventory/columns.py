@@ -41,7 +41,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from functools import partial
 from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import itemgetter, lshift, ne, or_
+from operator import itemgetter, ne
 
 import orjson
 
@@ -191,10 +191,10 @@ class BlockTable(Names):
         return undo
 
     # ------------------------------------------------------------ loading
-    def load(self, rows, datasets: dict):
+    def load(self, rows):
         """Append the store's block rows (id, dataset id, name, size, num_files, is_open,
-        last_update), in id order, a batch at a time, column by column; each block
-        goes into its dataset's blocks.  `datasets`: the row of each dataset id."""
+        last_update), in id order, a batch at a time, column by column (the datasets
+        are loaded); each block goes into its dataset's blocks."""
         for batch in batches(rows):
             first = len(self.id)
             for j, column in ((0, self.id), (3, self.size), (4, self.num_files),
@@ -202,7 +202,7 @@ class BlockTable(Names):
                 column.extend(map(itemgetter(j), batch))
             self.alive.extend(repeat(1, len(batch)))
             self.first_replica.extend(repeat(NO_ROW, len(batch)))
-            owners = list(map(datasets.__getitem__, map(itemgetter(1), batch)))
+            owners = rows_of(self.datasets.id, list(map(itemgetter(1), batch)))
             self.dataset.extend(owners)
             encoded = self.extend_names(map(itemgetter(2), batch))
             self._list(owners, encoded, first)
@@ -402,19 +402,14 @@ class BlockReplicaTable:
                owner, previous, following, forward, backward)
 
     # ------------------------------------------------------------ loading
-    def load(self, rows, owners: dict):
-        """Fill the empty table with the store's block replica rows (block id, site id, group id, custodial,
-        size, last_update, file ids as JSON or NULL), in key order (block, site), a
-        batch at a time, column by column; then link them.  `owners`: the row of the
-        dataset replica of each `owner_key(dataset id, site id)`."""
-        ids = self.blocks.id
+    def load(self, rows):
+        """Fill the empty table with the store's block replica rows (block id, site id,
+        group id, custodial, size, last_update, file ids as JSON or NULL), in key order
+        (block, site), a batch at a time, column by column; then link them (the dataset
+        replicas are loaded)."""
         for batch in batches(rows):
             first = len(self.block)
-            # the rows of the batch's blocks by id (a dict for the batch's span: one
-            # lookup each, where a bisection of the whole column took 4x longer)
-            low, high = bisect_left(ids, batch[0][0]), bisect_right(ids, batch[-1][0])
-            row_of = dict(zip(ids[low:high], count(low)))
-            self.block.extend(map(row_of.__getitem__, map(itemgetter(0), batch)))
+            self.block.extend(rows_of(self.blocks.id, list(map(itemgetter(0), batch))))
             self.site.extend(map(itemgetter(1), batch))
             groups = list(map(itemgetter(2), batch))
             self.group.extend(map({None: 0}.get, groups, groups))   # NULL: the null group
@@ -424,12 +419,13 @@ class BlockReplicaTable:
             for i, files in enumerate(map(itemgetter(6), batch), first):
                 if files is not None:
                     self.files[i] = array("q", orjson.loads(files))
-        self._link_loaded(owners)
+        self._link_loaded()
 
-    def _link_loaded(self, owners: dict):
+    def _link_loaded(self):
         """The lists of freshly loaded rows.  A block's replicas are consecutive rows: each
         row's next in its block is the following row, except at the end of a block's
-        run.  Each dataset replica's chain takes its rows in order."""
+        run.  Each dataset replica's chain takes its rows in order: the owner of a row is
+        the replica of its block's dataset at its site (a dataset has a few)."""
         n, block = len(self.block), self.block
         if not n:
             return
@@ -441,12 +437,18 @@ class BlockReplicaTable:
         self.next_in_owner = array("i", [NO_ROW]) * n
         self.prev_in_owner = array("i", [NO_ROW]) * n
         after, before = self.next_in_owner, self.prev_in_owner
-        heads, tails, lengths = self.owners.head, self.owners.tail, self.owners.length
-        dataset_ids = array("q", map(self.blocks.datasets.id.__getitem__,
-                                     self.blocks.dataset))
-        keys = map(or_, map(lshift, map(dataset_ids.__getitem__, block), repeat(32)),
-                   self.site)   # owner_key of each row, in C
-        for row, owner in enumerate(map(owners.__getitem__, keys)):
+        owners = self.owners
+        heads, tails, lengths = owners.head, owners.tail, owners.length
+        first_owner, next_owner, owner_site = (owners.datasets.first_replica,
+                                               owners.next_in_dataset, owners.site)
+        datasets = map(self.blocks.dataset.__getitem__, block)
+        for row, (dataset, site) in enumerate(zip(datasets, self.site)):
+            owner = first_owner[dataset]
+            while owner != NO_ROW and owner_site[owner] != site:
+                owner = next_owner[owner]
+            if owner == NO_ROW:
+                raise KeyError(f"block replica of block id {self.blocks.id[block[row]]} at "
+                               f"site id {site}: no dataset replica there")
             tail = tails[owner]
             if tail == NO_ROW:
                 heads[owner] = row
@@ -461,9 +463,9 @@ class DatasetReplicaTable:
     """Every dataset replica of the inventory, one row each.  Besides its fields, a row
     holds the ends of its chain of block replicas (`head`, `tail`, `length`: the
     BlockReplicaTable keeps them) and its links: the next replica of its dataset (from
-    the Dataset's `first_replica`; a dataset has a few) and its neighbours at its site
-    (a doubly linked chain from the site's SiteReplicas `head` to its `tail`: a site
-    holds thousands, and one leaves in O(1))."""
+    the dataset's `first_replica` in the DatasetTable; a dataset has a few) and its
+    neighbours at its site (a doubly linked chain from the site's SiteReplicas `head`
+    to its `tail`: a site holds thousands, and one leaves in O(1))."""
 
     __slots__ = ("replicas", "datasets", "dataset", "site", "group", "growing", "alive", "head",
                  "tail", "length", "next_in_dataset", "next_at_site", "prev_at_site", "sites",
@@ -636,17 +638,14 @@ class DatasetReplicaTable:
             self.prev_at_site[following] = backward
 
     # ------------------------------------------------------------ loading
-    def load(self, rows, datasets: dict) -> dict:
+    def load(self, rows):
         """Fill the empty table with the store's dataset replica rows (dataset id, site
-        id, growing, group id), in key order, a batch at a time, column by column; then
-        list them.  `datasets`: the row of each dataset id.  Returns the row of each
-        `owner_key(dataset id, site id)`, for `BlockReplicaTable.load`."""
-        owners = {}
+        id, growing, group id), in key order, a batch at a time, column by column (the
+        datasets are loaded); then list them."""
         for batch in batches(rows):
-            first, n = len(self.site), len(batch)
-            dataset_ids, site_ids = list(map(itemgetter(0), batch)), list(map(itemgetter(1), batch))
-            self.dataset.extend(map(datasets.__getitem__, dataset_ids))
-            self.site.extend(site_ids)
+            n = len(batch)
+            self.dataset.extend(rows_of(self.datasets.id, list(map(itemgetter(0), batch))))
+            self.site.extend(map(itemgetter(1), batch))
             self.growing.extend(map(itemgetter(2), batch))
             groups = list(map(itemgetter(3), batch))
             self.group.extend(map({None: 0}.get, groups, groups))   # NULL: the null group
@@ -655,9 +654,7 @@ class DatasetReplicaTable:
             for column in (self.head, self.tail, self.next_in_dataset, self.next_at_site,
                            self.prev_at_site):
                 column.extend(repeat(NO_ROW, n))
-            owners.update(zip(map(owner_key, dataset_ids, site_ids), count(first)))
         self._list_loaded()
-        return owners
 
     def _list_loaded(self):
         """The lists of freshly loaded rows: a dataset's rows are consecutive (key order),
@@ -674,6 +671,16 @@ class DatasetReplicaTable:
             chain.table = self
             self.prev_at_site[row] = chain.tail
             self._relink(chain, row)
+
+
+def rows_of(ids: array, keys: list) -> list:
+    """The rows of `keys` in the sorted column `ids` (ids only grow): a dict of the keys'
+    span of the column, one look-up each (a bisection of the whole column each took 4x
+    longer)."""
+    if not keys:
+        return []
+    low, high = bisect_left(ids, min(keys)), bisect_right(ids, max(keys))
+    return list(map(dict(zip(ids[low:high], count(low))).__getitem__, keys))
 
 
 def _group_id(groups: dict, group, owner: str) -> int:
@@ -697,9 +704,3 @@ def _point(heads, tails, after, before, owner, previous, following, forward, bac
         tails[owner] = backward
     else:
         before[following] = backward
-
-
-def owner_key(dataset_id: int, site_id: int) -> int:
-    """The key of a dataset replica in `BlockReplicaTable.load`'s `owners`: one int (a
-    tuple would take twice as long to hash)."""
-    return dataset_id << 32 | site_id

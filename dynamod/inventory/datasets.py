@@ -237,11 +237,10 @@ class DatasetTable(Names):
         return undo
 
     # ------------------------------------------------------------ loading
-    def load(self, rows) -> dict:
+    def load(self, rows):
         """Fill the empty table with the store's dataset rows (id, name, status, data_type,
         software_version, last_update, is_open), in id order, a batch at a time, column
-        by column; then list them by name.  Returns the row of each id, for the blocks'
-        and the replicas' loads."""
+        by column; then list them by name."""
         for batch in batches(rows):
             n = len(batch)
             self.id.extend(map(itemgetter(0), batch))
@@ -257,7 +256,6 @@ class DatasetTable(Names):
                 column.extend(repeat(0, n))
         self.by_name = array("i", sorted(range(len(self.id)), key=self.raw_name))
         self.live = len(self.id)
-        return dict(zip(self.id, count()))
 
 
 class DatasetNames(Mapping):

@@ -126,10 +126,10 @@ def build(inventory, tables: dict, next_ids: dict):
     for gid, name, olevel in tables["group"]:
         group = groups[gid] = Group(name, olevel, id=gid)
         inventory.groups[name] = group
-    datasets = inventory.dataset_table.load(tables["dataset"])   # id -> row
-    inventory.blocks.load(tables["block"], datasets)
-    owners = inventory.dataset_replicas.load(tables["datasetreplica"], datasets)
-    inventory.block_replicas.load(tables["blockreplica"], owners)
+    inventory.dataset_table.load(tables["dataset"])
+    inventory.blocks.load(tables["block"])
+    inventory.dataset_replicas.load(tables["datasetreplica"])
+    inventory.block_replicas.load(tables["blockreplica"])
     for kind in inventory.next_ids:
         inventory.next_ids[kind] = next_ids.get(kind, 1)
     counted = inventory.recount()
