@@ -17,17 +17,7 @@ from dynamod.inventory.changes import ChangeSet
 from dynamod.inventory.inventory import Inventory
 from dynamod.inventory.rows import all_rows
 from dynamod.service import InventoryService
-from support.documents import SITES, requests, state
-
-
-def apply(inventory, kind, document):
-    changes = ChangeSet(inventory, now=1000)
-    try:
-        getattr(injection, kind)(changes, document)
-    except DynamoError:
-        changes.rollback()
-        return None
-    return changes
+from support.documents import SITES, apply, requests, state
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -99,8 +99,8 @@ out['dataset_replicas()'] = names(r.dataset for r in t3.dataset_replicas())
 for replica in t3.dataset_replicas():  # a copy: deleting while iterating is safe
     inventory.delete(replica)
 out['after delete'] = [len(t3.dataset_replicas()), len(t3.dataset_replicas)]
-out['find_dataset_replica'] = [t2.find_dataset_replica(dataset) is dataset.find_replica(t2),
-                               t2.find_dataset_replica(D) is dataset.find_replica('T2_US_XYZ'),
+out['find_dataset_replica'] = [t2.find_dataset_replica(dataset) == dataset.find_replica(t2),
+                               t2.find_dataset_replica(D) == dataset.find_replica('T2_US_XYZ'),
                                t2.find_dataset_replica(other)]
 out['find_dataset_replica must_find'] = raises(lambda: t2.find_dataset_replica(other, True))
 out['find_block_replica'] = [t2.find_block_replica(b2) == b2.find_replica(t2),
@@ -190,7 +190,7 @@ out['block find_replica'] = [b1.find_replica('T3_US_XYZ').site.name, b2.find_rep
                              raises(lambda: b2.find_replica(t3, must_find=True))]
 out['block str'] = str(b1)
 out['block files'] = [sorted(f.lfn for f in b1.files), b1.num_files, b1.size, b1.is_open,
-                      b1.last_update, b1.id, b1.dataset is dataset]
+                      b1.last_update, b1.id, b1.dataset == dataset]
 # File
 one, two = b2.find_file('/store/b2/one.root'), b2.find_file('/store/b2/two.root')
 out['checksum'] = [File.checksum_algorithms, one.checksum, two.checksum]
@@ -333,7 +333,8 @@ out['block_replicas ops'] = [names(r.block for r in full.block_replicas - {b1.fi
                              full.block_replicas == {b1.find_replica(t2), b2.find_replica(t2)},
                              names(r.site for r in b1.replicas & {b1.find_replica(t3)}),
                              repr(b2.replicas - b2.replicas)]
-out['site set'] = [isinstance(t2.dataset_replicas, set), t2.dataset_replicas == {full},
+out['site set'] = [isinstance(t2.dataset_replicas, collections.abc.Set),
+                   t2.dataset_replicas == {full},
                    t2.dataset_replicas() == t2.dataset_replicas,
                    repr(t2.dataset_replicas()).startswith('set([DatasetReplica(')]
 print(json.dumps(out))
@@ -403,14 +404,15 @@ def test_an_original_writer_runs_isolated_and_its_changes_commit(inventory, work
 
 def test_the_set_collections_cost_no_memory_per_object():
     """The set behaviour is in the classes: a Members is still a bare tuple, a BlockSet
-    has its two slots, a block or block replica is a bare tuple (a view of its row),
-    and no inventory object has a __dict__."""
+    and a site's SiteReplicas have their slots, a dataset, block or replica is a bare
+    tuple (a view of its row), and no inventory object has a __dict__."""
     assert Members.__basicsize__ == tuple.__basicsize__
     assert Members.__itemsize__ == tuple.__itemsize__
     assert isinstance(Members(), collections.abc.Set)
     assert isinstance(BlockSet(), collections.abc.Set)
-    assert BlockSet.__slots__ == ("table", "rows") and not hasattr(BlockSet(), "__dict__")
-    for cls in (objects.Block, objects.BlockReplica):
+    assert BlockSet.__slots__ == ("table", "owner") and not hasattr(BlockSet(), "__dict__")
+    assert not hasattr(objects.SiteReplicas(), "__dict__")
+    for cls in (objects.Dataset, objects.Block, objects.DatasetReplica, objects.BlockReplica):
         assert cls.__basicsize__ == tuple.__basicsize__
     for cls in objects.CLASSES:
         assert not hasattr(cls(*["x"] * (2 if cls.kind.endswith("replica") else 1)), "__dict__")

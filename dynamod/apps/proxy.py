@@ -6,6 +6,8 @@ and keep a record of each call; a read/write application's records go back to
 the daemon when it ends well, a read-only one's die with it.
 """
 
+from collections.abc import Mapping
+
 from ..errors import DynamoError, InvalidValue
 from ..inventory.changes import ChangeSet
 from ..inventory.objects import CLASSES, BlockReplica
@@ -34,7 +36,8 @@ class ApplicationInventory:
         return self._inventory.groups
 
     @property
-    def datasets(self) -> dict:
+    def datasets(self) -> Mapping:
+        """The datasets by name (read-only; change them through `update`/`delete`)."""
         return self._inventory.datasets
 
     @property

@@ -22,8 +22,7 @@ from ..tables import Undo
 from . import partitions as parts
 from .fields import MAX_COUNT
 from .inventory import PLURAL
-from .objects import (NO_MEMBERS, Block, BlockReplica, Dataset, DatasetReplica, File, Group,
-                      Members, Site)
+from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
 
 
 def _defaults(cls, *names) -> dict:
@@ -31,6 +30,7 @@ def _defaults(cls, *names) -> dict:
     return {name: cls.__dict__[name].default for name in names}
 
 
+_DATASET_DEFAULTS = _defaults(Dataset, "status", "data_type", "software_version", "is_open")
 _BLOCK_DEFAULTS = _defaults(Block, "size", "num_files", "is_open")
 _BLOCK_REPLICA_DEFAULTS = _defaults(BlockReplica, "is_custodial", "size")
 
@@ -259,34 +259,14 @@ class ChangeSet:
         self._undo.call(lambda: ids.__setitem__(kind, new))
         return new
 
-    def _add(self, container, key_or_item, value=None):
-        """Insert into a dict (key, value) or a set (item), undoably."""
-        if isinstance(container, dict):
-            container[key_or_item] = value
-            self._undo.call(lambda: container.pop(key_or_item))
-        else:
-            container.add(key_or_item)
-            self._undo.call(lambda: container.discard(key_or_item))
+    def _add(self, container: dict, key, value):
+        """Insert into a dict, undoably."""
+        container[key] = value
+        self._undo.call(lambda: container.pop(key))
 
-    def _attach(self, obj, members: str, item):
-        """Add `item` to the Members tuple `obj.<members>` (a dataset's few replicas),
-        undoably."""
-        old = getattr(obj, members)
-        setattr(obj, members, Members((*old, item)))
-        self._undo.call(lambda: setattr(obj, members, old))
-
-    def _detach(self, obj, members: str, item):
-        old = getattr(obj, members)
-        setattr(obj, members, Members(m for m in old if m is not item) or NO_MEMBERS)
-        self._undo.call(lambda: setattr(obj, members, old))
-
-    def _remove(self, container, key_or_item):
-        if isinstance(container, dict):
-            value = container.pop(key_or_item)
-            self._undo.call(lambda: self._put_back(container, key_or_item, value))
-        else:
-            container.remove(key_or_item)
-            self._undo.call(lambda: container.add(key_or_item))
+    def _remove(self, container: dict, key):
+        value = container.pop(key)
+        self._undo.call(lambda: self._put_back(container, key, value))
 
     def _put_back(self, container: dict, key, value):
         """Undo a removal.  The dicts list objects in creation order, which is id order
@@ -341,16 +321,16 @@ class ChangeSet:
 
     # --------------------------------------------------- create or update
     def _by_name(self, table: dict, cls, name, fields: dict, defaults=None):
-        """Create (with `defaults` under the given fields) or update a site, group or
-        dataset: the objects the inventory keeps in a dict by name."""
+        """Create (with `defaults` under the given fields) or update a site or a group:
+        the objects the inventory keeps in a dict by name."""
         obj = table.get(name)
         if obj is None:
             obj = cls(name, **{**(defaults or {}), **fields})
             obj.id = self._new_id(cls.kind)
             self._add(table, name, obj)
-            if cls is not Dataset:  # the block replicas' columns hold sites and groups by id
-                replicas = self.inventory.block_replicas
-                self._add(replicas.sites if cls is Site else replicas.groups, obj.id, obj)
+            # the replicas' columns hold sites and groups by id
+            replicas = self.inventory.block_replicas
+            self._add(replicas.sites if cls is Site else replicas.groups, obj.id, obj)
             self._touch(obj, "created")
         else:
             self._set(obj, fields)
@@ -369,9 +349,17 @@ class ChangeSet:
             raise InvalidValue(f"dataset name {name!r} contains '#', which separates the "
                                f"dataset from the block in a block's name (dataset#block)",
                                field="name")
-        dataset = self._by_name(self.inventory.datasets, Dataset, name, fields,
-                                {"last_update": self.now})
-        dataset.blocks.table = self.inventory.blocks
+        dataset = self.inventory.datasets.get(name)
+        if dataset is not None:
+            self._set(dataset, fields)
+            return dataset
+        name = checked(Dataset, "name", name)
+        values = {n: checked(Dataset, n, v) for n, v in
+                  {**_DATASET_DEFAULTS, "last_update": self.now, **fields}.items()}
+        dataset, undo = self.inventory.dataset_table.add(self._new_id("dataset"), name,
+                                                         **values)
+        self._undo.call(undo)
+        self._touch(dataset, "created")
         return dataset
 
     def block(self, dataset: Dataset, name, fields: dict, where=nullcontext) -> Block:
@@ -537,10 +525,11 @@ class ChangeSet:
         if replica is not None:
             self._set(replica, fields)
             return replica
-        fields = {"growing": bool(dataset.replicas), "group": self.inventory.groups[None], **fields}
-        replica = DatasetReplica(dataset, site, **fields)
-        self._attach(dataset, "replicas", replica)
-        self._add(site.dataset_replicas, replica)
+        values = {n: checked(DatasetReplica, n, v) for n, v in
+                  {"growing": bool(dataset.replicas), "group": self.inventory.groups[None],
+                   **fields}.items()}
+        replica, undo = self.inventory.dataset_replicas.add(dataset, site, **values)
+        self._undo.call(undo)
         self._touch(replica, "created")
         return replica
 
@@ -549,7 +538,7 @@ class ChangeSet:
         """Create or update a block replica.  `files`: KEEP, a new replica is complete and
         an existing one keeps what it holds; None, it is complete; LFNs, it holds those
         (with `adding`, those as well as what it held).  A given size must agree."""
-        if block.dataset is not owner.dataset:
+        if block.dataset != owner.dataset:
             raise Conflict(f"block {block.full_name()} is not a block of dataset "
                            f"{owner.dataset.name}", field="block")
         fields = dict(fields)
@@ -637,7 +626,7 @@ class ChangeSet:
             self.delete_dataset_replica(replica)
         for block in list(dataset.blocks):
             self.delete_block(block)
-        self._remove(self.inventory.datasets, dataset.name)
+        self._undo.call(self.inventory.dataset_table.delete(dataset))
         self._gone(dataset)
 
     def delete_block(self, block: Block):
@@ -673,8 +662,7 @@ class ChangeSet:
     def delete_dataset_replica(self, replica: DatasetReplica):
         for block_replica in list(replica.block_replicas):
             self._unlink_block_replica(replica, block_replica)
-        self._detach(replica.dataset, "replicas", replica)
-        self._remove(replica.site.dataset_replicas, replica)
+        self._undo.call(self.inventory.dataset_replicas.delete(replica))
         self._gone(replica)
 
     def delete_block_replica(self, block_replica: BlockReplica):

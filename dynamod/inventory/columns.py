@@ -1,12 +1,13 @@
-"""Blocks and block replicas as columns: one array per field, one row per object.
+"""Blocks, block replicas and dataset replicas as columns: one array per field, one
+row per object.
 
-A grid holds millions of blocks and block replicas.  As Python objects they cost
+A grid holds millions of blocks and replicas.  As Python objects they cost
 hundreds of bytes each, and an application forked from the daemon that merely
 reads them copies their pages (reading an object writes its reference count).
-Here each field is an `array` (a block's dataset, a list of references: datasets
-stay objects), block names are slices of one UTF-8 buffer, and `Block` and
-`BlockReplica` (objects.py) are views `(table, row)` made on access: reading a
-column writes nothing.
+Here each field is an `array` (a link is a row of the other table: a block's
+dataset is its row in the DatasetTable, datasets.py), block names are slices of
+one UTF-8 buffer, and `Block`, `BlockReplica` and `DatasetReplica` (objects.py)
+are views `(table, row)` made on access: reading a column writes nothing.
 
 Rows are appended in id order (ids only grow), so the id column is sorted (the
 start-up finds a replica's block by its id there) and the rows' order is
@@ -14,33 +15,39 @@ creation order.  Links are rows:
 - a block's replicas: a list through `next_in_block` from the block's
   `first_replica` (a block has a few replicas; new ones go last);
 - a dataset replica's block replicas: a doubly linked chain through
-  `next_in_owner` and `prev_in_owner`, from the DatasetReplica's `head` to its
-  `tail` (it may hold thousands, and one leaves in O(1)); new ones go last;
-- a dataset's blocks: its BlockSet (objects.py), their rows sorted by name.
-Sites and groups are kept by id (`BlockReplicaTable.sites`, `.groups`; 0 is the
-null group); they are registered when created and stay after a deletion, so that
-a dead row can still be read.
+  `next_in_owner` and `prev_in_owner`, from its row's `head` to its `tail` in
+  the DatasetReplicaTable (it may hold thousands, and one leaves in O(1)); new
+  ones go last;
+- a dataset's blocks: a run of their rows sorted by name in the DatasetTable's
+  `block_rows` (a BlockSet, objects.py, reads it);
+- a dataset's replicas: a list through `next_in_dataset` from its row's
+  `first_replica` in the DatasetTable; a site's: a doubly linked chain through
+  `next_at_site` and `prev_at_site` from its SiteReplicas' `head` to its `tail`.
+Sites and groups are kept by id (`BlockReplicaTable.sites`, `.groups`, which the
+DatasetReplicaTable shares; 0 is the null group); they are registered when
+created and stay after a deletion, so that a dead row can still be read.
 
 Every change is a table operation that returns its inverse, which the ChangeSet
 keeps as its undo and runs strictly newest first.  A deleted row is marked dead
 (`alive` 0) and left where it is, still readable (the change log names what a
-change deleted after the fact; a dead block keeps its dataset's name, not the
-Dataset) and never reused; undoing a creation removes the row, then the last
-one.  Compacting the dead rows away (when the daemon is idle) is not done yet:
-it will have to renumber the rows in every column, BlockSet and chain, and in
-the views the file cache holds.
+change deleted after the fact; a dead row's dataset is a row of the DatasetTable,
+dead or alive) and never reused; undoing a creation removes the row, then the
+last one.  Compacting the dead rows away (when the daemon is idle) is not done yet:
+it will have to renumber the rows in every column, list and chain, and in the
+views the file cache holds.
 """
 
 from array import array
 from bisect import bisect_left, bisect_right
 from functools import partial
 from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import attrgetter, itemgetter, lshift, ne, or_
+from operator import itemgetter, ne
 
 import orjson
 
 from ..errors import InvalidValue
-from .objects import NO_MEMBERS, NO_ROW, Block, BlockReplica, Members
+from .objects import (NO_MEMBERS, NO_ROW, Block, BlockReplica, BlockSet, Dataset, DatasetReplica,
+                      Members, ReplicaChain)
 
 _new_view = tuple.__new__
 # Rows turned into columns at a time at start-up: as many as the store's reader
@@ -54,28 +61,64 @@ def _encoded(name: str) -> bytes:
     return name.encode("utf-8", "surrogatepass")
 
 
-def _batches(rows):
+def batches(rows):
     """The rows (any iterable) as lists of at most BATCH."""
     rows = iter(rows)
     while batch := list(islice(rows, BATCH)):
         yield batch
 
 
-class BlockTable:
+class Names:
+    """The names of a table's rows: slices of one UTF-8 buffer."""
+
+    __slots__ = ("names", "offsets")
+
+    def __init__(self):
+        self.names = bytearray()        # every name, UTF-8, one after the other
+        self.offsets = array("q", [0])  # row r's name is names[offsets[r]:offsets[r + 1]]
+
+    def raw_name(self, row) -> bytearray:
+        return self.names[self.offsets[row]:self.offsets[row + 1]]
+
+    def name_at(self, row) -> str:
+        offsets = self.offsets
+        return self.names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass")
+
+    def append_name(self, name: str):
+        self.names += _encoded(name)
+        self.offsets.append(len(self.names))
+
+    def extend_names(self, names) -> list:
+        """Append the names (an iterable of str); returns them encoded."""
+        encoded = list(map(str.encode, names))
+        self.names += b"".join(encoded)
+        self.offsets.extend(islice(accumulate(map(len, encoded), initial=self.offsets[-1]),
+                                   1, None))
+        return encoded
+
+    def truncate_names(self, row):
+        """Remove the names from row `row` on."""
+        del self.names[self.offsets[row]:]
+        del self.offsets[row + 1:]
+
+
+class BlockTable(Names):
     """Every block of the inventory, one row each."""
 
-    __slots__ = ("id", "dataset", "names", "offsets", "size", "num_files", "is_open",
-                 "last_update", "alive", "first_replica", "cache", "replicas")
-    COLUMNS = ("id", "size", "num_files", "is_open", "last_update", "alive", "first_replica")
+    __slots__ = ("id", "dataset", "size", "num_files", "is_open", "last_update", "alive",
+                 "first_replica", "cache", "datasets", "replicas")
+    COLUMNS = ("id", "dataset", "size", "num_files", "is_open", "last_update", "alive",
+               "first_replica")
 
-    def __init__(self, cache=None):
+    def __init__(self, datasets, cache=None):
+        super().__init__()
         self.id, self.size, self.num_files, self.last_update = (array("q") for _ in range(4))
         self.is_open, self.alive = array("b"), array("b")
         self.first_replica = array("i")
-        self.dataset = []             # the Dataset of each row
-        self.names = bytearray()      # every name, UTF-8, one after the other
-        self.offsets = array("q", [0])  # row r's name is names[offsets[r]:offsets[r + 1]]
+        self.dataset = array("i")     # the row of each one's dataset in the DatasetTable
         self.cache = cache            # the inventory's FileCache, which loads files
+        self.datasets = datasets      # the DatasetTable
+        datasets.blocks = self
         self.replicas = None          # the BlockReplicaTable (it sets itself here)
 
     def __len__(self):
@@ -85,12 +128,8 @@ class BlockTable:
         return f"<BlockTable: {self.alive.count(1)} blocks in {len(self)} rows>"
 
     # ------------------------------------------------------------ reading
-    def raw_name(self, row) -> bytearray:
-        return self.names[self.offsets[row]:self.offsets[row + 1]]
-
-    def name_at(self, row) -> str:
-        offsets = self.offsets
-        return self.names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass")
+    def dataset_at(self, row) -> Dataset:
+        return _new_view(Dataset, (self.datasets, self.dataset[row]))
 
     def exists(self, row) -> bool:
         """Whether `row` holds a block (not deleted, not undone)."""
@@ -102,7 +141,7 @@ class BlockTable:
     def values_at(self, row) -> tuple:
         """See Block.values."""
         offsets = self.offsets
-        return (self.id[row], self.dataset[row],
+        return (self.id[row], _new_view(Dataset, (self.datasets, self.dataset[row])),
                 self.names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass"),
                 self.size[row], self.num_files[row], self.is_open[row] != 0,
                 self.last_update[row])
@@ -123,68 +162,55 @@ class BlockTable:
     def add(self, block_id, dataset, name, size, num_files, is_open, last_update):
         """A new block (checked values) in `dataset`: (its view, the undo)."""
         row = len(self.id)
-        for column, value in zip((self.id, self.size, self.num_files, self.is_open,
-                                  self.last_update, self.alive, self.first_replica),
-                                 (block_id, size, num_files, is_open, last_update, 1, NO_ROW)):
+        for column, value in zip((self.id, self.dataset, self.size, self.num_files,
+                                  self.is_open, self.last_update, self.alive,
+                                  self.first_replica),
+                                 (block_id, dataset[1], size, num_files, is_open, last_update,
+                                  1, NO_ROW)):
             column.append(value)
-        self.dataset.append(dataset)
-        self.names += _encoded(name)
-        self.offsets.append(len(self.names))
+        self.append_name(name)
         unlist = dataset.blocks.insert(row)
 
         def undo():
             unlist()
-            self._truncate(row)
+            for column in self.COLUMNS:
+                del getattr(self, column)[row:]
+            self.truncate_names(row)
         return _new_view(Block, (self, row)), undo
-
-    def _truncate(self, row):
-        """Remove the rows from `row` on (the undo of their creation)."""
-        for name in self.COLUMNS:
-            del getattr(self, name)[row:]
-        del self.dataset[row:]
-        del self.names[self.offsets[row]:]
-        del self.offsets[row + 1:]
 
     def delete(self, block: Block):
         """The block leaves its dataset (its replicas are gone already); returns the undo.
-        The dead row keeps the dataset's name, not the Dataset (which may be deleted
-        too, and must then leave memory)."""
+        The dead row still names its dataset's row."""
         row = block[1]
-        dataset = self.dataset[row]
-        relist = dataset.blocks.remove(row)
+        relist = self.dataset_at(row).blocks.remove(row)
         self.alive[row] = 0
-        self.dataset[row] = dataset.name
 
         def undo():
-            self.dataset[row] = dataset
             self.alive[row] = 1
             relist()
         return undo
 
     # ------------------------------------------------------------ loading
-    def load(self, rows, datasets: dict):
+    def load(self, rows):
         """Append the store's block rows (id, dataset id, name, size, num_files, is_open,
-        last_update), in id order, a batch at a time, column by column; each block
-        goes into its dataset's BlockSet."""
-        for batch in _batches(rows):
+        last_update), in id order, a batch at a time, column by column (the datasets
+        are loaded); each block goes into its dataset's blocks."""
+        for batch in batches(rows):
             first = len(self.id)
             for j, column in ((0, self.id), (3, self.size), (4, self.num_files),
                               (5, self.is_open), (6, self.last_update)):
                 column.extend(map(itemgetter(j), batch))
             self.alive.extend(repeat(1, len(batch)))
             self.first_replica.extend(repeat(NO_ROW, len(batch)))
-            owners = list(map(datasets.__getitem__, map(itemgetter(1), batch)))
-            self.dataset += owners
-            encoded = list(map(str.encode, map(itemgetter(2), batch)))
-            self.names += b"".join(encoded)
-            self.offsets.extend(islice(accumulate(map(len, encoded),
-                                                  initial=self.offsets[-1]), 1, None))
+            owners = rows_of(self.datasets.id, list(map(itemgetter(1), batch)))
+            self.dataset.extend(owners)
+            encoded = self.extend_names(map(itemgetter(2), batch))
             self._list(owners, encoded, first)
 
     def _list(self, owners: list, encoded: list, first: int):
-        """Put the batch's rows into their datasets' BlockSets, sorted by name: a run of
-        rows of one dataset is sorted in C and appended, or merged when the dataset
-        already has blocks (those of an earlier batch, or of an earlier run)."""
+        """Put the batch's rows into their datasets' blocks, sorted by name: a run of rows
+        of one dataset (`owners`: their rows) is sorted in C and appended, or merged
+        when the dataset already has blocks (those of an earlier batch, or run)."""
         start = 0
         for end in compress(count(1), map(ne, owners, islice(owners, 1, None))):
             self._list_run(owners[start], encoded, first, start, end)
@@ -192,14 +218,14 @@ class BlockTable:
         if start < len(owners):
             self._list_run(owners[start], encoded, first, start, len(owners))
 
-    def _list_run(self, dataset, encoded, first, start, end):
-        rows = dataset.blocks.rows
+    def _list_run(self, dataset: int, encoded, first, start, end):
         order = sorted(range(start, end), key=encoded.__getitem__)
-        if not rows:
-            rows.extend(map(first.__add__, order))
+        if not self.datasets.block_room[dataset]:
+            self.datasets.place_blocks(dataset, map(first.__add__, order))
         else:
+            blocks = BlockSet(self, dataset)
             for i in order:
-                dataset.blocks.insert(first + i)
+                blocks.insert(first + i)
 
 
 class BlockReplicaTable:
@@ -207,7 +233,7 @@ class BlockReplicaTable:
 
     __slots__ = ("blocks", "block", "site", "group", "is_custodial", "size", "last_update",
                  "alive", "next_in_block", "next_in_owner", "prev_in_owner", "files",
-                 "sites", "groups")
+                 "sites", "groups", "owners")
     COLUMNS = ("block", "site", "group", "is_custodial", "size", "last_update", "alive",
                "next_in_block", "next_in_owner", "prev_in_owner")
 
@@ -223,6 +249,7 @@ class BlockReplicaTable:
         self.files = {}       # row -> the file ids of an incomplete replica (an array)
         self.sites = sites    # id -> Site
         self.groups = groups  # id -> Group
+        self.owners = None    # the DatasetReplicaTable (it sets itself here)
 
     def __len__(self):
         return len(self.block)
@@ -259,18 +286,19 @@ class BlockReplicaTable:
         return map(_new_view, repeat(BlockReplica),
                    zip(repeat(self), compress(count(), self.alive)))
 
-    def chain(self, owner):
-        """The block replicas of a dataset replica, in creation order."""
-        row, after = owner.head, self.next_in_owner
+    def chain(self, owner: int):
+        """The block replicas of the dataset replica at row `owner`, in creation order."""
+        row, after = self.owners.head[owner], self.next_in_owner
         while row != NO_ROW:
             yield _new_view(BlockReplica, (self, row))
             row = after[row]
 
-    def chain_facts(self, owner) -> list:
+    def chain_facts(self, owner: int) -> list:
         """(block name, group, is_custodial, size, last_update, complete) of each block
-        replica of a dataset replica, in creation order: what a listing shows of them,
-        read column by column (a view and a Block per replica cost twice as much)."""
-        facts, row = [], owner.head
+        replica of the dataset replica at row `owner`, in creation order: what a listing
+        shows of them, read column by column (a view and a Block per replica cost twice
+        as much)."""
+        facts, row = [], self.owners.head[owner]
         after, block, group, groups = self.next_in_owner, self.block, self.group, self.groups
         custodial, size, last_update, files = (self.is_custodial, self.size,
                                                self.last_update, self.files)
@@ -281,17 +309,18 @@ class BlockReplicaTable:
             row = after[row]
         return facts
 
-    def in_chain(self, row, owner) -> bool:
+    def in_chain(self, row, owner: int) -> bool:
+        owners = self.owners
         return (row < len(self.alive) and self.alive[row] != 0
-                and self.site[row] == owner.site.id
-                and self.blocks.dataset[self.block[row]] is owner.dataset)
+                and self.site[row] == owners.site[owner]
+                and self.blocks.dataset[self.block[row]] == owners.dataset[owner])
 
     def usage_facts(self, row) -> tuple:
         """What the usage (partitions.py) reads of a replica, in one call: its site, its
         group, its dataset, custodial, complete, its size and its block's size."""
         block = self.block[row]
         return (self.sites[self.site[row]], self.groups[self.group[row]],
-                self.blocks.dataset[block], self.is_custodial[row] != 0,
+                self.blocks.dataset_at(block), self.is_custodial[row] != 0,
                 row not in self.files, self.size[row], self.blocks.size[block])
 
     # ----------------------------------------------------------- changing
@@ -299,13 +328,7 @@ class BlockReplicaTable:
         getattr(self, name)[row] = value
 
     def set_group(self, row, group):
-        self.group[row] = self._group_id(group)
-
-    def _group_id(self, group) -> int:
-        if self.groups.get(getattr(group, "id", None)) is not group:
-            raise InvalidValue(f"a block replica's group is a Group of the inventory, not "
-                               f"{group!r}", field="group")
-        return group.id
+        self.group[row] = _group_id(self.groups, group, "a block replica")
 
     def set_file_ids(self, row, file_ids):
         if file_ids is None:
@@ -317,17 +340,17 @@ class BlockReplicaTable:
             raise InvalidValue(f"a block replica's file_ids are the ids of its files (None: "
                                f"all), not {file_ids!r}", field="file_ids") from None
 
-    def add(self, owner, block: Block, site, group, is_custodial, size, last_update,
-            file_ids):
+    def add(self, owner: DatasetReplica, block: Block, site, group, is_custodial, size,
+            last_update, file_ids):
         """A new replica (checked values) of `block`, in the chain of `owner` (the
         dataset replica at that site): (its view, the undo)."""
-        row, block_row = len(self.block), block[1]
+        row, block_row, owner = len(self.block), block[1], owner[1]
         for column, value in zip(
                 (self.block, self.site, self.group, self.is_custodial, self.size,
                  self.last_update, self.alive, self.next_in_block, self.next_in_owner,
                  self.prev_in_owner),
-                (block_row, site.id, self._group_id(group), is_custodial, size, last_update,
-                 1, NO_ROW, NO_ROW, owner.tail)):
+                (block_row, site.id, _group_id(self.groups, group, "a block replica"),
+                 is_custodial, size, last_update, 1, NO_ROW, NO_ROW, self.owners.tail[owner])):
             column.append(value)
         self.set_file_ids(row, file_ids)
         first, after = self.blocks.first_replica, self.next_in_block
@@ -338,8 +361,8 @@ class BlockReplicaTable:
             while after[last] != NO_ROW:
                 last = after[last]
             after[last] = row
-        self._point(owner, owner.tail, NO_ROW, row, row)
-        owner.length += 1
+        self._point(owner, self.owners.tail[owner], NO_ROW, row, row)
+        self.owners.length[owner] += 1
         replica = _new_view(BlockReplica, (self, row))
 
         def undo():
@@ -349,11 +372,11 @@ class BlockReplicaTable:
             self.files.pop(row, None)
         return replica, undo
 
-    def delete(self, replica: BlockReplica, owner):
+    def delete(self, replica: BlockReplica, owner: DatasetReplica):
         """The replica leaves its block and `owner`'s chain; returns the undo (which puts
         it back where it was: undos run newest first, so its neighbours are as the
         deletion left them)."""
-        row = replica[1]
+        row, owner = replica[1], owner[1]
         before = self._unlink(row, owner)
         self.alive[row] = 0
         return partial(self._relink, row, owner, before)
@@ -372,7 +395,7 @@ class BlockReplicaTable:
             after[before] = after[row]
         previous, following = self.prev_in_owner[row], self.next_in_owner[row]
         self._point(owner, previous, following, following, previous)
-        owner.length -= 1
+        self.owners.length[owner] -= 1
         return before
 
     def _relink(self, row, owner, before):
@@ -384,35 +407,25 @@ class BlockReplicaTable:
             after[row] = after[before]
             after[before] = row
         self._point(owner, self.prev_in_owner[row], self.next_in_owner[row], row, row)
-        owner.length += 1
+        self.owners.length[owner] += 1
         self.alive[row] = 1
 
     def _point(self, owner, previous, following, forward, backward):
-        """In `owner`'s chain, `previous` (NO_ROW: the head) now leads to `forward`, and
-        `following` (NO_ROW: the tail) back to `backward`."""
-        if previous == NO_ROW:
-            owner.head = forward
-        else:
-            self.next_in_owner[previous] = forward
-        if following == NO_ROW:
-            owner.tail = backward
-        else:
-            self.prev_in_owner[following] = backward
+        """In the chain of the dataset replica at row `owner`, `previous` (NO_ROW: the
+        head) now leads to `forward`, and `following` (NO_ROW: the tail) back to
+        `backward`."""
+        _point(self.owners.head, self.owners.tail, self.next_in_owner, self.prev_in_owner,
+               owner, previous, following, forward, backward)
 
     # ------------------------------------------------------------ loading
-    def load(self, rows, owners: dict):
-        """Fill the empty table with the store's block replica rows (block id, site id, group id, custodial,
-        size, last_update, file ids as JSON or NULL), in key order (block, site), a
-        batch at a time, column by column; then link them.  `owners`: the
-        DatasetReplica of each `owner_key(dataset id, site id)`."""
-        ids = self.blocks.id
-        for batch in _batches(rows):
+    def load(self, rows):
+        """Fill the empty table with the store's block replica rows (block id, site id,
+        group id, custodial, size, last_update, file ids as JSON or NULL), in key order
+        (block, site), a batch at a time, column by column; then link them (the dataset
+        replicas are loaded)."""
+        for batch in batches(rows):
             first = len(self.block)
-            # the rows of the batch's blocks by id (a dict for the batch's span: one
-            # lookup each, where a bisection of the whole column took 4x longer)
-            low, high = bisect_left(ids, batch[0][0]), bisect_right(ids, batch[-1][0])
-            row_of = dict(zip(ids[low:high], count(low)))
-            self.block.extend(map(row_of.__getitem__, map(itemgetter(0), batch)))
+            self.block.extend(rows_of(self.blocks.id, list(map(itemgetter(0), batch))))
             self.site.extend(map(itemgetter(1), batch))
             groups = list(map(itemgetter(2), batch))
             self.group.extend(map({None: 0}.get, groups, groups))   # NULL: the null group
@@ -422,12 +435,13 @@ class BlockReplicaTable:
             for i, files in enumerate(map(itemgetter(6), batch), first):
                 if files is not None:
                     self.files[i] = array("q", orjson.loads(files))
-        self._link_loaded(owners)
+        self._link_loaded()
 
-    def _link_loaded(self, owners: dict):
+    def _link_loaded(self):
         """The lists of freshly loaded rows.  A block's replicas are consecutive rows: each
         row's next in its block is the following row, except at the end of a block's
-        run.  Each dataset replica's chain takes its rows in order."""
+        run.  Each dataset replica's chain takes its rows in order: the owner of a row is
+        the replica of its block's dataset at its site (a dataset has a few)."""
         n, block = len(self.block), self.block
         if not n:
             return
@@ -439,22 +453,270 @@ class BlockReplicaTable:
         self.next_in_owner = array("i", [NO_ROW]) * n
         self.prev_in_owner = array("i", [NO_ROW]) * n
         after, before = self.next_in_owner, self.prev_in_owner
-        dataset_ids = array("q", map(attrgetter("id"), self.blocks.dataset))
-        keys = map(or_, map(lshift, map(dataset_ids.__getitem__, block), repeat(32)),
-                   self.site)   # owner_key of each row, in C
-        for row, key in enumerate(keys):
-            owner = owners[key]
-            tail = owner.tail
+        owners = self.owners
+        heads, tails, lengths = owners.head, owners.tail, owners.length
+        first_owner, next_owner, owner_site = (owners.datasets.first_replica,
+                                               owners.next_in_dataset, owners.site)
+        datasets = map(self.blocks.dataset.__getitem__, block)
+        for row, (dataset, site) in enumerate(zip(datasets, self.site)):
+            owner = first_owner[dataset]
+            while owner != NO_ROW and owner_site[owner] != site:
+                owner = next_owner[owner]
+            if owner == NO_ROW:
+                raise KeyError(f"block replica of block id {self.blocks.id[block[row]]} at "
+                               f"site id {site}: no dataset replica there")
+            tail = tails[owner]
             if tail == NO_ROW:
-                owner.head = row
+                heads[owner] = row
             else:
                 after[tail] = row
                 before[row] = tail
-            owner.tail = row
-            owner.length += 1
+            tails[owner] = row
+            lengths[owner] += 1
 
 
-def owner_key(dataset_id: int, site_id: int) -> int:
-    """The key of a dataset replica in `BlockReplicaTable.load`'s `owners`: one int (a
-    tuple would take twice as long to hash)."""
-    return dataset_id << 32 | site_id
+class DatasetReplicaTable:
+    """Every dataset replica of the inventory, one row each.  Besides its fields, a row
+    holds the ends of its chain of block replicas (`head`, `tail`, `length`: the
+    BlockReplicaTable keeps them) and its links: the next replica of its dataset (from
+    the dataset's `first_replica` in the DatasetTable; a dataset has a few) and its
+    neighbours at its site (a doubly linked chain from the site's SiteReplicas `head`
+    to its `tail`: a site holds thousands, and one leaves in O(1))."""
+
+    __slots__ = ("replicas", "datasets", "dataset", "site", "group", "growing", "alive", "head",
+                 "tail", "length", "next_in_dataset", "next_at_site", "prev_at_site", "sites",
+                 "groups")
+    COLUMNS = ("dataset", "site", "group", "growing", "alive", "head", "tail", "length",
+               "next_in_dataset", "next_at_site", "prev_at_site")
+
+    def __init__(self, replicas: BlockReplicaTable):
+        self.replicas = replicas
+        replicas.owners = self
+        self.datasets = replicas.blocks.datasets
+        self.datasets.replicas = self
+        self.dataset = array("i")   # the row of each one's dataset in the DatasetTable
+        self.site, self.group = array("I"), array("I")   # ids, as the block replicas'
+        self.growing, self.alive = array("b"), array("b")
+        self.head, self.tail, self.length = array("i"), array("i"), array("i")
+        self.next_in_dataset, self.next_at_site, self.prev_at_site = (array("i") for _ in range(3))
+        self.sites, self.groups = replicas.sites, replicas.groups
+
+    def __len__(self):
+        return len(self.site)
+
+    def __repr__(self):
+        return (f"<DatasetReplicaTable: {self.alive.count(1)} dataset replicas in "
+                f"{len(self)} rows>")
+
+    # ------------------------------------------------------------ reading
+    def is_set(self, name) -> bool:
+        return True
+
+    def dataset_at(self, row) -> Dataset:
+        return _new_view(Dataset, (self.datasets, self.dataset[row]))
+
+    def site_at(self, row):
+        return self.sites[self.site[row]]
+
+    def group_at(self, row):
+        return self.groups[self.group[row]]
+
+    def site_chain(self, row):
+        """The SiteReplicas whose chain holds `row` (None: a dead or undone row)."""
+        if row < len(self.alive) and self.alive[row] != 0:
+            return self.sites[self.site[row]].dataset_replicas
+        return None
+
+    def values_at(self, row) -> tuple:
+        """See DatasetReplica.values."""
+        return (_new_view(Dataset, (self.datasets, self.dataset[row])),
+                self.sites[self.site[row]], self.growing[row] != 0, self.groups[self.group[row]])
+
+    def block_replicas_of(self, row) -> ReplicaChain:
+        return ReplicaChain(self.replicas, row)
+
+    def of_dataset(self, row) -> Members:
+        """The dataset replicas listed from `row` (a dataset's `first_replica`)."""
+        found, after = [], self.next_in_dataset
+        while row != NO_ROW:
+            found.append(_new_view(DatasetReplica, (self, row)))
+            row = after[row]
+        return Members(found) if found else NO_MEMBERS
+
+    def at_site(self, chain):
+        """The dataset replicas of a site's SiteReplicas, in creation order."""
+        row, after = chain.head, self.next_at_site
+        while row != NO_ROW:
+            yield _new_view(DatasetReplica, (self, row))
+            row = after[row]
+
+    def views(self):
+        """Every (live) dataset replica."""
+        return map(_new_view, repeat(DatasetReplica),
+                   zip(repeat(self), compress(count(), self.alive)))
+
+    # ----------------------------------------------------------- changing
+    def store(self, name, row, value):
+        getattr(self, name)[row] = value
+
+    def set_group(self, row, group):
+        self.group[row] = _group_id(self.groups, group, "a dataset replica")
+
+    def add(self, dataset, site, growing, group):
+        """A new replica (checked values) of `dataset` at `site`, last of both: (its view,
+        the undo)."""
+        row, chain, dataset = len(self.site), site.dataset_replicas, dataset[1]
+        for column, value in zip(
+                (self.dataset, self.site, self.group, self.growing, self.alive, self.head,
+                 self.tail, self.length, self.next_in_dataset, self.next_at_site,
+                 self.prev_at_site),
+                (dataset, site.id, _group_id(self.groups, group, "a dataset replica"), growing,
+                 1, NO_ROW, NO_ROW, 0, NO_ROW, NO_ROW, chain.tail)):
+            column.append(value)
+        self._relist(dataset, row, self._last_of(dataset))
+        chain.table = self
+        self._relink(chain, row)
+
+        def undo():
+            self._unlist(dataset, row)
+            self._unlink(chain, row)
+            for name in self.COLUMNS:
+                del getattr(self, name)[row:]
+        return _new_view(DatasetReplica, (self, row)), undo
+
+    def delete(self, replica: DatasetReplica):
+        """The replica (its block replicas gone already) leaves its dataset and its site;
+        returns the undo."""
+        row = replica[1]
+        dataset, chain = self.dataset[row], self.sites[self.site[row]].dataset_replicas
+        before = self._unlist(dataset, row)
+        self._unlink(chain, row)
+        self.alive[row] = 0
+
+        def undo():
+            self.alive[row] = 1
+            self._relist(dataset, row, before)
+            self._relink(chain, row)
+        return undo
+
+    # `dataset`: a dataset's row in the DatasetTable
+    def _last_of(self, dataset) -> int:
+        row, after = self.datasets.first_replica[dataset], self.next_in_dataset
+        if row != NO_ROW:
+            while after[row] != NO_ROW:
+                row = after[row]
+        return row
+
+    def _unlist(self, dataset, row) -> int:
+        """Take the row out of its dataset's list; returns the row before it (NO_ROW: it
+        was the first)."""
+        after, first = self.next_in_dataset, self.datasets.first_replica
+        if first[dataset] == row:
+            first[dataset] = after[row]
+            return NO_ROW
+        before = first[dataset]
+        while after[before] != row:
+            before = after[before]
+        after[before] = after[row]
+        return before
+
+    def _relist(self, dataset, row, before):
+        """Put the row back into its dataset's list after `before` (NO_ROW: first)."""
+        after, first = self.next_in_dataset, self.datasets.first_replica
+        if before == NO_ROW:
+            after[row] = first[dataset]
+            first[dataset] = row
+        else:
+            after[row] = after[before]
+            after[before] = row
+
+    def _unlink(self, chain, row):
+        """Take the row out of its site's chain (its own links stay)."""
+        previous, following = self.prev_at_site[row], self.next_at_site[row]
+        self._point(chain, previous, following, following, previous)
+        chain.length -= 1
+
+    def _relink(self, chain, row):
+        """Put the row back into its site's chain between its own links."""
+        self._point(chain, self.prev_at_site[row], self.next_at_site[row], row, row)
+        chain.length += 1
+
+    def _point(self, chain, previous, following, forward, backward):
+        """In a site's chain, `previous` (NO_ROW: the head) now leads to `forward`, and
+        `following` (NO_ROW: the tail) back to `backward`."""
+        if previous == NO_ROW:
+            chain.head = forward
+        else:
+            self.next_at_site[previous] = forward
+        if following == NO_ROW:
+            chain.tail = backward
+        else:
+            self.prev_at_site[following] = backward
+
+    # ------------------------------------------------------------ loading
+    def load(self, rows):
+        """Fill the empty table with the store's dataset replica rows (dataset id, site
+        id, growing, group id), in key order, a batch at a time, column by column (the
+        datasets are loaded); then list them."""
+        for batch in batches(rows):
+            n = len(batch)
+            self.dataset.extend(rows_of(self.datasets.id, list(map(itemgetter(0), batch))))
+            self.site.extend(map(itemgetter(1), batch))
+            self.growing.extend(map(itemgetter(2), batch))
+            groups = list(map(itemgetter(3), batch))
+            self.group.extend(map({None: 0}.get, groups, groups))   # NULL: the null group
+            self.alive.extend(repeat(1, n))
+            self.length.extend(repeat(0, n))
+            for column in (self.head, self.tail, self.next_in_dataset, self.next_at_site,
+                           self.prev_at_site):
+                column.extend(repeat(NO_ROW, n))
+        self._list_loaded()
+
+    def _list_loaded(self):
+        """The lists of freshly loaded rows: a dataset's rows are consecutive (key order),
+        each leads to the next; each site's chain takes its rows in order."""
+        after, first, sites = self.next_in_dataset, self.datasets.first_replica, self.sites
+        previous = NO_ROW
+        for row, (owner, site_id) in enumerate(zip(self.dataset, self.site)):
+            if owner == previous:
+                after[row - 1] = row
+            else:
+                first[owner] = row
+                previous = owner
+            chain = sites[site_id].dataset_replicas
+            chain.table = self
+            self.prev_at_site[row] = chain.tail
+            self._relink(chain, row)
+
+
+def rows_of(ids: array, keys: list) -> list:
+    """The rows of `keys` in the sorted column `ids` (ids only grow): a dict of the keys'
+    span of the column, one look-up each (a bisection of the whole column each took 4x
+    longer)."""
+    if not keys:
+        return []
+    low, high = bisect_left(ids, min(keys)), bisect_right(ids, max(keys))
+    return list(map(dict(zip(ids[low:high], count(low))).__getitem__, keys))
+
+
+def _group_id(groups: dict, group, owner: str) -> int:
+    """The id of `group` (a replica's), which must be a Group of the inventory
+    (`groups`, by id)."""
+    if groups.get(getattr(group, "id", None)) is not group:
+        raise InvalidValue(f"{owner}'s group is a Group of the inventory, not {group!r}",
+                           field="group")
+    return group.id
+
+
+def _point(heads, tails, after, before, owner, previous, following, forward, backward):
+    """In the chain of `owner` (its ends in `heads` and `tails`, its links in `after`
+    and `before`), `previous` (NO_ROW: the head) now leads to `forward`, and `following`
+    (NO_ROW: the tail) back to `backward`."""
+    if previous == NO_ROW:
+        heads[owner] = forward
+    else:
+        after[previous] = forward
+    if following == NO_ROW:
+        tails[owner] = backward
+    else:
+        before[following] = backward

@@ -1,5 +1,6 @@
-"""The in-memory inventory: sites, groups and datasets by name; blocks and block
-replicas in tables of columns (columns.py); files through a cache.
+"""The in-memory inventory: sites and groups by name; datasets (datasets.py), blocks,
+block replicas and dataset replicas in tables of columns (columns.py), datasets also
+by name; files through a cache.
 
 How many objects of each kind it holds is kept as changes apply and undo
 (`totals`), so that `status` answers at once however large the inventory.
@@ -9,7 +10,8 @@ from itertools import compress
 
 from ..errors import InvalidValue, NotFound
 from ..store.tables import ID_KINDS
-from .columns import BlockReplicaTable, BlockTable
+from .columns import BlockReplicaTable, BlockTable, DatasetReplicaTable
+from .datasets import DatasetNames, DatasetTable
 from .filecache import FileCache
 from .partitions import CURRENT, Usage
 from .objects import Block, Dataset, File, Group, Site
@@ -22,11 +24,13 @@ class Inventory:
     def __init__(self):
         self.sites = {}
         self.groups = {None: Group.null_group}  # the one null group
-        self.datasets = {}
+        self.dataset_table = DatasetTable()
+        self.datasets = DatasetNames(self.dataset_table)   # a Mapping, by name
         self.file_cache = FileCache(self)
-        self.blocks = BlockTable(self.file_cache)
+        self.blocks = BlockTable(self.dataset_table, self.file_cache)
         # sites and groups by id, for the replicas' columns
         self.block_replicas = BlockReplicaTable(self.blocks, {}, {0: Group.null_group})
+        self.dataset_replicas = DatasetReplicaTable(self.block_replicas)
         self.next_ids = dict.fromkeys(ID_KINDS, 1)
         self.totals = dict.fromkeys(KINDS, 0)  # kind -> objects held (ChangeSet keeps it)
         # Objects a ChangeSet created, changed or deleted, and its undos, counted: memory
@@ -74,14 +78,13 @@ class Inventory:
         return {PLURAL[kind]: n for kind, n in self.totals.items()}
 
     def recount(self) -> dict:
-        """`counts()` counted again: the blocks' and block replicas' from their columns
-        (a pass in C), the dataset replicas' by a walk of the datasets (the loader's,
-        and the consistency check's)."""
+        """`counts()` counted again, the replicas' and blocks' from their columns (a pass
+        in C): the loader's, and the consistency check's."""
         blocks = self.blocks
         return {"sites": len(self.sites), "groups": len(self.groups) - 1,
-                "datasets": len(self.datasets), "blocks": blocks.alive.count(1),
+                "datasets": self.dataset_table.alive.count(1), "blocks": blocks.alive.count(1),
                 "files": sum(compress(blocks.num_files, blocks.alive)),
-                "datasetreplicas": sum(len(d.replicas) for d in self.datasets.values()),
+                "datasetreplicas": self.dataset_replicas.alive.count(1),
                 "blockreplicas": self.block_replicas.alive.count(1)}
 
     # ------------------------------------------------------- consistency
@@ -114,6 +117,9 @@ class Inventory:
             for replica in dataset.replicas:
                 if replica.site.name not in self.sites:
                     found.append(f"replica of {dataset.name} at a deleted site")
+                if replica not in replica.site.dataset_replicas or replica.dataset != dataset:
+                    found.append(f"replica of {dataset.name} at {replica.site.name} is not "
+                                 f"its site's and its dataset's")
                 chain = list(replica.block_replicas)
                 held = [r for b in dataset.blocks for r in b.replicas if r.site is replica.site]
                 if len(chain) != len(replica.block_replicas) or set(chain) != set(held):
@@ -122,13 +128,22 @@ class Inventory:
             table, rows = dataset.blocks.table, dataset.blocks.rows
             names = [table.name_at(row) for row in rows]
             if (names != sorted(set(names), key=_utf8)
-                    or not all(table.exists(row) and table.dataset[row] is dataset
+                    or not all(table.exists(row) and table.dataset[row] == dataset[1]
                                for row in rows)):
                 found.append(f"dataset {dataset.name}: its blocks are not its live rows by name")
+        datasets = self.dataset_table
+        names = [bytes(datasets.raw_name(row)) for row in datasets.by_name]
+        if (sorted(datasets.by_name) != list(datasets.live_rows()) or len(names) != datasets.live
+                or names != sorted(set(names))):
+            found.append("the datasets by name are not the live datasets")
         walked = {"blocks": sum(len(d.blocks) for d in self.datasets.values()),
+                  "datasetreplicas": sum(len(d.replicas) for d in self.datasets.values()),
+                  "sites' datasetreplicas": sum(1 for s in self.sites.values()
+                                                for _ in s.dataset_replicas),
                   "blockreplicas": sum(len(b.replicas) for d in self.datasets.values()
                                        for b in d.blocks)}
         counted = self.counts()
+        counted["sites' datasetreplicas"] = counted["datasetreplicas"]
         if walked != {kind: counted[kind] for kind in walked}:
             found.append(f"the tables count {counted}, a walk {walked}")
         return found

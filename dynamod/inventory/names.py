@@ -9,7 +9,7 @@ that the pattern's literal prefix (what comes before its first `*`, `?` or
 The list follows the table without being told of each change.  Unless a
 change was undone since the last read (`Inventory.undone` counts the undos),
 the table has only lost names and gained objects with ids from the `next_ids`
-of that read, which its dict keeps after the older entries: the new names are
+of that read, which it lists after the older entries: the new names are
 read from its end, and its length tells how many went.  An undo, or anything
 that does not add up, rebuilds the list (a sort: about 0.1 s at 240,000
 datasets).
@@ -110,13 +110,13 @@ class SortedNames:
             self._of, self.names = table, sorted(table)
         return self.names
 
-    def _follow(self, table: dict, length: int, next_id: int) -> bool:
+    def _follow(self, table, length: int, next_id: int) -> bool:
         """Apply what changed since the table had `length` names, all of ids below
         `next_id`: the objects appended since, and the names deleted.  False when that
         does not account for the table (the caller then rebuilds)."""
         new = []
-        for name, obj in reversed(table.items()):
-            if obj.id < next_id:
+        for name in reversed(table):
+            if table[name].id < next_id:
                 break
             new.append(name)
         gone = length + len(new) - len(table)

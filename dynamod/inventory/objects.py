@@ -1,9 +1,9 @@
 """The inventory's objects: sites, groups, datasets, blocks, files, replicas.
 
-Sites, groups, datasets and dataset replicas are plain slotted objects
-hashed by identity (they live in sets and are dict keys).  Blocks and block
-replicas, the millions, live in tables of columns (columns.py): a `Block` or a
-`BlockReplica` is a view `(table, row)`, a tuple made on access, equal to (and
+Sites and groups, the few, are plain slotted objects hashed by identity (they
+are dict keys).  Datasets, blocks and replicas, the many, live in tables of
+columns (datasets.py, columns.py): a `Dataset`, a `Block`, a `BlockReplica` or a
+`DatasetReplica` is a view `(table, row)`, a tuple made on access, equal to (and
 hashed as) any other view of the same row, so they compare with `==`, not `is`.
 Files are made on demand from the file cache and are equal by value (see File).
 Their `repr` is the constructor call operators know from the original system's
@@ -12,8 +12,8 @@ documentation, e.g.
 
 Objects built by a caller (`Site('X', status='ready')`, `Block('b1', 'ds')`) are
 *detached*: their links to other objects may be names, and only the fields the
-caller set are copied by `inventory.update` (a detached block or block replica
-is a view of a one-row `Detached` table of its own).  Objects held by the
+caller set are copied by `inventory.update` (a detached dataset, block or
+replica is a view of a one-row `Detached` table of its own).  Objects held by the
 inventory are linked and maintained by `ChangeSet` (changes.py), which keeps the
 consistency rules.
 """
@@ -22,7 +22,6 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Mapping, Set
-from functools import partial
 from itertools import repeat
 from operator import attrgetter
 
@@ -48,16 +47,6 @@ class ObjectSet(set):
     __slots__ = ()
 
     __repr__ = _set_repr
-
-
-class SiteReplicas(ObjectSet):
-    """A site's dataset replicas: a set, and callable as the original's method
-    `site.dataset_replicas()`, which gives a copy (safe to iterate while deleting)."""
-
-    __slots__ = ()
-
-    def __call__(self) -> ObjectSet:
-        return ObjectSet(self)
 
 
 class _SetLike(Set):
@@ -100,23 +89,80 @@ NO_ROW = -1  # the end of a chain of rows (columns.py)
 _new_view = tuple.__new__   # _new_view(Block, (table, row)): a view, all in C
 
 
+class _View(tuple):
+    """A view `(table, row)`: a copy is the same view (as a tuple's is the tuple)."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return _new_view, (type(self), tuple(self))
+
+
+class SiteReplicas(_SetLike):
+    """A site's dataset replicas: a doubly linked chain of rows in the inventory's
+    DatasetReplicaTable (columns.py), from `head` to `tail` (`length` of them), which
+    that table keeps (and sets `table` on the first one).  A set (`in` and `len` take
+    O(1)), and callable as the original's method `site.dataset_replicas()`, which gives
+    a copy (safe to iterate while deleting)."""
+
+    __slots__ = ("table", "head", "tail", "length")
+
+    def __init__(self):
+        self.table = None   # None until the site holds a replica
+        self.head = self.tail = NO_ROW
+        self.length = 0
+
+    def __call__(self) -> ObjectSet:
+        return ObjectSet(self)
+
+    def __len__(self):
+        return self.length
+
+    def __iter__(self):
+        return self.table.at_site(self) if self.table is not None else iter(())
+
+    def __contains__(self, replica):
+        return (type(replica) is DatasetReplica and replica[0] is self.table
+                and self.table.site_chain(replica[1]) is self)
+
+
 class BlockSet(_SetLike):
     """A dataset's blocks: their rows in the inventory's BlockTable, sorted by name (a
     block by name is a bisection, a new one an insertion: a dataset may hold
     thousands), iterated in creation order (the rows' order), printed and combined
-    as a set."""
+    as a set.  Made on access, over the run of rows the DatasetTable keeps for the
+    dataset (datasets.py)."""
 
-    __slots__ = ("table", "rows")
+    __slots__ = ("table", "owner")
 
-    def __init__(self, table=None):
+    def __init__(self, table=None, owner=NO_ROW):
         self.table = table   # the BlockTable (None: a detached dataset's, always empty)
-        self.rows = array("i")
+        self.owner = owner   # the dataset's row in the DatasetTable
+
+    def _span(self) -> tuple:
+        """(the array of every dataset's block rows, where this one's run starts, its
+        length)."""
+        if self.table is None:
+            return _NO_ROWS, 0, 0
+        return self.table.datasets.block_span(self.owner)
+
+    @property
+    def rows(self) -> array:
+        """The rows of the blocks, sorted by name (a copy)."""
+        rows, start, n = self._span()
+        return rows[start:start + n]
 
     def __iter__(self):
         return map(_new_view, repeat(Block), zip(repeat(self.table), sorted(self.rows)))
 
     def __len__(self):
-        return len(self.rows)
+        return self._span()[2]
+
+    def _index(self, raw: bytes) -> tuple:
+        """Where a name is or would go in the run: (its index in the array, the array,
+        the run's end)."""
+        rows, start, n = self._span()
+        return bisect_left(rows, raw, start, start + n, key=self.table.raw_name), rows, start + n
 
     def __contains__(self, block):
         if type(block) is not Block or block[0] is not self.table:
@@ -124,11 +170,8 @@ class BlockSet(_SetLike):
         row = block[1]
         if not self.table.exists(row):
             return False
-        at = self._index(self.table.raw_name(row))
-        return at < len(self.rows) and self.rows[at] == row
-
-    def _index(self, raw: bytes) -> int:
-        return bisect_left(self.rows, raw, key=self.table.raw_name)
+        at, rows, end = self._index(self.table.raw_name(row))
+        return at < end and rows[at] == row
 
     def values(self) -> list:
         """Block.values of each block, in name order, without a view per block."""
@@ -139,28 +182,29 @@ class BlockSet(_SetLike):
         if not isinstance(name, str) or self.table is None:
             return None
         raw = name.encode("utf-8", "surrogatepass")
-        at = self._index(raw)
-        if at < len(self.rows) and self.table.raw_name(self.rows[at]) == raw:
-            return _new_view(Block, (self.table, self.rows[at]))
+        at, rows, end = self._index(raw)
+        if at < end and self.table.raw_name(rows[at]) == raw:
+            return _new_view(Block, (self.table, rows[at]))
         return None
 
     def insert(self, row):
         """Add the block at `row` (its name not here yet); returns the undo."""
-        at = self._index(self.table.raw_name(row))
-        self.rows.insert(at, row)
-        return partial(self.rows.pop, at)
+        at = self._index(self.table.raw_name(row))[0]
+        return self.table.datasets.insert_block(self.owner, at, row)
 
     def remove(self, row):
         """Remove the block at `row`; returns the undo."""
-        at = self._index(self.table.raw_name(row))
-        del self.rows[at]
-        return partial(self.rows.insert, at, row)
+        at = self._index(self.table.raw_name(row))[0]
+        return self.table.datasets.remove_block(self.owner, at)
 
     def total(self, column: str) -> int:
         """The sum of a column (`size`, `num_files`) over the blocks."""
         if self.table is None:
             return 0
         return sum(map(getattr(self.table, column).__getitem__, self.rows))
+
+
+_NO_ROWS = array("i")   # a detached dataset's block rows
 
 
 class ReplicaChain(_SetLike):
@@ -172,13 +216,13 @@ class ReplicaChain(_SetLike):
     __slots__ = ("table", "owner")
 
     def __init__(self, table, owner):
-        self.table, self.owner = table, owner
+        self.table, self.owner = table, owner   # the BlockReplicaTable, the owner's row
 
     def __len__(self):
-        return self.owner.length
+        return self.table.owners.length[self.owner]
 
     def __iter__(self):
-        return self.table.chain(self.owner) if self.table is not None else iter(())
+        return self.table.chain(self.owner)
 
     def __contains__(self, replica):
         return (type(replica) is BlockReplica and replica[0] is self.table
@@ -186,7 +230,7 @@ class ReplicaChain(_SetLike):
 
     def facts(self) -> list:
         """See BlockReplicaTable.chain_facts."""
-        return self.table.chain_facts(self.owner) if self.table is not None else []
+        return self.table.chain_facts(self.owner)
 
 
 def _enum(values: tuple):
@@ -325,30 +369,46 @@ class Group:
     null_group = None  # set below: the one null group (`inventory.groups[None]`)
 
 
-class Dataset:
-    __slots__ = ("_name", "_status", "_data_type", "_software_version", "_last_update",
-                 "_is_open", "id", "blocks", "replicas")
+class Dataset(_View):
+    """A dataset: a view `(table, row)` of the inventory's DatasetTable (datasets.py), or
+    of a caller's Detached one.  Its blocks are a BlockSet over its rows in the
+    BlockTable; its replicas a list of rows of the DatasetReplicaTable."""
+
+    __slots__ = ()
     kind = "dataset"
-    name = Text(required=True, frozen=True)
-    status = Choice(DATASET_STATUSES, "unknown")
-    data_type = Choice(DATA_TYPES, "unknown")
-    software_version = Version()
-    last_update = Time()
-    is_open = Flag(True)
+    name = Column("name", Text(required=True, frozen=True), get=lambda v: v[0].name_at(v[1]))
+    status = Column("status", Choice(DATASET_STATUSES, "unknown"),
+                    get=lambda v: v[0].status_at(v[1]))
+    data_type = Column("data_type", Choice(DATA_TYPES, "unknown"),
+                       get=lambda v: v[0].data_type_at(v[1]))
+    software_version = Column("software_version", Version(),
+                              get=lambda v: v[0].version_at(v[1]))
+    last_update = Column("last_update", Time(), get=lambda v: v[0].last_update[v[1]])
+    is_open = Column("is_open", Flag(True), get=lambda v: v[0].is_open[v[1]] != 0)
+    id = property(lambda v: v[0].id[v[1]])
+    blocks = property(lambda v: v[0].blocks_of(v[1]))
+    replicas = property(lambda v: v[0].replicas_of(v[1]))
     FIELDS = ("status", "data_type", "software_version", "last_update", "is_open")
 
-    def __init__(self, name, status=_UNSET, data_type=_UNSET, software_version=_UNSET,
-                 last_update=_UNSET, is_open=_UNSET, id=0):
-        self.name = name
-        _init(self, dict(status=status, data_type=data_type, software_version=software_version,
-                         last_update=last_update, is_open=is_open))
-        self.id = id
-        self.blocks = BlockSet()
-        self.replicas = NO_MEMBERS
+    def __new__(cls, name, status=_UNSET, data_type=_UNSET, software_version=_UNSET,
+                last_update=_UNSET, is_open=_UNSET, id=0):
+        """A detached dataset."""
+        table = Detached(name=cls.name.check(name), status="unknown", data_type="unknown",
+                         software_version=None, last_update=0, is_open=True, id=id)
+        dataset = _new_view(cls, (table, 0))
+        _init(dataset, dict(status=status, data_type=data_type,
+                            software_version=software_version, last_update=last_update,
+                            is_open=is_open))
+        return dataset
 
     def __repr__(self):
         return (f"Dataset({self.name!r},{self.status!r},{self.data_type!r},"
                 f"{self.software_version!r},{self.last_update},{self.is_open},{self.id})")
+
+    def values(self) -> tuple:
+        """(id, name, status, data_type, software_version, last_update, is_open) in one
+        call (what the store's rows and the queries' answers take)."""
+        return self[0].values_at(self[1])
 
     @property
     def size(self) -> int:
@@ -401,12 +461,13 @@ class Dataset:
 
     def find_file(self, lfn, must_find=False):
         """The File of this dataset with this LFN, or None."""
-        cache = self.blocks.table.cache if self.blocks.table is not None else None
+        blocks = self.blocks
+        cache = blocks.table.cache if blocks.table is not None else None
         if cache is not None:  # the inventory knows which block holds an LFN
             found = cache.find(lfn)
-            found = found if found is not None and found.block.dataset is self else None
+            found = found if found is not None and found.block.dataset == self else None
         else:
-            found = next((b.files_by_lfn[lfn] for b in self.blocks
+            found = next((b.files_by_lfn[lfn] for b in blocks
                           if lfn in b.files_by_lfn), None)
         if found is None and must_find:
             _missing(f"file {lfn} in {self.name}", "lfn")
@@ -427,7 +488,7 @@ def _name_of(link):
 
 
 class Detached:
-    """The one-row table behind a block or block replica a caller builds
+    """The one-row table behind a dataset, block or replica a caller builds
     (`Block('b1', 'ds', size=3)`): each field a one-element list, links as given
     (objects or names), and the fields the caller set (what `inventory.update`
     copies).  It answers the calls of the views as the inventory's tables do."""
@@ -448,6 +509,21 @@ class Detached:
 
     def name_at(self, row):
         return self.name[row]
+
+    def status_at(self, row):
+        return self.status[row]
+
+    def data_type_at(self, row):
+        return self.data_type[row]
+
+    def version_at(self, row):
+        return self.software_version[row]
+
+    def dataset_at(self, row):
+        return self.dataset[row]
+
+    def blocks_of(self, row) -> BlockSet:
+        return BlockSet()
 
     def block_at(self, row):
         return self.block[row]
@@ -470,22 +546,20 @@ class Detached:
     def replicas_of(self, row) -> Members:
         return NO_MEMBERS
 
+    block_replicas_of = replicas_of   # a dataset's, a block's, a dataset replica's
+
     def values_at(self, row) -> tuple:
-        """The fields of the view's kind, as `Block.values` and `BlockReplica.values`."""
+        """The fields of the view's kind, as its `values()`."""
+        if "growing" in self.__dict__:
+            return self.dataset[row], self.site[row], self.growing[row], self.group[row]
+        if "software_version" in self.__dict__:
+            return (self.id[row], self.name[row], self.status[row], self.data_type[row],
+                    self.software_version[row], self.last_update[row], self.is_open[row])
         if "block" in self.__dict__:
             return (self.block[row], self.site[row], self.group[row], self.is_custodial[row],
                     self.size[row], self.last_update[row], self.file_ids[row])
         return (self.id[row], self.dataset[row], self.name[row], self.size[row],
                 self.num_files[row], self.is_open[row], self.last_update[row])
-
-
-class _View(tuple):
-    """A view `(table, row)`: a copy is the same view (as a tuple's is the tuple)."""
-
-    __slots__ = ()
-
-    def __reduce__(self):
-        return _new_view, (type(self), tuple(self))
 
 
 class Block(_View):
@@ -500,7 +574,7 @@ class Block(_View):
     num_files = Column("num_files", Count(), get=lambda v: v[0].num_files[v[1]])
     is_open = Column("is_open", Flag(False), get=lambda v: v[0].is_open[v[1]] != 0)
     last_update = Column("last_update", Time(), get=lambda v: v[0].last_update[v[1]])
-    dataset = property(lambda v: v[0].dataset[v[1]])
+    dataset = property(lambda v: v[0].dataset_at(v[1]))
     id = property(lambda v: v[0].id[v[1]])
     replicas = property(lambda v: v[0].replicas_of(v[1]))
     FIELDS = ("size", "num_files", "is_open", "last_update")
@@ -664,33 +738,36 @@ class File:
         return f"File({self.lfn!r},{block!r},{self.size},{self.id}{extra})"
 
 
-class DatasetReplica:
-    """A dataset at a site.  Its block replicas are a chain of rows in the inventory's
-    BlockReplicaTable, from `head` to `tail` (`length` of them), which that table
-    maintains (columns.py); `block_replicas` is the set they make."""
+class DatasetReplica(_View):
+    """A dataset at a site: a view `(table, row)` of the inventory's DatasetReplicaTable
+    (columns.py), or of a caller's Detached one.  Its block replicas are a chain of rows
+    in the BlockReplicaTable; `block_replicas` is the set they make."""
 
-    __slots__ = ("dataset", "site", "_growing", "_group", "head", "tail", "length")
+    __slots__ = ()
     kind = "datasetreplica"
-    growing = Flag(False)
-    group = Field()
+    dataset = property(lambda v: v[0].dataset_at(v[1]))
+    site = property(lambda v: v[0].site_at(v[1]))
+    growing = Column("growing", Flag(False), get=lambda v: v[0].growing[v[1]] != 0)
+    group = Column("group", Field(), get=lambda v: v[0].group_at(v[1]),
+                   put=lambda table, row, group: table.set_group(row, group))
+    block_replicas = property(lambda v: v[0].block_replicas_of(v[1]))
     FIELDS = ("growing", "group")
 
-    def __init__(self, dataset, site, growing=_UNSET, group=_UNSET):
-        self.dataset = dataset
-        self.site = site
-        _init(self, dict(growing=growing, group=group))
-        self.head = self.tail = NO_ROW
-        self.length = 0
-
-    @property
-    def block_replicas(self) -> ReplicaChain:
-        blocks = getattr(self.dataset, "blocks", None)  # None: a detached replica's
-        table = blocks.table if blocks is not None else None
-        return ReplicaChain(table.replicas if table is not None else None, self)
+    def __new__(cls, dataset, site, growing=_UNSET, group=_UNSET):
+        """A detached dataset replica."""
+        table = Detached(dataset=dataset, site=site, growing=False, group=None)
+        replica = _new_view(cls, (table, 0))
+        _init(replica, dict(growing=growing, group=group))
+        return replica
 
     def __repr__(self):
         return (f"DatasetReplica({_name_of(self.dataset)!r},{_name_of(self.site)!r},"
                 f"{self.growing},{_name_of(self.group)!r})")
+
+    def values(self) -> tuple:
+        """(dataset, site, growing, group) in one call (what the store's rows and the
+        queries' answers take)."""
+        return self[0].values_at(self[1])
 
     def find_block_replica(self, block, must_find=False):
         """The replica here of `block` (a Block, or a block name), or None."""

@@ -7,18 +7,15 @@ that changed only (a dict), so that a write-back of 100,000 times is 100,000
 one-column UPDATEs.
 """
 
-from itertools import groupby
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 
 import orjson
 
 from ..store.tables import BY_KIND, INVENTORY_KINDS
 from .changes import ChangeSet, store_key
-from .columns import owner_key
 from .inventory import PLURAL
 from .partitions import Record
-from .objects import (NO_MEMBERS, NO_ROW, Block, BlockReplica, BlockSet, Dataset,
-                      DatasetReplica, File, Group, Members, Site)
+from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
 
 
 def _group_id(group):
@@ -41,6 +38,11 @@ def _block_replica_row(r) -> tuple:
             None if ids is None else orjson.dumps(ids).decode())
 
 
+def _dataset_replica_row(r) -> tuple:
+    dataset, site, growing, group = r.values()
+    return dataset.id, site.id, growing, _group_id(group)
+
+
 def _file_row(f) -> tuple:
     fid, lfn, size, adler32, crc32, md5 = File.values(f)
     return (fid, f.block.id, lfn, size, adler32, crc32, md5)
@@ -50,11 +52,10 @@ def _file_row(f) -> tuple:
 _ROWS = {
     Site: lambda o: (o.id, o.name, o.host, o.storage_type, o.backend, o.status),
     Group: lambda o: (o.id, o.name, o.olevel),
-    Dataset: lambda o: (o.id, o.name, o.status, o.data_type, o.software_version, o.last_update,
-                        o.is_open),
+    Dataset: Dataset.values,
     Block: _block_row,
     File: _file_row,
-    DatasetReplica: lambda o: (o.dataset.id, o.site.id, o.growing, _group_id(o.group)),
+    DatasetReplica: _dataset_replica_row,
     BlockReplica: _block_replica_row,
     Record: lambda o: o.row,   # a partition or a quota
 }
@@ -114,11 +115,10 @@ def build(inventory, tables: dict, next_ids: dict):
     """Fill an empty inventory from the rows of `StoreReader.tables()`.
 
     Files stay in the store (the inventory's file cache loads them per block).
-    The rows were checked on their way in, so datasets and dataset replicas are made
-    without their constructors' checks (slots set directly), and blocks and block
-    replicas go straight into their columns (columns.py), no object per row.
+    The rows were checked on their way in: datasets, blocks and replicas go
+    straight into their columns (datasets.py, columns.py), no object per row.
     """
-    sites, groups, datasets = {}, inventory.block_replicas.groups, {}
+    sites, groups = {}, inventory.block_replicas.groups
     for row in tables["site"]:
         site = sites[row[0]] = Site(row[1], *row[2:6], id=row[0])
         inventory.sites[site.name] = site
@@ -126,39 +126,14 @@ def build(inventory, tables: dict, next_ids: dict):
     for gid, name, olevel in tables["group"]:
         group = groups[gid] = Group(name, olevel, id=gid)
         inventory.groups[name] = group
-    blocks, by_name = inventory.blocks, inventory.datasets
-    for did, name, status, data_type, version, last_update, is_open in tables["dataset"]:
-        dataset = datasets[did] = by_name[name] = Dataset.__new__(Dataset)
-        dataset._name, dataset._status, dataset._data_type = name, status, data_type
-        dataset._software_version, dataset._last_update = version, last_update
-        dataset._is_open, dataset.id = bool(is_open), did
-        dataset.blocks, dataset.replicas = BlockSet(blocks), NO_MEMBERS
-    blocks.load(tables["block"], datasets)
-    # Rows come in key order, so the replicas of one dataset are consecutive: each
-    # dataset gets its Members once its last replica is read.
-    owners = {}   # owner_key(dataset id, site id) -> DatasetReplica, for the block replicas
-    for dataset, found in _runs(tables["datasetreplica"], datasets):
-        members = []
-        for did, sid, growing, gid in found:
-            replica = owners[owner_key(did, sid)] = DatasetReplica.__new__(DatasetReplica)
-            replica.dataset, replica.site = dataset, sites[sid]
-            replica._growing, replica._group = bool(growing), groups[gid or 0]
-            replica.head = replica.tail = NO_ROW
-            replica.length = 0
-            members.append(replica)
-            replica.site.dataset_replicas.add(replica)
-        dataset.replicas = Members(members)
-    inventory.block_replicas.load(tables["blockreplica"], owners)
+    inventory.dataset_table.load(tables["dataset"])
+    inventory.blocks.load(tables["block"])
+    inventory.dataset_replicas.load(tables["datasetreplica"])
+    inventory.block_replicas.load(tables["blockreplica"])
     for kind in inventory.next_ids:
         inventory.next_ids[kind] = next_ids.get(kind, 1)
     counted = inventory.recount()
     inventory.totals.update({kind: counted[PLURAL[kind]] for kind in inventory.totals})
-
-
-def _runs(rows, holders: dict):
-    """(holder, its rows) for each run of consecutive rows with the same first column."""
-    for key, found in groupby(rows, itemgetter(0)):
-        yield holders[key], found
 
 
 def all_rows(inventory) -> dict:

@@ -10,7 +10,7 @@ from ..errors import InvalidParams
 from ..inventory import injection
 from ..inventory.fields import Field
 from ..inventory.names import SortedNames
-from ..inventory.objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
+from ..inventory.objects import Block, BlockReplica, DatasetReplica, File, Group, Site
 from .answers import Answers
 from .registry import Call, method
 
@@ -19,22 +19,16 @@ _ANSWERS = Answers()
 _SITE_NAMES = SortedNames("site", "sites")
 _DATASET_NAMES = SortedNames("dataset", "datasets")
 
-# The class a link attribute leads to, for reading a field of the linked object.
-_LINKS = {"block": Block, "dataset": Dataset, "group": Group, "site": Site}
-
-
-def _slot_path(cls, path: str) -> str:
-    """`path` (`size`, `block.name`) with each validating field replaced by the slot that
-    holds its value; other attributes (plain slots, properties) stay as they are."""
-    head, _, rest = path.partition(".")
-    attr = cls.__dict__.get(head)
-    slot = attr.member.__name__ if (isinstance(attr, Field)
-                                    and type(attr).__get__ is Field.__get__) else head
-    return f"{slot}.{_slot_path(_LINKS[head], rest)}" if rest else slot
+def _slot(cls, name: str) -> str:
+    """The slot that holds field `name`'s value when it is a validating field; else the
+    name (a plain slot, a property)."""
+    attr = cls.__dict__.get(name)
+    return attr.member.__name__ if (isinstance(attr, Field)
+                                    and type(attr).__get__ is Field.__get__) else name
 
 
 class _Reader:
-    """The values of some fields (`paths`) of `cls` objects, as tuples.
+    """The values of some fields (`names`) of `cls` objects, as tuples.
 
     A validating field (inventory/fields.py) checks a value when it is set and keeps
     it in a slot, so reading goes straight to the slots in one C call instead of a
@@ -45,9 +39,9 @@ class _Reader:
 
     __slots__ = ("fast", "slow")
 
-    def __init__(self, cls, *paths):
-        self.fast = attrgetter(*(_slot_path(cls, p) for p in paths))
-        self.slow = attrgetter(*paths)
+    def __init__(self, cls, *names):
+        self.fast = attrgetter(*(_slot(cls, n) for n in names))
+        self.slow = attrgetter(*names)
 
     def __call__(self, obj):
         try:
@@ -67,13 +61,9 @@ class _Reader:
 
 _SITE = _Reader(Site, "name", "id", "host", "storage_type", "backend", "status")
 _GROUP = _Reader(Group, "name", "id", "olevel")
-_DATASET = _Reader(Dataset, "name", "id", "status", "data_type", "software_version",
-                   "last_update", "is_open")
 _FILE = _Reader(File, "lfn", "id", "size")
-# Blocks and block replicas (views of columns) are read with their `values()`; a
+# Datasets, blocks and replicas (views of columns) are read with their `values()`; a
 # replica's group is read as the object, its name from _GROUP_NAMES.
-_DATASET_REPLICA = _Reader(DatasetReplica, "dataset.name", "site.name", "growing", "group",
-                           "block_replicas")
 
 
 class _GroupNames(dict):
@@ -101,7 +91,7 @@ def group_view(group) -> dict:
 
 
 def dataset_view(dataset) -> dict:
-    name, id_, status, data_type, software_version, last_update, is_open = _DATASET(dataset)
+    id_, name, status, data_type, software_version, last_update, is_open = dataset.values()
     blocks = dataset.blocks
     return {"name": name, "id": id_, "status": status, "data_type": data_type,
             "software_version": software_version, "last_update": last_update,
@@ -132,9 +122,11 @@ def block_replica_views(replicas) -> list[dict]:
 
 def dataset_replica_views(replicas) -> list[dict]:
     groups = _GROUP_NAMES
-    return [{"dataset": dataset, "site": site, "growing": growing, "group": groups[group],
-             "blockreplicas": _chain_views(block_replicas, site)}
-            for dataset, site, growing, group, block_replicas in _DATASET_REPLICA.each(replicas)]
+    return [{"dataset": dataset.name, "site": site.name, "growing": growing,
+             "group": groups[group],
+             "blockreplicas": _chain_views(replica.block_replicas, site.name)}
+            for replica, (dataset, site, growing, group)
+            in zip(replicas, map(DatasetReplica.values, replicas))]
 
 
 def _chain_views(block_replicas, site: str) -> list[dict]:

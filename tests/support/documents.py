@@ -3,6 +3,9 @@ strategies), and the state of an inventory that a rollback must restore."""
 
 from hypothesis import strategies as st
 
+from dynamod.errors import DynamoError
+from dynamod.inventory import injection
+from dynamod.inventory.changes import ChangeSet
 from dynamod.inventory.rows import all_rows
 
 SITES = ["S1", "S2", "S3"]
@@ -72,12 +75,27 @@ requests = st.lists(st.one_of(st.tuples(st.just("inject"), documents),
 def state(inventory):
     """Everything a rollback must restore: the rows, the next ids, the order in which
     the dicts list their objects (creation order, as after a reload) and the order of
-    the block replicas of each block and of each dataset replica."""
+    the block replicas of each block and of each dataset replica, and of the dataset
+    replicas of each dataset and of each site."""
     blocks = [b for d in inventory.datasets.values() for b in d.blocks]
     order = (list(inventory.sites), list(inventory.groups), list(inventory.datasets),
              [list(b.files_by_lfn) for b in sorted(blocks, key=lambda b: b.id)],
              [[r.site.name for r in b.replicas] for b in blocks],
              [[r.block.name for r in dr.block_replicas] for d in inventory.datasets.values()
-              for dr in d.replicas])
+              for dr in d.replicas],
+             [[r.site.name for r in d.replicas] for d in inventory.datasets.values()],
+             [[r.dataset.name for r in s.dataset_replicas] for s in inventory.sites.values()])
     return all_rows(inventory), dict(inventory.next_ids), order
 
+
+
+def apply(inventory, kind, document):
+    """Apply an injection (`kind` "inject") or a deletion ("delete") document as one
+    request: its ChangeSet, or None when it was refused (and undone)."""
+    changes = ChangeSet(inventory, now=1000)
+    try:
+        getattr(injection, kind)(changes, document)
+    except DynamoError:
+        changes.rollback()
+        return None
+    return changes
