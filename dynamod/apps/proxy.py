@@ -6,6 +6,8 @@ and keep a record of each call; a read/write application's records go back to
 the daemon when it ends well, a read-only one's die with it.
 """
 
+import time
+
 from ..errors import DynamoError, InvalidValue
 from ..inventory.changes import ChangeSet
 from ..inventory.objects import CLASSES, BlockReplica
@@ -17,6 +19,7 @@ class ApplicationInventory:
         self._inventory = inventory
         self.writable = writable
         self.records = Runs()
+        self._changes = ChangeSet(inventory)   # one for every call: see `_apply`
 
     @property
     def sites(self) -> dict:
@@ -72,13 +75,17 @@ class ApplicationInventory:
         return self.update(obj)
 
     def _apply(self, shape, row):
-        changes = ChangeSet(self._inventory)
+        """Apply one call's record as a change of its own: refused, it is undone; kept, it
+        stays (this copy is never committed, so nothing of it need be remembered)."""
+        changes = self._changes
+        changes.now = int(time.time())
         try:
             result = apply_record(changes, shape, row)
             changes.finish()
         except DynamoError:
             changes.discard()
-            raise  # a kept change keeps its files held: this copy is never committed
+            raise
+        changes.keep()
         self.records.add(shape, row)
         return result
 

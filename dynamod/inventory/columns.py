@@ -247,6 +247,19 @@ class BlockReplicaTable:
         ids = self.files.get(row)
         return None if ids is None else tuple(ids)
 
+    def at_site(self, block_row, site_id):
+        """The replica of the block at `block_row` at the site with this id, or None."""
+        row, after, sites = self.blocks.first_replica[block_row], self.next_in_block, self.site
+        while row != NO_ROW:
+            if sites[row] == site_id:
+                return _new_view(BlockReplica, (self, row))
+            row = after[row]
+        return None
+
+    def key_at(self, row) -> tuple:
+        """The replica's key in the store: (block id, site id)."""
+        return self.blocks.id[self.block[row]], self.site[row]
+
     def values_at(self, row) -> tuple:
         """See BlockReplica.values."""
         ids = self.files.get(row)

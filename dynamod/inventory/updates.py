@@ -229,8 +229,8 @@ def _dataset_replica(inv, dataset, site):
 
 
 def _block_replica(inv, dataset, block, site):
-    found = inv.datasets[dataset].find_block(block)
-    return None if found is None else found.find_replica(inv.sites[site])
+    found = inv.datasets[dataset].blocks.find(block)
+    return None if found is None else inv.block_replicas.at_site(found[1], inv.sites[site].id)
 
 
 # The existing object a plain update names (None, or a lookup error: not one).
