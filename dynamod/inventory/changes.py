@@ -66,7 +66,7 @@ def describe(obj) -> str:
     """How the change log names an object: `site T2_US_XYZ`, `blockreplica T2_X:ds#blk`."""
     cls = type(obj)  # the classes are not subclassed; `is` is cheaper than isinstance
     if cls is BlockReplica:
-        return f"{obj.kind} {obj.site.name}:{obj.block.full_name()}"
+        return "blockreplica " + obj[0].label_at(obj[1])
     if cls is DatasetReplica:
         return f"{obj.kind} {obj.site.name}:{obj.dataset.name}"
     if cls is Block:
@@ -284,26 +284,31 @@ class ChangeSet:
             for obj, row in zip(objects, values):   # usage moves object by object
                 self._set(obj, dict(zip(names, row)))
             return
-        fields = cls.__dict__
-        if len(names) == 1:
-            check = fields[names[0]].check
-            new = [(check(value),) for value, in values]
-        else:
-            checks = [fields[n].check for n in names]
-            new = [tuple([c(v) for c, v in zip(checks, row)]) for row in values]
-        get = attrgetter(*names)
+        fields = [cls.__dict__[n] for n in names]
         changed, old_values, new_values = [], [], []
-        for obj, row in zip(objects, new):
-            old = get(obj)
-            if len(names) == 1:
-                old = (old,)
-            if old == row:   # as `_set`: each field is the same object or an equal one
-                continue
-            for name, value in zip(names, row):
-                setattr(obj, name, value)
-            changed.append(obj)
-            old_values.append(old)
-            new_values.append(row)
+        if len(names) == 1:   # the bulk of a write-back: one field
+            field = fields[0]
+            check, get, put = field.check, attrgetter(names[0]), field.put
+            new = [check(value) for value, in values]
+            for obj, value in zip(objects, new):
+                old = get(obj)
+                if old is not value and old != value:
+                    put(obj, value)
+                    changed.append(obj)
+                    old_values.append((old,))
+                    new_values.append((value,))
+        else:
+            new = [tuple([f.check(v) for f, v in zip(fields, row)]) for row in values]
+            get = attrgetter(*names)
+            for obj, row in zip(objects, new):
+                old = get(obj)
+                if old == row:   # as `_set`: each field is the same object or an equal one
+                    continue
+                for field, value in zip(fields, row):
+                    field.put(obj, value)
+                changed.append(obj)
+                old_values.append(old)
+                new_values.append(row)
         if not changed:
             return
         self._undo.call(_restore_many, changed, names, old_values)

@@ -44,6 +44,10 @@ class Field:
             raise InvalidValue(f"{self.label} cannot be changed", field=self.name)
         self.member.__set__(obj, self.check(value))
 
+    def put(self, obj, value):
+        """Set a value already checked (of a field that is not frozen)."""
+        self.member.__set__(obj, value)
+
     def is_set(self, obj) -> bool:
         return hasattr(obj, self.slot)   # no exception raised in Python: `update` asks often
 
@@ -170,8 +174,12 @@ class Column(property):
                 raise InvalidValue(f"{field.label} cannot be changed", field=name)
             put(view[0], view[1], check(value))
 
+        def put_checked(view, value):
+            put(view[0], view[1], value)
+
         super().__init__(get, write)
         self.name, self.field, self.check, self.default = name, field, check, field.default
+        self.put = put_checked   # a value already checked (of a field that is not frozen)
 
     def __set_name__(self, owner, name):
         self.field.name = name

@@ -108,6 +108,7 @@ def change_rows(changes: ChangeSet) -> dict:
             else:
                 updated = dict.fromkeys(obj.keys, names)
     rows, changed, getters = {}, updated.get, _GETTERS.get
+    last = columns = None   # the (class, names) of the last updated object, its getters
     for key, obj in changes.ops.items():
         if obj is None:
             rows[key] = None
@@ -116,8 +117,9 @@ def change_rows(changes: ChangeSet) -> dict:
         if names is None or cls is Record:   # partitions and quotas: upserts
             rows[key] = _ROWS[cls](obj)
             continue
-        shape = (cls, *names)
-        columns = getters(shape) or _GETTERS.setdefault(shape, _getters(cls, names))
+        if last is None or last[1] is not names or last[0] is not cls:   # a run's: the same
+            last, shape = (cls, names), (cls, *names)
+            columns = getters(shape) or _GETTERS.setdefault(shape, _getters(cls, names))
         rows[key] = {column: get(obj) for column, get in columns}
     return rows
 

@@ -81,3 +81,51 @@ def state(inventory):
               for dr in d.replicas])
     return all_rows(inventory), dict(inventory.next_ids), order
 
+
+
+# Runs of plain updates as a write-back sends them (dynamod.inventory.updates): a shape,
+# then rows that name objects of `STOCK` (or not) and give values (good, or not).
+STOCK = {
+    "site": [{"name": s} for s in SITES],
+    "group": [{"name": g} for g in GROUPS],
+    "dataset": [{"name": d, "blocks": [{"name": b, "files": [{"name": f"{d}/{b}/f",
+                                                              "size": 10}]}
+                                       for b in BLOCKS]} for d in DATASETS],
+    "datasetreplica": [{"dataset": d, "site": s, "group": "G1",
+                        "blockreplicas": [{"block": b} for b in BLOCKS]}
+                       for d in DATASETS for s in SITES[:2]],
+}
+_VALUES = {
+    "status": st.sampled_from(["ready", "morgue", "waitroom", "nice"]),
+    "host": st.sampled_from(["h1", "h2", "bad\x01"]),
+    "group": st.sampled_from(GROUPS + [None, "G9"]),
+    "is_custodial": st.sampled_from([True, False, "yes"]),
+    "growing": st.sampled_from([True, False, 1]),
+    "last_update": st.sampled_from([5, 7.5, 10**9, -1]),
+    "is_open": st.sampled_from([True, False]),
+    "dataset_status": st.sampled_from(["valid", "production", "bad", "gone"]),
+}
+_SHAPES = [   # (kind, keys, their values, fields)
+    ("site", ["name"], [SITES + ["S9"]], ["status"]),
+    ("site", ["name"], [SITES], ["host", "status"]),
+    ("dataset", ["name"], [DATASETS], ["status", "last_update"]),
+    ("block", ["dataset", "name"], [DATASETS, BLOCKS + ["b9"]], ["is_open", "last_update"]),
+    ("datasetreplica", ["dataset", "site"], [DATASETS, SITES[:2]], ["group", "growing"]),
+    ("blockreplica", ["dataset", "block", "site"], [DATASETS, BLOCKS, SITES[:2]],
+     ["last_update"]),
+    ("blockreplica", ["dataset", "block", "site"], [DATASETS, BLOCKS, SITES],
+     ["group", "is_custodial", "last_update"]),
+]
+
+
+@st.composite
+def _run(draw):
+    kind, keys, names, fields = draw(st.sampled_from(_SHAPES))
+    values = [_VALUES["dataset_status" if (kind, f) == ("dataset", "status") else f]
+              for f in fields]
+    rows = draw(st.lists(st.tuples(*map(st.sampled_from, names), *values).map(list),
+                         min_size=1, max_size=8))
+    return {"op": "update", "kind": kind, "keys": keys, "fields": fields, "rows": rows}
+
+
+update_runs = st.lists(st.lists(_run(), min_size=1, max_size=4), min_size=1, max_size=6)
