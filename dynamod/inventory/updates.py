@@ -67,27 +67,28 @@ def record(op: str, obj, site=None) -> tuple[tuple, list]:
     fields = changed_fields(obj) if op == "update" else {}
     cls = type(obj)
     if cls is BlockReplica:
-        identity = dict(zip(("dataset", "block"), _block_names(obj.block)),
-                        site=_name(obj.site))
+        keys, row = ("dataset", "block", "site"), [*_block_names(obj.block), _name(obj.site)]
         if "file_ids" in fields:
             del fields["file_ids"]
-            identity["files"] = _lfns(obj)
-    elif cls in (Site, Group, Dataset):
-        identity = {"name": obj.name}
+            keys += ("files",)
+            row.append(_lfns(obj))
+    elif cls is Site or cls is Group or cls is Dataset:
+        keys, row = ("name",), [obj.name]
     elif cls is Block:
-        identity = {"dataset": _name(obj.dataset), "name": obj.name}
+        keys, row = ("dataset", "name"), [_name(obj.dataset), obj.name]
     elif cls is File:
-        identity = dict(zip(("dataset", "block"), _block_names(obj.block)), name=obj.lfn)
+        keys, row = ("dataset", "block", "name"), [*_block_names(obj.block), obj.lfn]
         if site is not None:
-            identity["site"] = _name(site)
+            keys += ("site",)
+            row.append(_name(site))
     elif cls is DatasetReplica:
-        identity = {"dataset": _name(obj.dataset), "site": _name(obj.site)}
+        keys, row = ("dataset", "site"), [_name(obj.dataset), _name(obj.site)]
     else:
         raise InvalidValue(f"not an inventory object: {obj!r}")
     if "group" in fields:
         fields["group"] = _name(fields["group"])
-    return ((op, cls.kind, tuple(identity), tuple(fields)),
-            [*identity.values(), *fields.values()])
+    row += fields.values()
+    return (op, cls.kind, keys, tuple(fields)), row
 
 
 class Runs:
