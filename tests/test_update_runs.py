@@ -6,6 +6,7 @@ and the store, reloaded, equals memory: the columns each run wrote are the right
 import asyncio
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dynamod.errors import DynamoError
 from dynamod.inventory import injection
@@ -17,6 +18,11 @@ from dynamod.service import InventoryService
 from support.documents import STOCK, state, update_runs
 
 
+def used(inventory) -> dict:
+    """The usage kept, copied (its entries change in place)."""
+    return {key: list(entry) for key, entry in inventory.usage.table.items()}
+
+
 def apply_runs(changes, runs):
     for run in runs:
         apply_run(changes, run_shape(run["op"], run["kind"], run["keys"], run["fields"]),
@@ -25,25 +31,30 @@ def apply_runs(changes, runs):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(update_runs)
-def test_a_refused_write_back_changes_nothing_and_undo_restores(write_backs):
+@given(update_runs, st.booleans())
+def test_a_refused_write_back_changes_nothing_and_undo_restores(write_backs, partitioned):
+    """With a partition defined, changes of a replica's group or custodial flag move its
+    usage, and the usage kept follows (a recount agrees), undone too."""
     inventory = Inventory()
+    if partitioned:
+        ChangeSet(inventory).set_partition("Owned", condition="group != none")
     injection.inject(ChangeSet(inventory, now=1000), STOCK)
-    history = []
+    usage, history = inventory.usage, []
     for runs in write_backs:
-        before = state(inventory)
+        before = state(inventory), used(inventory)
         changes = ChangeSet(inventory, now=1000)
         try:
             apply_runs(changes, runs)
         except DynamoError:
             changes.discard()
-            assert state(inventory) == before
+            assert (state(inventory), used(inventory)) == before
             continue
         assert inventory.problems() == []
+        assert usage.table == usage.full_count(inventory)
         history.append((before, changes))
     for before, changes in reversed(history):
         changes.rollback()
-        assert state(inventory) == before
+        assert (state(inventory), used(inventory)) == before
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[
