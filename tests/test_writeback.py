@@ -154,3 +154,97 @@ def test_a_malformed_run_is_refused_with_nothing_applied(stocked, tmp_path, line
 def test_changes_that_arrive_incomplete_apply_nothing(stocked, tmp_path, tail):
     app = forged(stocked, tmp_path, GOOD_RUN + tail)
     assert app["message"] == "its changes arrived incomplete; nothing was applied"
+
+
+def test_mixed_runs_are_logged_and_stored_as_the_copy_saw_them(stocked, tmp_path):
+    """Runs of several shapes, one of them changing two fields of each replica (one of
+    the two unchanged for some), a replica named twice in a run, a run that changes
+    nothing: memory, the store after a restart and the change log (one line per object
+    that changed, naming only what changed) all say what the script's copy did."""
+    done = writer(stocked, tmp_path, f"""\
+import json
+blocks = sorted(inventory.datasets[{DS!r}].blocks, key=lambda b: int(b.name[1:]))
+for i, block in enumerate(blocks[:10]):
+    inventory.update(BlockReplica(block.full_name(), 'S1', group='G2' if i % 2 else 'G1',
+                                  last_update=500 + i))
+inventory.update(BlockReplica(blocks[0].full_name(), 'S1', group='G2', last_update=500))
+for block in blocks[:5]:
+    inventory.update(BlockReplica(block.full_name(), 'S2', group='G1'))
+inventory.update(Site('S3', status='morgue'))
+inventory.update(Site('S2', status='morgue'))
+print(json.dumps({{f'{{b.name}} {{r.site.name}}': [r.group.name, r.last_update]
+                  for b in blocks for r in b.replicas}}))
+""")
+
+    in_copy = {tuple(k.split()): tuple(v) for k, v in json.loads(done.stdout).items()}
+    assert in_copy[BLOCKS[0], "S1"] == ("G2", 500) and in_copy[BLOCKS[3], "S1"] == ("G2", 503)
+    assert replicas(stocked) == in_copy
+    app = stocked.call("list_applications", limit=1)["applications"][0]
+    assert app["message"] == "changes applied: updated 10 blockreplicas, updated 2 sites"
+    stocked.stop()   # the change log is written by a thread; stopping flushes it
+    lines = [line for line in (stocked.state_dir / "changes.log").read_text().splitlines()
+             if " app=" in line or line.startswith("updated ")]
+    replica_lines = [line for line in lines if "updated blockreplica" in line]
+    assert len(replica_lines) == 11 and f"updated blockreplica S1:{DS}#b0 " \
+        "group: 'G1' -> 'G1'" not in "\n".join(lines)
+    assert f"updated blockreplica S1:{DS}#b0 last_update: " in replica_lines[0]
+    assert f"updated blockreplica S1:{DS}#b1 group: 'G1' -> 'G2' last_update: " \
+        in replica_lines[1]
+    assert replica_lines[10].endswith(f"S1:{DS}#b0 group: 'G1' -> 'G2'")
+    stocked.start()
+    assert replicas(stocked) == in_copy
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([DS, "b3", "S1", "G9", 5], "unknown group 'G9'"),
+    ([DS, "b3", "S1", "G2", "soon"], "BlockReplica.last_update must be"),
+])
+def test_a_bad_value_in_a_run_of_two_fields_refuses_everything(stocked, tmp_path, bad,
+                                                                 message):
+    rows = [[DS, b, site, "G2", 9] for b in BLOCKS for site in ("S1", "S2")]
+    rows[41] = bad
+    run = {"op": "update", "kind": "blockreplica", "keys": ["dataset", "block", "site"],
+           "fields": ["group", "last_update"], "rows": rows}
+
+    app = forged(stocked, tmp_path, GOOD_RUN + json.dumps(run).encode() + b'\n{"end": 2}\n')
+
+    assert app["status"] == "failed" and "nothing was applied" in app["message"]
+    assert message in app["message"], app["message"]
+
+
+def test_a_write_back_whose_commit_fails_is_undone_value_by_value(stocked, tmp_path):
+    """The store refuses the transaction (a trigger, added behind the daemon's back,
+    refuses one row's UPDATE): every replica and site has its old values again in
+    memory, the application failed with the store's reason, and the daemon goes on."""
+    before = snapshot(stocked)
+    db = sqlite3.connect(stocked.database, isolation_level=None)
+    db.execute("CREATE TRIGGER refuse BEFORE UPDATE OF last_update ON block_replicas "
+               "WHEN NEW.last_update = 999 BEGIN SELECT RAISE(ABORT, 'no 999 here'); END")
+    db.close()
+
+    done = writer(stocked, tmp_path, f"""\
+for i, block in enumerate(inventory.datasets[{DS!r}].blocks):
+    for replica in block.replicas:
+        inventory.update(BlockReplica(block.full_name(), replica.site.name, group='G2',
+                                      last_update=999 if i == 20 else 100 + i))
+inventory.update(Site('S1', status='morgue'))
+""", check=False)
+
+    assert done.returncode != 0
+    app = stocked.call("list_applications", limit=1)["applications"][0]
+    assert app["status"] == "failed" and "no 999 here" in app["message"], app
+    assert snapshot(stocked) == before
+    db = sqlite3.connect(stocked.database, isolation_level=None)
+    db.execute("DROP TRIGGER refuse")
+    db.close()
+    stocked.restart()
+    assert snapshot(stocked) == before
+    writer(stocked, tmp_path, "inventory.update(Site('S1', status='morgue'))\n")   # it goes on
+
+
+def test_the_collector_leaves_the_inherited_inventory_alone(stocked, tmp_path):
+    """What the child inherits is frozen for the collector: the collections its script's
+    garbage triggers never walk (nor write, copying the pages) the daemon's objects."""
+    done = writer(stocked, tmp_path, "import gc\nprint(gc.isenabled(), gc.get_freeze_count())\n")
+    enabled, frozen = done.stdout.split()
+    assert enabled == "True" and int(frozen) > 1000

@@ -6,6 +6,7 @@ and keep a record of each call; a read/write application's records go back to
 the daemon when it ends well, a read-only one's die with it.
 """
 
+import time
 from collections.abc import Mapping
 
 from ..errors import DynamoError, InvalidValue
@@ -19,6 +20,7 @@ class ApplicationInventory:
         self._inventory = inventory
         self.writable = writable
         self.records = Runs()
+        self._changes = ChangeSet(inventory)   # one for every call: see `_apply`
 
     @property
     def memory(self):
@@ -82,13 +84,17 @@ class ApplicationInventory:
         return self.update(obj)
 
     def _apply(self, shape, row):
-        changes = ChangeSet(self._inventory)
+        """Apply one call's record as a change of its own: refused, it is undone; kept, it
+        stays (this copy is never committed, so nothing of it need be remembered)."""
+        changes = self._changes
+        changes.now = int(time.time())
         try:
             result = apply_record(changes, shape, row)
             changes.finish()
         except DynamoError:
             changes.discard()
-            raise  # a kept change keeps its files held: this copy is never committed
+            raise
+        changes.keep()
         self.records.add(shape, row)
         return result
 

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from functools import partial
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 
 from .. import collector
 from ..errors import Conflict, InvalidValue, NotFound
@@ -49,10 +49,11 @@ KEEP = _Keep()
 
 def store_key(obj) -> tuple:
     """The object's identity in the store: (kind, primary key)."""
-    if isinstance(obj, DatasetReplica):
-        return obj.kind, (obj.dataset.id, obj.site.id)
-    if isinstance(obj, BlockReplica):
-        return obj.kind, (obj.block.id, obj.site.id)
+    cls = type(obj)   # the classes are not subclassed
+    if cls is BlockReplica:
+        return "blockreplica", obj[0].key_at(obj[1])
+    if cls is DatasetReplica:
+        return "datasetreplica", (obj.dataset.id, obj.site.id)
     return obj.kind, (obj.id,)
 
 
@@ -65,7 +66,7 @@ def describe(obj) -> str:
     """How the change log names an object: `site T2_US_XYZ`, `blockreplica T2_X:ds#blk`."""
     cls = type(obj)  # the classes are not subclassed; `is` is cheaper than isinstance
     if cls is BlockReplica:
-        return f"{obj.kind} {obj.site.name}:{obj.block.full_name()}"
+        return "blockreplica " + obj[0].label_at(obj[1])
     if cls is DatasetReplica:
         return f"{obj.kind} {obj.site.name}:{obj.dataset.name}"
     if cls is Block:
@@ -77,6 +78,37 @@ def _restore(obj, changed: dict):
     """Undo `ChangeSet._set`: the old values back."""
     for name, (old, _) in changed.items():
         setattr(obj, name, old)
+
+
+def _restore_many(objects: list, names: tuple, old: list):
+    """Undo `ChangeSet.update_many`: each object's old values back, newest first (an
+    object may come twice in a run)."""
+    for obj, values in zip(reversed(objects), reversed(old)):
+        for name, value in zip(names, values):
+            setattr(obj, name, value)
+
+
+class Updates:
+    """The journal's entry for a run of updates (`ChangeSet.update_many`): the objects it
+    changed that existed before, their store keys, the fields and, per object, the old
+    and the new values (tuples in the order of `names`)."""
+
+    __slots__ = ("objects", "keys", "names", "old", "new")
+
+    def __init__(self, names: tuple):
+        self.objects, self.keys, self.names, self.old, self.new = [], [], names, [], []
+
+    def lines(self) -> list[str]:
+        """The change log's lines, one per object: the fields that changed."""
+        names = self.names
+        if len(names) == 1:   # the bulk of a write-back: one field, every value changed
+            name = names[0]
+            return [f"updated {describe(obj)} {name}: {_shown(old)!r} -> {_shown(new)!r}"
+                    for obj, (old,), (new,) in zip(self.objects, self.old, self.new)]
+        return [f"updated {describe(obj)} " + " ".join(
+                    [f"{n}: {_shown(o)!r} -> {_shown(v)!r}"
+                     for n, o, v in zip(names, old, new) if o is not v and o != v])
+                for obj, old, new in zip(self.objects, self.old, self.new)]
 
 
 def _shown(value):
@@ -113,6 +145,9 @@ def journal_lines(journal) -> list[str]:
             lines.append(f"created file {lfn} size={size!r} adler32={adler32!r} "
                          f"crc32={crc32!r} md5={md5!r}")
             continue
+        if how == "updates":   # a run of them (`Updates`)
+            lines += obj.lines()
+            continue
         if how == "updated":
             text = " ".join([f"{n}: {_shown(old)!r} -> {_shown(new)!r}"
                              for n, (old, new) in detail.items()])
@@ -134,7 +169,8 @@ class ChangeSet:
         self.ops = {}          # (kind, key) -> object to write, or None to delete
         self._seen = {}        # (kind, key) -> "created" | "updated"
         self.deleted = Counter()
-        self.journal = []      # (how, object, {field: (old, new)}) for the change log
+        self.journal = []      # (how, object, {field: (old, new)}) for the change log;
+                               # ("updates", Updates, None) for a run of updates
         self.held = {}         # block -> its id: blocks whose files this change uses
                                # (filecache.py; the id read before an undo takes the row)
         self._net = Counter()  # kind -> objects created less objects deleted, for `totals`
@@ -189,6 +225,20 @@ class ChangeSet:
         if self.deleted:
             collector.dropped(sum(self.deleted.values()))
 
+    def keep(self):
+        """Keep what was applied as it is, for good, and start afresh: what an application's
+        copy does after each of its calls (a copy that is never committed; the files its
+        changes use stay held until it ends)."""
+        self._undo.clear()
+        self._unsorted.clear()
+        self._net.clear()
+        self._checks.clear()
+        self.ops.clear()
+        self._seen.clear()
+        self.deleted.clear()
+        self.journal.clear()
+        self.held = {}
+
     def created(self, obj) -> bool:
         """True for an object this ChangeSet created (it had no state before the request)."""
         return self._seen.get(store_key(obj)) == "created"
@@ -222,11 +272,63 @@ class ChangeSet:
         return True
 
     def update_many(self, objects: list, names: tuple, values: list):
-        """Set the fields `names` of each object the inventory holds to its row of
-        `values`, in order, as an update of each would: fields that change nothing else
-        (no sums to check, no files).  A write-back's runs of updates come this way."""
-        for obj, row in zip(objects, values):
-            self._set(obj, dict(zip(names, row)))
+        """Set the fields `names` of each object (all of one class, held by the inventory)
+        to its row of `values`, in order, as an update of each would: fields that change
+        nothing else (no sums to check, no files).  A write-back's runs of updates come
+        this way, checked and applied in one pass with one undo step and one journal
+        entry for the run.  Every value is checked before any is set."""
+        if not objects:
+            return
+        cls = type(objects[0])
+        if self.inventory.usage._order and parts.may_move(cls.kind, names):
+            for obj, row in zip(objects, values):   # usage moves object by object
+                self._set(obj, dict(zip(names, row)))
+            return
+        fields = [cls.__dict__[n] for n in names]
+        changed, old_values, new_values = [], [], []
+        if len(names) == 1:   # the bulk of a write-back: one field
+            field = fields[0]
+            check, get, put = field.check, attrgetter(names[0]), field.put
+            new = [check(value) for value, in values]
+            for obj, value in zip(objects, new):
+                old = get(obj)
+                if old is not value and old != value:
+                    put(obj, value)
+                    changed.append(obj)
+                    old_values.append((old,))
+                    new_values.append((value,))
+        else:
+            new = [tuple([f.check(v) for f, v in zip(fields, row)]) for row in values]
+            get = attrgetter(*names)
+            for obj, row in zip(objects, new):
+                old = get(obj)
+                if old == row:   # as `_set`: each field is the same object or an equal one
+                    continue
+                for field, value in zip(fields, row):
+                    field.put(obj, value)
+                changed.append(obj)
+                old_values.append(old)
+                new_values.append(row)
+        if not changed:
+            return
+        self._undo.call(_restore_many, changed, names, old_values)
+        self._touch_many(changed, names, old_values, new_values)
+
+    def _touch_many(self, objects: list, names: tuple, old: list, new: list):
+        """`_touch` of each updated object, journaled as one `Updates` entry (an object
+        created by this ChangeSet is journaled as created only)."""
+        ops, seen, run = self.ops, self._seen, Updates(names)
+        self.inventory.applied += len(objects)
+        for obj, old_row, new_row in zip(objects, old, new):
+            key = store_key(obj)
+            ops[key] = obj
+            if seen.setdefault(key, "updated") != "created":
+                run.objects.append(obj)
+                run.keys.append(key)
+                run.old.append(old_row)
+                run.new.append(new_row)
+        if run.objects:
+            self.journal.append(("updates", run, None))
 
     def _move_usage(self, replicas, before):
         """The replicas' usage moves from `before` to what they are now (undoably)."""
@@ -306,6 +408,7 @@ class ChangeSet:
             container.clear()
             container.update(entries)
         self._unsorted.clear()
+        self._checks.clear()
         self.ops.clear()
         self._seen.clear()
         self.deleted.clear()

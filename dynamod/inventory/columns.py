@@ -274,6 +274,26 @@ class BlockReplicaTable:
         ids = self.files.get(row)
         return None if ids is None else tuple(ids)
 
+    def at_site(self, block_row, site_id):
+        """The replica of the block at `block_row` at the site with this id, or None."""
+        row, after, sites = self.blocks.first_replica[block_row], self.next_in_block, self.site
+        while row != NO_ROW:
+            if sites[row] == site_id:
+                return _new_view(BlockReplica, (self, row))
+            row = after[row]
+        return None
+
+    def label_at(self, row) -> str:
+        """`site:dataset#block`, as the change log names the replica."""
+        blocks, block = self.blocks, self.block[row]
+        dataset = blocks.dataset[block]   # a dead block keeps its dataset's name
+        return (f"{self.sites[self.site[row]].name}:"
+                f"{dataset if type(dataset) is str else dataset.name}#{blocks.name_at(block)}")
+
+    def key_at(self, row) -> tuple:
+        """The replica's key in the store: (block id, site id)."""
+        return self.blocks.id[self.block[row]], self.site[row]
+
     def values_at(self, row) -> tuple:
         """See BlockReplica.values."""
         ids = self.files.get(row)

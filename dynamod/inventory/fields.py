@@ -28,7 +28,8 @@ class Field:
     def __set_name__(self, owner, name):
         self.name = name
         self.label = f"{owner.__name__}.{name}"
-        self.member = owner.__dict__["_" + name]
+        self.slot = "_" + name
+        self.member = owner.__dict__[self.slot]
 
     def __get__(self, obj, owner=None):
         if obj is None:
@@ -43,12 +44,12 @@ class Field:
             raise InvalidValue(f"{self.label} cannot be changed", field=self.name)
         self.member.__set__(obj, self.check(value))
 
+    def put(self, obj, value):
+        """Set a value already checked (of a field that is not frozen)."""
+        self.member.__set__(obj, value)
+
     def is_set(self, obj) -> bool:
-        try:
-            self.member.__get__(obj, type(obj))
-        except AttributeError:
-            return False
-        return True
+        return hasattr(obj, self.slot)   # no exception raised in Python: `update` asks often
 
     def fail(self, value, expected: str):
         raise InvalidValue(f"{self.label} must be {expected}, not {value!r}", field=self.name)
@@ -173,8 +174,12 @@ class Column(property):
                 raise InvalidValue(f"{field.label} cannot be changed", field=name)
             put(view[0], view[1], check(value))
 
+        def put_checked(view, value):
+            put(view[0], view[1], value)
+
         super().__init__(get, write)
         self.name, self.field, self.check, self.default = name, field, check, field.default
+        self.put = put_checked   # a value already checked (of a field that is not frozen)
 
     def __set_name__(self, owner, name):
         self.field.name = name

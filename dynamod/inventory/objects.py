@@ -895,4 +895,8 @@ Group.null_group = Group(None)
 
 def changed_fields(obj) -> dict:
     """The fields a caller set on a detached object (what `update` copies)."""
-    return given_fields(obj, type(obj).FIELDS)
+    cls = type(obj)
+    if (cls is BlockReplica or cls is Block) and type(obj[0]) is Detached:
+        given = obj[0].given   # read at once: `update` of a built replica is the common call
+        return {n: getattr(obj, n) for n in cls.FIELDS if n in given}
+    return given_fields(obj, cls.FIELDS)

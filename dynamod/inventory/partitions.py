@@ -542,18 +542,23 @@ _COUNTED = frozenset(("group", "is_custodial", "size", "file_ids"))  # what usag
 COUNTED_KINDS = frozenset(("blockreplica", "block", "site"))   # those `affected` can name
 
 
+def may_move(kind: str, names) -> bool:
+    """Whether changing the fields `names` of an object of `kind` may move usage."""
+    if kind == "blockreplica":
+        return not _COUNTED.isdisjoint(names)
+    return (kind == "block" and "size" in names) or (kind == "site" and "storage_type" in names)
+
+
 def affected(obj, values: dict) -> tuple:
     """The block replicas whose contribution a change of `values` on `obj` may change."""
     kind = obj.kind
+    if not may_move(kind, values):
+        return ()
     if kind == "blockreplica":
-        return () if _COUNTED.isdisjoint(values) else (obj,)
+        return (obj,)
     if kind == "block":
-        return tuple(obj.replicas) if "size" in values else ()
-    if kind == "site":
-        if "storage_type" not in values:
-            return ()
-        return tuple(r for dr in obj.dataset_replicas for r in dr.block_replicas)
-    return ()
+        return tuple(obj.replicas)
+    return tuple(r for dr in obj.dataset_replicas for r in dr.block_replicas)
 
 
 def load(inventory, partition_rows, quota_rows, configured: dict | None = None):

@@ -81,6 +81,10 @@ def _getters(cls, names) -> tuple:
     return tuple((c, columns[c]) for c in BY_KIND[cls.kind].columns if c in columns)
 
 
+def _union(names: tuple, more) -> tuple:
+    return tuple(dict.fromkeys((*names, *more)))
+
+
 def change_rows(changes: ChangeSet) -> dict:
     """Snapshot a ChangeSet as {(kind, key): row}, taken before later changes: None for
     what it deleted, the columns that changed ({column: value}) for an object it
@@ -90,13 +94,22 @@ def change_rows(changes: ChangeSet) -> dict:
     journals no update of what it created), so its row is in the store, or in an
     earlier submission to the writer (see `Writer._merge`).
     """
-    updated = {}   # (kind, key) -> {field: (old, new)} of what the journal says changed
+    updated = {}   # (kind, key) -> the fields the journal says changed
     for how, obj, detail in changes.journal:
         if how == "updated" and type(obj) is not Record:
             key = store_key(obj)
             found = updated.get(key)
-            updated[key] = detail if found is None else {**found, **detail}
+            updated[key] = tuple(detail) if found is None else _union(found, detail)
+        elif how == "updates":   # a run of them (changes.Updates)
+            names = obj.names
+            if updated:
+                for key in obj.keys:
+                    found = updated.get(key)
+                    updated[key] = names if found is None else _union(found, names)
+            else:
+                updated = dict.fromkeys(obj.keys, names)
     rows, changed, getters = {}, updated.get, _GETTERS.get
+    last = columns = None   # the (class, names) of the last updated object, its getters
     for key, obj in changes.ops.items():
         if obj is None:
             rows[key] = None
@@ -105,8 +118,9 @@ def change_rows(changes: ChangeSet) -> dict:
         if names is None or cls is Record:   # partitions and quotas: upserts
             rows[key] = _ROWS[cls](obj)
             continue
-        shape = (cls, *names)
-        columns = getters(shape) or _GETTERS.setdefault(shape, _getters(cls, names))
+        if last is None or last[1] is not names or last[0] is not cls:   # a run's: the same
+            last, shape = (cls, names), (cls, *names)
+            columns = getters(shape) or _GETTERS.setdefault(shape, _getters(cls, names))
         rows[key] = {column: get(obj) for column, get in columns}
     return rows
 

@@ -67,27 +67,28 @@ def record(op: str, obj, site=None) -> tuple[tuple, list]:
     fields = changed_fields(obj) if op == "update" else {}
     cls = type(obj)
     if cls is BlockReplica:
-        identity = dict(zip(("dataset", "block"), _block_names(obj.block)),
-                        site=_name(obj.site))
+        keys, row = ("dataset", "block", "site"), [*_block_names(obj.block), _name(obj.site)]
         if "file_ids" in fields:
             del fields["file_ids"]
-            identity["files"] = _lfns(obj)
-    elif cls in (Site, Group, Dataset):
-        identity = {"name": obj.name}
+            keys += ("files",)
+            row.append(_lfns(obj))
+    elif cls is Site or cls is Group or cls is Dataset:
+        keys, row = ("name",), [obj.name]
     elif cls is Block:
-        identity = {"dataset": _name(obj.dataset), "name": obj.name}
+        keys, row = ("dataset", "name"), [_name(obj.dataset), obj.name]
     elif cls is File:
-        identity = dict(zip(("dataset", "block"), _block_names(obj.block)), name=obj.lfn)
+        keys, row = ("dataset", "block", "name"), [*_block_names(obj.block), obj.lfn]
         if site is not None:
-            identity["site"] = _name(site)
+            keys += ("site",)
+            row.append(_name(site))
     elif cls is DatasetReplica:
-        identity = {"dataset": _name(obj.dataset), "site": _name(obj.site)}
+        keys, row = ("dataset", "site"), [_name(obj.dataset), _name(obj.site)]
     else:
         raise InvalidValue(f"not an inventory object: {obj!r}")
     if "group" in fields:
         fields["group"] = _name(fields["group"])
-    return ((op, cls.kind, tuple(identity), tuple(fields)),
-            [*identity.values(), *fields.values()])
+    row += fields.values()
+    return (op, cls.kind, keys, tuple(fields)), row
 
 
 class Runs:
@@ -164,12 +165,13 @@ def apply_run(changes: ChangeSet, shape: tuple, rows: list):
     finder = _check(shape)
     op, kind, keys, names = shape
     inv, width, gathered, values, last = changes.inventory, len(keys) + len(names), [], [], None
+    find, count = None if finder is None else finder(inv), len(keys)
     group = names.index("group") if "group" in names else None
     for row in rows:
-        if finder is not None and type(row) is list and len(row) == width:
-            new = row[len(keys):]   # a copy: the record keeps the group's name
+        if find is not None and type(row) is list and len(row) == width:
+            new = row[count:]   # a copy: the record keeps the group's name
             try:
-                last = finder(inv, *row[:len(keys)])
+                last = find(*row[:count])
                 if group is not None:
                     new[group] = inv.groups[new[group]]
             except (KeyError, TypeError):   # an unknown or unhashable name
@@ -208,34 +210,49 @@ def _finder(shape: tuple):
     return None
 
 
-def _site(inv, name):
-    return inv.sites.get(name)
+def _sites(inv):
+    return inv.sites.get
 
 
-def _group(inv, name):
-    return inv.groups.get(name) if name is not None else None
+def _groups(inv):
+    groups = inv.groups
+    return lambda name: None if name is None else groups.get(name)
 
 
-def _dataset(inv, name):
-    return inv.datasets.get(name)
+def _datasets(inv):
+    return inv.datasets.get
 
 
-def _block(inv, dataset, name):
-    return inv.datasets[dataset].find_block(name)
+def _blocks(inv):
+    datasets = inv.datasets
+    return lambda dataset, name: datasets[dataset].find_block(name)
 
 
-def _dataset_replica(inv, dataset, site):
-    return inv.datasets[dataset].find_replica(inv.sites[site])
+def _dataset_replicas(inv):
+    datasets, sites = inv.datasets, inv.sites
+    return lambda dataset, site: datasets[dataset].find_replica(sites[site])
 
 
-def _block_replica(inv, dataset, block, site):
-    found = inv.datasets[dataset].find_block(block)
-    return None if found is None else found.find_replica(inv.sites[site])
+def _block_replicas(inv):
+    """A run names the replicas of a block one after the other: its block is looked up
+    once (a run cannot create or delete blocks)."""
+    datasets, sites, at_site = inv.datasets, inv.sites, inv.block_replicas.at_site
+    last = [None, None, None]   # the dataset's name, the block's, the block's row
+
+    def find(dataset, block, site):
+        if block != last[1] or dataset != last[0]:
+            found = datasets[dataset].blocks.find(block)
+            if found is None:
+                return None
+            last[:] = dataset, block, found[1]
+        return at_site(last[2], sites[site].id)
+    return find
 
 
-# The existing object a plain update names (None, or a lookup error: not one).
-_FINDERS = {"site": _site, "group": _group, "dataset": _dataset, "block": _block,
-            "datasetreplica": _dataset_replica, "blockreplica": _block_replica}
+# What finds the existing objects of a run of plain updates, given the inventory:
+# (the names) -> the object, None or a lookup error: not one.
+_FINDERS = {"site": _sites, "group": _groups, "dataset": _datasets, "block": _blocks,
+            "datasetreplica": _dataset_replicas, "blockreplica": _block_replicas}
 _FINDER_KEYS = {"site": ("name",), "group": ("name",), "dataset": ("name",),
                 "block": ("dataset", "name"), "datasetreplica": ("dataset", "site"),
                 "blockreplica": ("dataset", "block", "site")}

@@ -88,7 +88,6 @@ def state(inventory):
     return all_rows(inventory), dict(inventory.next_ids), order
 
 
-
 def apply(inventory, kind, document):
     """Apply an injection (`kind` "inject") or a deletion ("delete") document as one
     request: its ChangeSet, or None when it was refused (and undone)."""
@@ -99,3 +98,59 @@ def apply(inventory, kind, document):
         changes.rollback()
         return None
     return changes
+
+
+# Runs of plain updates as a write-back sends them (dynamod.inventory.updates): a shape,
+# then rows that name objects of `STOCK` (or not) and give values (good, or not).
+STOCK = {
+    "site": [{"name": s} for s in SITES],
+    "group": [{"name": g} for g in GROUPS],
+    "dataset": [{"name": d, "blocks": [{"name": b, "files": [{"name": f"{d}/{b}/f",
+                                                              "size": 10}]}
+                                       for b in BLOCKS]} for d in DATASETS],
+    "datasetreplica": [{"dataset": d, "site": s, "group": "G1",
+                        "blockreplicas": [{"block": b} for b in BLOCKS]}
+                       for d in DATASETS for s in SITES[:2]],
+}
+
+
+def _mostly(good: list, bad: list):
+    """A good value four times out of five (a bad one refuses the whole write-back)."""
+    return st.sampled_from(good * (2 * len(bad)) + bad)
+
+
+_VALUES = {
+    "status": _mostly(["ready", "morgue", "waitroom"], ["nice"]),
+    "host": _mostly(["h1", "h2"], ["bad\x01"]),
+    "group": _mostly(GROUPS + [None], ["G9"]),
+    "is_custodial": _mostly([True, False], ["yes"]),
+    "growing": _mostly([True, False], [1]),
+    "last_update": _mostly([5, 7.5, 10**9], [-1]),
+    "is_open": st.sampled_from([True, False]),
+    "dataset_status": _mostly(["valid", "production", "bad"], ["gone"]),
+}
+_SHAPES = [   # (kind, keys, their values, fields)
+    ("site", ["name"], [SITES + ["S9"]], ["status"]),
+    ("site", ["name"], [SITES], ["host", "status"]),
+    ("dataset", ["name"], [DATASETS], ["status", "last_update"]),
+    ("block", ["dataset", "name"], [DATASETS, BLOCKS + ["b9"]], ["is_open", "last_update"]),
+    ("datasetreplica", ["dataset", "site"], [DATASETS, SITES[:2]], ["group", "growing"]),
+    ("blockreplica", ["dataset", "block", "site"], [DATASETS, BLOCKS, SITES[:2]],
+     ["last_update"]),
+    ("blockreplica", ["dataset", "block", "site"], [DATASETS, BLOCKS, SITES[:2]],
+     ["group", "is_custodial", "last_update"]),
+    ("blockreplica", ["dataset", "block", "site"], [DATASETS, BLOCKS, SITES], ["group"]),
+]
+
+
+@st.composite
+def _run(draw):
+    kind, keys, names, fields = draw(st.sampled_from(_SHAPES))
+    values = [_VALUES["dataset_status" if (kind, f) == ("dataset", "status") else f]
+              for f in fields]
+    rows = draw(st.lists(st.tuples(*map(st.sampled_from, names), *values).map(list),
+                         min_size=1, max_size=8))
+    return {"op": "update", "kind": kind, "keys": keys, "fields": fields, "rows": rows}
+
+
+update_runs = st.lists(st.lists(_run(), min_size=1, max_size=4), min_size=1, max_size=6)
