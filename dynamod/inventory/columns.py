@@ -286,9 +286,8 @@ class BlockReplicaTable:
     def label_at(self, row) -> str:
         """`site:dataset#block`, as the change log names the replica."""
         blocks, block = self.blocks, self.block[row]
-        dataset = blocks.dataset[block]   # a dead block keeps its dataset's name
         return (f"{self.sites[self.site[row]].name}:"
-                f"{dataset if type(dataset) is str else dataset.name}#{blocks.name_at(block)}")
+                f"{blocks.datasets.name_at(blocks.dataset[block])}#{blocks.name_at(block)}")
 
     def key_at(self, row) -> tuple:
         """The replica's key in the store: (block id, site id)."""
