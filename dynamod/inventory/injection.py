@@ -98,17 +98,6 @@ def _name(item, key, kind):
     return value
 
 
-def _plain_files(block_item) -> list:
-    """The block's files as (lfn, fields) pairs for `ChangeSet.new_files`, which checks
-    the rest (a file with a `site`, or anything unusual, makes it refuse them all);
-    [] unless `files` is a list of objects named by strings."""
-    try:
-        files = [(f.pop("name"), f) for f in map(dict.copy, block_item.get("files"))]
-    except (TypeError, KeyError):
-        return []
-    return files if all([type(lfn) is str for lfn, _ in files]) else []
-
-
 def _replica_label(item) -> str | None:
     site, dataset = _label(item, "site"), _label(item, "dataset")
     return site and dataset and f"dataset replica {site}:{dataset}"
@@ -164,11 +153,13 @@ def _totals(item) -> dict:
 
 def _files(changes, bpath, bitem, block, seen: dict):
     """Add or update the block's files; an LFN given twice in the document is an error."""
-    where = (bpath, bitem.get("files"))
-    items = _plain_files(bitem)
-    if changes.new_files(block, items):
+    items = bitem.get("files")
+    where = (bpath, items)
+    lfns = changes.new_files(block, items, lambda i: located(f"{bpath}.files[{i}]",
+                                                             f"file {items[i]['name']}"))
+    if lfns is not None:
         # all new: none can be in `seen`, whose files the inventory knows by now
-        seen.update(dict.fromkeys([lfn for lfn, _ in items], where))
+        seen.update(dict.fromkeys(lfns, where))
         return
     inv = changes.inventory
     for fpath, fitem in _items(bitem, "files", bpath + "."):
