@@ -247,3 +247,47 @@ async def test_a_refused_submission_alone_is_rolled_back_whole(store):
     tables, next_ids = load(store)
     assert [b[0] for b in tables["block"]] == [1] and next_ids["file"] == 2
     assert file_rows(store, 1, 2) == [file(1, 1)]
+
+
+async def test_submissions_written_each_keep_the_next_ids_of_all(store):
+    """New files' rows make the writer write a batch's submissions each in turn; the next
+    ids stored are those of the batch, even when its last submission gives none (the
+    change log's housekeeping)."""
+    from dynamod.store.sqlite import NEW_FILES
+
+    await store.write({("dataset", (1,)): DATASET, ("block", (1,)): block(1, "b1")},
+                      {"dataset": 2, "block": 2})
+    writer = Writer(store)
+    writer.start()
+    await asyncio.gather(
+        writer.submit({(NEW_FILES, (1,)): [file(1, 1), file(2, 1)]}, {"file": 3}, lambda: None),
+        writer.submit({("role", ("admin",)): ("admin",)}, {}, lambda: None))
+    await writer.close()
+    assert load(store)[1] == {"dataset": 2, "block": 2, "file": 3}
+    assert file_rows(store, 1) == [file(1, 1), file(2, 1)]
+    assert writer.commits == 1
+
+
+async def test_many_rows_go_as_json_and_come_back_as_given(store):
+    """From JSON_ROWS rows on, a table's inserts and upserts are one JSON array that SQLite
+    reads: every value must come back as it was bound (quotes, backslashes, non-ASCII,
+    NULL, large integers, text that is JSON itself)."""
+    from dynamod.store.sqlite import JSON_ROWS, NEW_FILES
+
+    names = ['/a "quoted" \\ back\\slash', "/ünï/ć∂∂é/🙂", "/[1, 2]", "/null", "/ x\t"]
+    rows = [(i, 1, f"{names[i % len(names)]}/{i}", 2**63 - i, "0a1b2c3d" if i % 2 else None,
+             None, "f" * 32) for i in range(1, 2 * JSON_ROWS)]
+    users = [(f"{names[i % len(names)]} {i}", "" if i % 2 else '{"a": 1}')
+             for i in range(2 * JSON_ROWS)]
+    await store.write({("dataset", (1,)): DATASET, ("block", (1,)): block(1, "b1"),
+                       (NEW_FILES, (1,)): rows[:JSON_ROWS + 3],
+                       **{("file", (row[0],)): row for row in rows[JSON_ROWS + 3:]},
+                       **{("user", row[:1]): row for row in users}},
+                      {"dataset": 2, "block": 2, "file": 2 * JSON_ROWS})
+    assert file_rows(store, 1) == rows
+    reader = StoreReader(store.path)
+    try:
+        stored = reader.db.execute("SELECT name, email FROM users").fetchall()
+    finally:
+        reader.close()
+    assert sorted(stored) == sorted(users)
