@@ -489,51 +489,65 @@ class ChangeSet:
             self._put_files(target, (*self._present(target), new.id))
         return new
 
-    def new_files(self, block: Block, items, where) -> list | None:
-        """Add the new files of a block without replicas at once, the bulk of an injection.
+    def new_files(self, batches: list) -> list | None:
+        """Add the new files of blocks without replicas at once, the bulk of an injection.
 
-        `items` are the document's file objects ({"name": lfn, "size": ...}); `where(i)`
-        locates item i in errors.  Returns their LFNs, or None, having changed nothing,
-        unless every one is a new file with a size and valid fields (checked a column at
-        a time, _file_columns) that neither this block nor any change in memory has, and
-        the block has no replicas: the caller then takes them one by one through `file`,
-        which says precisely what is wrong where (or handles the replicas and updates).
-        A file of another block in the store is left to the store's unique index: a
-        commit it refuses is then explained by `in_store`.  The files go to the store as
-        rows (NEW_FILES), to the change log as lines, and to the block as File objects.
+        `batches` are (block, the document's file objects ({"name": lfn, "size": ...}),
+        `where(i)` locating its item i in errors).  Returns the LFNs of each, or None,
+        having changed nothing, unless every file is new, with a size and valid fields
+        (checked a column at a time over all the batches, _file_columns), its LFN given
+        once and held by no block in memory, and no block has replicas: the caller then
+        takes fewer, or the files one by one through `file`, which says precisely what
+        is wrong where (or handles the replicas and updates).  A file of another block
+        in the store is left to the store's unique index: a commit it refuses is then
+        explained by `in_store`.  The files go to the store as rows (NEW_FILES), to the
+        change log as lines, and to their block as File objects.
         """
-        if block.replicas:
+        if not all([type(items) is list and items and not block.replicas
+                    for block, items, _ in batches]):
             return None
-        columns = _file_columns(items)
+        columns = _file_columns([item for _, items, _ in batches for item in items])
         if columns is None:
             return None
-        lfns, sizes, adler32, crc32, md5 = columns
-        cache, files = self.inventory.file_cache, self._files(block)
-        if len(set(lfns)) != len(lfns) or not (cache.by_lfn.keys().isdisjoint(lfns)
-                                                and files.keys().isdisjoint(lfns)):
+        lfns = columns[0]
+        cache = self.inventory.file_cache
+        held = [self._files(block) for block, _, _ in batches]  # indexed in by_lfn now
+        if len(set(lfns)) != len(lfns) or not cache.by_lfn.keys().isdisjoint(lfns):
             return None
         ids = self.inventory.next_ids
         first = ids["file"]
-        numbers = range(first, first + len(lfns))
-        ids["file"] = numbers.stop
-        new = dict(zip(lfns, map(File.stored, repeat(block), lfns, sizes, numbers, adler32,
-                                 crc32, md5)))
-        files.update(new)
-        cache.by_lfn.update(new)
+        ids["file"] = first + len(lfns)
+        added, start = [], 0
+        for (block, items, where), files in zip(batches, held):
+            end = start + len(items)
+            added.append(self._add_files(block, files, first + start,
+                                         *[column[start:end] for column in columns]))
+            self.unchecked.append((added[-1], block.full_name(), where))
+            start = end
 
         def undo():
             ids["file"] = first
-            for lfn in new:
-                del files[lfn], cache.by_lfn[lfn]
+            for files, lfns in zip(held, added):
+                for lfn in lfns:
+                    del files[lfn], cache.by_lfn[lfn]
         self._undo.call(undo)
+        self.bulk_files += len(lfns)
+        self.inventory.applied += 1
+        self._tally("file", len(lfns))
+        return added
+
+    def _add_files(self, block, files: dict, first: int, lfns, sizes, adler32, crc32,
+                   md5) -> list:
+        """`new_files` for one block, its ids from `first` on (the undo is the caller's)."""
+        numbers = range(first, first + len(lfns))
+        new = dict(zip(lfns, map(File.stored, repeat(block), lfns, sizes, numbers, adler32,
+                                 crc32, md5)))
+        files.update(new)
+        self.inventory.file_cache.by_lfn.update(new)
         self.ops[NEW_FILES, (block.id,)] = list(zip(numbers, repeat(block.id), lfns, sizes,
                                                     adler32, crc32, md5))
         self.journal.append(("lines", list(map(_file_line, lfns, sizes, adler32, crc32, md5)),
                              None))
-        self.unchecked.append((lfns, block.full_name(), where))
-        self.bulk_files += len(lfns)
-        self.inventory.applied += 1
-        self._tally("file", len(lfns))
         self._set(block, {"size": block.size + sum(sizes),
                           "num_files": block.num_files + len(lfns)})
         return lfns
