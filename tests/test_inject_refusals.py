@@ -108,3 +108,17 @@ def _same_after_restart(daemon, files: int):
     assert before["counts"]["files"] == files
     daemon.restart()
     assert snapshot(daemon) == before
+
+
+def test_files_of_a_request_refused_half_way_leave_no_trace(daemon):
+    """The second block's sum is refused after the first block's files were added: the
+    undo takes every file back, so the same LFNs can be injected next."""
+    seed(daemon)
+    big = 2**63 - 1
+    lfns = ["/half/0.root", "/half/1.root", "/half/2.root"]
+    document = dataset_doc("/Half/ds/RAW", block_doc("b0", (lfns[0], 1)),
+                           block_doc("b1", (lfns[1], big), (lfns[2], 1)))
+    refused(daemon, document, "Block.size")
+    assert daemon.inject_json(dataset_doc("/Half/ds/RAW", block_doc("b0", *[
+        (lfn, 1) for lfn in lfns])))["created"] == {"datasets": 1, "blocks": 1, "files": 3}
+    _same_after_restart(daemon, files=5)

@@ -517,27 +517,29 @@ class ChangeSet:
         ids = self.inventory.next_ids
         first = ids["file"]
         ids["file"] = first + len(lfns)
-        added, start = [], 0
-        for (block, items, where), files in zip(batches, held):
-            end = start + len(items)
-            added.append(self._add_files(block, files, first + start,
-                                         *[column[start:end] for column in columns]))
-            self.unchecked.append((added[-1], block.full_name(), where))
-            start = end
+        added = []   # each block's LFNs, noted before its files are added
 
-        def undo():
+        def undo():   # first: a block's sum may be refused half-way
             ids["file"] = first
             for files, lfns in zip(held, added):
                 for lfn in lfns:
-                    del files[lfn], cache.by_lfn[lfn]
+                    files.pop(lfn, None)
+                    cache.by_lfn.pop(lfn, None)
         self._undo.call(undo)
+        start = 0
+        for (block, items, where), files in zip(batches, held):
+            end = start + len(items)
+            added.append(lfns[start:end])
+            self._add_files(block, files, first + start,
+                            *[column[start:end] for column in columns])
+            self.unchecked.append((added[-1], block.full_name(), where))
+            start = end
         self.bulk_files += len(lfns)
         self.inventory.applied += 1
         self._tally("file", len(lfns))
         return added
 
-    def _add_files(self, block, files: dict, first: int, lfns, sizes, adler32, crc32,
-                   md5) -> list:
+    def _add_files(self, block, files: dict, first: int, lfns, sizes, adler32, crc32, md5):
         """`new_files` for one block, its ids from `first` on (the undo is the caller's)."""
         numbers = range(first, first + len(lfns))
         new = dict(zip(lfns, map(File.stored, repeat(block), lfns, sizes, numbers, adler32,
@@ -550,7 +552,6 @@ class ChangeSet:
                              None))
         self._set(block, {"size": block.size + sum(sizes),
                           "num_files": block.num_files + len(lfns)})
-        return lfns
 
     def in_store(self):
         """The error for the first new file (of `new_files`) whose LFN a file of another
