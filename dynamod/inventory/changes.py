@@ -173,7 +173,7 @@ class ChangeSet:
                                # (filecache.py; the id read before an undo takes the row)
         self._net = Counter()  # kind -> objects created less objects deleted, for `totals`
         self.bulk_files = 0    # files `new_files` created (not in `_seen`)
-        self.unchecked = []    # (LFNs, block, where) of new_files, for `in_store`
+        self.unchecked = []    # (LFNs, block name, where) of new_files, for `in_store`
 
     # ----------------------------------------------------------- bookkeeping
     def _touch(self, obj, how) -> str:

@@ -239,19 +239,18 @@ class Store:
             try:
                 await db.execute("BEGIN IMMEDIATE")
                 for number, statements in enumerate(parts):
-                    if ending is not None:
-                        await db.execute("SAVEPOINT part")
+                    if ending is None:
+                        await _execute(db, statements)
+                        continue
+                    await db.execute("SAVEPOINT part")
                     try:
                         await _execute(db, statements)
                     except sqlite3.IntegrityError as exc:
-                        if ending is None:
-                            raise
                         await db.execute("ROLLBACK TO part")
                         refused = number, Refused(f"the database refused the change: {exc}")
+                    await db.execute("RELEASE part")
+                    if refused is not None:
                         break
-                    finally:
-                        if ending is not None:
-                            await db.execute("RELEASE part")
                 if ending is not None:
                     await _execute(db, ending(len(parts) if refused is None else refused[0]))
                 await db.execute("COMMIT")
