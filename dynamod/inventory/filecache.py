@@ -66,7 +66,7 @@ class FileCache:
     def created(self, block):
         """A block a change just created: its (empty) file list is all there is."""
         self._blocks.pop(block.id, None)  # an undone block had this id: it left no files
-        self._blocks[block.id] = {} if self.source is None else PackedFiles.of_files(())
+        self._blocks[block.id] = {}   # no File to pack: ready for the change to hold
 
     def find(self, lfn):
         """The File with this LFN, or None: held, or found through the store."""
