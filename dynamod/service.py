@@ -17,8 +17,8 @@ from .inventory.inventory import Inventory
 from .inventory.partitions import load as load_partitions
 from .inventory.rows import build, change_rows
 from .store.reader import StoreReader
-from .store.sqlite import CHANGELOG_UPTO, Store
-from .store.writer import Writer
+from .store.sqlite import CHANGELOG_UPTO, Refused, Store
+from .store.writer import Resubmit, Writer
 
 log = logging.getLogger("dynamod.service")
 
@@ -80,19 +80,32 @@ class InventoryService:
         validated against the inventory it forked from plus its own).
         Returns the counts of created, updated and deleted objects per kind.
         """
-        async with self.gate:
-            counts, committed = self._apply(apply, dry_run, actor)
-        await committed
-        self.changelog.committed()
-        return counts
+        while True:
+            async with self.gate:
+                changes, counts, committed = self._apply(apply, dry_run, actor)
+            if await self._committed(changes, committed):
+                return counts
 
     async def change_holding_gate(self, apply, actor: str, also=None) -> dict:
         """`change` for the task that already holds `gate` (a read/write application);
         `also(counts)` gives more rows to commit in the same transaction."""
-        counts, committed = self._apply(apply, False, actor, also)
-        await committed
+        while True:
+            changes, counts, committed = self._apply(apply, False, actor, also)
+            if await self._committed(changes, committed):
+                return counts
+
+    async def _committed(self, changes: ChangeSet, committed) -> bool:
+        """Wait for the commit: True once committed, False when the change must be applied
+        again (a change before it was refused: writer.py).  A refusal of its own is
+        told precisely when the change knows its cause (a new file's LFN in the store)."""
+        try:
+            await committed
+        except Resubmit:
+            return False
+        except Refused as refusal:
+            raise changes.in_store() or refusal from None
         self.changelog.committed()
-        return counts
+        return True
 
     def _logged(self, seq: int):
         """The change log's file holds its entries up to `seq`: they may go."""
@@ -107,6 +120,8 @@ class InventoryService:
         with collector.paused():
             try:
                 apply(changes)
+                if dry_run and (found := changes.in_store()):
+                    raise found   # what the commit would be refused for
             except MemoryError as exc:
                 failstop.stop(f"out of memory while applying a change ({exc!r})")
             except BaseException:
@@ -118,17 +133,18 @@ class InventoryService:
                 if dry_run or not changes.ops:
                     with failstop.undoing("the undo of a dry run"):
                         changes.discard()
-                    return counts, _done()
+                    return changes, counts, _done()
                 rows = change_rows(changes)
                 if also is not None:
                     rows.update(also(counts))
                 if self.changelog.path:   # committed with the change, or neither is
                     rows.update(self.changelog.entry(actor, journal_lines(changes.journal)))
-                committed = self.writer.submit(rows, self.inventory.next_ids, changes.rollback)
+                committed = self.writer.submit(rows, self.inventory.next_ids, changes.rollback,
+                                               redo=True)
                 committed.add_done_callback(lambda _: changes.release())
             except Exception as exc:
                 failstop.stop(f"preparing the commit of an applied change raised {exc!r}")
-        return counts, committed
+        return changes, counts, committed
 
     async def close(self):
         try:

@@ -181,3 +181,113 @@ async def test_a_batch_combines_a_row_and_later_columns_of_it(store):
 
     assert load(store)[0]["dataset"] == [(1, "/A/B/RAW", "deprecated", "unknown", None, 9, 1)]
     assert writer.commits == 1
+
+
+def _submit(writer, rows, next_ids, log, name, redo=True):
+    """Submit rows whose undo notes `name` in `log` (the order undoes ran in)."""
+    return writer.submit(rows, next_ids, lambda: log.append(name), redo=redo)
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["rows", "new-files rows"])
+async def test_a_refused_submission_fails_alone_and_those_after_it_go_again(store, bulk):
+    """Rows that break the unique index on an LFN refuse the submission that wrote them:
+    those before it commit, it is undone and gets Refused, those applied after it are
+    undone newest first and told to apply again (Resubmit), and one that is no part of
+    the inventory (redo=False) stays pending and commits.  The old writer failed all."""
+    from dynamod.store.sqlite import NEW_FILES, Refused
+    from dynamod.store.writer import Resubmit
+
+    def files(*rows):
+        return ({(NEW_FILES, (1,)): list(rows)} if bulk
+                else {("file", (row[0],)): row for row in rows})
+
+    await store.write({("dataset", (1,)): DATASET, ("block", (1,)): block(1, "b1"),
+                       ("file", (1,)): file(1, 1)}, {"dataset": 2, "block": 2, "file": 2})
+    writer = Writer(store)
+    writer.start()
+    undone = []
+    before = _submit(writer, files(file(2, 1)), {"file": 3}, undone, "before")
+    offender = _submit(writer, files((3, 1, file(1, 1)[2], 5, None, None, None)),
+                       {"file": 4}, undone, "offender")
+    after = _submit(writer, files(file(4, 1)), {"file": 5}, undone, "after")
+    other = _submit(writer, {("role", ("admin",)): ("admin",)}, {}, undone, "other",
+                    redo=False)
+    later = _submit(writer, files(file(5, 1)), {"file": 6}, undone, "later")
+    results = await asyncio.gather(before, offender, after, other, later,
+                                   return_exceptions=True)
+    await writer.close()
+
+    assert results[0] is None and results[3] is None
+    assert isinstance(results[1], Refused) and "UNIQUE constraint failed: files.lfn" in str(
+        results[1])
+    assert isinstance(results[2], Resubmit) and isinstance(results[4], Resubmit)
+    assert undone == ["later", "after", "offender"]
+    assert [row[0] for row in file_rows(store, 1)] == [1, 2]
+    assert load(store)[1]["file"] == 3     # the next ids of the last one committed
+    reader = StoreReader(store.path)
+    try:
+        assert reader.db.execute("SELECT name FROM roles").fetchall() == [("admin",)]
+    finally:
+        reader.close()
+
+
+async def test_a_refused_submission_alone_is_rolled_back_whole(store):
+    from dynamod.store.sqlite import NEW_FILES, Refused
+
+    await store.write({("dataset", (1,)): DATASET, ("block", (1,)): block(1, "b1"),
+                       ("file", (1,)): file(1, 1)}, {"dataset": 2, "block": 2, "file": 2})
+    writer = Writer(store)
+    writer.start()
+    with pytest.raises(Refused):
+        await writer.submit({("block", (2,)): block(2, "b2"),
+                             (NEW_FILES, (2,)): [file(2, 2), (3, 2, file(1, 1)[2], 1, None,
+                                                              None, None)]},
+                            {"block": 3, "file": 4}, lambda: None, redo=True)
+    await writer.close()
+    tables, next_ids = load(store)
+    assert [b[0] for b in tables["block"]] == [1] and next_ids["file"] == 2
+    assert file_rows(store, 1, 2) == [file(1, 1)]
+
+
+async def test_submissions_written_each_keep_the_next_ids_of_all(store):
+    """New files' rows make the writer write a batch's submissions each in turn; the next
+    ids stored are those of the batch, even when its last submission gives none (the
+    change log's housekeeping)."""
+    from dynamod.store.sqlite import NEW_FILES
+
+    await store.write({("dataset", (1,)): DATASET, ("block", (1,)): block(1, "b1")},
+                      {"dataset": 2, "block": 2})
+    writer = Writer(store)
+    writer.start()
+    await asyncio.gather(
+        writer.submit({(NEW_FILES, (1,)): [file(1, 1), file(2, 1)]}, {"file": 3}, lambda: None),
+        writer.submit({("role", ("admin",)): ("admin",)}, {}, lambda: None))
+    await writer.close()
+    assert load(store)[1] == {"dataset": 2, "block": 2, "file": 3}
+    assert file_rows(store, 1) == [file(1, 1), file(2, 1)]
+    assert writer.commits == 1
+
+
+async def test_many_rows_go_as_json_and_come_back_as_given(store):
+    """From JSON_ROWS rows on, a table's inserts and upserts are one JSON array that SQLite
+    reads: every value must come back as it was bound (quotes, backslashes, non-ASCII,
+    NULL, large integers, text that is JSON itself)."""
+    from dynamod.store.sqlite import JSON_ROWS, NEW_FILES
+
+    names = ['/a "quoted" \\ back\\slash', "/ünï/ć∂∂é/🙂", "/[1, 2]", "/null", "/ x\t"]
+    rows = [(i, 1, f"{names[i % len(names)]}/{i}", 2**63 - i, "0a1b2c3d" if i % 2 else None,
+             None, "f" * 32) for i in range(1, 2 * JSON_ROWS)]
+    users = [(f"{names[i % len(names)]} {i}", "" if i % 2 else '{"a": 1}')
+             for i in range(2 * JSON_ROWS)]
+    await store.write({("dataset", (1,)): DATASET, ("block", (1,)): block(1, "b1"),
+                       (NEW_FILES, (1,)): rows[:JSON_ROWS + 3],
+                       **{("file", (row[0],)): row for row in rows[JSON_ROWS + 3:]},
+                       **{("user", row[:1]): row for row in users}},
+                      {"dataset": 2, "block": 2, "file": 2 * JSON_ROWS})
+    assert file_rows(store, 1) == rows
+    reader = StoreReader(store.path)
+    try:
+        stored = reader.db.execute("SELECT name, email FROM users").fetchall()
+    finally:
+        reader.close()
+    assert sorted(stored) == sorted(users)

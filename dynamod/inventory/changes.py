@@ -14,13 +14,15 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from functools import partial
+from itertools import repeat
 from operator import attrgetter, itemgetter
 
 from .. import collector
 from ..errors import Conflict, InvalidValue, NotFound
+from ..store.sqlite import NEW_FILES
 from ..tables import Undo
 from . import partitions as parts
-from .fields import MAX_COUNT
+from .fields import MAX_COUNT, MAX_TEXT
 from .inventory import PLURAL
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
 
@@ -120,30 +122,62 @@ def _shown(value):
     return value
 
 
-_FILE_FIELDS = frozenset(File.FIELDS)
-_CHECK_LFN, _CHECK_SIZE, _CHECK_ADLER32, _CHECK_CRC32, _CHECK_MD5 = (
-    File.__dict__[name].check for name in ("lfn", "size", "adler32", "crc32", "md5"))
+# The keys of a plain new file in a document, and the checks its columns pass.
+_PLAIN_FILE_KEYS = frozenset(("name", "size", "adler32", "crc32", "md5"))
+_NAME, _SIZE = itemgetter("name"), itemgetter("size")
+_CHECKSUMS = tuple((name, File.__dict__[name].digits) for name in ("adler32", "crc32", "md5"))
+_HEX = "0123456789abcdef"
 
 
-def _new_file(lfn, block, fields: dict) -> File:
-    """A File from checked values, without the constructor's per-field indirection
-    (raises InvalidValue, or TypeError for an unknown field or a missing size)."""
-    if "size" not in fields or not fields.keys() <= _FILE_FIELDS:
-        raise TypeError("not a plain new file")
-    get = fields.get
-    return File.stored(block, _CHECK_LFN(lfn), _CHECK_SIZE(fields["size"]), 0,
-                       _CHECK_ADLER32(get("adler32")), _CHECK_CRC32(get("crc32")),
-                       _CHECK_MD5(get("md5")))
+def _file_columns(items) -> tuple | None:
+    """(lfns, sizes, adler32s, crc32s, md5s) of a list of plain new files, each column
+    checked as File's fields check a value, in passes of C over the column; None when
+    anything is unusual (not a list of such objects, a value a field would refuse or
+    change, such as an upper-case checksum): the files then go one by one."""
+    if type(items) is not list or not items or set(map(type, items)) != {dict}:
+        return None
+    if not _PLAIN_FILE_KEYS.issuperset(set().union(*items)):
+        return None
+    try:
+        lfns, sizes = list(map(_NAME, items)), list(map(_SIZE, items))
+    except KeyError:
+        return None
+    if set(map(type, lfns)) != {str} or set(map(type, sizes)) != {int}:
+        return None
+    lengths = list(map(len, lfns))
+    if (min(lengths) == 0 or max(lengths) > MAX_TEXT or not "".join(lfns).isprintable()
+            or min(sizes) < 0 or max(sizes) > MAX_COUNT):
+        return None
+    columns = [lfns, sizes]
+    for name, digits in _CHECKSUMS:
+        values = list(map(dict.get, items, repeat(name)))
+        given = list(filter(None, values))
+        if len(given) + values.count(None) != len(values):   # an empty string
+            return None
+        if given:
+            if set(map(type, given)) != {str} or max(map(len, given)) > digits:
+                return None
+            text = "".join(given)
+            if text.strip(_HEX):   # not only lower-case hexadecimal digits
+                return None
+        columns.append(values)
+    return tuple(columns)
+
+
+def _file_line(lfn, size, adler32, crc32, md5) -> str:
+    """The change log's line of a new file (most lines of an injection)."""
+    return f"created file {lfn} size={size!r} adler32={adler32!r} crc32={crc32!r} md5={md5!r}"
 
 
 def journal_lines(journal) -> list[str]:
     """The change log's text of a ChangeSet's journal: one line per change."""
     lines = []
     for how, obj, detail in journal:
-        if how == "created" and type(obj) is File:   # most lines of an injection
-            _, lfn, size, adler32, crc32, md5 = File.values(obj)
-            lines.append(f"created file {lfn} size={size!r} adler32={adler32!r} "
-                         f"crc32={crc32!r} md5={md5!r}")
+        if how == "lines":   # written already: a block's new files (new_files)
+            lines += obj
+            continue
+        if how == "created" and type(obj) is File:
+            lines.append(_file_line(*File.values(obj)[1:]))
             continue
         if how == "updates":   # a run of them (`Updates`)
             lines += obj.lines()
@@ -174,6 +208,8 @@ class ChangeSet:
         self.held = {}         # block -> its id: blocks whose files this change uses
                                # (filecache.py; the id read before an undo takes the row)
         self._net = Counter()  # kind -> objects created less objects deleted, for `totals`
+        self.bulk_files = 0    # files `new_files` created (not in `_seen`)
+        self.unchecked = []    # (LFNs, block name, where) of new_files, for `in_store`
 
     # ----------------------------------------------------------- bookkeeping
     def _touch(self, obj, how) -> str:
@@ -411,6 +447,7 @@ class ChangeSet:
         self._checks.clear()
         self.ops.clear()
         self._seen.clear()
+        self.bulk_files = 0
         self.deleted.clear()
         self.journal.clear()
 
@@ -418,6 +455,8 @@ class ChangeSet:
         counts = {"created": {}, "updated": {}, "deleted": dict(self.deleted)}
         # Counted in C (a write-back may have seen 100,000 objects), in order of appearance.
         tally = Counter(zip(self._seen.values(), map(itemgetter(0), self._seen)))
+        if self.bulk_files:
+            tally["created", "file"] += self.bulk_files
         for (how, kind), n in tally.items():
             counts[how][PLURAL[kind]] = n
         return counts
@@ -541,53 +580,85 @@ class ChangeSet:
             self._put_files(target, (*self._present(target), new.id))
         return new
 
-    def new_files(self, block: Block, items: list) -> bool:
-        """Add many new files to a block without replicas at once, the bulk of an injection.
+    def new_files(self, batches: list) -> list | None:
+        """Add the new files of blocks without replicas at once, the bulk of an injection.
 
-        `items` are (lfn, {field: value}) pairs.  Returns False, having changed nothing,
-        unless every one is a new file with a size and valid fields, and the block has
-        no replicas: the caller then takes them one by one through `file`, which says
-        precisely what is wrong where (or handles the replicas and updates).
+        `batches` are (block, the document's file objects ({"name": lfn, "size": ...}),
+        `where(i)` locating its item i in errors).  Returns the LFNs of each, or None,
+        having changed nothing, unless every file is new, with a size and valid fields
+        (checked a column at a time over all the batches, _file_columns), its LFN given
+        once and held by no block in memory, and no block has replicas: the caller then
+        takes fewer, or the files one by one through `file`, which says precisely what
+        is wrong where (or handles the replicas and updates).  A file of another block
+        in the store is left to the store's unique index: a commit it refuses is then
+        explained by `in_store`.  The files go to the store as rows (NEW_FILES), to the
+        change log as lines, and to their block as File objects.
         """
-        if block.replicas or not items:
-            return False
-        lfns = [lfn for lfn, _ in items]
+        if not all([type(items) is list and items and not block.replicas
+                    for block, items, _ in batches]):
+            return None
+        columns = _file_columns([item for _, items, _ in batches for item in items])
+        if columns is None:
+            return None
+        lfns = columns[0]
         cache = self.inventory.file_cache
-        if len(set(lfns)) != len(lfns) or cache.any_known(lfns):
-            return False
-        new, total = {}, 0
-        try:
-            for lfn, fields in items:
-                f = _new_file(lfn, block, fields)
-                new[f._lfn] = f
-                total += f._size
-        except (InvalidValue, TypeError):
-            return False
-        files = self._files(block)
+        held = [self._files(block) for block, _, _ in batches]  # indexed in by_lfn now
+        if len(set(lfns)) != len(lfns) or not cache.by_lfn.keys().isdisjoint(lfns):
+            return None
         ids = self.inventory.next_ids
         first = ids["file"]
-        for number, f in enumerate(new.values(), first):
-            f.id = number
-        ids["file"] = first + len(new)
-        files.update(new)
-        cache.by_lfn.update(new)
+        ids["file"] = first + len(lfns)
+        added = []   # each block's LFNs, noted before its files are added
 
-        def undo():
+        def undo():   # first: a block's sum may be refused half-way
             ids["file"] = first
-            for lfn in new:
-                del files[lfn], cache.by_lfn[lfn]
+            for files, lfns in zip(held, added):
+                for lfn in lfns:
+                    files.pop(lfn, None)
+                    cache.by_lfn.pop(lfn, None)
         self._undo.call(undo)
-        # what `_touch` does for each, in one loop: these are most of an injection
-        ops, seen, journal = self.ops, self._seen, self.journal
-        for f in new.values():
-            key = ("file", (f.id,))
-            ops[key] = f
-            seen[key] = "created"
-            journal.append(("created", f, None))
+        start = 0
+        for (block, items, where), files in zip(batches, held):
+            end = start + len(items)
+            added.append(lfns[start:end])
+            self._add_files(block, files, first + start,
+                            *[column[start:end] for column in columns])
+            self.unchecked.append((added[-1], block.full_name(), where))
+            start = end
+        self.bulk_files += len(lfns)
         self.inventory.applied += 1
-        self._tally("file", len(new))
-        self._set(block, {"size": block.size + total, "num_files": block.num_files + len(new)})
-        return True
+        self._tally("file", len(lfns))
+        return added
+
+    def _add_files(self, block, files: dict, first: int, lfns, sizes, adler32, crc32, md5):
+        """`new_files` for one block, its ids from `first` on (the undo is the caller's)."""
+        numbers = range(first, first + len(lfns))
+        new = dict(zip(lfns, map(File.stored, repeat(block), lfns, sizes, numbers, adler32,
+                                 crc32, md5)))
+        files.update(new)
+        self.inventory.file_cache.by_lfn.update(new)
+        self.ops[NEW_FILES, (block.id,)] = list(zip(numbers, repeat(block.id), lfns, sizes,
+                                                    adler32, crc32, md5))
+        self.journal.append(("lines", list(map(_file_line, lfns, sizes, adler32, crc32, md5)),
+                             None))
+        self._set(block, {"size": block.size + sum(sizes),
+                          "num_files": block.num_files + len(lfns)})
+
+    def in_store(self):
+        """The error for the first new file (of `new_files`) whose LFN a file of another
+        block holds in the store, located in the document; None when there is none.
+        For a commit the store refused, and for a dry run (which commits nothing)."""
+        for lfns, block_name, where in self.unchecked:
+            found = self.inventory.file_cache.stored(lfns)
+            if found is not None:
+                i, other = found
+                try:
+                    with where(i):
+                        raise Conflict(f"file {lfns[i]} belongs to block {other}, not "
+                                       f"{block_name}", field="name")
+                except Conflict as exc:
+                    return exc
+        return None
 
     def _file_replica(self, block, site):
         """The (new, empty) replica at the site a new file names."""

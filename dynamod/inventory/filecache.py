@@ -66,7 +66,7 @@ class FileCache:
     def created(self, block):
         """A block a change just created: its (empty) file list is all there is."""
         self._blocks.pop(block.id, None)  # an undone block had this id: it left no files
-        self._blocks[block.id] = {} if self.source is None else PackedFiles.of_files(())
+        self._blocks[block.id] = {}   # no File to pack: ready for the change to hold
 
     def find(self, lfn):
         """The File with this LFN, or None: held, or found through the store."""
@@ -85,12 +85,17 @@ class FileCache:
             return None  # deleted, or replaced
         return self.files(block).get(lfn)  # held: a change may have removed it
 
-    def any_known(self, lfns: list) -> bool:
-        """Whether any of these LFNs names a file, held or in the store (a batch of new
-        files asks once instead of once per file)."""
-        if not self.by_lfn.keys().isdisjoint(lfns):
-            return True
-        return self.source is not None and bool(self.source.existing(lfns))
+    def stored(self, lfns: list) -> tuple | None:
+        """(i, full name of its block) of the first of `lfns` that names a file in the
+        store, or None (asked when a commit was refused, not before: the store's unique
+        index keeps LFNs unique)."""
+        found = set(self.source.existing(lfns)) if self.source is not None else ()
+        for i, lfn in enumerate(lfns):
+            if lfn in found:
+                where = self.source.block_of(lfn)
+                if where is not None:
+                    return i, f"{where[1]}#{where[2]}"
+        return None
 
     # ------------------------------------------------------------ holding
     def hold(self, block) -> dict:

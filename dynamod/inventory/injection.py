@@ -98,17 +98,6 @@ def _name(item, key, kind):
     return value
 
 
-def _plain_files(block_item) -> list:
-    """The block's files as (lfn, fields) pairs for `ChangeSet.new_files`, which checks
-    the rest (a file with a `site`, or anything unusual, makes it refuse them all);
-    [] unless `files` is a list of objects named by strings."""
-    try:
-        files = [(f.pop("name"), f) for f in map(dict.copy, block_item.get("files"))]
-    except (TypeError, KeyError):
-        return []
-    return files if all([type(lfn) is str for lfn, _ in files]) else []
-
-
 def _replica_label(item) -> str | None:
     site, dataset = _label(item, "site"), _label(item, "dataset")
     return site and dataset and f"dataset replica {site}:{dataset}"
@@ -133,8 +122,9 @@ def inject(changes: ChangeSet, document):
     blocks = [*_datasets(changes, document)]
     replicas = [*_dataset_replicas(changes, document)]
     seen = {}  # LFN -> (block path, its files) where the document gives it first
-    for bpath, bitem, block in blocks:
-        _files(changes, bpath, bitem, block, seen)
+    if not _new_files(changes, [entry for entry in blocks if entry[1].get("files")], seen):
+        for bpath, bitem, block in blocks:
+            _files(changes, bpath, bitem, block, seen)
     for path, item, replica in replicas:
         _block_replicas(changes, path, item, replica)
     changes.finish()
@@ -162,13 +152,27 @@ def _totals(item) -> dict:
     return {total: item[total] for total in ("size", "num_files") if total in item}
 
 
+def _new_files(changes, blocks, seen: dict) -> bool:
+    """Add the files of these blocks (path, item, Block) at once when they are all new:
+    the bulk of an injection, checked and added in one pass (`ChangeSet.new_files`)."""
+    added = changes.new_files([(block, bitem.get("files"), _where(bpath, bitem.get("files")))
+                               for bpath, bitem, block in blocks])
+    if added is None:
+        return False
+    for (bpath, bitem, _), lfns in zip(blocks, added):
+        # all new: none can be in `seen`, whose files the inventory knows by now
+        seen.update(dict.fromkeys(lfns, (bpath, bitem.get("files"))))
+    return True
+
+
+def _where(bpath, items):
+    return lambda i: located(f"{bpath}.files[{i}]", f"file {items[i]['name']}")
+
+
 def _files(changes, bpath, bitem, block, seen: dict):
     """Add or update the block's files; an LFN given twice in the document is an error."""
     where = (bpath, bitem.get("files"))
-    items = _plain_files(bitem)
-    if changes.new_files(block, items):
-        # all new: none can be in `seen`, whose files the inventory knows by now
-        seen.update(dict.fromkeys([lfn for lfn, _ in items], where))
+    if _new_files(changes, [(bpath, bitem, block)], seen):
         return
     inv = changes.inventory
     for fpath, fitem in _items(bitem, "files", bpath + "."):

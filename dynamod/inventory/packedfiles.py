@@ -12,7 +12,6 @@ objects, made when asked for.
 
 from array import array
 from collections.abc import Mapping
-from os.path import commonprefix
 
 from .objects import File
 
@@ -51,6 +50,17 @@ def _checksums(values, digits: int):
     return tuple(values)
 
 
+def _directory(lfns) -> str:
+    """The longest directory (up to a `/`) that holds every LFN: the common start of the
+    least and the greatest, found from the least's directory upwards (in C, where
+    os.path.commonprefix compares each character in Python)."""
+    low, high = min(lfns), max(lfns)
+    prefix = low[:low.rfind("/") + 1]
+    while not high.startswith(prefix):
+        prefix = prefix[:prefix.rfind("/", 0, len(prefix) - 1) + 1]
+    return prefix
+
+
 def _checksum(column, digits: int, i: int):
     if column is None:
         return None
@@ -76,8 +86,7 @@ class PackedFiles:
 
     def __init__(self, ids, lfns, sizes, adler32, crc32, md5):
         """One sequence per column, a value per file."""
-        prefix = commonprefix(lfns) if lfns else ""
-        self.prefix = prefix = prefix[:prefix.rfind("/") + 1]
+        self.prefix = prefix = _directory(lfns) if lfns else ""
         cut = len(prefix)
         self.names = "".join([SEPARATOR + lfn[cut:] for lfn in lfns]) + SEPARATOR
         self.sizes, self.ids = _ints(sizes), _ints(ids)

@@ -88,7 +88,8 @@ def _union(names: tuple, more) -> tuple:
 def change_rows(changes: ChangeSet) -> dict:
     """Snapshot a ChangeSet as {(kind, key): row}, taken before later changes: None for
     what it deleted, the columns that changed ({column: value}) for an object it
-    updated, a full row for anything else (what it created, partitions and quotas).
+    updated, a full row for anything else (what it created, partitions and quotas),
+    and the list of rows of a block's new files (NEW_FILES).
 
     An object with updates in the journal existed before the ChangeSet (a ChangeSet
     journals no update of what it created), so its row is in the store, or in an
@@ -111,8 +112,8 @@ def change_rows(changes: ChangeSet) -> dict:
     rows, changed, getters = {}, updated.get, _GETTERS.get
     last = columns = None   # the (class, names) of the last updated object, its getters
     for key, obj in changes.ops.items():
-        if obj is None:
-            rows[key] = None
+        if obj is None or type(obj) is list:   # a delete, or NEW_FILES' rows
+            rows[key] = obj
             continue
         cls, names = type(obj), changed(key)
         if names is None or cls is Record:   # partitions and quotas: upserts

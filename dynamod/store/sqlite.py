@@ -16,6 +16,7 @@ from collections import defaultdict
 from importlib import resources
 
 import aiosqlite
+import orjson
 
 from ..errors import DynamoError, StoreError
 from . import check, uri
@@ -43,6 +44,14 @@ MIGRATIONS: list[str] = [
 # change log's entries up to a number, keyed (seq,) (see changelog.py).
 BLOCKFILES = "blockfiles"
 CHANGELOG_UPTO = "changelog_upto"
+# Files never stored before, keyed (block_id,): a list of file rows, inserted as they are
+# (an injection's bulk; no other row of the same submission names them).
+NEW_FILES = "newfiles"
+# From this many rows on, a table's inserts (or upserts) go as one JSON array that SQLite
+# reads itself (json_each): one statement, one step, in which the connection's thread does
+# not hold the GIL, where executemany takes it back after each row (and waits for it
+# while the event loop applies the next change).  As fast alone, and the two overlap.
+JSON_ROWS = 64
 
 
 def _delete_order() -> tuple:
@@ -66,6 +75,11 @@ NUMBERED_KINDS = ID_KINDS + ("application",)
 
 class SchemaTooNew(DynamoError):
     code = "store_error"
+
+
+class Refused(StoreError):
+    """A row broke a constraint of the store (a file's LFN that another file has): the
+    submission that wrote it is at fault, not the store."""
 
 
 class Store:
@@ -149,7 +163,8 @@ class Store:
             if highest is not None and stored.get(kind, 1) <= highest:
                 repairs.append((kind, table, stored.get(kind), highest + 1))
         if repairs:
-            await self._transaction([(NEXT_IDS_SQL, [(kind, new) for kind, _, _, new in repairs])])
+            await self._transaction(
+                [[(NEXT_IDS_SQL, [(kind, new) for kind, _, _, new in repairs])]])
         for kind, table, old, new in repairs:
             log.warning("next_ids repaired: %s next id was %s, not above the highest id in "
                         "table %s; now %d", kind, old, table, new)
@@ -173,36 +188,82 @@ class Store:
         Cancelling the caller does not stop it: it still ends in COMMIT or ROLLBACK.
         """
         statements = _statements(changes, self.fresh)
-        statements.append((NEXT_IDS_SQL, [(kind, next_id) for kind, next_id in next_ids.items()
-                                          if self.fresh.get(kind) != next_id]))
-        await asyncio.shield(self._transaction(statements))
+        statements.append(self._next_ids(next_ids, self.fresh))
+        await asyncio.shield(self._transaction([statements]))
         self.fresh.update(next_ids)
 
-    async def _transaction(self, statements: list):
-        """BEGIN, each (sql, rows) through `executemany`, COMMIT: all or nothing, one
-        transaction at a time.  Any error rolls it back; a disk error (SQLITE_IOERR) also
-        buries the failed commit.  An UPDATE must find every row it names: memory holds
-        the object, so the store must too, and a row missing is refused rather than
-        silently not written."""
+    async def write_each(self, submissions: list) -> tuple[int, Refused | None]:
+        """Write `submissions` ([(changes, next_ids)], as `write` takes them) in order, in
+        one transaction, each in a savepoint of its own.  The first whose rows break a
+        constraint is rolled back alone and ends the transaction, which then commits
+        those before it.  Returns how many were committed and, when one was refused,
+        its `Refused`.  Any other error rolls everything back and is raised."""
+        fresh, parts = dict(self.fresh), []
+        for changes, next_ids in submissions:
+            parts.append(_statements(changes, fresh))   # a later one's tuple for an id an
+            fresh.update(next_ids)                      # earlier one gave is an upsert
+
+        def next_ids_of(done: int) -> dict:
+            """The next ids once the first `done` submissions are written."""
+            merged = {}
+            for _, next_ids in submissions[:done]:
+                merged.update(next_ids)
+            return merged
+
+        refused = await asyncio.shield(self._transaction(
+            parts, lambda done: [self._next_ids(next_ids_of(done), self.fresh)]))
+        done = len(submissions) if refused is None else refused[0]
+        self.fresh.update(next_ids_of(done))
+        return done, None if refused is None else refused[1]
+
+    @staticmethod
+    def _next_ids(next_ids: dict, fresh: dict) -> tuple:
+        return (NEXT_IDS_SQL, [(kind, next_id) for kind, next_id in next_ids.items()
+                               if fresh.get(kind) != next_id])
+
+    async def _transaction(self, parts: list, ending=None) -> tuple | None:
+        """BEGIN, each (sql, rows) of each part (a list of statements) through
+        `executemany`, COMMIT: all or nothing, one transaction at a time.  Any error
+        rolls it back; a disk error (SQLITE_IOERR) also buries the failed commit.  An
+        UPDATE must find every row it names: memory holds the object, so the store must
+        too, and a row missing is refused rather than silently not written.
+
+        With `ending` (write_each), each part runs in a savepoint; a part that breaks a
+        constraint is rolled back alone, `ending(n)` gives the statements that close
+        the n parts before it, and the transaction commits: returns (n, its `Refused`)
+        (None: no part was refused).  Without, a broken constraint is `Refused`, all
+        rolled back."""
         db = self.db
+        refused = None
         async with self._transactions:
             try:
                 await db.execute("BEGIN IMMEDIATE")
-                for sql, rows in statements:
-                    if rows:
-                        cursor = await db.executemany(sql, rows)
-                        if sql.startswith("UPDATE") and cursor.rowcount != len(rows):
-                            raise StoreError(f"the database lacks {len(rows) - cursor.rowcount}"
-                                             f" of the {len(rows)} rows to update ({sql})")
+                for number, statements in enumerate(parts):
+                    if ending is None:
+                        await _execute(db, statements)
+                        continue
+                    await db.execute("SAVEPOINT part")
+                    try:
+                        await _execute(db, statements)
+                    except sqlite3.IntegrityError as exc:
+                        await db.execute("ROLLBACK TO part")
+                        refused = number, Refused(f"the database refused the change: {exc}")
+                    await db.execute("RELEASE part")
+                    if refused is not None:
+                        break
+                if ending is not None:
+                    await _execute(db, ending(len(parts) if refused is None else refused[0]))
                 await db.execute("COMMIT")
             except sqlite3.Error as exc:
                 await self._rollback()
                 if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
                     await self._bury_failed_commit()
-                raise StoreError(f"the database refused the change: {exc}") from exc
+                error = Refused if isinstance(exc, sqlite3.IntegrityError) else StoreError
+                raise error(f"the database refused the change: {exc}") from exc
             except BaseException:
                 await self._rollback()
                 raise
+        return refused
 
     async def _rollback(self):
         if self.db.in_transaction:
@@ -241,13 +302,25 @@ class Store:
             self.lock.release()  # last: no connection of ours is left on the file
 
 
+async def _execute(db, statements: list):
+    for sql, rows in statements:
+        if rows:
+            cursor = await db.executemany(sql, rows)
+            if sql.startswith("UPDATE") and cursor.rowcount != len(rows):
+                raise StoreError(f"the database lacks {len(rows) - cursor.rowcount}"
+                                 f" of the {len(rows)} rows to update ({sql})")
+
+
 def _statements(changes: dict, fresh: dict) -> list:
     """The (sql, rows) of `Store.write`, in their order: deletes children first, then
     per table (parents first) its inserts, upserts and updates.  An object with an id
-    never used before is a plain INSERT (cheaper than the upsert by a third)."""
+    never used before is a plain INSERT (cheaper than the upsert by a third), and so are
+    the rows of NEW_FILES; many rows go as one JSON array (JSON_ROWS)."""
     deletes, inserts, upserts, updates = (defaultdict(list) for _ in range(4))
     for (kind, key), row in changes.items():
-        if row is None:
+        if kind == NEW_FILES:
+            inserts["file"] += row
+        elif row is None:
             deletes[kind].append(key)
         elif type(row) is dict:
             updates[kind, tuple(row)].append((*key, *row.values()))
@@ -257,8 +330,11 @@ def _statements(changes: dict, fresh: dict) -> list:
             upserts[kind].append(row)
     statements = [(sql, deletes[kind]) for kind, sql in DELETES if kind in deletes]
     for table in TABLES:
-        statements += [(table.insert_sql, inserts.get(table.kind)),
-                       (table.upsert_sql, upserts.get(table.kind))]
+        for upsert, rows in ((False, inserts.get(table.kind)), (True, upserts.get(table.kind))):
+            if rows and len(rows) >= JSON_ROWS:
+                statements.append((table.from_json_sql(upsert), [(orjson.dumps(rows),)]))
+            else:
+                statements.append((table.upsert_sql if upsert else table.insert_sql, rows))
         # in key order: the table's pages in turn (a random order takes about twice as long)
         statements += [(table.update_sql(columns), sorted(rows))
                        for (kind, columns), rows in updates.items() if kind == table.kind]

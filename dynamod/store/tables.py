@@ -19,18 +19,29 @@ class Table:
 
     @property
     def upsert_sql(self) -> str:
-        """Insert or update; a table that is all key (roles, grants) has nothing to update."""
-        cols = ", ".join(self.columns)
-        marks = ", ".join("?" for _ in self.columns)
+        return self.insert_sql + self._on_conflict
+
+    @property
+    def _on_conflict(self) -> str:
+        """Update a row of the same key; a table that is all key (roles, grants) has nothing
+        to update."""
         updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns if c not in self.key)
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-        return (f"INSERT INTO {self.name} ({cols}) VALUES ({marks}) "
-                f"ON CONFLICT ({', '.join(self.key)}) {action}")
+        return f" ON CONFLICT ({', '.join(self.key)}) {action}"
 
     @property
     def insert_sql(self) -> str:
         return (f"INSERT INTO {self.name} ({', '.join(self.columns)}) "
                 f"VALUES ({', '.join('?' for _ in self.columns)})")
+
+    @cache
+    def from_json_sql(self, upsert: bool) -> str:
+        """`insert_sql` (or `upsert_sql`) of rows given as one JSON array of arrays, which
+        SQLite reads in one statement (see `Store.write`)."""
+        values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(self.columns)))
+        insert = (f"INSERT INTO {self.name} ({', '.join(self.columns)}) SELECT {values} "
+                  f"FROM json_each(?) WHERE true")   # WHERE: ON CONFLICT is not a join's ON
+        return insert + self._on_conflict if upsert else insert
 
     @cache
     def update_sql(self, columns: tuple) -> str:

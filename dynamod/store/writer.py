@@ -7,6 +7,16 @@ future resolves only once its rows are committed.  If a commit fails, every
 change not yet committed (that batch and any submitted after it, which may
 build on it) is undone newest first and its submitter gets the error: memory
 never stays ahead of the disk.
+
+One failure is narrower: rows that break a constraint of the store (a new
+file's LFN that a file of another block holds: memory leaves that check to the
+store's unique index).  The submissions of the batch are then written each in
+a savepoint, in order; the first one refused is the offender.  Those before it
+commit.  It and every change applied after it are undone, newest first; it
+fails with `Refused`; each later one that may build on it (`redo`: an
+inventory change, which its submitter can apply again) gets `Resubmit`, and is
+applied again to memory as it now is; the others (users, records: no part of
+the inventory) stay pending, as they were.
 """
 
 import asyncio
@@ -14,9 +24,25 @@ import logging
 
 from .. import failstop
 from ..errors import DynamoError, StoreError
+from .sqlite import NEW_FILES, Refused
 from .tables import BY_KIND
 
 log = logging.getLogger("dynamod.store")
+
+
+class Resubmit(DynamoError):
+    """Undone because a change submitted before it was refused by the store: apply it
+    again (it may have built on the refused change) and submit it anew."""
+
+    code = "store_error"
+
+
+class _Submission:
+    __slots__ = ("rows", "next_ids", "undo", "future", "counted", "redo")
+
+    def __init__(self, rows, next_ids, undo, future, counted, redo):
+        self.rows, self.next_ids, self.undo = rows, next_ids, undo
+        self.future, self.counted, self.redo = future, counted, redo
 
 
 class Writer:
@@ -32,11 +58,13 @@ class Writer:
     def start(self):
         self._task = asyncio.get_running_loop().create_task(self._run(), name="store-writer")
 
-    def submit(self, rows: dict, next_ids: dict, undo, counted: bool = True) -> asyncio.Future:
+    def submit(self, rows: dict, next_ids: dict, undo, counted: bool = True,
+               redo: bool = False) -> asyncio.Future:
         """Queue rows for the next transaction; the future resolves once committed.
-        A transaction of uncounted rows alone (housekeeping) is not in `commits`."""
+        A transaction of uncounted rows alone (housekeeping) is not in `commits`.
+        `redo`: an inventory change, which its submitter applies again on `Resubmit`."""
         future = asyncio.get_running_loop().create_future()
-        self.pending.append((rows, dict(next_ids), undo, future, counted))
+        self.pending.append(_Submission(rows, dict(next_ids), undo, future, counted, redo))
         self._wake.set()
         return future
 
@@ -51,29 +79,62 @@ class Writer:
             batch, self.pending = self.pending, []
             self._busy = True
             try:
-                rows, next_ids = _merge(batch)
-                if rows or next_ids:  # flush() alone has nothing to commit
-                    await self.store.write(rows, next_ids)
-                    self.commits += any(entry[-1] for entry in batch)
+                committed, refusal = await self._write(batch)
             except Exception as exc:  # every failure must reach the submitters
                 self._fail(batch, exc)
             else:
-                for _, _, _, future, _ in batch:
-                    if not future.done():
-                        future.set_result(None)
+                self.commits += any(s.counted for s in batch[:committed])
+                for submission in batch[:committed]:
+                    if not submission.future.done():
+                        submission.future.set_result(None)
+                if refusal is not None:
+                    self._refuse(batch[committed], batch[committed + 1:], refusal)
             self._busy = False
             self._wake.set()
+
+    async def _write(self, batch) -> tuple[int, Refused | None]:
+        """Commit the batch, or the submissions before the first one the store refuses:
+        how many were committed, and the refusal."""
+        if len(batch) > 1 and any(key[0] == NEW_FILES for s in batch for key in s.rows):
+            # rows inserted as they are: a later submission's rows cannot be merged over them
+            return await self.store.write_each([(s.rows, s.next_ids) for s in batch])
+        rows, next_ids = _merge(batch)
+        if rows or next_ids:  # flush() alone has nothing to commit
+            try:
+                await self.store.write(rows, next_ids)
+            except Refused as refusal:
+                if len(batch) == 1:
+                    return 0, refusal
+                return await self.store.write_each([(s.rows, s.next_ids) for s in batch])
+        return len(batch), None
+
+    def _refuse(self, offender, later, refusal: Refused):
+        """The store refused `offender`'s rows: undo it and what was applied after it (that
+        may build on it), newest first; keep what is no part of the inventory."""
+        later += self.pending
+        self.pending = [s for s in later if not s.redo]
+        redone = [s for s in later if s.redo]
+        log.warning("a change was refused by the database, %d change(s) applied after it "
+                    "are applied again: %s", len(redone), refusal.message)
+        with failstop.undoing(f"the undo of a change the database refused and of the "
+                              f"{len(redone)} applied after it"):
+            for submission in reversed([offender, *redone]):
+                submission.undo()
+        offender.future.set_exception(refusal)
+        for submission in redone:
+            if not submission.future.done():
+                submission.future.set_exception(Resubmit("applied again"))
 
     def _fail(self, batch, exc):
         failed, self.pending = batch + self.pending, []
         error = exc if isinstance(exc, DynamoError) else StoreError(f"commit failed: {exc}")
         log.error("commit of %d change(s) failed, all undone: %s", len(failed), error.message)
         with failstop.undoing(f"the undo of {len(failed)} change(s) whose commit failed"):
-            for _, _, undo, _, _ in reversed(failed):
-                undo()
-        for _, _, _, future, _ in failed:
-            if not future.done():
-                future.set_exception(error)
+            for submission in reversed(failed):
+                submission.undo()
+        for submission in failed:
+            if not submission.future.done():
+                submission.future.set_exception(error)
 
     @property
     def closing(self) -> bool:
@@ -105,13 +166,14 @@ def _merge(batch) -> tuple[dict, dict]:
     go over what an earlier submission wrote of it).  A batch of one (a large injection
     or write-back, most often) is passed as it is rather than copied."""
     if len(batch) == 1:
-        return batch[0][0], batch[0][1]
+        return batch[0].rows, batch[0].next_ids
     merged, next_ids = {}, {}
-    for rows, ids, *_ in batch:
+    for submission in batch:
+        rows = submission.rows
         earlier = {key: merged[key] for key in merged.keys() & rows.keys()
                    if type(rows[key]) is dict}
         merged.update(rows)
         for key, old in earlier.items():
             merged[key] = BY_KIND[key[0]].combined(old, rows[key])
-        next_ids.update(ids)
+        next_ids.update(submission.next_ids)
     return merged, next_ids
