@@ -240,10 +240,3 @@ inventory.update(Site('S1', status='morgue'))
     assert snapshot(stocked) == before
     writer(stocked, tmp_path, "inventory.update(Site('S1', status='morgue'))\n")   # it goes on
 
-
-def test_the_collector_leaves_the_inherited_inventory_alone(stocked, tmp_path):
-    """What the child inherits is frozen for the collector: the collections its script's
-    garbage triggers never walk (nor write, copying the pages) the daemon's objects."""
-    done = writer(stocked, tmp_path, "import gc\nprint(gc.isenabled(), gc.get_freeze_count())\n")
-    enabled, frozen = done.stdout.split()
-    assert enabled == "True" and int(frozen) > 1000
