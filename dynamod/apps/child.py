@@ -250,7 +250,6 @@ def _execute(plan: Plan) -> int:
         script_dir = os.path.dirname(os.path.abspath(app.path))
         if os.path.isdir(script_dir):
             sys.path.insert(0, script_dir)
-    gc.freeze()   # the inherited heap is never walked (nor written: copy-on-write)
     gc.enable()
     try:
         code = compile(app.script, app.path, "exec")
