@@ -10,6 +10,8 @@ store by restarting the daemon.
 """
 
 import json
+import subprocess
+import sys
 
 import orjson
 
@@ -28,8 +30,7 @@ def test_a_committed_lfn_in_a_new_block_is_refused_with_its_line(daemon, tmp_pat
     path = tmp_path / "data.json"
     text = json.dumps(document, indent=1)
     path.write_text(text)
-    line = next(number for number, text_line in enumerate(text.splitlines(), 1)
-                if LFN1 in text_line) - 1   # the line that opens the file's object
+    line = _object_line(text, LFN1)
     before = snapshot(daemon)
     for args in ((), ("--dry-run",)):
         result = daemon.inject(*args, path, check=False)
@@ -64,6 +65,30 @@ def test_one_refused_in_a_group_commit_and_the_others_commit(daemon):
     assert "/Bad/ds/RAW" not in [d["name"] for d in daemon.call("list_datasets")["datasets"]]
 
 
+def test_two_dynamo_injects_at_once_one_refused(daemon, tmp_path):
+    """Two dynamo-inject processes at once (their commits may or may not share a
+    transaction): the one with the LFN of a committed file is refused with its line,
+    the other commits, and memory is the store."""
+    seed(daemon)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_new_dataset("/Good/ds/RAW",
+                                            [f"/good/{i}.root" for i in range(2000)])))
+    bad = tmp_path / "bad.json"
+    text = json.dumps(_new_dataset("/Bad/ds/RAW", ["/bad/0.root", LFN1]), indent=1)
+    bad.write_text(text)
+    line = _object_line(text, LFN1)
+    runs = [subprocess.Popen([sys.executable, "-m", "dynamoclient.inject", path],
+                             env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for path in (good, bad)]
+    (good_out, good_err), (_, bad_err) = [run.communicate(timeout=60) for run in runs]
+    assert runs[0].returncode == 0, good_err
+    assert "files: 2000" in good_out
+    assert runs[1].returncode == 1
+    assert bad_err.strip() == (f"dynamo-inject: {bad}:{line}: file {LFN1} belongs to block "
+                               f"{FULL}, not /Bad/ds/RAW#b1 [conflict]")
+    _same_after_restart(daemon, files=2 + 2000)
+
+
 def test_a_change_that_built_on_the_refused_one_is_applied_again_without_it(daemon):
     """The request after the refused one named the dataset the refused one created: applied
     again, it finds no such dataset and says so; the one after both commits."""
@@ -87,6 +112,12 @@ def test_a_duplicate_within_one_document_is_found_before_the_store(daemon):
     refused(daemon, document, "file /t/1.root", "given twice in one document",
             "dataset[0].blocks[0].files[0]", "dataset[0].blocks[1].files[1]")
     assert "refused by the database" not in daemon.log()
+
+
+def _object_line(text: str, lfn: str) -> int:
+    """The line that opens the object of the file `lfn` (indented JSON: the line before
+    its name's), the line dynamo-inject names."""
+    return next(number for number, line in enumerate(text.splitlines(), 1) if lfn in line) - 1
 
 
 def _pipelined(daemon, *documents) -> list:
