@@ -94,7 +94,7 @@ class Server:
             self.service = await InventoryService.open(
                 self.config.database, self.config.synchronous, self._load,
                 ChangeLog(self.config.change_log), self.config.file_cache,
-                self.config.partitions)
+                self.config.partitions, self.config.rebuild)
         except BaseException:
             listening.close()
             if not self.activated:  # a refused start leaves no socket file behind
@@ -111,6 +111,7 @@ class Server:
         self.apps.start_expiry()
         self._idle = loop.create_task(self._close_idle())
         self._check = check.Watch(self.config.database, failstop.damaged, loop).start()
+        self.service.keep_snapshot(self.config.snapshot_idle, self.config.snapshot_interval)
         interval = systemd.watchdog_interval()
         if interval:
             self._watchdog = loop.create_task(_watchdog(interval))

@@ -32,6 +32,7 @@ the views the file cache holds.
 """
 
 from array import array
+from collections import defaultdict
 from bisect import bisect_left, bisect_right
 from functools import partial
 from itertools import accumulate, chain, compress, count, islice, repeat
@@ -200,6 +201,38 @@ class BlockTable:
         else:
             for i in order:
                 dataset.blocks.insert(first + i)
+
+    # ----------------------------------------------------------- snapshot
+    # (inventory/snapshot.py) `dump` copies the columns on the event loop (memcpy) and
+    # returns a function that makes the parts from the copy in another thread: the
+    # live rows in the order a load from rows gives them, with the lists it would
+    # build, so that `restore` makes exactly the table `load` makes.
+    def dump(self):
+        columns = {name: getattr(self, name)[:] for name in _BLOCK_PARTS + ("alive", "offsets")}
+        return partial(_block_parts, columns, bytes(self.names), self.dataset.copy())
+
+    def restore(self, parts: dict, objects: dict):
+        """Fill the empty table from `dump`'s parts; `objects["datasets"]`: the Datasets
+        (loaded from rows) by id, whose BlockSets get their rows."""
+        datasets = objects["datasets"]
+        for name in _BLOCK_PARTS + ("offsets",):
+            setattr(self, name, _column(getattr(self, name).typecode, parts[name]))
+        n = len(self.id)
+        self.names = bytearray(parts["names"])
+        self.dataset = list(map(datasets.__getitem__, _column("q", parts["dataset"])))
+        _require(all(len(getattr(self, c)) == n for c in _BLOCK_PARTS) and len(self.dataset) == n
+                 and len(self.offsets) == n + 1 and self.offsets[0] == 0
+                 and self.offsets[-1] == len(self.names), "block columns of unequal lengths")
+        self.alive = array("b", [1]) * n
+        self.first_replica = array("i", [NO_ROW]) * n
+        listed = _column("i", parts["blockset"])
+        _require(len(listed) == n, "block sets that do not cover the table")
+        start = 0
+        for dataset_id, end in zip(_column("q", parts["blockset_datasets"]),
+                                   _column("q", parts["blockset_ends"])):
+            datasets[dataset_id].blocks.rows = listed[start:end]
+            start = end
+        _require(start == n, "block sets that do not cover the table")
 
 
 class BlockReplicaTable:
@@ -410,33 +443,161 @@ class BlockReplicaTable:
         self._link_loaded(owners)
 
     def _link_loaded(self, owners: dict):
-        """The lists of freshly loaded rows.  A block's replicas are consecutive rows: each
-        row's next in its block is the following row, except at the end of a block's
-        run.  Each dataset replica's chain takes its rows in order."""
-        n, block = len(self.block), self.block
-        if not n:
-            return
-        first, self.next_in_block = self.blocks.first_replica, array("i", range(1, n + 1))
-        after = self.next_in_block
-        for row in compress(range(n), map(ne, block, chain((NO_ROW,), block))):
-            first[block[row]] = row
-            after[row - 1] = NO_ROW   # the end of the previous run (row 0: of the last)
-        self.next_in_owner = array("i", [NO_ROW]) * n
-        self.prev_in_owner = array("i", [NO_ROW]) * n
-        after, before = self.next_in_owner, self.prev_in_owner
-        dataset_ids = array("q", map(attrgetter("id"), self.blocks.dataset))
-        keys = map(or_, map(lshift, map(dataset_ids.__getitem__, block), repeat(32)),
-                   self.site)   # owner_key of each row, in C
-        for row, key in enumerate(keys):
+        """The lists of freshly loaded rows (see `_links`)."""
+        if len(self.block):
+            dataset_ids = array("q", map(attrgetter("id"), self.blocks.dataset))
+            self.next_in_block, self.next_in_owner, self.prev_in_owner = _links(
+                self.block, self.site, dataset_ids, self.blocks.first_replica, owners)
+
+    # ----------------------------------------------------------- snapshot
+    # As BlockTable's: the live rows in key order (block, site), their lists, the
+    # chains' ends and lengths by owner_key, the file ids of incomplete replicas.
+    def dump(self):
+        columns = {name: getattr(self, name)[:] for name in _REPLICA_PARTS[:6] + ("alive",)}
+        return partial(_replica_parts, columns, self.blocks.alive[:], self.blocks.dataset.copy(),
+                       dict(self.files))
+
+    def restore(self, parts: dict, objects: dict):
+        """Fill the empty table from `dump`'s parts (the BlockTable is restored already);
+        `objects["owners"]`: the DatasetReplicas (loaded from rows) by owner_key, whose
+        chains are set."""
+        for name in _REPLICA_PARTS:
+            setattr(self, name, _column(getattr(self, name).typecode, parts[name]))
+        n, blocks = len(self.block), len(self.blocks)
+        first = _column("i", parts["first_replica"])
+        _require(all(len(getattr(self, c)) == n for c in _REPLICA_PARTS) and len(first) == blocks,
+                 "block replica columns of unequal lengths")
+        _require(set(self.site) <= self.sites.keys() and set(self.group) <= self.groups.keys(),
+                 "block replicas at unknown sites or of unknown groups")
+        self.blocks.first_replica = first
+        self.alive = array("b", [1]) * n
+        owners = objects["owners"]
+        for key, head, tail, length in zip(*(_column(t, parts[f"owner_{name}"]) for t, name in
+                                             (("q", "keys"), ("i", "heads"), ("i", "tails"),
+                                              ("q", "lengths")))):
             owner = owners[key]
-            tail = owner.tail
-            if tail == NO_ROW:
-                owner.head = row
-            else:
-                after[tail] = row
-                before[row] = tail
-            owner.tail = row
-            owner.length += 1
+            owner.head, owner.tail, owner.length = head, tail, length
+        ids, start = _column("q", parts["files_ids"]), 0
+        for row, end in zip(_column("i", parts["files_rows"]), _column("q", parts["files_ends"])):
+            _require(0 <= row < n, "file ids of a block replica outside the table")
+            self.files[row] = ids[start:end]
+            start = end
+
+
+def _links(block, site, dataset_ids, first, owners) -> tuple:
+    """The lists of block replica rows in key order (block, site): (next_in_block,
+    next_in_owner, prev_in_owner); `first` (by block row) gets each block's first
+    replica, `owners[owner_key]` the ends and length of its chain.  A block's replicas
+    are consecutive rows: each row's next in its block is the following row, except at
+    the end of a block's run.  Each dataset replica's chain takes its rows in order."""
+    n = len(block)
+    after = array("i", range(1, n + 1))
+    for row in compress(range(n), map(ne, block, chain((NO_ROW,), block))):
+        first[block[row]] = row
+        after[row - 1] = NO_ROW   # the end of the previous run (row 0: of the last)
+    next_in_owner, prev_in_owner = array("i", [NO_ROW]) * n, array("i", [NO_ROW]) * n
+    keys = map(or_, map(lshift, map(dataset_ids.__getitem__, block), repeat(32)),
+               site)   # owner_key of each row, in C
+    for row, key in enumerate(keys):
+        owner = owners[key]
+        tail = owner.tail
+        if tail == NO_ROW:
+            owner.head = row
+        else:
+            next_in_owner[tail] = row
+            prev_in_owner[row] = tail
+        owner.tail = row
+        owner.length += 1
+    return after, next_in_owner, prev_in_owner
+
+
+# ------------------------------------------------------------------ snapshot
+# The parts of each table that are its columns as they are (arrays).
+_BLOCK_PARTS = ("id", "size", "num_files", "is_open", "last_update")
+_REPLICA_PARTS = ("block", "site", "group", "is_custodial", "size", "last_update",
+                  "next_in_block", "next_in_owner", "prev_in_owner")
+
+
+class SnapshotError(ValueError):
+    """A snapshot's parts that do not make a sound table."""
+
+
+def _require(condition, what: str):
+    if not condition:
+        raise SnapshotError(what)
+
+
+def _column(typecode: str, data: bytes) -> array:
+    column = array(typecode)
+    column.frombytes(data)
+    return column
+
+
+def _live_dataset_ids(datasets: list, alive) -> array:
+    """The ids of the live rows' datasets (a dead row holds its dataset's name)."""
+    return array("q", map(attrgetter("id"), compress(datasets, alive)))
+
+
+def _block_parts(columns: dict, names: bytes, datasets: list) -> dict:
+    """BlockTable.dump's parts, from its copy (in a thread): the live rows, their
+    names, and the BlockSets' rows (by dataset, then name) with the runs' datasets."""
+    alive, offsets = columns["alive"], columns["offsets"]
+    live = list(compress(range(len(alive)), alive))
+    parts = {name: array(columns[name].typecode, compress(columns[name], alive)).tobytes()
+             for name in _BLOCK_PARTS}
+    dataset_ids = _live_dataset_ids(datasets, alive)
+    parts["dataset"] = dataset_ids.tobytes()
+    encoded = [names[offsets[row]:offsets[row + 1]] for row in live]
+    parts["names"] = b"".join(encoded)
+    parts["offsets"] = array("q", accumulate(map(len, encoded), initial=0)).tobytes()
+    keys = list(zip(dataset_ids, encoded))
+    listed = sorted(range(len(live)), key=keys.__getitem__)
+    owners = [dataset_ids[i] for i in listed]
+    ends = [*compress(count(1), map(ne, owners, islice(owners, 1, None)))] + ([len(listed)]
+                                                                               if listed else [])
+    parts["blockset"] = array("i", listed).tobytes()
+    parts["blockset_datasets"] = array("q", (owners[end - 1] for end in ends)).tobytes()
+    parts["blockset_ends"] = array("q", ends).tobytes()
+    return parts
+
+
+class _Chain:
+    """The ends and length of a chain, as a DatasetReplica holds them (for `_links`)."""
+
+    __slots__ = ("head", "tail", "length")
+
+    def __init__(self):
+        self.head = self.tail = NO_ROW
+        self.length = 0
+
+
+def _replica_parts(columns: dict, block_alive, datasets: list, files: dict) -> dict:
+    """BlockReplicaTable.dump's parts, from its copy (in a thread): the live rows sorted
+    by (block, site) with the blocks renumbered as BlockTable's parts number them, the
+    lists `_links` makes of them, and the file ids of the incomplete ones."""
+    renumbered = array("i", accumulate(block_alive, initial=-1))[1:]  # old block row -> new
+    block = array("i", map(renumbered.__getitem__, columns["block"]))
+    keys = array("q", map(or_, map(lshift, block, repeat(32)), columns["site"]))
+    order = sorted(compress(range(len(block)), columns["alive"]), key=keys.__getitem__)
+    parts = {"block": array("i", map(block.__getitem__, order))}
+    for name in _REPLICA_PARTS[1:6]:
+        parts[name] = array(columns[name].typecode, map(columns[name].__getitem__, order))
+    first = array("i", [NO_ROW]) * block_alive.count(1)
+    owners = defaultdict(_Chain)
+    parts["next_in_block"], parts["next_in_owner"], parts["prev_in_owner"] = _links(
+        parts["block"], parts["site"], _live_dataset_ids(datasets, block_alive), first, owners)
+    parts["first_replica"] = first
+    keyed = sorted(owners.items())
+    parts["owner_keys"] = array("q", (key for key, _ in keyed))
+    parts["owner_heads"] = array("i", (chain_.head for _, chain_ in keyed))
+    parts["owner_tails"] = array("i", (chain_.tail for _, chain_ in keyed))
+    parts["owner_lengths"] = array("q", (chain_.length for _, chain_ in keyed))
+    new_row = dict(zip(order, count())) if files else {}
+    incomplete = sorted((new_row[row], ids) for row, ids in files.items() if row in new_row)
+    parts["files_rows"] = array("i", (row for row, _ in incomplete))
+    parts["files_ends"] = array("q", accumulate(len(ids) for _, ids in incomplete))
+    parts["files_ids"] = array("q", chain.from_iterable(ids for _, ids in incomplete))
+    return {name: part.tobytes() for name, part in parts.items()}
 
 
 def owner_key(dataset_id: int, site_id: int) -> int:

@@ -110,14 +110,31 @@ def change_rows(changes: ChangeSet) -> dict:
     return rows
 
 
-def build(inventory, tables: dict, next_ids: dict):
-    """Fill an empty inventory from the rows of `StoreReader.tables()`.
+def build(inventory, tables: dict, next_ids: dict, snapshot=None):
+    """Fill an empty inventory from the rows of `StoreReader.tables()`; with `snapshot`
+    (a function of the inventory and the objects loaded: see snapshot.py), the
+    blocks and block replicas come from it instead of their rows.
 
     Files stay in the store (the inventory's file cache loads them per block).
     The rows were checked on their way in, so datasets and dataset replicas are made
     without their constructors' checks (slots set directly), and blocks and block
     replicas go straight into their columns (columns.py), no object per row.
     """
+    objects = _objects(inventory, tables)
+    if snapshot is None:
+        inventory.blocks.load(tables["block"], objects["datasets"])
+        inventory.block_replicas.load(tables["blockreplica"], objects["owners"])
+    else:
+        snapshot(inventory, objects)
+    for kind in inventory.next_ids:
+        inventory.next_ids[kind] = next_ids.get(kind, 1)
+    counted = inventory.recount()
+    inventory.totals.update({kind: counted[PLURAL[kind]] for kind in inventory.totals})
+
+
+def _objects(inventory, tables: dict) -> dict:
+    """Sites, groups, datasets and dataset replicas from their rows; returns the datasets
+    by id and the dataset replicas by `owner_key` (what the column tables refer to)."""
     sites, groups, datasets = {}, inventory.block_replicas.groups, {}
     for row in tables["site"]:
         site = sites[row[0]] = Site(row[1], *row[2:6], id=row[0])
@@ -133,7 +150,6 @@ def build(inventory, tables: dict, next_ids: dict):
         dataset._software_version, dataset._last_update = version, last_update
         dataset._is_open, dataset.id = bool(is_open), did
         dataset.blocks, dataset.replicas = BlockSet(blocks), NO_MEMBERS
-    blocks.load(tables["block"], datasets)
     # Rows come in key order, so the replicas of one dataset are consecutive: each
     # dataset gets its Members once its last replica is read.
     owners = {}   # owner_key(dataset id, site id) -> DatasetReplica, for the block replicas
@@ -148,11 +164,7 @@ def build(inventory, tables: dict, next_ids: dict):
             members.append(replica)
             replica.site.dataset_replicas.add(replica)
         dataset.replicas = Members(members)
-    inventory.block_replicas.load(tables["blockreplica"], owners)
-    for kind in inventory.next_ids:
-        inventory.next_ids[kind] = next_ids.get(kind, 1)
-    counted = inventory.recount()
-    inventory.totals.update({kind: counted[PLURAL[kind]] for kind in inventory.totals})
+    return {"datasets": datasets, "owners": owners}
 
 
 def _runs(rows, holders: dict):
