@@ -14,6 +14,7 @@ from . import collector, failstop
 from .errors import DynamoError
 from .changelog import ChangeLog
 from .inventory.changes import ChangeSet, journal_lines
+from .inventory.inventory import Inventory
 from .inventory import snapshot
 from .inventory.partitions import load as load_partitions
 from .inventory.rows import change_rows
