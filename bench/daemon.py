@@ -22,7 +22,7 @@ class DaemonFailed(RuntimeError):
 
 class BenchDaemon:
     def __init__(self, root: str, database: str, synchronous: str, name: str = "dynamod",
-                 memory_limit: int | None = None):
+                 memory_limit: int | None = None, options: tuple = ()):
         self.root = root
         self.state_dir = os.path.join(root, f"{name}-state")
         self.socket = os.path.join(root, f"{name}.sock")
@@ -31,6 +31,7 @@ class BenchDaemon:
         self.synchronous = synchronous
         self.log_path = os.path.join(root, f"{name}.log")
         self.memory_limit = memory_limit
+        self.options = tuple(options)   # more command-line options
         self.process = None
 
     @property
@@ -62,7 +63,7 @@ class BenchDaemon:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "dynamod", "--state-dir", self.state_dir,
                  "--socket", self.socket, "--database", self.database,
-                 "--synchronous", self.synchronous, "--log-level", "INFO"],
+                 "--synchronous", self.synchronous, "--log-level", "INFO", *self.options],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                 env={**os.environ, "NOTIFY_SOCKET": self.notify_path},
                 preexec_fn=preexec if limit else None)

@@ -3,7 +3,9 @@
 The daemon holds the inventory in memory; this module only persists it.  It
 speaks in plain tuples (see tables.py) so it knows nothing of the objects.
 One aiosqlite connection (one thread) does all the work, so the event loop
-never waits on the disk.  Opening takes the store's lock (lock.py) and reads
+never waits on the disk.  Every transaction it commits bumps the commit counter
+(table `commits`), which stamps the snapshot of the column tables that it also
+writes (`write_snapshot`; inventory/snapshot.py).  Opening takes the store's lock (lock.py) and reads
 the schema version before anything writes the file.
 """
 
