@@ -165,7 +165,9 @@ class InventoryService:
             return False
         counter, started = self.store.commits, time.monotonic()
         try:
-            parts = await asyncio.to_thread(snapshot.take(self.inventory))
+            make = snapshot.take(self.inventory)
+            copied = time.monotonic()
+            parts = await asyncio.to_thread(make)
             made = time.monotonic()
             written = await self.store.write_snapshot(counter, snapshot.FORMAT, parts)
         except (sqlite3.Error, OSError, MemoryError) as exc:
@@ -174,10 +176,11 @@ class InventoryService:
         self.snapshot_written = time.monotonic()
         if written:
             self.snapshot_at = counter
-            log.info("inventory snapshot of commit %d written: %.1f MiB in %.2f s (%.2f s "
-                     "to make, %.2f s to commit)", counter,
-                     sum(map(len, parts.values())) / 2**20, self.snapshot_written - started,
-                     made - started, self.snapshot_written - made)
+            log.info("inventory snapshot of commit %d written: %.1f MiB in %.2f s (%.3f s "
+                     "to copy the tables, %.2f s to make the parts in a thread, %.2f s to "
+                     "commit)", counter, sum(map(len, parts.values())) / 2**20,
+                     self.snapshot_written - started, copied - started, made - copied,
+                     self.snapshot_written - made)
         return written
 
     async def close(self):
