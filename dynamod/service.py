@@ -7,7 +7,6 @@ gets its answer only once the change is committed.
 
 import asyncio
 import logging
-import sqlite3
 import time
 
 from . import collector, failstop
@@ -170,10 +169,11 @@ class InventoryService:
             parts = await asyncio.to_thread(make)
             made = time.monotonic()
             written = await self.store.write_snapshot(counter, snapshot.FORMAT, parts)
-        except (sqlite3.Error, OSError, MemoryError) as exc:
-            log.error("inventory snapshot not written: %s", exc)
+        except Exception as exc:   # never fatal: the next start loads from rows
+            log.error("inventory snapshot not written: %r", exc)
             return False
-        self.snapshot_written = time.monotonic()
+        finally:   # an attempt that failed waits its interval too (a full disk)
+            self.snapshot_written = time.monotonic()
         if written:
             self.snapshot_at = counter
             log.info("inventory snapshot of commit %d written: %.1f MiB in %.2f s (%.3f s "
