@@ -26,14 +26,16 @@ keeps as its undo and runs strictly newest first.  A deleted row is marked dead
 (`alive` 0) and left where it is, still readable (the change log names what a
 change deleted after the fact; a dead block keeps its dataset's name, not the
 Dataset) and never reused; undoing a creation removes the row, then the last
-one.  Compacting the dead rows away (when the daemon is idle) is not done yet:
+one.  A restart drops them (a load from rows, or from the snapshot, holds the
+live rows only: `dump` and `restore` below, inventory/snapshot.py).  Compacting
+the dead rows away while serving (when the daemon is idle) is not done yet:
 it will have to renumber the rows in every column, BlockSet and chain, and in
 the views the file cache holds.
 """
 
 from array import array
-from collections import defaultdict
 from bisect import bisect_left, bisect_right
+from collections import defaultdict
 from functools import partial
 from itertools import accumulate, chain, compress, count, islice, repeat
 from operator import attrgetter, itemgetter, lshift, ne, or_
