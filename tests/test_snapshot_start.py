@@ -102,6 +102,8 @@ DAMAGE = {
                        "its parts do not make sound tables (KeyError: 'owner_keys')"),
     "another format": ("UPDATE snapshot_stamp SET format = format + 1",
                        "its format is 2, this dynamod's 1"),
+    # what README tells an operator who changed values by hand
+    "the stamp deleted": ("DELETE FROM snapshot_stamp", "there is none"),
 }
 
 
