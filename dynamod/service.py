@@ -2,7 +2,9 @@
 
 A change is applied to memory at once (so it is validated as a whole against
 the current state), then written through the group-commit writer; the caller
-gets its answer only once the change is committed.
+gets its answer only once the change is committed.  When the writer has been
+idle a while, and at shutdown, the column tables are written as a snapshot that
+the next start loads instead of their rows (inventory/snapshot.py).
 """
 
 import asyncio
