@@ -11,6 +11,7 @@ never stays ahead of the disk.
 
 import asyncio
 import logging
+import time
 
 from .. import failstop
 from ..errors import DynamoError, StoreError
@@ -24,6 +25,7 @@ class Writer:
         self.store = store
         self.pending = []
         self.commits = 0
+        self.last_commit = time.monotonic()   # when the last transaction committed
         self._wake = asyncio.Event()
         self._closing = False
         self._busy = False
@@ -55,6 +57,7 @@ class Writer:
                 if rows or next_ids:  # flush() alone has nothing to commit
                     await self.store.write(rows, next_ids)
                     self.commits += any(entry[-1] for entry in batch)
+                    self.last_commit = time.monotonic()
             except Exception as exc:  # every failure must reach the submitters
                 self._fail(batch, exc)
             else:
