@@ -22,7 +22,7 @@ class DaemonFailed(RuntimeError):
 
 class BenchDaemon:
     def __init__(self, root: str, database: str, synchronous: str, name: str = "dynamod",
-                 memory_limit: int | None = None):
+                 memory_limit: int | None = None, options: tuple = ()):
         self.root = root
         self.state_dir = os.path.join(root, f"{name}-state")
         self.socket = os.path.join(root, f"{name}.sock")
@@ -31,7 +31,9 @@ class BenchDaemon:
         self.synchronous = synchronous
         self.log_path = os.path.join(root, f"{name}.log")
         self.memory_limit = memory_limit
+        self.options = tuple(options)   # more command-line options
         self.process = None
+        self.log_offset = 0   # where the last start's lines begin in the log
 
     @property
     def env(self) -> dict:
@@ -50,6 +52,7 @@ class BenchDaemon:
         notify.bind(self.notify_path)
         notify.settimeout(0.2)
         log = open(self.log_path, "ab")
+        self.log_offset = log.tell()   # where this start's lines begin (wait_for_log)
         limit = self.memory_limit
 
         def preexec():
@@ -62,7 +65,7 @@ class BenchDaemon:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "dynamod", "--state-dir", self.state_dir,
                  "--socket", self.socket, "--database", self.database,
-                 "--synchronous", self.synchronous, "--log-level", "INFO"],
+                 "--synchronous", self.synchronous, "--log-level", "INFO", *self.options],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                 env={**os.environ, "NOTIFY_SOCKET": self.notify_path},
                 preexec_fn=preexec if limit else None)
@@ -100,13 +103,15 @@ class BenchDaemon:
             return ""
 
     def wait_for_log(self, *texts: str, timeout: float = 600.0) -> str | None:
-        """The first line of the log holding one of `texts`, waiting up to `timeout`
-        seconds for it (None: not there, or the daemon ended first)."""
+        """The first line of the log since the last start holding one of `texts`, waiting
+        up to `timeout` seconds for it (None: not there, or the daemon ended first)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with open(self.log_path, errors="replace") as f:
+                with open(self.log_path, "rb") as f:
+                    f.seek(self.log_offset)
                     for line in f:
+                        line = line.decode(errors="replace")
                         if any(text in line for text in texts):
                             return line.rstrip("\n")
             except OSError:

@@ -6,6 +6,8 @@
         raw executemany of the rows of the first DATASETS datasets, one transaction
     python -m bench.probes update DB COUNT SYNCHRONOUS VALUE
         raw executemany of COUNT block replica UPDATEs, one transaction
+    (insert and update --triggers: with triggers that clear the snapshot's stamp on each
+    row written to blocks and block_replicas, the design inventory/snapshot.py weighed)
     python -m bench.probes fork RSS_BYTES REPEAT
         a bare os.fork() of a process grown to RSS_BYTES; the child writes one byte
     python -m bench.probes memory DB MODE [--trace] [--datasets N]
@@ -90,7 +92,19 @@ def scan(path: str) -> dict:
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
 
-def insert(path: str, scale: str, seed: int, datasets: int, synchronous: str) -> dict:
+def _stamp_triggers(db, triggers: bool):
+    """Triggers clearing the snapshot's stamp on every row written to the tables the
+    snapshot holds (what a hand edit would then also do); dropped when not wanted."""
+    for table in ("blocks", "block_replicas"):
+        for op in ("INSERT", "UPDATE", "DELETE"):
+            name = f"{table}_{op.lower()}_clears_stamp"
+            db.execute(f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {op} ON {table} "
+                       f"BEGIN DELETE FROM snapshot_stamp; END" if triggers else
+                       f"DROP TRIGGER IF EXISTS {name}")
+
+
+def insert(path: str, scale: str, seed: int, datasets: int, synchronous: str,
+           triggers: bool = False) -> dict:
     """Raw SQLite: the rows the injection creates, in one transaction, same schema."""
     from .generator import Generator, create_schema, insert_rows
 
@@ -102,6 +116,7 @@ def insert(path: str, scale: str, seed: int, datasets: int, synchronous: str) ->
     create_schema(db)
     db.close()
     db = _open(path, synchronous)
+    _stamp_triggers(db, triggers)
     started = time.perf_counter()
     db.execute("BEGIN IMMEDIATE")
     insert_rows(db, rows)
@@ -112,9 +127,10 @@ def insert(path: str, scale: str, seed: int, datasets: int, synchronous: str) ->
             "seconds": seconds}
 
 
-def update(path: str, count: int, synchronous: str, value: int) -> dict:
+def update(path: str, count: int, synchronous: str, value: int, triggers: bool = False) -> dict:
     """Raw SQLite: `count` block replica UPDATEs by primary key, in one transaction."""
     db = _open(path, synchronous)
+    _stamp_triggers(db, triggers)
     keys = db.execute("SELECT block_id, site_id FROM block_replicas ORDER BY block_id, site_id "
                       "LIMIT ?", (count,)).fetchall()
     params = [(value, block, site) for block, site in keys]
@@ -571,11 +587,13 @@ def main(argv=None) -> int:
     p.add_argument("seed", type=int)
     p.add_argument("datasets", type=int)
     p.add_argument("synchronous")
+    p.add_argument("--triggers", action="store_true")
     p = sub.add_parser("update")
     p.add_argument("db")
     p.add_argument("count", type=int)
     p.add_argument("synchronous")
     p.add_argument("value", type=int)
+    p.add_argument("--triggers", action="store_true")
     p = sub.add_parser("fork")
     p.add_argument("rss", type=int)
     p.add_argument("repeat", type=int)
@@ -599,9 +617,10 @@ def main(argv=None) -> int:
     if args.probe == "scan":
         result = scan(args.db)
     elif args.probe == "insert":
-        result = insert(args.db, args.scale, args.seed, args.datasets, args.synchronous)
+        result = insert(args.db, args.scale, args.seed, args.datasets, args.synchronous,
+                        args.triggers)
     elif args.probe == "update":
-        result = update(args.db, args.count, args.synchronous, args.value)
+        result = update(args.db, args.count, args.synchronous, args.value, args.triggers)
     elif args.probe == "fork":
         result = fork(args.rss, args.repeat)
     elif args.probe == "filecache":

@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="connections served at once (default: 1024)")
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
                         help="(default: INFO)")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="load the inventory from the tables' rows, not from the snapshot "
+                             "(after editing the database by hand)")
     parser.add_argument("--detach", action="store_true",
                         help="run in the background: return once the daemon is ready, "
                              "logging to STATE_DIR/dynamod.log")
@@ -112,7 +115,8 @@ def main(argv=None) -> int:
     options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
                "socket": args.socket, "database": args.database,
                "synchronous": args.synchronous, "max_line_bytes": args.max_line_bytes,
-               "max_connections": args.max_connections, "log_level": args.log_level}
+               "max_connections": args.max_connections, "log_level": args.log_level,
+               "rebuild": args.rebuild or None}
     try:
         config = build(args.config, options)
     except ConfigError as exc:

@@ -40,6 +40,9 @@ class Config:
     idle_timeout: float = 300.0      # seconds a connection may wait with nothing running
     max_requests_in_flight: int = 64  # per connection, before it stops being read
     file_cache: int = 500_000        # files kept in memory (the blocks used last)
+    snapshot_idle: float = 30.0      # seconds with no commit before a snapshot is written
+    snapshot_interval: float = 600.0  # seconds between two snapshots, at least
+    rebuild: bool = False            # --rebuild: load from rows, not from the snapshot
     app_timeout: float = 7200.0      # seconds an application may run when it asks for 0 hours
     kill_grace: float = 10.0         # seconds between SIGTERM and SIGKILL of an application
     work_dir: str = ""               # default: <state_dir>/work (asynchronous output)
@@ -149,6 +152,8 @@ FILE_KEYS = {
         "idle_timeout": ("idle_timeout", _non_negative_number),
         "max_requests_in_flight": ("max_requests_in_flight", _positive(int)),
         "file_cache": ("file_cache", _positive(int)),
+        "snapshot_idle": ("snapshot_idle", _non_negative_number),
+        "snapshot_interval": ("snapshot_interval", _non_negative_number),
     },
     "applications": {
         "timeout": ("app_timeout", _positive(float)),

@@ -20,7 +20,7 @@ from collections import Counter
 
 from . import failstop, logs, systemd
 from .apps.cgroup import AppCgroups, CgroupError
-from .apps.runner import ApplicationManager
+from .apps.runner import ApplicationManager, IsolatedPath
 from .auth.identity import Authenticator
 from .auth.users import UserRegistry
 from .auth.x509 import load_trust
@@ -75,6 +75,7 @@ class Server:
         self._watchdog = None
         self._idle = None   # the task closing idle connections
         self._check = None  # the store's integrity check, in a thread
+        self._isolated = None  # the applications' sys.path, asked of a child at start-up
 
     async def start(self):
         os.umask(0o077)  # the database and logs are the daemon's alone
@@ -90,12 +91,14 @@ class Server:
         if listening is None:
             listening = _claim_socket(self.config.socket)
         systemd.notify(f"STATUS=loading the inventory from {self.config.database}")
+        self._isolated = IsolatedPath()   # asked of a child while the inventory loads
         try:
             self.service = await InventoryService.open(
                 self.config.database, self.config.synchronous, self._load,
                 ChangeLog(self.config.change_log), self.config.file_cache,
-                self.config.partitions)
+                self.config.partitions, self.config.rebuild)
         except BaseException:
+            self._isolated.close()
             listening.close()
             if not self.activated:  # a refused start leaves no socket file behind
                 os.unlink(self.config.socket)
@@ -111,6 +114,7 @@ class Server:
         self.apps.start_expiry()
         self._idle = loop.create_task(self._close_idle())
         self._check = check.Watch(self.config.database, failstop.damaged, loop).start()
+        self.service.keep_snapshot(self.config.snapshot_idle, self.config.snapshot_interval)
         interval = systemd.watchdog_interval()
         if interval:
             self._watchdog = loop.create_task(_watchdog(interval))
@@ -130,7 +134,8 @@ class Server:
     def _load(self, service, tables, next_ids):
         """Take the daemon's own records (applications, users) from the loaded store."""
         self.users.load(tables)
-        self.apps = ApplicationManager(service, self.config, self.users, self.cgroups)
+        self.apps = ApplicationManager(service, self.config, self.users, self.cgroups,
+                                       self._isolated)
         self.apps.load(tables, next_ids)
 
     def admit(self, connection) -> bool:

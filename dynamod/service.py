@@ -2,7 +2,9 @@
 
 A change is applied to memory at once (so it is validated as a whole against
 the current state), then written through the group-commit writer; the caller
-gets its answer only once the change is committed.
+gets its answer only once the change is committed.  When the writer has been
+idle a while, and at shutdown, the column tables are written as a snapshot that
+the next start loads instead of their rows (inventory/snapshot.py).
 """
 
 import asyncio
@@ -14,8 +16,9 @@ from .errors import DynamoError
 from .changelog import ChangeLog
 from .inventory.changes import ChangeSet, journal_lines
 from .inventory.inventory import Inventory
+from .inventory import snapshot
 from .inventory.partitions import load as load_partitions
-from .inventory.rows import build, change_rows
+from .inventory.rows import change_rows
 from .store.reader import StoreReader
 from .store.sqlite import CHANGELOG_UPTO, Refused, Store
 from .store.writer import Resubmit, Writer
@@ -32,15 +35,21 @@ class InventoryService:
         self.gate = asyncio.Lock()  # held by each change, and by a read/write application
         # What `open` loaded, for the start-up messages (counting walks every dataset).
         self.loaded_counts = {}
+        self.snapshot_at = None   # the commit counter of the snapshot in the store, if any
+        self.snapshot_written = None   # when this daemon last wrote one (monotonic)
+        self._snapshots = None   # the task that writes them when the store is idle
 
     @classmethod
     async def open(cls, path: str, synchronous: str, on_load=None,
                    changelog: ChangeLog | None = None,
                    file_cache: int | None = None,
-                   partitions: dict | None = None) -> "InventoryService":
-        """Open the store and load the inventory; `on_load(service, tables, next_ids)`
-        takes the other records from the same load.  At most `file_cache` files stay
-        in memory (those of the blocks used last; None: no limit)."""
+                   partitions: dict | None = None,
+                   rebuild: bool = False) -> "InventoryService":
+        """Open the store and load the inventory (from its snapshot when it can be
+        trusted, unless `rebuild`: see inventory/snapshot.py); `on_load(service,
+        tables, next_ids)` takes the other records from the same load.  At most
+        `file_cache` files stay in memory (those of the blocks used last; None: no
+        limit)."""
         store = await Store.open(path, synchronous)
         started = time.monotonic()
         reader = None
@@ -48,9 +57,8 @@ class InventoryService:
             # Read from this thread (nothing else runs yet), streaming each table.
             reader = StoreReader(path)
             tables, next_ids = reader.tables(), reader.next_ids()
-            inventory = Inventory()
             with collector.paused():
-                build(inventory, tables, next_ids)
+                inventory, snapshot_at = snapshot.load(reader, tables, next_ids, rebuild)
                 load_partitions(inventory, tables["partition"], tables["quota"], partitions)
             inventory.file_cache.source = reader
             inventory.file_cache.limit = file_cache
@@ -60,10 +68,12 @@ class InventoryService:
             await store.close()
             raise
         counts = inventory.counts()
-        log.info("inventory loaded from %s in %.2f s: %s", path, time.monotonic() - started,
-                 ", ".join(f"{n} {k}" for k, n in counts.items()))
+        log.info("inventory loaded from %s (%s) in %.2f s: %s", path,
+                 "rows" if snapshot_at is None else f"snapshot of commit {snapshot_at}",
+                 time.monotonic() - started, ", ".join(f"{n} {k}" for k, n in counts.items()))
         service = cls(store, inventory, changelog)
         service.loaded_counts = counts
+        service.snapshot_at = snapshot_at
         collector.scale(sum(counts.values()))
         service.writer.start()
         loop = asyncio.get_running_loop()
@@ -146,11 +156,65 @@ class InventoryService:
                 failstop.stop(f"preparing the commit of an applied change raised {exc!r}")
         return changes, counts, committed
 
+    # ----------------------------------------------------------- snapshot
+    def keep_snapshot(self, idle: float, interval: float):
+        """Write a snapshot whenever the store has had commits since the last one, none
+        for `idle` seconds, and this daemon wrote none for `interval` seconds (a busy
+        daemon does not rewrite tens of MiB again and again; close writes the last)."""
+        self._snapshots = asyncio.get_running_loop().create_task(
+            self._keep_snapshot(idle, interval), name="snapshot")
+
+    async def _keep_snapshot(self, idle: float, interval: float):
+        while True:
+            await asyncio.sleep(min(max(idle, 0.1), 5.0))
+            now = time.monotonic()
+            if (self.store.commits != self.snapshot_at and self.writer.idle
+                    and now - self.writer.last_commit >= idle
+                    and (self.snapshot_written is None
+                         or now - self.snapshot_written >= interval)):
+                await self.write_snapshot()
+
+    async def write_snapshot(self) -> bool:
+        """Write the snapshot of memory as the store has committed it (now, while the
+        writer is idle); False if it is not idle, or a commit came while the parts
+        were being made (in a thread: only the arrays' copy is made here)."""
+        if not self.writer.idle:
+            return False
+        counter, started = self.store.commits, time.monotonic()
+        try:
+            make = snapshot.take(self.inventory)
+            copied = time.monotonic()
+            parts = await asyncio.to_thread(make)
+            made = time.monotonic()
+            written = await self.store.write_snapshot(counter, snapshot.FORMAT, parts)
+        except Exception as exc:   # never fatal: the next start loads from rows
+            log.error("inventory snapshot not written: %r", exc)
+            return False
+        finally:   # an attempt that failed waits its interval too (a full disk)
+            self.snapshot_written = time.monotonic()
+        if written:
+            self.snapshot_at = counter
+            log.info("inventory snapshot of commit %d written: %.1f MiB in %.2f s (%.3f s "
+                     "to copy the tables, %.2f s to make the parts in a thread, %.2f s to "
+                     "commit)", counter, sum(map(len, parts.values())) / 2**20,
+                     self.snapshot_written - started, copied - started, made - copied,
+                     self.snapshot_written - made)
+        return written
+
     async def close(self):
+        if self._snapshots is not None:
+            self._snapshots.cancel()
+            try:
+                await self._snapshots
+            except asyncio.CancelledError:
+                pass
         try:
             await self.writer.close()
         except DynamoError as exc:
             log.error("last commit failed: %s", exc.message)
+        else:
+            if self.store.commits != self.snapshot_at:
+                await self.write_snapshot()
         self.changelog.close()   # writes the last commits' lines
         self.inventory.file_cache.source.close()  # first: the last connection cleans the WAL up
         await self.store.close()

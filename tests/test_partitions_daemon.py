@@ -163,14 +163,15 @@ def test_configured_partitions(tmp_path):
 
 
 def test_a_version_3_store_gains_the_partition_tables(daemon):
-    """Schema 3 -> 4: the migration adds `partitions` and `quotas`; the rest stays."""
+    """Schema 3 -> 4: the migration adds `partitions` and `quotas`; the rest stays (then
+    4 -> 5 adds the snapshot's tables)."""
     import sqlite3
 
     seed(daemon)
     daemon.stop()
     with sqlite3.connect(daemon.database) as db:
-        db.execute("DROP TABLE partitions")
-        db.execute("DROP TABLE quotas")
+        for table in ("partitions", "quotas", "commits", "snapshot_stamp", "snapshot_parts"):
+            db.execute(f"DROP TABLE {table}")   # what versions 4 and 5 added
         db.execute("PRAGMA user_version = 3")
     db.close()
     daemon.start()
@@ -180,5 +181,5 @@ def test_a_version_3_store_gains_the_partition_tables(daemon):
     daemon.restart()
     assert usage_of(daemon, T2, "Default")["occupancy"] == 1.0
     with sqlite3.connect(daemon.database) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 5
     db.close()

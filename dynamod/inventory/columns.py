@@ -32,8 +32,10 @@ keeps as its undo and runs strictly newest first.  A deleted row is marked dead
 (`alive` 0) and left where it is, still readable (the change log names what a
 change deleted after the fact; a dead row's dataset is a row of the DatasetTable,
 dead or alive) and never reused; undoing a creation removes the row, then the
-last one.  Compacting the dead rows away (when the daemon is idle) is not done yet:
-it will have to renumber the rows in every column, list and chain, and in the
+last one.  A restart drops them (a load from rows, or from the snapshot, holds the
+live rows only: `dump` and `restore` below and in datasets.py, snapshot.py).
+Compacting the dead rows away while serving (when the daemon is idle) is not done
+yet: it will have to renumber the rows in every column, list and chain, and in the
 views the file cache holds.
 """
 
@@ -41,7 +43,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from functools import partial
 from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import itemgetter, ne
+from operator import itemgetter, lshift, lt, ne, or_
 
 import orjson
 
@@ -100,6 +102,16 @@ class Names:
         """Remove the names from row `row` on."""
         del self.names[self.offsets[row]:]
         del self.offsets[row + 1:]
+
+    def dump_names(self) -> tuple:
+        """A copy of the names (for `live_names`, in a snapshot's thread)."""
+        return bytes(self.names), self.offsets[:]
+
+    def restore_names(self, parts: dict, n: int):
+        """The names of `n` rows, from the parts `live_names` made."""
+        self.names, self.offsets = bytearray(parts["names"]), column("q", parts["offsets"])
+        require(len(self.offsets) == n + 1 and self.offsets[0] == 0
+                and self.offsets[-1] == len(self.names), "names that do not fit their rows")
 
 
 class BlockTable(Names):
@@ -226,6 +238,27 @@ class BlockTable(Names):
             blocks = BlockSet(self, dataset)
             for i in order:
                 blocks.insert(first + i)
+
+    # ----------------------------------------------------------- snapshot
+    # (inventory/snapshot.py) `dump` copies the columns on the event loop (memcpy) and
+    # returns a function that makes the parts from the copy in another thread: the
+    # live rows in the order a load from rows gives them (renumbered, as every
+    # table's parts number them), with the lists it would build, so that `restore`
+    # makes exactly the table `load` makes.  Tables are restored in the order of
+    # snapshot.TABLES, each after those it refers to.
+    def dump(self):
+        return partial(_block_parts, copy_columns(self, _BLOCK_PARTS + ("alive",)),
+                       *self.dump_names(), self.datasets.alive[:])
+
+    def restore(self, parts: dict):
+        """Fill the empty table from `dump`'s parts (the DatasetTable is restored, and
+        its runs of block rows are checked here)."""
+        n = restore_columns(self, _BLOCK_PARTS, parts, "block")
+        self.restore_names(parts, n)
+        require(within(self.dataset, len(self.datasets)) and within(self.datasets.block_rows, n),
+                "blocks of unknown datasets, or datasets of unknown blocks")
+        self.alive = array("b", [1]) * n
+        self.first_replica = array("i", [NO_ROW]) * n
 
 
 class BlockReplicaTable:
@@ -457,41 +490,84 @@ class BlockReplicaTable:
         self._link_loaded()
 
     def _link_loaded(self):
-        """The lists of freshly loaded rows.  A block's replicas are consecutive rows: each
-        row's next in its block is the following row, except at the end of a block's
-        run.  Each dataset replica's chain takes its rows in order: the owner of a row is
-        the replica of its block's dataset at its site (a dataset has a few)."""
-        n, block = len(self.block), self.block
-        if not n:
-            return
-        first, self.next_in_block = self.blocks.first_replica, array("i", range(1, n + 1))
-        after = self.next_in_block
-        for row in compress(range(n), map(ne, block, chain((NO_ROW,), block))):
-            first[block[row]] = row
-            after[row - 1] = NO_ROW   # the end of the previous run (row 0: of the last)
-        self.next_in_owner = array("i", [NO_ROW]) * n
-        self.prev_in_owner = array("i", [NO_ROW]) * n
-        after, before = self.next_in_owner, self.prev_in_owner
+        """The lists of freshly loaded rows (`_links`)."""
+        self.next_in_block, self.next_in_owner, self.prev_in_owner = _links(
+            self.block, self._owners_loaded(), self.blocks.first_replica, self.owners.head,
+            self.owners.tail, self.owners.length)
+
+    def _owners_loaded(self):
+        """The owner of each loaded row: the replica of its block's dataset at its site
+        (a dataset has a few)."""
         owners = self.owners
-        heads, tails, lengths = owners.head, owners.tail, owners.length
         first_owner, next_owner, owner_site = (owners.datasets.first_replica,
                                                owners.next_in_dataset, owners.site)
-        datasets = map(self.blocks.dataset.__getitem__, block)
+        datasets = map(self.blocks.dataset.__getitem__, self.block)
         for row, (dataset, site) in enumerate(zip(datasets, self.site)):
             owner = first_owner[dataset]
             while owner != NO_ROW and owner_site[owner] != site:
                 owner = next_owner[owner]
             if owner == NO_ROW:
-                raise KeyError(f"block replica of block id {self.blocks.id[block[row]]} at "
-                               f"site id {site}: no dataset replica there")
-            tail = tails[owner]
-            if tail == NO_ROW:
-                heads[owner] = row
-            else:
-                after[tail] = row
-                before[row] = tail
-            tails[owner] = row
-            lengths[owner] += 1
+                raise KeyError(f"block replica of block id {self.blocks.id[self.block[row]]} "
+                               f"at site id {site}: no dataset replica there")
+            yield owner
+
+    # ----------------------------------------------------------- snapshot
+    # As BlockTable's: the live rows in key order (block, site), their lists, the
+    # ends and lengths of the dataset replicas' chains, the file ids of incomplete
+    # replicas.
+    def dump(self):
+        blocks, owners = self.blocks, self.owners
+        return partial(_replica_parts, copy_columns(self, _REPLICA_PARTS[:6] + ("alive",)),
+                       copy_columns(blocks, ("dataset", "alive")), blocks.datasets.alive[:],
+                       copy_columns(owners, _OWNER_PARTS + ("alive",)), dict(self.files))
+
+    def restore(self, parts: dict):
+        """Fill the empty table from `dump`'s parts (every other table is restored): it
+        also sets the blocks' first replicas and the dataset replicas' chains."""
+        n = restore_columns(self, _REPLICA_PARTS, parts, "block replica")
+        blocks, owners = self.blocks, self.owners
+        first = column("i", parts["first_replica"])
+        ends = [column("i", parts[f"owner_{name}"]) for name in ("head", "tail", "length")]
+        require(len(first) == len(blocks) and all(len(end) == len(owners) for end in ends),
+                "block replica lists of unequal lengths")
+        require(within(self.block, len(blocks)) and _known(self),
+                "block replicas of unknown blocks, at unknown sites or of unknown groups")
+        blocks.first_replica = first
+        owners.head, owners.tail, owners.length = ends
+        self.alive = array("b", [1]) * n
+        ids, start = column("q", parts["files_ids"]), 0
+        for row, end in zip(column("i", parts["files_rows"]), column("q", parts["files_ends"])):
+            require(0 <= row < n, "file ids of a block replica outside the table")
+            self.files[row] = ids[start:end]
+            start = end
+
+
+def _links(block, owners, first, heads, tails, lengths) -> tuple:
+    """The lists of block replica rows in key order (block, site), each row's owner (a
+    row of the DatasetReplicaTable) given by `owners`: returns (next_in_block,
+    next_in_owner, prev_in_owner); `first` (by block row) gets each block's first
+    replica, `heads`, `tails` and `lengths` (by owner) the ends and length of each
+    chain.  A block's replicas are consecutive rows: each row's next in its block is
+    the following row, except at the end of a block's run.  Each dataset replica's
+    chain takes its rows in order."""
+    n = len(block)
+    after = array("i", range(1, n + 1))
+    for row in compress(range(n), map(ne, block, chain((NO_ROW,), block))):
+        first[block[row]] = row
+        after[row - 1] = NO_ROW   # the end of the previous run (row 0: of the last)
+    next_in_owner, prev_in_owner = array("i", [NO_ROW]) * n, array("i", [NO_ROW]) * n
+    for row, owner in enumerate(owners):
+        tail = tails[owner]
+        if tail == NO_ROW:
+            heads[owner] = row
+        else:
+            next_in_owner[tail] = row
+            prev_in_owner[row] = tail
+        tails[owner] = row
+        lengths[owner] += 1
+    return after, next_in_owner, prev_in_owner
+
+
 
 
 class DatasetReplicaTable:
@@ -707,6 +783,27 @@ class DatasetReplicaTable:
             self.prev_at_site[row] = chain.tail
             self._relink(chain, row)
 
+    # ----------------------------------------------------------- snapshot
+    # As BlockTable's: the live rows in key order (dataset, site); `restore` lists
+    # them as `load` does (a few per dataset: their chains come with the block
+    # replicas).
+    def dump(self):
+        return partial(_dataset_replica_parts, copy_columns(self, _OWNER_PARTS + ("alive",)),
+                       self.datasets.alive[:])
+
+    def restore(self, parts: dict):
+        """Fill the empty table from `dump`'s parts (the DatasetTable is restored)."""
+        n = restore_columns(self, _OWNER_PARTS, parts, "dataset replica")
+        require(within(self.dataset, len(self.datasets)) and _known(self),
+                "dataset replicas of unknown datasets, at unknown sites or of unknown groups")
+        keys = _keys(self.dataset, self.site)
+        require(all(map(lt, keys, islice(keys, 1, None))), "dataset replicas out of key order")
+        self.alive = array("b", [1]) * n
+        self.length = array("i", [0]) * n
+        for name in ("head", "tail", "next_in_dataset", "next_at_site", "prev_at_site"):
+            setattr(self, name, array("i", [NO_ROW]) * n)
+        self._list_loaded()
+
 
 def rows_of(ids: array, keys: list) -> list:
     """The rows of `keys` in the sorted column `ids` (ids only grow): a dict of the keys'
@@ -739,3 +836,142 @@ def _point(heads, tails, after, before, owner, previous, following, forward, bac
         tails[owner] = backward
     else:
         before[following] = backward
+
+
+# ------------------------------------------------------------------ snapshot
+# The parts of each table that are its columns, taken as they are (arrays).
+_BLOCK_PARTS = ("id", "dataset", "size", "num_files", "is_open", "last_update")
+_OWNER_PARTS = ("dataset", "site", "group", "growing")
+_REPLICA_PARTS = ("block", "site", "group", "is_custodial", "size", "last_update",
+                  "next_in_block", "next_in_owner", "prev_in_owner")
+
+
+class SnapshotError(ValueError):
+    """A snapshot's parts that do not make a sound table."""
+
+
+def require(condition, what: str):
+    if not condition:
+        raise SnapshotError(what)
+
+
+def column(typecode: str, data: bytes) -> array:
+    found = array(typecode)
+    found.frombytes(data)
+    return found
+
+
+def within(values, n: int) -> bool:
+    """Whether every value (a row) is in [0, n).  A scan of 300,000 rows takes some
+    8 ms: the links, which every other part and its CRC vouch for, are not scanned."""
+    return not values or (min(values) >= 0 and max(values) < n)
+
+
+def copy_columns(table, names) -> dict:
+    return {name: getattr(table, name)[:] for name in names}
+
+
+def restore_columns(table, names, parts: dict, what: str) -> int:
+    """Set the table's columns `names` from the parts (each keeps its typecode); returns
+    their length, which must be the same for all."""
+    for name in names:
+        setattr(table, name, column(getattr(table, name).typecode, parts[name]))
+    n = len(getattr(table, names[0]))
+    require(all(len(getattr(table, name)) == n for name in names),
+            f"{what} columns of unequal lengths")
+    return n
+
+
+def as_bytes(parts: dict) -> dict:
+    return {name: part if isinstance(part, bytes) else part.tobytes()
+            for name, part in parts.items()}
+
+
+def kept(values: array, alive) -> array:
+    """The values of the live rows."""
+    return array(values.typecode, compress(values, alive))
+
+
+def renumbering(alive) -> array:
+    """Each live row's row once the dead ones are dropped (by old row)."""
+    return array("i", accumulate(alive, initial=-1))[1:]
+
+
+def live_names(names: bytes, offsets: array, alive) -> dict:
+    """The parts `names` and `offsets` of the live rows (Names.restore_names)."""
+    encoded = [names[offsets[row]:offsets[row + 1]] for row in compress(count(), alive)]
+    return {"names": b"".join(encoded),
+            "offsets": array("q", accumulate(map(len, encoded), initial=0))}
+
+
+def taken(values: array, order) -> array:
+    """The values at the rows `order`, in that order."""
+    return array(values.typecode, map(values.__getitem__, order))
+
+
+def _keys(datasets, sites) -> array:
+    """The keys (dataset or block row << 32 | site id) of rows, in C."""
+    return array("q", map(or_, map(lshift, datasets, repeat(32)), sites))
+
+
+def _known(table) -> bool:
+    """Whether the table's rows are at sites and of groups of the inventory."""
+    return set(table.site) <= table.sites.keys() and set(table.group) <= table.groups.keys()
+
+
+def _block_parts(columns: dict, names: bytes, offsets: array, dataset_alive) -> dict:
+    """BlockTable.dump's parts, from its copy (in a thread): the live rows, their
+    datasets renumbered, and their names."""
+    alive = columns.pop("alive")
+    parts = {name: kept(values, alive) for name, values in columns.items()}
+    parts["dataset"] = taken(renumbering(dataset_alive), parts["dataset"])
+    parts.update(live_names(names, offsets, alive))
+    return as_bytes(parts)
+
+
+def _owner_order(columns: dict, dataset_alive) -> tuple:
+    """The live dataset replicas (rows of the copy `columns`) in key order (dataset,
+    site), and the column of their datasets renumbered."""
+    dataset = taken(renumbering(dataset_alive), columns["dataset"])
+    keys = _keys(dataset, columns["site"])
+    return sorted(compress(range(len(keys)), columns["alive"]), key=keys.__getitem__), dataset
+
+
+def _dataset_replica_parts(columns: dict, dataset_alive) -> dict:
+    """DatasetReplicaTable.dump's parts, from its copy (in a thread)."""
+    order, dataset = _owner_order(columns, dataset_alive)
+    parts = {name: taken(columns[name], order) for name in _OWNER_PARTS[1:]}
+    parts["dataset"] = taken(dataset, order)
+    return as_bytes(parts)
+
+
+def _replica_parts(columns: dict, blocks: dict, dataset_alive, owners: dict,
+                   files: dict) -> dict:
+    """BlockReplicaTable.dump's parts, from its copy and those of the columns of the
+    other tables it refers to (in a thread): the live rows sorted by (block, site),
+    the lists `_links` makes of them with the chains' ends by (restored) dataset
+    replica, and the file ids of the incomplete ones."""
+    block = taken(renumbering(blocks["alive"]), columns["block"])
+    keys = _keys(block, columns["site"])
+    order = sorted(compress(range(len(block)), columns["alive"]), key=keys.__getitem__)
+    parts = {name: taken(columns[name], order) for name in _REPLICA_PARTS[1:6]}
+    parts["block"] = taken(block, order)
+    owner_order, owner_dataset = _owner_order(owners, dataset_alive)
+    owner_row = dict(zip(_keys(taken(owner_dataset, owner_order),
+                               taken(owners["site"], owner_order)), count()))
+    block_dataset = taken(renumbering(dataset_alive), kept(blocks["dataset"], blocks["alive"]))
+    row_owners = map(owner_row.__getitem__,
+                     _keys(taken(block_dataset, parts["block"]), parts["site"]))
+    n = len(owner_order)
+    first = array("i", [NO_ROW]) * len(block_dataset)
+    ends = array("i", [NO_ROW]) * n, array("i", [NO_ROW]) * n, array("i", [0]) * n
+    parts["next_in_block"], parts["next_in_owner"], parts["prev_in_owner"] = _links(
+        parts["block"], row_owners, first, *ends)
+    parts["first_replica"] = first
+    parts["owner_head"], parts["owner_tail"], parts["owner_length"] = ends
+    new_row = dict(zip(order, count())) if files else {}
+    incomplete = sorted((new_row[row], ids) for row, ids in files.items() if row in new_row)
+    parts["files_rows"] = array("i", (row for row, _ in incomplete))
+    parts["files_ends"] = array("q", accumulate(len(ids) for _, ids in incomplete))
+    parts["files_ids"] = array("q", chain.from_iterable(ids for _, ids in incomplete))
+    return as_bytes(parts)

@@ -28,10 +28,13 @@ from array import array
 from bisect import bisect_left
 from collections.abc import ItemsView, Mapping, ValuesView
 from functools import partial
-from itertools import compress, count, repeat
-from operator import itemgetter
+from itertools import accumulate, chain, compress, count, islice, repeat
+from operator import add, itemgetter, lt
 
-from .columns import Names, batches
+import orjson
+
+from .columns import (Names, as_bytes, batches, column, copy_columns, kept, live_names,
+                      renumbering, require, restore_columns, taken, within)
 from .objects import DATA_TYPES, DATASET_STATUSES, NO_ROW, BlockSet, Dataset
 
 _new_view = tuple.__new__
@@ -141,13 +144,13 @@ class DatasetTable(Names):
             is_open):
         """A new dataset (checked values): (its view, the undo)."""
         row = len(self.id)
-        for column, value in zip(
+        for values, value in zip(
                 (self.id, self.status, self.data_type, self.version, self.last_update,
                  self.is_open, self.alive, self.first_replica, self.block_start,
                  self.block_count, self.block_room),
                 (dataset_id, _STATUS_CODE[status], _TYPE_CODE[data_type],
                  self._code(software_version), last_update, is_open, 1, NO_ROW, 0, 0, 0)):
-            column.append(value)
+            values.append(value)
         self.append_name(name)
         unlist = self._list(row)
 
@@ -252,10 +255,63 @@ class DatasetTable(Names):
             self.is_open.extend(map(itemgetter(6), batch))
             self.alive.extend(repeat(1, n))
             self.first_replica.extend(repeat(NO_ROW, n))
-            for column in (self.block_start, self.block_count, self.block_room):
-                column.extend(repeat(0, n))
+            for values in (self.block_start, self.block_count, self.block_room):
+                values.extend(repeat(0, n))
         self.by_name = array("i", sorted(range(len(self.id)), key=self.raw_name))
         self.live = len(self.id)
+
+
+    # ----------------------------------------------------------- snapshot
+    # As BlockTable's (columns.py): the live rows, their software versions coded anew
+    # in the order a load meets them, each one's run of block rows (renumbered, one
+    # after the other, as a load places them), and the rows by name.
+    def dump(self):
+        return partial(_dataset_parts, copy_columns(self, _PARTS + _RUNS + ("alive",)),
+                       *self.dump_names(), list(self.versions), self.blocks.alive[:])
+
+    def restore(self, parts: dict):
+        """Fill the empty table from `dump`'s parts (the first table restored)."""
+        n = restore_columns(self, _PARTS + ("block_count", "by_name"), parts, "dataset")
+        self.restore_names(parts, n)
+        self.versions = orjson.loads(parts["versions"])
+        self.version_code = {version: code for code, version in enumerate(self.versions)}
+        require(self.versions[:1] == [None] and len(self.version_code) == len(self.versions)
+                and within(self.version, len(self.versions))
+                and within(self.status, len(DATASET_STATUSES))
+                and within(self.data_type, len(DATA_TYPES)), "dataset codes of no value")
+        self.block_rows = column("i", parts["block_rows"])
+        self.block_start = array("i", accumulate(self.block_count, initial=0))
+        require(self.block_start.pop() == len(self.block_rows), "block runs of another length")
+        self.block_room = self.block_count[:]
+        names = list(map(self.raw_name, self.by_name))
+        require(sorted(self.by_name) == list(range(n))
+                and all(map(lt, names, islice(names, 1, None))),
+                "the datasets by name are not its rows")
+        self.alive = array("b", [1]) * n
+        self.first_replica = array("i", [NO_ROW]) * n
+        self.live = n
+
+
+_PARTS = ("id", "status", "data_type", "version", "last_update", "is_open")
+_RUNS = ("block_start", "block_count", "block_rows", "by_name")
+
+
+def _dataset_parts(columns: dict, names: bytes, offsets: array, versions: list,
+                   block_alive) -> dict:
+    """DatasetTable.dump's parts, from its copy (in a thread)."""
+    alive = columns["alive"]
+    parts = {name: kept(columns[name], alive) for name in _PARTS + ("block_count",)}
+    codes = parts["version"]
+    recoded = {old: new for new, old in enumerate(dict.fromkeys(chain((0,), codes)))}
+    parts["version"] = array("i", map(recoded.__getitem__, codes))
+    parts["versions"] = orjson.dumps([versions[old] for old in recoded])   # 0: None
+    runs = map(columns["block_rows"].__getitem__,
+               map(slice, compress(columns["block_start"], alive),
+                   map(add, compress(columns["block_start"], alive), parts["block_count"])))
+    parts["block_rows"] = taken(renumbering(block_alive), chain.from_iterable(runs))
+    parts["by_name"] = taken(renumbering(alive), columns["by_name"])
+    parts.update(live_names(names, offsets, alive))
+    return as_bytes(parts)
 
 
 class DatasetNames(Mapping):

@@ -126,8 +126,10 @@ def change_rows(changes: ChangeSet) -> dict:
     return rows
 
 
-def build(inventory, tables: dict, next_ids: dict):
-    """Fill an empty inventory from the rows of `StoreReader.tables()`.
+def build(inventory, tables: dict, next_ids: dict, snapshot=None):
+    """Fill an empty inventory from the rows of `StoreReader.tables()`; with `snapshot`
+    (a function of the inventory, its sites and groups loaded: see snapshot.py), the
+    column tables come from it instead of their rows.
 
     Files stay in the store (the inventory's file cache loads them per block).
     The rows were checked on their way in: datasets, blocks and replicas go
@@ -141,10 +143,13 @@ def build(inventory, tables: dict, next_ids: dict):
     for gid, name, olevel in tables["group"]:
         group = groups[gid] = Group(name, olevel, id=gid)
         inventory.groups[name] = group
-    inventory.dataset_table.load(tables["dataset"])
-    inventory.blocks.load(tables["block"])
-    inventory.dataset_replicas.load(tables["datasetreplica"])
-    inventory.block_replicas.load(tables["blockreplica"])
+    if snapshot is None:
+        inventory.dataset_table.load(tables["dataset"])
+        inventory.blocks.load(tables["block"])
+        inventory.dataset_replicas.load(tables["datasetreplica"])
+        inventory.block_replicas.load(tables["blockreplica"])
+    else:
+        snapshot(inventory)
     for kind in inventory.next_ids:
         inventory.next_ids[kind] = next_ids.get(kind, 1)
     counted = inventory.recount()

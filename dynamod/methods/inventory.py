@@ -10,7 +10,7 @@ from ..errors import InvalidParams
 from ..inventory import injection
 from ..inventory.fields import Field
 from ..inventory.names import SortedNames
-from ..inventory.objects import Block, BlockReplica, DatasetReplica, File, Group, Site
+from ..inventory.objects import BlockReplica, DatasetReplica, File, Group, Site
 from .answers import Answers
 from .registry import Call, method
 

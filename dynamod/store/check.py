@@ -1,7 +1,8 @@
 """Damage in the store: found, named in one line, with the way back.
 
-At start-up the load reads every table but the files; damage there stops the
-daemon (see `damaged`).  The files, their indexes and the rest are checked by
+At start-up the load reads every table but the files (and but the datasets,
+blocks and replicas when it starts from the snapshot, inventory/snapshot.py);
+damage there stops the daemon (see `damaged`).  The files, their indexes and the rest are checked by
 `PRAGMA quick_check` in the background once the daemon serves (`Watch`):
 measured on the medium store (930 MB, 2.3 million files) it takes 1.5 s with
 the file in the page cache and 13.7 s from disk, and on the cms store (9.3 GB,

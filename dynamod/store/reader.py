@@ -11,6 +11,7 @@ with uncommitted changes stays loaded).
 """
 
 import sqlite3
+import zlib
 
 from ..errors import StoreError
 from . import check, uri
@@ -63,6 +64,27 @@ class StoreReader:
 
     def next_ids(self) -> dict:
         return dict(self._query("SELECT kind, next_id FROM next_ids"))
+
+    # ----------------------------------------------------------- snapshot
+    def snapshot(self) -> tuple[dict, dict | None]:
+        """The stamp (format, counter, taken) and the store's commit counter, and the
+        snapshot's parts ({name: bytes}; None: there is no snapshot).  A part whose
+        CRC-32 differs from its data is a StoreError (a damaged snapshot)."""
+        found = self._query("SELECT s.format, s.counter, s.taken, c.counter "
+                            "FROM commits c LEFT JOIN snapshot_stamp s")
+        format_, counter, taken, commits = found[0]
+        stamp = {"format": format_, "counter": counter, "taken": taken, "commits": commits}
+        if counter is None:
+            return stamp, None
+        parts = {}
+        for name, crc, data in self._query("SELECT name, crc32, data FROM snapshot_parts"):
+            if not isinstance(data, bytes) or zlib.crc32(data) != crc:
+                raise StoreError(f"snapshot part {name} fails its CRC-32")
+            parts[name] = data
+        return stamp, parts
+
+    def count(self, table: str) -> int:
+        return self._query(f"SELECT count(*) FROM {table}")[0][0]
 
     # -------------------------------------------------------------- files
     def files(self, block_id: int) -> list[tuple]:

@@ -1,4 +1,4 @@
--- The inventory store, schema version 4.
+-- The inventory store, schema version 5.
 -- Ids are assigned by the daemon (never reused: the next id per kind is kept in
 -- `next_ids`).  The null group is NULL.  Foreign keys are checked at commit, so
 -- a transaction may write its rows in any order but can never leave a dangling
@@ -147,4 +147,23 @@ CREATE TABLE quotas (
     partition TEXT NOT NULL,
     quota INTEGER NOT NULL,
     PRIMARY KEY (site, partition)
+);
+-- The commit counter: bumped in every transaction the daemon commits.
+CREATE TABLE commits (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    counter INTEGER NOT NULL
+);
+INSERT INTO commits VALUES (0, 0);
+-- The snapshot of the inventory's column tables (inventory/snapshot.py): its parts,
+-- each with its CRC-32, and its stamp (the format, and the counter it was taken at).
+CREATE TABLE snapshot_stamp (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    format INTEGER NOT NULL,
+    counter INTEGER NOT NULL,
+    taken REAL NOT NULL
+);
+CREATE TABLE snapshot_parts (
+    name TEXT PRIMARY KEY,
+    crc32 INTEGER NOT NULL,
+    data BLOB NOT NULL
 );

@@ -3,7 +3,9 @@
 The daemon holds the inventory in memory; this module only persists it.  It
 speaks in plain tuples (see tables.py) so it knows nothing of the objects.
 One aiosqlite connection (one thread) does all the work, so the event loop
-never waits on the disk.  Opening takes the store's lock (lock.py) and reads
+never waits on the disk.  Every transaction it commits bumps the commit counter
+(table `commits`), which stamps the snapshot of the column tables that it also
+writes (`write_snapshot`; inventory/snapshot.py).  Opening takes the store's lock (lock.py) and reads
 the schema version before anything writes the file.
 """
 
@@ -12,6 +14,8 @@ import logging
 import os
 import sqlite3
 import tempfile
+import time
+import zlib
 from collections import defaultdict
 from importlib import resources
 
@@ -25,7 +29,7 @@ from .tables import BY_KIND, ID_KINDS, TABLES
 
 log = logging.getLogger("dynamod.store")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 JOURNAL_SIZE_LIMIT = 64 << 20
 
@@ -37,6 +41,12 @@ MIGRATIONS: list[str] = [
     "CREATE TABLE partitions (name TEXT PRIMARY KEY, definition TEXT NOT NULL); "
     "CREATE TABLE quotas (site TEXT NOT NULL, partition TEXT NOT NULL, "
     "quota INTEGER NOT NULL, PRIMARY KEY (site, partition))",  # 3 -> 4: partitions, quotas
+    "CREATE TABLE commits (id INTEGER PRIMARY KEY CHECK (id = 0), counter INTEGER NOT NULL); "
+    "INSERT INTO commits VALUES (0, 0); "
+    "CREATE TABLE snapshot_stamp (id INTEGER PRIMARY KEY CHECK (id = 0), "
+    "format INTEGER NOT NULL, counter INTEGER NOT NULL, taken REAL NOT NULL); "
+    "CREATE TABLE snapshot_parts (name TEXT PRIMARY KEY, crc32 INTEGER NOT NULL, "
+    "data BLOB NOT NULL)",   # 4 -> 5: the commit counter, the snapshot of the columns
 ]
 
 
@@ -67,6 +77,8 @@ def _delete_order() -> tuple:
 
 
 DELETES = _delete_order()
+# Every transaction the store commits bumps the counter (a snapshot is stamped with it).
+BUMP_SQL = "UPDATE commits SET counter = counter + 1"
 NEXT_IDS_SQL = ("INSERT INTO next_ids (kind, next_id) VALUES (?, ?) "
                 "ON CONFLICT (kind) DO UPDATE SET next_id = excluded.next_id")
 # The kinds numbered from `next_ids`: the inventory's, and the applications.
@@ -88,6 +100,7 @@ class Store:
         self.path = path
         self.lock = lock  # None: a store read, not owned (tests' snapshots)
         self.fresh = {}  # kind -> the first id no committed row has (next_ids, committed)
+        self.commits = 0  # the committed value of the commit counter (table `commits`)
         self._transactions = asyncio.Lock()  # one at a time: each is several awaits
 
     @classmethod
@@ -117,6 +130,7 @@ class Store:
             await store._prepare_schema(version)
             await store._repair_next_ids()
             store.fresh = dict(await db.execute_fetchall("SELECT kind, next_id FROM next_ids"))
+            store.commits = await store._scalar("SELECT counter FROM commits")
         except sqlite3.Error as exc:
             await db.close()
             lock.release()
@@ -192,6 +206,31 @@ class Store:
         await asyncio.shield(self._transaction([statements]))
         self.fresh.update(next_ids)
 
+    async def write_snapshot(self, counter: int, format: int, parts: dict) -> bool:
+        """Replace the snapshot by `parts` ({name: bytes}), stamped with `counter` and
+        `format`, in one transaction, if the commit counter is still `counter` (else
+        nothing is written and False returned: a commit came after the parts were
+        taken).  The counter is not bumped: the snapshot changes no other row."""
+        rows = await asyncio.to_thread(
+            lambda: [(name, zlib.crc32(data), data) for name, data in parts.items()])
+        async with self._transactions:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if await self._scalar("SELECT counter FROM commits") != counter:
+                    await self._rollback()
+                    return False
+                await self.db.execute("DELETE FROM snapshot_stamp")
+                await self.db.execute("DELETE FROM snapshot_parts")
+                await self.db.executemany("INSERT INTO snapshot_parts (name, crc32, data) "
+                                          "VALUES (?, ?, ?)", rows)
+                await self.db.execute("INSERT INTO snapshot_stamp (id, format, counter, taken) "
+                                      "VALUES (0, ?, ?, ?)", (format, counter, time.time()))
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self._rollback()
+                raise
+        return True
+
     async def write_each(self, submissions: list) -> tuple[int, Refused | None]:
         """Write `submissions` ([(changes, next_ids)], as `write` takes them) in order, in
         one transaction, each in a savepoint of its own.  The first whose rows break a
@@ -223,10 +262,11 @@ class Store:
 
     async def _transaction(self, parts: list, ending=None) -> tuple | None:
         """BEGIN, each (sql, rows) of each part (a list of statements) through
-        `executemany`, COMMIT: all or nothing, one transaction at a time.  Any error
-        rolls it back; a disk error (SQLITE_IOERR) also buries the failed commit.  An
-        UPDATE must find every row it names: memory holds the object, so the store must
-        too, and a row missing is refused rather than silently not written.
+        `executemany`, the commit counter's bump, COMMIT: all or nothing, one
+        transaction at a time.  Any error rolls it back; a disk error (SQLITE_IOERR)
+        also buries the failed commit.  An UPDATE must find every row it names: memory
+        holds the object, so the store must too, and a row missing is refused rather
+        than silently not written.
 
         With `ending` (write_each), each part runs in a savepoint; a part that breaks a
         constraint is rolled back alone, `ending(n)` gives the statements that close
@@ -253,7 +293,9 @@ class Store:
                         break
                 if ending is not None:
                     await _execute(db, ending(len(parts) if refused is None else refused[0]))
+                await db.execute(BUMP_SQL)
                 await db.execute("COMMIT")
+                self.commits += 1
             except sqlite3.Error as exc:
                 await self._rollback()
                 if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:

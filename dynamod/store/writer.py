@@ -21,6 +21,7 @@ the inventory) stay pending, as they were.
 
 import asyncio
 import logging
+import time
 
 from .. import failstop
 from ..errors import DynamoError, StoreError
@@ -50,6 +51,7 @@ class Writer:
         self.store = store
         self.pending = []
         self.commits = 0
+        self.last_commit = time.monotonic()   # when the last transaction committed
         self._wake = asyncio.Event()
         self._closing = False
         self._busy = False
@@ -84,6 +86,8 @@ class Writer:
                 self._fail(batch, exc)
             else:
                 self.commits += any(s.counted for s in batch[:committed])
+                if committed:
+                    self.last_commit = time.monotonic()
                 for submission in batch[:committed]:
                     if not submission.future.done():
                         submission.future.set_result(None)

@@ -31,7 +31,12 @@ or left running), restarted, and checked:
   application id the daemon answered is still known after the restart, with the
   record it was answered for (never a stranger's), and no id is given again;
 - the daemon's memory equals the file (`rows.all_rows` of both), after each
-  restart and, in some cycles, while it serves (clients paused).
+  restart and, in some cycles, while it serves (clients paused);
+- the daemon writes the snapshot of its column tables whenever it has been idle
+  for 0.1 s (dynamod/inventory/snapshot.py), and in some cycles (`--quiet-kills`,
+  a fraction) the clients pause before the kill, which then lands before, while or
+  after a snapshot is written: the restart uses it when it is current (counted),
+  and the checks above hold either way.
 
 It prints a summary and exits 1 on any violation.
 """
@@ -41,6 +46,7 @@ import copy
 import hashlib
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -52,11 +58,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for support
 
 from dynamoclient.connection import Client, ConnectionFailed, RemoteError  # noqa: E402
-from support.daemon import Daemon, fresh_directory  # noqa: E402
+from support.daemon import Daemon, fresh_directory, write_config  # noqa: E402
 from support.randomness import SEED, SEED_VARIABLE  # noqa: E402
 
 from . import snapshot  # noqa: E402
 
+SNAPSHOT_IDLE = 0.1   # seconds: the daemon's snapshot_idle (snapshot_interval 0)
 SEED_SITES = ("T1_SEED_A", "T2_SEED_B", "T2_SEED_C", "T3_SEED_D")
 SEED_VIEW = {"host": "seed.example.org", "backend": "davs://seed.example.org/store",
              "status": "ready"}
@@ -298,6 +305,8 @@ class Summary:
     second_daemons: int = 0
     pressured: int = 0
     fail_stops: int = 0
+    quiet_kills: int = 0
+    snapshot_starts: int = 0
     objects: dict = field(default_factory=dict)
     violations: list = field(default_factory=list)
     seconds: float = 0.0
@@ -323,6 +332,8 @@ class Summary:
             f"own record after the restart: {self.submitted_found}",
             f"memory = file checks while serving: {self.running_checks}, after each restart: "
             f"{self.cycles}",
+            f"kills after the clients paused: {self.quiet_kills}; restarts from the "
+            f"snapshot: {self.snapshot_starts} (the others from rows: it was stale)",
             f"inventory at the end: {objects}",
             f"violations: {len(self.violations)}",
             *(f"  - {v}" for v in self.violations[:50]),
@@ -330,10 +341,15 @@ class Summary:
 
 
 class CrashRun:
-    def __init__(self, root: Path, seed: int, workers: int, synchronous: str, log=print):
+    def __init__(self, root: Path, seed: int, workers: int, synchronous: str, log=print,
+                 quiet_kills: float = 0.3):
         self.rnd = random.Random(seed)
         self.log = log
-        args = ["--synchronous", synchronous, "--log-level", "WARNING"]
+        self.quiet_kills = quiet_kills
+        write_config(root / "dynamod.toml",
+                     {"daemon": {"snapshot_idle": SNAPSHOT_IDLE, "snapshot_interval": 0}})
+        args = ["--synchronous", synchronous, "--log-level", "INFO",
+                "--config", str(root / "dynamod.toml")]
         self.daemon = Daemon(root / "state", str(root / "dynamod.sock"), args)
         self.clients = [Namespace(f"w{i}") for i in range(workers)]
         self.app = Namespace("app")
@@ -394,6 +410,9 @@ class CrashRun:
         with client:
             n = 0
             while not self.stopping.is_set():
+                if self.pausing.is_set():
+                    time.sleep(0.005)
+                    continue
                 n += 1
                 title = f"submitted-c{cycle}-{n}"
                 try:
@@ -449,6 +468,17 @@ class CrashRun:
         margin = self.rnd.choice([1, 2, 4, 8, 16]) << 20
         resource.prlimit(pid, resource.RLIMIT_AS, (used + margin, resource.RLIM_INFINITY))
         self.summary.pressured += 1
+
+    def _quiet(self, rnd: random.Random):
+        """Pause the clients (and the submitter) and let the daemon sit idle a moment
+        before the kill: past SNAPSHOT_IDLE after its last commit (the applications
+        submitted last end meanwhile) it writes its snapshot; the kill may land before,
+        while or after it does."""
+        self.pausing.set()
+        for ns in self.clients:
+            ns.idle.wait(60)
+        self.summary.quiet_kills += 1
+        time.sleep(rnd.uniform(0.0, 10 * SNAPSHOT_IDLE))
 
     def _check_while_serving(self):
         """Pause the clients, compare memory with the file, resume."""
@@ -548,6 +578,8 @@ class CrashRun:
         if rnd.random() < 0.2:
             self._pressure()
             time.sleep(rnd.uniform(0.2, 1.5))
+        if rnd.random() < self.quiet_kills:
+            self._quiet(rnd)
         ended = self.daemon.process.poll()
         if ended == 70:
             self.summary.fail_stops += 1
@@ -557,6 +589,7 @@ class CrashRun:
         self.stopping.set()
         for thread in threads:
             thread.join(120)
+        self.pausing.clear()
         if self.app_pid:
             try:
                 os.kill(self.app_pid, signal.SIGKILL)  # the orphaned writer, if still alive
@@ -569,6 +602,9 @@ class CrashRun:
             self.violation(f"cycle {number}: the daemon did not start again: {last}")
             raise
         self.summary.cycles += 1
+        started = re.findall(r"inventory loaded from .* \((rows|snapshot of commit \d+)\) in ",
+                             self.daemon.log())
+        self.summary.snapshot_starts += bool(started) and started[-1] != "rows"
         self.check(f"cycle {number}", application)
 
     # -------------------------------------------------------------- checks
@@ -677,12 +713,12 @@ class CrashRun:
 
 
 def run(cycles: int, seed: int = SEED, workers: int = 4, synchronous: str = "FULL",
-        keep: bool = False, log=print) -> Summary:
+        keep: bool = False, log=print, quiet_kills: float = 0.3) -> Summary:
     root = fresh_directory("dyn-crash-")
     log(f"crash run: {cycles} cycles, seed {seed}, {workers} clients, synchronous {synchronous},"
         f" in {root}")
     started = time.monotonic()
-    crash = CrashRun(root, seed, workers, synchronous, log)
+    crash = CrashRun(root, seed, workers, synchronous, log, quiet_kills)
     try:
         crash.start()
         for number in range(1, cycles + 1):
@@ -715,8 +751,12 @@ def main(argv=None) -> int:
     parser.add_argument("--synchronous", default="FULL", choices=("OFF", "NORMAL", "FULL", "EXTRA"),
                         type=str.upper, help="the daemon's --synchronous (default FULL)")
     parser.add_argument("--keep", action="store_true", help="keep the state directory")
+    parser.add_argument("--quiet-kills", type=float, default=0.3,
+                        help="the fraction of cycles whose kill comes after the clients paused "
+                             "(default 0.3)")
     args = parser.parse_args(argv)
-    summary = run(args.cycles, args.seed, args.workers, args.synchronous, args.keep)
+    summary = run(args.cycles, args.seed, args.workers, args.synchronous, args.keep,
+                  quiet_kills=args.quiet_kills)
     print(summary.text())
     return 1 if summary.violations else 0
 
