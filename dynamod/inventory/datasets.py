@@ -156,8 +156,8 @@ class DatasetTable(Names):
 
         def undo():
             unlist()
-            for column in self.COLUMNS:
-                del getattr(self, column)[row:]
+            for name in self.COLUMNS:
+                del getattr(self, name)[row:]
             self.truncate_names(row)
         return _new_view(Dataset, (self, row)), undo
 
