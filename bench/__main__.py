@@ -854,8 +854,11 @@ class Bench:
         start = time.time() + 0.5 + 0.12 * connections
         outs = [self.path(f"load-{i}.out") for i in range(connections)]
         cpu = _cpu_seconds(pid)
+        given = self.path("load-params.json")
+        with open(given, "wb") as f:
+            f.write(orjson.dumps(params))
         procs = [subprocess.Popen([sys.executable, "-m", "bench.load", path, method,
-                                   orjson.dumps(params).decode(), str(seconds), str(start), out],
+                                   f"@{given}", str(seconds), str(start), out],
                                   env=self.env, cwd=REPO)
                  for out in outs]
         for p in procs:

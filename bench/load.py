@@ -7,7 +7,8 @@ start together (same start time) for the aggregate figure.
 
     python -m bench.load SOCKET METHOD PARAMS_JSON DURATION START_EPOCH OUT_FILE
 
-PARAMS_JSON is the parameters of every call, or a list of them taken in turn.
+PARAMS_JSON is the parameters of every call, or a list of them taken in turn;
+`@FILE` reads it from FILE (a long list does not fit in a command line).
 """
 
 import array
@@ -24,6 +25,9 @@ WARMUP_CALLS = 50
 
 def main() -> int:
     path, method, params, duration, start, out = sys.argv[1:7]
+    if params.startswith("@"):
+        with open(params[1:], "rb") as f:
+            params = f.read()
     params, duration, start = orjson.loads(params), float(duration), float(start)
     turns = itertools.cycle(params if isinstance(params, list) else [params])
     latencies = array.array("d")

@@ -11,9 +11,9 @@ would walk all of it (at start-up, the whole inventory) only to promote it.
 Holds may overlap (requests run concurrently); the last release resumes.
 
 The price of promoting without a walk: objects a change deletes sit in the
-oldest generation, and they form cycles (a dataset and its replicas; blocks
-and block replicas are columns, not objects) that only a full collection frees, which the collector's own
-thresholds then seldom start.  So deleted objects are counted, and once
+oldest generation, and those that form cycles only a full collection frees,
+which the collector's own thresholds then seldom start (datasets, blocks and
+replicas are columns, not objects: most of what a change drops is not in it).  So deleted objects are counted, and once
 `full_every` of them have piled up a full collection runs (at cms scale, one
 of about a second per half a million deletions; memory held meanwhile: a tenth
 of the inventory at most).

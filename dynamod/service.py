@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 
-from . import collector, failstop
+from . import collector, failstop, heap
 from .errors import DynamoError
 from .changelog import ChangeLog
 from .inventory.changes import ChangeSet, journal_lines
@@ -67,6 +67,7 @@ class InventoryService:
                 reader.close()
             await store.close()
             raise
+        heap.give_back()   # what the load's rows or the snapshot's parts took
         counts = inventory.counts()
         log.info("inventory loaded from %s (%s) in %.2f s: %s", path,
                  "rows" if snapshot_at is None else f"snapshot of commit {snapshot_at}",
@@ -185,18 +186,20 @@ class InventoryService:
             make = snapshot.take(self.inventory)
             copied = time.monotonic()
             parts = await asyncio.to_thread(make)
-            made = time.monotonic()
+            made, size = time.monotonic(), sum(map(len, parts.values()))
             written = await self.store.write_snapshot(counter, snapshot.FORMAT, parts)
         except Exception as exc:   # never fatal: the next start loads from rows
             log.error("inventory snapshot not written: %r", exc)
             return False
         finally:   # an attempt that failed waits its interval too (a full disk)
             self.snapshot_written = time.monotonic()
+        del make, parts
+        await asyncio.to_thread(heap.give_back)   # the parts' tens of MiB
         if written:
             self.snapshot_at = counter
             log.info("inventory snapshot of commit %d written: %.1f MiB in %.2f s (%.3f s "
                      "to copy the tables, %.2f s to make the parts in a thread, %.2f s to "
-                     "commit)", counter, sum(map(len, parts.values())) / 2**20,
+                     "commit)", counter, size / 2**20,
                      self.snapshot_written - started, copied - started, made - copied,
                      self.snapshot_written - made)
         return written
