@@ -890,7 +890,7 @@ class Bench:
     def apps(self):
         self.log("== apps")
         trivial = self._script("trivial.py", TRIVIAL)
-        dynamo = regular_install(self.path("client-venv"))
+        dynamo = regular_install(self.path("client-venv"), REPO)
         cli, direct = [], []
         for _ in range(self.settings.app_repeat):
             cli.append(self._cli_ttfb(dynamo, trivial))

@@ -17,8 +17,6 @@ import sys
 import sysconfig
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 # What pip writes for `dynamo = "dynamoclient.dynamo:main"` (pyproject.toml).
 ENTRY_SCRIPT = """#!{python}
 # -*- coding: utf-8 -*-
@@ -31,12 +29,12 @@ if __name__ == '__main__':
 """
 
 
-def regular_install(venv: str) -> str:
-    """The clients installed (not editable) into a new virtual environment at `venv`;
-    returns the path of its `dynamo` command."""
+def regular_install(venv: str, repo: str) -> str:
+    """The clients of the checkout at `repo` installed (not editable) into a new
+    virtual environment at `venv`; returns the path of its `dynamo` command."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     purelib = sysconfig.get_path("purelib", vars={"base": venv, "platbase": venv})
-    shutil.copytree(os.path.join(REPO, "clients", "dynamoclient"),
+    shutil.copytree(os.path.join(repo, "clients", "dynamoclient"),
                     os.path.join(purelib, "dynamoclient"),
                     ignore=shutil.ignore_patterns("__pycache__"))
     python = os.path.join(venv, "bin", "python")

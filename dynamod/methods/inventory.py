@@ -19,6 +19,7 @@ _ANSWERS = Answers()
 _SITE_NAMES = SortedNames("site", "sites")
 _DATASET_NAMES = SortedNames("dataset", "datasets")
 
+
 def _slot(cls, name: str) -> str:
     """The slot that holds field `name`'s value when it is a validating field; else the
     name (a plain slot, a property)."""
@@ -48,15 +49,6 @@ class _Reader:
             return self.fast(obj)
         except AttributeError:
             return self.slow(obj)
-
-    def each(self, objects) -> list:
-        """The values of every object of the collection `objects` (read twice when one
-        has a field unset): views of many objects are made in a comprehension from
-        these, without a Python call per object."""
-        try:
-            return list(map(self.fast, objects))
-        except AttributeError:
-            return list(map(self, objects))
 
 
 _SITE = _Reader(Site, "name", "id", "host", "storage_type", "backend", "status")
