@@ -266,14 +266,20 @@ class ChangeSet:
         copy does after each of its calls (a copy that is never committed; the files its
         changes use stay held until it ends)."""
         self._undo.clear()
+        self._forget_applied()
+        self.held = {}
+
+    def _forget_applied(self):
+        """Clear the record of what was applied: the rows, the journal, the counts (not
+        the undo log, nor `unchecked`, which a refusal reads after the rollback)."""
         self._unsorted.clear()
         self._net.clear()
         self._checks.clear()
         self.ops.clear()
         self._seen.clear()
+        self.bulk_files = 0
         self.deleted.clear()
         self.journal.clear()
-        self.held = {}
 
     def created(self, obj) -> bool:
         """True for an object this ChangeSet created (it had no state before the request)."""
@@ -438,18 +444,11 @@ class ChangeSet:
         self._undo.rollback()
         for kind, n in self._net.items():
             self.inventory.totals[kind] -= n
-        self._net.clear()
         for container in self._unsorted.values():
             entries = sorted(container.items(), key=lambda entry: entry[1].id)
             container.clear()
             container.update(entries)
-        self._unsorted.clear()
-        self._checks.clear()
-        self.ops.clear()
-        self._seen.clear()
-        self.bulk_files = 0
-        self.deleted.clear()
-        self.journal.clear()
+        self._forget_applied()
 
     def counts(self) -> dict:
         counts = {"created": {}, "updated": {}, "deleted": dict(self.deleted)}
