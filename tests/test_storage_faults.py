@@ -257,7 +257,13 @@ def test_database_locked_by_another_process(rig):
             assert "refused, nothing was applied" in record["message"]
             assert "database is locked" in record["message"]
             # While the injections wait for the lock.  (A read sees the changes in flight:
-            # before0 is gone and before1 has no block until their commit fails.)
+            # before0 is gone and before1 has no block until their commit fails.)  The other
+            # clients' changes are applied first, so that none lands between two reads.
+            deadline = time.monotonic() + 10
+            while not ("/Fault/other0/RAW" in dataset_names(daemon) and daemon.call(
+                    "get_dataset", name="/Fault/before1/RAW")["num_blocks"] == 0):
+                assert time.monotonic() < deadline, "the other clients' changes never applied"
+                time.sleep(0.02)
             reads_work(daemon, ["before2"])
             for _ in requests:
                 answer = client.receive()
