@@ -25,6 +25,10 @@ from .store.writer import Resubmit, Writer
 
 log = logging.getLogger("dynamod.service")
 
+# The column tables are made again when idle once 1 in COMPACT_EVERY rows or more are
+# deleted objects' (at cms scale a compaction holds the event loop for about a second).
+COMPACT_EVERY = 4
+
 
 class InventoryService:
     def __init__(self, store: Store, inventory: Inventory, changelog: ChangeLog | None = None):
@@ -173,15 +177,18 @@ class InventoryService:
                     and now - self.writer.last_commit >= idle
                     and (self.snapshot_written is None
                          or now - self.snapshot_written >= interval)):
-                await self.write_snapshot()
+                await self.write_snapshot(compact=True)
 
-    async def write_snapshot(self) -> bool:
+    async def write_snapshot(self, compact: bool = False) -> bool:
         """Write the snapshot of memory as the store has committed it (now, while the
         writer is idle); False if it is not idle, or a commit came while the parts
-        were being made (in a thread: only the arrays' copy is made here)."""
+        were being made (in a thread: only the arrays' copy is made here).  With
+        `compact`, the column tables are then made again from the parts when a
+        quarter of their rows or more are deleted objects' (`compact`)."""
         if not self.writer.idle:
             return False
         counter, started = self.store.commits, time.monotonic()
+        memory = self._memory()
         try:
             make = snapshot.take(self.inventory)
             copied = time.monotonic()
@@ -193,8 +200,6 @@ class InventoryService:
             return False
         finally:   # an attempt that failed waits its interval too (a full disk)
             self.snapshot_written = time.monotonic()
-        del make, parts
-        await asyncio.to_thread(heap.give_back)   # the parts' tens of MiB
         if written:
             self.snapshot_at = counter
             log.info("inventory snapshot of commit %d written: %.1f MiB in %.2f s (%.3f s "
@@ -202,7 +207,38 @@ class InventoryService:
                      "commit)", counter, size / 2**20,
                      self.snapshot_written - started, copied - started, made - copied,
                      self.snapshot_written - made)
+            if (compact and self._memory() == memory and self.writer.idle
+                    and not self.gate.locked()):
+                self.compact(parts)
+        del make, parts
+        await asyncio.to_thread(heap.give_back)   # the parts' tens of MiB, the old tables
         return written
+
+    def _memory(self) -> tuple:
+        """What says that memory is as it was: the store's commits, the inventory's
+        changes and undos."""
+        return self.store.commits, self.inventory.applied, self.inventory.undone
+
+    def compact(self, parts: dict) -> int:
+        """Drop the deleted objects' rows from the column tables, by making them again
+        from `parts` (a snapshot of memory as it is) when a quarter of their rows or
+        more are such holes: a dataset replaced again and again would otherwise keep
+        the rows of every earlier one.  Runs on the event loop (no change can come
+        in between); a failure keeps the old tables, which stay sound."""
+        inventory = self.inventory
+        dead, rows = inventory.dead_rows(), inventory.rows()
+        if not dead or dead * COMPACT_EVERY < rows:
+            return 0
+        started = time.monotonic()
+        try:
+            with collector.paused():
+                dropped = snapshot.compact(inventory, parts)
+        except Exception as exc:
+            log.error("inventory not compacted (the tables stay as they are): %r", exc)
+            return 0
+        log.info("inventory compacted: %d rows of deleted objects dropped (%d rows left) "
+                 "in %.2f s", dropped, rows - dropped, time.monotonic() - started)
+        return dropped
 
     async def close(self):
         if self._snapshots is not None:

@@ -14,7 +14,7 @@ from .columns import BlockReplicaTable, BlockTable, DatasetReplicaTable
 from .datasets import DatasetNames, DatasetTable
 from .filecache import FileCache
 from .partitions import CURRENT, Usage
-from .objects import Block, Dataset, File, Group, Site
+from .objects import NO_ROW, Block, Dataset, File, Group, Site
 
 KINDS = ("site", "group", "dataset", "block", "file", "datasetreplica", "blockreplica")
 PLURAL = {kind: kind + "s" for kind in KINDS}
@@ -24,13 +24,11 @@ class Inventory:
     def __init__(self):
         self.sites = {}
         self.groups = {None: Group.null_group}  # the one null group
-        self.dataset_table = DatasetTable()
-        self.datasets = DatasetNames(self.dataset_table)   # a Mapping, by name
         self.file_cache = FileCache(self)
-        self.blocks = BlockTable(self.dataset_table, self.file_cache)
         # sites and groups by id, for the replicas' columns
-        self.block_replicas = BlockReplicaTable(self.blocks, {}, {0: Group.null_group})
-        self.dataset_replicas = DatasetReplicaTable(self.block_replicas)
+        self.dataset_table, self.blocks, self.dataset_replicas, self.block_replicas = _tables(
+            self.file_cache, {}, {0: Group.null_group})
+        self.datasets = DatasetNames(self.dataset_table)   # a Mapping, by name
         self.next_ids = dict.fromkeys(ID_KINDS, 1)
         self.totals = dict.fromkeys(KINDS, 0)  # kind -> objects held (ChangeSet keeps it)
         # Objects a ChangeSet created, changed or deleted, and its undos, counted: memory
@@ -86,6 +84,50 @@ class Inventory:
                 "files": sum(compress(blocks.num_files, blocks.alive)),
                 "datasetreplicas": self.dataset_replicas.alive.count(1),
                 "blockreplicas": self.block_replicas.alive.count(1)}
+
+    # --------------------------------------------------------- compaction
+    def rows(self) -> int:
+        """The rows of the column tables, deleted objects' included."""
+        return sum(map(len, (self.dataset_table, self.blocks, self.dataset_replicas,
+                             self.block_replicas)))
+
+    def dead_rows(self) -> int:
+        """Rows of deleted objects in the column tables (holes until a compaction)."""
+        totals = self.totals
+        return self.rows() - sum(totals[k] for k in ("dataset", "block", "datasetreplica",
+                                                     "blockreplica"))
+
+    def compact(self, restore) -> int:
+        """Put column tables without holes in place of these; `restore(tables)` fills the
+        empty ones ({kind: table}, as snapshot.TABLES names them) with this very
+        inventory's live rows.  Returns the rows dropped.
+
+        The old tables are left as they were, so that a view still held somewhere reads
+        what it read; only the sites' chains of dataset replicas are rewired (and put
+        back if the new tables cannot be made, or do not hold what the old ones do).
+        Nothing else keeps rows: files are cached by block id, query answers as bytes,
+        names as strings.
+        """
+        chains = [site.dataset_replicas for site in self.sites.values()]
+        kept = [(c.table, c.head, c.tail, c.length) for c in chains]
+        old = self.dataset_table, self.blocks, self.dataset_replicas, self.block_replicas
+        new = _tables(self.file_cache, old[3].sites, old[3].groups)
+        try:
+            for chain in chains:
+                chain.table, chain.head, chain.tail, chain.length = None, NO_ROW, NO_ROW, 0
+            restore(dict(zip(("dataset", "block", "datasetreplica", "blockreplica"), new)))
+            self.dataset_table, self.blocks, self.dataset_replicas, self.block_replicas = new
+            self.datasets.table = new[0]
+            if self.recount() != self.counts():
+                raise ValueError(f"the new tables count {self.recount()}, "
+                                 f"the old ones {self.counts()}")
+        except BaseException:
+            self.dataset_table, self.blocks, self.dataset_replicas, self.block_replicas = old
+            self.datasets.table = old[0]
+            for chain, (table, head, tail, length) in zip(chains, kept):
+                chain.table, chain.head, chain.tail, chain.length = table, head, tail, length
+            raise
+        return sum(map(len, old)) - self.rows()
 
     # ------------------------------------------------------- consistency
     def problems(self) -> list[str]:
@@ -147,6 +189,15 @@ class Inventory:
         if walked != {kind: counted[kind] for kind in walked}:
             found.append(f"the tables count {counted}, a walk {walked}")
         return found
+
+
+def _tables(cache, sites: dict, groups: dict) -> tuple:
+    """Empty column tables wired to each other: (datasets, blocks, dataset replicas,
+    block replicas); `sites` and `groups` by id."""
+    datasets = DatasetTable()
+    blocks = BlockTable(datasets, cache)
+    replicas = BlockReplicaTable(blocks, sites, groups)
+    return datasets, blocks, DatasetReplicaTable(replicas), replicas
 
 
 def _utf8(name: str) -> bytes:

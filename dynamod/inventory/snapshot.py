@@ -90,8 +90,19 @@ def _untrusted(stamp: dict, parts) -> str | None:
     return None
 
 
+def compact(inventory, parts: dict) -> int:
+    """Replace the inventory's column tables by tables made from `parts`, the snapshot
+    just taken of it (whose parts hold the live rows only): the rows of deleted
+    objects go.  Returns how many went."""
+    return inventory.compact(lambda tables: _restore_tables(tables, parts))
+
+
 def _restore(inventory, parts: dict):
-    for kind, table in _tables(inventory).items():
+    _restore_tables(_tables(inventory), parts)
+
+
+def _restore_tables(tables: dict, parts: dict):
+    for kind, table in tables.items():
         prefix = f"{kind}."
         table.restore({name[len(prefix):]: data for name, data in parts.items()
                        if name.startswith(prefix)})
