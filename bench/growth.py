@@ -8,7 +8,9 @@ changed), and the dataset is deleted in a fourth.  Printed per size: the
 seconds of each request, the microseconds per block, and the ratio of the
 largest size's per-block time to the smallest's (1.0 is linear growth; the
 quadratic cost this guards against gave 4-10 between 1,000 and 8,000 blocks).
-Also the daemon's resident size after each round, which must come back.
+Also the daemon's resident size after each round, which does not come back while
+the deleted rows stay in the columns, and after the compaction that an idle daemon
+then makes (its snapshot written once the store is idle for `--idle` seconds).
 """
 
 import argparse
@@ -37,9 +39,14 @@ def timed(daemon: BenchDaemon, method: str, **params) -> float:
     return time.perf_counter() - started
 
 
-def run(sizes: list[int], nsites: int, workdir: str | None) -> list[dict]:
+def run(sizes: list[int], nsites: int, workdir: str | None, idle: float) -> tuple:
+    """The rounds, and the compaction after them (its log line, the RSS after it)."""
     root = tempfile.mkdtemp(prefix="dyngrowth-", dir=workdir)
-    daemon = BenchDaemon(root, os.path.join(root, "inventory.db"), "normal")
+    config = os.path.join(root, "growth.toml")
+    with open(config, "w") as f:   # no snapshot (nor compaction) between the requests
+        f.write(f"[daemon]\nsnapshot_idle = {idle}\nsnapshot_interval = 0.0\n")
+    daemon = BenchDaemon(root, os.path.join(root, "inventory.db"), "normal",
+                         options=("--config", config))
     rounds = []
     try:
         daemon.start()
@@ -56,10 +63,13 @@ def run(sizes: list[int], nsites: int, workdir: str | None) -> list[dict]:
             delete = timed(daemon, "delete", data={"dataset": [{"name": name}]})
             rounds.append({"blocks": n, "inject_s": inject, "update_s": update, "get_s": get,
                            "delete_s": delete, "rss_mib": daemon.rss() / 2**20})
+        compacted = daemon.wait_for_log("inventory compacted", "not compacted",
+                                        timeout=idle + 60)
+        after = daemon.rss() / 2**20
     finally:
         daemon.stop()
         shutil.rmtree(root, ignore_errors=True)
-    return rounds
+    return rounds, (compacted or "no compaction logged").partition("inventory ")[2], after
 
 
 def main(argv=None) -> int:
@@ -69,9 +79,11 @@ def main(argv=None) -> int:
                         help="dataset sizes in blocks, comma-separated (default: %(default)s)")
     parser.add_argument("--sites", type=int, default=2, help="replicas per dataset (default 2)")
     parser.add_argument("--workdir", help="where the temporary store goes (default: $TMPDIR)")
+    parser.add_argument("--idle", type=float, default=3.0,
+                        help="the daemon's snapshot_idle, seconds (default %(default)s)")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.sizes.split(",")]
-    rounds = run(sizes, args.sites, args.workdir)
+    rounds, compacted, after = run(sizes, args.sites, args.workdir, args.idle)
     keys = ("inject_s", "update_s", "get_s", "delete_s")
     print(f"{'blocks':>8} {'inject s':>9} {'update s':>9} {'get s':>9} {'delete s':>9} "
           f"{'us/block (i/u/g/d)':>22} {'RSS MiB':>8}")
@@ -84,6 +96,8 @@ def main(argv=None) -> int:
         ratio = (last[key] / last["blocks"]) / (first[key] / first["blocks"])
         print(f"per-block {key[:-2]} time at {last['blocks']:,} vs {first['blocks']:,} "
               f"blocks: {ratio:.2f}x (1.0 = linear)")
+    print(f"idle after the last round: {compacted}; RSS {rounds[-1]['rss_mib']:.0f} -> "
+          f"{after:.0f} MiB")
     return 0
 
 
