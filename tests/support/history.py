@@ -114,8 +114,8 @@ print(json.dumps(found))
 def orders(daemon, directory) -> dict:
     """Every dataset's blocks (and their rows), each block's replicas, each dataset's
     replicas and each dataset replica's block replicas; the datasets in creation order
-    and the row each name finds, each site's dataset replicas: in the orders the inventory gives them
-    to an application."""
+    and the row each name finds, each site's dataset replicas: in the orders the
+    inventory gives them to an application."""
     script = directory / "orders.py"
     script.write_text(ORDERS_SCRIPT)
     return json.loads(daemon.dynamo(script, timeout=120).stdout)
