@@ -11,7 +11,7 @@ their name (`hash` of its UTF-8 bytes: keyed per process, so names chosen to
 collide cannot be made), probed linearly; a row found is checked against the
 table's names buffer.  At most half the slots are in use (a freed slot counts
 until the next rebuild), which keeps a search to a probe or two; a rebuild
-leaves a third in use.  4 to 12 slots of 4 bytes per name.
+leaves a third or less in use: 3 to 6 slots of 4 bytes per name then.
 
 The index is not stored: a load or a snapshot's restore builds it from the
 names (tens of milliseconds at cms scale, and it checks that they are distinct).
