@@ -24,6 +24,13 @@
         build the inventory as MODE, gc.freeze() and fork as the daemon does for an
         application; the child walks every dataset, block and block replica (read-only)
         and reports the time and the private memory it then holds
+    python -m bench.probes lookup DB COUNT
+        load the store as the daemon does; then, for its first COUNT datasets in turn,
+        the process CPU per call of: finding the dataset by name, finding it and its
+        first block by name, and the get_dataset method's answer made afresh (COUNT more
+        than the daemon keeps answers of), best of three passes; and of a write-back's
+        run of 100,000 block replica last_update records (the replicas in store order),
+        applied (then undone), best of three
     python -m bench.probes seal DB REPEAT SYNCHRONOUS
         load the store as the daemon does (InventoryService.open: the writer's WAL
         connection, the reader, the inventory) in a running uvloop loop, hold a read
@@ -41,6 +48,7 @@ import sqlite3
 import statistics
 import sys
 import time
+from itertools import islice
 
 import orjson
 
@@ -576,6 +584,52 @@ def seal_forked(path: str, repeat: int, synchronous: str) -> dict:
         return uvloop.run(forks())
 
 
+def lookup(path: str, count: int) -> dict:
+    import types
+
+    from dynamod.inventory import snapshot, updates
+    from dynamod.inventory.changes import ChangeSet
+    from dynamod.methods import inventory as methods
+    from dynamod.store.reader import StoreReader
+
+    reader = StoreReader(path)
+    inventory = snapshot.load(reader, reader.tables(), reader.next_ids())[0]
+    reader.close()
+    names = list(islice(inventory.datasets, count))
+    blocks = [(name, min(b.name for b in inventory.datasets[name].blocks)) for name in names
+              if len(inventory.datasets[name].blocks)]
+    call, datasets = types.SimpleNamespace(inventory=inventory), inventory.datasets
+    records = list(islice(([d.name, b.name, r.site.name, 1_700_000_000]
+                           for d in datasets.values() for b in d.blocks for r in b.replicas),
+                          100_000))
+    shape = ("update", "blockreplica", ("dataset", "block", "site"), ("last_update",))
+
+    def write_back() -> float:
+        changes = ChangeSet(inventory)
+        started = time.process_time()
+        updates.apply_run(changes, shape, records)
+        used = time.process_time() - started
+        changes.rollback()
+        return used
+
+    def best(work, calls: int) -> float:
+        used = []
+        for _ in range(3):
+            started = time.process_time()
+            work()
+            used.append((time.process_time() - started) / calls)
+        return min(used)
+
+    return {"datasets": len(names),
+            "find_dataset": best(lambda: list(map(datasets.__getitem__, names)), len(names)),
+            "find_block": best(lambda: [datasets[d].find_block(b) for d, b in blocks],
+                               len(blocks)),
+            "get_dataset": best(lambda: [methods.get_dataset(call, n) for n in names],
+                                len(names)),
+            "write_back_records": len(records),
+            "write_back": min(write_back() for _ in range(3))}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.probes")
     sub = parser.add_subparsers(dest="probe", required=True)
@@ -609,6 +663,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("walk")
     p.add_argument("db")
     p.add_argument("mode", choices=BUILDS)
+    p = sub.add_parser("lookup")
+    p.add_argument("db")
+    p.add_argument("count", type=int)
     p = sub.add_parser("seal")
     p.add_argument("db")
     p.add_argument("repeat", type=int)
@@ -627,6 +684,8 @@ def main(argv=None) -> int:
         result = file_cache(args.db, args.limit, args.trace)
     elif args.probe == "walk":
         result = walk_forked(args.db, args.mode)
+    elif args.probe == "lookup":
+        result = lookup(args.db, args.count)
     elif args.probe == "seal":
         result = seal_forked(args.db, args.repeat, args.synchronous)
     else:

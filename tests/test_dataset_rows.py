@@ -5,6 +5,9 @@ their order, and the memory each takes."""
 import gc
 import tracemalloc
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from dynamod.inventory.inventory import Inventory
 from support.documents import SITES, apply, state
 
@@ -142,6 +145,45 @@ def test_datasets_by_name_follow_creations_deletions_and_undos():
     assert repr(datasets).startswith("{'/A/B/RAW': Dataset('/A/B/RAW',")
     for name in ("/A/B/RA", "/A/B/RAW/", "", None, 3):
         assert name not in datasets and datasets.get(name, "none") == "none"
+
+
+# Enough names that the index by name grows, fills with freed slots and is rebuilt; some
+# the start of others, some of one length.
+MANY = [f"/P{i % 7}/R{i}/{tier}" for i in range(24) for tier in ("RAW", "RAW2")]
+_NAMES = st.lists(st.sampled_from(MANY), min_size=1, max_size=12, unique=True)
+_STEPS = st.lists(st.one_of(st.tuples(st.just("inject"), _NAMES, st.booleans()),
+                            st.tuples(st.just("delete"), _NAMES, st.just(False)),
+                            st.tuples(st.just("undo"), st.integers(1, 3), st.just(False))),
+                  min_size=1, max_size=30)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_STEPS)
+def test_every_live_dataset_and_no_other_is_found_by_name_after_changes_and_undos(steps):
+    """Datasets created, deleted, refused half-way (the last one of an injection has a
+    bad status: the ones before it are made, then undone) and undone, a few requests at
+    a time: after each step, each name finds the live dataset of that name, or none."""
+    inventory, live, history = Inventory(), set(), []
+    for kind, names, refused in steps:
+        if kind == "undo":
+            for _ in range(min(names, len(history))):
+                live, changes = history.pop()
+                changes.rollback()
+        else:
+            documents = [{"name": name} for name in names]
+            if refused:
+                documents[-1]["status"] = "nice"
+            changes = apply(inventory, kind, {"dataset": documents})
+            if changes is not None:
+                history.append((set(live), changes))
+                live = live | set(names) if kind == "inject" else live - set(names)
+            else:
+                assert refused or not live.issuperset(names)
+        found = {name: inventory.datasets.get(name) for name in MANY}
+        assert {name for name, dataset in found.items() if dataset is not None} == live
+        assert all(found[name].name == name for name in live)
+        assert sorted(inventory.datasets) == sorted(live) and len(inventory.datasets) == len(live)
+        assert inventory.problems() == []
 
 
 def test_a_changed_dataset_reads_back_and_an_undo_restores_its_fields():

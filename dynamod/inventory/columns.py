@@ -43,7 +43,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from functools import partial
 from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import itemgetter, lshift, lt, ne, or_
+from operator import itemgetter, lshift, lt, ne, not_, or_
 
 import orjson
 
@@ -157,6 +157,18 @@ class BlockTable(Names):
                 self.names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass"),
                 self.size[row], self.num_files[row], self.is_open[row] != 0,
                 self.last_update[row])
+
+    def facts(self, rows) -> list:
+        """(name, id, size, num_files, is_open, last_update) of the blocks at `rows`, read
+        column by column: what a dataset's answer shows of them (a Block.values per block
+        made a Dataset view each, and its name read again)."""
+        names, offsets = self.names, self.offsets
+        return list(zip([names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass")
+                         for row in rows],
+                        map(self.id.__getitem__, rows), map(self.size.__getitem__, rows),
+                        map(self.num_files.__getitem__, rows),
+                        map(bool, map(self.is_open.__getitem__, rows)),
+                        map(self.last_update.__getitem__, rows)))
 
     def replicas_of(self, row) -> Members:
         """The replicas of the block at `row`."""
@@ -345,21 +357,22 @@ class BlockReplicaTable:
             yield _new_view(BlockReplica, (self, row))
             row = after[row]
 
-    def chain_facts(self, owner: int) -> list:
+    def chain_facts(self, owner: int, block_names=None) -> list:
         """(block name, group, is_custodial, size, last_update, complete) of each block
         replica of the dataset replica at row `owner`, in creation order: what a listing
         shows of them, read column by column (a view and a Block per replica cost twice
-        as much)."""
-        facts, row = [], self.owners.head[owner]
-        after, block, group, groups = self.next_in_owner, self.block, self.group, self.groups
-        custodial, size, last_update, files = (self.is_custodial, self.size,
-                                               self.last_update, self.files)
-        name_at = self.blocks.name_at
+        as much).  `block_names`: the names of the dataset's blocks by row, when the
+        caller has read them already."""
+        rows, row, after = [], self.owners.head[owner], self.next_in_owner
         while row != NO_ROW:
-            facts.append((name_at(block[row]), groups[group[row]], custodial[row] != 0,
-                          size[row], last_update[row], row not in files))
+            rows.append(row)
             row = after[row]
-        return facts
+        name_at = self.blocks.name_at if block_names is None else block_names.__getitem__
+        return list(zip(map(name_at, map(self.block.__getitem__, rows)),
+                        map(self.groups.__getitem__, map(self.group.__getitem__, rows)),
+                        map(bool, map(self.is_custodial.__getitem__, rows)),
+                        map(self.size.__getitem__, rows), map(self.last_update.__getitem__, rows),
+                        map(not_, map(self.files.__contains__, rows))))
 
     def in_chain(self, row, owner: int) -> bool:
         owners = self.owners

@@ -16,8 +16,8 @@ is a view `(table, row)` made on access.  What a dataset holds:
   theirs.  A run that is full moves to the end of the array with twice the room,
   leaving a hole (so a dataset's growth costs a constant per block);
 - its replicas: a list of rows of the DatasetReplicaTable from `first_replica`.
-The live rows are also kept sorted by name (`by_name`): a dataset by name is a
-bisection, a new one an insertion.
+The live rows are also indexed by name (nameindex.py): a dataset by name is a
+probe or two in an array.
 
 Rows follow the rules of the other tables (columns.py): appended in id order,
 a deleted row marked dead and still readable (a dead block or replica names its
@@ -25,16 +25,16 @@ dataset by row), an undone creation removed, every change returning its undo.
 """
 
 from array import array
-from bisect import bisect_left
 from collections.abc import ItemsView, Mapping, ValuesView
 from functools import partial
-from itertools import accumulate, chain, compress, count, islice, repeat
-from operator import add, itemgetter, lt
+from itertools import accumulate, chain, compress, count, repeat
+from operator import add, itemgetter
 
 import orjson
 
 from .columns import (Names, as_bytes, batches, column, copy_columns, kept, live_names,
                       renumbering, require, restore_columns, taken, within)
+from .nameindex import NameIndex
 from .objects import DATA_TYPES, DATASET_STATUSES, NO_ROW, BlockSet, Dataset
 
 _new_view = tuple.__new__
@@ -47,7 +47,7 @@ class DatasetTable(Names):
 
     __slots__ = ("id", "status", "data_type", "version", "last_update", "is_open", "alive",
                  "first_replica", "block_start", "block_count", "block_room", "block_rows",
-                 "by_name", "versions", "version_code", "live", "blocks", "replicas")
+                 "index", "versions", "version_code", "live", "blocks", "replicas")
     COLUMNS = ("id", "status", "data_type", "version", "last_update", "is_open", "alive",
                "first_replica", "block_start", "block_count", "block_room")
 
@@ -60,7 +60,7 @@ class DatasetTable(Names):
         self.first_replica = array("i")   # the row of its first replica (DatasetReplicaTable)
         self.block_start, self.block_count, self.block_room = (array("i") for _ in range(3))
         self.block_rows = array("i")      # the runs of every dataset's block rows
-        self.by_name = array("i")         # the live rows, sorted by name
+        self.index = NameIndex(self)      # the live rows by name
         self.versions = [None]            # code -> software version (None: none)
         self.version_code = {None: 0}     # software version -> code
         self.live = 0                     # live rows
@@ -109,11 +109,7 @@ class DatasetTable(Names):
         """The live row named `name` (NO_ROW: none)."""
         if not isinstance(name, str):
             return NO_ROW
-        raw, rows = name.encode("utf-8", "surrogatepass"), self.by_name
-        at = bisect_left(rows, raw, key=self.raw_name)
-        if at < len(rows) and self.raw_name(rows[at]) == raw:
-            return rows[at]
-        return NO_ROW
+        return self.index.find(name.encode("utf-8", "surrogatepass"))
 
     def live_rows(self):
         """The live rows, in creation order."""
@@ -152,10 +148,10 @@ class DatasetTable(Names):
                  self._code(software_version), last_update, is_open, 1, NO_ROW, 0, 0, 0)):
             values.append(value)
         self.append_name(name)
-        unlist = self._list(row)
+        self._list(row)
 
         def undo():
-            unlist()
+            self._unlist(row)
             for name in self.COLUMNS:
                 del getattr(self, name)[row:]
             self.truncate_names(row)
@@ -164,10 +160,8 @@ class DatasetTable(Names):
     def delete(self, dataset: Dataset):
         """The dataset (its blocks and replicas gone already) leaves; returns the undo."""
         row = dataset[1]
-        at = self._index(self.raw_name(row))
-        del self.by_name[at]
+        self._unlist(row)
         self.alive[row] = 0
-        self.live -= 1
 
         def undo():
             self.alive[row] = 1
@@ -225,25 +219,19 @@ class DatasetTable(Names):
         self.block_rows.extend(blocks)
         self.block_count[row] = self.block_room[row] = len(self.block_rows) - start
 
-    def _index(self, raw) -> int:
-        return bisect_left(self.by_name, raw, key=self.raw_name)
-
     def _list(self, row):
-        """List the row by name; returns the undo."""
-        at = self._index(self.raw_name(row))
-        self.by_name.insert(at, row)
+        self.index.add(row)
         self.live += 1
 
-        def undo():
-            del self.by_name[at]
-            self.live -= 1
-        return undo
+    def _unlist(self, row):
+        self.index.remove(row)
+        self.live -= 1
 
     # ------------------------------------------------------------ loading
     def load(self, rows):
         """Fill the empty table with the store's dataset rows (id, name, status, data_type,
         software_version, last_update, is_open), in id order, a batch at a time, column
-        by column; then list them by name."""
+        by column; then index them by name."""
         for batch in batches(rows):
             n = len(batch)
             self.id.extend(map(itemgetter(0), batch))
@@ -257,21 +245,21 @@ class DatasetTable(Names):
             self.first_replica.extend(repeat(NO_ROW, n))
             for values in (self.block_start, self.block_count, self.block_room):
                 values.extend(repeat(0, n))
-        self.by_name = array("i", sorted(range(len(self.id)), key=self.raw_name))
+        self.index.fill(len(self.id))
         self.live = len(self.id)
 
 
     # ----------------------------------------------------------- snapshot
     # As BlockTable's (columns.py): the live rows, their software versions coded anew
-    # in the order a load meets them, each one's run of block rows (renumbered, one
-    # after the other, as a load places them), and the rows by name.
+    # in the order a load meets them, and each one's run of block rows (renumbered, one
+    # after the other, as a load places them); the index by name is built anew.
     def dump(self):
         return partial(_dataset_parts, copy_columns(self, _PARTS + _RUNS + ("alive",)),
                        *self.dump_names(), list(self.versions), self.blocks.alive[:])
 
     def restore(self, parts: dict):
         """Fill the empty table from `dump`'s parts (the first table restored)."""
-        n = restore_columns(self, _PARTS + ("block_count", "by_name"), parts, "dataset")
+        n = restore_columns(self, _PARTS + ("block_count",), parts, "dataset")
         self.restore_names(parts, n)
         self.versions = orjson.loads(parts["versions"])
         self.version_code = {version: code for code, version in enumerate(self.versions)}
@@ -283,17 +271,14 @@ class DatasetTable(Names):
         self.block_start = array("i", accumulate(self.block_count, initial=0))
         require(self.block_start.pop() == len(self.block_rows), "block runs of another length")
         self.block_room = self.block_count[:]
-        names = list(map(self.raw_name, self.by_name))
-        require(sorted(self.by_name) == list(range(n))
-                and all(map(lt, names, islice(names, 1, None))),
-                "the datasets by name are not its rows")
+        self.index.fill(n)   # SnapshotError: two datasets of one name
         self.alive = array("b", [1]) * n
         self.first_replica = array("i", [NO_ROW]) * n
         self.live = n
 
 
 _PARTS = ("id", "status", "data_type", "version", "last_update", "is_open")
-_RUNS = ("block_start", "block_count", "block_rows", "by_name")
+_RUNS = ("block_start", "block_count", "block_rows")
 
 
 def _dataset_parts(columns: dict, names: bytes, offsets: array, versions: list,
@@ -309,14 +294,13 @@ def _dataset_parts(columns: dict, names: bytes, offsets: array, versions: list,
                map(slice, compress(columns["block_start"], alive),
                    map(add, compress(columns["block_start"], alive), parts["block_count"])))
     parts["block_rows"] = taken(renumbering(block_alive), chain.from_iterable(runs))
-    parts["by_name"] = taken(renumbering(alive), columns["by_name"])
     parts.update(live_names(names, offsets, alive))
     return as_bytes(parts)
 
 
 class DatasetNames(Mapping):
     """`inventory.datasets`: the live datasets by name, in creation order, read from the
-    DatasetTable (a name is a bisection of its sorted rows).  Printed as the dict it
+    DatasetTable (a name is found through its index).  Printed as the dict it
     stands for."""
 
     __slots__ = ("table",)

@@ -174,9 +174,11 @@ class Inventory:
                                for row in rows)):
                 found.append(f"dataset {dataset.name}: its blocks are not its live rows by name")
         datasets = self.dataset_table
-        names = [bytes(datasets.raw_name(row)) for row in datasets.by_name]
-        if (sorted(datasets.by_name) != list(datasets.live_rows()) or len(names) != datasets.live
-                or names != sorted(set(names))):
+        live = list(datasets.live_rows())
+        if (not len(datasets.index) == len(live) == datasets.live
+                or any(datasets.find(datasets.name_at(row)) != row for row in live)
+                or any(datasets.find(datasets.name_at(row)) == row
+                       for row in range(len(datasets)) if not datasets.alive[row])):
             found.append("the datasets by name are not the live datasets")
         walked = {"blocks": sum(len(d.blocks) for d in self.datasets.values()),
                   "datasetreplicas": sum(len(d.replicas) for d in self.datasets.values()),

@@ -197,6 +197,18 @@ class BlockSet(_SetLike):
         at = self._index(self.table.raw_name(row))[0]
         return self.table.datasets.remove_block(self.owner, at)
 
+    def facts(self) -> list:
+        """See BlockTable.facts: of each block, in name order (the order of `rows`)."""
+        return self.table.facts(self.rows) if self.table is not None else []
+
+    def totals(self) -> tuple:
+        """(size, num_files, how many) of the blocks, from one copy of their rows."""
+        if self.table is None:
+            return 0, 0, 0
+        rows, table = self.rows, self.table
+        return (sum(map(table.size.__getitem__, rows)),
+                sum(map(table.num_files.__getitem__, rows)), len(rows))
+
     def total(self, column: str) -> int:
         """The sum of a column (`size`, `num_files`) over the blocks."""
         if self.table is None:
@@ -228,9 +240,9 @@ class ReplicaChain(_SetLike):
         return (type(replica) is BlockReplica and replica[0] is self.table
                 and self.table.in_chain(replica[1], self.owner))
 
-    def facts(self) -> list:
+    def facts(self, block_names=None) -> list:
         """See BlockReplicaTable.chain_facts."""
-        return self.table.chain_facts(self.owner)
+        return self.table.chain_facts(self.owner, block_names)
 
 
 def _enum(values: tuple):

@@ -32,7 +32,7 @@ from .rows import build
 
 log = logging.getLogger("dynamod.snapshot")
 
-FORMAT = 2
+FORMAT = 3
 # Each table of the snapshot: its store kind (they are restored in this order, each
 # after those it refers to), and the Inventory's attribute that holds it.
 TABLES = {"dataset": "dataset_table", "block": "blocks", "datasetreplica": "dataset_replicas",

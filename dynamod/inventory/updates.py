@@ -233,19 +233,26 @@ def _dataset_replicas(inv):
     return lambda dataset, site: datasets[dataset].find_replica(sites[site])
 
 
+_NONE = object()
+
+
 def _block_replicas(inv):
-    """A run names the replicas of a block one after the other: its block is looked up
-    once (a run cannot create or delete blocks)."""
+    """A run names the replicas of a block one after the other, and a dataset's blocks
+    one after the other: a block is looked up once, and its dataset once (a run cannot
+    create or delete blocks nor datasets)."""
     datasets, sites, at_site = inv.datasets, inv.sites, inv.block_replicas.at_site
-    last = [None, None, None]   # the dataset's name, the block's, the block's row
+    # the dataset's name, its blocks, the block's name, its row (_NONE: no name given is)
+    last = [_NONE, None, _NONE, None]
 
     def find(dataset, block, site):
-        if block != last[1] or dataset != last[0]:
-            found = datasets[dataset].blocks.find(block)
+        if block != last[2] or dataset != last[0]:
+            if dataset != last[0]:
+                last[:] = dataset, datasets[dataset].blocks, _NONE, None
+            found = last[1].find(block)
             if found is None:
                 return None
-            last[:] = dataset, block, found[1]
-        return at_site(last[2], sites[site].id)
+            last[2:] = block, found[1]
+        return at_site(last[3], sites[site].id)
     return find
 
 

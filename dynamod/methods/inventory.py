@@ -84,18 +84,18 @@ def group_view(group) -> dict:
 
 def dataset_view(dataset) -> dict:
     id_, name, status, data_type, software_version, last_update, is_open = dataset.values()
-    blocks = dataset.blocks
+    size, num_files, num_blocks = dataset.blocks.totals()
     return {"name": name, "id": id_, "status": status, "data_type": data_type,
             "software_version": software_version, "last_update": last_update,
-            "is_open": is_open, "size": blocks.total("size"),
-            "num_files": blocks.total("num_files"), "num_blocks": len(blocks)}
+            "is_open": is_open, "size": size, "num_files": num_files, "num_blocks": num_blocks}
 
 
-def block_views(values) -> list[dict]:
-    """Views of blocks given by their `Block.values()`."""
-    return [{"name": name, "dataset": dataset.name, "id": id_, "size": size,
+def block_views(dataset: str, facts) -> list[dict]:
+    """Views of blocks of the dataset named `dataset`, given by their facts (name, id,
+    size, num_files, is_open, last_update: BlockSet.facts)."""
+    return [{"name": name, "dataset": dataset, "id": id_, "size": size,
              "num_files": num_files, "is_open": is_open, "last_update": last_update}
-            for id_, dataset, name, size, num_files, is_open, last_update in values]
+            for name, id_, size, num_files, is_open, last_update in facts]
 
 
 def file_view(f) -> dict:
@@ -112,23 +112,29 @@ def block_replica_views(replicas) -> list[dict]:
             in map(BlockReplica.values, replicas)]
 
 
-def dataset_replica_views(replicas) -> list[dict]:
+def dataset_replica_views(replicas, dataset: str | None = None,
+                          block_names: dict | None = None) -> list[dict]:
+    """Views of dataset replicas; of one dataset's, given its name and its blocks' names
+    by row (`dataset`, `block_names`), which are then read once, not per replica."""
     groups = _GROUP_NAMES
-    return [{"dataset": dataset.name, "site": site.name, "growing": growing,
+    return [{"dataset": dataset or of.name, "site": site.name, "growing": growing,
              "group": groups[group],
-             "blockreplicas": _chain_views(replica.block_replicas, site.name)}
-            for replica, (dataset, site, growing, group)
+             "blockreplicas": _chain_views(replica.block_replicas, site.name, block_names)}
+            for replica, (of, site, growing, group)
             in zip(replicas, map(DatasetReplica.values, replicas))]
 
 
-def _chain_views(block_replicas, site: str) -> list[dict]:
+def _chain_views(block_replicas, site: str, block_names: dict | None) -> list[dict]:
     """The views of a dataset replica's block replicas (at `site`), by block name (a
     replica's blocks are distinct, so its facts sort by name alone)."""
     groups = _GROUP_NAMES
     return [{"block": block, "site": site, "group": groups[group], "is_custodial": is_custodial,
              "size": size, "last_update": last_update, "complete": complete}
             for block, group, is_custodial, size, last_update, complete
-            in sorted(block_replicas.facts())]
+            in sorted(block_replicas.facts(block_names))]
+
+
+_FIRST = itemgetter(0)
 
 
 def _by_name(views, key="name"):
@@ -178,8 +184,12 @@ def get_dataset(call: Call, name: str) -> orjson.Fragment:
 
     def answer():
         dataset = inventory.dataset(name)
-        return {**dataset_view(dataset), "blocks": block_views(dataset.blocks.values()),
-                "replicas": _by_name(dataset_replica_views(dataset.replicas), "site")}
+        blocks = dataset.blocks
+        facts = blocks.facts()   # each block's name read once, for its view and its replicas'
+        return {**dataset_view(dataset), "blocks": block_views(name, facts),
+                "replicas": _by_name(dataset_replica_views(
+                    dataset.replicas, name, dict(zip(blocks.rows, map(_FIRST, facts)))),
+                    "site")}
     return _ANSWERS.get(inventory, ("get_dataset", name), answer)
 
 
@@ -192,7 +202,10 @@ def get_block(call: Call, name: str) -> dict:
     for replica, view in zip(replicas, views):
         if not view["complete"]:
             view["files"] = sorted(f.lfn for f in replica.files())
-    return {**block_views((block.values(),))[0],
+    id_, dataset, block_name, size, num_files, is_open, last_update = block.values()
+    [view] = block_views(dataset.name, [(block_name, id_, size, num_files, is_open,
+                                         last_update)])
+    return {**view,
             "files": _by_name(map(file_view, block.files_by_lfn.values())),
             "replicas": _by_name(views, "site")}
 

@@ -104,7 +104,7 @@ for name, dataset in sorted(inventory.datasets.items()):
 table = inventory.memory.dataset_table   # the daemon's own interface
 found["(datasets)"] = {
     "created": list(inventory.datasets),
-    "by name": [table.name_at(row) for row in table.by_name],
+    "rows by name": {name: table.find(name) for name in inventory.datasets},
     "sites' replicas": {name: [r.dataset.name for r in site.dataset_replicas]
                         for name, site in inventory.sites.items()}}
 print(json.dumps(found))
@@ -114,8 +114,8 @@ print(json.dumps(found))
 def orders(daemon, directory) -> dict:
     """Every dataset's blocks (and their rows), each block's replicas, each dataset's
     replicas and each dataset replica's block replicas; the datasets in creation order
-    and by name, each site's dataset replicas: in the orders the inventory gives them
-    to an application."""
+    and the row each name finds, each site's dataset replicas: in the orders the
+    inventory gives them to an application."""
     script = directory / "orders.py"
     script.write_text(ORDERS_SCRIPT)
     return json.loads(daemon.dynamo(script, timeout=120).stdout)
