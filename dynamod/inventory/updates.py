@@ -234,18 +234,21 @@ def _dataset_replicas(inv):
 
 
 def _block_replicas(inv):
-    """A run names the replicas of a block one after the other: its block is looked up
-    once (a run cannot create or delete blocks)."""
+    """A run names the replicas of a block one after the other, and the blocks of a
+    dataset: the dataset and the block are looked up once for each (a run cannot create
+    or delete them)."""
     datasets, sites, at_site = inv.datasets, inv.sites, inv.block_replicas.at_site
-    last = [None, None, None]   # the dataset's name, the block's, the block's row
+    last = [None, None, None, None]   # the dataset's name, its blocks, the block's name, row
 
     def find(dataset, block, site):
-        if block != last[1] or dataset != last[0]:
-            found = datasets[dataset].blocks.find(block)
+        if dataset != last[0]:
+            last[:] = dataset, datasets[dataset].blocks, None, None
+        if block != last[2]:
+            found = last[1].find(block)
             if found is None:
                 return None
-            last[:] = dataset, block, found[1]
-        return at_site(last[2], sites[site].id)
+            last[2:] = block, found[1]
+        return at_site(last[3], sites[site].id)
     return find
 
 
