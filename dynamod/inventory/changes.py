@@ -99,8 +99,8 @@ class Updates:
 
     __slots__ = ("objects", "keys", "names", "old", "new")
 
-    def __init__(self, names: tuple):
-        self.objects, self.keys, self.names, self.old, self.new = [], [], names, [], []
+    def __init__(self, names: tuple, objects: list, keys: list, old: list, new: list):
+        self.objects, self.keys, self.names, self.old, self.new = objects, keys, names, old, new
 
     def compact(self):
         """The run's change-log lines in the compact form `entry_lines` expands: the
@@ -439,18 +439,16 @@ class ChangeSet:
     def _touch_many(self, objects: list, names: tuple, old: list, new: list):
         """`_touch` of each updated object, journaled as one `Updates` entry (an object
         created by this ChangeSet is journaled as created only)."""
-        ops, seen, run = self.ops, self._seen, Updates(names)
+        keys = list(map(store_key, objects))
+        self.ops.update(zip(keys, objects))
         self.inventory.applied += len(objects)
-        for obj, old_row, new_row in zip(objects, old, new):
-            key = store_key(obj)
-            ops[key] = obj
-            if seen.setdefault(key, "updated") != "created":
-                run.objects.append(obj)
-                run.keys.append(key)
-                run.old.append(old_row)
-                run.new.append(new_row)
-        if run.objects:
-            self.journal.append(("updates", run, None))
+        seen = list(map(self._seen.setdefault, keys, repeat("updated")))
+        if "created" in seen:
+            kept = [i for i, how in enumerate(seen) if how != "created"]
+            objects, keys, old, new = ([column[i] for i in kept]
+                                       for column in (objects, keys, old, new))
+        if objects:
+            self.journal.append(("updates", Updates(names, objects, keys, old, new), None))
 
     def _move_usage(self, replicas, before):
         """The replicas' usage moves from `before` to what they are now (undoably)."""
