@@ -7,12 +7,12 @@ lines go into the table `change_log` in the same transaction as the change
 itself (a write-back's runs of updates in a compact form, their names and
 values as JSON, which the thread makes the same lines of).  The table is a
 queue: a thread appends its entries to the file (`changes.log`), syncs the
-file, and only then has them deleted.  A file that
-cannot be written (a full disk) delays the lines, never loses them: the
-daemon says so once, keeps them in the database, and writes them when it can
-(at the latest at its next start).  A crash between the sync and the
-deletion writes that batch again at the next start: after a crash the last
-lines may appear twice; none is ever missing.
+file, and only then has them deleted.  A file that cannot be written (a full
+disk) delays the lines, never loses them: the daemon says so once, keeps them
+in the database, and writes them when it can (at the latest at its next
+start).  A crash between the sync and the deletion writes that batch again at
+the next start: after a crash the last lines may appear twice; none is ever
+missing.
 """
 
 import logging
