@@ -158,16 +158,16 @@ def finder(shape: tuple, inventory):
     return None if factory is None else factory(inventory)
 
 
-def apply_run(changes: ChangeSet, shape: tuple, rows: list, find=KEEP):
+def apply_run(changes: ChangeSet, shape: tuple, rows: list, find=None):
     """Apply a run's records in order, as one by one; returns the last one's object.
-    `find`: the run's `finder`, when the caller keeps one (the rows are left as they are:
-    an application keeps them to send later).
+    `find`: the run's `finder`, when the caller keeps one.  The rows are left as they
+    are (an application keeps them to send later).
 
     Updates of existing objects with plain fields are gathered and set together; any
     other record (a creation, an unknown name, a malformed row) first lets the gathered
     ones apply, then goes alone, so that every error is the one that record alone
     gives."""
-    if find is KEEP:
+    if find is None:
         find = finder(shape, changes.inventory)
     op, kind, keys, names = shape
     inv, width, gathered, values, last = changes.inventory, len(keys) + len(names), [], [], None
