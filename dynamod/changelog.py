@@ -4,13 +4,15 @@
 
 Every committed change is in it, or nothing is committed: each change set's
 lines go into the table `change_log` in the same transaction as the change
-itself.  The table is a queue: a thread appends its entries to the file
-(`changes.log`), syncs the file, and only then has them deleted.  A file that
-cannot be written (a full disk) delays the lines, never loses them: the
-daemon says so once, keeps them in the database, and writes them when it can
-(at the latest at its next start).  A crash between the sync and the
-deletion writes that batch again at the next start: after a crash the last
-lines may appear twice; none is ever missing.
+itself (a write-back's runs of updates in a compact form, their names and
+values as JSON, which the thread makes the same lines of).  The table is a
+queue: a thread appends its entries to the file (`changes.log`), syncs the
+file, and only then has them deleted.  A file that cannot be written (a full
+disk) delays the lines, never loses them: the daemon says so once, keeps them
+in the database, and writes them when it can (at the latest at its next
+start).  A crash between the sync and the deletion writes that batch again at
+the next start: after a crash the last lines may appear twice; none is ever
+missing.
 """
 
 import logging
@@ -18,6 +20,9 @@ import os
 import threading
 import time
 
+import orjson
+
+from .inventory.changes import entry_lines
 from .logs import escape
 from .store.reader import StoreReader
 
@@ -36,12 +41,13 @@ class ChangeLog:
         self._thread = None
         self._next = 0        # a key for each entry in a batch of rows (the store numbers it)
 
-    def entry(self, actor: str, lines: list[str]) -> dict:
-        """The row that puts this change set's lines in the change log, committed with it."""
+    def entry(self, actor: str, lines: str | bytes) -> dict:
+        """The row that puts this change set's lines (`changes.journal_entry`) in the change
+        log, committed with it."""
         if not self.path or not lines:
             return {}
         self._next += 1
-        return {("changelog", (-self._next,)): (None, time.time(), actor, "\n".join(lines))}
+        return {("changelog", (-self._next,)): (None, time.time(), actor, lines)}
 
     def start(self, database: str, acknowledge):
         """Feed the file from the table; `acknowledge(seq)` (called from the thread) has
@@ -101,7 +107,7 @@ class ChangeLog:
     def _write_pending(self, reader, written: int, acknowledge) -> int:
         while rows := reader.db.execute(ENTRIES, (written, BATCH)).fetchall():
             text = "".join(
-                "".join(f"{stamp} {escape(actor)} {escape(line)}\n" for line in lines.split("\n"))
+                "".join(f"{stamp} {escape(actor)} {escape(line)}\n" for line in _lines(lines))
                 for stamp, actor, lines in
                 ((time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), a, ls)
                  for _, t, a, ls in rows))
@@ -125,3 +131,10 @@ class ChangeLog:
                 raise
         finally:
             os.close(fd)
+
+
+def _lines(entry: str | bytes) -> list[str]:
+    """An entry's lines: text, or a write-back's compact form (a BLOB of JSON)."""
+    if type(entry) is str:
+        return entry.split("\n")
+    return entry_lines(orjson.loads(entry))

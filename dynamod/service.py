@@ -14,7 +14,7 @@ import time
 from . import collector, failstop, heap
 from .errors import DynamoError
 from .changelog import ChangeLog
-from .inventory.changes import ChangeSet, journal_lines
+from .inventory.changes import ChangeSet, journal_entry
 from .inventory.inventory import Inventory
 from .inventory import snapshot
 from .inventory.partitions import load as load_partitions
@@ -153,7 +153,7 @@ class InventoryService:
                 if also is not None:
                     rows.update(also(counts))
                 if self.changelog.path:   # committed with the change, or neither is
-                    rows.update(self.changelog.entry(actor, journal_lines(changes.journal)))
+                    rows.update(self.changelog.entry(actor, journal_entry(changes.journal)))
                 committed = self.writer.submit(rows, self.inventory.next_ids, changes.rollback,
                                                redo=True)
                 committed.add_done_callback(lambda _: changes.release())

@@ -10,6 +10,7 @@ mounts, so the errors come from the kernel, not from a mock.
 
 import hashlib
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -353,8 +354,9 @@ def wait_until(condition, timeout=20.0):
 @pytest.mark.parametrize("freed", ["while it runs", "before a restart"])
 def test_a_full_disk_delays_the_change_log_and_loses_none_of_it(rig, freed):
     """The change log's file system is full: every committed injection is acknowledged
-    and kept in the database (table change_log); the daemon says so once; once there is
-    room (or at the next start) every line is written, and the queue empties."""
+    and kept in the database (table change_log), a write-back's in its compact form; the
+    daemon says so once; once there is room (or at the next start) every line is written,
+    and the queue empties."""
     logs = rig.tmpfs("logs", "1m")
     change_log = logs / "changes.log"
     config = rig.root / "dynamod.toml"
@@ -369,9 +371,16 @@ def test_a_full_disk_delays_the_change_log_and_loses_none_of_it(rig, freed):
     for tag in tags:
         daemon.call("inject", data=dataset_doc(tag))
     wait_until(lambda: "cannot write the change log" in daemon.log())
+    script = rig.root / "touch.py"   # a write-back: its runs' lines are kept compact
+    script.write_text("for ds in inventory.datasets.values():\n"
+                      "    for block in ds.blocks:\n"
+                      "        inventory.update(BlockReplica(block.full_name(), 'T2_FAULT_A',"
+                      " last_update=77))\n")
+    daemon.exec_auth("--executable", script, "--title", "touch")
+    daemon.dynamo(script, "--write-request", "--title", "touch")
     assert daemon.log().count("cannot write the change log") == 1
     assert not any(tag in change_log.read_text() for tag in tags)
-    assert change_log_entries(daemon.database) == 5
+    assert change_log_entries(daemon.database) == 6
     if freed == "before a restart":
         daemon.stop()
         ballast.unlink()
@@ -382,4 +391,9 @@ def test_a_full_disk_delays_the_change_log_and_loses_none_of_it(rig, freed):
     wait_until(lambda: change_log_entries(daemon.database) == 0)
     text = change_log.read_text()
     assert text.count("created dataset /Fault/full0/RAW") == 1
+    touched = [line.split(" app=", 1)[1].split(" ", 1)[1] for line in text.splitlines()
+               if " app=" in line]
+    assert [re.sub(r"last_update: \d+ ->", "last_update: N ->", line) for line in touched] \
+        == [f"updated blockreplica T2_FAULT_A:/Fault/{tag}/RAW#b1 last_update: N -> 77"
+            for tag in tags]
     assert text.endswith("\n")   # whole lines: a failed write was cut back off

@@ -5,12 +5,13 @@ and the store, reloaded, equals memory: the columns each run wrote are the right
 
 import asyncio
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dynamod.errors import DynamoError
 from dynamod.inventory import injection
-from dynamod.inventory.changes import ChangeSet
+from dynamod.inventory.changes import ChangeSet, entry_lines, journal_entry
 from dynamod.inventory.inventory import Inventory
 from dynamod.inventory.rows import all_rows
 from dynamod.inventory.updates import apply_run, run_shape
@@ -80,3 +81,23 @@ def test_store_after_reload_equals_memory(tmp_path_factory, write_backs):
 
     expected, got = asyncio.run(scenario())
     assert got == expected
+
+
+def test_a_run_is_logged_compact_unless_json_cannot_hold_it():
+    """A run's change-log entry is the compact JSON the log thread expands, or, with a
+    value JSON cannot hold (a lone surrogate), the same lines as text."""
+    inventory = Inventory()
+    changes = ChangeSet(inventory)
+    for name in ("S1", "S\ud800"):
+        changes.site(name, {"host": "h"})
+    changes.finish()
+    changes.keep()
+    lines = {}
+    for name, host in (("S1", "x"), ("S\ud800", "x\ud800")):
+        apply_run(changes, run_shape("update", "site", ["name"], ["host"]),
+                  [[name, host], ["S1", "y"]])
+        lines[name] = journal_entry(changes.journal)
+        changes.keep()
+    assert entry_lines(orjson.loads(lines["S1"])) == [
+        "updated site S1 host: 'h' -> 'x'", "updated site S1 host: 'x' -> 'y'"]
+    assert lines["S\ud800"] == "updated site S\ud800 host: 'h' -> 'x\\ud800'"

@@ -4,6 +4,7 @@ store writing only the columns that changed.  A real dynamod and the real `dynam
 pipe's hostile side is a script that writes to it itself."""
 
 import json
+import re
 import sqlite3
 
 import pytest
@@ -240,3 +241,94 @@ inventory.update(Site('S1', status='morgue'))
     assert snapshot(stocked) == before
     writer(stocked, tmp_path, "inventory.update(Site('S1', status='morgue'))\n")   # it goes on
 
+
+
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \S+ app=\d+ (.*)")
+
+
+def logged_changes(daemon) -> list[str]:
+    """The changes of the applications' lines in changes.log (stamp and actor checked,
+    then cut off), once the daemon stopped (stopping writes the last lines)."""
+    lines = (daemon.state_dir / "changes.log").read_text().splitlines()
+    found = [LOG_LINE.fullmatch(line) for line in lines if " app=" in line]
+    assert all(found), lines
+    return [match.group(1) for match in found]
+
+
+def test_a_long_write_back_logs_every_line_in_the_documented_format(stocked, tmp_path):
+    """Every change of a write-back of several runs (one field, two fields with one of
+    them unchanged for some, sites between them) reaches changes.log as its own line,
+    the script's order kept, each exactly as README shows a change; and the application's
+    message counts the objects changed."""
+    done = writer(stocked, tmp_path, f"""\
+import json
+expected = []
+blocks = sorted(inventory.datasets[{DS!r}].blocks, key=lambda b: int(b.name[1:]))
+for rounds in range(3):
+    for block in blocks:
+        for replica in sorted(block.replicas, key=lambda r: r.site.name):
+            old, new = replica.last_update, 2000 + rounds
+            inventory.update(BlockReplica(block.full_name(), replica.site.name,
+                                          last_update=new))
+            expected.append(f"updated blockreplica {{replica.site.name}}:{DS}#{{block.name}} "
+                            f"last_update: {{old}} -> {{new}}")
+    site = inventory.sites['S3']
+    old, new = site.status, ['morgue', 'ready', 'waitroom'][rounds]
+    inventory.update(Site('S3', status=new))
+    expected.append(f"updated site S3 status: {{old!r}} -> {{new!r}}")
+for i, block in enumerate(blocks):
+    replica = block.find_replica(inventory.sites['S2'])
+    group = 'G2' if i % 2 else 'G1'
+    changed = [] if group == replica.group.name else [f"group: {{replica.group.name!r}} -> {{group!r}}"]
+    changed.append(f"last_update: {{replica.last_update}} -> 3000")
+    inventory.update(BlockReplica(block.full_name(), 'S2', group=group, last_update=3000))
+    expected.append(f"updated blockreplica S2:{DS}#{{block.name}} " + " ".join(changed))
+print(json.dumps(expected))
+""")
+
+    expected = json.loads(done.stdout)
+    assert len(expected) == 3 * 80 + 3 + 40
+    app = stocked.call("list_applications", limit=1)["applications"][0]
+    assert app["message"] == "changes applied: updated 80 blockreplicas, updated 1 sites"
+    stocked.stop()
+    assert logged_changes(stocked) == expected
+    stocked.start()
+
+
+def test_a_refused_write_back_logs_nothing(stocked, tmp_path):
+    """A long run refused by its last record: no line of it reaches changes.log, and the
+    next write-back's lines do."""
+    rows = [[DS, b, site, 4242] for b in BLOCKS for site in ("S1", "S2")]
+    rows[-1] = [DS, BLOCKS[-1], "S2", -1]
+    run = {"op": "update", "kind": "blockreplica", "keys": ["dataset", "block", "site"],
+           "fields": ["last_update"], "rows": rows}
+    assert forged(stocked, tmp_path, json.dumps(run).encode() + b'\n{"end": 1}\n')[
+        "status"] == "failed"
+    writer(stocked, tmp_path, "inventory.update(Site('S1', status='morgue'))\n")
+    stocked.stop()
+    assert logged_changes(stocked) == ["updated site S1 status: 'unknown' -> 'morgue'"]
+    stocked.start()
+
+
+def test_calls_of_one_shape_find_what_the_calls_between_them_changed(stocked, tmp_path):
+    """Updates of replicas, the block deleted, an update of its replica again: refused
+    in the script (the block is gone), and the daemon ends as the script's copy did."""
+    done = writer(stocked, tmp_path, f"""\
+name = {DS!r} + '#b0'
+inventory.update(BlockReplica(name, 'S1', last_update=11))
+inventory.update(BlockReplica({DS!r} + '#b1', 'S1', last_update=11))
+inventory.delete(inventory.find_block(name))
+try:
+    inventory.update(BlockReplica(name, 'S1', last_update=12))
+except Exception as exc:
+    print('refused:', exc)
+inventory.update(BlockReplica({DS!r} + '#b1', 'S2', last_update=13))
+print(sorted(b.name for b in inventory.datasets[{DS!r}].blocks) == {sorted(BLOCKS[1:])!r})
+""")
+    assert "refused:" in done.stdout and "b0" in done.stdout, done.stdout
+    assert done.stdout.rstrip().endswith("True"), done.stdout
+    assert {b["name"] for b in stocked.call("get_dataset", name=DS)["blocks"]} \
+        == set(BLOCKS[1:])
+    found = {(r["site"], r["last_update"]) for r in
+             stocked.call("get_block", name=f"{DS}#b1")["replicas"]}
+    assert found == {("S1", 11), ("S2", 13)}

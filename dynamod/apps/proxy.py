@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from ..errors import DynamoError, InvalidValue
 from ..inventory.changes import ChangeSet
 from ..inventory.objects import CLASSES, BlockReplica
-from ..inventory.updates import Runs, apply_record, record
+from ..inventory.updates import Runs, apply_run, finder, record
 
 
 class ApplicationInventory:
@@ -21,6 +21,7 @@ class ApplicationInventory:
         self.writable = writable
         self.records = Runs()
         self._changes = ChangeSet(inventory)   # one for every call: see `_apply`
+        self._shape = self._find = None        # the last call's shape, its finder
 
     @property
     def memory(self):
@@ -88,8 +89,10 @@ class ApplicationInventory:
         stays (this copy is never committed, so nothing of it need be remembered)."""
         changes = self._changes
         changes.now = int(time.time())
+        if shape != self._shape:   # calls of one shape in a row share a finder
+            self._find, self._shape = finder(shape, self._inventory), shape
         try:
-            result = apply_record(changes, shape, row)
+            result = apply_run(changes, shape, [row], self._find)
             changes.finish()
         except DynamoError:
             changes.discard()

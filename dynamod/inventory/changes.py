@@ -17,6 +17,8 @@ from functools import partial
 from itertools import repeat
 from operator import attrgetter, itemgetter
 
+import orjson
+
 from .. import collector
 from ..errors import Conflict, InvalidValue, NotFound
 from ..store.sqlite import NEW_FILES
@@ -97,20 +99,81 @@ class Updates:
 
     __slots__ = ("objects", "keys", "names", "old", "new")
 
-    def __init__(self, names: tuple):
-        self.objects, self.keys, self.names, self.old, self.new = [], [], names, [], []
+    def __init__(self, names: tuple, objects: list, keys: list, old: list, new: list):
+        self.objects, self.keys, self.names, self.old, self.new = objects, keys, names, old, new
 
-    def lines(self) -> list[str]:
-        """The change log's lines, one per object: the fields that changed."""
-        names = self.names
+    def compact(self):
+        """The run's change-log lines in the compact form `entry_lines` expands: the
+        objects' names and the shown values, not yet the lines (see `journal_entry`)."""
+        names, objects = self.names, self.objects
         if len(names) == 1:   # the bulk of a write-back: one field, every value changed
+            old, new = [v for v, in self.old], [v for v, in self.new]
+        else:
+            old, new = list(map(list, self.old)), list(map(list, self.new))
+        if "group" in names:   # shown by name (the only field of a run that is not plain)
+            old, new = _shown_rows(old, len(names)), _shown_rows(new, len(names))
+        run = {"names": names, "old": old, "new": new}
+        if type(objects[0]) is BlockReplica:
+            run.update(_replica_names(objects))
+        else:
+            run["labels"] = list(map(describe, objects))
+        return run
+
+
+def _shown_rows(values: list, width: int) -> list:
+    if width == 1:
+        return list(map(_shown, values))
+    return [list(map(_shown, row)) for row in values]
+
+
+def _replica_names(replicas: list) -> dict:
+    """The block replicas' names (`describe`) in parts, each site, dataset and block once:
+    a write-back's run names a block's replicas one after the other, and most of a line
+    is its dataset's and block's names."""
+    table = replicas[0][0]
+    blocks, rows = table.blocks, [replica[1] for replica in replicas]
+    block_rows, site_ids = _numbered(map(table.block.__getitem__, rows)), \
+        _numbered(map(table.site.__getitem__, rows))
+    dataset_rows = _numbered(map(blocks.dataset.__getitem__, block_rows[0]))
+    return {"sites": [table.sites[s].name for s in site_ids[0]],
+            "datasets": list(map(blocks.datasets.name_at, dataset_rows[0])),
+            "blocks": list(map(blocks.name_at, block_rows[0])), "of": dataset_rows[1],
+            "block": block_rows[1], "site": site_ids[1]}
+
+
+def _numbered(values) -> tuple[list, list]:
+    """(the distinct values in order, the number of each value among them)."""
+    values = list(values)
+    number = {value: n for n, value in enumerate(dict.fromkeys(values))}
+    return list(number), list(map(number.__getitem__, values))
+
+
+def entry_lines(entry: list) -> list[str]:
+    """The change log's lines of a compact entry (`journal_entry`): plain lines, and runs
+    of updates each as `Updates.compact` gave it."""
+    lines = []
+    for part in entry:
+        if type(part) is str:
+            lines.append(part)
+            continue
+        names, old, new = part["names"], part["old"], part["new"]
+        if "labels" in part:
+            labels = part["labels"]
+        else:
+            sites, datasets = part["sites"], part["datasets"]
+            blocks = [f"{datasets[d]}#{name}" for d, name in zip(part["of"], part["blocks"])]
+            labels = [f"blockreplica {sites[s]}:{blocks[b]}"
+                      for b, s in zip(part["block"], part["site"])]
+        if len(names) == 1:
             name = names[0]
-            return [f"updated {describe(obj)} {name}: {_shown(old)!r} -> {_shown(new)!r}"
-                    for obj, (old,), (new,) in zip(self.objects, self.old, self.new)]
-        return [f"updated {describe(obj)} " + " ".join(
-                    [f"{n}: {_shown(o)!r} -> {_shown(v)!r}"
-                     for n, o, v in zip(names, old, new) if o is not v and o != v])
-                for obj, old, new in zip(self.objects, self.old, self.new)]
+            lines += [f"updated {label} {name}: {o!r} -> {v!r}"
+                      for label, o, v in zip(labels, old, new)]
+        else:
+            lines += [f"updated {label} " + " ".join(
+                          [f"{n}: {o!r} -> {v!r}" for n, o, v in zip(names, os, vs)
+                           if o is not v and o != v])
+                      for label, os, vs in zip(labels, old, new)]
+    return lines
 
 
 def _shown(value):
@@ -169,28 +232,45 @@ def _file_line(lfn, size, adler32, crc32, md5) -> str:
     return f"created file {lfn} size={size!r} adler32={adler32!r} crc32={crc32!r} md5={md5!r}"
 
 
-def journal_lines(journal) -> list[str]:
-    """The change log's text of a ChangeSet's journal: one line per change."""
-    lines = []
+def journal_entry(journal) -> str | bytes:
+    """The change log's entry of a ChangeSet's journal (one line per change): the lines
+    as text, or, when it holds runs of updates (a write-back), the compact form the change
+    log's thread expands (`entry_lines`), as JSON: a write-back's 100,000 lines are
+    neither formatted nor committed in full before its commit, only the names and values
+    they are made of.  Values JSON cannot hold as they are (a lone surrogate, a huge
+    number) leave the entry as text."""
+    entry, lines = [], []
     for how, obj, detail in journal:
-        if how == "lines":   # written already: a block's new files (new_files)
-            lines += obj
-            continue
-        if how == "created" and type(obj) is File:
-            lines.append(_file_line(*File.values(obj)[1:]))
-            continue
         if how == "updates":   # a run of them (`Updates`)
-            lines += obj.lines()
-            continue
-        if how == "updated":
-            text = " ".join([f"{n}: {_shown(old)!r} -> {_shown(new)!r}"
-                             for n, (old, new) in detail.items()])
-        elif how == "created":
-            text = " ".join([f"{n}={_shown(getattr(obj, n))!r}" for n in type(obj).FIELDS])
+            entry += lines
+            entry.append(obj.compact())
+            lines = []
         else:
-            text = ""
-        lines.append(f"{how} {describe(obj)} {text}".rstrip())
-    return lines
+            _add_lines(lines, how, obj, detail)
+    if not entry:
+        return "\n".join(lines)
+    entry += lines
+    try:
+        return orjson.dumps(entry)
+    except orjson.JSONEncodeError:
+        return "\n".join(entry_lines(entry))
+
+
+def _add_lines(lines: list, how: str, obj, detail):
+    if how == "lines":   # written already: a block's new files (new_files)
+        lines += obj
+        return
+    if how == "created" and type(obj) is File:
+        lines.append(_file_line(*File.values(obj)[1:]))
+        return
+    if how == "updated":
+        text = " ".join([f"{n}: {_shown(old)!r} -> {_shown(new)!r}"
+                         for n, (old, new) in detail.items()])
+    elif how == "created":
+        text = " ".join([f"{n}={_shown(getattr(obj, n))!r}" for n in type(obj).FIELDS])
+    else:
+        text = ""
+    lines.append(f"{how} {describe(obj)} {text}".rstrip())
 
 
 class ChangeSet:
@@ -359,18 +439,16 @@ class ChangeSet:
     def _touch_many(self, objects: list, names: tuple, old: list, new: list):
         """`_touch` of each updated object, journaled as one `Updates` entry (an object
         created by this ChangeSet is journaled as created only)."""
-        ops, seen, run = self.ops, self._seen, Updates(names)
+        keys = list(map(store_key, objects))
+        self.ops.update(zip(keys, objects))
         self.inventory.applied += len(objects)
-        for obj, old_row, new_row in zip(objects, old, new):
-            key = store_key(obj)
-            ops[key] = obj
-            if seen.setdefault(key, "updated") != "created":
-                run.objects.append(obj)
-                run.keys.append(key)
-                run.old.append(old_row)
-                run.new.append(new_row)
-        if run.objects:
-            self.journal.append(("updates", run, None))
+        seen = list(map(self._seen.setdefault, keys, repeat("updated")))
+        if "created" in seen:
+            kept = [i for i, how in enumerate(seen) if how != "created"]
+            objects, keys, old, new = ([column[i] for i in kept]
+                                       for column in (objects, keys, old, new))
+        if objects:
+            self.journal.append(("updates", Updates(names, objects, keys, old, new), None))
 
     def _move_usage(self, replicas, before):
         """The replicas' usage moves from `before` to what they are now (undoably)."""

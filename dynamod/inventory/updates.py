@@ -149,23 +149,29 @@ def _check(shape: tuple):
     return finder
 
 
-def apply_record(changes: ChangeSet, shape: tuple, row: list):
-    """Apply one record to the inventory behind `changes`; returns the object.  The
-    record itself is left as it is (an application keeps it to send later)."""
-    return apply_run(changes, shape, [row])
+def finder(shape: tuple, inventory):
+    """What finds the existing objects a run of this (checked) shape names in `inventory`,
+    or None (records of this shape go one by one).  A caller that applies runs of one
+    shape after the other, with nothing else in between, may keep it for all of them:
+    such runs create or delete no dataset or block, which is all a finder remembers."""
+    factory = _check(shape)
+    return None if factory is None else factory(inventory)
 
 
-def apply_run(changes: ChangeSet, shape: tuple, rows: list):
+def apply_run(changes: ChangeSet, shape: tuple, rows: list, find=None):
     """Apply a run's records in order, as one by one; returns the last one's object.
+    `find`: the run's `finder`, when the caller keeps one.  The rows are left as they
+    are (an application keeps them to send later).
 
     Updates of existing objects with plain fields are gathered and set together; any
     other record (a creation, an unknown name, a malformed row) first lets the gathered
     ones apply, then goes alone, so that every error is the one that record alone
     gives."""
-    finder = _check(shape)
+    if find is None:
+        find = finder(shape, changes.inventory)
     op, kind, keys, names = shape
     inv, width, gathered, values, last = changes.inventory, len(keys) + len(names), [], [], None
-    find, count = None if finder is None else finder(inv), len(keys)
+    count = len(keys)
     group = names.index("group") if "group" in names else None
     for row in rows:
         if find is not None and type(row) is list and len(row) == width:
@@ -237,17 +243,17 @@ _NONE = object()
 
 
 def _block_replicas(inv):
-    """A run names the replicas of a block one after the other, and a dataset's blocks
-    one after the other: a block is looked up once, and its dataset once (a run cannot
-    create or delete blocks nor datasets)."""
+    """A run names the replicas of a block one after the other, and the blocks of a
+    dataset: the dataset and the block are looked up once for each (a run cannot create
+    or delete them)."""
     datasets, sites, at_site = inv.datasets, inv.sites, inv.block_replicas.at_site
     # the dataset's name, its blocks, the block's name, its row (_NONE: no name given is)
     last = [_NONE, None, _NONE, None]
 
     def find(dataset, block, site):
-        if block != last[2] or dataset != last[0]:
-            if dataset != last[0]:
-                last[:] = dataset, datasets[dataset].blocks, _NONE, None
+        if dataset != last[0]:
+            last[:] = dataset, datasets[dataset].blocks, _NONE, None
+        if block != last[2]:
             found = last[1].find(block)
             if found is None:
                 return None
