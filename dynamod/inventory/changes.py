@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from functools import partial
-from itertools import repeat
+from itertools import count, repeat
 from operator import attrgetter, itemgetter
 
 from .. import collector
@@ -25,6 +25,9 @@ from . import partitions as parts
 from .fields import MAX_COUNT, MAX_TEXT
 from .inventory import PLURAL
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
+
+
+_new_view = tuple.__new__   # a view (table, row) of a table's row (columns.py)
 
 
 def _defaults(cls, *names) -> dict:
@@ -162,6 +165,32 @@ def _file_columns(items) -> tuple | None:
                 return None
         columns.append(values)
     return tuple(columns)
+
+
+def _plain_names(names: list) -> bool:
+    """Whether every name is a string that Text(required) takes as it is, and none is
+    given twice (checked in C over the list)."""
+    if not names or set(map(type, names)) != {str} or len(set(names)) != len(names):
+        return False
+    lengths = list(map(len, names))
+    return min(lengths) > 0 and max(lengths) <= MAX_TEXT and "".join(names).isprintable()
+
+
+def _counts(values: list) -> bool:
+    """Whether every value is one Count (and Time) takes as it is."""
+    return (not values or set(map(type, values)) == {int}
+            and min(values) >= 0 and max(values) <= MAX_COUNT)
+
+
+def _uncount(usage, contributions):
+    """Undo `ChangeSet.new_block_replicas`' counting of its replicas in the usage."""
+    for contribution in reversed(contributions):
+        usage.add(contribution, -1)
+
+
+def _totals_conflict(obj, total, expected, actual, parts) -> Conflict:
+    return Conflict(f"{describe(obj)}: {total} is {expected} in the request but {actual} by "
+                    f"its {parts}", field=total)
 
 
 def _file_line(lfn, size, adler32, crc32, md5) -> str:
@@ -541,10 +570,102 @@ class ChangeSet:
                 actual = getattr(obj, total)
                 if actual != expected:
                     with where():
-                        raise Conflict(f"{describe(obj)}: {total} is {expected} in the request "
-                                       f"but {actual} by its {parts}", field=total)
+                        raise _totals_conflict(obj, total, expected, actual, parts)
         if totals:
             self.check_later(check)
+
+    def new_blocks(self, dataset: Dataset, names: list, is_open: list, last_update: list,
+                   sizes: list, num_files: list, where) -> list | None:
+        """Create these blocks of `dataset` at once, empty (the blocks of a dataset in an
+        injection): one undo step, their rows appended to the columns together.
+
+        One list per field, a value per block (None: not given); `sizes` and `num_files`
+        are checked at the end as `expect_totals` does, inside `where(i)`.  Returns the
+        Blocks, or None, having changed nothing, unless every value is one the fields
+        take as it is, every name is new in the dataset and given once, and the dataset
+        has no replica (which would give a new block replicas): the caller then goes
+        block by block through `block`, which says precisely what is wrong where."""
+        if dataset.replicas or not _plain_names(names):
+            return None
+        is_open = [_BLOCK_DEFAULTS["is_open"] if v is None else v for v in is_open]
+        last_update = [self.now if v is None else v for v in last_update]
+        if (not {bool}.issuperset(map(type, is_open)) or not _counts(last_update)
+                or not _counts([v for v in sizes if v is not None])
+                or not _counts([v for v in num_files if v is not None])):
+            return None
+        if len(dataset.blocks) and any(map(dataset.blocks.find, names)):
+            return None
+        table, ids = self.inventory.blocks, self.inventory.next_ids
+        first = ids["block"]
+        ids["block"] = first + len(names)
+        self._undo.call(ids.__setitem__, "block", first)
+        rows, undo = table.add_many(first, dataset, names, is_open, last_update)
+        self._undo.call(undo)
+        blocks = list(map(_new_view, repeat(Block), zip(repeat(table), rows)))
+        for block in blocks:
+            self.inventory.file_cache.created(block)
+        self._created_many("block", blocks,
+                           list(zip(repeat("block"), zip(range(first, first + len(names))))))
+
+        def check():   # expect_totals' check of each block, in order
+            for i, given in enumerate(zip(sizes, num_files, map(table.size.__getitem__, rows),
+                                          map(table.num_files.__getitem__, rows))):
+                for total, expected, actual in (("size", given[0], given[2]),
+                                                ("num_files", given[1], given[3])):
+                    if expected is not None and expected != actual:
+                        with where(i):
+                            raise _totals_conflict(blocks[i], total, expected, actual, "files")
+        if sizes.count(None) + num_files.count(None) < 2 * len(sizes):
+            self.check_later(check)
+        return blocks
+
+    def new_block_replicas(self, owner: DatasetReplica, blocks: list, groups: list,
+                           is_custodial: list, last_update: list, sizes: list) -> list | None:
+        """Create complete replicas at the owner's site of these blocks (of its dataset) at
+        once, the block replicas of an injection: one undo step, their rows appended to
+        the columns together.
+
+        One list per field, a value per replica (None: not given; a group is a Group of
+        the inventory, None for the owner's).  Returns the BlockReplicas, or None, having
+        changed nothing, unless every block is given once and has no replica at that
+        site yet, every value is one the fields take as it is, and each size given is
+        its block's: the caller then goes replica by replica through `block_replica`."""
+        site = owner.site
+        rows = [block[1] for block in blocks]
+        table = self.inventory.block_replicas
+        if len(set(rows)) != len(rows) or any(table.at_site(row, site.id) for row in rows):
+            return None
+        is_custodial = [_BLOCK_REPLICA_DEFAULTS["is_custodial"] if v is None else v
+                        for v in is_custodial]
+        last_update = [self.now if v is None else v for v in last_update]
+        if not {bool}.issuperset(map(type, is_custodial)) or not _counts(last_update):
+            return None
+        block_sizes = self.inventory.blocks.size
+        if any(size is not None and size != block_sizes[row] for size, row in zip(sizes, rows)):
+            return None
+        default = owner.group.id
+        group_ids = [default if group is None else group.id for group in groups]
+        added, undo = table.add_many(owner, rows, group_ids, is_custodial, last_update)
+        self._undo.call(undo)
+        replicas = list(map(_new_view, repeat(BlockReplica), zip(repeat(table), added)))
+        ids = self.inventory.blocks.id
+        self._created_many("blockreplica", replicas,
+                           list(zip(repeat("blockreplica"),
+                                    zip(map(ids.__getitem__, rows), repeat(site.id)))))
+        usage = self.inventory.usage
+        if usage._order:   # partitions are defined (`usage.active`)
+            counted = list(filter(None, map(usage.count, replicas)))
+            if counted:
+                self._undo.call(_uncount, usage, counted)
+        return replicas
+
+    def _created_many(self, kind, objects: list, keys: list):
+        """`_touch` of each of these objects, all just created."""
+        self.ops.update(zip(keys, objects))
+        self._seen.update(dict.fromkeys(keys, "created"))
+        self.journal += zip(repeat("created"), objects, repeat(None))
+        self.inventory.applied += len(objects)
+        self._tally(kind, len(objects))
 
     def file(self, block: Block, lfn, fields: dict, site: Site | None = None) -> File:
         cache = self.inventory.file_cache
