@@ -25,6 +25,7 @@ from . import partitions as parts
 from .fields import MAX_COUNT, MAX_TEXT
 from .inventory import PLURAL
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
+from .packedfiles import PackedFiles
 
 
 _new_view = tuple.__new__   # a view (table, row) of a table's row (columns.py)
@@ -272,7 +273,7 @@ class ChangeSet:
         if block not in self.held:
             self.held[block] = block.id
             return self.inventory.file_cache.hold(block)
-        return block.files_by_lfn
+        return self.inventory.file_cache.editable(block)
 
     def discard(self):
         """Give the change up: undo it, and let its files go."""
@@ -712,7 +713,8 @@ class ChangeSet:
         is wrong where (or handles the replicas and updates).  A file of another block
         in the store is left to the store's unique index: a commit it refuses is then
         explained by `in_store`.  The files go to the store as rows (NEW_FILES), to the
-        change log as lines, and to their block as File objects.
+        change log as lines, and to their block packed when it is one this change
+        created and the store will have them (FileCache.add_new), else as File objects.
         """
         if not all([type(items) is list and items and not block.replicas
                     for block, items, _ in batches]):
@@ -725,6 +727,9 @@ class ChangeSet:
         held = [self._files(block) for block, _, _ in batches]  # indexed in by_lfn now
         if len(set(lfns)) != len(lfns) or not cache.by_lfn.keys().isdisjoint(lfns):
             return None
+        once = len({block[1] for block, _, _ in batches}) == len(batches)
+        packed = [once and cache.source is not None and not files and self.created(block)
+                  for (block, _, _), files in zip(batches, held)]
         ids = self.inventory.next_ids
         first = ids["file"]
         ids["file"] = first + len(lfns)
@@ -732,37 +737,46 @@ class ChangeSet:
 
         def undo():   # first: a block's sum may be refused half-way
             ids["file"] = first
-            for files, lfns in zip(held, added):
+            for (block, _, _), files, lfns, kept in zip(batches, held, added, packed):
+                if kept:
+                    cache.forget_new(block)
+                    continue
                 for lfn in lfns:
                     files.pop(lfn, None)
                     cache.by_lfn.pop(lfn, None)
         self._undo.call(undo)
-        start = 0
-        for (block, items, where), files in zip(batches, held):
+        start, sums = 0, {}   # block -> its size and num_files with its new files
+        for (block, items, where), files, kept in zip(batches, held, packed):
             end = start + len(items)
             added.append(lfns[start:end])
-            self._add_files(block, files, first + start,
+            self._add_files(block, None if kept else files, first + start,
                             *[column[start:end] for column in columns])
+            size, n = sums.get(block, (block.size, block.num_files))
+            sums[block] = size + sum(columns[1][start:end]), n + end - start
             self.unchecked.append((added[-1], block.full_name(), where))
             start = end
+        self.update_many(list(sums), ("size", "num_files"), list(sums.values()))
         self.bulk_files += len(lfns)
         self.inventory.applied += 1
         self._tally("file", len(lfns))
         return added
 
-    def _add_files(self, block, files: dict, first: int, lfns, sizes, adler32, crc32, md5):
-        """`new_files` for one block, its ids from `first` on (the undo is the caller's)."""
+    def _add_files(self, block, files, first: int, lfns, sizes, adler32, crc32, md5):
+        """`new_files` for one block, its ids from `first` on, into its held `files`
+        (None: its first files, kept packed); the undo and the sums are the caller's."""
         numbers = range(first, first + len(lfns))
-        new = dict(zip(lfns, map(File.stored, repeat(block), lfns, sizes, numbers, adler32,
-                                 crc32, md5)))
-        files.update(new)
-        self.inventory.file_cache.by_lfn.update(new)
+        if files is None:
+            self.inventory.file_cache.add_new(
+                block, lfns, PackedFiles(numbers, lfns, sizes, adler32, crc32, md5))
+        else:
+            new = dict(zip(lfns, map(File.stored, repeat(block), lfns, sizes, numbers,
+                                     adler32, crc32, md5)))
+            files.update(new)
+            self.inventory.file_cache.by_lfn.update(new)
         self.ops[NEW_FILES, (block.id,)] = list(zip(numbers, repeat(block.id), lfns, sizes,
                                                     adler32, crc32, md5))
         self.journal.append(("lines", list(map(_file_line, lfns, sizes, adler32, crc32, md5)),
                              None))
-        self._set(block, {"size": block.size + sum(sizes),
-                          "num_files": block.num_files + len(lfns)})
 
     def in_store(self):
         """The error for the first new file (of `new_files`) whose LFN a file of another

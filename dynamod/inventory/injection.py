@@ -10,7 +10,7 @@ the object and field.
 """
 
 import difflib
-from itertools import repeat
+from itertools import groupby, repeat
 
 from ..errors import Conflict, DynamoError, InvalidParams, InvalidValue, NotFound
 from .changes import KEEP, ChangeSet
@@ -232,22 +232,35 @@ def _dataset_replicas(changes, document):
 
 
 def _block_replicas(changes, path, item, replica):
-    inv = changes.inventory
-    dataset, site = replica.dataset, replica.site
-    if _new_block_replicas(changes, replica, item.get("blockreplicas")):
-        return
-    for bpath, bitem in _items(item, "blockreplicas", path + "."):
-        bname = _label(bitem, "block")
-        with located(bpath, bname and f"block replica {site.name}:{dataset.name}#{bname}"):
-            bfields = _fields(bitem, BLOCK_REPLICA_KEYS, "block")
-            block = inv.block(dataset.name, _name(bitem, "block", "block replica"))
-            if "group" in bitem:
-                bfields["group"] = inv.group(bitem["group"])
-            changes.block_replica(replica, block, bfields,
-                                  _held(changes, bitem, block, site), adding=True)
+    """The dataset replica's block replicas: each run of plain ones (no `files`, no
+    `complete`) at once when they are all new (`_new_block_replicas`), else one by one."""
+    entries = list(_items(item, "blockreplicas", path + "."))
+    for plain, run in groupby(entries, key=_plain_block_replica):
+        run = list(run)
+        if not (plain and _new_block_replicas(changes, replica, [bitem for _, bitem in run])):
+            for bpath, bitem in run:
+                _block_replica(changes, bpath, bitem, replica)
 
 
 _PLAIN_BLOCK_REPLICA_KEYS = frozenset(("block", "group", "is_custodial", "last_update", "size"))
+
+
+def _plain_block_replica(entry) -> bool:
+    item = entry[1]
+    return type(item) is dict and item.keys() <= _PLAIN_BLOCK_REPLICA_KEYS
+
+
+def _block_replica(changes, bpath, bitem, replica):
+    inv = changes.inventory
+    dataset, site = replica.dataset, replica.site
+    bname = _label(bitem, "block")
+    with located(bpath, bname and f"block replica {site.name}:{dataset.name}#{bname}"):
+        bfields = _fields(bitem, BLOCK_REPLICA_KEYS, "block")
+        block = inv.block(dataset.name, _name(bitem, "block", "block replica"))
+        if "group" in bitem:
+            bfields["group"] = inv.group(bitem["group"])
+        changes.block_replica(replica, block, bfields, _held(changes, bitem, block, site),
+                              adding=True)
 
 
 def _new_block_replicas(changes, replica, items) -> bool:
