@@ -212,6 +212,9 @@ def journal_lines(journal) -> list[str]:
         if how == "updates":   # a run of them (`Updates`)
             lines += obj.lines()
             continue
+        if how == "created many":   # blocks or block replicas (`_created_many`)
+            lines += _CREATED_LINES[type(obj[0])](obj)
+            continue
         if how == "updated":
             text = " ".join([f"{n}: {_shown(old)!r} -> {_shown(new)!r}"
                              for n, (old, new) in detail.items()])
@@ -221,6 +224,35 @@ def journal_lines(journal) -> list[str]:
             text = ""
         lines.append(f"{how} {describe(obj)} {text}".rstrip())
     return lines
+
+
+def _created_blocks(blocks: list) -> list[str]:
+    """The change log's lines of new blocks, as `journal_lines` writes one, read a row at
+    a time from their table (a view per field costs more)."""
+    table = blocks[0][0]
+    names = {}   # dataset row -> its name
+    lines = []
+    for _, row in blocks:
+        _, dataset, name, size, num_files, is_open, last_update = table.values_at(row)
+        owner = names.get(dataset[1]) or names.setdefault(dataset[1], dataset.name)
+        lines.append(f"created block {owner}#{name} size={size!r} num_files={num_files!r} "
+                     f"is_open={is_open!r} last_update={last_update!r}")
+    return lines
+
+
+def _created_block_replicas(replicas: list) -> list[str]:
+    """The change log's lines of new block replicas, as `journal_lines` writes one."""
+    table = replicas[0][0]
+    lines = []
+    for _, row in replicas:
+        _, _, group, is_custodial, size, last_update, ids = table.values_at(row)
+        lines.append(f"created blockreplica {table.label_at(row)} group={group.name!r} "
+                     f"is_custodial={is_custodial!r} size={size!r} "
+                     f"last_update={last_update!r} file_ids={_shown(ids)!r}")
+    return lines
+
+
+_CREATED_LINES = {Block: _created_blocks, BlockReplica: _created_block_replicas}
 
 
 class ChangeSet:
@@ -234,7 +266,8 @@ class ChangeSet:
         self._seen = {}        # (kind, key) -> "created" | "updated"
         self.deleted = Counter()
         self.journal = []      # (how, object, {field: (old, new)}) for the change log;
-                               # ("updates", Updates, None) for a run of updates
+                               # ("updates", Updates, None) for a run of updates,
+                               # ("created many", [objects], None) for _created_many
         self.held = {}         # block -> its id: blocks whose files this change uses
                                # (filecache.py; the id read before an undo takes the row)
         self._net = Counter()  # kind -> objects created less objects deleted, for `totals`
@@ -664,7 +697,7 @@ class ChangeSet:
         """`_touch` of each of these objects, all just created."""
         self.ops.update(zip(keys, objects))
         self._seen.update(dict.fromkeys(keys, "created"))
-        self.journal += zip(repeat("created"), objects, repeat(None))
+        self.journal.append(("created many", objects, None))
         self.inventory.applied += len(objects)
         self._tally(kind, len(objects))
 

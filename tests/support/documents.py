@@ -26,7 +26,7 @@ files = st.fixed_dictionaries(
     optional={"site": st.sampled_from(SITES)})
 blocks = st.fixed_dictionaries(
     {"name": st.sampled_from(BLOCKS)},
-    optional={"files": _some(files), "is_open": maybe})
+    optional={"files": _some(files), "is_open": maybe, "last_update": st.sampled_from([5, 7.5])})
 datasets = st.fixed_dictionaries(
     {"name": st.sampled_from(DATASETS)},
     optional={"blocks": _some(blocks),
@@ -35,7 +35,8 @@ block_replicas = st.fixed_dictionaries(
     {"block": st.sampled_from(BLOCKS)},
     optional={"group": st.sampled_from(GROUPS), "files": st.lists(st.sampled_from(LFNS),
                                                                    max_size=3, unique=True),
-              "complete": maybe, "last_update": st.sampled_from([5, 7.5])})
+              "complete": maybe, "last_update": st.sampled_from([5, 7.5]),
+              "is_custodial": maybe})
 dataset_replicas = st.fixed_dictionaries(
     {"dataset": st.sampled_from(DATASETS), "site": st.sampled_from(SITES)},
     optional={"growing": maybe, "group": st.sampled_from(GROUPS),
