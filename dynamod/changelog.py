@@ -100,11 +100,8 @@ class ChangeLog:
 
     def _write_pending(self, reader, written: int, acknowledge) -> int:
         while rows := reader.db.execute(ENTRIES, (written, BATCH)).fetchall():
-            text = "".join(
-                "".join(f"{stamp} {escape(actor)} {escape(line)}\n" for line in lines.split("\n"))
-                for stamp, actor, lines in
-                ((time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), a, ls)
-                 for _, t, a, ls in rows))
+            text = "".join([_entry(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)),
+                                   actor, lines) for _, t, actor, lines in rows])
             self._append(text.encode())
             written = rows[-1][0]
             acknowledge(written)
@@ -125,3 +122,13 @@ class ChangeLog:
                 raise
         finally:
             os.close(fd)
+
+
+def _entry(stamp: str, actor: str, lines: str) -> str:
+    """An entry's lines as the file holds them: each after the time and the actor, with
+    its control characters written out.  An entry without any (nearly all: fields hold
+    none) is written in a few passes over its whole text, not one per line."""
+    prefix = f"{stamp} {escape(actor)} "
+    if lines.replace("\n", "").isprintable():
+        return prefix + lines.replace("\n", "\n" + prefix) + "\n"
+    return "".join([f"{prefix}{escape(line)}\n" for line in lines.split("\n")])
