@@ -194,9 +194,9 @@ def _totals_conflict(obj, total, expected, actual, parts) -> Conflict:
                     f"its {parts}", field=total)
 
 
-def _file_line(lfn, size, adler32, crc32, md5) -> str:
-    """The change log's line of a new file (most lines of an injection)."""
-    return f"created file {lfn} size={size!r} adler32={adler32!r} crc32={crc32!r} md5={md5!r}"
+# The change log's line of a new file (most lines of an injection): (lfn, size, adler32,
+# crc32, md5) -> str, a bound method (mapped over the columns without a Python frame).
+_file_line = "created file {} size={!r} adler32={!r} crc32={!r} md5={!r}".format
 
 
 def journal_lines(journal) -> list[str]:

@@ -434,14 +434,7 @@ class BlockReplicaTable:
                  is_custodial, size, last_update, 1, NO_ROW, NO_ROW, self.owners.tail[owner])):
             column.append(value)
         self.set_file_ids(row, file_ids)
-        first, after = self.blocks.first_replica, self.next_in_block
-        if first[block_row] == NO_ROW:
-            first[block_row] = row
-        else:
-            last = first[block_row]
-            while after[last] != NO_ROW:
-                last = after[last]
-            after[last] = row
+        self._append_to_block(row, block_row)
         self._point(owner, self.owners.tail[owner], NO_ROW, row, row)
         self.owners.length[owner] += 1
         replica = _new_view(BlockReplica, (self, row))
@@ -473,15 +466,8 @@ class BlockReplicaTable:
         self.next_in_owner.append(NO_ROW)
         self.prev_in_owner.append(tail)
         self.prev_in_owner.extend(rows[:-1])
-        first_replica, after = self.blocks.first_replica, self.next_in_block
         for row, block_row in zip(rows, block_rows):
-            if first_replica[block_row] == NO_ROW:
-                first_replica[block_row] = row
-            else:
-                last = first_replica[block_row]
-                while after[last] != NO_ROW:
-                    last = after[last]
-                after[last] = row
+            self._append_to_block(row, block_row)
         self._point(owner, tail, NO_ROW, first, rows[-1])
         self.owners.length[owner] += n
 
@@ -491,6 +477,17 @@ class BlockReplicaTable:
             for name in self.COLUMNS:
                 del getattr(self, name)[first:]
         return rows, undo
+
+    def _append_to_block(self, row, block_row):
+        """The new replica at `row` goes last in the list of its block's replicas."""
+        first, after = self.blocks.first_replica, self.next_in_block
+        if first[block_row] == NO_ROW:
+            first[block_row] = row
+        else:
+            last = first[block_row]
+            while after[last] != NO_ROW:
+                last = after[last]
+            after[last] = row
 
     def delete(self, replica: BlockReplica, owner: DatasetReplica):
         """The replica leaves its block and `owner`'s chain; returns the undo (which puts

@@ -89,6 +89,25 @@ def state(inventory):
     return all_rows(inventory), dict(inventory.next_ids), order
 
 
+def undo_restores(inventory, sequence):
+    """Apply the requests one after the other: a refused one must leave the inventory as
+    it was, an applied one consistent; then undo the applied ones, newest first, each
+    back to the state before it.  Returns their ChangeSets."""
+    history = []
+    for kind, document in sequence:
+        before = state(inventory)
+        changes = apply(inventory, kind, document)
+        if changes is None:
+            assert state(inventory) == before
+        else:
+            assert inventory.problems() == []
+            history.append((before, changes))
+    for before, changes in reversed(history):
+        changes.rollback()
+        assert state(inventory) == before
+    return [changes for _, changes in history]
+
+
 def apply(inventory, kind, document):
     """Apply an injection (`kind` "inject") or a deletion ("delete") document as one
     request: its ChangeSet, or None when it was refused (and undone)."""
