@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 
 from .logs import escape
 from .store.reader import StoreReader
@@ -26,6 +27,10 @@ log = logging.getLogger("dynamod")
 RETRY_SECONDS = 5.0
 BATCH = 1000          # entries read at a time
 ENTRIES = "SELECT seq, time, actor, lines FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?"
+# From this many characters on, an entry's lines are stored compressed (zlib, as bytes):
+# an injection's are about as large as its rows, which SQLite would write, read back
+# for the file and delete again.
+COMPRESSED = 64 * 1024
 
 
 class ChangeLog:
@@ -41,7 +46,9 @@ class ChangeLog:
         if not self.path or not lines:
             return {}
         self._next += 1
-        return {("changelog", (-self._next,)): (None, time.time(), actor, "\n".join(lines))}
+        text = "\n".join(lines)
+        return {("changelog", (-self._next,)): (
+            None, time.time(), actor, _Compressed(text) if len(text) >= COMPRESSED else text)}
 
     def start(self, database: str, acknowledge):
         """Feed the file from the table; `acknowledge(seq)` (called from the thread) has
@@ -100,8 +107,9 @@ class ChangeLog:
 
     def _write_pending(self, reader, written: int, acknowledge) -> int:
         while rows := reader.db.execute(ENTRIES, (written, BATCH)).fetchall():
-            text = "".join([_entry(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)),
-                                   actor, lines) for _, t, actor, lines in rows])
+            text = "".join([_entry(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), actor,
+                                   lines if type(lines) is str else zlib.decompress(lines).decode())
+                            for _, t, actor, lines in rows])
             self._append(text.encode())
             written = rows[-1][0]
             acknowledge(written)
@@ -132,3 +140,17 @@ def _entry(stamp: str, actor: str, lines: str) -> str:
     if lines.replace("\n", "").isprintable():
         return prefix + lines.replace("\n", "\n" + prefix) + "\n"
     return "".join([f"{prefix}{escape(line)}\n" for line in lines.split("\n")])
+
+
+class _Compressed:
+    """An entry's lines, compressed when the store's thread binds them (sqlite3 adapts a
+    value through its `__conform__`; zlib gives up the GIL while it works, so the event
+    loop goes on meanwhile)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __conform__(self, protocol):
+        return zlib.compress(self.text.encode(), 1)

@@ -10,6 +10,7 @@ content.
 """
 
 import asyncio
+import time
 
 import pytest
 
@@ -156,3 +157,22 @@ def test_a_pipelined_request_sees_the_packed_files_of_the_one_before(daemon):
         "file /store/bulk/blk007/2.root belongs to block /Bulk/ds/RAW#blk007, not "
         "/Other/ds/RAW#b1")
     assert answers[1]["error"]["path"] == "dataset[0].blocks[0].files[0]"
+
+
+def test_a_large_entry_of_the_change_log_reaches_its_file_whole(daemon):
+    """An injection's change-log entry of hundreds of KiB (kept compressed in the store
+    until the file holds it): every line of its files and blocks, in order."""
+    document = _document(blocks=300, files=5)
+    assert daemon.inject_json(document)["created"]["files"] == 1500
+    _, changes = _inject(document)
+    wanted = [line for line in journal_lines(changes.journal)
+              if line.startswith(("created file ", "created block "))]
+    change_log, deadline = daemon.state_dir / "changes.log", time.monotonic() + 30
+    while True:
+        text = change_log.read_text() if change_log.exists() else ""
+        written = [line[line.index(" created ") + 1:] for line in text.splitlines()
+                   if " created file " in line or " created block " in line]
+        if len(written) >= len(wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert written == wanted
