@@ -21,7 +21,7 @@ import time
 from dynamod import collector
 from dynamod.changelog import ChangeLog
 from dynamod.inventory import injection
-from dynamod.inventory.changes import ChangeSet, journal_lines
+from dynamod.inventory.changes import ChangeSet, journal_entry
 from dynamod.inventory.rows import change_rows
 from dynamod.protocol import decode_request
 from dynamod.service import InventoryService
@@ -49,7 +49,7 @@ async def measure(paths: list[str], root: str) -> dict:
             applied = clock()
             rows = change_rows(changes)
             made = clock()
-            rows.update(service.changelog.entry("bench", journal_lines(changes.journal)))
+            rows.update(service.changelog.entry("bench", journal_entry(changes.journal)))
             written = clock()
             await service.writer.submit(rows, service.inventory.next_ids, changes.rollback)
             committed = clock()

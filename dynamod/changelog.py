@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 
 import orjson
 
@@ -31,6 +32,10 @@ log = logging.getLogger("dynamod")
 RETRY_SECONDS = 5.0
 BATCH = 1000          # entries read at a time
 ENTRIES = "SELECT seq, time, actor, lines FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?"
+# From this many characters on, an entry's lines are stored compressed (zlib, as bytes):
+# an injection's are about as large as its rows, which SQLite would write, read back
+# for the file and delete again.
+COMPRESSED = 64 * 1024
 
 
 class ChangeLog:
@@ -47,7 +52,8 @@ class ChangeLog:
         if not self.path or not lines:
             return {}
         self._next += 1
-        return {("changelog", (-self._next,)): (None, time.time(), actor, lines)}
+        return {("changelog", (-self._next,)): (
+            None, time.time(), actor, _Compressed(lines) if len(lines) >= COMPRESSED else lines)}
 
     def start(self, database: str, acknowledge):
         """Feed the file from the table; `acknowledge(seq)` (called from the thread) has
@@ -106,11 +112,8 @@ class ChangeLog:
 
     def _write_pending(self, reader, written: int, acknowledge) -> int:
         while rows := reader.db.execute(ENTRIES, (written, BATCH)).fetchall():
-            text = "".join(
-                "".join(f"{stamp} {escape(actor)} {escape(line)}\n" for line in _lines(lines))
-                for stamp, actor, lines in
-                ((time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), a, ls)
-                 for _, t, a, ls in rows))
+            text = "".join([_entry(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), actor,
+                                   entry_text(lines)) for _, t, actor, lines in rows])
             self._append(text.encode())
             written = rows[-1][0]
             acknowledge(written)
@@ -133,8 +136,39 @@ class ChangeLog:
             os.close(fd)
 
 
-def _lines(entry: str | bytes) -> list[str]:
-    """An entry's lines: text, or a write-back's compact form (a BLOB of JSON)."""
+def entry_text(entry: str | bytes) -> str:
+    """An entry's lines (`changes.journal_entry`), as stored: text; or bytes, which are
+    a write-back's compact form (JSON: a list, so its first byte is `[`, where a line of
+    text starts with a word) or, at COMPRESSED bytes and more, either compressed (zlib)."""
     if type(entry) is str:
-        return entry.split("\n")
-    return entry_lines(orjson.loads(entry))
+        return entry
+    if entry[:1] != b"[":
+        entry = zlib.decompress(entry)
+        if entry[:1] != b"[":
+            return entry.decode()
+    return "\n".join(entry_lines(orjson.loads(entry)))
+
+
+def _entry(stamp: str, actor: str, lines: str) -> str:
+    """An entry's lines as the file holds them: each after the time and the actor, with
+    its control characters written out.  An entry without any (nearly all: fields hold
+    none) is written in a few passes over its whole text, not one per line."""
+    prefix = f"{stamp} {escape(actor)} "
+    if lines.replace("\n", "").isprintable():
+        return prefix + lines.replace("\n", "\n" + prefix) + "\n"
+    return "".join([f"{prefix}{escape(line)}\n" for line in lines.split("\n")])
+
+
+class _Compressed:
+    """An entry, compressed when the store's thread binds it (sqlite3 adapts a value
+    through its `__conform__`; zlib gives up the GIL while it works, so the event loop
+    goes on meanwhile)."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: str | bytes):
+        self.entry = entry
+
+    def __conform__(self, protocol):
+        entry = self.entry
+        return zlib.compress(entry if type(entry) is bytes else entry.encode(), 1)

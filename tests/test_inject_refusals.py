@@ -17,7 +17,7 @@ import orjson
 
 from support.seed import DS, FULL, LFN1, T2, block_doc, dataset_doc, refused, seed
 from support.views import snapshot
-from support.wire import Raw
+from support.wire import Raw, pipelined
 
 
 def _new_dataset(name, lfns, size=10):
@@ -52,7 +52,7 @@ def test_one_refused_in_a_group_commit_and_the_others_commit(daemon):
     first = _new_dataset("/First/ds/RAW", [f"/first/{i}.root" for i in range(200)])
     offender = _new_dataset("/Bad/ds/RAW", ["/bad/0.root", LFN1, "/bad/2.root"])
     third = _new_dataset("/Third/ds/RAW", [f"/third/{i}.root" for i in range(3)])
-    answers = _pipelined(daemon, first, offender, third)
+    answers = pipelined(daemon.socket, first, offender, third)
 
     assert answers[0]["result"]["created"]["files"] == 200
     assert answers[1]["error"]["code"] == "conflict"
@@ -96,7 +96,7 @@ def test_a_change_that_built_on_the_refused_one_is_applied_again_without_it(daem
     offender = _new_dataset("/Bad/ds/RAW", [LFN1])
     dependent = {"datasetreplica": [{"dataset": "/Bad/ds/RAW", "site": T2}]}
     last = _new_dataset("/Last/ds/RAW", ["/last/0.root"])
-    answers = _pipelined(daemon, offender, dependent, last)
+    answers = pipelined(daemon.socket, offender, dependent, last)
 
     assert answers[0]["error"]["code"] == "conflict" and LFN1 in answers[0]["error"]["message"]
     assert answers[1]["error"]["code"] == "not_found", answers[1]
@@ -118,20 +118,6 @@ def _object_line(text: str, lfn: str) -> int:
     """The line that opens the object of the file `lfn` (indented JSON: the line before
     its name's), the line dynamo-inject names."""
     return next(number for number, line in enumerate(text.splitlines(), 1) if lfn in line) - 1
-
-
-def _pipelined(daemon, *documents) -> list:
-    """Inject the documents as requests sent at once on one connection; their answers in
-    request order."""
-    client = Raw(daemon.socket, timeout=60)
-    try:
-        client.send(b"".join(orjson.dumps({"id": i, "method": "inject",
-                                           "params": {"data": document}}) + b"\n"
-                             for i, document in enumerate(documents)))
-        answers = [client.receive() for _ in documents]
-    finally:
-        client.close()
-    return sorted(answers, key=lambda answer: answer["id"])
 
 
 def _same_after_restart(daemon, files: int):

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from functools import partial
-from itertools import repeat
+from itertools import count, repeat
 from operator import attrgetter, itemgetter
 
 import orjson
@@ -27,6 +27,10 @@ from . import partitions as parts
 from .fields import MAX_COUNT, MAX_TEXT
 from .inventory import PLURAL
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
+from .packedfiles import PackedFiles
+
+
+_new_view = tuple.__new__   # a view (table, row) of a table's row (columns.py)
 
 
 def _defaults(cls, *names) -> dict:
@@ -227,9 +231,35 @@ def _file_columns(items) -> tuple | None:
     return tuple(columns)
 
 
-def _file_line(lfn, size, adler32, crc32, md5) -> str:
-    """The change log's line of a new file (most lines of an injection)."""
-    return f"created file {lfn} size={size!r} adler32={adler32!r} crc32={crc32!r} md5={md5!r}"
+def _plain_names(names: list) -> bool:
+    """Whether every name is a string that Text(required) takes as it is, and none is
+    given twice (checked in C over the list)."""
+    if not names or set(map(type, names)) != {str} or len(set(names)) != len(names):
+        return False
+    lengths = list(map(len, names))
+    return min(lengths) > 0 and max(lengths) <= MAX_TEXT and "".join(names).isprintable()
+
+
+def _counts(values: list) -> bool:
+    """Whether every value is one Count (and Time) takes as it is."""
+    return (not values or set(map(type, values)) == {int}
+            and min(values) >= 0 and max(values) <= MAX_COUNT)
+
+
+def _uncount(usage, contributions):
+    """Undo `ChangeSet.new_block_replicas`' counting of its replicas in the usage."""
+    for contribution in reversed(contributions):
+        usage.add(contribution, -1)
+
+
+def _totals_conflict(obj, total, expected, actual, parts) -> Conflict:
+    return Conflict(f"{describe(obj)}: {total} is {expected} in the request but {actual} by "
+                    f"its {parts}", field=total)
+
+
+# The change log's line of a new file (most lines of an injection): (lfn, size, adler32,
+# crc32, md5) -> str, a bound method (mapped over the columns without a Python frame).
+_file_line = "created file {} size={!r} adler32={!r} crc32={!r} md5={!r}".format
 
 
 def journal_entry(journal) -> str | bytes:
@@ -245,6 +275,8 @@ def journal_entry(journal) -> str | bytes:
             entry += lines
             entry.append(obj.compact())
             lines = []
+        elif how == "created many":   # blocks or block replicas (`_created_many`)
+            lines += _CREATED_LINES[type(obj[0])](obj)
         else:
             _add_lines(lines, how, obj, detail)
     if not entry:
@@ -273,6 +305,35 @@ def _add_lines(lines: list, how: str, obj, detail):
     lines.append(f"{how} {describe(obj)} {text}".rstrip())
 
 
+def _created_blocks(blocks: list) -> list[str]:
+    """The change log's lines of new blocks, as `journal_entry` writes one, read a row at
+    a time from their table (a view per field costs more)."""
+    table = blocks[0][0]
+    names = {}   # dataset row -> its name
+    lines = []
+    for _, row in blocks:
+        _, dataset, name, size, num_files, is_open, last_update = table.values_at(row)
+        owner = names.get(dataset[1]) or names.setdefault(dataset[1], dataset.name)
+        lines.append(f"created block {owner}#{name} size={size!r} num_files={num_files!r} "
+                     f"is_open={is_open!r} last_update={last_update!r}")
+    return lines
+
+
+def _created_block_replicas(replicas: list) -> list[str]:
+    """The change log's lines of new block replicas, as `journal_entry` writes one."""
+    table = replicas[0][0]
+    lines = []
+    for _, row in replicas:
+        _, _, group, is_custodial, size, last_update, ids = table.values_at(row)
+        lines.append(f"created blockreplica {table.label_at(row)} group={group.name!r} "
+                     f"is_custodial={is_custodial!r} size={size!r} "
+                     f"last_update={last_update!r} file_ids={_shown(ids)!r}")
+    return lines
+
+
+_CREATED_LINES = {Block: _created_blocks, BlockReplica: _created_block_replicas}
+
+
 class ChangeSet:
     def __init__(self, inventory, now: int | None = None):
         self.inventory = inventory
@@ -284,7 +345,8 @@ class ChangeSet:
         self._seen = {}        # (kind, key) -> "created" | "updated"
         self.deleted = Counter()
         self.journal = []      # (how, object, {field: (old, new)}) for the change log;
-                               # ("updates", Updates, None) for a run of updates
+                               # ("updates", Updates, None) for a run of updates,
+                               # ("created many", [objects], None) for _created_many
         self.held = {}         # block -> its id: blocks whose files this change uses
                                # (filecache.py; the id read before an undo takes the row)
         self._net = Counter()  # kind -> objects created less objects deleted, for `totals`
@@ -323,7 +385,7 @@ class ChangeSet:
         if block not in self.held:
             self.held[block] = block.id
             return self.inventory.file_cache.hold(block)
-        return block.files_by_lfn
+        return self.inventory.file_cache.editable(block)
 
     def discard(self):
         """Give the change up: undo it, and let its files go."""
@@ -619,10 +681,102 @@ class ChangeSet:
                 actual = getattr(obj, total)
                 if actual != expected:
                     with where():
-                        raise Conflict(f"{describe(obj)}: {total} is {expected} in the request "
-                                       f"but {actual} by its {parts}", field=total)
+                        raise _totals_conflict(obj, total, expected, actual, parts)
         if totals:
             self.check_later(check)
+
+    def new_blocks(self, dataset: Dataset, names: list, is_open: list, last_update: list,
+                   sizes: list, num_files: list, where) -> list | None:
+        """Create these blocks of `dataset` at once, empty (the blocks of a dataset in an
+        injection): one undo step, their rows appended to the columns together.
+
+        One list per field, a value per block (None: not given); `sizes` and `num_files`
+        are checked at the end as `expect_totals` does, inside `where(i)`.  Returns the
+        Blocks, or None, having changed nothing, unless every value is one the fields
+        take as it is, every name is new in the dataset and given once, and the dataset
+        has no replica (which would give a new block replicas): the caller then goes
+        block by block through `block`, which says precisely what is wrong where."""
+        if dataset.replicas or not _plain_names(names):
+            return None
+        is_open = [_BLOCK_DEFAULTS["is_open"] if v is None else v for v in is_open]
+        last_update = [self.now if v is None else v for v in last_update]
+        if (not {bool}.issuperset(map(type, is_open)) or not _counts(last_update)
+                or not _counts([v for v in sizes if v is not None])
+                or not _counts([v for v in num_files if v is not None])):
+            return None
+        if len(dataset.blocks) and any(map(dataset.blocks.find, names)):
+            return None
+        table, ids = self.inventory.blocks, self.inventory.next_ids
+        first = ids["block"]
+        ids["block"] = first + len(names)
+        self._undo.call(ids.__setitem__, "block", first)
+        rows, undo = table.add_many(first, dataset, names, is_open, last_update)
+        self._undo.call(undo)
+        blocks = list(map(_new_view, repeat(Block), zip(repeat(table), rows)))
+        for block in blocks:
+            self.inventory.file_cache.created(block)
+        self._created_many("block", blocks,
+                           list(zip(repeat("block"), zip(range(first, first + len(names))))))
+
+        def check():   # expect_totals' check of each block, in order
+            for i, given in enumerate(zip(sizes, num_files, map(table.size.__getitem__, rows),
+                                          map(table.num_files.__getitem__, rows))):
+                for total, expected, actual in (("size", given[0], given[2]),
+                                                ("num_files", given[1], given[3])):
+                    if expected is not None and expected != actual:
+                        with where(i):
+                            raise _totals_conflict(blocks[i], total, expected, actual, "files")
+        if sizes.count(None) + num_files.count(None) < 2 * len(sizes):
+            self.check_later(check)
+        return blocks
+
+    def new_block_replicas(self, owner: DatasetReplica, blocks: list, groups: list,
+                           is_custodial: list, last_update: list, sizes: list) -> list | None:
+        """Create complete replicas at the owner's site of these blocks (of its dataset) at
+        once, the block replicas of an injection: one undo step, their rows appended to
+        the columns together.
+
+        One list per field, a value per replica (None: not given; a group is a Group of
+        the inventory, None for the owner's).  Returns the BlockReplicas, or None, having
+        changed nothing, unless every block is given once and has no replica at that
+        site yet, every value is one the fields take as it is, and each size given is
+        its block's: the caller then goes replica by replica through `block_replica`."""
+        site = owner.site
+        rows = [block[1] for block in blocks]
+        table = self.inventory.block_replicas
+        if len(set(rows)) != len(rows) or any(table.at_site(row, site.id) for row in rows):
+            return None
+        is_custodial = [_BLOCK_REPLICA_DEFAULTS["is_custodial"] if v is None else v
+                        for v in is_custodial]
+        last_update = [self.now if v is None else v for v in last_update]
+        if not {bool}.issuperset(map(type, is_custodial)) or not _counts(last_update):
+            return None
+        block_sizes = self.inventory.blocks.size
+        if any(size is not None and size != block_sizes[row] for size, row in zip(sizes, rows)):
+            return None
+        default = owner.group.id
+        group_ids = [default if group is None else group.id for group in groups]
+        added, undo = table.add_many(owner, rows, group_ids, is_custodial, last_update)
+        self._undo.call(undo)
+        replicas = list(map(_new_view, repeat(BlockReplica), zip(repeat(table), added)))
+        ids = self.inventory.blocks.id
+        self._created_many("blockreplica", replicas,
+                           list(zip(repeat("blockreplica"),
+                                    zip(map(ids.__getitem__, rows), repeat(site.id)))))
+        usage = self.inventory.usage
+        if usage._order:   # partitions are defined (`usage.active`)
+            counted = list(filter(None, map(usage.count, replicas)))
+            if counted:
+                self._undo.call(_uncount, usage, counted)
+        return replicas
+
+    def _created_many(self, kind, objects: list, keys: list):
+        """`_touch` of each of these objects, all just created."""
+        self.ops.update(zip(keys, objects))
+        self._seen.update(dict.fromkeys(keys, "created"))
+        self.journal.append(("created many", objects, None))
+        self.inventory.applied += len(objects)
+        self._tally(kind, len(objects))
 
     def file(self, block: Block, lfn, fields: dict, site: Site | None = None) -> File:
         cache = self.inventory.file_cache
@@ -669,7 +823,8 @@ class ChangeSet:
         is wrong where (or handles the replicas and updates).  A file of another block
         in the store is left to the store's unique index: a commit it refuses is then
         explained by `in_store`.  The files go to the store as rows (NEW_FILES), to the
-        change log as lines, and to their block as File objects.
+        change log as lines, and to their block packed when it is one this change
+        created and the store will have them (FileCache.add_new), else as File objects.
         """
         if not all([type(items) is list and items and not block.replicas
                     for block, items, _ in batches]):
@@ -682,6 +837,9 @@ class ChangeSet:
         held = [self._files(block) for block, _, _ in batches]  # indexed in by_lfn now
         if len(set(lfns)) != len(lfns) or not cache.by_lfn.keys().isdisjoint(lfns):
             return None
+        once = len({block[1] for block, _, _ in batches}) == len(batches)
+        packed = [once and cache.source is not None and not files and self.created(block)
+                  for (block, _, _), files in zip(batches, held)]
         ids = self.inventory.next_ids
         first = ids["file"]
         ids["file"] = first + len(lfns)
@@ -689,37 +847,46 @@ class ChangeSet:
 
         def undo():   # first: a block's sum may be refused half-way
             ids["file"] = first
-            for files, lfns in zip(held, added):
+            for (block, _, _), files, lfns, kept in zip(batches, held, added, packed):
+                if kept:
+                    cache.forget_new(block)
+                    continue
                 for lfn in lfns:
                     files.pop(lfn, None)
                     cache.by_lfn.pop(lfn, None)
         self._undo.call(undo)
-        start = 0
-        for (block, items, where), files in zip(batches, held):
+        start, sums = 0, {}   # block -> its size and num_files with its new files
+        for (block, items, where), files, kept in zip(batches, held, packed):
             end = start + len(items)
             added.append(lfns[start:end])
-            self._add_files(block, files, first + start,
+            self._add_files(block, None if kept else files, first + start,
                             *[column[start:end] for column in columns])
+            size, n = sums.get(block, (block.size, block.num_files))
+            sums[block] = size + sum(columns[1][start:end]), n + end - start
             self.unchecked.append((added[-1], block.full_name(), where))
             start = end
+        self.update_many(list(sums), ("size", "num_files"), list(sums.values()))
         self.bulk_files += len(lfns)
         self.inventory.applied += 1
         self._tally("file", len(lfns))
         return added
 
-    def _add_files(self, block, files: dict, first: int, lfns, sizes, adler32, crc32, md5):
-        """`new_files` for one block, its ids from `first` on (the undo is the caller's)."""
+    def _add_files(self, block, files, first: int, lfns, sizes, adler32, crc32, md5):
+        """`new_files` for one block, its ids from `first` on, into its held `files`
+        (None: its first files, kept packed); the undo and the sums are the caller's."""
         numbers = range(first, first + len(lfns))
-        new = dict(zip(lfns, map(File.stored, repeat(block), lfns, sizes, numbers, adler32,
-                                 crc32, md5)))
-        files.update(new)
-        self.inventory.file_cache.by_lfn.update(new)
+        if files is None:
+            self.inventory.file_cache.add_new(
+                block, lfns, PackedFiles(numbers, lfns, sizes, adler32, crc32, md5))
+        else:
+            new = dict(zip(lfns, map(File.stored, repeat(block), lfns, sizes, numbers,
+                                     adler32, crc32, md5)))
+            files.update(new)
+            self.inventory.file_cache.by_lfn.update(new)
         self.ops[NEW_FILES, (block.id,)] = list(zip(numbers, repeat(block.id), lfns, sizes,
                                                     adler32, crc32, md5))
         self.journal.append(("lines", list(map(_file_line, lfns, sizes, adler32, crc32, md5)),
                              None))
-        self._set(block, {"size": block.size + sum(sizes),
-                          "num_files": block.num_files + len(lfns)})
 
     def in_store(self):
         """The error for the first new file (of `new_files`) whose LFN a file of another

@@ -202,6 +202,35 @@ class BlockTable(Names):
             self.truncate_names(row)
         return _new_view(Block, (self, row)), undo
 
+    def add_many(self, first_id, dataset, names: list, is_open: list, last_update: list):
+        """New blocks (checked values, names sorted and not in the dataset yet) of
+        `dataset`, empty, their ids from `first_id` on, appended column by column and
+        listed in the dataset at once: (their rows, the one undo)."""
+        first, n = len(self.id), len(names)
+        rows = range(first, first + n)
+        self.id.extend(range(first_id, first_id + n))
+        self.dataset.extend(repeat(dataset[1], n))
+        self.size.extend(repeat(0, n))
+        self.num_files.extend(repeat(0, n))
+        self.is_open.extend(is_open)
+        self.last_update.extend(last_update)
+        self.alive.extend(repeat(1, n))
+        self.first_replica.extend(repeat(NO_ROW, n))
+        self.extend_names(names)
+        blocks = BlockSet(self, dataset[1])
+        if not len(blocks):
+            unlist = [self.datasets.place_new_blocks(dataset[1], rows)]
+        else:
+            unlist = list(map(blocks.insert, rows))
+
+        def undo():
+            for step in reversed(unlist):
+                step()
+            for column in self.COLUMNS:
+                del getattr(self, column)[first:]
+            self.truncate_names(first)
+        return rows, undo
+
     def delete(self, block: Block):
         """The block leaves its dataset (its replicas are gone already); returns the undo.
         The dead row still names its dataset's row."""
@@ -418,14 +447,7 @@ class BlockReplicaTable:
                  is_custodial, size, last_update, 1, NO_ROW, NO_ROW, self.owners.tail[owner])):
             column.append(value)
         self.set_file_ids(row, file_ids)
-        first, after = self.blocks.first_replica, self.next_in_block
-        if first[block_row] == NO_ROW:
-            first[block_row] = row
-        else:
-            last = first[block_row]
-            while after[last] != NO_ROW:
-                last = after[last]
-            after[last] = row
+        self._append_to_block(row, block_row)
         self._point(owner, self.owners.tail[owner], NO_ROW, row, row)
         self.owners.length[owner] += 1
         replica = _new_view(BlockReplica, (self, row))
@@ -436,6 +458,49 @@ class BlockReplicaTable:
                 del getattr(self, name)[row:]
             self.files.pop(row, None)
         return replica, undo
+
+    def add_many(self, owner: DatasetReplica, block_rows: list, group_ids: list,
+                 is_custodial: list, last_update: list):
+        """New complete replicas (checked values; blocks of the owner's dataset without
+        a replica at its site), each its block's size, at the end of the chain of
+        `owner`, appended column by column: (their rows, the one undo)."""
+        first, n, owner = len(self.block), len(block_rows), owner[1]
+        rows = range(first, first + n)
+        tail = self.owners.tail[owner]
+        self.block.extend(block_rows)
+        self.site.extend(repeat(self.owners.site[owner], n))
+        self.group.extend(group_ids)
+        self.is_custodial.extend(is_custodial)
+        self.size.extend(map(self.blocks.size.__getitem__, block_rows))
+        self.last_update.extend(last_update)
+        self.alive.extend(repeat(1, n))
+        self.next_in_block.extend(repeat(NO_ROW, n))
+        self.next_in_owner.extend(rows[1:])
+        self.next_in_owner.append(NO_ROW)
+        self.prev_in_owner.append(tail)
+        self.prev_in_owner.extend(rows[:-1])
+        for row, block_row in zip(rows, block_rows):
+            self._append_to_block(row, block_row)
+        self._point(owner, tail, NO_ROW, first, rows[-1])
+        self.owners.length[owner] += n
+
+        def undo():   # newest first, as the replicas were added one by one
+            for row in reversed(rows):
+                self._unlink(row, owner)
+            for name in self.COLUMNS:
+                del getattr(self, name)[first:]
+        return rows, undo
+
+    def _append_to_block(self, row, block_row):
+        """The new replica at `row` goes last in the list of its block's replicas."""
+        first, after = self.blocks.first_replica, self.next_in_block
+        if first[block_row] == NO_ROW:
+            first[block_row] = row
+        else:
+            last = first[block_row]
+            while after[last] != NO_ROW:
+                last = after[last]
+            after[last] = row
 
     def delete(self, replica: BlockReplica, owner: DatasetReplica):
         """The replica leaves its block and `owner`'s chain; returns the undo (which puts

@@ -219,6 +219,17 @@ class DatasetTable(Names):
         self.block_rows.extend(blocks)
         self.block_count[row] = self.block_room[row] = len(self.block_rows) - start
 
+    def place_new_blocks(self, row, blocks):
+        """The first blocks (rows, in any order) of the dataset at `row`, which has none:
+        a run of their own, sorted by name, at the end of `block_rows` (its old room, if
+        any, left unused as `_grow` leaves one); returns the undo."""
+        before = self.block_start[row], self.block_count[row], self.block_room[row]
+        self.place_blocks(row, sorted(blocks, key=self.blocks.raw_name))
+
+        def undo():
+            self.block_start[row], self.block_count[row], self.block_room[row] = before
+        return undo
+
     def _list(self, row):
         self.index.add(row)
         self.live += 1

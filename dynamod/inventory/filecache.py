@@ -12,7 +12,10 @@ A block whose files a change touched is *held* until that change is committed
 or undone: its files are then File objects the change works on, ahead of the
 store (or referred to by its undo), and must not be dropped.  `by_lfn` indexes
 the files of held blocks, the only ones the store may not know; any other LFN
-is looked up in the store, which says which block holds it.  Without a store
+is looked up in the store, which says which block holds it.  The first files of
+a block an injection created stay packed while held (`add_new`: no File object
+per file), indexed to their block's FileMap, until a change needs them as File
+objects.  Without a store
 (an inventory in memory only), memory is the files' only copy: they stay File
 objects, every one indexed.
 
@@ -32,7 +35,8 @@ class FileCache:
         self.inventory = inventory
         self.source = source
         self.limit = limit
-        self.by_lfn = {}       # lfn -> File, for every held block (every block, no store)
+        self.by_lfn = {}       # lfn -> File (or FileMap: add_new), for every held block
+                               # (every block, no store)
         self._blocks = {}      # block id -> PackedFiles, or {lfn: File}; in LRU order
         self._held = {}        # block id -> [changes holding it, files counted at hold]
         self.loaded_files = 0
@@ -73,6 +77,8 @@ class FileCache:
         if not isinstance(lfn, str):
             return None
         found = self.by_lfn.get(lfn)
+        if type(found) is FileMap:   # a file of a block's new files, kept packed (add_new)
+            return found.get(lfn)
         if found is not None or self.source is None:
             return found
         where = self.source.block_of(lfn)
@@ -103,16 +109,38 @@ class FileCache:
         `release`; returns them, the dict the change works on."""
         key = block.id
         files = self._ensure(block)
+        if type(files) is not dict:
+            files = self._unpack(block, files)
         held = self._held.get(key)
         if held is not None:
             held[0] += 1
             return files
-        if type(files) is not dict:
-            files = self._blocks[key] = {f.lfn: f for f in FileMap(block, files).values()}
-            self.by_lfn.update(files)
         self._held[key] = [1, len(files)]
         self.trim()
         return files
+
+    def editable(self, block) -> dict:
+        """The files of a block held already, as `hold` returns them."""
+        files = self._ensure(block)
+        return files if type(files) is dict else self._unpack(block, files)
+
+    def _unpack(self, block, packed) -> dict:
+        files = self._blocks[block.id] = {f.lfn: f for f in FileMap(block, packed).values()}
+        self.by_lfn.update(files)
+        return files
+
+    def add_new(self, block, lfns: list, packed: PackedFiles):
+        """The first files of a block that a change created and holds, given at once:
+        kept packed (no File object is made), their LFNs indexed to them."""
+        self._blocks[block.id] = packed
+        self.by_lfn.update(dict.fromkeys(lfns, FileMap(block, packed)))
+
+    def forget_new(self, block):
+        """Undo `add_new` (the block's files may have been unpacked since): it has none."""
+        files = self._blocks[block.id]
+        for lfn in (files if type(files) is dict else files.lfns()):
+            self.by_lfn.pop(lfn, None)
+        self._blocks[block.id] = {}
 
     def release(self, held: dict):
         """Let go of the blocks a change held: {block: its id when it was held}."""
@@ -126,7 +154,13 @@ class FileCache:
             self.loaded_files -= held[1]
             if self._deleted(block):
                 continue  # its files went with it (and out of by_lfn, undoably)
-            if self.source is not None:  # packed again, and no longer indexed
+            if self.source is not None and type(files) is not dict:   # add_new's
+                by_lfn = self.by_lfn
+                for lfn in files.lfns():
+                    found = by_lfn.get(lfn)
+                    if type(found) is FileMap and found.packed is files:
+                        del by_lfn[lfn]
+            elif self.source is not None:  # packed again, and no longer indexed
                 for lfn, f in files.items():
                     if self.by_lfn.get(lfn) is f:
                         del self.by_lfn[lfn]
@@ -146,7 +180,7 @@ class FileCache:
         True when they are the store's alone: a deletion of the block can then leave
         them to the store (if it is undone, they are read again)."""
         files = self._blocks.get(block.id)
-        if type(files) is dict:
+        if type(files) is dict or block.id in self._held:   # held: maybe not committed yet
             return False
         if files is not None:
             del self._blocks[block.id]

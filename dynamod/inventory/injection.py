@@ -10,6 +10,7 @@ the object and field.
 """
 
 import difflib
+from itertools import groupby, repeat
 
 from ..errors import Conflict, DynamoError, InvalidParams, InvalidValue, NotFound
 from .changes import KEEP, ChangeSet
@@ -139,6 +140,10 @@ def _datasets(changes, document):
             name = _name(item, "name", "dataset")
             dataset = changes.dataset(name, fields)
             changes.expect_totals(dataset, _totals(item), lambda p=path, w=what: located(p, w))
+        added = _new_blocks(changes, dataset, path, item.get("blocks"))
+        if added is not None:
+            yield from added
+            continue
         for bpath, bitem in _items(item, "blocks", path + "."):
             what = _label(bitem, "name") and f"block {name}#{bitem['name']}"
             with located(bpath, what):
@@ -146,6 +151,27 @@ def _datasets(changes, document):
                 block = changes.block(dataset, _name(bitem, "name", "block"), bfields,
                                       where=lambda p=bpath, w=what: located(p, w))
             yield bpath, bitem, block
+
+
+def _plain(items, keys) -> bool:
+    """Whether `items` is a non-empty list of objects with no other keys than `keys`."""
+    return (type(items) is list and bool(items) and set(map(type, items)) == {dict}
+            and set().union(*items) <= keys)
+
+
+def _new_blocks(changes, dataset, path, items) -> list | None:
+    """The blocks of a dataset created at once when they are all new and plain
+    (`ChangeSet.new_blocks`): (path, item, Block) of each, or None."""
+    if not _plain(items, BLOCK_KEYS.keys()):
+        return None
+    names = list(map(dict.get, items, repeat("name")))
+    blocks = changes.new_blocks(
+        dataset, names, *[list(map(dict.get, items, repeat(key)))
+                          for key in ("is_open", "last_update", "size", "num_files")],
+        where=lambda i: located(f"{path}.blocks[{i}]", f"block {dataset.name}#{names[i]}"))
+    if blocks is None:
+        return None
+    return list(zip([f"{path}.blocks[{i}]" for i in range(len(items))], items, blocks))
 
 
 def _totals(item) -> dict:
@@ -206,17 +232,54 @@ def _dataset_replicas(changes, document):
 
 
 def _block_replicas(changes, path, item, replica):
+    """The dataset replica's block replicas: each run of plain ones (no `files`, no
+    `complete`) at once when they are all new (`_new_block_replicas`), else one by one."""
+    entries = list(_items(item, "blockreplicas", path + "."))
+    for plain, run in groupby(entries, key=_plain_block_replica):
+        run = list(run)
+        if not (plain and _new_block_replicas(changes, replica, [bitem for _, bitem in run])):
+            for bpath, bitem in run:
+                _block_replica(changes, bpath, bitem, replica)
+
+
+_PLAIN_BLOCK_REPLICA_KEYS = frozenset(("block", "group", "is_custodial", "last_update", "size"))
+
+
+def _plain_block_replica(entry) -> bool:
+    item = entry[1]
+    return type(item) is dict and item.keys() <= _PLAIN_BLOCK_REPLICA_KEYS
+
+
+def _block_replica(changes, bpath, bitem, replica):
     inv = changes.inventory
     dataset, site = replica.dataset, replica.site
-    for bpath, bitem in _items(item, "blockreplicas", path + "."):
-        bname = _label(bitem, "block")
-        with located(bpath, bname and f"block replica {site.name}:{dataset.name}#{bname}"):
-            bfields = _fields(bitem, BLOCK_REPLICA_KEYS, "block")
-            block = inv.block(dataset.name, _name(bitem, "block", "block replica"))
-            if "group" in bitem:
-                bfields["group"] = inv.group(bitem["group"])
-            changes.block_replica(replica, block, bfields,
-                                  _held(changes, bitem, block, site), adding=True)
+    bname = _label(bitem, "block")
+    with located(bpath, bname and f"block replica {site.name}:{dataset.name}#{bname}"):
+        bfields = _fields(bitem, BLOCK_REPLICA_KEYS, "block")
+        block = inv.block(dataset.name, _name(bitem, "block", "block replica"))
+        if "group" in bitem:
+            bfields["group"] = inv.group(bitem["group"])
+        changes.block_replica(replica, block, bfields, _held(changes, bitem, block, site),
+                              adding=True)
+
+
+def _new_block_replicas(changes, replica, items) -> bool:
+    """Create the block replicas of a dataset replica at once when they are all new,
+    complete and plain (`ChangeSet.new_block_replicas`); False when not done."""
+    if not _plain(items, _PLAIN_BLOCK_REPLICA_KEYS):
+        return False
+    blocks = list(map(replica.dataset.find_block, map(dict.get, items, repeat("block"))))
+    known = changes.inventory.groups
+    try:
+        groups = [known.get(item["group"]) if "group" in item else None for item in items]
+    except TypeError:   # a group that is no name
+        return False
+    if None in blocks or any(group is None and "group" in item
+                             for group, item in zip(groups, items)):
+        return False
+    return changes.new_block_replicas(
+        replica, blocks, groups, *[list(map(dict.get, items, repeat(key)))
+                                   for key in ("is_custodial", "last_update", "size")]) is not None
 
 
 def _held(changes, bitem, block, site):

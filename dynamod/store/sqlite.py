@@ -373,7 +373,7 @@ def _statements(changes: dict, fresh: dict) -> list:
     statements = [(sql, deletes[kind]) for kind, sql in DELETES if kind in deletes]
     for table in TABLES:
         for upsert, rows in ((False, inserts.get(table.kind)), (True, upserts.get(table.kind))):
-            if rows and len(rows) >= JSON_ROWS:
+            if rows and len(rows) >= JSON_ROWS and table.json:
                 statements.append((table.from_json_sql(upsert), [(orjson.dumps(rows),)]))
             else:
                 statements.append((table.upsert_sql if upsert else table.insert_sql, rows))

@@ -16,6 +16,7 @@ class Table:
     name: str          # the SQL table
     columns: tuple
     key: tuple
+    json: bool = True  # many rows may go as one JSON array (False: a column holds bytes)
 
     @property
     def upsert_sql(self) -> str:
@@ -100,8 +101,9 @@ APPLICATION_TABLES = (
     Table("role", "roles", ("name",), ("name",)),
     Table("grant", "grants", ("user", "role", "target"), ("user", "role", "target")),
     # The change log's queue (changelog.py): committed with each change, deleted once
-    # the file holds it.  `seq` is given by SQLite (AUTOINCREMENT: never reused).
-    Table("changelog", "change_log", ("seq", "time", "actor", "lines"), ("seq",)),
+    # the file holds it.  `seq` is given by SQLite (AUTOINCREMENT: never reused); the
+    # lines of a large entry are compressed (bytes).
+    Table("changelog", "change_log", ("seq", "time", "actor", "lines"), ("seq",), json=False),
     # Partitions (a condition, or `[A, B]` for a superpartition) and quotas per
     # (site name, partition name) in bytes, -1 for unlimited (inventory/partitions.py).
     Table("partition", "partitions", ("name", "definition"), ("name",)),

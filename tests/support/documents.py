@@ -26,7 +26,7 @@ files = st.fixed_dictionaries(
     optional={"site": st.sampled_from(SITES)})
 blocks = st.fixed_dictionaries(
     {"name": st.sampled_from(BLOCKS)},
-    optional={"files": _some(files), "is_open": maybe})
+    optional={"files": _some(files), "is_open": maybe, "last_update": st.sampled_from([5, 7.5])})
 datasets = st.fixed_dictionaries(
     {"name": st.sampled_from(DATASETS)},
     optional={"blocks": _some(blocks),
@@ -35,7 +35,8 @@ block_replicas = st.fixed_dictionaries(
     {"block": st.sampled_from(BLOCKS)},
     optional={"group": st.sampled_from(GROUPS), "files": st.lists(st.sampled_from(LFNS),
                                                                    max_size=3, unique=True),
-              "complete": maybe, "last_update": st.sampled_from([5, 7.5])})
+              "complete": maybe, "last_update": st.sampled_from([5, 7.5]),
+              "is_custodial": maybe})
 dataset_replicas = st.fixed_dictionaries(
     {"dataset": st.sampled_from(DATASETS), "site": st.sampled_from(SITES)},
     optional={"growing": maybe, "group": st.sampled_from(GROUPS),
@@ -86,6 +87,25 @@ def state(inventory):
              [[r.site.name for r in d.replicas] for d in inventory.datasets.values()],
              [[r.dataset.name for r in s.dataset_replicas] for s in inventory.sites.values()])
     return all_rows(inventory), dict(inventory.next_ids), order
+
+
+def undo_restores(inventory, sequence):
+    """Apply the requests one after the other: a refused one must leave the inventory as
+    it was, an applied one consistent; then undo the applied ones, newest first, each
+    back to the state before it.  Returns their ChangeSets."""
+    history = []
+    for kind, document in sequence:
+        before = state(inventory)
+        changes = apply(inventory, kind, document)
+        if changes is None:
+            assert state(inventory) == before
+        else:
+            assert inventory.problems() == []
+            history.append((before, changes))
+    for before, changes in reversed(history):
+        changes.rollback()
+        assert state(inventory) == before
+    return [changes for _, changes in history]
 
 
 def apply(inventory, kind, document):

@@ -54,3 +54,17 @@ def requests(socket_path: str, lines: list) -> list:
                 for i, r in enumerate(lines)]
     finally:
         client.close()
+
+
+def pipelined(socket_path: str, *documents) -> list:
+    """Inject the documents as requests sent at once on one connection; their answers in
+    request order."""
+    client = Raw(socket_path, timeout=60)
+    try:
+        client.send(b"".join(orjson.dumps({"id": i, "method": "inject",
+                                           "params": {"data": document}}) + b"\n"
+                             for i, document in enumerate(documents)))
+        answers = [client.receive() for _ in documents]
+    finally:
+        client.close()
+    return sorted(answers, key=lambda answer: answer["id"])

@@ -1,0 +1,184 @@
+"""The bulk of an injection created at once: a dataset's new blocks, a dataset
+replica's new complete block replicas, a new block's files kept packed.
+
+Each batch must do exactly what the same objects one by one do: the same rows,
+the same change-log lines in the same order, the same order of replicas, the same
+error at the same place, and an undo that leaves nothing behind.  A document whose
+`last_update` values are given as `1428392977.0` (a time the field truncates to
+the same integer) takes the one-by-one path, so the two are compared on the same
+content.
+"""
+
+import asyncio
+import time
+
+import pytest
+
+from dynamod.errors import DynamoError
+from dynamod.inventory import injection
+from dynamod.changelog import entry_text
+from dynamod.inventory.changes import ChangeSet, journal_entry
+from dynamod.inventory.inventory import Inventory
+from dynamod.inventory.rows import all_rows
+from dynamod.service import InventoryService
+from support.documents import state
+from support.wire import pipelined
+
+
+def _document(one_by_one: bool = False, blocks: int = 30, files: int = 4) -> dict:
+    """Two sites and groups, a dataset of `blocks` blocks of `files` files, its replica at
+    each site: complete ones, and one run holding some files only."""
+    when = 1428392977.0 if one_by_one else 1428392977
+    names = [f"blk{(i * 7) % blocks:03d}" for i in range(blocks)]   # not in name order
+    return {
+        "site": [{"name": "T2_A", "host": "a"}, {"name": "T2_B", "host": "b"}],
+        "group": [{"name": "ops"}, {"name": "users"}],
+        "dataset": [{"name": "/Bulk/ds/RAW", "status": "valid", "blocks": [
+            {"name": name, "is_open": i % 2 == 0, "last_update": when + i,
+             "size": 10 * files, "num_files": files,
+             "files": [{"name": f"/store/bulk/{name}/{j}.root", "size": 10,
+                        "adler32": f"{i:04x}{j:04x}"} for j in range(files)]}
+            for i, name in enumerate(names)]}],
+        "datasetreplica": [
+            {"dataset": "/Bulk/ds/RAW", "site": "T2_A", "group": "ops", "blockreplicas": [
+                {"block": name, "last_update": when + i, "is_custodial": i % 3 == 0,
+                 **({"group": "users"} if i % 4 == 0 else {})}
+                for i, name in enumerate(names)]},
+            {"dataset": "/Bulk/ds/RAW", "site": "T2_B", "group": "ops", "blockreplicas": [
+                *[{"block": name, "last_update": when, "size": 10 * files}
+                  for name in names[:10]],
+                {"block": names[10], "files": [f"/store/bulk/{names[10]}/0.root"]},
+                *[{"block": name, "group": None} for name in names[11:]]]},
+        ],
+    }
+
+
+def _inject(document, inventory=None):
+    inventory = inventory or Inventory()
+    changes = ChangeSet(inventory, now=1000)
+    injection.inject(changes, document)
+    return inventory, changes
+
+
+def lines(changes) -> list[str]:
+    """The change log's lines of a ChangeSet, as its file gets them."""
+    return entry_text(journal_entry(changes.journal)).split("\n")
+
+
+def test_a_batch_equals_the_same_objects_one_by_one():
+    bulk, bulk_changes = _inject(_document())
+    single, single_changes = _inject(_document(one_by_one=True))
+    assert state(bulk) == state(single)
+    assert lines(bulk_changes) == lines(single_changes)
+    assert bulk_changes.counts() == single_changes.counts() == {
+        "created": {"sites": 2, "groups": 2, "datasets": 1, "blocks": 30, "files": 120,
+                    "datasetreplicas": 2, "blockreplicas": 60},
+        "updated": {}, "deleted": {}}
+    replica = bulk.datasets["/Bulk/ds/RAW"].find_replica("T2_B")
+    assert [r.group.name for r in replica.block_replicas][9:12] == ["ops", "ops", None]
+    for changes, inventory in ((bulk_changes, bulk), (single_changes, single)):
+        changes.rollback()
+        assert state(inventory) == state(Inventory())
+
+
+@pytest.mark.parametrize("where, fault, message", [
+    (("dataset", 0, "blocks", 3), {"num_files": 5},
+     "block /Bulk/ds/RAW#blk021: num_files is 5 in the request but 4 by its files"),
+    (("dataset", 0, "blocks", 5), {"size": 41},
+     "block /Bulk/ds/RAW#blk005: size is 41 in the request but 40 by its files"),
+    (("datasetreplica", 1, "blockreplicas", 2), {"size": 7},
+     "size is 7 in the request but 40 by its files"),
+    (("datasetreplica", 0, "blockreplicas", 4), {"group": "nobody"}, "nobody"),
+    (("datasetreplica", 0, "blockreplicas", 6), {"block": "blk999"}, "blk999"),
+    (("dataset", 0, "blocks", 7), {"is_open": "yes"}, "Block.is_open must be true or false"),
+    (("datasetreplica", 0, "blockreplicas", 8), {"is_custodial": 1},
+     "BlockReplica.is_custodial must be true or false"),
+])
+def test_a_batch_with_a_fault_is_refused_as_one_by_one(where, fault, message):
+    """The batch that would hold the fault is not made (or is undone): the error is the
+    one-by-one path's, located at the same object, and nothing stays."""
+    errors = []
+    for one_by_one in (False, True):
+        document = _document(one_by_one)
+        item = document
+        for step in where:
+            item = item[step]
+        item.update(fault)
+        inventory = Inventory()
+        changes = ChangeSet(inventory, now=1000)
+        with pytest.raises(DynamoError) as caught:
+            injection.inject(changes, document)
+        changes.rollback()
+        assert state(inventory) == state(Inventory())
+        errors.append((caught.value.message, caught.value.details.get("path")))
+    assert errors[0] == errors[1]
+    assert message in errors[0][0]
+    assert errors[0][1] == "{}[{}].{}[{}]".format(*where)
+
+
+def test_undone_batches_with_a_store_leave_memory_as_the_store(tmp_path):
+    """With a store, a new block's files are kept packed: a refused document (its
+    dataset's total wrong, found once everything is applied) changes nothing, a later
+    change that needs them as objects gets them, and a reload equals memory."""
+    path = str(tmp_path / "inventory.db")
+    document = _document()
+
+    async def scenario():
+        service = await InventoryService.open(path, "NORMAL", file_cache=50)
+        empty = state(service.inventory)
+        wrong = {**document, "dataset": [{**document["dataset"][0], "num_files": 1}]}
+        with pytest.raises(DynamoError, match="num_files is 1 in the request but 120"):
+            await service.change(lambda c: injection.inject(c, wrong))
+        assert state(service.inventory) == empty
+        await service.change(lambda c: injection.inject(c, document))
+        loaded = state(service.inventory)
+        # a file of a packed block updated, another removed, in one change
+        await service.change(lambda c: injection.inject(c, {"dataset": [{
+            "name": "/Bulk/ds/RAW", "blocks": [{"name": "blk007", "files": [
+                {"name": "/store/bulk/blk007/1.root", "size": 10, "adler32": "abcd"}]}]}]}))
+        await service.change(lambda c: injection.delete(c, {"dataset": [{
+            "name": "/Bulk/ds/RAW", "blocks": [{"name": "blk014", "files": [
+                {"name": "/store/bulk/blk014/2.root"}]}]}]}))
+        after = state(service.inventory)
+        await service.close()
+        reloaded = await InventoryService.open(path, "NORMAL")
+        again = state(reloaded.inventory)
+        await reloaded.close()
+        return loaded, after, again
+
+    loaded, after, again = asyncio.run(scenario())
+    assert loaded[0]["file"] != after[0]["file"]
+    assert again == after
+
+
+def test_a_pipelined_request_sees_the_packed_files_of_the_one_before(daemon):
+    """The second request reuses an LFN of the first's new block while the first is not
+    committed yet (both sent at once): refused, naming the first's block."""
+    first = _document()
+    second = {"dataset": [{"name": "/Other/ds/RAW", "blocks": [{"name": "b1", "files": [
+        {"name": "/store/bulk/blk007/2.root", "size": 10}]}]}]}
+    answers = pipelined(daemon.socket, first, second)
+    assert answers[0]["result"]["created"]["files"] == 120
+    assert answers[1]["error"]["message"] == (
+        "file /store/bulk/blk007/2.root belongs to block /Bulk/ds/RAW#blk007, not "
+        "/Other/ds/RAW#b1")
+    assert answers[1]["error"]["path"] == "dataset[0].blocks[0].files[0]"
+
+
+def test_a_large_entry_of_the_change_log_reaches_its_file_whole(daemon):
+    """An injection's change-log entry of hundreds of KiB (kept compressed in the store
+    until the file holds it): every line of its files and blocks, in order."""
+    document = _document(blocks=300, files=5)
+    assert daemon.inject_json(document)["created"]["files"] == 1500
+    _, changes = _inject(document)
+    wanted = [line for line in lines(changes)
+              if line.startswith(("created file ", "created block "))]
+    change_log, deadline = daemon.state_dir / "changes.log", time.monotonic() + 30
+    while True:
+        text = change_log.read_text() if change_log.exists() else ""
+        written = [line[line.index(" created ") + 1:] for line in text.splitlines()
+                   if " created file " in line or " created block " in line]
+        if len(written) >= len(wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert written == wanted
