@@ -134,7 +134,7 @@ CREATE TABLE change_log (          -- the change log's lines, until changes.log 
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
     actor TEXT NOT NULL,
-    lines TEXT NOT NULL            -- one change per line (64 KiB or more: zlib-compressed UTF-8, a BLOB)
+    lines TEXT NOT NULL            -- one change per line; a BLOB: a write-back's JSON, or zlib at 64 KiB+
 );
 -- Partitions: a condition over block replicas, or `[A, B]` for a superpartition.
 CREATE TABLE partitions (
