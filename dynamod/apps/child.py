@@ -6,7 +6,8 @@ descriptor it inherited except the caller's standard streams, the channel it
 reads files through (filechannel.py) and (for a writer) the pipe its changes
 go back through, drops what the daemon keeps private (users, grants, script
 authorizations, other applications' records), enters a cgroup of its own,
-takes its limits and the caller's identity, and runs the script
+takes its limits and the caller's identity, waits until the daemon has
+committed the application's record (filechannel.py), and runs the script
 synchronously as `__main__`.  A writer imports only what root installed
 (`sys.path` as `python3 -I` has it), never the caller's directories.  A
 writer that ends with exit code 0 sends its records through its pipe
@@ -27,9 +28,8 @@ from dataclasses import dataclass
 
 from .. import executable
 from ..inventory import objects
-from . import seal, writeback
+from . import filechannel, seal, writeback
 from .cgroup import AppCgroups
-from .filechannel import ChannelSource
 from .proxy import ApplicationInventory
 
 # Exit codes the runner itself produces.
@@ -87,7 +87,10 @@ def run(plan: Plan) -> None:
             for target, fd in enumerate(_workarea_streams(plan.workarea)):
                 os.dup2(fd, target)
                 os.close(fd)
-        code = _execute(plan)
+        if _started():
+            code = _execute(plan)
+        else:
+            code = EXIT_TERMINATED
     except BaseException:  # nothing may escape into the daemon's code
         try:
             traceback.print_exc()
@@ -100,6 +103,16 @@ def run(plan: Plan) -> None:
             except BaseException:
                 pass
         os._exit(code)
+
+
+def _started() -> bool:
+    """The daemon commits the application's record while this child prepares: the script
+    runs once it is committed, never if the commit fails.  A kill meanwhile ends the
+    child quietly."""
+    try:
+        return filechannel.wait_for_start(FILES_FD)
+    except _Terminated:
+        return False
 
 
 def _first_to_go():
@@ -237,7 +250,7 @@ def _execute(plan: Plan) -> int:
     app, inventory = plan.app, plan.inventory
     _streams()
     _daemon_file_source = inventory.file_cache.source
-    inventory.file_cache.source = ChannelSource(FILES_FD)
+    inventory.file_cache.source = filechannel.ChannelSource(FILES_FD)
     proxy = ApplicationInventory(inventory, writable=app.write)
     executable.inventory, executable.authorized, executable.app_id = proxy, app.write, app.id
     namespace = {"__name__": "__main__", "__file__": app.path, "__builtins__": __builtins__,

@@ -143,6 +143,10 @@ class Records:
         undo = Undo().apply({"application": self.table}, ops)
         return self.writer.submit(ops, next_ids, undo.rollback)
 
+    def holds(self, app: Application) -> bool:
+        """Whether `app` is recorded: false once a first commit of it failed (undone)."""
+        return self.apps.get(app.id) is app
+
     def get(self, app_id: int) -> Application:
         try:
             return self.apps[app_id]

@@ -167,7 +167,8 @@ class ApplicationManager:
             for fd in stdio or ():
                 os.close(fd)
             app.end(app.status, app.message)
-            self.records.persist(app)
+            if self.records.holds(app):   # else its first commit failed: it is forgotten
+                self.records.persist(app)
             log.info("application %d (%s) ended: %s, exit code %s", app.id, app.title,
                      app.status, app.exit_code)
 
@@ -221,9 +222,14 @@ class ApplicationManager:
                 os.close(updates_w)
             files_there.close()
         app.script = ""  # the child has its copy; records live on, scripts need not
-        serving = loop.create_task(filechannel.serve(files_here, snapshot))
         app.pid, app.status, app.started = pid, "run", time.time()
-        self.records.persist(app)
+        try:
+            await self.records.persist(app)   # while the child prepares
+        except BaseException:
+            self._abandon(app, files_here, snapshot, updates_r)
+            raise
+        filechannel.start(files_here)
+        serving = loop.create_task(filechannel.serve(files_here, snapshot))
         app.started_event.set()
         log.info("application %d (%s, %s) started as pid %d for %s", app.id, app.title,
                  "read/write" if app.write else "read-only", pid, app.user)
@@ -250,6 +256,18 @@ class ApplicationManager:
             await write_back(self.service, app, bytes(receiver.received))
         else:
             app.status = "done"
+
+    def _abandon(self, app, files_here, snapshot, updates_r):
+        """The record of a forked child could not be committed: the child, which waits
+        for its start, is ended before it runs the script (the channel closes, SIGKILL)
+        and reaped."""
+        files_here.close()
+        snapshot.close()
+        if updates_r is not None:
+            os.close(updates_r)
+        _signal(app.pid, signal.SIGKILL)
+        os.waitpid(app.pid, 0)
+        app.pid = None
 
     async def _fork_at_committed_state(self, app, stdio, updates_w, files_there, cgroup):
         """Fork where memory equals the committed store, with a read transaction opened

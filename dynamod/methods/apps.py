@@ -6,7 +6,7 @@ from importlib import resources
 
 from ..apps.runner import parse_timeout
 from ..auth.policy import Access
-from ..errors import DynamoError, InvalidParams, NotAuthorized, NotFound
+from ..errors import DynamoError, InvalidParams, NotAuthorized, NotFound, StoreError
 from .registry import Call, method
 
 MAX_SCRIPT_BYTES = 16 << 20
@@ -56,7 +56,11 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
     manager.admit(identity, title or path, path, args, write, seconds)
     app = manager.create(identity, title=title or path, path=path, args=args, write=write,
                          timeout=seconds, script=script, cwd=cwd)
-    await manager.records.persist(app)   # its id is answered only once it is committed
+    # Its id is told only once its record is committed.  An attached reader's is first
+    # committed as it starts, while its child prepares (runner.py); the others' now, as
+    # they may wait (a writer), be refused, or be answered at once (not attached).
+    if write or not attach or app.status == "authfailed":
+        await manager.records.persist(app)
     if app.status == "authfailed":
         raise NotAuthorized(app.message, app=app.id, uid=identity.peer.uid, dn=identity.dn)
     stdio = None
@@ -77,6 +81,8 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
         call.connection.send_event(call.request_id, {"event": "started", "app": app.id,
                                                      "pid": app.pid})
     await app.ended_event.wait()
+    if not manager.records.holds(app):   # its record could not be committed: forgotten
+        raise StoreError(app.message)
     return app.view()
 
 
