@@ -71,3 +71,32 @@ def test_every_application_that_ran_has_its_record(daemon):
     daemon.restart()
     listed = daemon.call("list_applications")["applications"]
     assert {a["id"]: (a["status"], a["exit_code"]) for a in listed} == seen
+
+
+def test_a_reader_killed_while_its_record_commits_never_runs(daemon):
+    """A kill that arrives before the record is committed (the store is locked, for less
+    than its busy time-out) ends the waiting child: the record says killed, and the
+    script printed nothing."""
+    read_end, write_end = os.pipe()
+    holder = lock(daemon.database)
+    try:
+        with daemon.client(timeout=60) as client:
+            rid = client.send("run_application", {"script": MARK, "path": "mark.py"})
+            event = client.receive()
+            assert event["id"] == rid and event["event"]["event"] == "send_fds"
+            client.send_fds([write_end, write_end, write_end])
+            waiting = []
+            while not waiting:   # listed, not yet started
+                waiting = daemon.call("list_applications")["applications"]
+            assert waiting[0]["status"] == "new"
+            assert daemon.call("kill_application", id=waiting[0]["id"])["killed"]
+            holder.communicate("\n", timeout=30)
+            answer = client.receive()
+    finally:
+        if holder.returncode is None:
+            holder.communicate("\n", timeout=30)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as output:
+        assert output.read() == b""
+    assert answer["result"]["status"] == "killed" and answer["result"]["pid"] is None
+    assert daemon.call("poll_application", id=answer["result"]["id"])["status"] == "killed"

@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -134,9 +134,12 @@ class Records:
         self.apps[app.id] = app
         return app
 
-    def persist(self, app: Application) -> asyncio.Future:
-        """Commit the record as it is now (with the next id, so no id is reused)."""
-        return self._commit({(app.id,): app.row()}, {"application": self.next_id})
+    def persist(self, app: Application, **changes) -> asyncio.Future:
+        """Commit the record as it is now, or with `changes` to its fields, which the
+        caller sets on the record once they are committed (with the next id, so no id is
+        reused)."""
+        row = replace(app, **changes).row() if changes else app.row()
+        return self._commit({(app.id,): row}, {"application": self.next_id})
 
     def _commit(self, rows: dict, next_ids: dict) -> asyncio.Future:
         ops = {("application", key): row for key, row in rows.items()}
