@@ -6,8 +6,7 @@ descriptor it inherited except the caller's standard streams, the channel it
 reads files through (filechannel.py) and (for a writer) the pipe its changes
 go back through, drops what the daemon keeps private (users, grants, script
 authorizations, other applications' records), enters a cgroup of its own,
-takes its limits and the caller's identity, waits until the daemon has
-committed the application's record (filechannel.py), and runs the script
+takes its limits and the caller's identity, and runs the script
 synchronously as `__main__`.  A writer imports only what root installed
 (`sys.path` as `python3 -I` has it), never the caller's directories.  A
 writer that ends with exit code 0 sends its records through its pipe
@@ -28,8 +27,9 @@ from dataclasses import dataclass
 
 from .. import executable
 from ..inventory import objects
-from . import filechannel, seal, writeback
+from . import seal, writeback
 from .cgroup import AppCgroups
+from .filechannel import ChannelSource
 from .proxy import ApplicationInventory
 
 # Exit codes the runner itself produces.
@@ -59,6 +59,7 @@ class Plan:
     memory: int | None           # bytes it may map beyond what it inherits
     forget: object               # drops the daemon's private records in this copy
     isolated_path: list | None   # a writer's sys.path (python3 -I's)
+    account: tuple               # the caller's home and groups (account_of)
 
 
 class _Terminated(BaseException):
@@ -81,16 +82,13 @@ def run(plan: Plan) -> None:
             AppCgroups.enter(plan.cgroup)
         _first_to_go()
         _limit(plan.rlimits, plan.memory)
-        become(plan.app)
+        become(plan.app, plan.account)
         _die_with(daemon)
         if plan.stdio is None:  # asynchronous: output goes to files of the caller's own
             for target, fd in enumerate(_workarea_streams(plan.workarea)):
                 os.dup2(fd, target)
                 os.close(fd)
-        if _started():
-            code = _execute(plan)
-        else:
-            code = EXIT_TERMINATED
+        code = _execute(plan)
     except BaseException:  # nothing may escape into the daemon's code
         try:
             traceback.print_exc()
@@ -105,28 +103,24 @@ def run(plan: Plan) -> None:
         os._exit(code)
 
 
-def _started() -> bool:
-    """The daemon commits the application's record while this child prepares: the script
-    runs once it is committed, never if the commit fails.  A kill meanwhile ends the
-    child quietly."""
-    try:
-        return filechannel.wait_for_start(FILES_FD)
-    except _Terminated:
-        return False
-
-
 def _first_to_go():
     """Short of memory, the kernel kills an application before the daemon."""
-    with open("/proc/self/oom_score_adj", "w") as adj:
-        adj.write("1000")
+    fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+    try:
+        os.write(fd, b"1000")
+    finally:
+        os.close(fd)
 
 
 def _limit(rlimits: dict, memory: int | None):
     """The configured resource limits; the address space counts from what the child
     inherits (the daemon's whole heap is mapped in it already)."""
     if memory is not None:
-        with open("/proc/self/statm") as statm:
-            inherited = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+        try:
+            inherited = int(os.read(fd, 256).split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        finally:
+            os.close(fd)
         rlimits = {**rlimits, resource.RLIMIT_AS: inherited + memory}
     for which, value in rlimits.items():
         _, hard = resource.getrlimit(which)
@@ -170,6 +164,10 @@ def _workarea_streams(workarea):
 _PR_SET_PDEATHSIG = 1
 _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _CAPABILITY_VERSION_3 = 0x20080522
+# Looked up once in the daemon: each CDLL() makes a new class, which a child would have
+# to build on pages it shares with the daemon (copy-on-write faults before the script).
+_libc = ctypes.CDLL(None, use_errno=True)
+_prctl, _capset = _libc.prctl, _libc.capset
 
 
 class _CapHeader(ctypes.Structure):
@@ -185,7 +183,7 @@ def _die_with(daemon: int):
     """Be killed if the daemon dies: nobody would collect the changes or the exit
     code, and the restarted daemon marks the application killed.  Set after the
     uid change, which clears it."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != daemon:  # it died before the request took effect
         os._exit(EXIT_TERMINATED)
 
@@ -194,10 +192,9 @@ def _drop_capabilities():
     """Clear every capability set: a daemon running as its own account with
     CAP_SETUID keeps it across setuid() (only a change away from uid 0 clears
     capabilities), and a script must never hold it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     header, data = _CapHeader(_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
-    if libc.capset(ctypes.byref(header), data) != 0:
+    if _capset(ctypes.byref(header), data) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
     with open("/proc/self/status") as status:
         held = [line.split()[0] for line in status
@@ -207,14 +204,26 @@ def _drop_capabilities():
         raise PermissionError(f"capabilities still held: {', '.join(held)}")
 
 
-def become(app):
-    """Take the caller's uid, gid and groups (when the daemon may) and environment."""
+def account_of(app) -> tuple[str, list[int] | None]:
+    """(home directory, groups: None when the uid stays the daemon's) of the caller's
+    account, looked up by the daemon before the fork: in the child the name service
+    would touch pages it shares with the daemon (copy-on-write faults)."""
     try:
         account = pwd.getpwuid(app.uid)
     except KeyError:
         account = None
-    if os.geteuid() != app.uid:
+    if os.geteuid() == app.uid:
+        groups = None
+    else:
         groups = os.getgrouplist(account.pw_name, app.gid) if account else [app.gid]
+    return (account.pw_dir if account else "/"), groups
+
+
+def become(app, account: tuple[str, list[int] | None] | None = None):
+    """Take the caller's uid, gid and groups (when the daemon may) and environment;
+    `account`: what `account_of(app)` gives (looked up here if not given)."""
+    home, groups = account or account_of(app)
+    if os.geteuid() != app.uid:
         os.setgroups(groups)
         os.setgid(app.gid)
         os.setuid(app.uid)
@@ -222,7 +231,6 @@ def become(app):
             raise PermissionError("could not take the caller's uid")
     if app.uid != 0:
         _drop_capabilities()
-    home = account.pw_dir if account else "/"
     keep = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ", "TERM") if k in os.environ}
     os.environ.clear()
     os.environ.update(keep)
@@ -250,7 +258,7 @@ def _execute(plan: Plan) -> int:
     app, inventory = plan.app, plan.inventory
     _streams()
     _daemon_file_source = inventory.file_cache.source
-    inventory.file_cache.source = filechannel.ChannelSource(FILES_FD)
+    inventory.file_cache.source = ChannelSource(FILES_FD)
     proxy = ApplicationInventory(inventory, writable=app.write)
     executable.inventory, executable.authorized, executable.app_id = proxy, app.write, app.id
     namespace = {"__name__": "__main__", "__file__": app.path, "__builtins__": __builtins__,

@@ -6,13 +6,10 @@ each child gets one end of a socket pair; its file cache sends one JSON line
 per question (`{"block": id}` or `{"lfn": name}`) and the daemon answers from
 its own read connection, one line each.  The child sees the files as the
 store has them when it asks (its blocks and replicas are those of the fork).
-The channel also starts the script: the child prepares while the daemon
-commits the application's record, and waits for the daemon's first byte.
 """
 
 import asyncio
 import logging
-import os
 import socket
 
 import orjson
@@ -22,24 +19,6 @@ from ..errors import DynamoError, StoreError
 log = logging.getLogger("dynamod.apps")
 
 MAX_QUESTION = 64 * 1024   # an LFN is at most 4096 characters
-
-
-START = b"\n"   # the daemon's first byte: the application's record is committed
-
-
-def start(sock: socket.socket):
-    """Let the child run its script (it waits for this byte; see `wait_for_start`).  A
-    child that is gone already (killed meanwhile) is not an error here: it is reaped."""
-    try:
-        sock.send(START)
-    except OSError:
-        pass
-
-
-def wait_for_start(fd: int) -> bool:
-    """In the child: True once the daemon says its record is committed; False when the
-    channel closes first (the commit failed, or the daemon is gone)."""
-    return os.read(fd, 1) == START
 
 
 def answer(line: bytes, reader) -> dict:

@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -29,7 +29,19 @@ log = logging.getLogger("dynamod.apps")
 ACTIVE = ("new", "waiting", "run")
 
 
-@dataclass
+def _over() -> asyncio.Event:
+    over = asyncio.Event()
+    over.set()
+    return over
+
+
+# The events of every record loaded from the store: it ended before this daemon started.
+# One shared, not two per record: a child drops every other record before its script
+# runs, and each object it frees is a page copied from the daemon (slots likewise).
+_OVER = _over()
+
+
+@dataclass(slots=True)
 class Application:
     id: int
     title: str
@@ -82,13 +94,10 @@ class Application:
     def from_row(cls, row) -> "Application":
         (aid, title, path, args, user, uid, mode, status, exit_code, pid, timeout, checksum,
          submitted, started, ended, message, workarea) = row
-        app = cls(aid, title, path, orjson.loads(args), user, uid, -1, mode == "write", timeout,
-                  checksum=checksum, status=status, exit_code=exit_code, pid=pid,
-                  submitted=submitted, started=started, ended=ended, message=message,
-                  workarea=workarea)
-        app.ended_event.set()
-        app.started_event.set()
-        return app
+        return cls(aid, title, path, orjson.loads(args), user, uid, -1, mode == "write", timeout,
+                   checksum=checksum, status=status, exit_code=exit_code, pid=pid,
+                   submitted=submitted, started=started, ended=ended, message=message,
+                   workarea=workarea, ended_event=_OVER, started_event=_OVER)
 
 
 def checksum(script: str) -> str:
@@ -134,21 +143,14 @@ class Records:
         self.apps[app.id] = app
         return app
 
-    def persist(self, app: Application, **changes) -> asyncio.Future:
-        """Commit the record as it is now, or with `changes` to its fields, which the
-        caller sets on the record once they are committed (with the next id, so no id is
-        reused)."""
-        row = replace(app, **changes).row() if changes else app.row()
-        return self._commit({(app.id,): row}, {"application": self.next_id})
+    def persist(self, app: Application) -> asyncio.Future:
+        """Commit the record as it is now (with the next id, so no id is reused)."""
+        return self._commit({(app.id,): app.row()}, {"application": self.next_id})
 
     def _commit(self, rows: dict, next_ids: dict) -> asyncio.Future:
         ops = {("application", key): row for key, row in rows.items()}
         undo = Undo().apply({"application": self.table}, ops)
         return self.writer.submit(ops, next_ids, undo.rollback)
-
-    def holds(self, app: Application) -> bool:
-        """Whether `app` is recorded: false once a first commit of it failed (undone)."""
-        return self.apps.get(app.id) is app
 
     def get(self, app_id: int) -> Application:
         try:

@@ -169,8 +169,7 @@ class ApplicationManager:
             for fd in stdio or ():
                 os.close(fd)
             app.end(app.status, app.message)
-            if self.records.holds(app):   # else its first commit failed: it is forgotten
-                self.records.persist(app)
+            self.records.persist(app)
             log.info("application %d (%s) ended: %s, exit code %s", app.id, app.title,
                      app.status, app.exit_code)
 
@@ -224,18 +223,9 @@ class ApplicationManager:
                 os.close(updates_w)
             files_there.close()
         app.script = ""  # the child has its copy; records live on, scripts need not
-        started = time.time()
-        try:   # while the child prepares; the record says "run" once this is committed
-            await self.records.persist(app, pid=pid, status="run", started=started)
-        except BaseException:
-            self._abandon(pid, files_here, snapshot, updates_r)
-            raise
-        if app.status == "killed":   # meanwhile: it never starts
-            self._abandon(pid, files_here, snapshot, updates_r)
-            return
-        app.pid, app.status, app.started = pid, "run", started
-        filechannel.start(files_here)
         serving = loop.create_task(filechannel.serve(files_here, snapshot))
+        app.pid, app.status, app.started = pid, "run", time.time()
+        self.records.persist(app)
         app.started_event.set()
         log.info("application %d (%s, %s) started as pid %d for %s", app.id, app.title,
                  "read/write" if app.write else "read-only", pid, app.user)
@@ -248,6 +238,7 @@ class ApplicationManager:
         finally:
             serving.cancel()
             snapshot.close()
+            self._open_spare()
             if receiver is not None:
                 loop.remove_reader(updates_r)
                 receiver.read()
@@ -262,18 +253,6 @@ class ApplicationManager:
             await write_back(self.service, app, bytes(receiver.received))
         else:
             app.status = "done"
-
-    @staticmethod
-    def _abandon(pid: int, files_here, snapshot, updates_r):
-        """A forked child that must not start (its record could not be committed, or it
-        was killed meanwhile) is ended before it runs the script, which it waits to be
-        told to start (the channel closes, SIGKILL), and reaped."""
-        files_here.close()
-        snapshot.close()
-        if updates_r is not None:
-            os.close(updates_r)
-        _signal(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
 
     async def _fork_at_committed_state(self, app, stdio, updates_w, files_there, cgroup):
         """Fork where memory equals the committed store, with a read transaction opened
@@ -302,7 +281,7 @@ class ApplicationManager:
         plan = child.Plan(app, self.service.inventory, stdio, updates_w, files_there.fileno(),
                           app.workarea, cgroup, self._rlimits(), self.config.app_memory or None,
                           self._forget_in_child(app.id),
-                          self.isolated_path if app.write else None)
+                          self.isolated_path if app.write else None, child.account_of(app))
         gc.collect(1)
         gc.freeze()
         # Signals stay blocked across the fork: until the child has reset its handlers,
@@ -314,7 +293,6 @@ class ApplicationManager:
             child.run(plan)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         gc.unfreeze()
-        asyncio.get_running_loop().call_soon(self._open_spare)
         return snapshot, pid
 
     def _hold_snapshot(self) -> StoreReader:
@@ -330,8 +308,9 @@ class ApplicationManager:
         return snapshot
 
     def _open_spare(self):
-        """The next application's connection, opened once this one has started.  If it
-        cannot be opened, the next start opens its own (and reports why)."""
+        """The next application's connection, opened as one ends (not as one starts: the
+        new child would share the cores with this work).  If it cannot be opened, the
+        next start opens its own (and reports why)."""
         if self._spare is not None or self._stopping:
             return
         try:
