@@ -1,5 +1,5 @@
-"""An application's start: its child is forked and prepared while its record commits,
-and its script runs only once the record is committed."""
+"""An application's start: the caller's descriptors are asked for while its record
+commits, and its script runs only once the record is committed."""
 
 import os
 import select
@@ -30,9 +30,9 @@ def run_attached(client, script: str, write_end: int) -> dict:
 
 
 def test_an_attached_reader_whose_record_cannot_commit_never_runs(daemon):
-    """The child exists before its record is committed, but the script does not run
-    when the commit fails: the caller gets store_error and no id, nothing is listed, and
-    the id goes to the next application."""
+    """The caller has sent its descriptors, but the script does not run when the commit
+    fails: the caller gets store_error and no id, nothing is listed, and the id goes to
+    the next application."""
     read_end, write_end = os.pipe()
     holder = lock(daemon.database)
     try:
@@ -75,8 +75,8 @@ def test_every_application_that_ran_has_its_record(daemon):
 
 def test_a_reader_killed_while_its_record_commits_never_runs(daemon):
     """A kill that arrives before the record is committed (the store is locked, for less
-    than its busy time-out) ends the waiting child: the record says killed, and the
-    script printed nothing."""
+    than its busy time-out) stops the application before it starts: the record says
+    killed, and the script printed nothing."""
     read_end, write_end = os.pipe()
     holder = lock(daemon.database)
     try:

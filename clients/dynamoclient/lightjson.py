@@ -119,12 +119,9 @@ def _object(text: str, at: int) -> tuple[dict, int]:
         if text[at:at + 1] != ":":
             raise ValueError(f"expected ':' at character {at}")
         result[key], at = _value(text, _skip(text, at + 1))
-        at = _skip(text, at)
-        if text[at:at + 1] == "}":
-            return result, at + 1
-        if text[at:at + 1] != ",":
-            raise ValueError(f"expected ',' or '}}' at character {at}")
-        at = _skip(text, at + 1)
+        ended, at = _next_item(text, at, "}")
+        if ended:
+            return result, at
 
 
 def _array(text: str, at: int) -> tuple[list, int]:
@@ -134,9 +131,16 @@ def _array(text: str, at: int) -> tuple[list, int]:
     while True:
         value, at = _value(text, at)
         result.append(value)
-        at = _skip(text, at)
-        if text[at:at + 1] == "]":
-            return result, at + 1
-        if text[at:at + 1] != ",":
-            raise ValueError(f"expected ',' or ']' at character {at}")
-        at = _skip(text, at + 1)
+        ended, at = _next_item(text, at, "]")
+        if ended:
+            return result, at
+
+
+def _next_item(text: str, at: int, close: str) -> tuple[bool, int]:
+    """After an item: (whether `close` ends the container, where the next part starts)."""
+    at = _skip(text, at)
+    if text[at:at + 1] == close:
+        return True, at + 1
+    if text[at:at + 1] != ",":
+        raise ValueError(f"expected ',' or '{close}' at character {at}")
+    return False, _skip(text, at + 1)
