@@ -97,7 +97,7 @@ SETTINGS = {
     "small": Settings(None, 50_000, 0.3, 10, 3, 100_000, None, None, True, rounds=1,
                       wal_files=2_000, wal_files_per_doc=100, usage_rounds=1, usage_calls=200,
                       inject_rounds=1, writeback_rounds=1, coldstart_rounds=1),
-    "medium": Settings(None, 50_000, 1.5, 10, 5, 100_000, None, None, True),
+    "medium": Settings(None, 50_000, 1.5, 10, 15, 100_000, None, None, True),
     "cms": Settings(500_000, 50_000, 1.5, 10, 3, 100_000, 24_000, 21 << 30, False),
 }
 
