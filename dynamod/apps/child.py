@@ -59,7 +59,7 @@ class Plan:
     memory: int | None           # bytes it may map beyond what it inherits
     forget: object               # drops the daemon's private records in this copy
     isolated_path: list | None   # a writer's sys.path (python3 -I's)
-    account: tuple               # the caller's home and groups (account_of)
+    home: str                    # the caller's home directory (home_of)
 
 
 class _Terminated(BaseException):
@@ -82,7 +82,7 @@ def run(plan: Plan) -> None:
             AppCgroups.enter(plan.cgroup)
         _first_to_go()
         _limit(plan.rlimits, plan.memory)
-        become(plan.app, plan.account)
+        become(plan.app, plan.home)
         _die_with(daemon)
         if plan.stdio is None:  # asynchronous: output goes to files of the caller's own
             for target, fd in enumerate(_workarea_streams(plan.workarea)):
@@ -204,27 +204,29 @@ def _drop_capabilities():
         raise PermissionError(f"capabilities still held: {', '.join(held)}")
 
 
-def account_of(app) -> tuple[str, list[int] | None]:
-    """(home directory, groups: None when the uid stays the daemon's) of the caller's
-    account, looked up by the daemon before the fork: in the child the name service
-    would touch pages it shares with the daemon (copy-on-write faults)."""
+def home_of(app) -> str:
+    """The caller's home directory ("/" without an account), looked up by the daemon
+    before the fork: in the child the name service would touch pages it shares with
+    the daemon (copy-on-write faults before the script)."""
     try:
-        account = pwd.getpwuid(app.uid)
+        return pwd.getpwuid(app.uid).pw_dir
     except KeyError:
-        account = None
-    if os.geteuid() == app.uid:
-        groups = None
-    else:
-        groups = os.getgrouplist(account.pw_name, app.gid) if account else [app.gid]
-    return (account.pw_dir if account else "/"), groups
+        return "/"
 
 
-def become(app, account: tuple[str, list[int] | None] | None = None):
+def _groups(app) -> list[int]:
+    try:
+        return os.getgrouplist(pwd.getpwuid(app.uid).pw_name, app.gid)
+    except KeyError:
+        return [app.gid]
+
+
+def become(app, home: str | None = None):
     """Take the caller's uid, gid and groups (when the daemon may) and environment;
-    `account`: what `account_of(app)` gives (looked up here if not given)."""
-    home, groups = account or account_of(app)
+    `home`: what `home_of(app)` gives (looked up here if not given)."""
+    home = home_of(app) if home is None else home
     if os.geteuid() != app.uid:
-        os.setgroups(groups)
+        os.setgroups(_groups(app))   # here: a slow name service must not hold the daemon
         os.setgid(app.gid)
         os.setuid(app.uid)
         if os.geteuid() != app.uid or os.getuid() != app.uid:

@@ -281,7 +281,7 @@ class ApplicationManager:
         plan = child.Plan(app, self.service.inventory, stdio, updates_w, files_there.fileno(),
                           app.workarea, cgroup, self._rlimits(), self.config.app_memory or None,
                           self._forget_in_child(app.id),
-                          self.isolated_path if app.write else None, child.account_of(app))
+                          self.isolated_path if app.write else None, child.home_of(app))
         gc.collect(1)
         gc.freeze()
         # Signals stay blocked across the fork: until the child has reset its handlers,
