@@ -5,8 +5,9 @@ The editable install the tests use starts slower (its import hook, and every
 figure runs the `dynamo` command of a regular install in a virtual environment
 of its own.  The clients need nothing beyond the standard library, so that
 install is made here as pip makes it, without the network: the package copied
-into the environment's site-packages, and the entry script pip writes for a
-console script.
+into the environment's site-packages, and the `dynamo` script (a plain script,
+`script-files` in pyproject.toml) copied into its bin directory with its first
+line made the environment's interpreter, as the wheel's `#!python` is by pip.
 """
 
 import os
@@ -16,17 +17,6 @@ import subprocess
 import sys
 import sysconfig
 import time
-
-# What pip writes for `dynamo = "dynamoclient.dynamo:main"` (pyproject.toml).
-ENTRY_SCRIPT = """#!{python}
-# -*- coding: utf-8 -*-
-import re
-import sys
-from dynamoclient.dynamo import main
-if __name__ == '__main__':
-    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
-    sys.exit(main())
-"""
 
 
 def regular_install(venv: str, repo: str) -> str:
@@ -40,9 +30,11 @@ def regular_install(venv: str, repo: str) -> str:
     python = os.path.join(venv, "bin", "python")
     subprocess.run([python, "-m", "compileall", "-q", os.path.join(purelib, "dynamoclient")],
                    check=True)   # pip compiles what it installs
+    with open(os.path.join(repo, "clients", "scripts", "dynamo")) as f:
+        _, body = f.read().split("\n", 1)   # the #! line gives way to the interpreter's
     command = os.path.join(venv, "bin", "dynamo")
     with open(command, "w") as f:
-        f.write(ENTRY_SCRIPT.format(python=python))
+        f.write(f"#!{python}\n{body}")
     os.chmod(command, 0o755)
     return command
 

@@ -73,19 +73,6 @@ def test_the_json_codec_writes_what_orjson_writes(workdir):
     assert received == orjson.loads(orjson.dumps(answer))
 
 
-def test_a_plain_run_leaves_the_slow_imports_out(daemon, tmp_path):
-    """`dynamo SCRIPT` starts a process per application, so it imports no argparse,
-    orjson or X.509 code when no certificate is used (~12 ms of its start-up)."""
-    path = script(tmp_path, "print('hi')\n")
-    code = ("import sys; from dynamoclient.dynamo import main; code = main(sys.argv[1:]); "
-            "print([m for m in ('argparse', 'orjson', 'dynamoclient.x509') if m in sys.modules],"
-            " file=sys.stderr); sys.exit(code)")
-    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                            env={**daemon.env, "X509_USER_PROXY": str(tmp_path / "none")},
-                            text=True, timeout=60)
-    assert (result.returncode, result.stdout, result.stderr) == (0, "hi\n", "[]\n")
-
-
 def test_console_from_a_pipe_prints_the_seed_reprs(seeded):
     lines = ("inventory.sites\ninventory.datasets\n"
              f"inventory.datasets['{DATASET}'].blocks\n")

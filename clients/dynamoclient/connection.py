@@ -1,13 +1,15 @@
 """A blocking connection to dynamod: send a request, read its answer.
 
 Standard library only; orjson is used when it is installed (unless the client
-asks for the json module, see `_codec`).  Everything a plain Unix-account
+asks for the light codec, see `_codec`).  Everything a plain Unix-account
 request does not need is imported when it is used: `dynamo` starts a
-process per run, and its start-up is part of every application's start.
+process per run, and its start-up is part of every application's start.  So
+the socket is the interpreter's own `_socket` (the `socket` module imports
+`enum`, `selectors` and more, about 5 ms), read a line at a time here.
 """
 
+import _socket
 import itertools
-import socket
 import sys
 
 from .paths import client_socket, default_proxy
@@ -16,17 +18,20 @@ CHALLENGE_PREFIX = b"dynamo-x509-challenge:"
 
 
 def _codec(fast: bool):
-    """(dumps, loads) for the wire: orjson when `fast` and installed, else the json module.
+    """(dumps, loads) for the wire: orjson when `fast` and installed, else the json module;
+    without `fast`, lightjson.
 
     orjson pays off on big documents (dynamo-inject), but importing it pulls in
-    dataclasses, uuid and datetime (~9 ms); a command that exchanges a few small
-    messages starts sooner with json (~1 ms)."""
-    if fast:
-        try:
-            import orjson
-            return orjson.dumps, orjson.loads
-        except ImportError:  # the light clients work without it
-            pass
+    dataclasses, uuid and datetime (~9 ms), and the json module imports `re` (~5 ms); a
+    command that exchanges a few small messages starts sooner with lightjson."""
+    if not fast:
+        from . import lightjson
+        return lightjson.dumps, lightjson.loads
+    try:
+        import orjson
+        return orjson.dumps, orjson.loads
+    except ImportError:  # the light clients work without it
+        pass
     import json
 
     def dumps(obj) -> bytes:
@@ -88,11 +93,11 @@ class Client:
                  fast_json: bool = True):
         """`cert`/`key` must prove themselves; with `use_proxy`, a default proxy file is
         tried and, if the daemon does not take it, the Unix identity is kept.
-        `fast_json=False` keeps to the json module (see `_codec`)."""
+        `fast_json=False` keeps to lightjson (see `_codec`)."""
         self._dumps, self._loads = _codec(fast_json)
         self.path = client_socket(path)
         self._ids = itertools.count(1)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
             self.sock.connect(self.path)
@@ -101,7 +106,7 @@ class Client:
             raise ConnectionFailed(
                 f"cannot connect to dynamod at {self.path}: {exc.strerror or exc} "
                 f"(is the daemon running? set --socket or $DYNAMO_SOCKET)") from None
-        self._reader = self.sock.makefile("rb")
+        self._buffer = bytearray()   # received, not yet read as lines
         if cert:
             self._prove(cert, key)
         elif use_proxy:
@@ -160,7 +165,6 @@ class Client:
         self.close()
 
     def close(self):
-        self._reader.close()
         self.sock.close()
 
     def send(self, method: str, params: dict | None = None) -> int:
@@ -172,12 +176,29 @@ class Client:
         self.sock.sendall(self._dumps(message) + b"\n")
         return rid
 
+    def send_fds(self, fds: list[int]):
+        """Pass descriptors to the daemon (SCM_RIGHTS) with one byte, as `socket.send_fds`
+        does."""
+        data = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+        self.sock.sendmsg([b"F"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, data)])
+
     def receive(self) -> dict:
         """The next answer, as the raw dict."""
-        line = self._reader.readline()
-        if not line:
-            raise ConnectionFailed("dynamod closed the connection")
-        return self._loads(line)
+        return self._loads(self._line())
+
+    def _line(self) -> bytes:
+        buffer, searched = self._buffer, 0
+        while True:
+            end = buffer.find(b"\n", searched)
+            if end >= 0:
+                line = bytes(buffer[:end + 1])
+                del buffer[:end + 1]
+                return line
+            searched = len(buffer)
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionFailed("dynamod closed the connection")
+            buffer += chunk
 
     def call(self, method: str, _progress=None, _on_event=None, **params):
         """Send one request and return its result (or raise RemoteError).

@@ -59,6 +59,7 @@ class Plan:
     memory: int | None           # bytes it may map beyond what it inherits
     forget: object               # drops the daemon's private records in this copy
     isolated_path: list | None   # a writer's sys.path (python3 -I's)
+    home: str                    # the caller's home directory (home_of)
 
 
 class _Terminated(BaseException):
@@ -81,7 +82,7 @@ def run(plan: Plan) -> None:
             AppCgroups.enter(plan.cgroup)
         _first_to_go()
         _limit(plan.rlimits, plan.memory)
-        become(plan.app)
+        become(plan.app, plan.home)
         _die_with(daemon)
         if plan.stdio is None:  # asynchronous: output goes to files of the caller's own
             for target, fd in enumerate(_workarea_streams(plan.workarea)):
@@ -104,16 +105,22 @@ def run(plan: Plan) -> None:
 
 def _first_to_go():
     """Short of memory, the kernel kills an application before the daemon."""
-    with open("/proc/self/oom_score_adj", "w") as adj:
-        adj.write("1000")
+    fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+    try:
+        os.write(fd, b"1000")
+    finally:
+        os.close(fd)
 
 
 def _limit(rlimits: dict, memory: int | None):
     """The configured resource limits; the address space counts from what the child
     inherits (the daemon's whole heap is mapped in it already)."""
     if memory is not None:
-        with open("/proc/self/statm") as statm:
-            inherited = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+        try:
+            inherited = int(os.read(fd, 256).split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        finally:
+            os.close(fd)
         rlimits = {**rlimits, resource.RLIMIT_AS: inherited + memory}
     for which, value in rlimits.items():
         _, hard = resource.getrlimit(which)
@@ -157,6 +164,10 @@ def _workarea_streams(workarea):
 _PR_SET_PDEATHSIG = 1
 _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _CAPABILITY_VERSION_3 = 0x20080522
+# Looked up once in the daemon: each CDLL() makes a new class, which a child would have
+# to build on pages it shares with the daemon (copy-on-write faults before the script).
+_libc = ctypes.CDLL(None, use_errno=True)
+_prctl, _capset = _libc.prctl, _libc.capset
 
 
 class _CapHeader(ctypes.Structure):
@@ -172,7 +183,7 @@ def _die_with(daemon: int):
     """Be killed if the daemon dies: nobody would collect the changes or the exit
     code, and the restarted daemon marks the application killed.  Set after the
     uid change, which clears it."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != daemon:  # it died before the request took effect
         os._exit(EXIT_TERMINATED)
 
@@ -181,10 +192,9 @@ def _drop_capabilities():
     """Clear every capability set: a daemon running as its own account with
     CAP_SETUID keeps it across setuid() (only a change away from uid 0 clears
     capabilities), and a script must never hold it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     header, data = _CapHeader(_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
-    if libc.capset(ctypes.byref(header), data) != 0:
+    if _capset(ctypes.byref(header), data) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
     with open("/proc/self/status") as status:
         held = [line.split()[0] for line in status
@@ -194,22 +204,35 @@ def _drop_capabilities():
         raise PermissionError(f"capabilities still held: {', '.join(held)}")
 
 
-def become(app):
-    """Take the caller's uid, gid and groups (when the daemon may) and environment."""
+def home_of(app) -> str:
+    """The caller's home directory ("/" without an account), looked up by the daemon
+    before the fork: in the child the name service would touch pages it shares with
+    the daemon (copy-on-write faults before the script)."""
     try:
-        account = pwd.getpwuid(app.uid)
+        return pwd.getpwuid(app.uid).pw_dir
     except KeyError:
-        account = None
+        return "/"
+
+
+def _groups(app) -> list[int]:
+    try:
+        return os.getgrouplist(pwd.getpwuid(app.uid).pw_name, app.gid)
+    except KeyError:
+        return [app.gid]
+
+
+def become(app, home: str | None = None):
+    """Take the caller's uid, gid and groups (when the daemon may) and environment;
+    `home`: what `home_of(app)` gives (looked up here if not given)."""
+    home = home_of(app) if home is None else home
     if os.geteuid() != app.uid:
-        groups = os.getgrouplist(account.pw_name, app.gid) if account else [app.gid]
-        os.setgroups(groups)
+        os.setgroups(_groups(app))   # here: a slow name service must not hold the daemon
         os.setgid(app.gid)
         os.setuid(app.uid)
         if os.geteuid() != app.uid or os.getuid() != app.uid:
             raise PermissionError("could not take the caller's uid")
     if app.uid != 0:
         _drop_capabilities()
-    home = account.pw_dir if account else "/"
     keep = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ", "TERM") if k in os.environ}
     os.environ.clear()
     os.environ.update(keep)

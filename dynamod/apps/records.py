@@ -29,7 +29,19 @@ log = logging.getLogger("dynamod.apps")
 ACTIVE = ("new", "waiting", "run")
 
 
-@dataclass
+def _over() -> asyncio.Event:
+    over = asyncio.Event()
+    over.set()
+    return over
+
+
+# The events of every record loaded from the store: it ended before this daemon started.
+# One shared, not two per record: a child drops every other record before its script
+# runs, and each object it frees is a page copied from the daemon (slots likewise).
+_OVER = _over()
+
+
+@dataclass(slots=True)
 class Application:
     id: int
     title: str
@@ -82,13 +94,10 @@ class Application:
     def from_row(cls, row) -> "Application":
         (aid, title, path, args, user, uid, mode, status, exit_code, pid, timeout, checksum,
          submitted, started, ended, message, workarea) = row
-        app = cls(aid, title, path, orjson.loads(args), user, uid, -1, mode == "write", timeout,
-                  checksum=checksum, status=status, exit_code=exit_code, pid=pid,
-                  submitted=submitted, started=started, ended=ended, message=message,
-                  workarea=workarea)
-        app.ended_event.set()
-        app.started_event.set()
-        return app
+        return cls(aid, title, path, orjson.loads(args), user, uid, -1, mode == "write", timeout,
+                   checksum=checksum, status=status, exit_code=exit_code, pid=pid,
+                   submitted=submitted, started=started, ended=ended, message=message,
+                   workarea=workarea, ended_event=_OVER, started_event=_OVER)
 
 
 def checksum(script: str) -> str:

@@ -1,6 +1,7 @@
 """Applications: run, poll, kill, list; and the script authorizations (root only)."""
 
 import logging
+import os
 import re
 from importlib import resources
 
@@ -56,16 +57,19 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
     manager.admit(identity, title or path, path, args, write, seconds)
     app = manager.create(identity, title=title or path, path=path, args=args, write=write,
                          timeout=seconds, script=script, cwd=cwd)
-    await manager.records.persist(app)   # its id is answered only once it is committed
+    committed = manager.records.persist(app)   # its id is told only once it is committed
+    stdio, failed = await _descriptors(call, attach and app.status != "authfailed")
+    try:
+        await committed
+    except BaseException:
+        for fd in stdio or ():
+            os.close(fd)
+        raise
+    if failed is not None:  # the caller left, or sent no descriptors: end the record
+        manager.kill(app.id, failed.message)
+        raise failed
     if app.status == "authfailed":
         raise NotAuthorized(app.message, app=app.id, uid=identity.peer.uid, dn=identity.dn)
-    stdio = None
-    if attach:
-        try:
-            stdio = await call.connection.receive_fds(3, call.request_id)
-        except DynamoError as exc:  # the caller left, or sent no descriptors: end the record
-            manager.kill(app.id, exc.message)
-            raise
     waiting = manager.slot.waiting_event(app=app.id) if write else None
     manager.start(app, stdio, no_wait)
     if not attach:
@@ -78,6 +82,17 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
                                                      "pid": app.pid})
     await app.ended_event.wait()
     return app.view()
+
+
+async def _descriptors(call: Call, attach: bool) -> tuple[list | None, DynamoError | None]:
+    """The caller's standard input, output and error when attached, asked for while the
+    record commits (a round trip less before the fork); or why they did not come."""
+    if not attach:
+        return None, None
+    try:
+        return await call.connection.receive_fds(3, call.request_id), None
+    except DynamoError as exc:
+        return None, exc
 
 
 def _visible(call: Call, id: int):

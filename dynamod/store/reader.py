@@ -35,6 +35,16 @@ class StoreReader:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the database {path}: {exc}") from exc
 
+    def prepared(self) -> "StoreReader":
+        """This connection with the schema read (a new connection reads it at its first
+        query), holding nothing: ready for `hold` at once."""
+        try:
+            self.db.execute("SELECT kind FROM next_ids LIMIT 0").fetchall()
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
+        return self
+
     def hold(self):
         """Open a read transaction and keep it: from now on this connection sees the
         store as it is at this moment, whatever commits follow (WAL keeps the pages
