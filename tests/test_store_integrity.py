@@ -218,13 +218,16 @@ def sound_store() -> Path:
 
 def damage(store: Path, copy: Path, btree: str) -> int:
     """Copy `store` and overwrite a page in the middle of `btree` (a table or index)
-    with garbage; returns the page number."""
+    with garbage; returns the page number.  The middle in key order (dbstat's path),
+    not in page numbers: the last leaf is read by the start's `max(id)`, which would
+    find the damage before what each test means to show (page numbers follow how the
+    tables' writes interleaved, which varies from run to run)."""
     copy.write_bytes(store.read_bytes())
     db = sqlite3.connect(uri.read_only(store), uri=True)
     try:
         size = db.execute("PRAGMA page_size").fetchone()[0]
         pages = [row[0] for row in db.execute(
-            "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno",
+            "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY path",
             (btree,))]
     finally:
         db.close()
