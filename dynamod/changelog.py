@@ -24,6 +24,7 @@ import zlib
 import orjson
 
 from .inventory.changes import entry_lines
+from .inventory.fields import printable
 from .logs import escape
 from .store.reader import StoreReader
 
@@ -154,7 +155,7 @@ def _entry(stamp: str, actor: str, lines: str) -> str:
     its control characters written out.  An entry without any (nearly all: fields hold
     none) is written in a few passes over its whole text, not one per line."""
     prefix = f"{stamp} {escape(actor)} "
-    if lines.replace("\n", "").isprintable():
+    if printable(lines.replace("\n", "")):
         return prefix + lines.replace("\n", "\n" + prefix) + "\n"
     return "".join([f"{prefix}{escape(line)}\n" for line in lines.split("\n")])
 

@@ -93,6 +93,15 @@ def test_a_batch_equals_the_same_objects_one_by_one():
     (("dataset", 0, "blocks", 7), {"is_open": "yes"}, "Block.is_open must be true or false"),
     (("datasetreplica", 0, "blockreplicas", 8), {"is_custodial": 1},
      "BlockReplica.is_custodial must be true or false"),
+    # a control character anywhere in the LFNs of the batch, ASCII or not
+    (("dataset", 0, "blocks", 2, "files", 1), {"name": "/store/bulk/x\x7f.root"},
+     "free of control characters"),
+    (("dataset", 0, "blocks", 29, "files", 3), {"name": "/store/bulk/x.root\x00"},
+     "free of control characters"),
+    (("dataset", 0, "blocks", 0, "files", 0), {"name": "\x1f/store/bulk/x.root"},
+     "free of control characters"),
+    (("dataset", 0, "blocks", 9, "files", 2), {"name": "/store/bulk/\u00e9\x1b.root"},
+     "free of control characters"),
 ])
 def test_a_batch_with_a_fault_is_refused_as_one_by_one(where, fault, message):
     """The batch that would hold the fault is not made (or is undone): the error is the
@@ -113,7 +122,7 @@ def test_a_batch_with_a_fault_is_refused_as_one_by_one(where, fault, message):
         errors.append((caught.value.message, caught.value.details.get("path")))
     assert errors[0] == errors[1]
     assert message in errors[0][0]
-    assert errors[0][1] == "{}[{}].{}[{}]".format(*where)
+    assert errors[0][1] == ".".join(f"{where[i]}[{where[i + 1]}]" for i in range(0, len(where), 2))
 
 
 def test_undone_batches_with_a_store_leave_memory_as_the_store(tmp_path):

@@ -154,6 +154,26 @@ def test_not_json_is_a_parse_error_without_id(line):
     # an escaped backslash before `u003a` is not an escape of a colon
     (b'{"id":1,"method":"m","params":{"a":{"b":"\\\\u003a"}}}', False),
     (b'{"id":1,"method":"m","params":{"a":"\\\\\\u003a","a":":"}}', True),
+    # the line as orjson writes its tree (compared whole) or not (its colons counted)
+    (b'{"id":1,"method":"m","params":{"a":{"b":{"c":[{"d":1,"e":2}]}}}}', False),
+    (b'{"id":1,"method":"m","params":{"a":{"b":{"c":[{"d":1,"d":1}]}}}}', True),
+    (b'{"id":1,"method":"m","params":{"a":{"b":{"c":[{"d":1,"e":2}]},"b":{"c":[{"d":1,"e":2}]}}}}',
+     True),
+    (b'{"id" : 1, "method" : "m", "params" : {"a" : 1}}', False),
+    (b'{"id" : 1, "method" : "m", "params" : {"a" : 1, "a" : 1}}', True),
+    (b'{"id":1,"method":"m","params":{"a":1.0e0,"b":1E+2}}', False),
+    # as long as the text of its tree (1e15 is written 1000000000000000.0), not the same
+    (b'{"id":1,"method":"m","params":{"a":1e15,     "a":1e15}}', True),
+    # keys alike once their escapes are read
+    (rb'{"id":1,"method":"m","params":{"a":1,"\u0061":1}}', True),
+    (b'{"id":1,"method":"m","params":{"\\u00e9":1,"\\u00c9":1,"\xc3\xa9x":1}}', False),
+    (b'{"id":1,"method":"m","params":{"\\u00e9":1,"\xc3\xa9":1}}', True),
+    (rb'{"id":1,"method":"m","params":{"\"":1,"\u0022":2}}', True),
+    # colons and quotes inside strings, keys and values
+    (rb'{"id":1,"method":"m","params":{"\":":"\":\"","\"":":"}}', False),
+    (rb'{"id":1,"method":"m","params":{"\":":"\":\"","\":":":"}}', True),
+    (rb'{"id":1,"method":"m","params":{"a":"\",\"a\":\"","b":"\\"}}', False),
+    (rb'{"id":1,"method":"m","params":{"a":"\\","a":"\\\":"}}', True),
     # deeper than orjson writes: the tree is counted instead
     (b'{"id":1,"method":"m","params":{"v":' + b"[" * 300 + b'{"a":"x:y","b":1}'
      + b"]" * 300 + b"}}", False),
@@ -161,9 +181,10 @@ def test_not_json_is_a_parse_error_without_id(line):
      + b"]" * 300 + b"}}", True),
 ])
 def test_a_repeated_key_is_found_whatever_the_request_shape(line, repeated):
-    """Flat requests skip the count of the tree (their colons match their keys); no
-    request with a repeated key may slip through that shortcut, nor through the count
-    of colons (escaped ones, escaped backslashes, trees too deep to write)."""
+    """A line as orjson writes its tree is settled by one comparison; no request with a
+    repeated key may slip through that shortcut, nor through the count of colons of the
+    others (spaces, other number forms, escaped keys alike once read, colons and quotes
+    in strings, escaped backslashes, trees too deep to write)."""
     if repeated:
         error = error_of(line)
         assert error.code == "parse_error" and "twice" in error.message

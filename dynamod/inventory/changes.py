@@ -24,7 +24,7 @@ from ..errors import Conflict, InvalidValue, NotFound
 from ..store.sqlite import NEW_FILES
 from ..tables import Undo
 from . import partitions as parts
-from .fields import MAX_COUNT, MAX_TEXT
+from .fields import MAX_COUNT, MAX_TEXT, printable
 from .inventory import PLURAL
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
 from .packedfiles import PackedFiles
@@ -212,7 +212,7 @@ def _file_columns(items) -> tuple | None:
     if set(map(type, lfns)) != {str} or set(map(type, sizes)) != {int}:
         return None
     lengths = list(map(len, lfns))
-    if (min(lengths) == 0 or max(lengths) > MAX_TEXT or not "".join(lfns).isprintable()
+    if (min(lengths) == 0 or max(lengths) > MAX_TEXT or not printable("".join(lfns))
             or min(sizes) < 0 or max(sizes) > MAX_COUNT):
         return None
     columns = [lfns, sizes]
@@ -237,7 +237,7 @@ def _plain_names(names: list) -> bool:
     if not names or set(map(type, names)) != {str} or len(set(names)) != len(names):
         return False
     lengths = list(map(len, names))
-    return min(lengths) > 0 and max(lengths) <= MAX_TEXT and "".join(names).isprintable()
+    return min(lengths) > 0 and max(lengths) <= MAX_TEXT and printable("".join(names))
 
 
 def _counts(values: list) -> bool:

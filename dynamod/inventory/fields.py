@@ -16,6 +16,17 @@ MAX_TEXT = 4096
 MAX_COUNT = 2**63 - 1
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _HEX_DIGITS = "0123456789abcdefABCDEF"
+_ASCII_CONTROLS = bytes(range(0x20)) + b"\x7f"
+
+
+def printable(text: str) -> bool:
+    """`text.isprintable()`, a few times faster for ASCII text (nearly all: names, file
+    lists, change-log entries), whose only characters that are not printable are the
+    controls: deleting those bytes in one pass in C rather than looking up each
+    character's Unicode properties."""
+    if text.isascii():
+        return len(text.encode("ascii").translate(None, _ASCII_CONTROLS)) == len(text)
+    return text.isprintable()
 
 
 class Field:
