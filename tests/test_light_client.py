@@ -76,3 +76,64 @@ def test_a_plain_run_imports_none_of_the_slow_modules(daemon, tmp_path):
                             env={**daemon.env, "X509_USER_PROXY": str(tmp_path / "none"),
                                  "PYTHONPATH": clients})
     assert (result.returncode, result.stdout, result.stderr) == (0, "hi\n", "[]\n")
+
+
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(dynamoclient.__file__))),
+                      "scripts", "dynamo")
+SITE_PACKAGES = f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
+
+
+def _install(tmp_path, bin_dir: str, packages: str):
+    """The `dynamo` script copied to `bin_dir` and the package linked into `packages`."""
+    for directory in (bin_dir, packages):
+        (tmp_path / directory).mkdir(parents=True)
+    with open(SCRIPT) as f:
+        (tmp_path / bin_dir / "dynamo").write_text(f.read())
+    (tmp_path / packages / "dynamoclient").symlink_to(os.path.dirname(dynamoclient.__file__))
+    app = tmp_path / "app.py"
+    app.write_text("print('hi')\n")
+    return tmp_path / bin_dir / "dynamo", app
+
+
+def _run_without_site(daemon, tmp_path, script, app, **env):
+    """The script as its #! line runs it (`python3 -S`), PYTHONPATH unset."""
+    env = {**{k: v for k, v in daemon.env.items() if k != "PYTHONPATH"},
+           "X509_USER_PROXY": str(tmp_path / "none"), **env}
+    return subprocess.run([sys.executable, "-S", "-X", "importtime", str(script), str(app)],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+def _imported(stderr: str) -> set:
+    return {line.rpartition("|")[2].strip() for line in stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+def test_the_script_finds_its_package_next_to_it_without_site(daemon, tmp_path):
+    """Installed in a prefix (a virtual environment): {prefix}/bin/dynamo finds
+    {prefix}/lib/pythonX.Y/site-packages itself, and `site` is never imported."""
+    script, app = _install(tmp_path, "prefix/bin", f"prefix/{SITE_PACKAGES}")
+    result = _run_without_site(daemon, tmp_path, script, app)
+    assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+    imported = _imported(result.stderr)
+    assert "dynamoclient.dynamo" in imported and "site" not in imported
+
+
+def test_the_script_installed_elsewhere_sets_up_site(daemon, tmp_path):
+    """Not beside its package (here: the package in the user's site directory), the
+    script sets `site` up as the interpreter would have, and runs as usual."""
+    script, app = _install(tmp_path, "elsewhere", f"userbase/{SITE_PACKAGES}")
+    result = _run_without_site(daemon, tmp_path, script, app,
+                               PYTHONUSERBASE=str(tmp_path / "userbase"))
+    assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+    assert "site" in _imported(result.stderr)
+
+
+def test_the_script_exits_with_the_applications_code(daemon, tmp_path):
+    """The script ends with os._exit: the exit code and every line of output still
+    come through."""
+    script, app = _install(tmp_path, "prefix/bin", f"prefix/{SITE_PACKAGES}")
+    app.write_text("import sys\nprint('\\n'.join(map(str, range(2000))))\nsys.exit(7)\n")
+    result = _run_without_site(daemon, tmp_path, script, app)
+    assert result.returncode == 7, result.stderr
+    assert "failed: exit code 7" in result.stderr
+    assert result.stdout.splitlines() == [str(i) for i in range(2000)]
