@@ -9,9 +9,9 @@
 The daemon forks the application from its live inventory.  For a synchronous
 run this command hands its own standard input, output and error to the
 application, so output appears as it is written and a terminal stays a
-terminal.  The application runs in a session of its own, so Ctrl-C reaches
-this command, not the application: for the console it is passed on (a fresh
-prompt), for a script it asks whether to kill it.
+terminal.  The application runs without a controlling terminal, so Ctrl-C
+reaches this command, not the application: for the console it is passed on (a
+fresh prompt), for a script it asks whether to kill it.
 """
 
 import os
@@ -201,7 +201,7 @@ def _finish(app: dict, args) -> int:
 
 
 def _on_interrupt(args, app_id: int):
-    """Ctrl-C reached this command only (the application has a session of its own):
+    """Ctrl-C reached this command only (the application has no controlling terminal):
     the console takes it as its own Ctrl-C; a script is killed if the user says so."""
     console = not args.command
     if not console and not _confirm_kill(app_id):
