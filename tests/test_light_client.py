@@ -67,7 +67,8 @@ def test_a_plain_run_imports_none_of_the_slow_modules(daemon, tmp_path):
     and the light codec serve).  Run without site (`-S`), which may import some itself."""
     path = tmp_path / "app.py"
     path.write_text("print('hi')\n")
-    slow = ("argparse", "orjson", "dynamoclient.x509", "re", "json", "socket", "shlex", "enum")
+    slow = ("argparse", "orjson", "dynamoclient.x509", "re", "json", "socket", "shlex", "enum",
+            "types")
     code = ("import sys; from dynamoclient.dynamo import main; code = main(sys.argv[1:]); "
             f"print([m for m in {slow!r} if m in sys.modules], file=sys.stderr); sys.exit(code)")
     clients = os.path.dirname(os.path.dirname(dynamoclient.__file__))
