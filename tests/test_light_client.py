@@ -1,6 +1,7 @@
 """`dynamo`'s light start: its JSON codec and its command splitting match what they
 replace (orjson, shlex), and a plain run imports none of the slow modules."""
 
+import ast
 import os
 import shlex
 import subprocess
@@ -63,12 +64,13 @@ def test_a_command_splits_as_shlex_splits_it(command):
 def test_a_plain_run_imports_none_of_the_slow_modules(daemon, tmp_path):
     """`dynamo SCRIPT` starts a process per application, and its imports delay the
     application's first output: no argparse, orjson or X.509 code when no certificate is
-    used, and none of re, json, socket, shlex or enum (the interpreter's own `_socket`
-    and the light codec serve).  Run without site (`-S`), which may import some itself."""
+    used, and none of re, json, socket, shlex, enum, types or os (the interpreter's own
+    `_socket` and `posix` and the light codec serve).  Run without site (`-S`), which
+    may import some itself."""
     path = tmp_path / "app.py"
     path.write_text("print('hi')\n")
     slow = ("argparse", "orjson", "dynamoclient.x509", "re", "json", "socket", "shlex", "enum",
-            "types")
+            "types", "os")
     code = ("import sys; from dynamoclient.dynamo import main; code = main(sys.argv[1:]); "
             f"print([m for m in {slow!r} if m in sys.modules], file=sys.stderr); sys.exit(code)")
     clients = os.path.dirname(os.path.dirname(dynamoclient.__file__))
@@ -138,3 +140,47 @@ def test_the_script_exits_with_the_applications_code(daemon, tmp_path):
     assert result.returncode == 7, result.stderr
     assert "failed: exit code 7" in result.stderr
     assert result.stdout.splitlines() == [str(i) for i in range(2000)]
+
+
+def _paths_with_os(env: dict) -> list:
+    """The rule of dynamoclient.paths as os.path writes it."""
+    def get(name):
+        return env.get(name)
+
+    home = get("HOME")
+    if home is None:
+        import pwd
+
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    home = home.rstrip("/") or "/"
+    state = os.path.join(get("XDG_STATE_HOME") or os.path.join(home, ".local", "state"),
+                         "dynamo")
+    personal = os.path.join(state, "dynamod.sock")
+    socket = get("DYNAMO_SOCKET") or (
+        personal if os.path.exists(personal) or not os.path.exists("/run/dynamo/dynamod.sock")
+        else "/run/dynamo/dynamod.sock")
+    proxy = get("X509_USER_PROXY") or f"/tmp/x509up_u{os.getuid()}"
+    return [state, socket, proxy if os.path.isfile(proxy) else None]
+
+
+@pytest.mark.parametrize("env", [
+    {}, {"HOME": ""}, {"HOME": "/"}, {"HOME": "/home/jane/"}, {"HOME": "rel"},
+    {"HOME": "/h", "XDG_STATE_HOME": ""}, {"HOME": "/h", "XDG_STATE_HOME": "/x//"},
+    {"HOME": "/h", "XDG_STATE_HOME": "/"}, {"HOME": "/h", "XDG_STATE_HOME": "st"},
+    {"HOME": "/h", "DYNAMO_SOCKET": "/s/d.sock"}, {"HOME": "/h", "DYNAMO_SOCKET": ""},
+    {"HOME": "/h\udcff", "X509_USER_PROXY": "/etc/hostname"},
+    {"HOME": "/h", "X509_USER_PROXY": "/etc"}, {"HOME": "/h", "X509_USER_PROXY": "/no/such"}])
+def test_the_paths_without_os_follow_the_rule_as_os_path_writes_it(env, tmp_path):
+    """dynamoclient.paths reads the environment and the files through `posix` when `os`
+    is not loaded (as in `dynamo`): the same answers as os.path gives."""
+    code = ("import sys; from dynamoclient import paths; "
+            "print(repr([paths._state_dir(), paths.client_socket(), paths.default_proxy(), "
+            "'os' in sys.modules]))")
+    clients = os.path.dirname(os.path.dirname(dynamoclient.__file__))
+    env = {key: os.fsencode(value) for key, value in env.items()}
+    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True,
+                            timeout=60, cwd=tmp_path, env={**env, b"PYTHONPATH": clients.encode()})
+    assert result.returncode == 0, result.stderr
+    decoded = {os.fsdecode(key): os.fsdecode(value) for key, value in env.items()}
+    assert ast.literal_eval(result.stdout.decode(errors="surrogateescape")) == \
+        [*_paths_with_os(decoded), False]

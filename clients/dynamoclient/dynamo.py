@@ -14,7 +14,7 @@ reaches this command, not the application: for the console it is passed on (a
 fresh prompt), for a script it asks whether to kill it.
 """
 
-import os
+import posix
 import sys
 import time
 
@@ -136,6 +136,16 @@ def split_command(command: str) -> list[str]:
     return [w for w in command.translate(_BLANKS).split(" ") if w]
 
 
+def _absolute(work_dir: str | None) -> str:
+    """The application's working directory: the current one (`posix`: the client does
+    not import `os`, see paths.py), or `work_dir` made absolute."""
+    if work_dir is None:
+        return posix.getcwd()
+    import os
+
+    return os.path.abspath(work_dir)
+
+
 def read_script(path: str) -> str:
     try:
         with open(path, "rb") as f:
@@ -149,7 +159,7 @@ def read_script(path: str) -> str:
 def run(args, client: Client) -> int:
     """Submit the application and follow it to its end; returns its exit code."""
     params = {"attach": not args.asynchronous, "timeout": args.timeout,
-              "no_wait": args.no_wait, "cwd": os.path.abspath(args.work_dir or ".")}
+              "no_wait": args.no_wait, "cwd": _absolute(args.work_dir)}
     if args.command:
         words = split_command(args.command)
         if not words:
@@ -245,8 +255,11 @@ def _refused(args) -> str | None:
     if args.server is not None:
         return ("-s/--server: dynamod is reached through a local Unix socket, not HOST:PORT; "
                 "use --socket PATH or $DYNAMO_SOCKET")
-    if args.work_dir is not None and not os.path.isdir(args.work_dir):
-        return f"--work-dir {args.work_dir}: no such directory"
+    if args.work_dir is not None:
+        import os   # here only (see _absolute)
+
+        if not os.path.isdir(args.work_dir):
+            return f"--work-dir {args.work_dir}: no such directory"
     return None
 
 
