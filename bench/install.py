@@ -7,12 +7,10 @@ of its own.  The clients need nothing beyond the standard library, so that
 install is made here as pip makes it, without the network: the package copied
 into the environment's site-packages, and the `dynamo` script (a plain script,
 `script-files` in pyproject.toml) copied into its bin directory with its first
-line made the environment's interpreter (its options kept), as the wheel's
-`#!python` is by pip.
+line made the environment's interpreter, as the wheel's `#!python` is by pip.
 """
 
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -33,13 +31,10 @@ def regular_install(venv: str, repo: str) -> str:
     subprocess.run([python, "-m", "compileall", "-q", os.path.join(purelib, "dynamoclient")],
                    check=True)   # pip compiles what it installs
     with open(os.path.join(repo, "clients", "scripts", "dynamo")) as f:
-        first, body = f.read().split("\n", 1)
-    # The #! line names the environment's interpreter and keeps the options after
-    # `python3`, as setuptools' build_scripts and pip make it.
-    options = re.match(r"^#!.*python[0-9.]*([ \t].*)?$", first).group(1) or ""
+        _, body = f.read().split("\n", 1)   # the #! line gives way to the interpreter's
     command = os.path.join(venv, "bin", "dynamo")
     with open(command, "w") as f:
-        f.write(f"#!{python}{options}\n{body}")
+        f.write(f"#!{python}\n{body}")
     os.chmod(command, 0o755)
     return command
 
