@@ -375,7 +375,7 @@ class ApplicationManager:
 
     def interrupt(self, app_id: int) -> bool:
         """SIGINT to a running application: the Ctrl-C its client received (the child has
-        a session of its own, so the terminal's Ctrl-C reaches only the client)."""
+        no controlling terminal, so the terminal's Ctrl-C reaches only the client)."""
         app = self.records.get(app_id)
         if app.status != "run" or not app.pid or app.exit_code is not None:
             return False  # not started, ended, or its changes are being committed

@@ -59,13 +59,14 @@ class Daemon:
     def env(self) -> dict:
         return {**os.environ, "DYNAMO_SOCKET": self.socket}
 
-    def start(self, timeout=15.0):
+    def start(self, timeout=15.0, **popen):
+        """Start and wait until it answers; `popen`: more arguments for subprocess.Popen."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dynamod", "--state-dir", str(self.state_dir),
              "--socket", self.socket, *self.extra_args],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, **popen,
         )
         log.close()
         deadline = time.monotonic() + timeout
