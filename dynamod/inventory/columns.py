@@ -304,7 +304,6 @@ class BlockTable(Names):
                 "blocks of unknown datasets, or datasets of unknown blocks")
         self.alive = array("b", [1]) * n
         self.first_replica = array("i", [NO_ROW]) * n
-        self.datasets.count_blocks()
 
 
 class BlockReplicaTable:

@@ -19,8 +19,8 @@ is a view `(table, row)` made on access.  What a dataset holds:
   `block_count`, what its answer and `Dataset.size` show without a walk of its
   blocks, which cost a microsecond or more per dataset listed).  They move with
   the run (a block in, a block out) and with a live block's own size and
-  num_files (BlockTable.store), so every change, and its undo, keeps them; a
-  restore sums them anew from the runs (`count_blocks`);
+  num_files (BlockTable.store), so every change, and its undo, keeps them; the
+  snapshot holds them (summing them anew at a restore took a fifth of it);
 - its replicas: a list of rows of the DatasetReplicaTable from `first_replica`.
 The live rows are also indexed by name (nameindex.py): a dataset by name is a
 probe or two in an array.
@@ -34,7 +34,7 @@ from array import array
 from collections.abc import ItemsView, Mapping, ValuesView
 from functools import partial
 from itertools import accumulate, chain, compress, count, repeat
-from operator import add, itemgetter, sub
+from operator import add, itemgetter
 
 import orjson
 
@@ -305,8 +305,8 @@ class DatasetTable(Names):
     # ----------------------------------------------------------- snapshot
     # As BlockTable's (columns.py): the live rows, their software versions coded anew
     # in the order a load meets them, and each one's run of block rows (renumbered, one
-    # after the other, as a load places them); the index by name is built anew, and
-    # the totals once the blocks are restored (`count_blocks`).
+    # after the other, as a load places them) with its totals; the index by name is
+    # built anew.
     def dump(self):
         return partial(_dataset_parts, copy_columns(self, _PARTS + _RUNS + ("alive",)),
                        *self.dump_names(), list(self.versions), self.blocks.alive[:])
@@ -330,19 +330,9 @@ class DatasetTable(Names):
         self.first_replica = array("i", [NO_ROW]) * n
         self.live = n
 
-    def count_blocks(self):
-        """The totals of every dataset, summed over the runs of the restored blocks (which
-        follow each other in `block_rows`): each column taken in run order and summed
-        cumulatively, in C, then the differences at the runs' ends."""
-        ends = list(accumulate(self.block_count))
-        for name in ("size", "num_files"):
-            sums = list(accumulate(map(getattr(self.blocks, name).__getitem__,
-                                       self.block_rows), initial=0))
-            setattr(self, name, array("q", map(sub, map(sums.__getitem__, ends),
-                                               map(sums.__getitem__, self.block_start))))
 
-
-_PARTS = ("id", "status", "data_type", "version", "last_update", "is_open")
+_PARTS = ("id", "status", "data_type", "version", "last_update", "is_open", "size",
+          "num_files")
 _RUNS = ("block_start", "block_count", "block_rows")
 
 
