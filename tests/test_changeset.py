@@ -17,7 +17,7 @@ from dynamod.inventory.changes import ChangeSet
 from dynamod.inventory.inventory import Inventory
 from dynamod.inventory.rows import all_rows
 from dynamod.service import InventoryService
-from support.documents import SITES, apply, requests, state, undo_restores
+from support.documents import SITES, apply, requests, state, totals, undo_restores
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -60,11 +60,14 @@ def test_store_after_reload_equals_memory(tmp_path_factory, sequence):
                 await service.change(lambda c: getattr(injection, kind)(c, document))
             except DynamoError:
                 pass
-        expected = all_rows(service.inventory), dict(service.inventory.next_ids)
+        expected = (all_rows(service.inventory), dict(service.inventory.next_ids),
+                    totals(service.inventory))
         problems = await service.store.integrity_errors() + service.inventory.problems()
-        await service.close()
+        await service.close()   # which writes the snapshot the reload restores
         reloaded = await InventoryService.open(path, "NORMAL")
-        got = all_rows(reloaded.inventory), dict(reloaded.inventory.next_ids)
+        got = (all_rows(reloaded.inventory), dict(reloaded.inventory.next_ids),
+               totals(reloaded.inventory))
+        problems += reloaded.inventory.problems()
         await reloaded.close()
         return expected, got, problems
 

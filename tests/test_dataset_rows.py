@@ -239,3 +239,43 @@ def test_a_dataset_s_blocks_stay_sorted_as_it_grows_and_shrinks_and_undo_restore
         changes.rollback()
         assert state(inventory) == before
         assert inventory.problems() == []
+
+
+def _block(name, *sizes, lfns=None):
+    lfns = lfns or [f"/store/{name}/{i}.root" for i in range(len(sizes))]
+    return {"name": name, "files": [{"name": lfn, "size": size}
+                                    for lfn, size in zip(lfns, sizes)]}
+
+
+def test_a_datasets_totals_follow_its_blocks_through_changes_and_undos():
+    """A dataset's size, files and blocks (kept, not summed when asked) follow each
+    change of its blocks, in bulk or one by one, and each undo, newest first; a
+    dataset whose blocks would add up past 2^63 - 1 bytes is refused, changing
+    nothing."""
+    inventory = Inventory()
+    name = "/A/B/RAW"
+    steps = [   # (kind, document, the dataset's totals after it)
+        ("inject", {"dataset": [{"name": name, "blocks": [_block("b1", 10, 20),
+                                                          _block("b2", 5)]}]}, (35, 3, 2)),
+        ("inject", {"dataset": [{"name": name, "blocks": [_block("b1", 7, lfns=["/x/7"]),
+                                                          _block("b3")]}]}, (42, 4, 3)),
+        ("delete", {"dataset": [{"name": name, "blocks": [
+            {"name": "b1", "files": [{"name": "/store/b1/1.root"}]}]}]}, (22, 3, 3)),
+        ("delete", {"dataset": [{"name": name, "blocks": [{"name": "b2"}]}]}, (17, 2, 2)),
+    ]
+    history = []
+    for kind, document, expected in steps:
+        before = state(inventory)
+        history.append((before, applied(inventory, kind, document)))
+        assert inventory.datasets[name].totals() == expected
+        assert (inventory.datasets[name].size, inventory.datasets[name].num_files) == \
+            expected[:2]
+        assert inventory.problems() == []
+    before = state(inventory)
+    big = 2**63 - 1 - 17   # fits the block, not the dataset with its other blocks
+    assert apply(inventory, "inject", {"dataset": [{"name": name, "blocks": [
+        _block("b4", big, 1)]}]}) is None
+    assert state(inventory) == before
+    for before, changes in reversed(history):
+        changes.rollback()
+        assert state(inventory) == before and inventory.problems() == []

@@ -113,7 +113,7 @@ DAMAGE = {
     "a part missing": ("DELETE FROM snapshot_parts WHERE name = 'blockreplica.owner_head'",
                        "its parts do not make sound tables (KeyError: 'owner_head')"),
     "another format": ("UPDATE snapshot_stamp SET format = format + 1",
-                       "its format is 4, this dynamod's 3"),
+                       "its format is 5, this dynamod's 4"),
     # what README tells an operator who changed values by hand
     "the stamp deleted": ("DELETE FROM snapshot_stamp", "there is none"),
 }

@@ -429,7 +429,8 @@ class ChangeSet:
 
     def _set(self, obj, values: dict) -> bool:
         """Set checked field values; True when something changed.  Every value is checked
-        before any is set: a bad one must not leave the others set without an undo."""
+        before any is set: a bad one must not leave the others set without an undo (nor
+        may a block's size or num_files that its dataset's sum refuses, datasets.py)."""
         fields = type(obj).__dict__
         changed = {}  # name -> (old, new): the undo's and the change log's
         checked_values = [(n, fields[n].check(v)) for n, v in values.items()]
@@ -441,11 +442,15 @@ class ChangeSet:
             before = [usage.contribution(r) for r in tracked]
         else:
             tracked = ()
-        for name, value in checked_values:
-            current = getattr(obj, name)
-            if current is not value and current != value:
-                changed[name] = (current, value)
-                setattr(obj, name, value)
+        try:
+            for name, value in checked_values:
+                current = getattr(obj, name)
+                if current is not value and current != value:
+                    setattr(obj, name, value)
+                    changed[name] = (current, value)
+        except InvalidValue:
+            _restore(obj, changed)
+            raise
         if not changed:
             return False
         self._undo.call(partial(_restore, obj, changed))
@@ -460,7 +465,8 @@ class ChangeSet:
         to its row of `values`, in order, as an update of each would: fields that change
         nothing else (no sums to check, no files).  A write-back's runs of updates come
         this way, checked and applied in one pass with one undo step and one journal
-        entry for the run.  Every value is checked before any is set."""
+        entry for the run.  Every value is checked before any is set; a block's size or
+        num_files its dataset's sum refuses (datasets.py) leaves the run unapplied."""
         if not objects:
             return
         cls = type(objects[0])
@@ -470,6 +476,20 @@ class ChangeSet:
             return
         fields = [cls.__dict__[n] for n in names]
         changed, old_values, new_values = [], [], []
+        try:
+            self._apply_many(objects, names, fields, values, changed, old_values, new_values)
+        except InvalidValue:
+            _restore_many(changed, names, old_values)
+            raise
+        if not changed:
+            return
+        self._undo.call(_restore_many, changed, names, old_values)
+        self._touch_many(changed, names, old_values, new_values)
+
+    @staticmethod
+    def _apply_many(objects, names, fields, values, changed, old_values, new_values):
+        """`update_many`'s pass: each object whose values change is noted (in `changed`,
+        with its old and new values) before it is changed."""
         if len(names) == 1:   # the bulk of a write-back: one field
             field = fields[0]
             check, get, put = field.check, attrgetter(names[0]), field.put
@@ -477,10 +497,10 @@ class ChangeSet:
             for obj, value in zip(objects, new):
                 old = get(obj)
                 if old is not value and old != value:
-                    put(obj, value)
                     changed.append(obj)
                     old_values.append((old,))
                     new_values.append((value,))
+                    put(obj, value)
         else:
             new = [tuple([f.check(v) for f, v in zip(fields, row)]) for row in values]
             get = attrgetter(*names)
@@ -488,15 +508,11 @@ class ChangeSet:
                 old = get(obj)
                 if old == row:   # as `_set`: each field is the same object or an equal one
                     continue
-                for field, value in zip(fields, row):
-                    field.put(obj, value)
                 changed.append(obj)
                 old_values.append(old)
                 new_values.append(row)
-        if not changed:
-            return
-        self._undo.call(_restore_many, changed, names, old_values)
-        self._touch_many(changed, names, old_values, new_values)
+                for field, value in zip(fields, row):
+                    field.put(obj, value)
 
     def _touch_many(self, objects: list, names: tuple, old: list, new: list):
         """`_touch` of each updated object, journaled as one `Updates` entry (an object
@@ -568,15 +584,6 @@ class ChangeSet:
         for check in self._checks:
             check()
         self._checks.clear()
-        self._check_dataset_sizes()
-
-    def _check_dataset_sizes(self):
-        """A dataset's size is the sum of its blocks' and is answered as a 64-bit integer,
-        so no request may push it past the largest one (queries would fail forever)."""
-        for dataset in {obj.dataset for obj in self.ops.values() if isinstance(obj, Block)}:
-            if dataset.size > MAX_COUNT:
-                raise InvalidValue(f"dataset {dataset.name}: its blocks would add up to "
-                                   f"{dataset.size} bytes, over {MAX_COUNT}", field="size")
 
     def rollback(self):
         """Undo every step, newest first: the inventory is as before the ChangeSet."""

@@ -52,6 +52,7 @@ from .objects import (NO_MEMBERS, NO_ROW, Block, BlockReplica, BlockSet, Dataset
                       Members, ReplicaChain)
 
 _new_view = tuple.__new__
+_TOTALS = frozenset(("size", "num_files"))   # block fields its dataset sums (datasets.py)
 # Rows turned into columns at a time at start-up: as many as the store's reader
 # fetches (store/reader.py).  Larger batches of rows, once freed, leave their memory
 # scattered between the small buffers made meanwhile (measured at medium scale: 167
@@ -181,7 +182,10 @@ class BlockTable(Names):
 
     # ----------------------------------------------------------- changing
     def store(self, name, row, value):
-        getattr(self, name)[row] = value
+        values = getattr(self, name)
+        if name in _TOTALS and self.alive[row]:   # its dataset's sum moves with it
+            self.datasets.add_to_total(name, self.dataset[row], value - values[row])
+        values[row] = value
 
     def add(self, block_id, dataset, name, size, num_files, is_open, last_update):
         """A new block (checked values) in `dataset`: (its view, the undo)."""

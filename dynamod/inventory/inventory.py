@@ -173,6 +173,11 @@ class Inventory:
                     or not all(table.exists(row) and table.dataset[row] == dataset[1]
                                for row in rows)):
                 found.append(f"dataset {dataset.name}: its blocks are not its live rows by name")
+            walked = (sum(b.size for b in dataset.blocks), sum(b.num_files for b in dataset.blocks),
+                      len(list(dataset.blocks)))
+            if dataset.totals() != walked:
+                found.append(f"dataset {dataset.name}: totals (size, files, blocks) "
+                             f"{dataset.totals()} kept, {walked} summed over its blocks")
         datasets = self.dataset_table
         live = list(datasets.live_rows())
         if (not len(datasets.index) == len(live) == datasets.live

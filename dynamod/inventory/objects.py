@@ -201,20 +201,6 @@ class BlockSet(_SetLike):
         """See BlockTable.facts: of each block, in name order (the order of `rows`)."""
         return self.table.facts(self.rows) if self.table is not None else []
 
-    def totals(self) -> tuple:
-        """(size, num_files, how many) of the blocks, from one copy of their rows."""
-        if self.table is None:
-            return 0, 0, 0
-        rows, table = self.rows, self.table
-        return (sum(map(table.size.__getitem__, rows)),
-                sum(map(table.num_files.__getitem__, rows)), len(rows))
-
-    def total(self, column: str) -> int:
-        """The sum of a column (`size`, `num_files`) over the blocks."""
-        if self.table is None:
-            return 0
-        return sum(map(getattr(self.table, column).__getitem__, self.rows))
-
 
 _NO_ROWS = array("i")   # a detached dataset's block rows
 
@@ -422,13 +408,13 @@ class Dataset(_View):
         call (what the store's rows and the queries' answers take)."""
         return self[0].values_at(self[1])
 
-    @property
-    def size(self) -> int:
-        return self.blocks.total("size")
+    # its blocks' sums, kept by the table (datasets.py): no walk of the blocks
+    size = property(lambda v: v[0].totals_at(v[1])[0])
+    num_files = property(lambda v: v[0].totals_at(v[1])[1])
 
-    @property
-    def num_files(self) -> int:
-        return self.blocks.total("num_files")
+    def totals(self) -> tuple:
+        """(size, num_files, blocks): its blocks' sums and number, in one call."""
+        return self[0].totals_at(self[1])
 
     def find_block(self, name, must_find=False):
         found = self.blocks.find(name)  # None for a name that is no string
@@ -536,6 +522,9 @@ class Detached:
 
     def blocks_of(self, row) -> BlockSet:
         return BlockSet()
+
+    def totals_at(self, row) -> tuple:
+        return 0, 0, 0   # a detached dataset has no blocks
 
     def block_at(self, row):
         return self.block[row]

@@ -32,7 +32,7 @@ from .rows import build
 
 log = logging.getLogger("dynamod.snapshot")
 
-FORMAT = 3
+FORMAT = 4   # 4: a dataset's block totals (datasets.py)
 # Each table of the snapshot: its store kind (they are restored in this order, each
 # after those it refers to), and the Inventory's attribute that holds it.
 TABLES = {"dataset": "dataset_table", "block": "blocks", "datasetreplica": "dataset_replicas",

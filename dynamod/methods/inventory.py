@@ -84,7 +84,7 @@ def group_view(group) -> dict:
 
 def dataset_view(dataset) -> dict:
     id_, name, status, data_type, software_version, last_update, is_open = dataset.values()
-    size, num_files, num_blocks = dataset.blocks.totals()
+    size, num_files, num_blocks = dataset.totals()
     return {"name": name, "id": id_, "status": status, "data_type": data_type,
             "software_version": software_version, "last_update": last_update,
             "is_open": is_open, "size": size, "num_files": num_files, "num_blocks": num_blocks}

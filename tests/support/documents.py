@@ -21,8 +21,10 @@ def _some(strategy, **kw):
     return st.lists(strategy, max_size=3, **kw)
 
 
+# HUGE: two in a block pass a block's largest size, in two blocks a dataset's
+HUGE = 2**62 + 1
 files = st.fixed_dictionaries(
-    {"name": st.sampled_from(LFNS), "size": st.sampled_from([0, 10, 300, 2000, -1])},
+    {"name": st.sampled_from(LFNS), "size": st.sampled_from([0, 10, 300, 2000, -1, HUGE])},
     optional={"site": st.sampled_from(SITES)})
 blocks = st.fixed_dictionaries(
     {"name": st.sampled_from(BLOCKS)},
@@ -73,11 +75,17 @@ requests = st.lists(st.one_of(st.tuples(st.just("inject"), documents),
                     min_size=1, max_size=20)
 
 
+def totals(inventory) -> dict:
+    """Each dataset's block totals as the inventory keeps them: name -> (size,
+    num_files, blocks)."""
+    return {name: dataset.totals() for name, dataset in inventory.datasets.items()}
+
+
 def state(inventory):
-    """Everything a rollback must restore: the rows, the next ids, the order in which
-    the dicts list their objects (creation order, as after a reload) and the order of
-    the block replicas of each block and of each dataset replica, and of the dataset
-    replicas of each dataset and of each site."""
+    """Everything a rollback must restore: the rows, the next ids, the datasets' block
+    totals, the order in which the dicts list their objects (creation order, as after a
+    reload) and the order of the block replicas of each block and of each dataset
+    replica, and of the dataset replicas of each dataset and of each site."""
     blocks = [b for d in inventory.datasets.values() for b in d.blocks]
     order = (list(inventory.sites), list(inventory.groups), list(inventory.datasets),
              [list(b.files_by_lfn) for b in sorted(blocks, key=lambda b: b.id)],
@@ -86,7 +94,7 @@ def state(inventory):
               for dr in d.replicas],
              [[r.site.name for r in d.replicas] for d in inventory.datasets.values()],
              [[r.dataset.name for r in s.dataset_replicas] for s in inventory.sites.values()])
-    return all_rows(inventory), dict(inventory.next_ids), order
+    return all_rows(inventory), dict(inventory.next_ids), totals(inventory), order
 
 
 def undo_restores(inventory, sequence):
