@@ -91,12 +91,14 @@ class Settings:
     usage_calls: int = 1_000      # site_usage calls timed
     writeback_rounds: int = 3     # write-back rounds, alternating with the raw UPDATEs
     coldstart_rounds: int = 3     # starts from the snapshot, alternating with raw scans
+    listing_changes: int = 100    # changes, each followed by a timed list_datasets, per pattern
 
 
 SETTINGS = {
     "small": Settings(None, 50_000, 0.3, 10, 3, 100_000, None, None, True, rounds=1,
                       wal_files=2_000, wal_files_per_doc=100, usage_rounds=1, usage_calls=200,
-                      inject_rounds=1, writeback_rounds=1, coldstart_rounds=1),
+                      inject_rounds=1, writeback_rounds=1, coldstart_rounds=1,
+                      listing_changes=10),
     "medium": Settings(None, 50_000, 1.5, 10, 15, 100_000, None, None, True),
     "cms": Settings(500_000, 50_000, 1.5, 10, 3, 100_000, 24_000, 21 << 30, False),
 }
@@ -764,13 +766,13 @@ class Bench:
                      limit["p50"] * 1e6, "us")
             self.add("query", f"list_sites, {n} connections: p99 latency", ours["p99"] * 1e6,
                      limit["p99"] * 1e6, "us")
-            self._listing_after_changes(dataset)
+            self._listing_after_changes(dataset, self.settings.listing_changes)
             self._status()
         finally:
             echo.terminate()
             echo.wait(30)
 
-    def _listing_after_changes(self, dataset, changes: int = 100):
+    def _listing_after_changes(self, dataset, changes: int):
         """`list_datasets` with a pattern and limit=100 after a change (one new dataset each
         time), which no kept answer can serve: the sorted names follow the change and the
         search stops at the limit.  The CPU time of the daemon's event-loop thread per call

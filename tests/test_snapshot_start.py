@@ -4,6 +4,7 @@ one the rows give; never used when stale, damaged, of rows edited by hand, or wi
 --rebuild; written at shutdown and when the store is idle; added to an old store."""
 
 import re
+import shutil
 import sqlite3
 from array import array
 import time
@@ -12,7 +13,7 @@ import zlib
 import pytest
 
 from reliability import snapshot
-from support.daemon import Daemon, write_config
+from support.daemon import Daemon, fresh_directory, write_config
 from support.history import (dataset_name, edit, loaded_from, make_history, not_used,
                              orders, snapshots_written)
 from support.seed import block_doc, dataset_doc
@@ -37,14 +38,28 @@ def snapshot_is_current(database) -> bool:
         db.close()
 
 
-@pytest.fixture
-def history(workdir):
-    """A daemon with a history, stopped (its shutdown wrote the snapshot)."""
-    daemon = Daemon.in_directory(workdir)
+@pytest.fixture(scope="module")
+def written_history():
+    """A stopped daemon's directory with a history (its shutdown wrote the snapshot) and
+    what it showed: made once, as making it takes some twenty injections."""
+    root = fresh_directory()
+    daemon = Daemon.in_directory(root)
     daemon.start()
     make_history(daemon)
-    daemon.shown = views(daemon)
+    shown = views(daemon)
     daemon.stop()
+    yield daemon.state_dir, shown
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def history(written_history, workdir):
+    """A daemon with a history, stopped: a copy of the written one's state (store, WAL,
+    log), so that each test edits and restarts its own."""
+    state_dir, shown = written_history
+    daemon = Daemon.in_directory(workdir)
+    shutil.copytree(state_dir, daemon.state_dir)
+    daemon.shown = shown
     yield daemon
     daemon.stop()
 
