@@ -186,6 +186,12 @@ class Client:
         """The next answer, as the raw dict."""
         return self._loads(self._line())
 
+    def wait(self):
+        """Until an answer can be read at once (a whole line is here, or bytes or the end
+        wait at the socket), reading nothing: a Ctrl-C that interrupts it loses nothing."""
+        if b"\n" not in self._buffer:
+            self.sock.recv(1, _socket.MSG_PEEK)
+
     def _line(self) -> bytes:
         buffer, searched = self._buffer, 0
         while True:

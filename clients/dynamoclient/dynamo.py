@@ -14,6 +14,7 @@ reaches this command, not the application: for the console it is passed on (a
 fresh prompt), for a script it asks whether to kill it.
 """
 
+import _signal
 import posix
 import sys
 import time
@@ -170,25 +171,51 @@ def run(args, client: Client) -> int:
         params["console"] = True
     rid = client.send("run_application", params)
     app_id, interrupted = None, False
-    while True:
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGINT)
+    try:
+        while True:
+            try:
+                if interrupted and app_id is not None:
+                    interrupted = False
+                    with _Interruptible():
+                        _on_interrupt(args, app_id)
+                with _Interruptible():
+                    client.wait()
+                answer = client.receive()
+                if answer.get("id") != rid:
+                    continue
+                if "event" in answer:
+                    app_id = _on_event(answer["event"], client, app_id)
+                    continue
+            except KeyboardInterrupt:
+                # Handled once the application has an id; never fatal: the application
+                # may be reading the terminal, which must not go back to the shell under it.
+                interrupted = True
+                continue
+            if "error" in answer:
+                raise RemoteError(answer["error"])
+            return _finish(answer["result"], args)
+    finally:
         try:
-            if interrupted and app_id is not None:
-                interrupted = False
-                _on_interrupt(args, app_id)
-            answer = client.receive()
-            if answer.get("id") != rid:
-                continue
-            if "event" in answer:
-                app_id = _on_event(answer["event"], client, app_id)
-                continue
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _SIGINT)
         except KeyboardInterrupt:
-            # Handled once the application has an id; never fatal: the application
-            # may be reading the terminal, which must not go back to the shell under it.
-            interrupted = True
-            continue
-        if "error" in answer:
-            raise RemoteError(answer["error"])
-        return _finish(answer["result"], args)
+            pass   # a Ctrl-C as the application ended: nothing left to interrupt
+
+
+_SIGINT = {_signal.SIGINT}
+
+
+class _Interruptible:
+    """Where a Ctrl-C may land while an application runs: SIGINT is blocked elsewhere, so
+    that its KeyboardInterrupt never strikes half-way through reading or handling an
+    answer (the event that tells the application's id would be lost, and with it every
+    later Ctrl-C)."""
+
+    def __enter__(self):
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _SIGINT)
+
+    def __exit__(self, *exc):
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGINT)
 
 
 def _on_event(event: dict, client: Client, app_id):
