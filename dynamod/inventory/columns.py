@@ -290,7 +290,7 @@ class BlockTable(Names):
     # live rows in the order a load from rows gives them (renumbered, as every
     # table's parts number them), with the lists it would build, so that `restore`
     # makes exactly the table `load` makes.  Tables are restored in the order of
-    # snapshot.TABLES, each after those it refers to.
+    # inventory.COLUMN_TABLES, each after those it refers to.
     def dump(self):
         return partial(_block_parts, copy_columns(self, _BLOCK_PARTS + ("alive",)),
                        *self.dump_names(), self.datasets.alive[:])

@@ -18,6 +18,10 @@ from .objects import NO_ROW, Block, Dataset, File, Group, Site
 
 KINDS = ("site", "group", "dataset", "block", "file", "datasetreplica", "blockreplica")
 PLURAL = {kind: kind + "s" for kind in KINDS}
+# The tables of columns by kind, each after those it refers to (the order a snapshot
+# restores them in), and the Inventory's attribute that holds each.
+COLUMN_TABLES = {"dataset": "dataset_table", "block": "blocks",
+                 "datasetreplica": "dataset_replicas", "blockreplica": "block_replicas"}
 
 
 class Inventory:
@@ -26,9 +30,9 @@ class Inventory:
         self.groups = {None: Group.null_group}  # the one null group
         self.file_cache = FileCache(self)
         # sites and groups by id, for the replicas' columns
-        self.dataset_table, self.blocks, self.dataset_replicas, self.block_replicas = _tables(
-            self.file_cache, {}, {0: Group.null_group})
-        self.datasets = DatasetNames(self.dataset_table)   # a Mapping, by name
+        tables = _tables(self.file_cache, {}, {0: Group.null_group})
+        self.datasets = DatasetNames(tables["dataset"])   # a Mapping, by name
+        self._put(tables)
         self.next_ids = dict.fromkeys(ID_KINDS, 1)
         self.totals = dict.fromkeys(KINDS, 0)  # kind -> objects held (ChangeSet keeps it)
         # Objects a ChangeSet created, changed or deleted, and its undos, counted: memory
@@ -86,21 +90,27 @@ class Inventory:
                 "blockreplicas": self.block_replicas.alive.count(1)}
 
     # --------------------------------------------------------- compaction
+    def column_tables(self) -> dict:
+        """{kind: table} of the tables of columns (COLUMN_TABLES)."""
+        return {kind: getattr(self, name) for kind, name in COLUMN_TABLES.items()}
+
+    def _put(self, tables: dict):
+        for kind, name in COLUMN_TABLES.items():
+            setattr(self, name, tables[kind])
+        self.datasets.table = tables["dataset"]
+
     def rows(self) -> int:
         """The rows of the column tables, deleted objects' included."""
-        return sum(map(len, (self.dataset_table, self.blocks, self.dataset_replicas,
-                             self.block_replicas)))
+        return sum(map(len, self.column_tables().values()))
 
     def dead_rows(self) -> int:
         """Rows of deleted objects in the column tables (holes until a compaction)."""
-        totals = self.totals
-        return self.rows() - sum(totals[k] for k in ("dataset", "block", "datasetreplica",
-                                                     "blockreplica"))
+        return self.rows() - sum(self.totals[kind] for kind in COLUMN_TABLES)
 
     def compact(self, restore) -> int:
         """Put column tables without holes in place of these; `restore(tables)` fills the
-        empty ones ({kind: table}, as snapshot.TABLES names them) with this very
-        inventory's live rows.  Returns the rows dropped.
+        empty ones ({kind: table}, in COLUMN_TABLES' order) with this very inventory's
+        live rows.  Returns the rows dropped.
 
         The old tables are left as they were, so that a view still held somewhere reads
         what it read; only the sites' chains of dataset replicas are rewired (and put
@@ -110,24 +120,22 @@ class Inventory:
         """
         chains = [site.dataset_replicas for site in self.sites.values()]
         kept = [(c.table, c.head, c.tail, c.length) for c in chains]
-        old = self.dataset_table, self.blocks, self.dataset_replicas, self.block_replicas
-        new = _tables(self.file_cache, old[3].sites, old[3].groups)
+        old = self.column_tables()
+        new = _tables(self.file_cache, self.block_replicas.sites, self.block_replicas.groups)
         try:
             for chain in chains:
                 chain.table, chain.head, chain.tail, chain.length = None, NO_ROW, NO_ROW, 0
-            restore(dict(zip(("dataset", "block", "datasetreplica", "blockreplica"), new)))
-            self.dataset_table, self.blocks, self.dataset_replicas, self.block_replicas = new
-            self.datasets.table = new[0]
+            restore(new)
+            self._put(new)
             if self.recount() != self.counts():
                 raise ValueError(f"the new tables count {self.recount()}, "
                                  f"the old ones {self.counts()}")
         except BaseException:
-            self.dataset_table, self.blocks, self.dataset_replicas, self.block_replicas = old
-            self.datasets.table = old[0]
+            self._put(old)
             for chain, (table, head, tail, length) in zip(chains, kept):
                 chain.table, chain.head, chain.tail, chain.length = table, head, tail, length
             raise
-        return sum(map(len, old)) - self.rows()
+        return sum(map(len, old.values())) - self.rows()
 
     # ------------------------------------------------------- consistency
     def problems(self) -> list[str]:
@@ -198,13 +206,14 @@ class Inventory:
         return found
 
 
-def _tables(cache, sites: dict, groups: dict) -> tuple:
-    """Empty column tables wired to each other: (datasets, blocks, dataset replicas,
-    block replicas); `sites` and `groups` by id."""
+def _tables(cache, sites: dict, groups: dict) -> dict:
+    """Empty column tables wired to each other, {kind: table} (COLUMN_TABLES); `sites`
+    and `groups` by id."""
     datasets = DatasetTable()
     blocks = BlockTable(datasets, cache)
     replicas = BlockReplicaTable(blocks, sites, groups)
-    return datasets, blocks, DatasetReplicaTable(replicas), replicas
+    return {"dataset": datasets, "block": blocks,
+            "datasetreplica": DatasetReplicaTable(replicas), "blockreplica": replicas}
 
 
 def _utf8(name: str) -> bytes:

@@ -2,13 +2,13 @@
 
 Rebuilding the datasets, blocks and replicas from their rows is most of a cold
 start (reading 590,000 rows, then linking them).  The snapshot holds those
-column tables as bytes instead: each table in `TABLES` gives `dump()` (on the
-event loop, a copy of its arrays; then, in a thread, its parts: the live rows,
-renumbered, in the order a load from rows gives them, and the lists such a load
-builds) and `restore(parts)` (fills the empty table, after the tables it refers
-to; the sites and groups still come from their rows).  A table joins the
-snapshot by implementing those two methods and being listed here; `FORMAT`
-changes whenever a table's parts do.
+column tables as bytes instead: each table of `inventory.COLUMN_TABLES` gives
+`dump()` (on the event loop, a copy of its arrays; then, in a thread, its parts:
+the live rows, renumbered, in the order a load from rows gives them, and the
+lists such a load builds) and `restore(parts)` (fills the empty table, after the
+tables it refers to; the sites and groups still come from their rows).  A table
+joins the snapshot by implementing those two methods and being listed there;
+`FORMAT` changes whenever a table's parts do.
 
 The snapshot lives in the database (tables `snapshot_parts`, `snapshot_stamp`),
 stamped with the store's commit counter, which every commit bumps in its own
@@ -33,22 +33,14 @@ from .rows import build
 log = logging.getLogger("dynamod.snapshot")
 
 FORMAT = 4   # 4: a dataset's block totals (datasets.py)
-# Each table of the snapshot: its store kind (they are restored in this order, each
-# after those it refers to), and the Inventory's attribute that holds it.
-TABLES = {"dataset": "dataset_table", "block": "blocks", "datasetreplica": "dataset_replicas",
-          "blockreplica": "block_replicas"}
 # What parts that do not make sound tables raise in `restore`.
 UNSOUND = (SnapshotError, KeyError, ValueError, IndexError, TypeError, OverflowError)
-
-
-def _tables(inventory) -> dict:
-    return {kind: getattr(inventory, attribute) for kind, attribute in TABLES.items()}
 
 
 def take(inventory):
     """On the event loop, with memory equal to the committed store: a copy of the
     tables; returns the function (for a thread) that gives the parts, {name: bytes}."""
-    makers = {kind: table.dump() for kind, table in _tables(inventory).items()}
+    makers = {kind: table.dump() for kind, table in inventory.column_tables().items()}
     return lambda: {f"{kind}.{name}": data for kind, make in makers.items()
                     for name, data in make().items()}
 
@@ -98,7 +90,7 @@ def compact(inventory, parts: dict) -> int:
 
 
 def _restore(inventory, parts: dict):
-    _restore_tables(_tables(inventory), parts)
+    _restore_tables(inventory.column_tables(), parts)
 
 
 def _restore_tables(tables: dict, parts: dict):
@@ -113,7 +105,7 @@ def _differs(inventory, reader) -> str | None:
     none does).  A count is a walk of an index (3 ms for the blocks and block
     replicas at medium scale, where the sums of a few columns took 90 ms: a scan of
     the tables)."""
-    for kind, table in _tables(inventory).items():
+    for kind, table in inventory.column_tables().items():
         name = BY_KIND[kind].name
         stored = reader.count(name)
         if stored != len(table):
