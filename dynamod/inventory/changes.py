@@ -437,7 +437,7 @@ class ChangeSet:
         usage = self.inventory.usage
         # `usage.active` and the kinds `affected` may name, read inline: this runs for
         # every object a request touches
-        if usage._order and obj.kind in parts.COUNTED_KINDS:
+        if usage.tests and obj.kind in parts.COUNTED_KINDS:
             tracked = parts.affected(obj, values)
             before = [usage.contribution(r) for r in tracked]
         else:
@@ -470,7 +470,7 @@ class ChangeSet:
         if not objects:
             return
         cls = type(objects[0])
-        if self.inventory.usage._order and parts.may_move(cls.kind, names):
+        if self.inventory.usage.tests and parts.may_move(cls.kind, names):
             for obj, row in zip(objects, values):   # usage moves object by object
                 self._set(obj, dict(zip(names, row)))
             return
@@ -546,7 +546,7 @@ class ChangeSet:
     def _count(self, replica, sign: int):
         """A replica enters (1) or leaves (-1) the usage, undoably."""
         usage = self.inventory.usage
-        if not usage._order:   # no partition (`usage.active`)
+        if not usage.tests:   # no partition (`usage.active`)
             return
         contribution = usage.count(replica, sign)
         if contribution is not None:
@@ -771,7 +771,7 @@ class ChangeSet:
                            list(zip(repeat("blockreplica"),
                                     zip(map(ids.__getitem__, rows), repeat(site.id)))))
         usage = self.inventory.usage
-        if usage._order:   # partitions are defined (`usage.active`)
+        if usage.tests:   # partitions are defined (`usage.active`)
             counted = list(filter(None, map(usage.count, replicas)))
             if counted:
                 self._undo.call(_uncount, usage, counted)
@@ -1106,13 +1106,10 @@ class ChangeSet:
     def _redefine(self, partitions: dict):
         """New partition definitions, the usage recounted once; undoably."""
         usage = self.inventory.usage
-        saved = usage.partitions, usage._order, usage.table
+        saved = usage.state()
         usage.define(partitions)
         usage.recount(self.inventory)
-
-        def undo():
-            usage.partitions, usage._order, usage.table = saved
-        self._undo.call(undo)
+        self._undo.call(lambda: usage.restore(saved))
 
     def _partition_record(self, partition) -> "parts.Record":
         return parts.Record("partition", partition.name, (partition.name, partition.definition))

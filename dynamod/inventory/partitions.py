@@ -273,7 +273,7 @@ class Partition:
 
     def contains(self, replica) -> bool:
         """Whether the block replica is in this partition (the original's API)."""
-        test = CURRENT.usage._order.get(self.name) if CURRENT.usage else None
+        test = CURRENT.usage.tests.get(self.name) if CURRENT.usage else None
         return bool(test and test(replica))
 
     def view(self) -> dict:
@@ -321,18 +321,25 @@ class Usage:
         self.partitions = {}   # name -> Partition, in definition order
         self.quotas = {}       # (site name, partition name) -> bytes (UNLIMITED: none)
         self.table = {}        # (site name, partition name) -> [5 counters]
-        self._order = {}       # name -> test of every partition, subpartitions resolved
+        self.tests = {}        # name -> test of every partition, subpartitions resolved
         self.recounts = 0      # how many full recounts ran (the tests read it)
         # The memo: the table keys of a replica's partitions, by what the conditions can
-        # read of it (see `_prepare`); valid for the `_order` it was made for.
+        # read of it (see `_prepare`); valid for the `tests` it was made for.
         self._memo = {}
-        self._memo_order = None
+        self._memo_tests = None
         self._key = None          # what the memo's key takes of a replica's facts
         self._key_storage = False  # whether the key holds the site's storage type
 
     @property
     def active(self) -> bool:
-        return bool(self._order)
+        return bool(self.tests)
+
+    def state(self) -> tuple:
+        """What `define` and `recount` replace, for `restore` (the undo of a redefinition)."""
+        return self.partitions, self.tests, self.table
+
+    def restore(self, state: tuple):
+        self.partitions, self.tests, self.table = state
 
     # ------------------------------------------------- definitions
     def check(self, partitions: dict):
@@ -357,7 +364,7 @@ class Usage:
         """Take these definitions (checked) and recount the usage once."""
         self.check(partitions)
         self.partitions = partitions
-        self._order = {p.name: self._test(p, partitions) for p in partitions.values()}
+        self.tests = {p.name: self._test(p, partitions) for p in partitions.values()}
 
     def _test(self, partition, partitions):
         if partition.subpartitions is None:
@@ -371,7 +378,7 @@ class Usage:
         on every replica, the memo neither read nor filled)."""
         self.recounts += 1
         self.table = {}
-        if not self._order:
+        if not self.tests:
             return
         if memo:
             for replica in inventory.block_replicas.views():
@@ -396,7 +403,7 @@ class Usage:
     def _keys(self, replica) -> tuple:
         """The table keys (site name, partition name) of the replica's partitions."""
         site = replica.site.name
-        return tuple([(site, name) for name, test in self._order.items() if test(replica)])
+        return tuple([(site, name) for name, test in self.tests.items() if test(replica)])
 
     def _uncached(self, replica):
         keys = self._keys(replica)
@@ -411,7 +418,7 @@ class Usage:
         memo's key is the objects and values among these that some condition reads, so
         that equal keys mean equal partitions.  The mutable values (storage_type,
         custodial, complete) are in the key themselves, so no change needs to clear
-        it; a new definition (or its undo) replaces `_order`, and with it the memo."""
+        it; a new definition (or its undo) replaces `tests`, and with it the memo."""
         read = set()
         for partition in self.partitions.values():
             read |= partition.reads
@@ -422,13 +429,13 @@ class Usage:
         self._key = itemgetter(*taken, 0)   # the site twice: a tuple even when alone
         self._key_storage = "storage_type" in read
         self._memo = {}
-        self._memo_order = self._order
+        self._memo_tests = self.tests
 
     def contribution(self, replica):
         """What the replica adds: (table keys of its partitions, complete, physical,
         projected), or None when it is in no partition.  The partitions come from the
         memo when a replica with the same key (see `_prepare`) was seen."""
-        if self._memo_order is not self._order:
+        if self._memo_tests is not self.tests:
             self._prepare()
         facts = replica.usage_facts()
         key = self._key(facts)
@@ -615,7 +622,7 @@ class SitePartition:
     def replicas(self) -> dict:
         """{DatasetReplica: None when all its block replicas here are in the partition,
         else the set of those that are}; only dataset replicas with one in it."""
-        test = self._usage._order[self.partition.name]
+        test = self._usage.tests[self.partition.name]
         found = {}
         for owner in self.site.dataset_replicas:
             inside = [r for r in owner.block_replicas if test(r)]
