@@ -306,3 +306,15 @@ def test_help_names_the_original_options(tool, options):
     assert result.returncode == 0
     for option in options:
         assert option in result.stdout, (option, result.stdout)
+
+
+@pytest.mark.parametrize("tool", ["inject", "exec_auth", "user_auth"])
+def test_a_tool_run_bare_prints_its_help(tool):
+    """The tools that only act on what they are told explain themselves when run bare,
+    as with --help, instead of failing on a missing option or reaching the daemon."""
+    bare, asked = (subprocess.run([sys.executable, "-m", f"dynamoclient.{tool}", *args],
+                                  capture_output=True, text=True, timeout=30,
+                                  env={**os.environ, "DYNAMO_SOCKET": "/nonexistent/socket"})
+                   for args in ([], ["--help"]))
+    assert bare.returncode == asked.returncode == 0, bare.stderr
+    assert bare.stdout == asked.stdout and bare.stdout.startswith("usage: "), bare.stdout

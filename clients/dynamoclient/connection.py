@@ -81,6 +81,16 @@ def add_arguments(parser):
     parser.add_argument("-k", "--key", metavar="FILE", help="its private key (default: in --cert)")
 
 
+def parse_arguments(parser, argv=None):
+    """The command line's options; None, the help printed, when there are none (a tool
+    that only acts on what it is told explains itself when run bare)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help()
+        return None
+    return parser.parse_args(argv)
+
+
 class Client:
     """A connection; identified by its Unix account, or by a certificate it proves."""
 

@@ -17,7 +17,7 @@ import hashlib
 import sys
 import time
 
-from .connection import Client, ConnectionFailed, RemoteError, add_arguments
+from .connection import Client, ConnectionFailed, RemoteError, add_arguments, parse_arguments
 from .table import format_table
 
 
@@ -66,12 +66,9 @@ def _missing(args) -> str | None:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        parser.print_help()
+    args = parse_arguments(build_parser(), argv)
+    if args is None:
         return 0
-    args = parser.parse_args(argv)
     lacking = _missing(args)
     if lacking:
         print(f"dynamo-exec-auth: {lacking}", file=sys.stderr)

@@ -15,7 +15,7 @@ import math
 import sys
 import time
 
-from .connection import Client, ConnectionFailed, RemoteError, add_arguments
+from .connection import Client, ConnectionFailed, RemoteError, add_arguments, parse_arguments
 from .jsonpath import line_of
 from .writer import describe_writer
 
@@ -313,12 +313,9 @@ def say_waiting(event: dict):
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        parser.print_help()
+    args = parse_arguments(build_parser(), argv)
+    if args is None:
         return 0
-    args = parser.parse_args(argv)
     method = "delete" if args.delete else "inject"
     try:
         if args.host is not None:

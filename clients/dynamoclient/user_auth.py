@@ -15,7 +15,7 @@ would make root act as the proxy's (non-super) user.
 import argparse
 import sys
 
-from .connection import Client, ConnectionFailed, RemoteError, add_arguments
+from .connection import Client, ConnectionFailed, RemoteError, add_arguments, parse_arguments
 from .table import format_table
 
 TARGETS = ("inventory", "application", "all")
@@ -105,12 +105,9 @@ def run(args, client) -> int:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        parser.print_help()
+    args = parse_arguments(build_parser(), argv)
+    if args is None:
         return 0
-    args = parser.parse_args(argv)
     lacking = None
     if not args.list and not args.user:
         lacking = "--user NAME is needed (the user to add, update, grant to or revoke from)"
