@@ -396,27 +396,16 @@ class BlockReplicaTable:
         """(block rows, groups, is_custodial, size, last_update, complete) of the block
         replicas of the dataset replica at row `owner`, each a tuple in creation order:
         what an answer shows of them, read a column at a time (as BlockTable.columns)."""
-        rows = self.chain_rows(owner)
+        rows, row, after = [], self.owners.head[owner], self.next_in_owner
+        while row != NO_ROW:
+            rows.append(row)
+            row = after[row]
         take, incomplete = taker(rows), self.files.keys() & rows
         return (take(self.block), taker(take(self.group))(self.groups),
                 tuple(map(bool, take(self.is_custodial))),
                 take(self.size), take(self.last_update),
                 tuple(map(not_, map(incomplete.__contains__, rows))) if incomplete
                 else (True,) * len(rows))
-
-    def chain_rows(self, owner: int):
-        """The rows of the chain of the dataset replica at row `owner`, in order: a range
-        when they follow one another (as replicas created together do), else a list."""
-        owners, after = self.owners, self.next_in_owner
-        head, tail = owners.head[owner], owners.tail[owner]
-        if tail - head + 1 == owners.length[owner] > 0 and (
-                after[head:tail] == array("i", range(head + 1, tail + 1))):
-            return range(head, tail + 1)
-        rows, row = [], head
-        while row != NO_ROW:
-            rows.append(row)
-            row = after[row]
-        return rows
 
     def in_chain(self, row, owner: int) -> bool:
         owners = self.owners
@@ -909,11 +898,9 @@ def rows_of(ids: array, keys: list) -> list:
 
 
 def taker(rows):
-    """A function that reads the values at `rows` (a sequence; a range of step 1 is
-    read as a slice) of a column (any sequence) in one C call: as a tuple (a slice of
-    the column for a range).  (operator.itemgetter gives a bare value for one row.)"""
-    if type(rows) is range and rows.step == 1:
-        return itemgetter(slice(rows.start, rows.stop))
+    """A function that reads the values at `rows` (a sequence) of a column (any
+    sequence) as a tuple, in one C call (operator.itemgetter, which gives a bare value
+    for one row)."""
     if len(rows) > 1:
         return itemgetter(*rows)
     if rows:

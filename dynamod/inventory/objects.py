@@ -230,7 +230,7 @@ class ReplicaChain(_SetLike):
         """See BlockReplicaTable.chain_columns."""
         return self.table.chain_columns(self.owner)
 
-    def block_names(self, rows) -> tuple:
+    def block_names(self, rows) -> list:
         """The names of the blocks at `rows` (the first of `columns`)."""
         return self.table.blocks.names_of(rows)
 

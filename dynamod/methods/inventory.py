@@ -131,7 +131,7 @@ def _chain_views(chain, site: str, blocks: tuple | None) -> list[dict]:
     a column at a time (ReplicaChain.columns), each replica placed by its block (a
     replica's blocks are distinct, so places sort them alone)."""
     block_rows, held_groups, custodial, sizes, last_updates, complete = chain.columns()
-    if blocks is None:   # a site's listing: the blocks' names are read here
+    if blocks is None:   # a site's listing: the blocks' names are read, and placed, here
         names = chain.block_names(block_rows)
         ordered = sorted(names)
         places = taker(names)(dict(zip(ordered, range(len(ordered)))))
