@@ -159,19 +159,17 @@ class BlockTable(Names):
                 self.size[row], self.num_files[row], self.is_open[row] != 0,
                 self.last_update[row])
 
-    def names_of(self, rows) -> list:
-        """The names of the blocks at `rows`, in their order."""
+    def facts(self, rows) -> list:
+        """(name, id, size, num_files, is_open, last_update) of the blocks at `rows`, read
+        column by column: what a dataset's answer shows of them (a Block.values per block
+        made a Dataset view each, and its name read again)."""
         names, offsets = self.names, self.offsets
-        return [names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass")
-                for row in rows]
-
-    def columns(self, rows) -> tuple:
-        """(names, ids, sizes, num_files, is_open, last_update) of the blocks at `rows`:
-        what an answer shows of them, each a tuple in the order of `rows`, read a column
-        at a time (one C call each: a tuple of values per block cost twice as much)."""
-        take = taker(rows)
-        return (self.names_of(rows), take(self.id), take(self.size), take(self.num_files),
-                tuple(map(bool, take(self.is_open))), take(self.last_update))
+        return list(zip([names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass")
+                         for row in rows],
+                        map(self.id.__getitem__, rows), map(self.size.__getitem__, rows),
+                        map(self.num_files.__getitem__, rows),
+                        map(bool, map(self.is_open.__getitem__, rows)),
+                        map(self.last_update.__getitem__, rows)))
 
     def replicas_of(self, row) -> Members:
         """The replicas of the block at `row`."""
@@ -392,20 +390,22 @@ class BlockReplicaTable:
             yield _new_view(BlockReplica, (self, row))
             row = after[row]
 
-    def chain_columns(self, owner: int) -> tuple:
-        """(block rows, groups, is_custodial, size, last_update, complete) of the block
-        replicas of the dataset replica at row `owner`, each a tuple in creation order:
-        what an answer shows of them, read a column at a time (as BlockTable.columns)."""
+    def chain_facts(self, owner: int, block_names=None) -> list:
+        """(block name, group, is_custodial, size, last_update, complete) of each block
+        replica of the dataset replica at row `owner`, in creation order: what a listing
+        shows of them, read column by column (a view and a Block per replica cost twice
+        as much).  `block_names`: the names of the dataset's blocks by row, when the
+        caller has read them already."""
         rows, row, after = [], self.owners.head[owner], self.next_in_owner
         while row != NO_ROW:
             rows.append(row)
             row = after[row]
-        take, incomplete = taker(rows), self.files.keys() & rows
-        return (take(self.block), taker(take(self.group))(self.groups),
-                tuple(map(bool, take(self.is_custodial))),
-                take(self.size), take(self.last_update),
-                tuple(map(not_, map(incomplete.__contains__, rows))) if incomplete
-                else (True,) * len(rows))
+        name_at = self.blocks.name_at if block_names is None else block_names.__getitem__
+        return list(zip(map(name_at, map(self.block.__getitem__, rows)),
+                        map(self.groups.__getitem__, map(self.group.__getitem__, rows)),
+                        map(bool, map(self.is_custodial.__getitem__, rows)),
+                        map(self.size.__getitem__, rows), map(self.last_update.__getitem__, rows),
+                        map(not_, map(self.files.__contains__, rows))))
 
     def in_chain(self, row, owner: int) -> bool:
         owners = self.owners
@@ -895,18 +895,6 @@ def rows_of(ids: array, keys: list) -> list:
         return []
     low, high = bisect_left(ids, min(keys)), bisect_right(ids, max(keys))
     return list(map(dict(zip(ids[low:high], count(low))).__getitem__, keys))
-
-
-def taker(rows):
-    """A function that reads the values at `rows` (a sequence) of a column (any
-    sequence) as a tuple, in one C call (operator.itemgetter, which gives a bare value
-    for one row)."""
-    if len(rows) > 1:
-        return itemgetter(*rows)
-    if rows:
-        row = rows[0]
-        return lambda column: (column[row],)
-    return lambda column: ()
 
 
 def _group_id(groups: dict, group, owner: str) -> int:

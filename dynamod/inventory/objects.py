@@ -197,9 +197,9 @@ class BlockSet(_SetLike):
         at = self._index(self.table.raw_name(row))[0]
         return self.table.datasets.remove_block(self.owner, at)
 
-    def columns(self) -> tuple:
-        """See BlockTable.columns: of each block, in name order (the order of `rows`)."""
-        return self.table.columns(self.rows) if self.table is not None else ((),) * 6
+    def facts(self) -> list:
+        """See BlockTable.facts: of each block, in name order (the order of `rows`)."""
+        return self.table.facts(self.rows) if self.table is not None else []
 
 
 _NO_ROWS = array("i")   # a detached dataset's block rows
@@ -226,13 +226,9 @@ class ReplicaChain(_SetLike):
         return (type(replica) is BlockReplica and replica[0] is self.table
                 and self.table.in_chain(replica[1], self.owner))
 
-    def columns(self) -> tuple:
-        """See BlockReplicaTable.chain_columns."""
-        return self.table.chain_columns(self.owner)
-
-    def block_names(self, rows) -> list:
-        """The names of the blocks at `rows` (the first of `columns`)."""
-        return self.table.blocks.names_of(rows)
+    def facts(self, block_names=None) -> list:
+        """See BlockReplicaTable.chain_facts."""
+        return self.table.chain_facts(self.owner, block_names)
 
 
 def _enum(values: tuple):

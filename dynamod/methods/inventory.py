@@ -8,7 +8,6 @@ import orjson
 from ..auth.policy import Access
 from ..errors import InvalidParams
 from ..inventory import injection
-from ..inventory.columns import taker
 from ..inventory.fields import Field
 from ..inventory.names import SortedNames
 from ..inventory.objects import BlockReplica, DatasetReplica, File, Group, Site
@@ -91,12 +90,12 @@ def dataset_view(dataset) -> dict:
             "is_open": is_open, "size": size, "num_files": num_files, "num_blocks": num_blocks}
 
 
-def block_views(dataset: str, values) -> list[dict]:
-    """Views of blocks of the dataset named `dataset`, given their values (name, id,
-    size, num_files, is_open, last_update) block by block."""
+def block_views(dataset: str, facts) -> list[dict]:
+    """Views of blocks of the dataset named `dataset`, given by their facts (name, id,
+    size, num_files, is_open, last_update: BlockSet.facts)."""
     return [{"name": name, "dataset": dataset, "id": id_, "size": size,
              "num_files": num_files, "is_open": is_open, "last_update": last_update}
-            for name, id_, size, num_files, is_open, last_update in values]
+            for name, id_, size, num_files, is_open, last_update in facts]
 
 
 def file_view(f) -> dict:
@@ -114,35 +113,28 @@ def block_replica_views(replicas) -> list[dict]:
 
 
 def dataset_replica_views(replicas, dataset: str | None = None,
-                          blocks: tuple | None = None) -> list[dict]:
-    """Views of dataset replicas; of one dataset's, given its name and its blocks
-    (`dataset`, `blocks`: their places in name order by row, and their names in that
-    order), which are then read once, not per replica."""
+                          block_names: dict | None = None) -> list[dict]:
+    """Views of dataset replicas; of one dataset's, given its name and its blocks' names
+    by row (`dataset`, `block_names`), which are then read once, not per replica."""
     groups = _GROUP_NAMES
     return [{"dataset": dataset or of.name, "site": site.name, "growing": growing,
              "group": groups[group],
-             "blockreplicas": _chain_views(replica.block_replicas, site.name, blocks)}
+             "blockreplicas": _chain_views(replica.block_replicas, site.name, block_names)}
             for replica, (of, site, growing, group)
             in zip(replicas, map(DatasetReplica.values, replicas))]
 
 
-def _chain_views(chain, site: str, blocks: tuple | None) -> list[dict]:
-    """The views of a dataset replica's block replicas (at `site`), by block name: read
-    a column at a time (ReplicaChain.columns), each replica placed by its block (a
-    replica's blocks are distinct, so places sort them alone)."""
-    block_rows, held_groups, custodial, sizes, last_updates, complete = chain.columns()
-    if blocks is None:   # a site's listing: the blocks' names are read, and placed, here
-        names = chain.block_names(block_rows)
-        ordered = sorted(names)
-        places = taker(names)(dict(zip(ordered, range(len(ordered)))))
-    else:
-        places, ordered = taker(block_rows)(blocks[0]), blocks[1]
+def _chain_views(block_replicas, site: str, block_names: dict | None) -> list[dict]:
+    """The views of a dataset replica's block replicas (at `site`), by block name (a
+    replica's blocks are distinct, so its facts sort by name alone)."""
     groups = _GROUP_NAMES
-    return [{"block": ordered[place], "site": site, "group": groups[group],
-             "is_custodial": is_custodial, "size": size, "last_update": last_update,
-             "complete": whole}
-            for place, group, is_custodial, size, last_update, whole
-            in sorted(zip(places, held_groups, custodial, sizes, last_updates, complete))]
+    return [{"block": block, "site": site, "group": groups[group], "is_custodial": is_custodial,
+             "size": size, "last_update": last_update, "complete": complete}
+            for block, group, is_custodial, size, last_update, complete
+            in sorted(block_replicas.facts(block_names))]
+
+
+_FIRST = itemgetter(0)
 
 
 def _by_name(views, key="name"):
@@ -193,11 +185,11 @@ def get_dataset(call: Call, name: str) -> orjson.Fragment:
     def answer():
         dataset = inventory.dataset(name)
         blocks = dataset.blocks
-        rows, columns = blocks.rows, blocks.columns()   # in name order
-        places = dict(zip(rows, range(len(rows))))      # (each name read once)
-        return {**dataset_view(dataset), "blocks": block_views(name, zip(*columns)),
-                "replicas": _by_name(dataset_replica_views(dataset.replicas, name,
-                                                           (places, columns[0])), "site")}
+        facts = blocks.facts()   # each block's name read once, for its view and its replicas'
+        return {**dataset_view(dataset), "blocks": block_views(name, facts),
+                "replicas": _by_name(dataset_replica_views(
+                    dataset.replicas, name, dict(zip(blocks.rows, map(_FIRST, facts)))),
+                    "site")}
     return _ANSWERS.get(inventory, ("get_dataset", name), answer)
 
 
