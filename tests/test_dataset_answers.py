@@ -1,15 +1,15 @@
-"""get_dataset and list_site_replicas: answers read from the column tables a column at a
-time must be, byte for byte, the documented JSON (PROTOCOL.md: keys in their order, blocks
-by name, replicas by site or dataset, block replicas by block name) of what the objects
-hold.
+"""get_dataset and list_site_replicas: the answers, read from the column tables (a
+chain of block replicas in creation order, sorted by block name), must be byte for
+byte the documented JSON (PROTOCOL.md: keys in their order, blocks by name, replicas
+by site or dataset, block replicas by block name) of what the objects hold.
 
 The reference is made from the objects' public API (support/views.py) and encoded
 with orjson.  It is compared over random histories of requests with compactions at
 random points (rows renumbered, chains rebuilt), and over one history made to hold
-what the answer's fast paths tell apart: block replicas created together (their rows
-follow one another) or one at a time, in and out of name order, incomplete ones,
-several sites and groups, a dataset without replicas and a replica without blocks,
-objects deleted and made again, and names JSON must escape.
+what an answer must not confuse: block replicas created together (their rows follow
+one another) or one at a time, in and out of name order, incomplete ones, several
+sites and groups, a dataset without replicas and a replica without blocks, objects
+deleted and made again, and names JSON must escape.
 """
 
 import random
@@ -149,7 +149,7 @@ def test_answers_are_the_documented_json_of_a_made_up_history(random_seed):
     inventory = Inventory()
     names = ["/A/x/RAW", '/B/"q"/AOD', "/C/\\/RAW", f"/{TOP}/\u00e9/RAW", "/E/alone/RAW"]
     blocks = [f"b{i:02d}" for i in range(12)] + ["b\u00e9", f"b{TOP}", 'b"', "b\\"]
-    assert apply(inventory, "inject", {"site": [{"name": s} for s in SITES],
+    assert apply(inventory, "inject", {"site": [{"name": s} for s in SITES + ["T2_Empty"]],
                                        "group": [{"name": g} for g in GROUPS]})
     for name in names:   # blocks made in a shuffled order, some together, some alone
         order = rng.sample(blocks, len(blocks))
@@ -177,6 +177,8 @@ def test_answers_are_the_documented_json_of_a_made_up_history(random_seed):
             for block in alone:
                 assert apply(inventory, "inject", {"datasetreplica": [
                     {"dataset": name, "site": site, "blockreplicas": [replica(block)]}]})
+    assert apply(inventory, "inject", {"datasetreplica": [   # a replica without blocks
+        {"dataset": names[3], "site": "T2_Empty", "blockreplicas": []}]})
     check(inventory)
     # deletions, and the same names made again: new rows, after dead ones
     assert apply(inventory, "delete", dataset_doc(names[0]))
@@ -197,10 +199,11 @@ def test_answers_are_the_documented_json_of_a_made_up_history(random_seed):
     assert apply(inventory, "inject", {"datasetreplica": [
         {"dataset": names[2], "site": SITES[0], "blockreplicas": [{"block": blocks[0]}]}]})
     check(inventory)
-    # the answers tell the cases apart: a dataset without replicas, incomplete replicas,
-    # chains in and out of name order
+    # the history held what it was made to: a dataset without replicas, a replica
+    # without blocks, incomplete block replicas, chains of several
     shown = [orjson.loads(a) for key, a in answers(inventory).items() if key[0] == "dataset"]
     assert any(not d["replicas"] for d in shown)
     held = [r for d in shown for dr in d["replicas"] for r in dr["blockreplicas"]]
     assert any(not r["complete"] for r in held) and any(r["complete"] for r in held)
     assert any(len(dr["blockreplicas"]) > 1 for d in shown for dr in d["replicas"])
+    assert any(not dr["blockreplicas"] for d in shown for dr in d["replicas"])
