@@ -663,12 +663,16 @@ def _answer_split(inventory, call, names) -> dict:
     k = len(rows[0])
     normal = [[sum(r[i] * r[j] for r in rows) for j in range(k)] +
               [sum(r[i] * t for r, t in zip(rows, times))] for i in range(k)]
+    fit = [None] * k   # no fit when the shapes do not tell the parts apart
     for i in range(k):   # Gauss-Jordan on the normal equations
+        if abs(normal[i][i]) < 1e-9:
+            break
         normal[i] = [v / normal[i][i] for v in normal[i]]
         for j in range(k):
             if j != i:
                 normal[j] = [a - normal[j][i] * b for a, b in zip(normal[j], normal[i])]
-    fit = [row[k] for row in normal]
+    else:
+        fit = [row[k] for row in normal]
     return {"datasets": len(names), "answer": fit[0], "per_block": fit[1],
             "per_replica": fit[2], "per_block_replica": fit[3],
             "mean_shape": [statistics.mean(r[i] for r in rows) for i in range(1, k)],
