@@ -30,9 +30,9 @@
         first block by name, and the get_dataset method's answer made afresh (COUNT more
         than the daemon keeps answers of), best of three passes; that answer's cost split
         by least squares over every 16th of those datasets (each timed alone, warm) into
-        a part per answer, per block, per dataset replica and per block replica; and of a write-back's
-        run of 100,000 block replica last_update records (the replicas in store order),
-        applied (then undone), best of three
+        a part per answer, per block, per dataset replica and per block replica; and of
+        a write-back's run of 100,000 block replica last_update records (the replicas in
+        store order), applied (then undone), best of three
     python -m bench.probes seal DB REPEAT SYNCHRONOUS
         load the store as the daemon does (InventoryService.open: the writer's WAL
         connection, the reader, the inventory) in a running uvloop loop, hold a read
