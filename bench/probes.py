@@ -28,9 +28,11 @@
         load the store as the daemon does; then, for its first COUNT datasets in turn,
         the process CPU per call of: finding the dataset by name, finding it and its
         first block by name, and the get_dataset method's answer made afresh (COUNT more
-        than the daemon keeps answers of), best of three passes; and of a write-back's
-        run of 100,000 block replica last_update records (the replicas in store order),
-        applied (then undone), best of three
+        than the daemon keeps answers of), best of three passes; that answer's cost split
+        by least squares over every 16th of those datasets (each timed alone, warm) into
+        a part per answer, per block, per dataset replica and per block replica; and of
+        a write-back's run of 100,000 block replica last_update records (the replicas in
+        store order), applied (then undone), best of three
     python -m bench.probes seal DB REPEAT SYNCHRONOUS
         load the store as the daemon does (InventoryService.open: the writer's WAL
         connection, the reader, the inventory) in a running uvloop loop, hold a read
@@ -621,6 +623,7 @@ def lookup(path: str, count: int) -> dict:
         return min(used)
 
     return {"datasets": len(names),
+            "get_dataset_split": _answer_split(inventory, call, names[::16]),
             "find_dataset": best(lambda: list(map(datasets.__getitem__, names)), len(names)),
             "find_block": best(lambda: [datasets[d].find_block(b) for d, b in blocks],
                                len(blocks)),
@@ -628,6 +631,52 @@ def lookup(path: str, count: int) -> dict:
                                 len(names)),
             "write_back_records": len(records),
             "write_back": min(write_back() for _ in range(3))}
+
+
+def _answer_split(inventory, call, names) -> dict:
+    """The CPU of a get_dataset answer made afresh (nothing is kept meanwhile: the
+    daemon's Answers._keep is switched off) as a part per answer plus parts per block,
+    per dataset replica and per block replica: the least-squares fit of each dataset's
+    time (best of 5 runs of 50 calls in a row, so its memory is warm) on its shape."""
+    from dynamod.methods import answers
+    from dynamod.methods import inventory as methods
+
+    def shape(name):
+        dataset = inventory.datasets[name]
+        return (1, len(dataset.blocks), len(dataset.replicas),
+                sum(len(r.block_replicas) for r in dataset.replicas))
+
+    kept, answers.Answers._keep = answers.Answers._keep, lambda self, key, encoded: None
+    try:
+        rows, times = [], []
+        for name in names:
+            used = []
+            for _ in range(5):
+                started = time.process_time()
+                for _ in range(50):
+                    methods.get_dataset(call, name)
+                used.append((time.process_time() - started) / 50)
+            rows.append(shape(name))
+            times.append(min(used))
+    finally:
+        answers.Answers._keep = kept
+    k = len(rows[0])
+    normal = [[sum(r[i] * r[j] for r in rows) for j in range(k)] +
+              [sum(r[i] * t for r, t in zip(rows, times))] for i in range(k)]
+    fit = [None] * k   # no fit when the shapes do not tell the parts apart
+    for i in range(k):   # Gauss-Jordan on the normal equations
+        if abs(normal[i][i]) < 1e-9:
+            break
+        normal[i] = [v / normal[i][i] for v in normal[i]]
+        for j in range(k):
+            if j != i:
+                normal[j] = [a - normal[j][i] * b for a, b in zip(normal[j], normal[i])]
+    else:
+        fit = [row[k] for row in normal]
+    return {"datasets": len(names), "answer": fit[0], "per_block": fit[1],
+            "per_replica": fit[2], "per_block_replica": fit[3],
+            "mean_shape": [statistics.mean(r[i] for r in rows) for i in range(1, k)],
+            "mean": statistics.mean(times)}
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,5 @@
-"""What the daemon shows and stores, taken before and after: equal means unchanged."""
+"""What the daemon shows and stores, taken before and after: equal means unchanged; and
+what its answers must be, made from the objects."""
 
 import hashlib
 import sqlite3
@@ -56,3 +57,40 @@ def store_rows(database: str) -> dict:
         return found
     finally:
         db.close()
+
+
+# The answers of get_dataset and list_site_replicas as PROTOCOL.md documents them, made
+# from the objects' public API (another code than the daemon's); encoded with orjson
+# they must equal the daemon's answers byte for byte (key order included).
+def block_replica_shown(replica) -> dict:
+    return {"block": replica.block.name, "site": replica.site.name,
+            "group": replica.group.name, "is_custodial": replica.is_custodial,
+            "size": replica.size, "last_update": replica.last_update,
+            "complete": replica.is_complete()}
+
+
+def dataset_replica_shown(replica) -> dict:
+    held = [block_replica_shown(r) for r in replica.block_replicas]
+    return {"dataset": replica.dataset.name, "site": replica.site.name,
+            "growing": replica.growing, "group": replica.group.name,
+            "blockreplicas": sorted(held, key=lambda view: view["block"])}
+
+
+def dataset_shown(dataset) -> dict:
+    blocks = sorted(dataset.blocks, key=lambda block: block.name)
+    return {"name": dataset.name, "id": dataset.id, "status": dataset.status,
+            "data_type": dataset.data_type, "software_version": dataset.software_version,
+            "last_update": dataset.last_update, "is_open": dataset.is_open,
+            "size": sum(b.size for b in blocks), "num_files": sum(b.num_files for b in blocks),
+            "num_blocks": len(blocks),
+            "blocks": [{"name": b.name, "dataset": dataset.name, "id": b.id, "size": b.size,
+                        "num_files": b.num_files, "is_open": b.is_open,
+                        "last_update": b.last_update} for b in blocks],
+            "replicas": sorted(map(dataset_replica_shown, dataset.replicas),
+                               key=lambda view: view["site"])}
+
+
+def site_replicas_shown(site) -> dict:
+    return {"site": site.name,
+            "replicas": sorted(map(dataset_replica_shown, site.dataset_replicas),
+                               key=lambda view: view["dataset"])}
