@@ -319,3 +319,42 @@ def _alive(pid) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_killed_while_it_waits_for_the_committed_state_it_never_runs(daemon, tmp_path):
+    """An application forks only where memory equals the committed store: when a change
+    is committing, it waits.  Killed in that wait, it must not run afterwards.  The
+    store is locked by another process while the application's record and a large
+    injection are submitted; once released, the record commits (its submitter hears the
+    id and kills it) while the injection's commit holds the fork back."""
+    from support.faults import lock
+    from support.seed import block_doc, dataset_doc
+
+    marker = tmp_path / "ran"
+    path = script(tmp_path, f"open({str(marker)!r}, 'w').close()\n")
+    files = [(f"/store/wait/{i:06d}.root", 1000) for i in range(60_000)]
+    big = dataset_doc("/Wait/Big/RAW", block_doc("b1", *files))
+    holder = lock(daemon.database)
+    try:
+        submitter, injector = daemon.client(), daemon.client()
+        submitted = submitter.send("run_application", {
+            "script": path.read_text(), "path": str(path), "title": "waits", "attach": False})
+        time.sleep(0.2)   # the record's commit waits for the lock
+        injector.send("inject", {"data": big})
+        deadline = time.monotonic() + 1.5   # within the store's busy_timeout (2 s)
+        while "/Wait/Big/RAW" not in {d["name"] for d in daemon.call(
+                "list_datasets", pattern="/Wait/*")["datasets"]}:
+            assert time.monotonic() < deadline, "the injection was not applied in time"
+            time.sleep(0.02)
+    finally:
+        holder.communicate("\n", timeout=30)   # the lock is released
+    answer = submitter.receive()
+    assert answer["id"] == submitted, answer
+    app_id = answer["result"]["id"]
+    assert daemon.call("kill_application", id=app_id)["killed"] is True
+    injector.receive()
+    submitter.close(), injector.close()
+    record = daemon.call("poll_application", id=app_id)
+    time.sleep(1.0)   # time to run, had it forked
+    assert daemon.call("poll_application", id=app_id)["status"] == record["status"] == "killed"
+    assert not marker.exists()

@@ -216,12 +216,18 @@ class ApplicationManager:
             os.set_blocking(updates_r, False)
         files_here, files_there = socket.socketpair()
         try:
-            snapshot, pid = await self._fork_at_committed_state(
+            forked = await self._fork_at_committed_state(
                 app, stdio, updates_w, files_there, cgroup)
         finally:
             if updates_w is not None:
                 os.close(updates_w)
             files_there.close()
+        if forked is None:   # killed while it waited
+            if updates_r is not None:
+                os.close(updates_r)
+            files_here.close()
+            return
+        snapshot, pid = forked
         app.script = ""  # the child has its copy; records live on, scripts need not
         serving = loop.create_task(filechannel.serve(files_here, snapshot))
         app.pid, app.status, app.started = pid, "run", time.time()
@@ -256,9 +262,11 @@ class ApplicationManager:
 
     async def _fork_at_committed_state(self, app, stdio, updates_w, files_there, cgroup):
         """Fork where memory equals the committed store, with a read transaction opened
-        at that same state."""
+        at that same state: (the snapshot, the child's pid), or None when the application
+        was killed while it waited for that state (it then never runs)."""
         return await self.at_committed_state(
-            lambda: self._fork(app, stdio, updates_w, files_there, cgroup))
+            lambda: None if app.status == "killed" else
+            self._fork(app, stdio, updates_w, files_there, cgroup))
 
     async def at_committed_state(self, action):
         """`action()` (synchronous) at a moment when memory equals the committed store.
