@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from ..errors import DynamoError, InvalidValue
 from ..inventory.changes import ChangeSet
 from ..inventory.objects import CLASSES, BlockReplica
-from ..inventory.updates import Runs, apply_run, finder, record
+from ..inventory.updates import Runs, apply_run, finder, plain_update, record
 
 
 class ApplicationInventory:
@@ -86,11 +86,17 @@ class ApplicationInventory:
 
     def _apply(self, shape, row):
         """Apply one call's record as a change of its own: refused, it is undone; kept, it
-        stays (this copy is never committed, so nothing of it need be remembered)."""
-        changes = self._changes
-        changes.now = int(time.time())
+        stays (this copy is never committed, so nothing of it need be remembered).  A
+        plain update of an existing object is set straight (`plain_update`)."""
         if shape != self._shape:   # calls of one shape in a row share a finder
             self._find, self._shape = finder(shape, self._inventory), shape
+        if self._find is not None:   # most calls: set straight, no ChangeSet
+            result = plain_update(self._inventory, shape, row, self._find)
+            if result is not None:
+                self.records.add(shape, row)
+                return result
+        changes = self._changes
+        changes.now = int(time.time())
         try:
             result = apply_run(changes, shape, [row], self._find)
             changes.finish()

@@ -334,6 +334,45 @@ def _created_block_replicas(replicas: list) -> list[str]:
 _CREATED_LINES = {Block: _created_blocks, BlockReplica: _created_block_replicas}
 
 
+def set_many(objects: list, names: tuple, values: list) -> tuple[list, list, list]:
+    """Set the fields `names` of each object (all of one class) to its row of `values`,
+    in order: (the objects whose values changed, their old values, their new values,
+    tuples in the order of `names`).  Every value is checked before any is set; a value
+    the object's table refuses as it is set (a block's size or num_files its dataset's
+    sum refuses, datasets.py) puts the old values back and is raised.  What
+    `ChangeSet.update_many` and an application's plain updates (apps/proxy.py) set."""
+    fields = [type(objects[0]).__dict__[n] for n in names]
+    changed, old_values, new_values = [], [], []
+    try:
+        if len(names) == 1:   # the bulk of a write-back: one field
+            field = fields[0]
+            check, get, put = field.check, attrgetter(names[0]), field.put
+            new = [check(value) for value, in values]
+            for obj, value in zip(objects, new):
+                old = get(obj)
+                if old is not value and old != value:
+                    changed.append(obj)
+                    old_values.append((old,))
+                    new_values.append((value,))
+                    put(obj, value)
+        else:
+            new = [tuple([f.check(v) for f, v in zip(fields, row)]) for row in values]
+            get = attrgetter(*names)
+            for obj, row in zip(objects, new):
+                old = get(obj)
+                if old == row:   # as `_set`: each field is the same object or an equal one
+                    continue
+                changed.append(obj)
+                old_values.append(old)
+                new_values.append(row)
+                for field, value in zip(fields, row):
+                    field.put(obj, value)
+    except InvalidValue:
+        _restore_many(changed, names, old_values)
+        raise
+    return changed, old_values, new_values
+
+
 class ChangeSet:
     def __init__(self, inventory, now: int | None = None):
         self.inventory = inventory
@@ -474,45 +513,11 @@ class ChangeSet:
             for obj, row in zip(objects, values):   # usage moves object by object
                 self._set(obj, dict(zip(names, row)))
             return
-        fields = [cls.__dict__[n] for n in names]
-        changed, old_values, new_values = [], [], []
-        try:
-            self._apply_many(objects, names, fields, values, changed, old_values, new_values)
-        except InvalidValue:
-            _restore_many(changed, names, old_values)
-            raise
+        changed, old_values, new_values = set_many(objects, names, values)
         if not changed:
             return
         self._undo.call(_restore_many, changed, names, old_values)
         self._touch_many(changed, names, old_values, new_values)
-
-    @staticmethod
-    def _apply_many(objects, names, fields, values, changed, old_values, new_values):
-        """`update_many`'s pass: each object whose values change is noted (in `changed`,
-        with its old and new values) before it is changed."""
-        if len(names) == 1:   # the bulk of a write-back: one field
-            field = fields[0]
-            check, get, put = field.check, attrgetter(names[0]), field.put
-            new = [check(value) for value, in values]
-            for obj, value in zip(objects, new):
-                old = get(obj)
-                if old is not value and old != value:
-                    changed.append(obj)
-                    old_values.append((old,))
-                    new_values.append((value,))
-                    put(obj, value)
-        else:
-            new = [tuple([f.check(v) for f, v in zip(fields, row)]) for row in values]
-            get = attrgetter(*names)
-            for obj, row in zip(objects, new):
-                old = get(obj)
-                if old == row:   # as `_set`: each field is the same object or an equal one
-                    continue
-                changed.append(obj)
-                old_values.append(old)
-                new_values.append(row)
-                for field, value in zip(fields, row):
-                    field.put(obj, value)
 
     def _touch_many(self, objects: list, names: tuple, old: list, new: list):
         """`_touch` of each updated object, journaled as one `Updates` entry (an object

@@ -18,7 +18,8 @@ at a time; anything else record by record, in order.
 """
 
 from ..errors import InvalidParams, InvalidValue, NotFound
-from .changes import KEEP, ChangeSet
+from . import partitions as parts
+from .changes import KEEP, ChangeSet, set_many
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site, changed_fields
 
 _CLASSES = {cls.kind: cls for cls in (Site, Group, Dataset, Block, File, DatasetReplica,
@@ -169,28 +170,54 @@ def apply_run(changes: ChangeSet, shape: tuple, rows: list, find=None):
     gives."""
     if find is None:
         find = finder(shape, changes.inventory)
-    op, kind, keys, names = shape
-    inv, width, gathered, values, last = changes.inventory, len(keys) + len(names), [], [], None
-    count = len(keys)
-    group = names.index("group") if "group" in names else None
+    names, gathered, values, last = shape[3], [], [], None
     for row in rows:
-        if find is not None and type(row) is list and len(row) == width:
-            new = row[count:]   # a copy: the record keeps the group's name
-            try:
-                last = find(*row[:count])
-                if group is not None:
-                    new[group] = inv.groups[new[group]]
-            except (KeyError, TypeError):   # an unknown or unhashable name
-                last = None
-            if last is not None:
-                gathered.append(last)
-                values.append(new)
+        if find is not None:
+            found = _found(find, shape, row, changes.inventory.groups)
+            if found is not None:
+                gathered.append(found[0])
+                values.append(found[1])
                 continue
         changes.update_many(gathered, names, values)
         gathered, values = [], []
         last = _one(changes, shape, row)
     changes.update_many(gathered, names, values)
-    return last
+    return gathered[-1] if gathered else last
+
+
+def plain_update(inventory, shape: tuple, row, find):
+    """A record of a plain update of an existing object (`find`: its shape's `finder`,
+    not None) set straight in `inventory`, without a ChangeSet: what an application's
+    copy does with most of its calls, the rules being the fields' checks alone.
+    Returns the object; None: not such a record (apply it with `apply_run`); a value
+    refused is an InvalidValue, nothing set."""
+    names = shape[3]
+    if inventory.usage.active and parts.may_move(shape[1], names):
+        return None
+    found = _found(find, shape, row, inventory.groups)
+    if found is None:
+        return None
+    set_many([found[0]], names, [found[1]])
+    inventory.applied += 1
+    return found[0]
+
+
+def _found(find, shape: tuple, row, groups):
+    """(the existing object a record of a plain update names, its new values: a group by
+    its Group), or None: an unknown name, a malformed row, anything else."""
+    keys, names = shape[2], shape[3]
+    count = len(keys)
+    if type(row) is not list or len(row) != count + len(names):
+        return None
+    new = row[count:]   # a copy: the record keeps the group's name
+    try:
+        obj = find(*row[:count])
+        if "group" in names:
+            at = names.index("group")
+            new[at] = groups[new[at]]
+    except (KeyError, TypeError):   # an unknown or unhashable name
+        return None
+    return None if obj is None else (obj, new)
 
 
 def _one(changes, shape: tuple, row):
