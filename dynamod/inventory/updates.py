@@ -20,8 +20,10 @@ at a time; anything else record by record, in order.
 from ..errors import InvalidParams, InvalidValue, NotFound
 from . import partitions as parts
 from .changes import KEEP, ChangeSet, set_many
-from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site, changed_fields
+from .objects import (NO_ROW, Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site,
+                      changed_fields)
 
+_new_view = tuple.__new__   # _new_view(Block, (table, row)): a view, all in C
 _CLASSES = {cls.kind: cls for cls in (Site, Group, Dataset, Block, File, DatasetReplica,
                                        BlockReplica)}
 # The fields a record may give, per kind (a replica's files come as `files`, by LFN).
@@ -257,8 +259,37 @@ def _datasets(inv):
 
 
 def _blocks(inv):
+    row_of, table = _block_rows(inv), inv.blocks
+
+    def find(dataset, name):
+        row = row_of(dataset, name)
+        return None if row == NO_ROW else _new_view(Block, (table, row))
+    return find
+
+
+def _block_rows(inv):
+    """(dataset name, block name) -> the block's row (NO_ROW: none; a KeyError: no such
+    dataset).  A run names the blocks of a dataset one after the other, most of them in
+    a write-back: they are bisected for (`BlockSet.find`) while few are asked for, then
+    looked up in a dict of the dataset's blocks by name, made once enough are that its
+    making costs little a look-up (a few names each at most)."""
     datasets = inv.datasets
-    return lambda dataset, name: datasets[dataset].find_block(name)
+    # the dataset's name, its blocks, look-ups left before the dict, the dict
+    here = [_NONE, None, 0, None]
+
+    def row_of(dataset, block):
+        if dataset != here[0]:
+            blocks = datasets[dataset].blocks
+            here[:] = dataset, blocks, max(2, len(blocks) // 32), None
+        by_name = here[3]
+        if by_name is None:
+            here[2] -= 1
+            if here[2] > 0:
+                found = here[1].find(block)
+                return NO_ROW if found is None else found[1]
+            by_name = here[3] = here[1].by_name()
+        return by_name.get(block, NO_ROW)
+    return row_of
 
 
 def _dataset_replicas(inv):
@@ -271,21 +302,15 @@ _NONE = object()
 
 def _block_replicas(inv):
     """A run names the replicas of a block one after the other, and the blocks of a
-    dataset: the dataset and the block are looked up once for each (a run cannot create
-    or delete them)."""
-    datasets, sites, at_site = inv.datasets, inv.sites, inv.block_replicas.at_site
-    # the dataset's name, its blocks, the block's name, its row (_NONE: no name given is)
-    last = [_NONE, None, _NONE, None]
+    dataset: the block is looked up once for each."""
+    row_of, sites, at_site = _block_rows(inv), inv.sites, inv.block_replicas.at_site
+    last = [_NONE, _NONE, NO_ROW]   # the dataset's and the block's names, the block's row
 
     def find(dataset, block, site):
-        if dataset != last[0]:
-            last[:] = dataset, datasets[dataset].blocks, _NONE, None
-        if block != last[2]:
-            found = last[1].find(block)
-            if found is None:
-                return None
-            last[2:] = block, found[1]
-        return at_site(last[3], sites[site].id)
+        if block != last[1] or dataset != last[0]:
+            last[:] = dataset, block, row_of(dataset, block)
+        row = last[2]
+        return None if row == NO_ROW else at_site(row, sites[site].id)
     return find
 
 
