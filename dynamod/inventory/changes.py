@@ -335,9 +335,9 @@ _CREATED_LINES = {Block: _created_blocks, BlockReplica: _created_block_replicas}
 
 
 def set_many(objects: list, names: tuple, values: list) -> tuple[list, list, list]:
-    """Set the fields `names` of each object (all of one class) to its row of `values`,
-    in order: (the objects whose values changed, their old values, their new values,
-    tuples in the order of `names`).  Every value is checked before any is set; a value
+    """Set the fields `names` of each object (all of one class, held by the inventory) to
+    its row of `values`, in order: (the objects whose values changed, their old values,
+    their new values, tuples in the order of `names`).  Every value is checked before any is set; a value
     the object's table refuses as it is set (a block's size or num_files its dataset's
     sum refuses, datasets.py) puts the old values back and is raised.  What
     `ChangeSet.update_many` and an application's plain updates (apps/proxy.py) set."""
@@ -348,6 +348,16 @@ def set_many(objects: list, names: tuple, values: list) -> tuple[list, list, lis
             field = fields[0]
             check, get, put = field.check, attrgetter(names[0]), field.put
             new = [check(value) for value, in values]
+            if field.raw:   # straight in the table's column (one table: the inventory's)
+                column = getattr(objects[0][0], names[0])
+                for obj, value in zip(objects, new):
+                    old = column[obj[1]]
+                    if old != value:
+                        changed.append(obj)
+                        old_values.append((old,))
+                        new_values.append((value,))
+                        column[obj[1]] = value
+                return changed, old_values, new_values
             for obj, value in zip(objects, new):
                 old = get(obj)
                 if old is not value and old != value:

@@ -584,7 +584,7 @@ class Block(_View):
     size = Column("size", Count(), get=lambda v: v[0].size[v[1]])
     num_files = Column("num_files", Count(), get=lambda v: v[0].num_files[v[1]])
     is_open = Column("is_open", Flag(False), get=lambda v: v[0].is_open[v[1]] != 0)
-    last_update = Column("last_update", Time(), get=lambda v: v[0].last_update[v[1]])
+    last_update = Column("last_update", Time(), get=lambda v: v[0].last_update[v[1]], raw=True)
     dataset = property(lambda v: v[0].dataset_at(v[1]))
     id = property(lambda v: v[0].id[v[1]])
     replicas = property(lambda v: v[0].replicas_of(v[1]))
@@ -836,8 +836,8 @@ class BlockReplica(_View):
                    put=lambda table, row, group: table.set_group(row, group))
     is_custodial = Column("is_custodial", Flag(False),
                           get=lambda v: v[0].is_custodial[v[1]] != 0)
-    size = Column("size", Count(), get=lambda v: v[0].size[v[1]])
-    last_update = Column("last_update", Time(), get=lambda v: v[0].last_update[v[1]])
+    size = Column("size", Count(), get=lambda v: v[0].size[v[1]], raw=True)
+    last_update = Column("last_update", Time(), get=lambda v: v[0].last_update[v[1]], raw=True)
     file_ids = Column("file_ids", Field(), get=lambda v: v[0].file_ids_at(v[1]),
                       put=lambda table, row, ids: table.set_file_ids(row, ids))
     FIELDS = ("group", "is_custodial", "size", "last_update", "file_ids")
