@@ -15,7 +15,23 @@ the daemon's inventory, so both sides follow one set of rules.  An update of
 objects that exist, of fields that change nothing else (a replica's
 `last_update`, a site's status: the bulk of a write-back), is applied a run
 at a time; anything else record by record, in order.
+
+Such a plain update of a block or a block replica that existed when the
+application started is recorded by the object's row in its table instead of
+its names (`by_row`), the key "row":
+
+    {"op": "update", "kind": "blockreplica", "keys": ["row"],
+     "fields": ["last_update"], "rows": [[18204, 1528406008], ...]}
+
+The daemon applies a writer's records with the inventory as it was at the fork
+(the writer holds the gate, and compaction waits for it), so a row names there
+what it named in the copy; a run of them is found and checked in passes of C
+over its rows instead of three names looked up per record.  A row that holds no
+such object is refused like an unknown name.
 """
+
+from itertools import repeat
+from operator import itemgetter
 
 from ..errors import InvalidParams, InvalidValue, NotFound
 from . import partitions as parts
@@ -24,15 +40,17 @@ from .objects import (NO_ROW, Block, BlockReplica, Dataset, DatasetReplica, File
                       changed_fields)
 
 _new_view = tuple.__new__   # _new_view(Block, (table, row)): a view, all in C
+_FIRST = itemgetter(0)
 _CLASSES = {cls.kind: cls for cls in (Site, Group, Dataset, Block, File, DatasetReplica,
                                        BlockReplica)}
 # The fields a record may give, per kind (a replica's files come as `files`, by LFN).
 _SETTABLE = {kind: frozenset(cls.FIELDS) - {"file_ids"} for kind, cls in _CLASSES.items()}
 # The keys a record may name an object by (and a file's site, a replica's files).
 _KEYS = {"site": {"name"}, "group": {"name"}, "dataset": {"name"},
-         "block": {"dataset", "name"}, "file": {"name", "dataset", "block", "site"},
+         "block": {"dataset", "name", "row"}, "file": {"name", "dataset", "block", "site"},
          "datasetreplica": {"dataset", "site"},
-         "blockreplica": {"dataset", "block", "site", "files"}}
+         "blockreplica": {"dataset", "block", "site", "files", "row"}}
+_BY_ROW = ("row",)   # the keys of a record by row (see the module's docstring)
 # The fields whose update of an existing object changes that object alone (no sums to
 # check, no files to hold): these runs go in bulk.
 _PLAIN = {"site": _SETTABLE["site"], "group": _SETTABLE["group"],
@@ -148,7 +166,11 @@ def _check(shape: tuple):
         raise InvalidParams(f"a {kind} is not named by {sorted(set(keys) - _KEYS[kind])[0]!r}")
     if len(set(keys)) != len(keys) or len(set(fields)) != len(fields):
         raise InvalidParams(f"a record names a key or a field twice: {keys!r}, {fields!r}")
-    finder = _CHECKED[shape] = _finder(shape)
+    finder = _finder(shape)
+    if "row" in keys and finder is None:
+        raise InvalidParams(f"a {kind} is named by its row alone, in a plain update only "
+                            f"({', '.join(sorted(_PLAIN[kind]))}), not {keys!r} {op} {fields!r}")
+    _CHECKED[shape] = finder
     return finder
 
 
@@ -173,6 +195,9 @@ def apply_run(changes: ChangeSet, shape: tuple, rows: list, find=None):
     if find is None:
         find = finder(shape, changes.inventory)
     names, gathered, values, last = shape[3], [], [], None
+    if shape[2] == _BY_ROW and (found := _found_by_rows(changes.inventory, shape, rows)):
+        changes.update_many(*found)
+        return found[0][-1] if found[0] else None
     for row in rows:
         if find is not None:
             found = _found(find, shape, row, changes.inventory.groups)
@@ -222,12 +247,66 @@ def _found(find, shape: tuple, row, groups):
     return None if obj is None else (obj, new)
 
 
+def by_row(shape: tuple, row: list, obj) -> tuple[tuple, list]:
+    """The record (shape, row) of a plain update (`plain_update`'s) of `obj` by its row
+    (see the module's docstring)."""
+    op, kind, keys, names = shape
+    return (op, kind, _BY_ROW, names), [obj[1], *row[len(keys):]]
+
+
+# The tables whose objects a record may name by row, given the inventory.
+_ROW_TABLES = {"block": lambda inv: inv.blocks, "blockreplica": lambda inv: inv.block_replicas}
+_BY_ROW_KINDS = frozenset(_ROW_TABLES)
+
+
+def row_tables(inventory) -> dict:
+    """{kind: table} of the objects a record may name by row."""
+    return {kind: table_of(inventory) for kind, table_of in _ROW_TABLES.items()}
+
+
+def _found_by_rows(inv, shape: tuple, rows) -> tuple | None:
+    """(the objects, their new values) of a run of records by row, found and checked over
+    the whole run in passes of C; None when anything is unusual (a malformed record, a
+    row that holds no object, a group to look up): the records then go one by one."""
+    _, kind, _, names = shape
+    table = _ROW_TABLES[kind](inv)
+    alive = table.alive
+    if ("group" in names or type(rows) is not list or set(map(type, rows)) != {list}
+            or set(map(len, rows)) != {1 + len(names)}):
+        return None
+    numbers = list(map(_FIRST, rows))
+    if (set(map(type, numbers)) != {int} or min(numbers) < 0 or max(numbers) >= len(alive)
+            or not all(map(alive.__getitem__, numbers))):
+        return None
+    cls = _CLASSES[kind]
+    return (list(map(_new_view, repeat(cls), zip(repeat(table), numbers))), names,
+            [row[1:] for row in rows])
+
+
+def _rows(kind: str):
+    """The finder of records of `kind` by row: the live object at the row, or None."""
+    cls, table_of = _CLASSES[kind], _ROW_TABLES[kind]
+
+    def factory(inv):
+        table = table_of(inv)
+
+        def find(row):
+            if type(row) is int and 0 <= row < len(table.alive) and table.alive[row]:
+                return _new_view(cls, (table, row))
+            return None
+        return find
+    return factory
+
+
 def _one(changes, shape: tuple, row):
     """One record, checked, through the ChangeSet's rules for its kind."""
     op, kind, keys, names = shape
     if type(row) is not list or len(row) != len(keys) + len(names):
         raise InvalidParams(f"a {kind} record has {len(keys) + len(names)} values "
                             f"({', '.join(keys + names)}), not {row!r}")
+    if keys == _BY_ROW:   # not found (`apply_run`)
+        raise NotFound(f"no {kind} at row {row[0]!r} (a record by row names an object "
+                       f"that existed when the application started)", field="row")
     rec = dict(zip(keys, row))
     fields = dict(zip(names, row[len(keys):]))
     try:
@@ -240,9 +319,11 @@ def _finder(shape: tuple):
     """How to find the existing object an update of this shape names, when its fields
     are plain; None: records of this shape go one by one."""
     op, kind, keys, names = shape
-    if op == "update" and keys == _FINDER_KEYS.get(kind) and _PLAIN[kind].issuperset(names):
-        return _FINDERS[kind]
-    return None
+    if op != "update" or not _PLAIN.get(kind, frozenset()).issuperset(names):
+        return None
+    if keys == _BY_ROW:
+        return _rows(kind) if kind in _BY_ROW_KINDS else None
+    return _FINDERS[kind] if keys == _FINDER_KEYS.get(kind) else None
 
 
 def _sites(inv):
