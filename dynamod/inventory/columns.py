@@ -371,6 +371,11 @@ class BlockReplicaTable:
         """The replica's key in the store: (block id, site id)."""
         return self.blocks.id[self.block[row]], self.site[row]
 
+    def keys_at(self, rows) -> list:
+        """`key_at` of each row, read column by column."""
+        return list(zip(map(self.blocks.id.__getitem__, map(self.block.__getitem__, rows)),
+                        map(self.site.__getitem__, rows)))
+
     def values_at(self, row) -> tuple:
         """See BlockReplica.values."""
         ids = self.files.get(row)

@@ -110,19 +110,24 @@ def change_rows(changes: ChangeSet) -> dict:
             else:
                 updated = dict.fromkeys(obj.keys, names)
     rows, changed, getters = {}, updated.get, _GETTERS.get
-    last = columns = None   # the (class, names) of the last updated object, its getters
+    # the class and field names of the last updated object (a run's are the same objects),
+    # its columns' getters, and the column and its getter when it is one (most runs)
+    cls = names = columns = one = get = None
     for key, obj in changes.ops.items():
+        if changed(key) is names and type(obj) is cls:   # as the last one
+            rows[key] = {one: get(obj)} if one else {c: g(obj) for c, g in columns}
+            continue
         if obj is None or type(obj) is list:   # a delete, or NEW_FILES' rows
             rows[key] = obj
             continue
-        cls, names = type(obj), changed(key)
-        if names is None or cls is Record:   # partitions and quotas: upserts
-            rows[key] = _ROWS[cls](obj)
+        if changed(key) is None or type(obj) is Record:   # partitions, quotas: upserts
+            rows[key] = _ROWS[type(obj)](obj)
             continue
-        if last is None or last[1] is not names or last[0] is not cls:   # a run's: the same
-            last, shape = (cls, names), (cls, *names)
-            columns = getters(shape) or _GETTERS.setdefault(shape, _getters(cls, names))
-        rows[key] = {column: get(obj) for column, get in columns}
+        cls, names = type(obj), changed(key)
+        shape = (cls, *names)
+        columns = getters(shape) or _GETTERS.setdefault(shape, _getters(cls, names))
+        one, get = columns[0] if len(columns) == 1 else (None, None)
+        rows[key] = {one: get(obj)} if one else {c: g(obj) for c, g in columns}
     return rows
 
 
