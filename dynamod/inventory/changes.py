@@ -74,7 +74,7 @@ def store_keys(objects: list) -> list:
     return list(map(store_key, objects))
 
 
-_SECOND = itemgetter(1)
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 def checked(cls, name, value):
@@ -123,7 +123,7 @@ class Updates:
         objects' names and the shown values, not yet the lines (see `journal_entry`)."""
         names, objects = self.names, self.objects
         if len(names) == 1:   # the bulk of a write-back: one field, every value changed
-            old, new = [v for v, in self.old], [v for v, in self.new]
+            old, new = list(map(_FIRST, self.old)), list(map(_FIRST, self.new))
         else:
             old, new = list(map(list, self.old)), list(map(list, self.new))
         if "group" in names:   # shown by name (the only field of a run that is not plain)
@@ -147,13 +147,13 @@ def _replica_names(replicas: list) -> dict:
     a write-back's run names a block's replicas one after the other, and most of a line
     is its dataset's and block's names."""
     table = replicas[0][0]
-    blocks, rows = table.blocks, [replica[1] for replica in replicas]
+    blocks, rows = table.blocks, list(map(_SECOND, replicas))
     block_rows, site_ids = _numbered(map(table.block.__getitem__, rows)), \
         _numbered(map(table.site.__getitem__, rows))
     dataset_rows = _numbered(map(blocks.dataset.__getitem__, block_rows[0]))
     return {"sites": [table.sites[s].name for s in site_ids[0]],
-            "datasets": list(map(blocks.datasets.name_at, dataset_rows[0])),
-            "blocks": list(map(blocks.name_at, block_rows[0])), "of": dataset_rows[1],
+            "datasets": blocks.datasets.names_at(dataset_rows[0]),
+            "blocks": blocks.names_at(block_rows[0]), "of": dataset_rows[1],
             "block": block_rows[1], "site": site_ids[1]}
 
 

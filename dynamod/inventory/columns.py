@@ -87,6 +87,12 @@ class Names:
         offsets = self.offsets
         return self.names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass")
 
+    def names_at(self, rows) -> list[str]:
+        """`name_at` of each row."""
+        names, offsets = self.names, self.offsets
+        return [names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass")
+                for row in rows]
+
     def append_name(self, name: str):
         self.names += _encoded(name)
         self.offsets.append(len(self.names))
