@@ -909,5 +909,8 @@ def changed_fields(obj) -> dict:
     cls = type(obj)
     if (cls is BlockReplica or cls is Block) and type(obj[0]) is Detached:
         given = obj[0].given   # read at once: `update` of a built replica is the common call
+        if len(given) == 1:    # most often: one field given
+            for name in given:
+                return {name: getattr(obj, name)}
         return {n: getattr(obj, n) for n in cls.FIELDS if n in given}
     return given_fields(obj, cls.FIELDS)

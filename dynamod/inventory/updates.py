@@ -64,6 +64,9 @@ def _name(link):
 
 
 def _block_names(block) -> tuple[str, str]:
+    if type(block) is str and "#" in block:   # as a script most often names it
+        dataset, name = block.split("#", 1)
+        return dataset, name
     if isinstance(block, Block):
         return _name(block.dataset), block.name
     if isinstance(block, str) and "#" in block:
@@ -88,7 +91,8 @@ def record(op: str, obj, site=None) -> tuple[tuple, list]:
     fields = changed_fields(obj) if op == "update" else {}
     cls = type(obj)
     if cls is BlockReplica:
-        keys, row = ("dataset", "block", "site"), [*_block_names(obj.block), _name(obj.site)]
+        block, at = obj.values()[:2]   # one call for both
+        keys, row = ("dataset", "block", "site"), [*_block_names(block), _name(at)]
         if "file_ids" in fields:
             del fields["file_ids"]
             keys += ("files",)
@@ -224,9 +228,13 @@ def plain_update(inventory, shape: tuple, row, find):
     found = _found(find, shape, row, inventory.groups)
     if found is None:
         return None
-    set_many([found[0]], names, [found[1]])
+    obj, values = found
+    if len(names) == 1:   # most calls: the field's check, then the table's column
+        setattr(obj, names[0], values[0])
+    else:
+        set_many([obj], names, [values])
     inventory.applied += 1
-    return found[0]
+    return obj
 
 
 def _found(find, shape: tuple, row, groups):
