@@ -14,8 +14,8 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from functools import partial
-from itertools import count, repeat
-from operator import attrgetter, itemgetter
+from itertools import compress, count, repeat
+from operator import attrgetter, itemgetter, ne
 
 import orjson
 
@@ -346,12 +346,38 @@ def _created_block_replicas(replicas: list) -> list[str]:
 _CREATED_LINES = {Block: _created_blocks, BlockReplica: _created_block_replicas}
 
 
+def _set_column(objects: list, column, check, values: list) -> tuple[list, list, list]:
+    """`set_many` of one raw field (fields.Column) of inventory objects: `column` is the
+    field's column of their table.  A run of distinct objects whose values are whole
+    numbers the field takes as they are (the bulk of a write-back) is checked, compared
+    and set in passes of C over the run; any other, value by value."""
+    rows = list(map(_SECOND, objects))
+    if not (_counts(values) and len(set(rows)) == len(rows)):
+        values = list(map(check, values))
+        changed, old_values, new_values = [], [], []
+        for obj, row, value in zip(objects, rows, values):
+            old = column[row]
+            if old != value:
+                changed.append(obj)
+                old_values.append((old,))
+                new_values.append((value,))
+                column[row] = value
+        return changed, old_values, new_values
+    old = list(map(column.__getitem__, rows))
+    differ = list(map(ne, old, values))
+    if not all(differ):
+        objects, rows, old, values = (list(compress(part, differ))
+                                      for part in (objects, rows, old, values))
+    list(map(column.__setitem__, rows, values))
+    return objects, list(zip(old)), list(zip(values))
+
+
 def set_many(objects: list, names: tuple, values: list) -> tuple[list, list, list]:
     """Set the fields `names` of each object (all of one class, held by the inventory) to
     its row of `values`, in order: (the objects whose values changed, their old values,
-    their new values, tuples in the order of `names`).  Every value is checked before any is set; a value
-    the object's table refuses as it is set (a block's size or num_files its dataset's
-    sum refuses, datasets.py) puts the old values back and is raised.  What
+    their new values, tuples in the order of `names`).  Every value is checked before any
+    is set; a value the object's table refuses as it is set (a block's size or num_files
+    its dataset's sum refuses, datasets.py) puts the old values back and is raised.  What
     `ChangeSet.update_many` and an application's plain updates (apps/proxy.py) set."""
     fields = [type(objects[0]).__dict__[n] for n in names]
     changed, old_values, new_values = [], [], []
@@ -359,17 +385,10 @@ def set_many(objects: list, names: tuple, values: list) -> tuple[list, list, lis
         if len(names) == 1:   # the bulk of a write-back: one field
             field = fields[0]
             check, get, put = field.check, attrgetter(names[0]), field.put
-            new = [check(value) for value, in values]
+            new = [value for value, in values]
             if field.raw:   # straight in the table's column (one table: the inventory's)
-                column = getattr(objects[0][0], names[0])
-                for obj, value in zip(objects, new):
-                    old = column[obj[1]]
-                    if old != value:
-                        changed.append(obj)
-                        old_values.append((old,))
-                        new_values.append((value,))
-                        column[obj[1]] = value
-                return changed, old_values, new_values
+                return _set_column(objects, getattr(objects[0][0], names[0]), check, new)
+            new = list(map(check, new))
             for obj, value in zip(objects, new):
                 old = get(obj)
                 if old is not value and old != value:

@@ -175,9 +175,10 @@ class Column(property):
     `get(view)` reads it (one index into a column, in a property: no Python-level
     descriptor call beyond the getter's), a write goes through the field's check to
     `table.store(name, row, value)`, or to `put(table, row, value)` for a link.
-    `raw`: the value is, as it is, the element at the row of the table's column `name`
-    (an array of integers) and nothing else moves with it, so that a run of updates of
-    the inventory's objects may read and set it there directly (changes.set_many)."""
+    `raw`: the value (a Count or a Time) is, as it is, the element at the row of the
+    table's column `name` (an array of integers) and nothing else moves with it, so that
+    a run of updates of the inventory's objects may read and set it there directly
+    (changes.set_many)."""
 
     def __init__(self, name: str, field: Field, get, put=None, raw=False):
         if put is None:
