@@ -64,14 +64,11 @@ def _name(link):
 
 
 def _block_names(block) -> tuple[str, str]:
-    if type(block) is str and "#" in block:   # as a script most often names it
+    if isinstance(block, str) and "#" in block:   # as a script most often names it
         dataset, name = block.split("#", 1)
         return dataset, name
     if isinstance(block, Block):
         return _name(block.dataset), block.name
-    if isinstance(block, str) and "#" in block:
-        dataset, name = block.split("#", 1)
-        return dataset, name
     raise InvalidValue(f"a block is given as a Block or as 'dataset#block', not {block!r}",
                        field="block")
 
