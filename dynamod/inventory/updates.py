@@ -356,9 +356,9 @@ def _blocks(inv):
 def _block_rows(inv):
     """(dataset name, block name) -> the block's row (NO_ROW: none; a KeyError: no such
     dataset).  A run names the blocks of a dataset one after the other, most of them in
-    a write-back: they are bisected for (`BlockSet.find`) while few are asked for, then
-    looked up in a dict of the dataset's blocks by name, made once enough are that its
-    making costs little a look-up (a few names each at most)."""
+    a write-back: the first few are bisected for (`BlockSet.find`); once one in 32 of
+    the dataset's blocks (two at least) have been asked for, a dict of them by name is
+    made (`BlockSet.by_name`), which costs at most some 32 names per look-up before it."""
     datasets = inv.datasets
     # the dataset's name, its blocks, look-ups left before the dict, the dict
     here = [_NONE, None, 0, None]
