@@ -161,15 +161,28 @@ def _entry(stamp: str, actor: str, lines: str) -> str:
 
 
 class _Compressed:
-    """An entry, compressed when the store's thread binds it (sqlite3 adapts a value
-    through its `__conform__`; zlib gives up the GIL while it works, so the event loop
-    goes on meanwhile)."""
+    """An entry, compressed (zlib) in a thread of its own from when it is made: while the
+    event loop prepares the commit and the store's thread writes the rows before it
+    (zlib gives up the GIL while it works).  sqlite3 takes the result through
+    `__conform__` when it binds the value, waiting for it if need be (a failure raised
+    there, as if it compressed then)."""
 
-    __slots__ = ("entry",)
+    __slots__ = ("_thread", "_result")
 
     def __init__(self, entry: str | bytes):
-        self.entry = entry
+        self._result = None
+        self._thread = threading.Thread(target=self._compress, args=(entry,),
+                                        name="dynamod-compress", daemon=True)
+        self._thread.start()
+
+    def _compress(self, entry):
+        try:
+            self._result = zlib.compress(entry if type(entry) is bytes else entry.encode(), 1)
+        except BaseException as exc:   # MemoryError, most likely: raised where it is bound
+            self._result = exc
 
     def __conform__(self, protocol):
-        entry = self.entry
-        return zlib.compress(entry if type(entry) is bytes else entry.encode(), 1)
+        self._thread.join()
+        if isinstance(self._result, BaseException):
+            raise self._result
+        return self._result

@@ -4,15 +4,21 @@ exactly by its rollback (an object may come twice in a run, a run may change not
 and the store, reloaded, equals memory: the columns each run wrote are the right ones."""
 
 import asyncio
+import io
+from unittest import mock
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dynamod.errors import DynamoError
+from dynamod.apps import writeback
+from dynamod.apps.proxy import ApplicationInventory
+from dynamod.errors import DynamoError, InvalidParams, NotFound
 from dynamod.inventory import injection
 from dynamod.inventory.changes import ChangeSet, entry_lines, journal_entry
 from dynamod.inventory.inventory import Inventory
+from dynamod.inventory.objects import Block, BlockReplica, Dataset, DatasetReplica, Site
 from dynamod.inventory.rows import all_rows
 from dynamod.inventory.updates import apply_run, run_shape
 from dynamod.service import InventoryService
@@ -101,3 +107,97 @@ def test_a_run_is_logged_compact_unless_json_cannot_hold_it():
     assert entry_lines(orjson.loads(lines["S1"])) == [
         "updated site S1 host: 'h' -> 'x'", "updated site S1 host: 'x' -> 'y'"]
     assert lines["S\ud800"] == "updated site S\ud800 host: 'h' -> 'x\\ud800'"
+
+
+def _call(kind: str, record: dict):
+    """The object an application passes to `inventory.update` for a record of `kind`."""
+    fields = {n: v for n, v in record.items() if n not in ("dataset", "block", "site", "name")}
+    if kind == "blockreplica":
+        return BlockReplica(f"{record['dataset']}#{record['block']}", record["site"], **fields)
+    if kind == "datasetreplica":
+        return DatasetReplica(record["dataset"], record["site"], **fields)
+    if kind == "block":
+        return Block(record["name"], record["dataset"], **fields)
+    return {"site": Site, "dataset": Dataset}[kind](record["name"], **fields)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(update_runs, st.sampled_from([None, ("/A/B/RAW", "b1"), ("/C/D/AOD", "b2")]))
+def test_the_daemon_ends_where_the_applications_copy_did(write_back, deleted):
+    """An application's calls (the records of random runs, one call each, some refused in
+    the copy, a block deleted first or not), sent as the child sends them and applied as
+    the daemon does, leave the daemon's inventory as they left the copy: plain updates of
+    blocks and block replicas that existed at the start go by row, the rest by names."""
+    copy, daemon = Inventory(), Inventory()
+    for inventory in (copy, daemon):
+        injection.inject(ChangeSet(inventory, now=1000), STOCK)
+    application = ApplicationInventory(copy, writable=True)
+    with mock.patch("time.time", return_value=1000.0):   # the copy's calls' `now`
+        if deleted is not None:
+            application.delete(application.find_block("#".join(deleted)))
+        for run in (run for runs in write_back for run in runs):
+            for row in run["rows"]:
+                try:
+                    application.update(_call(run["kind"], dict(zip(run["keys"] + run["fields"],
+                                                                    row))))
+                except DynamoError:
+                    pass
+    pipe = io.BytesIO()
+    writeback.send(pipe, application.records)
+    changes = ChangeSet(daemon, now=1000)
+    writeback.apply_runs(changes, writeback.parse(pipe.getvalue()))
+    changes.finish()
+    assert state(daemon) == state(copy)
+    assert daemon.problems() == []
+
+
+def test_a_record_by_row_names_a_live_object_or_is_refused():
+    """A row that holds no block replica (out of the table, deleted by an earlier record
+    of the same write-back, not a whole number) refuses the run with the row named; the
+    same rows alive apply as the names would."""
+    inventory = Inventory()
+    injection.inject(ChangeSet(inventory, now=1000), STOCK)
+    shape = run_shape("update", "blockreplica", ["row"], ["last_update"])
+    by_names = run_shape("update", "blockreplica", ["dataset", "block", "site"],
+                         ["last_update"])
+    rows = len(inventory.block_replicas)
+    before = state(inventory)
+    for bad in (-1, rows, "0", 0.0, True, None):
+        changes = ChangeSet(inventory, now=1000)
+        with pytest.raises(NotFound, match=f"no blockreplica at row {bad!r}"):
+            apply_run(changes, shape, [[0, 5], [bad, 5], [1, 5]])
+        changes.discard()
+        assert state(inventory) == before
+    changes = ChangeSet(inventory, now=1000)
+    apply_run(changes, by_names, [["/A/B/RAW", "b1", "S1", 7]])
+    replica = inventory.block("/A/B/RAW#b1").find_replica(inventory.site("S1"))
+    changes.delete_block_replica(replica)
+    with pytest.raises(NotFound, match="no blockreplica at row"):
+        apply_run(changes, shape, [[row, 5] for row in range(rows)])
+    changes.discard()
+    assert state(inventory) == before
+    twin = Inventory()
+    injection.inject(ChangeSet(twin, now=1000), STOCK)
+    for target, run, records in (
+            (inventory, shape, [[row, 1234] for row in range(rows)]),
+            (twin, by_names, [[r.block.dataset.name, r.block.name, r.site.name, 1234]
+                              for r in twin.block_replicas.views()])):
+        changes = ChangeSet(target, now=1000)
+        apply_run(changes, run, records)
+        changes.finish()
+        assert entry_lines(orjson.loads(journal_entry(changes.journal))) and \
+            changes.counts()["updated"] == {"blockreplicas": rows}
+    assert state(inventory) == state(twin)
+
+
+@pytest.mark.parametrize("op, keys, fields", [
+    ("update", ["row", "site"], ["last_update"]),
+    ("update", ["row"], ["size"]),
+    ("delete", ["row"], []),
+    ("update", ["row"], ["files"]),
+])
+def test_a_record_by_row_is_a_plain_update_only(op, keys, fields):
+    with pytest.raises(InvalidParams):
+        run_shape(op, "blockreplica", keys, fields)
+    with pytest.raises(InvalidParams, match="not named by 'row'"):
+        run_shape("update", "site", ["row"], ["status"])

@@ -133,6 +133,22 @@ def test_one_bad_record_in_a_run_refuses_the_whole_write_back(stocked, tmp_path,
     assert message in app["message"], app["message"]
 
 
+@pytest.mark.parametrize("bad", [-1, 80, "3", 2.0, True, None])
+def test_a_record_by_a_row_that_holds_no_replica_refuses_the_whole_write_back(stocked, tmp_path,
+                                                                               bad):
+    """Records by row (what the child sends for most updates) are checked as names are:
+    a row out of the table or not a whole number refuses everything, named."""
+    rows = [[row, 5] for row in range(80)]   # the 80 replicas, rows 0 to 79
+    rows[3] = [bad, 5]
+    run = {"op": "update", "kind": "blockreplica", "keys": ["row"],
+           "fields": ["last_update"], "rows": rows}
+
+    app = forged(stocked, tmp_path, json.dumps(run).encode() + b'\n{"end": 1}\n')
+
+    assert app["status"] == "failed" and "nothing was applied" in app["message"]
+    assert f"no blockreplica at row {bad!r}" in app["message"], app["message"]
+
+
 @pytest.mark.parametrize("line", [
     b'[1, 2]',
     b'{"op": "update", "kind": "site", "keys": ["name"], "fields": ["status"]}',

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from ..errors import DynamoError, InvalidValue
 from ..inventory.changes import ChangeSet
 from ..inventory.objects import CLASSES, BlockReplica
-from ..inventory.updates import Runs, apply_run, finder, record
+from ..inventory.updates import Runs, apply_run, by_row, finder, plain_update, record, row_tables
 
 
 class ApplicationInventory:
@@ -22,6 +22,9 @@ class ApplicationInventory:
         self.records = Runs()
         self._changes = ChangeSet(inventory)   # one for every call: see `_apply`
         self._shape = self._find = None        # the last call's shape, its finder
+        # {kind: rows}: the objects of the tables whose objects may be recorded by row
+        # (updates.by_row) that existed at the fork, the rows below these
+        self._fork_rows = {kind: len(table) for kind, table in row_tables(inventory).items()}
 
     @property
     def memory(self):
@@ -86,11 +89,20 @@ class ApplicationInventory:
 
     def _apply(self, shape, row):
         """Apply one call's record as a change of its own: refused, it is undone; kept, it
-        stays (this copy is never committed, so nothing of it need be remembered)."""
-        changes = self._changes
-        changes.now = int(time.time())
+        stays (this copy is never committed, so nothing of it need be remembered).  A
+        plain update of an existing object is set straight (`plain_update`)."""
         if shape != self._shape:   # calls of one shape in a row share a finder
             self._find, self._shape = finder(shape, self._inventory), shape
+        if self._find is not None:   # most calls: set straight, no ChangeSet
+            result = plain_update(self._inventory, shape, row, self._find)
+            if result is not None:
+                existed = self._fork_rows.get(shape[1])
+                if existed is not None and result[1] < existed:
+                    shape, row = by_row(shape, row, result)
+                self.records.add(shape, row)
+                return result
+        changes = self._changes
+        changes.now = int(time.time())
         try:
             result = apply_run(changes, shape, [row], self._find)
             changes.finish()

@@ -14,8 +14,8 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from functools import partial
-from itertools import count, repeat
-from operator import attrgetter, itemgetter
+from itertools import compress, count, repeat
+from operator import attrgetter, itemgetter, ne
 
 import orjson
 
@@ -65,6 +65,18 @@ def store_key(obj) -> tuple:
     return obj.kind, (obj.id,)
 
 
+def store_keys(objects: list) -> list:
+    """`store_key` of each object (all of one class, held by the inventory): block
+    replicas' read column by column (a write-back's run names 100,000)."""
+    if type(objects[0]) is BlockReplica:
+        keys = objects[0][0].keys_at(list(map(_SECOND, objects)))
+        return list(zip(repeat("blockreplica"), keys))
+    return list(map(store_key, objects))
+
+
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+
+
 def checked(cls, name, value):
     """`value` as field `name` of `cls` would store it (raises InvalidValue)."""
     return cls.__dict__[name].check(value)
@@ -111,7 +123,7 @@ class Updates:
         objects' names and the shown values, not yet the lines (see `journal_entry`)."""
         names, objects = self.names, self.objects
         if len(names) == 1:   # the bulk of a write-back: one field, every value changed
-            old, new = [v for v, in self.old], [v for v, in self.new]
+            old, new = list(map(_FIRST, self.old)), list(map(_FIRST, self.new))
         else:
             old, new = list(map(list, self.old)), list(map(list, self.new))
         if "group" in names:   # shown by name (the only field of a run that is not plain)
@@ -135,20 +147,20 @@ def _replica_names(replicas: list) -> dict:
     a write-back's run names a block's replicas one after the other, and most of a line
     is its dataset's and block's names."""
     table = replicas[0][0]
-    blocks, rows = table.blocks, [replica[1] for replica in replicas]
+    blocks, rows = table.blocks, list(map(_SECOND, replicas))
     block_rows, site_ids = _numbered(map(table.block.__getitem__, rows)), \
         _numbered(map(table.site.__getitem__, rows))
     dataset_rows = _numbered(map(blocks.dataset.__getitem__, block_rows[0]))
     return {"sites": [table.sites[s].name for s in site_ids[0]],
-            "datasets": list(map(blocks.datasets.name_at, dataset_rows[0])),
-            "blocks": list(map(blocks.name_at, block_rows[0])), "of": dataset_rows[1],
+            "datasets": blocks.datasets.names_at(dataset_rows[0]),
+            "blocks": blocks.names_at(block_rows[0]), "of": dataset_rows[1],
             "block": block_rows[1], "site": site_ids[1]}
 
 
 def _numbered(values) -> tuple[list, list]:
     """(the distinct values in order, the number of each value among them)."""
     values = list(values)
-    number = {value: n for n, value in enumerate(dict.fromkeys(values))}
+    number = dict(zip(dict.fromkeys(values), count()))
     return list(number), list(map(number.__getitem__, values))
 
 
@@ -334,6 +346,74 @@ def _created_block_replicas(replicas: list) -> list[str]:
 _CREATED_LINES = {Block: _created_blocks, BlockReplica: _created_block_replicas}
 
 
+def _set_column(objects: list, column, check, values: list) -> tuple[list, list, list]:
+    """`set_many` of one raw field (fields.Column) of inventory objects: `column` is the
+    field's column of their table.  A run of distinct objects whose values are whole
+    numbers the field takes as they are (the bulk of a write-back) is checked, compared
+    and set in passes of C over the run; any other, value by value."""
+    rows = list(map(_SECOND, objects))
+    if not (_counts(values) and len(set(rows)) == len(rows)):
+        values = list(map(check, values))
+        changed, old_values, new_values = [], [], []
+        for obj, row, value in zip(objects, rows, values):
+            old = column[row]
+            if old != value:
+                changed.append(obj)
+                old_values.append((old,))
+                new_values.append((value,))
+                column[row] = value
+        return changed, old_values, new_values
+    old = list(map(column.__getitem__, rows))
+    differ = list(map(ne, old, values))
+    if not all(differ):
+        objects, rows, old, values = (list(compress(part, differ))
+                                      for part in (objects, rows, old, values))
+    list(map(column.__setitem__, rows, values))
+    return objects, list(zip(old)), list(zip(values))
+
+
+def set_many(objects: list, names: tuple, values: list) -> tuple[list, list, list]:
+    """Set the fields `names` of each object (all of one class, held by the inventory) to
+    its row of `values`, in order: (the objects whose values changed, their old values,
+    their new values, tuples in the order of `names`).  Every value is checked before any
+    is set; a value the object's table refuses as it is set (a block's size or num_files
+    its dataset's sum refuses, datasets.py) puts the old values back and is raised.  What
+    `ChangeSet.update_many` and an application's plain updates (apps/proxy.py) set."""
+    fields = [type(objects[0]).__dict__[n] for n in names]
+    changed, old_values, new_values = [], [], []
+    try:
+        if len(names) == 1:   # the bulk of a write-back: one field
+            field = fields[0]
+            check, get, put = field.check, attrgetter(names[0]), field.put
+            new = [value for value, in values]
+            if field.raw:   # straight in the table's column (one table: the inventory's)
+                return _set_column(objects, getattr(objects[0][0], names[0]), check, new)
+            new = list(map(check, new))
+            for obj, value in zip(objects, new):
+                old = get(obj)
+                if old is not value and old != value:
+                    changed.append(obj)
+                    old_values.append((old,))
+                    new_values.append((value,))
+                    put(obj, value)
+        else:
+            new = [tuple([f.check(v) for f, v in zip(fields, row)]) for row in values]
+            get = attrgetter(*names)
+            for obj, row in zip(objects, new):
+                old = get(obj)
+                if old == row:   # as `_set`: each field is the same object or an equal one
+                    continue
+                changed.append(obj)
+                old_values.append(old)
+                new_values.append(row)
+                for field, value in zip(fields, row):
+                    field.put(obj, value)
+    except InvalidValue:
+        _restore_many(changed, names, old_values)
+        raise
+    return changed, old_values, new_values
+
+
 class ChangeSet:
     def __init__(self, inventory, now: int | None = None):
         self.inventory = inventory
@@ -474,50 +554,16 @@ class ChangeSet:
             for obj, row in zip(objects, values):   # usage moves object by object
                 self._set(obj, dict(zip(names, row)))
             return
-        fields = [cls.__dict__[n] for n in names]
-        changed, old_values, new_values = [], [], []
-        try:
-            self._apply_many(objects, names, fields, values, changed, old_values, new_values)
-        except InvalidValue:
-            _restore_many(changed, names, old_values)
-            raise
+        changed, old_values, new_values = set_many(objects, names, values)
         if not changed:
             return
         self._undo.call(_restore_many, changed, names, old_values)
         self._touch_many(changed, names, old_values, new_values)
 
-    @staticmethod
-    def _apply_many(objects, names, fields, values, changed, old_values, new_values):
-        """`update_many`'s pass: each object whose values change is noted (in `changed`,
-        with its old and new values) before it is changed."""
-        if len(names) == 1:   # the bulk of a write-back: one field
-            field = fields[0]
-            check, get, put = field.check, attrgetter(names[0]), field.put
-            new = [check(value) for value, in values]
-            for obj, value in zip(objects, new):
-                old = get(obj)
-                if old is not value and old != value:
-                    changed.append(obj)
-                    old_values.append((old,))
-                    new_values.append((value,))
-                    put(obj, value)
-        else:
-            new = [tuple([f.check(v) for f, v in zip(fields, row)]) for row in values]
-            get = attrgetter(*names)
-            for obj, row in zip(objects, new):
-                old = get(obj)
-                if old == row:   # as `_set`: each field is the same object or an equal one
-                    continue
-                changed.append(obj)
-                old_values.append(old)
-                new_values.append(row)
-                for field, value in zip(fields, row):
-                    field.put(obj, value)
-
     def _touch_many(self, objects: list, names: tuple, old: list, new: list):
         """`_touch` of each updated object, journaled as one `Updates` entry (an object
         created by this ChangeSet is journaled as created only)."""
-        keys = list(map(store_key, objects))
+        keys = store_keys(objects)
         self.ops.update(zip(keys, objects))
         self.inventory.applied += len(objects)
         seen = list(map(self._seen.setdefault, keys, repeat("updated")))

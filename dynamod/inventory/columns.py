@@ -87,6 +87,12 @@ class Names:
         offsets = self.offsets
         return self.names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass")
 
+    def names_at(self, rows) -> list[str]:
+        """`name_at` of each row."""
+        names, offsets = self.names, self.offsets
+        return [names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass")
+                for row in rows]
+
     def append_name(self, name: str):
         self.names += _encoded(name)
         self.offsets.append(len(self.names))
@@ -370,6 +376,11 @@ class BlockReplicaTable:
     def key_at(self, row) -> tuple:
         """The replica's key in the store: (block id, site id)."""
         return self.blocks.id[self.block[row]], self.site[row]
+
+    def keys_at(self, rows) -> list:
+        """`key_at` of each row, read column by column."""
+        return list(zip(map(self.blocks.id.__getitem__, map(self.block.__getitem__, rows)),
+                        map(self.site.__getitem__, rows)))
 
     def values_at(self, row) -> tuple:
         """See BlockReplica.values."""

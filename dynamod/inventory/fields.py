@@ -32,6 +32,8 @@ def printable(text: str) -> bool:
 class Field:
     """Base descriptor: stores the checked value in the slot `_<name>`."""
 
+    raw = False   # see Column
+
     def __init__(self, default=None, *, frozen=False):
         self.default = default
         self.frozen = frozen
@@ -172,9 +174,13 @@ class Column(property):
     """A field of a view `(table, row)` (objects.py), whose value lives in its table:
     `get(view)` reads it (one index into a column, in a property: no Python-level
     descriptor call beyond the getter's), a write goes through the field's check to
-    `table.store(name, row, value)`, or to `put(table, row, value)` for a link."""
+    `table.store(name, row, value)`, or to `put(table, row, value)` for a link.
+    `raw`: the value (a Count or a Time) is, as it is, the element at the row of the
+    table's column `name` (an array of integers) and nothing else moves with it, so that
+    a run of updates of the inventory's objects may read and set it there directly
+    (changes.set_many)."""
 
-    def __init__(self, name: str, field: Field, get, put=None):
+    def __init__(self, name: str, field: Field, get, put=None, raw=False):
         if put is None:
             def put(table, row, value):
                 table.store(name, row, value)
@@ -191,6 +197,7 @@ class Column(property):
         super().__init__(get, write)
         self.name, self.field, self.check, self.default = name, field, check, field.default
         self.put = put_checked   # a value already checked (of a field that is not frozen)
+        self.raw = raw
 
     def __set_name__(self, owner, name):
         self.field.name = name

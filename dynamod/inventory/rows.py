@@ -7,6 +7,7 @@ that changed only (a dict), so that a write-back of 100,000 times is 100,000
 one-column UPDATEs.
 """
 
+from itertools import repeat
 from operator import attrgetter
 
 import orjson
@@ -109,21 +110,45 @@ def change_rows(changes: ChangeSet) -> dict:
                     updated[key] = names if found is None else _union(found, names)
             else:
                 updated = dict.fromkeys(obj.keys, names)
+    rows = _run_rows(changes, updated)
+    if rows is not None:
+        return rows
     rows, changed, getters = {}, updated.get, _GETTERS.get
-    last = columns = None   # the (class, names) of the last updated object, its getters
+    # the class and field names of the last updated object (a run's are the same objects),
+    # its columns' getters, and the column and its getter when it is one (most runs)
+    cls = names = columns = one = get = None
     for key, obj in changes.ops.items():
+        if changed(key) is names and type(obj) is cls:   # as the last one
+            rows[key] = {one: get(obj)} if one else {c: g(obj) for c, g in columns}
+            continue
         if obj is None or type(obj) is list:   # a delete, or NEW_FILES' rows
             rows[key] = obj
             continue
-        cls, names = type(obj), changed(key)
-        if names is None or cls is Record:   # partitions and quotas: upserts
-            rows[key] = _ROWS[cls](obj)
+        if changed(key) is None or type(obj) is Record:   # partitions, quotas: upserts
+            rows[key] = _ROWS[type(obj)](obj)
             continue
-        if last is None or last[1] is not names or last[0] is not cls:   # a run's: the same
-            last, shape = (cls, names), (cls, *names)
-            columns = getters(shape) or _GETTERS.setdefault(shape, _getters(cls, names))
-        rows[key] = {column: get(obj) for column, get in columns}
+        cls, names = type(obj), changed(key)
+        shape = (cls, *names)
+        columns = getters(shape) or _GETTERS.setdefault(shape, _getters(cls, names))
+        one, get = columns[0] if len(columns) == 1 else (None, None)
+        rows[key] = {one: get(obj)} if one else {c: g(obj) for c, g in columns}
     return rows
+
+
+def _run_rows(changes: ChangeSet, updated: dict) -> dict | None:
+    """`change_rows` of a ChangeSet that is one run of updates of one field (a write-back's
+    bulk: every object it wrote is one of the run's), made in passes of C over the run;
+    None for any other."""
+    journal, ops = changes.journal, changes.ops
+    if len(journal) != 1 or journal[0][0] != "updates" or len(ops) != len(updated):
+        return None
+    run = journal[0][1]
+    cls = type(run.objects[0])
+    if len(run.names) != 1 or set(map(type, ops.values())) != {cls} or cls is Record:
+        return None
+    shape = (cls, *run.names)
+    (column, get), = _GETTERS.get(shape) or _GETTERS.setdefault(shape, _getters(cls, run.names))
+    return dict(zip(ops, map(dict.fromkeys, repeat((column,)), map(get, ops.values()))))
 
 
 def build(inventory, tables: dict, next_ids: dict, snapshot=None):

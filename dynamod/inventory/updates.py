@@ -15,21 +15,42 @@ the daemon's inventory, so both sides follow one set of rules.  An update of
 objects that exist, of fields that change nothing else (a replica's
 `last_update`, a site's status: the bulk of a write-back), is applied a run
 at a time; anything else record by record, in order.
+
+Such a plain update of a block or a block replica that existed when the
+application started is recorded by the object's row in its table instead of
+its names (`by_row`), the key "row":
+
+    {"op": "update", "kind": "blockreplica", "keys": ["row"],
+     "fields": ["last_update"], "rows": [[18204, 1528406008], ...]}
+
+The daemon applies a writer's records with the inventory as it was at the fork
+(the writer holds the gate, and compaction waits for it), so a row names there
+what it named in the copy; a run of them is found and checked in passes of C
+over its rows instead of three names looked up per record.  A row that holds no
+such object is refused like an unknown name.
 """
 
-from ..errors import InvalidParams, InvalidValue, NotFound
-from .changes import KEEP, ChangeSet
-from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site, changed_fields
+from itertools import repeat
+from operator import itemgetter
 
+from ..errors import InvalidParams, InvalidValue, NotFound
+from . import partitions as parts
+from .changes import KEEP, ChangeSet, set_many
+from .objects import (NO_ROW, Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site,
+                      changed_fields)
+
+_new_view = tuple.__new__   # _new_view(Block, (table, row)): a view, all in C
+_FIRST = itemgetter(0)
 _CLASSES = {cls.kind: cls for cls in (Site, Group, Dataset, Block, File, DatasetReplica,
                                        BlockReplica)}
 # The fields a record may give, per kind (a replica's files come as `files`, by LFN).
 _SETTABLE = {kind: frozenset(cls.FIELDS) - {"file_ids"} for kind, cls in _CLASSES.items()}
 # The keys a record may name an object by (and a file's site, a replica's files).
 _KEYS = {"site": {"name"}, "group": {"name"}, "dataset": {"name"},
-         "block": {"dataset", "name"}, "file": {"name", "dataset", "block", "site"},
+         "block": {"dataset", "name", "row"}, "file": {"name", "dataset", "block", "site"},
          "datasetreplica": {"dataset", "site"},
-         "blockreplica": {"dataset", "block", "site", "files"}}
+         "blockreplica": {"dataset", "block", "site", "files", "row"}}
+_BY_ROW = ("row",)   # the keys of a record by row (see the module's docstring)
 # The fields whose update of an existing object changes that object alone (no sums to
 # check, no files to hold): these runs go in bulk.
 _PLAIN = {"site": _SETTABLE["site"], "group": _SETTABLE["group"],
@@ -43,11 +64,11 @@ def _name(link):
 
 
 def _block_names(block) -> tuple[str, str]:
-    if isinstance(block, Block):
-        return _name(block.dataset), block.name
-    if isinstance(block, str) and "#" in block:
+    if isinstance(block, str) and "#" in block:   # as a script most often names it
         dataset, name = block.split("#", 1)
         return dataset, name
+    if isinstance(block, Block):
+        return _name(block.dataset), block.name
     raise InvalidValue(f"a block is given as a Block or as 'dataset#block', not {block!r}",
                        field="block")
 
@@ -67,7 +88,8 @@ def record(op: str, obj, site=None) -> tuple[tuple, list]:
     fields = changed_fields(obj) if op == "update" else {}
     cls = type(obj)
     if cls is BlockReplica:
-        keys, row = ("dataset", "block", "site"), [*_block_names(obj.block), _name(obj.site)]
+        block, at = obj.values()[:2]   # one call for both
+        keys, row = ("dataset", "block", "site"), [*_block_names(block), _name(at)]
         if "file_ids" in fields:
             del fields["file_ids"]
             keys += ("files",)
@@ -145,7 +167,11 @@ def _check(shape: tuple):
         raise InvalidParams(f"a {kind} is not named by {sorted(set(keys) - _KEYS[kind])[0]!r}")
     if len(set(keys)) != len(keys) or len(set(fields)) != len(fields):
         raise InvalidParams(f"a record names a key or a field twice: {keys!r}, {fields!r}")
-    finder = _CHECKED[shape] = _finder(shape)
+    finder = _finder(shape)
+    if "row" in keys and finder is None:
+        raise InvalidParams(f"a {kind} is named by its row alone, in a plain update only "
+                            f"({', '.join(sorted(_PLAIN[kind]))}), not {keys!r} {op} {fields!r}")
+    _CHECKED[shape] = finder
     return finder
 
 
@@ -169,28 +195,112 @@ def apply_run(changes: ChangeSet, shape: tuple, rows: list, find=None):
     gives."""
     if find is None:
         find = finder(shape, changes.inventory)
-    op, kind, keys, names = shape
-    inv, width, gathered, values, last = changes.inventory, len(keys) + len(names), [], [], None
-    count = len(keys)
-    group = names.index("group") if "group" in names else None
+    names, gathered, values, last = shape[3], [], [], None
+    if shape[2] == _BY_ROW and (found := _found_by_rows(changes.inventory, shape, rows)):
+        changes.update_many(*found)
+        return found[0][-1] if found[0] else None
     for row in rows:
-        if find is not None and type(row) is list and len(row) == width:
-            new = row[count:]   # a copy: the record keeps the group's name
-            try:
-                last = find(*row[:count])
-                if group is not None:
-                    new[group] = inv.groups[new[group]]
-            except (KeyError, TypeError):   # an unknown or unhashable name
-                last = None
-            if last is not None:
-                gathered.append(last)
-                values.append(new)
+        if find is not None:
+            found = _found(find, shape, row, changes.inventory.groups)
+            if found is not None:
+                gathered.append(found[0])
+                values.append(found[1])
                 continue
         changes.update_many(gathered, names, values)
         gathered, values = [], []
         last = _one(changes, shape, row)
     changes.update_many(gathered, names, values)
-    return last
+    return gathered[-1] if gathered else last
+
+
+def plain_update(inventory, shape: tuple, row, find):
+    """A record of a plain update of an existing object (`find`: its shape's `finder`,
+    not None) set straight in `inventory`, without a ChangeSet: what an application's
+    copy does with most of its calls, the rules being the fields' checks alone.
+    Returns the object; None: not such a record (apply it with `apply_run`); a value
+    refused is an InvalidValue, nothing set."""
+    names = shape[3]
+    if inventory.usage.active and parts.may_move(shape[1], names):
+        return None
+    found = _found(find, shape, row, inventory.groups)
+    if found is None:
+        return None
+    obj, values = found
+    if len(names) == 1:   # most calls: the field's check, then the table's column
+        setattr(obj, names[0], values[0])
+    else:
+        set_many([obj], names, [values])
+    inventory.applied += 1
+    return obj
+
+
+def _found(find, shape: tuple, row, groups):
+    """(the existing object a record of a plain update names, its new values: a group by
+    its Group), or None: an unknown name, a malformed row, anything else."""
+    keys, names = shape[2], shape[3]
+    count = len(keys)
+    if type(row) is not list or len(row) != count + len(names):
+        return None
+    new = row[count:]   # a copy: the record keeps the group's name
+    try:
+        obj = find(*row[:count])
+        if "group" in names:
+            at = names.index("group")
+            new[at] = groups[new[at]]
+    except (KeyError, TypeError):   # an unknown or unhashable name
+        return None
+    return None if obj is None else (obj, new)
+
+
+def by_row(shape: tuple, row: list, obj) -> tuple[tuple, list]:
+    """The record (shape, row) of a plain update (`plain_update`'s) of `obj` by its row
+    (see the module's docstring)."""
+    op, kind, keys, names = shape
+    return (op, kind, _BY_ROW, names), [obj[1], *row[len(keys):]]
+
+
+# The tables whose objects a record may name by row, given the inventory.
+_ROW_TABLES = {"block": lambda inv: inv.blocks, "blockreplica": lambda inv: inv.block_replicas}
+_BY_ROW_KINDS = frozenset(_ROW_TABLES)
+
+
+def row_tables(inventory) -> dict:
+    """{kind: table} of the objects a record may name by row."""
+    return {kind: table_of(inventory) for kind, table_of in _ROW_TABLES.items()}
+
+
+def _found_by_rows(inv, shape: tuple, rows) -> tuple | None:
+    """(the objects, their new values) of a run of records by row, found and checked over
+    the whole run in passes of C; None when anything is unusual (a malformed record, a
+    row that holds no object, a group to look up): the records then go one by one."""
+    _, kind, _, names = shape
+    table = _ROW_TABLES[kind](inv)
+    alive = table.alive
+    if ("group" in names or type(rows) is not list or set(map(type, rows)) != {list}
+            or set(map(len, rows)) != {1 + len(names)}):
+        return None
+    numbers = list(map(_FIRST, rows))
+    if (set(map(type, numbers)) != {int} or min(numbers) < 0 or max(numbers) >= len(alive)
+            or not all(map(alive.__getitem__, numbers))):
+        return None
+    cls = _CLASSES[kind]
+    return (list(map(_new_view, repeat(cls), zip(repeat(table), numbers))), names,
+            [row[1:] for row in rows])
+
+
+def _rows(kind: str):
+    """The finder of records of `kind` by row: the live object at the row, or None."""
+    cls, table_of = _CLASSES[kind], _ROW_TABLES[kind]
+
+    def factory(inv):
+        table = table_of(inv)
+
+        def find(row):
+            if type(row) is int and 0 <= row < len(table.alive) and table.alive[row]:
+                return _new_view(cls, (table, row))
+            return None
+        return find
+    return factory
 
 
 def _one(changes, shape: tuple, row):
@@ -199,6 +309,9 @@ def _one(changes, shape: tuple, row):
     if type(row) is not list or len(row) != len(keys) + len(names):
         raise InvalidParams(f"a {kind} record has {len(keys) + len(names)} values "
                             f"({', '.join(keys + names)}), not {row!r}")
+    if keys == _BY_ROW:   # not found (`apply_run`)
+        raise NotFound(f"no {kind} at row {row[0]!r} (a record by row names an object "
+                       f"that existed when the application started)", field="row")
     rec = dict(zip(keys, row))
     fields = dict(zip(names, row[len(keys):]))
     try:
@@ -211,9 +324,11 @@ def _finder(shape: tuple):
     """How to find the existing object an update of this shape names, when its fields
     are plain; None: records of this shape go one by one."""
     op, kind, keys, names = shape
-    if op == "update" and keys == _FINDER_KEYS.get(kind) and _PLAIN[kind].issuperset(names):
-        return _FINDERS[kind]
-    return None
+    if op != "update" or not _PLAIN.get(kind, frozenset()).issuperset(names):
+        return None
+    if keys == _BY_ROW:
+        return _rows(kind) if kind in _BY_ROW_KINDS else None
+    return _FINDERS[kind] if keys == _FINDER_KEYS.get(kind) else None
 
 
 def _sites(inv):
@@ -230,8 +345,37 @@ def _datasets(inv):
 
 
 def _blocks(inv):
+    row_of, table = _block_rows(inv), inv.blocks
+
+    def find(dataset, name):
+        row = row_of(dataset, name)
+        return None if row == NO_ROW else _new_view(Block, (table, row))
+    return find
+
+
+def _block_rows(inv):
+    """(dataset name, block name) -> the block's row (NO_ROW: none; a KeyError: no such
+    dataset).  A run names the blocks of a dataset one after the other, most of them in
+    a write-back: the first few are bisected for (`BlockSet.find`); once one in 32 of
+    the dataset's blocks (two at least) have been asked for, a dict of them by name is
+    made (`BlockSet.by_name`), which costs at most some 32 names per look-up before it."""
     datasets = inv.datasets
-    return lambda dataset, name: datasets[dataset].find_block(name)
+    # the dataset's name, its blocks, look-ups left before the dict, the dict
+    here = [_NONE, None, 0, None]
+
+    def row_of(dataset, block):
+        if dataset != here[0]:
+            blocks = datasets[dataset].blocks
+            here[:] = dataset, blocks, max(2, len(blocks) // 32), None
+        by_name = here[3]
+        if by_name is None:
+            here[2] -= 1
+            if here[2] > 0:
+                found = here[1].find(block)
+                return NO_ROW if found is None else found[1]
+            by_name = here[3] = here[1].by_name()
+        return by_name.get(block, NO_ROW)
+    return row_of
 
 
 def _dataset_replicas(inv):
@@ -244,21 +388,15 @@ _NONE = object()
 
 def _block_replicas(inv):
     """A run names the replicas of a block one after the other, and the blocks of a
-    dataset: the dataset and the block are looked up once for each (a run cannot create
-    or delete them)."""
-    datasets, sites, at_site = inv.datasets, inv.sites, inv.block_replicas.at_site
-    # the dataset's name, its blocks, the block's name, its row (_NONE: no name given is)
-    last = [_NONE, None, _NONE, None]
+    dataset: the block is looked up once for each."""
+    row_of, sites, at_site = _block_rows(inv), inv.sites, inv.block_replicas.at_site
+    last = [_NONE, _NONE, NO_ROW]   # the dataset's and the block's names, the block's row
 
     def find(dataset, block, site):
-        if dataset != last[0]:
-            last[:] = dataset, datasets[dataset].blocks, _NONE, None
-        if block != last[2]:
-            found = last[1].find(block)
-            if found is None:
-                return None
-            last[2:] = block, found[1]
-        return at_site(last[3], sites[site].id)
+        if block != last[1] or dataset != last[0]:
+            last[:] = dataset, block, row_of(dataset, block)
+        row = last[2]
+        return None if row == NO_ROW else at_site(row, sites[site].id)
     return find
 
 
