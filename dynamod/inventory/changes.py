@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from functools import partial
-from itertools import count, repeat
+from itertools import chain, count, repeat
 from operator import attrgetter, itemgetter
 
 import orjson
@@ -872,6 +872,12 @@ class ChangeSet:
             sums[block] = size + sum(columns[1][start:end]), n + end - start
             self.unchecked.append((added[-1], block.full_name(), where))
             start = end
+        # the rows and the change log's lines of every batch at once, in order
+        block_ids = chain.from_iterable(map(repeat, [block.id for block, _, _ in batches],
+                                            map(len, added)))
+        self.ops[NEW_FILES, (first,)] = list(zip(range(first, first + len(lfns)), block_ids,
+                                                 *columns))
+        self.journal.append(("lines", list(map(_file_line, *columns)), None))
         self.update_many(list(sums), ("size", "num_files"), list(sums.values()))
         self.bulk_files += len(lfns)
         self.inventory.applied += 1
@@ -879,8 +885,9 @@ class ChangeSet:
         return added
 
     def _add_files(self, block, files, first: int, lfns, sizes, adler32, crc32, md5):
-        """`new_files` for one block, its ids from `first` on, into its held `files`
-        (None: its first files, kept packed); the undo and the sums are the caller's."""
+        """`new_files` in memory for one block, its ids from `first` on, into its held
+        `files` (None: its first files, kept packed); the undo, the sums, the rows and
+        the lines are the caller's."""
         numbers = range(first, first + len(lfns))
         if files is None:
             self.inventory.file_cache.add_new(
@@ -890,10 +897,6 @@ class ChangeSet:
                                      adler32, crc32, md5)))
             files.update(new)
             self.inventory.file_cache.by_lfn.update(new)
-        self.ops[NEW_FILES, (block.id,)] = list(zip(numbers, repeat(block.id), lfns, sizes,
-                                                    adler32, crc32, md5))
-        self.journal.append(("lines", list(map(_file_line, lfns, sizes, adler32, crc32, md5)),
-                             None))
 
     def in_store(self):
         """The error for the first new file (of `new_files`) whose LFN a file of another

@@ -54,8 +54,8 @@ MIGRATIONS: list[str] = [
 # change log's entries up to a number, keyed (seq,) (see changelog.py).
 BLOCKFILES = "blockfiles"
 CHANGELOG_UPTO = "changelog_upto"
-# Files never stored before, keyed (block_id,): a list of file rows, inserted as they are
-# (an injection's bulk; no other row of the same submission names them).
+# Files never stored before, keyed (the first one's id,): a list of file rows, inserted as
+# they are (an injection's bulk; no other row of the same submission names them).
 NEW_FILES = "newfiles"
 # From this many rows on, a table's inserts (or upserts) go as one JSON array that SQLite
 # reads itself (json_each): one statement, one step, in which the connection's thread does
