@@ -3,10 +3,11 @@
 The daemon holds the inventory in memory; this module only persists it.  It
 speaks in plain tuples (see tables.py) so it knows nothing of the objects.
 One connection, in a thread of its own (thread.py), does all the work, so the
-event loop never waits on the disk; a transaction is one call to that thread.  Every transaction it commits bumps the commit counter
-(table `commits`), which stamps the snapshot of the column tables that it also
-writes (`write_snapshot`; inventory/snapshot.py).  Opening takes the store's lock (lock.py) and reads
-the schema version before anything writes the file.
+event loop never waits on the disk; a transaction is one call to that thread.
+Every transaction it commits bumps the commit counter (table `commits`), which
+stamps the snapshot of the column tables that it also writes (`write_snapshot`;
+inventory/snapshot.py).  Opening takes the store's lock (lock.py) and reads the
+schema version before anything writes the file.
 """
 
 import asyncio
@@ -262,8 +263,8 @@ class Store:
 
     async def _transaction(self, parts: list, ending=None) -> tuple | None:
         """BEGIN, each (sql, rows) of each part (a list of statements) through
-        `executemany`, the commit counter's bump, COMMIT: all or nothing, one
-        transaction at a time.  Any error rolls it back; a disk error (SQLITE_IOERR)
+        `executemany`, the commit counter's bump, COMMIT, in one call to the store's
+        thread (`_transact`): all or nothing, one transaction at a time.  Any error rolls it back; a disk error (SQLITE_IOERR)
         also buries the failed commit.  An UPDATE must find every row it names: memory
         holds the object, so the store must too, and a row missing is refused rather
         than silently not written.
