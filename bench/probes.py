@@ -493,8 +493,8 @@ def _maps_lines() -> int:
 def seal_forked(path: str, repeat: int, synchronous: str) -> dict:
     """The daemon's state when it forks an application, then the seal timed in each child.
 
-    The inventory is loaded by the daemon's own InventoryService.open (aiosqlite's
-    writer connection in WAL mode, the read-only StoreReader, the objects, the change
+    The inventory is loaded by the daemon's own InventoryService.open (the store's
+    writer connection in WAL mode, in its thread, the read-only StoreReader, the objects, the change
     log's thread and its reader), inside a
     running uvloop loop (libuv's io_uring rings are mapped); before each fork a fresh
     reader opens and holds a read transaction (StoreReader.hold(), as

@@ -1,8 +1,13 @@
 """The dynamo-inject command line (SPEC §3): options, output, usage errors, FILE:LINE."""
 
+import errno
 import json
+import os
 import subprocess
 import sys
+import time
+
+import pytest
 
 from support.daemon import EXAMPLES
 from support.seed import BLOCK, DS, LFN1, T2, T3, block_of, replica_at, seed
@@ -170,6 +175,39 @@ def test_several_documents_each_its_own_transaction_in_order(daemon, tmp_path):
     assert [r["site"] for r in replicas] == ["T2_ONE"]
     out = daemon.inject("--json", docs[0], docs[2], "--dry-run").stdout.splitlines()
     assert [json.loads(line)["document"] for line in out] == [str(docs[0]), str(docs[2])]
+
+
+def test_the_next_document_is_read_while_an_answer_is_awaited(daemon, tmp_path):
+    """With two documents sent, dynamo-inject reads the third before it waits for the
+    first's answer, so that the daemon has it as soon as it can take it.  (The third
+    is a pipe: it is opened for reading when the client gets to it.)"""
+    docs = [tmp_path / f"{n}.json" for n in range(3)]
+    docs[0].write_text(json.dumps({"site": [{"name": "T2_ONE"}]}))
+    docs[1].write_text(json.dumps({"site": [{"name": "T2_TWO"}]}))
+    os.mkfifo(docs[2])
+    client = subprocess.Popen([sys.executable, "-m", "dynamoclient.inject", *map(str, docs)],
+                              env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:   # until the client opens the third document
+            try:
+                fd = os.open(docs[2], os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:   # ENXIO: no reader yet
+                assert exc.errno == errno.ENXIO and time.monotonic() < deadline
+                time.sleep(0.01)
+        os.set_blocking(client.stdout.fileno(), False)
+        with pytest.raises(BlockingIOError):   # nothing reported yet, not even the first
+            os.read(client.stdout.fileno(), 4096)
+        os.write(fd, json.dumps({"site": [{"name": "T2_THREE"}]}).encode())
+        os.close(fd)
+        os.set_blocking(client.stdout.fileno(), True)
+        out, err = client.communicate(timeout=30)
+    finally:
+        client.kill()
+        client.wait()
+    assert client.returncode == 0, err
+    assert out.decode().count("created  sites: 1") == 3
 
 
 def test_help(daemon):

@@ -65,6 +65,19 @@ def lines(changes) -> list[str]:
     return entry_text(journal_entry(changes.journal)).split("\n")
 
 
+def test_new_files_go_to_the_change_log_as_their_columns():
+    """The change log's entry of an injection holds its new files' values, not their
+    lines (JSON, which the change log's thread expands): the same lines as one by one."""
+    bulk, bulk_changes = _inject(_document())
+    single, single_changes = _inject(_document(one_by_one=True))
+    entry, text = journal_entry(bulk_changes.journal), entry_text(
+        journal_entry(single_changes.journal))
+    assert type(entry) is bytes and b"created file" not in entry
+    assert entry_text(entry) == text and text.count("created file ") == 120
+    assert ("created file /store/bulk/blk007/3.root size=10 adler32='00010003' crc32=None "
+            "md5=None") in text.split("\n")
+
+
 def test_a_batch_equals_the_same_objects_one_by_one():
     bulk, bulk_changes = _inject(_document())
     single, single_changes = _inject(_document(one_by_one=True))

@@ -2,6 +2,7 @@
 
 import asyncio
 import sqlite3
+import time
 
 import pytest
 
@@ -154,6 +155,22 @@ async def test_a_write_whose_caller_is_cancelled_still_commits(store):
     tables, next_ids = load(store)
     assert len(tables["block"]) == 2000 and next_ids["block"] == 2001
     assert tables["dataset"][0][2] == "production"
+
+
+async def test_a_transaction_commits_while_the_event_loop_is_busy(store):
+    """The connection's thread takes a transaction from BEGIN to COMMIT by itself: while
+    the event loop applies the next change (here: sleeps), the commit goes on, rather
+    than waiting for the event loop at each statement (the two would take turns)."""
+    rows = {("dataset", (1,)): DATASET,
+            **{("block", (i,)): block(i, f"b{i}") for i in range(1, 2001)},
+            ("file", (1,)): file(1, 1)}
+    write = asyncio.ensure_future(store.write(rows, {"dataset": 2, "block": 2001, "file": 2}))
+    for _ in range(5):       # the write starts (its task, then the transaction's)
+        await asyncio.sleep(0)
+    time.sleep(2)            # the event loop busy: nothing else of it runs meanwhile
+    tables, next_ids = load(store)   # another connection: what is committed
+    assert len(tables["block"]) == 2000 and next_ids["block"] == 2001
+    await write
 
 
 async def test_writes_at_once_are_one_transaction_after_the_other(store):

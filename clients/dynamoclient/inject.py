@@ -377,7 +377,9 @@ def print_result(result: dict, args, name: str | None = None):
 
 def inject_documents(client: Client, method: str, args) -> int:
     """Send each document as its own request, at most IN_FLIGHT ahead of the answers,
-    and report each; a refused document does not stop the others (exit code 1)."""
+    and report each; a refused document does not stop the others (exit code 1).  The
+    next document is read and checked before waiting for an answer, so the daemon
+    has it as soon as it can take it."""
     pending, answers, failed = [], {}, 0
 
     def settle():
@@ -405,13 +407,15 @@ def inject_documents(client: Client, method: str, args) -> int:
             try:
                 document = read_document(path)
             except UsageError as exc:
+                document = exc
+            if len(pending) >= IN_FLIGHT:   # this one was read meanwhile
+                settle()
+            if isinstance(document, UsageError):
                 failed += 1
-                print(f"dynamo-inject: {exc}", file=sys.stderr)
+                print(f"dynamo-inject: {document}", file=sys.stderr)
                 continue
             rid = client.send(method, {"data": document.data, "dry_run": args.dry_run})
             pending.append((rid, document))
-            if len(pending) >= IN_FLIGHT:
-                settle()
         while pending:
             settle()
     except ConnectionFailed as exc:

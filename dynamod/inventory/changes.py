@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from functools import partial
-from itertools import compress, count, repeat
+from itertools import chain, compress, count, repeat
 from operator import attrgetter, itemgetter, ne
 
 import orjson
@@ -165,12 +165,15 @@ def _numbered(values) -> tuple[list, list]:
 
 
 def entry_lines(entry: list) -> list[str]:
-    """The change log's lines of a compact entry (`journal_entry`): plain lines, and runs
-    of updates each as `Updates.compact` gave it."""
+    """The change log's lines of a compact entry (`journal_entry`): plain lines, runs of
+    updates each as `Updates.compact` gave it, and new files as their columns."""
     lines = []
     for part in entry:
         if type(part) is str:
             lines.append(part)
+            continue
+        if "files" in part:   # the columns of new files (new_files)
+            lines += map(_file_line, *part["files"])
             continue
         names, old, new = part["names"], part["old"], part["new"]
         if "labels" in part:
@@ -276,16 +279,17 @@ _file_line = "created file {} size={!r} adler32={!r} crc32={!r} md5={!r}".format
 
 def journal_entry(journal) -> str | bytes:
     """The change log's entry of a ChangeSet's journal (one line per change): the lines
-    as text, or, when it holds runs of updates (a write-back), the compact form the change
-    log's thread expands (`entry_lines`), as JSON: a write-back's 100,000 lines are
-    neither formatted nor committed in full before its commit, only the names and values
-    they are made of.  Values JSON cannot hold as they are (a lone surrogate, a huge
-    number) leave the entry as text."""
+    as text, or, when it holds runs of updates (a write-back) or new files in bulk (an
+    injection), the compact form the change log's thread expands (`entry_lines`), as
+    JSON: a write-back's 100,000 lines, or an injection's, are neither formatted nor
+    committed in full before its commit, only the names and values they are made of.
+    Values JSON cannot hold as they are (a lone surrogate, a huge number) leave the
+    entry as text."""
     entry, lines = [], []
     for how, obj, detail in journal:
-        if how == "updates":   # a run of them (`Updates`)
+        if how in ("updates", "files"):   # a run of updates (`Updates`), new files' columns
             entry += lines
-            entry.append(obj.compact())
+            entry.append(obj.compact() if how == "updates" else {"files": obj})
             lines = []
         elif how == "created many":   # blocks or block replicas (`_created_many`)
             lines += _CREATED_LINES[type(obj[0])](obj)
@@ -301,9 +305,6 @@ def journal_entry(journal) -> str | bytes:
 
 
 def _add_lines(lines: list, how: str, obj, detail):
-    if how == "lines":   # written already: a block's new files (new_files)
-        lines += obj
-        return
     if how == "created" and type(obj) is File:
         lines.append(_file_line(*File.values(obj)[1:]))
         return
@@ -918,6 +919,12 @@ class ChangeSet:
             sums[block] = size + sum(columns[1][start:end]), n + end - start
             self.unchecked.append((added[-1], block.full_name(), where))
             start = end
+        # the rows and the change log's lines of every batch at once, in order
+        block_ids = chain.from_iterable(map(repeat, [block.id for block, _, _ in batches],
+                                            map(len, added)))
+        self.ops[NEW_FILES, (first,)] = list(zip(range(first, first + len(lfns)), block_ids,
+                                                 *columns))
+        self.journal.append(("files", columns, None))   # their lines made after the commit
         self.update_many(list(sums), ("size", "num_files"), list(sums.values()))
         self.bulk_files += len(lfns)
         self.inventory.applied += 1
@@ -925,8 +932,9 @@ class ChangeSet:
         return added
 
     def _add_files(self, block, files, first: int, lfns, sizes, adler32, crc32, md5):
-        """`new_files` for one block, its ids from `first` on, into its held `files`
-        (None: its first files, kept packed); the undo and the sums are the caller's."""
+        """`new_files` in memory for one block, its ids from `first` on, into its held
+        `files` (None: its first files, kept packed); the undo, the sums, the rows and
+        the lines are the caller's."""
         numbers = range(first, first + len(lfns))
         if files is None:
             self.inventory.file_cache.add_new(
@@ -936,10 +944,6 @@ class ChangeSet:
                                      adler32, crc32, md5)))
             files.update(new)
             self.inventory.file_cache.by_lfn.update(new)
-        self.ops[NEW_FILES, (block.id,)] = list(zip(numbers, repeat(block.id), lfns, sizes,
-                                                    adler32, crc32, md5))
-        self.journal.append(("lines", list(map(_file_line, lfns, sizes, adler32, crc32, md5)),
-                             None))
 
     def in_store(self):
         """The error for the first new file (of `new_files`) whose LFN a file of another

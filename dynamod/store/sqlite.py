@@ -2,11 +2,12 @@
 
 The daemon holds the inventory in memory; this module only persists it.  It
 speaks in plain tuples (see tables.py) so it knows nothing of the objects.
-One aiosqlite connection (one thread) does all the work, so the event loop
-never waits on the disk.  Every transaction it commits bumps the commit counter
-(table `commits`), which stamps the snapshot of the column tables that it also
-writes (`write_snapshot`; inventory/snapshot.py).  Opening takes the store's lock (lock.py) and reads
-the schema version before anything writes the file.
+One aiosqlite connection, in its thread (thread.py), does all the work, so the
+event loop never waits on the disk; a transaction is one call to that thread.
+Every transaction it commits bumps the commit counter (table `commits`), which
+stamps the snapshot of the column tables that it also writes (`write_snapshot`;
+inventory/snapshot.py).  Opening takes the store's lock (lock.py) and reads the
+schema version before anything writes the file.
 """
 
 import asyncio
@@ -19,12 +20,12 @@ import zlib
 from collections import defaultdict
 from importlib import resources
 
-import aiosqlite
 import orjson
 
 from ..errors import DynamoError, StoreError
 from . import check, uri
 from .lock import StoreLock
+from .thread import StoreThread
 from .tables import BY_KIND, ID_KINDS, TABLES
 
 log = logging.getLogger("dynamod.store")
@@ -54,8 +55,8 @@ MIGRATIONS: list[str] = [
 # change log's entries up to a number, keyed (seq,) (see changelog.py).
 BLOCKFILES = "blockfiles"
 CHANGELOG_UPTO = "changelog_upto"
-# Files never stored before, keyed (block_id,): a list of file rows, inserted as they are
-# (an injection's bulk; no other row of the same submission names them).
+# Files never stored before, keyed (the first one's id,): a list of file rows, inserted as
+# they are (an injection's bulk; no other row of the same submission names them).
 NEW_FILES = "newfiles"
 # From this many rows on, a table's inserts (or upserts) go as one JSON array that SQLite
 # reads itself (json_each): one statement, one step, in which the connection's thread does
@@ -95,7 +96,7 @@ class Refused(StoreError):
 
 
 class Store:
-    def __init__(self, db: aiosqlite.Connection, path: str, lock: StoreLock | None = None):
+    def __init__(self, db: StoreThread, path: str, lock: StoreLock | None = None):
         self.db = db
         self.path = path
         self.lock = lock  # None: a store read, not owned (tests' snapshots)
@@ -113,7 +114,7 @@ class Store:
         lock = StoreLock.take(path)
         try:
             # Absolute: SQLite takes a name beginning with "file:" for a URI.
-            db = await aiosqlite.connect(os.path.abspath(path), isolation_level=None)
+            db = await StoreThread.connect(os.path.abspath(path), isolation_level=None)
         except sqlite3.Error as exc:
             lock.release()
             raise StoreError(f"cannot open the database {path}: {exc}") from exc
@@ -129,7 +130,7 @@ class Store:
             await db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             await store._prepare_schema(version)
             await store._repair_next_ids()
-            store.fresh = dict(await db.execute_fetchall("SELECT kind, next_id FROM next_ids"))
+            store.fresh = dict(await db.fetchall("SELECT kind, next_id FROM next_ids"))
             store.commits = await store._scalar("SELECT counter FROM commits")
         except sqlite3.Error as exc:
             await db.close()
@@ -160,16 +161,18 @@ class Store:
         at all (another process may hold its lock, the disk may be full)."""
         if version == 0:
             ddl = resources.files(__package__).joinpath("schema.sql").read_text()
-            await self.db.executescript(f"BEGIN; {ddl}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            await self.db.executescript(
+                f"BEGIN; {ddl}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
             return
         for number, step in enumerate(MIGRATIONS[version - 1:], start=version + 1):
-            await self.db.executescript(f"BEGIN; {step}; PRAGMA user_version = {number}; COMMIT;")
+            await self.db.executescript(
+                f"BEGIN; {step}; PRAGMA user_version = {number}; COMMIT;")
 
     async def _repair_next_ids(self):
         """A next id not above its table's highest id (a database edited by hand, restored
         in part) would give an id twice: it is raised, with a warning per kind.  Read
         first, so that a sound store is not written."""
-        stored = dict(await self.db.execute_fetchall("SELECT kind, next_id FROM next_ids"))
+        stored = dict(await self.db.fetchall("SELECT kind, next_id FROM next_ids"))
         repairs = []
         for kind in NUMBERED_KINDS:
             table = BY_KIND[kind].name
@@ -184,9 +187,8 @@ class Store:
                         "table %s; now %d", kind, old, table, new)
 
     async def _scalar(self, sql, params=()):
-        async with self.db.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return row[0] if row else None
+        rows = await self.db.fetchall(sql, params)
+        return rows[0][0] if rows else None
 
     async def write(self, changes: dict, next_ids: dict):
         """Apply `changes` ({(kind, key): row, or None to delete}) in one transaction.
@@ -197,8 +199,8 @@ class Store:
         does not trip a unique index; foreign keys are checked at COMMIT.  A delete
         of kind "blockfiles", key (block_id,), removes every file of that block.
 
-        Rows go in one `executemany` per statement (aiosqlite's public API), so a
-        commit costs a few hops to the connection's thread, not one per row.
+        Rows go in one `executemany` per statement, and the whole transaction in one
+        call to the connection's thread (thread.py), not one per statement or row.
         Cancelling the caller does not stop it: it still ends in COMMIT or ROLLBACK.
         """
         statements = _statements(changes, self.fresh)
@@ -221,8 +223,9 @@ class Store:
                     return False
                 await self.db.execute("DELETE FROM snapshot_stamp")
                 await self.db.execute("DELETE FROM snapshot_parts")
-                await self.db.executemany("INSERT INTO snapshot_parts (name, crc32, data) "
-                                          "VALUES (?, ?, ?)", rows)
+                await self.db.run(sqlite3.Connection.executemany,
+                                  "INSERT INTO snapshot_parts (name, crc32, data) "
+                                  "VALUES (?, ?, ?)", rows)
                 await self.db.execute("INSERT INTO snapshot_stamp (id, format, counter, taken) "
                                       "VALUES (0, ?, ?, ?)", (format, counter, time.time()))
                 await self.db.execute("COMMIT")
@@ -262,39 +265,20 @@ class Store:
 
     async def _transaction(self, parts: list, ending=None) -> tuple | None:
         """BEGIN, each (sql, rows) of each part (a list of statements) through
-        `executemany`, the commit counter's bump, COMMIT: all or nothing, one
-        transaction at a time.  Any error rolls it back; a disk error (SQLITE_IOERR)
-        also buries the failed commit.  An UPDATE must find every row it names: memory
-        holds the object, so the store must too, and a row missing is refused rather
-        than silently not written.
+        `executemany`, the commit counter's bump, COMMIT, in one call to the store's
+        thread (`_transact`): all or nothing, one transaction at a time.  Any error rolls
+        it back; a disk error (SQLITE_IOERR) also buries the failed commit.  An UPDATE
+        must find every row it names: memory holds the object, so the store must too,
+        and a row missing is refused rather than silently not written.
 
         With `ending` (write_each), each part runs in a savepoint; a part that breaks a
         constraint is rolled back alone, `ending(n)` gives the statements that close
         the n parts before it, and the transaction commits: returns (n, its `Refused`)
         (None: no part was refused).  Without, a broken constraint is `Refused`, all
         rolled back."""
-        db = self.db
-        refused = None
         async with self._transactions:
             try:
-                await db.execute("BEGIN IMMEDIATE")
-                for number, statements in enumerate(parts):
-                    if ending is None:
-                        await _execute(db, statements)
-                        continue
-                    await db.execute("SAVEPOINT part")
-                    try:
-                        await _execute(db, statements)
-                    except sqlite3.IntegrityError as exc:
-                        await db.execute("ROLLBACK TO part")
-                        refused = number, Refused(f"the database refused the change: {exc}")
-                    await db.execute("RELEASE part")
-                    if refused is not None:
-                        break
-                if ending is not None:
-                    await _execute(db, ending(len(parts) if refused is None else refused[0]))
-                await db.execute(BUMP_SQL)
-                await db.execute("COMMIT")
+                refused = await self.db.run(_transact, parts, ending)
                 self.commits += 1
             except sqlite3.Error as exc:
                 await self._rollback()
@@ -329,9 +313,9 @@ class Store:
 
     async def integrity_errors(self) -> list[str]:
         """What `PRAGMA integrity_check` and `foreign_key_check` report (empty: sound)."""
-        found = [r[0] for r in await self.db.execute_fetchall("PRAGMA integrity_check")]
+        found = [r[0] for r in await self.db.fetchall("PRAGMA integrity_check")]
         found = [] if found == ["ok"] else found
-        found += [str(r) for r in await self.db.execute_fetchall("PRAGMA foreign_key_check")]
+        found += [str(r) for r in await self.db.fetchall("PRAGMA foreign_key_check")]
         return found
 
     async def backup(self, dest: str):
@@ -344,10 +328,34 @@ class Store:
             self.lock.release()  # last: no connection of ours is left on the file
 
 
-async def _execute(db, statements: list):
+def _transact(db, parts: list, ending) -> tuple | None:
+    """`Store._transaction`'s statements, in the store's thread: what it returns."""
+    refused = None
+    db.execute("BEGIN IMMEDIATE")
+    for number, statements in enumerate(parts):
+        if ending is None:
+            _execute(db, statements)
+            continue
+        db.execute("SAVEPOINT part")
+        try:
+            _execute(db, statements)
+        except sqlite3.IntegrityError as exc:
+            db.execute("ROLLBACK TO part")
+            refused = number, Refused(f"the database refused the change: {exc}")
+        db.execute("RELEASE part")
+        if refused is not None:
+            break
+    if ending is not None:
+        _execute(db, ending(len(parts) if refused is None else refused[0]))
+    db.execute(BUMP_SQL)
+    db.execute("COMMIT")
+    return refused
+
+
+def _execute(db, statements: list):
     for sql, rows in statements:
         if rows:
-            cursor = await db.executemany(sql, rows)
+            cursor = db.executemany(sql, rows)
             if sql.startswith("UPDATE") and cursor.rowcount != len(rows):
                 raise StoreError(f"the database lacks {len(rows) - cursor.rowcount}"
                                  f" of the {len(rows)} rows to update ({sql})")

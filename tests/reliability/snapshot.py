@@ -13,13 +13,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiosqlite
 
 from dynamod.inventory.inventory import ID_KINDS, Inventory
 from dynamod.inventory.rows import all_rows, build
 from dynamod.store import uri
 from dynamod.store.reader import StoreReader
 from dynamod.store.sqlite import Store
+from dynamod.store.thread import StoreThread
 
 
 def listing_order(inv) -> dict:
@@ -73,7 +73,7 @@ def _plain(value):
 def disk(path: str) -> Snapshot:
     """Load the database file as the daemon does at start-up (read-only)."""
     async def integrity_errors():
-        db = await aiosqlite.connect(uri.read_only(path), uri=True)
+        db = await StoreThread.connect(uri.read_only(path), uri=True)
         store = Store(db, path)
         try:
             return await store.integrity_errors()
