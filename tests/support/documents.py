@@ -174,7 +174,9 @@ _VALUES = {
     "growing": _mostly([True, False], [1]),
     "last_update": _mostly([5, 7.5, 10**9], [-1]),
     "is_open": st.sampled_from([True, False]),
-    "dataset_status": _mostly(["valid", "production", "bad"], ["gone"]),
+    # "bad" is no dataset status: as a good value it refused one dataset run in three
+    # (of 150 write-backs drawn, 16 to 27 now update a dataset, before 0 to 16)
+    "dataset_status": _mostly(["valid", "production", "invalid"], ["bad"]),
 }
 _SHAPES = [   # (kind, keys, their values, fields)
     ("site", ["name"], [SITES + ["S9"]], ["status"]),
