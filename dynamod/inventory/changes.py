@@ -890,8 +890,9 @@ class ChangeSet:
                                      adler32, crc32, md5)))
             files.update(new)
             self.inventory.file_cache.by_lfn.update(new)
-        self.ops[NEW_FILES, (block.id,)] = list(zip(numbers, repeat(block.id), lfns, sizes,
-                                                    adler32, crc32, md5))
+        # added to: a block named twice in one document comes in two batches
+        self.ops.setdefault((NEW_FILES, (block.id,)), []).extend(
+            zip(numbers, repeat(block.id), lfns, sizes, adler32, crc32, md5))
         self.journal.append(("lines", list(map(_file_line, lfns, sizes, adler32, crc32, md5)),
                              None))
 
