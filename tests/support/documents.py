@@ -13,12 +13,38 @@ GROUPS = ["G1", "G2"]
 DATASETS = ["/A/B/RAW", "/C/D/AOD"]
 BLOCKS = ["b1", "b2"]
 LFNS = [f"/store/f{i}.root" for i in range(5)]
+SHARED = LFNS[2]   # the one LFN every block may name (see _owned)
 
 maybe = st.booleans()
 
 
 def _some(strategy, max_size=3, **kw):
     return st.lists(strategy, max_size=max_size, **kw)
+
+
+def _owned(parent: dict) -> dict:
+    """A dataset (or dataset replica) whose blocks' (or block replicas') files have their
+    LFNs put under the block's full name, but for SHARED: a file is then mostly named in
+    its own block (a file named in another block refuses the whole request, as it did in
+    nearly half the documents that named files when every block drew from five LFNs)."""
+    dataset = parent.get("dataset", parent.get("name"))
+    key = "blocks" if "blocks" in parent else "blockreplicas"
+    return {**parent, key: [_block_owned(dataset, b) for b in parent[key]]} \
+        if key in parent else parent
+
+
+def _block_owned(dataset: str, block: dict) -> dict:
+    """`_owned` for one block (files as objects) or block replica (files as LFNs)."""
+    if "files" not in block:
+        return block
+    where = f"/store{dataset}/{block.get('block', block.get('name'))}/"
+    return {**block, "files": [_lfn(f, where) if isinstance(f, str)
+                               else {**f, "name": _lfn(f["name"], where)}
+                               for f in block["files"]]}
+
+
+def _lfn(lfn: str, where: str) -> str:
+    return lfn if lfn == SHARED else lfn.replace("/store/", where)
 
 
 def _mostly(good: list, bad: list):
@@ -38,7 +64,8 @@ blocks = st.fixed_dictionaries(
 datasets = st.fixed_dictionaries(
     {"name": st.sampled_from(DATASETS)},
     optional={"blocks": _some(blocks, min_size=1, max_size=2),
-              "status": _mostly(["valid", "production", "invalid", "deprecated"], ["bad"])})
+              "status": _mostly(["valid", "production", "invalid", "deprecated"], ["bad"])}
+).map(_owned)
 # A block replica's files: the STARTER's (any other name refuses the whole request).
 block_replicas = st.fixed_dictionaries(
     {"block": st.sampled_from(BLOCKS)},
@@ -49,7 +76,7 @@ block_replicas = st.fixed_dictionaries(
 dataset_replicas = st.fixed_dictionaries(
     {"dataset": st.sampled_from(DATASETS), "site": st.sampled_from(SITES)},
     optional={"growing": maybe, "group": st.sampled_from(GROUPS),
-              "blockreplicas": _some(block_replicas)})
+              "blockreplicas": _some(block_replicas)}).map(_owned)
 documents = st.fixed_dictionaries({}, optional={
     "site": _some(st.fixed_dictionaries({"name": st.sampled_from(SITES)},
                                         optional={"status": st.sampled_from(["ready", "morgue"])})),
@@ -71,24 +98,24 @@ deletions = st.one_of(
     st.fixed_dictionaries({"site": _one(_named(SITES))}),
     st.fixed_dictionaries({"group": _one(_named(GROUPS))}),
     st.fixed_dictionaries({"dataset": _one(_named(DATASETS, blocks=_one(
-        _named(BLOCKS, files=_one(_named(LFNS))))))}),
+        _named(BLOCKS, files=_one(_named(LFNS))))).map(_owned))}),
     st.fixed_dictionaries({"datasetreplica": _one(st.fixed_dictionaries(
         {"dataset": st.sampled_from(DATASETS), "site": st.sampled_from(SITES)},
         optional={"blockreplicas": _one(_named(BLOCKS, key="block", files=st.lists(
-            st.sampled_from(LFNS), max_size=2)))}))}),
+            st.sampled_from(LFNS), max_size=2)))}).map(_owned))}),
 )
-# Every site, group, dataset and block, a file in each block of the first dataset, and a
-# block replica: four sequences in five start with it, so that what they do reaches
-# replicas and files (by chance alone, one sequence in forty made a dataset replica and
-# none a block replica: each named something missing).  Its files are the last names,
-# which the lists draw least, and the documents' lists are short and never empty (a file
-# named twice, or in a second block, refuses the request): before, with 150 sequences
-# drawn, 0 deleted a file and 1 to 7 made one; now 14 to 25 delete one and 2 to 22 make
-# one.  Requests inject at least one object.
+# Every site, group, dataset and block, two files in each block of the first dataset,
+# and a block replica: four sequences in five start with it, so that what they do
+# reaches replicas and files (by chance alone, one sequence in forty made a dataset
+# replica and none a block replica: each named something missing).  Its files are the
+# last names, which the lists draw least, and the documents' lists are short and never
+# empty (a file named twice refuses the request): before, of 150 sequences drawn, 0
+# deleted a file and 0 to 7 made one; now 9 to 18 delete one and 6 to 20 make one.
+# Requests inject at least one object.
 STARTER = {"site": [{"name": s} for s in SITES], "group": [{"name": g} for g in GROUPS],
-           "dataset": [{"name": DATASETS[0], "blocks": [
-                           {"name": b, "files": [{"name": f, "size": 10}]}
-                           for b, f in zip(BLOCKS, LFNS[3:])]},
+           "dataset": [_owned({"name": DATASETS[0], "blocks": [
+                           {"name": b, "files": [{"name": f, "size": 10} for f in LFNS[3:]]}
+                           for b in BLOCKS]}),
                        {"name": DATASETS[1], "blocks": [{"name": b} for b in BLOCKS]}],
            "datasetreplica": [{"dataset": DATASETS[0], "site": SITES[0],
                                "blockreplicas": [{"block": BLOCKS[0]}]}]}
