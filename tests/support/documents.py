@@ -193,17 +193,16 @@ STOCK = {
 }
 
 
-_VALUES = {
-    "status": _mostly(["ready", "morgue", "waitroom"], ["nice"]),
-    "host": _mostly(["h1", "h2"], ["bad\x01"]),
-    "group": _mostly(GROUPS + [None], ["G9"]),
-    "is_custodial": _mostly([True, False], ["yes"]),
-    "growing": _mostly([True, False], [1]),
-    "last_update": _mostly([5, 7.5, 10**9], [-1]),
-    "is_open": st.sampled_from([True, False]),
+_VALUES = {   # (good values, bad ones)
+    "status": (["ready", "morgue", "waitroom"], ["nice"]),
+    "host": (["h1", "h2"], ["bad\x01"]),
+    "group": (GROUPS + [None], ["G9"]),
+    "is_custodial": ([True, False], ["yes"]),
+    "growing": ([True, False], [1]),
+    "last_update": ([5, 7.5, 10**9], [-1]),
+    "is_open": ([True, False], []),
     # "bad" is no dataset status: as a good value it refused one dataset run in three
-    # (of 150 write-backs drawn, 16 to 27 now update a dataset, before 0 to 16)
-    "dataset_status": _mostly(["valid", "production", "invalid"], ["bad"]),
+    "dataset_status": (["valid", "production", "invalid"], ["bad"]),
 }
 _SHAPES = [   # (kind, keys, their values, fields)
     ("site", ["name"], [SITES + ["S9"]], ["status"]),
@@ -221,9 +220,13 @@ _SHAPES = [   # (kind, keys, their values, fields)
 
 @st.composite
 def _run(draw):
+    """A run; four in five have good values only (with a bad value possible in every
+    row, of 150 examples 0 to 16 ever updated a dataset; now 47 to 57 do)."""
     kind, keys, names, fields = draw(st.sampled_from(_SHAPES))
-    values = [_VALUES["dataset_status" if (kind, f) == ("dataset", "status") else f]
-              for f in fields]
+    clean = draw(_mostly([True], [False]))
+    values = [st.sampled_from(good) if clean or not bad else _mostly(good, bad)
+              for good, bad in (_VALUES["dataset_status" if (kind, f) == ("dataset", "status")
+                                        else f] for f in fields)]
     rows = draw(st.lists(st.tuples(*map(st.sampled_from, names), *values).map(list),
                          min_size=1, max_size=8))
     return {"op": "update", "kind": kind, "keys": keys, "fields": fields, "rows": rows}
