@@ -184,8 +184,8 @@ class FileCache:
 
         def new(old):
             found = now.get(old.id)
-            if found is None:
-                found = now[old.id] = block_now(old)
+            if found is None:   # a deleted block has no new view (and keeps no files)
+                found = now[old.id] = old if self._deleted(old) else block_now(old)
             return found
         for files in self._blocks.values():
             if type(files) is dict:
