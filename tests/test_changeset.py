@@ -76,6 +76,30 @@ def test_store_after_reload_equals_memory(tmp_path_factory, sequence):
     assert got == expected
 
 
+def test_a_block_named_twice_in_one_injection_stores_the_files_of_both(tmp_path):
+    """Each naming of the block brings new files: the store gets them all, not only
+    the last naming's."""
+    path = str(tmp_path / "inventory.db")
+    document = {"dataset": [{"name": "/A/B/RAW", "blocks": [
+        {"name": "b1", "files": [{"name": "/store/f0.root", "size": 1}]},
+        {"name": "b1", "files": [{"name": "/store/f1.root", "size": 2}]}]}]}
+
+    async def scenario():
+        service = await InventoryService.open(path, "NORMAL")
+        await service.change(lambda c: injection.inject(c, document))
+        expected = all_rows(service.inventory)
+        await service.close()
+        reloaded = await InventoryService.open(path, "NORMAL")
+        got, problems = all_rows(reloaded.inventory), reloaded.inventory.problems()
+        await reloaded.close()
+        return expected, got, problems
+
+    expected, got, problems = asyncio.run(scenario())
+    assert [row[2] for row in expected["file"]] == ["/store/f0.root", "/store/f1.root"]
+    assert problems == []
+    assert got == expected
+
+
 def test_dry_run_changes_nothing(tmp_path):
     async def scenario():
         service = await InventoryService.open(str(tmp_path / "db"), "NORMAL")

@@ -82,6 +82,24 @@ def test_a_compaction_that_fails_leaves_the_tables_as_they_were():
     assert inventory.problems() == []
 
 
+def test_the_files_of_a_compacted_inventory_without_a_store_are_in_their_blocks():
+    """Such an inventory keeps every file as an object: after a compaction, a file
+    given again is in its own block, and a change of its size moves its block's."""
+    inventory = Inventory()
+    apply(inventory, "inject", dataset_doc("/A/C/RAW", block_doc("b0")))
+    apply(inventory, "delete", dataset_doc("/A/C/RAW"))   # the rows move up one
+    apply(inventory, "inject", dataset_doc("/A/B/RAW", block_doc("b1", ("/store/a/1", 10))))
+    compact(inventory)
+    assert apply(inventory, "inject", dataset_doc(
+        "/A/B/RAW", block_doc("b1", ("/store/a/1", 30)))) is not None
+    assert inventory.problems() == []
+    assert inventory.block("/A/B/RAW", "b1").size == 30
+    assert apply(inventory, "delete", dataset_doc(
+        "/A/B/RAW", block_doc("b1", ("/store/a/1", 30)))) is not None
+    assert inventory.problems() == []
+    assert inventory.block("/A/B/RAW", "b1").num_files == 0
+
+
 def compactions(daemon) -> list[int]:
     return [int(n) for n in re.findall(r"inventory compacted: (\d+) rows", daemon.log())]
 

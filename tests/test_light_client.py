@@ -17,9 +17,13 @@ from dynamoclient import lightjson
 from dynamoclient.dynamo import split_command
 
 # What orjson reads and writes: strings (no lone surrogates: not UTF-8), 64-bit integers,
-# finite floats, and nests of them.
-TEXT = st.text(st.characters(blacklist_categories=("Cs",)))
+# finite floats, and nests of them.  Strings of what JSON escapes, and the integers at the
+# edges, drawn besides: any character alone put a quote or a backslash in 3 of 100
+# examples, and an integer past 2**53 in 8; now 38 to 41, and 23 to 26, do.
+TEXT = (st.text(st.characters(blacklist_categories=("Cs",)))
+        | st.text(st.sampled_from('"\\/\b\f\n\r\t\x00\x1f\x7fa\u2028\U0001f600')))
 SCALARS = (st.none() | st.booleans() | TEXT | st.integers(-2**63, 2**64 - 1)
+           | st.sampled_from([2**53 + 1, 2**63 - 1, 2**63, 2**64 - 1, -2**63])
            | st.floats(allow_nan=False, allow_infinity=False))
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
                       | st.dictionaries(TEXT, inner, max_size=4), max_leaves=20)

@@ -52,7 +52,17 @@ def test_rendered_conditions_parse_back(tree):
     assert parts.parse(render(tree)) == tree
 
 
-@given(st.text(alphabet='()"\\=!~ andortgupsicemlx*_', max_size=40))
+# Random text, conditions, and conditions cut anywhere: random text alone parsed once
+# in 100 examples and was refused at its end twice; now 36 to 45 parse and 18 to 25
+# are refused at their end.
+condition_texts = st.one_of(
+    st.text(alphabet='()"\\=!~ andortgupsicemlx*_', max_size=40),
+    trees.map(render),
+    st.tuples(trees.map(render), st.integers(0, 10**6)).map(
+        lambda drawn: drawn[0][:drawn[1] % (len(drawn[0]) + 1)]))
+
+
+@given(condition_texts)
 def test_any_text_parses_or_is_refused_with_a_position(text):
     try:
         parts.parse(text)

