@@ -13,7 +13,7 @@ import time
 import pytest
 
 from support.daemon import EXAMPLES
-from support.terminal import read_until
+from support.terminal import read_until, wait_until_waiting_for_input
 
 DATASET = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
 BLOCK = "48dbe0c6-36fa-11e8-a5e2-ac1f6b05e848"
@@ -73,6 +73,7 @@ def test_ctrl_c_in_the_console_interrupts_the_line_and_the_statement(seeded):
     read_until(fd, b">>> ")
     os.write(fd, b"1 +")
     read_until(fd, b"1 +")
+    wait_until_waiting_for_input(latest(seeded)["pid"])
     os.write(fd, b"\x03")
     assert b"KeyboardInterrupt" in read_until(fd, b">>> ")
     os.write(fd, b"6 * 7\n")
