@@ -334,11 +334,11 @@ def _transact(db, parts: list, ending) -> tuple | None:
     db.execute("BEGIN IMMEDIATE")
     for number, statements in enumerate(parts):
         if ending is None:
-            _execute(db, statements)
+            _execute_all(db, statements)
             continue
         db.execute("SAVEPOINT part")
         try:
-            _execute(db, statements)
+            _execute_all(db, statements)
         except sqlite3.IntegrityError as exc:
             db.execute("ROLLBACK TO part")
             refused = number, Refused(f"the database refused the change: {exc}")
@@ -346,13 +346,14 @@ def _transact(db, parts: list, ending) -> tuple | None:
         if refused is not None:
             break
     if ending is not None:
-        _execute(db, ending(len(parts) if refused is None else refused[0]))
+        _execute_all(db, ending(len(parts) if refused is None else refused[0]))
     db.execute(BUMP_SQL)
     db.execute("COMMIT")
     return refused
 
 
-def _execute(db, statements: list):
+def _execute_all(db, statements: list):
+    """Each (sql, rows) through `executemany`; an UPDATE must find every row."""
     for sql, rows in statements:
         if rows:
             cursor = db.executemany(sql, rows)
