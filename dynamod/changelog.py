@@ -15,11 +15,13 @@ the next start: after a crash the last lines may appear twice; none is ever
 missing.
 """
 
+import functools
 import logging
 import os
 import threading
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
@@ -161,28 +163,26 @@ def _entry(stamp: str, actor: str, lines: str) -> str:
 
 
 class _Compressed:
-    """An entry, compressed (zlib) in a thread of its own from when it is made: while the
-    event loop prepares the commit and the store's thread writes the rows before it
+    """An entry, compressed (zlib) by the compressing thread from when it is made: while
+    the event loop prepares the commit and the store's thread writes the rows before it
     (zlib gives up the GIL while it works).  sqlite3 takes the result through
     `__conform__` when it binds the value, waiting for it if need be (a failure raised
     there, as if it compressed then)."""
 
-    __slots__ = ("_thread", "_result")
+    __slots__ = ("_result",)
 
     def __init__(self, entry: str | bytes):
-        self._result = None
-        self._thread = threading.Thread(target=self._compress, args=(entry,),
-                                        name="dynamod-compress", daemon=True)
-        self._thread.start()
-
-    def _compress(self, entry):
-        try:
-            self._result = zlib.compress(entry if type(entry) is bytes else entry.encode(), 1)
-        except BaseException as exc:   # MemoryError, most likely: raised where it is bound
-            self._result = exc
+        self._result = _compressor().submit(_compress, entry)
 
     def __conform__(self, protocol):
-        self._thread.join()
-        if isinstance(self._result, BaseException):
-            raise self._result
-        return self._result
+        return self._result.result()
+
+
+def _compress(entry: str | bytes) -> bytes:
+    return zlib.compress(entry if type(entry) is bytes else entry.encode(), 1)
+
+
+@functools.cache
+def _compressor() -> ThreadPoolExecutor:
+    """One thread, started with the first large entry, for all of them."""
+    return ThreadPoolExecutor(1, thread_name_prefix="dynamod-compress")
