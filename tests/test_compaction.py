@@ -16,7 +16,6 @@ from dynamod.inventory import snapshot
 from dynamod.inventory.inventory import Inventory
 from dynamod.inventory.rows import all_rows
 from reliability import snapshot as stored
-from support.daemon import Daemon, write_config
 from support.documents import apply, requests, state
 from support.history import make_history
 from support.seed import block_doc, dataset_doc
@@ -104,32 +103,27 @@ def compactions(daemon) -> list[int]:
     return [int(n) for n in re.findall(r"inventory compacted: (\d+) rows", daemon.log())]
 
 
-def test_an_idle_daemon_compacts_and_shows_and_stores_the_same(workdir):
-    write_config(workdir / "dynamod.toml",
-                 {"daemon": {"snapshot_idle": 1.0, "snapshot_interval": 0}})
-    daemon = Daemon.in_directory(workdir, "--config", str(workdir / "dynamod.toml")).start()
-    try:
-        make_history(daemon)
-        names = [f"/Churn/D{n}/RAW" for n in range(40)]
-        daemon.inject_json({"dataset": [dataset_doc(name, *(block_doc(
-            f"b{b}", (f"/store/churn/{name}/{b}", 10 + b)) for b in range(5)))["dataset"][0]
-            for name in names]})
-        daemon.inject_json({"dataset": [{"name": name} for name in names[5:]]}, "--delete")
-        shown = views(daemon)
-        deadline = time.monotonic() + 60
-        while not compactions(daemon) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert compactions(daemon) and compactions(daemon)[0] >= 35 * 6, daemon.log()
-        assert views(daemon) == shown
-        memory = stored.memory(daemon)
-        assert memory.problems == []
-        assert stored.differences(memory, stored.disk(daemon.database)) == []
-        # the compacted tables take changes as before
-        daemon.inject_json(dataset_doc(names[0], block_doc("new", ("/store/churn/new", 3))))
-        daemon.inject_json({"dataset": [{"name": name} for name in names[1:3]]}, "--delete")
-        shown = views(daemon)
-        daemon.stop()
-        daemon.start()
-        assert views(daemon) == shown
-    finally:
-        daemon.stop()
+def test_an_idle_daemon_compacts_and_shows_and_stores_the_same(start_daemon):
+    daemon = start_daemon(config={"daemon": {"snapshot_idle": 1.0, "snapshot_interval": 0}})
+    make_history(daemon)
+    names = [f"/Churn/D{n}/RAW" for n in range(40)]
+    daemon.inject_json({"dataset": [dataset_doc(name, *(block_doc(
+        f"b{b}", (f"/store/churn/{name}/{b}", 10 + b)) for b in range(5)))["dataset"][0]
+        for name in names]})
+    daemon.inject_json({"dataset": [{"name": name} for name in names[5:]]}, "--delete")
+    shown = views(daemon)
+    deadline = time.monotonic() + 60
+    while not compactions(daemon) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert compactions(daemon) and compactions(daemon)[0] >= 35 * 6, daemon.log()
+    assert views(daemon) == shown
+    memory = stored.memory(daemon)
+    assert memory.problems == []
+    assert stored.differences(memory, stored.disk(daemon.database)) == []
+    # the compacted tables take changes as before
+    daemon.inject_json(dataset_doc(names[0], block_doc("new", ("/store/churn/new", 3))))
+    daemon.inject_json({"dataset": [{"name": name} for name in names[1:3]]}, "--delete")
+    shown = views(daemon)
+    daemon.stop()
+    daemon.start()
+    assert views(daemon) == shown

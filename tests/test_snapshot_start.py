@@ -13,7 +13,7 @@ import zlib
 import pytest
 
 from reliability import snapshot
-from support.daemon import Daemon, fresh_directory, write_config
+from support.daemon import Daemon, fresh_directory
 from support.history import (dataset_name, edit, loaded_from, make_history, not_used,
                              orders, snapshots_written)
 from support.seed import block_doc, dataset_doc
@@ -214,24 +214,19 @@ def test_a_dataset_or_dataset_replica_added_by_hand_is_seen(history, workdir, ta
     assert_equals_the_store(history)
 
 
-def test_written_when_idle_so_that_a_kill_keeps_it(workdir):
-    write_config(workdir / "dynamod.toml",
-                 {"daemon": {"snapshot_idle": 0.3, "snapshot_interval": 0}})
-    daemon = Daemon.in_directory(workdir, "--config", str(workdir / "dynamod.toml")).start()
-    try:
-        make_history(daemon)
-        shown = views(daemon)
-        deadline = time.monotonic() + 30   # one written during the history is stale
-        while not snapshot_is_current(daemon.database) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert snapshot_is_current(daemon.database), daemon.log()
-        daemon.kill9()
-        daemon.start()
-        assert loaded_from(daemon).startswith("snapshot of commit ")
-        assert views(daemon) == shown
-        assert_equals_the_store(daemon)
-    finally:
-        daemon.stop()
+def test_written_when_idle_so_that_a_kill_keeps_it(start_daemon):
+    daemon = start_daemon(config={"daemon": {"snapshot_idle": 0.3, "snapshot_interval": 0}})
+    make_history(daemon)
+    shown = views(daemon)
+    deadline = time.monotonic() + 30   # one written during the history is stale
+    while not snapshot_is_current(daemon.database) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert snapshot_is_current(daemon.database), daemon.log()
+    daemon.kill9()
+    daemon.start()
+    assert loaded_from(daemon).startswith("snapshot of commit ")
+    assert views(daemon) == shown
+    assert_equals_the_store(daemon)
 
 
 def test_a_version_4_store_gains_the_snapshot(history, workdir):
