@@ -78,8 +78,14 @@ _GETTERS = {}   # (class, field names...) -> ((column, getter), ...) in the tabl
 
 
 def _getters(cls, names) -> tuple:
-    columns = dict(_COLUMNS.get(n, (n, attrgetter(n))) for n in names)
-    return tuple((c, columns[c]) for c in BY_KIND[cls.kind].columns if c in columns)
+    """The (column, getter) pairs of an update of these fields of `cls`, made once."""
+    shape = (cls, *names)
+    found = _GETTERS.get(shape)
+    if found is None:
+        columns = dict(_COLUMNS.get(n, (n, attrgetter(n))) for n in names)
+        found = _GETTERS[shape] = tuple((c, columns[c]) for c in BY_KIND[cls.kind].columns
+                                        if c in columns)
+    return found
 
 
 def _union(names: tuple, more) -> tuple:
@@ -113,7 +119,7 @@ def change_rows(changes: ChangeSet) -> dict:
     rows = _run_rows(changes, updated)
     if rows is not None:
         return rows
-    rows, changed, getters = {}, updated.get, _GETTERS.get
+    rows, changed = {}, updated.get
     # the class and field names of the last updated object (a run's are the same objects),
     # its columns' getters, and the column and its getter when it is one (most runs)
     cls = names = columns = one = get = None
@@ -128,8 +134,7 @@ def change_rows(changes: ChangeSet) -> dict:
             rows[key] = _ROWS[type(obj)](obj)
             continue
         cls, names = type(obj), changed(key)
-        shape = (cls, *names)
-        columns = getters(shape) or _GETTERS.setdefault(shape, _getters(cls, names))
+        columns = _getters(cls, names)
         one, get = columns[0] if len(columns) == 1 else (None, None)
         rows[key] = {one: get(obj)} if one else {c: g(obj) for c, g in columns}
     return rows
@@ -146,8 +151,7 @@ def _run_rows(changes: ChangeSet, updated: dict) -> dict | None:
     cls = type(run.objects[0])
     if len(run.names) != 1 or set(map(type, ops.values())) != {cls} or cls is Record:
         return None
-    shape = (cls, *run.names)
-    (column, get), = _GETTERS.get(shape) or _GETTERS.setdefault(shape, _getters(cls, run.names))
+    (column, get), = _getters(cls, run.names)
     return dict(zip(ops, map(dict.fromkeys, repeat((column,)), map(get, ops.values()))))
 
 
