@@ -56,6 +56,7 @@ from contextlib import nullcontext
 from .daemon import BenchDaemon, DaemonFailed
 from .generator import SCALES, Generator
 from .install import interpreter_start, regular_install
+from .probes import WRITEBACK
 from .profile import Profile, describe
 
 NAMES = ("inject", "usage", "coldstart", "memory", "query", "apps", "writeback")
@@ -1392,27 +1393,6 @@ sys.stdin.read()
 print("released", flush=True)
 """
 
-WRITEBACK = """# Change the last_update of COUNT block replicas (read/write application).
-import sys
-import time
-
-count, value = int(sys.argv[1]), int(sys.argv[2])
-print("start", repr(time.time()))
-started = time.perf_counter()
-done = 0
-for dataset in inventory.datasets.values():
-    for block in dataset.blocks:
-        name = block.full_name()
-        for replica in block.replicas:
-            if done < count:
-                inventory.update(BlockReplica(name, replica.site.name, last_update=value))
-                done += 1
-    if done >= count:
-        break
-print("updated", done)
-print("seconds", time.perf_counter() - started)
-print("end", repr(time.time()), flush=True)
-"""
 
 
 def main(argv=None) -> int:

@@ -33,6 +33,12 @@
         a part per answer, per block, per dataset replica and per block replica; and of
         a write-back's run of 100,000 block replica last_update records (the replicas in
         store order), applied (then undone), best of three
+    python -m bench.probes script DB COUNT
+        load the store as the daemon does; then run the write-back benchmark's
+        application (WRITEBACK: COUNT block replicas' last_update, each by
+        `inventory.update(BlockReplica(...))`) in process against an application's copy
+        of it, and, for comparison, the same walk alone and the walk building each
+        detached BlockReplica without the update: the CPU of each, best of three
     python -m bench.probes seal DB REPEAT SYNCHRONOUS
         load the store as the daemon does (InventoryService.open: the writer's WAL
         connection, the reader, the inventory) in a running uvloop loop, hold a read
@@ -633,6 +639,78 @@ def lookup(path: str, count: int) -> dict:
             "write_back": min(write_back() for _ in range(3))}
 
 
+# The write-back benchmark's application (`python -m bench --only writeback` runs it
+# through `dynamo`; the probe `script` runs it in process).
+WRITEBACK = """# Change the last_update of COUNT block replicas (read/write application).
+import sys
+import time
+
+count, value = int(sys.argv[1]), int(sys.argv[2])
+print("start", repr(time.time()))
+started = time.perf_counter()
+done = 0
+for dataset in inventory.datasets.values():
+    for block in dataset.blocks:
+        name = block.full_name()
+        for replica in block.replicas:
+            if done < count:
+                inventory.update(BlockReplica(name, replica.site.name, last_update=value))
+                done += 1
+    if done >= count:
+        break
+print("updated", done)
+print("seconds", time.perf_counter() - started)
+print("end", repr(time.time()), flush=True)
+"""
+
+
+def script(path: str, count: int) -> dict:
+    """The write-back application's loop (WRITEBACK) run in process against the copy an
+    application gets (ApplicationInventory over the store loaded as the daemon loads
+    it), best of three CPU times of each of: the walk alone (the datasets, their
+    blocks, each block's full name, each replica's site name), the walk building the
+    detached BlockReplica of each replica, and the whole script (each
+    `inventory.update()` call too; a fresh copy and a new value each time)."""
+    import contextlib
+    import io
+
+    from dynamod.apps.proxy import ApplicationInventory
+    from dynamod.inventory import snapshot
+    from dynamod.inventory.objects import BlockReplica
+    from dynamod.store.reader import StoreReader
+
+    reader = StoreReader(path)
+    inventory = snapshot.load(reader, reader.tables(), reader.next_ids())[0]
+    reader.close()
+    build = "BlockReplica(name, replica.site.name, last_update=value)"
+    update = f"inventory.update({build})"
+    assert update in WRITEBACK
+    loops = {"walk": WRITEBACK.replace(update, "seen = name, replica.site.name"),
+             "build": WRITEBACK.replace(update, f"seen = {build}"),
+             "script": WRITEBACK}
+    report, value = {"count": count}, 1_700_000_000
+    for part, text in loops.items():
+        code, used = compile(text, "writeback.py", "exec"), []
+        for _ in range(3):
+            value += 1
+            app = ApplicationInventory(inventory, writable=True)
+            argv, sys.argv = sys.argv, ["writeback.py", str(count), str(value)]
+            try:
+                with contextlib.redirect_stdout(io.StringIO()) as out:
+                    started = time.process_time()
+                    exec(code, {"inventory": app, "BlockReplica": BlockReplica})
+                    used.append(time.process_time() - started)
+            finally:
+                sys.argv = argv
+            printed = dict(line.split(" ", 1) for line in out.getvalue().splitlines())
+            if int(printed["updated"]) != count:
+                raise RuntimeError(f"the store holds fewer than {count} block replicas")
+        report[part] = min(used)
+    report["records"] = len(app.records)
+    report["runs"] = [(shape, len(rows)) for shape, rows in app.records]
+    return report
+
+
 def _answer_split(inventory, call, names) -> dict:
     """The CPU of a get_dataset answer made afresh (nothing is kept meanwhile: the
     daemon's Answers._keep is switched off) as a part per answer plus parts per block,
@@ -715,6 +793,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("lookup")
     p.add_argument("db")
     p.add_argument("count", type=int)
+    p = sub.add_parser("script")
+    p.add_argument("db")
+    p.add_argument("count", type=int)
     p = sub.add_parser("seal")
     p.add_argument("db")
     p.add_argument("repeat", type=int)
@@ -735,6 +816,8 @@ def main(argv=None) -> int:
         result = walk_forked(args.db, args.mode)
     elif args.probe == "lookup":
         result = lookup(args.db, args.count)
+    elif args.probe == "script":
+        result = script(args.db, args.count)
     elif args.probe == "seal":
         result = seal_forked(args.db, args.repeat, args.synchronous)
     else:
