@@ -265,9 +265,10 @@ def _utc(t) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 
-def _init(obj, values: dict):
-    """Set the given (non-None-default) keyword fields through their checks."""
-    for name, value in values.items():
+def _init(obj, values: tuple):
+    """Set the fields a constructor was given through their checks: `values` in the
+    order of the class's FIELDS, _UNSET where not given."""
+    for name, value in zip(type(obj).FIELDS, values):
         if value is not _UNSET:
             setattr(obj, name, value)
 
@@ -294,7 +295,7 @@ class Site:
 
     def __init__(self, name, host=_UNSET, storage_type=_UNSET, backend=_UNSET, status=_UNSET, id=0):
         self.name = name
-        _init(self, dict(host=host, storage_type=storage_type, backend=backend, status=status))
+        _init(self, (host, storage_type, backend, status))
         self.id = id
         self.dataset_replicas = SiteReplicas()
 
@@ -363,7 +364,7 @@ class Group:
     def __init__(self, name, olevel=_UNSET, id=0):
         if name is not None:
             self.name = name
-        _init(self, dict(olevel=olevel))
+        _init(self, (olevel,))
         self.id = id
 
     def __repr__(self):
@@ -401,12 +402,8 @@ class Dataset(_View):
     def __new__(cls, name, status=_UNSET, data_type=_UNSET, software_version=_UNSET,
                 last_update=_UNSET, is_open=_UNSET, id=0):
         """A detached dataset."""
-        table = Detached(name=cls.name.check(name), status="unknown", data_type="unknown",
-                         software_version=None, last_update=0, is_open=True, id=id)
-        dataset = _new_view(cls, (table, 0))
-        _init(dataset, dict(status=status, data_type=data_type,
-                            software_version=software_version, last_update=last_update,
-                            is_open=is_open))
+        dataset = _new_view(cls, (DetachedDataset(cls.name.check(name), id), 0))
+        _init(dataset, (status, data_type, software_version, last_update, is_open))
         return dataset
 
     def __repr__(self):
@@ -497,20 +494,18 @@ def _name_of(link):
 
 class Detached:
     """The one-row table behind a dataset, block or replica a caller builds
-    (`Block('b1', 'ds', size=3)`): each field a one-element list, links as given
-    (objects or names), and the fields the caller set (what `inventory.update`
-    copies).  It answers the calls of the views as the inventory's tables do."""
+    (`Block('b1', 'ds', size=3)`), one class per kind (below): each column a one-element
+    tuple, links as given (objects or names), the defaults the class's own, and `given`,
+    the fields the caller set with their values (what `inventory.update` copies).  So a
+    detached object costs its links and what was set, made in a few steps: a script
+    builds one per `inventory.update` call.  It answers the calls of the views as the
+    inventory's tables do."""
 
     cache = None  # no file cache: a detached block's files are its own dict
 
-    def __init__(self, **values):
-        self.__dict__.update({name: [value] for name, value in values.items()})
-        self.given = set()
-        self.files = {}
-
     def store(self, name, row, value):
-        getattr(self, name)[row] = value
-        self.given.add(name)
+        self.__dict__[name] = (value,)
+        self.given[name] = value
 
     def is_set(self, name) -> bool:
         return name in self.given
@@ -559,18 +554,41 @@ class Detached:
 
     block_replicas_of = replicas_of   # a dataset's, a block's, a dataset replica's
 
+
+class DetachedDataset(Detached):
+    def __init__(self, name, id):
+        self.name, self.id, self.given = (name,), (id,), {}
+
     def values_at(self, row) -> tuple:
-        """The fields of the view's kind, as its `values()`."""
-        if "growing" in self.__dict__:
-            return self.dataset[row], self.site[row], self.growing[row], self.group[row]
-        if "software_version" in self.__dict__:
-            return (self.id[row], self.name[row], self.status[row], self.data_type[row],
-                    self.software_version[row], self.last_update[row], self.is_open[row])
-        if "block" in self.__dict__:
-            return (self.block[row], self.site[row], self.group[row], self.is_custodial[row],
-                    self.size[row], self.last_update[row], self.file_ids[row])
+        return (self.id[row], self.name[row], self.status[row], self.data_type[row],
+                self.software_version[row], self.last_update[row], self.is_open[row])
+
+
+class DetachedBlock(Detached):
+    def __init__(self, name, dataset, id):
+        self.name, self.dataset, self.id = (name,), (dataset,), (id,)
+        self.given, self.files = {}, {}
+
+    def values_at(self, row) -> tuple:
         return (self.id[row], self.dataset[row], self.name[row], self.size[row],
                 self.num_files[row], self.is_open[row], self.last_update[row])
+
+
+class DetachedDatasetReplica(Detached):
+    def __init__(self, dataset, site):
+        self.dataset, self.site, self.given = (dataset,), (site,), {}
+
+    def values_at(self, row) -> tuple:
+        return self.dataset[row], self.site[row], self.growing[row], self.group[row]
+
+
+class DetachedBlockReplica(Detached):
+    def __init__(self, block, site):
+        self.block, self.site, self.given = (block,), (site,), {}
+
+    def values_at(self, row) -> tuple:
+        return (self.block[row], self.site[row], self.group[row], self.is_custodial[row],
+                self.size[row], self.last_update[row], self.file_ids[row])
 
 
 class Block(_View):
@@ -594,11 +612,8 @@ class Block(_View):
                 last_update=_UNSET, id=0, internal_name=False):
         """A detached block.  `internal_name` is accepted so that a printed Block
         evaluates back."""
-        table = Detached(name=cls.name.check(name), dataset=dataset, size=0, num_files=0,
-                         is_open=False, last_update=0, id=id)
-        block = _new_view(cls, (table, 0))
-        _init(block, dict(size=size, num_files=num_files, is_open=is_open,
-                          last_update=last_update))
+        block = _new_view(cls, (DetachedBlock(cls.name.check(name), dataset, id), 0))
+        _init(block, (size, num_files, is_open, last_update))
         return block
 
     def __repr__(self):
@@ -693,7 +708,7 @@ class File:
     def __init__(self, lfn, block=None, size=_UNSET, id=0, *, adler32=_UNSET, crc32=_UNSET, md5=_UNSET):
         self.lfn = lfn
         self.block = block
-        _init(self, dict(size=size, adler32=adler32, crc32=crc32, md5=md5))
+        _init(self, (size, adler32, crc32, md5))
         self.id = id
 
     @staticmethod
@@ -766,9 +781,8 @@ class DatasetReplica(_View):
 
     def __new__(cls, dataset, site, growing=_UNSET, group=_UNSET):
         """A detached dataset replica."""
-        table = Detached(dataset=dataset, site=site, growing=False, group=None)
-        replica = _new_view(cls, (table, 0))
-        _init(replica, dict(growing=growing, group=group))
+        replica = _new_view(cls, (DetachedDatasetReplica(dataset, site), 0))
+        _init(replica, (growing, group))
         return replica
 
     def __repr__(self):
@@ -846,11 +860,8 @@ class BlockReplica(_View):
                 last_update=_UNSET, files=_UNSET):
         """A detached block replica.  `files`: None (or not given) for a complete
         replica, else the LFNs present."""
-        table = Detached(block=block, site=site, group=None, is_custodial=False, size=0,
-                         last_update=0, file_ids=None)
-        replica = _new_view(cls, (table, 0))
-        _init(replica, dict(group=group, is_custodial=is_custodial, size=size,
-                            last_update=last_update, file_ids=files))
+        replica = _new_view(cls, (DetachedBlockReplica(block, site), 0))
+        _init(replica, (group, is_custodial, size, last_update, files))
         return replica
 
     def __repr__(self):
@@ -900,6 +911,13 @@ class BlockReplica(_View):
 
 CLASSES = (Site, Group, Dataset, Block, File, DatasetReplica, BlockReplica)
 
+# A detached object's fields read as their defaults until set.
+for _view, _table in ((Dataset, DetachedDataset), (Block, DetachedBlock),
+                      (DatasetReplica, DetachedDatasetReplica),
+                      (BlockReplica, DetachedBlockReplica)):
+    for _name in _view.FIELDS:
+        setattr(_table, _name, (getattr(_view, _name).default,))
+
 # The null group (no owner): the inventory's `groups[None]`, never stored or changed.
 Group.null_group = Group(None)
 
@@ -907,10 +925,9 @@ Group.null_group = Group(None)
 def changed_fields(obj) -> dict:
     """The fields a caller set on a detached object (what `update` copies)."""
     cls = type(obj)
-    if (cls is BlockReplica or cls is Block) and type(obj[0]) is Detached:
-        given = obj[0].given   # read at once: `update` of a built replica is the common call
-        if len(given) == 1:    # most often: one field given
-            for name in given:
-                return {name: getattr(obj, name)}
-        return {n: getattr(obj, n) for n in cls.FIELDS if n in given}
+    if isinstance(obj, _View) and isinstance(obj[0], Detached):
+        given = obj[0].given   # what was set, as it reads: `update` of a built replica
+        if len(given) < 2:     # is the common call, most often with one field given
+            return dict(given)
+        return {n: given[n] for n in cls.FIELDS if n in given}
     return given_fields(obj, cls.FIELDS)
