@@ -682,6 +682,8 @@ def script(path: str, count: int) -> dict:
     reader = StoreReader(path)
     inventory = snapshot.load(reader, reader.tables(), reader.next_ids())[0]
     reader.close()
+    gc.collect(1)
+    gc.freeze()   # as the daemon does before it forks an application
     build = "BlockReplica(name, replica.site.name, last_update=value)"
     update = f"inventory.update({build})"
     assert update in WRITEBACK

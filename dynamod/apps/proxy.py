@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from ..errors import DynamoError, InvalidValue
 from ..inventory.changes import ChangeSet
 from ..inventory.objects import CLASSES, BlockReplica
-from ..inventory.updates import Runs, apply_run, by_row, finder, plain_update, record, row_tables
+from ..inventory.updates import Runs, apply_run, finder, plain_updater, record, row_tables
 
 
 class ApplicationInventory:
@@ -21,9 +21,10 @@ class ApplicationInventory:
         self.writable = writable
         self.records = Runs()
         self._changes = ChangeSet(inventory)   # one for every call: see `_apply`
-        self._shape = self._find = None        # the last call's shape, its finder
+        # the last call's shape, its finder, its plain_updater
+        self._shape = self._find = self._plain = None
         # {kind: rows}: the objects of the tables whose objects may be recorded by row
-        # (updates.by_row) that existed at the fork, the rows below these
+        # (updates.plain_updater) that existed at the fork, the rows below these
         self._fork_rows = {kind: len(table) for kind, table in row_tables(inventory).items()}
 
     @property
@@ -90,16 +91,15 @@ class ApplicationInventory:
     def _apply(self, shape, row):
         """Apply one call's record as a change of its own: refused, it is undone; kept, it
         stays (this copy is never committed, so nothing of it need be remembered).  A
-        plain update of an existing object is set straight (`plain_update`)."""
+        plain update of an existing object is set straight (`plain_updater`)."""
         if shape != self._shape:   # calls of one shape in a row share a finder
-            self._find, self._shape = finder(shape, self._inventory), shape
-        if self._find is not None:   # most calls: set straight, no ChangeSet
-            result = plain_update(self._inventory, shape, row, self._find)
+            self._shape = shape
+            self._find = find = finder(shape, self._inventory)
+            self._plain = plain_updater(self._inventory, shape, find, self.records,
+                                        self._fork_rows.get(shape[1]))
+        if self._plain is not None:   # most calls: set straight, no ChangeSet
+            result = self._plain(row)
             if result is not None:
-                existed = self._fork_rows.get(shape[1])
-                if existed is not None and result[1] < existed:
-                    shape, row = by_row(shape, row, result)
-                self.records.add(shape, row)
                 return result
         changes = self._changes
         changes.now = int(time.time())

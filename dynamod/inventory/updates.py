@@ -18,7 +18,7 @@ at a time; anything else record by record, in order.
 
 Such a plain update of a block or a block replica that existed when the
 application started is recorded by the object's row in its table instead of
-its names (`by_row`), the key "row":
+its names (`plain_updater`), the key "row":
 
     {"op": "update", "kind": "blockreplica", "keys": ["row"],
      "fields": ["last_update"], "rows": [[18204, 1528406008], ...]}
@@ -82,14 +82,23 @@ def _lfns(replica: BlockReplica):
     return list(replica.file_ids)
 
 
+_REPLICA_KEYS = ("dataset", "block", "site")
+
+
 def record(op: str, obj, site=None) -> tuple[tuple, list]:
     """The record of `inventory.<op>(obj)` as (shape, row): identity by names, the
     fields given."""
     fields = changed_fields(obj) if op == "update" else {}
     cls = type(obj)
     if cls is BlockReplica:
-        block, at = obj.values()[:2]   # one call for both
-        keys, row = ("dataset", "block", "site"), [*_block_names(block), _name(at)]
+        table, at = obj
+        block, at = table.block_at(at), table.site_at(at)
+        # most often a built replica of the block 'dataset#block' at a site by name
+        row = block.split("#", 1) if type(block) is str else None
+        if row is None or len(row) != 2:
+            row = [*_block_names(block)]
+        row.append(at if type(at) is str else _name(at))
+        keys = _REPLICA_KEYS
         if "file_ids" in fields:
             del fields["file_ids"]
             keys += ("files",)
@@ -213,25 +222,48 @@ def apply_run(changes: ChangeSet, shape: tuple, rows: list, find=None):
     return gathered[-1] if gathered else last
 
 
-def plain_update(inventory, shape: tuple, row, find):
-    """A record of a plain update of an existing object (`find`: its shape's `finder`,
-    not None) set straight in `inventory`, without a ChangeSet: what an application's
-    copy does with most of its calls, the rules being the fields' checks alone.
-    Returns the object; None: not such a record (apply it with `apply_run`); a value
-    refused is an InvalidValue, nothing set."""
-    names = shape[3]
-    if inventory.usage.active and parts.may_move(shape[1], names):
+def plain_updater(inventory, shape: tuple, find, runs: Runs, fork_rows=None):
+    """What applies a record of a plain update of an existing object (of this checked
+    shape; `find`: its `finder`) straight in `inventory`, without a ChangeSet, and adds
+    it to `runs`: what an application's copy does with most of its calls, the rules
+    being the fields' checks alone, which the values passed when they were set on the
+    object the record was made of (`record`).  An object whose row is below `fork_rows`
+    (one of a kind that may be named by row, which existed at the fork) is recorded by
+    its row (see the module's docstring).  None: records of this shape are not plain
+    (apply them with `apply_run`).  The function returns the object set; None: not such
+    a record (apply it with `apply_run`), nothing done."""
+    if find is None:
         return None
-    found = _found(find, shape, row, inventory.groups)
-    if found is None:
-        return None
-    obj, values = found
-    if len(names) == 1:   # most calls: the field's check, then the table's column
-        setattr(obj, names[0], values[0])
-    else:
-        set_many([obj], names, [values])
-    inventory.applied += 1
-    return obj
+    op, kind, keys, names = shape
+    usage, groups, add = inventory.usage, inventory.groups, runs.add
+    moves = parts.may_move(kind, names)   # what the usage counts moves: not plain then
+    field = getattr(_CLASSES[kind], names[0]) if len(names) == 1 else None
+    raw = field is not None and field.raw and names[0]   # see fields.Column
+    count = len(keys)
+    row_shape = (op, kind, _BY_ROW, names)
+    if kind not in _BY_ROW_KINDS:
+        fork_rows = None
+
+    def update(row):
+        if moves and usage.active:
+            return None
+        found = _found(find, shape, row, groups)
+        if found is None:
+            return None
+        obj, values = found
+        if raw:   # most calls: one number, the element of its table's column
+            getattr(obj[0], raw)[obj[1]] = values[0]
+        elif field is not None:
+            field.put(obj, values[0])
+        else:
+            set_many([obj], names, [values])
+        inventory.applied += 1
+        if fork_rows is not None and obj[1] < fork_rows:
+            add(row_shape, [obj[1], *row[count:]])   # the group by its name, as given
+        else:
+            add(shape, row)
+        return obj
+    return update
 
 
 def _found(find, shape: tuple, row, groups):
@@ -250,13 +282,6 @@ def _found(find, shape: tuple, row, groups):
     except (KeyError, TypeError):   # an unknown or unhashable name
         return None
     return None if obj is None else (obj, new)
-
-
-def by_row(shape: tuple, row: list, obj) -> tuple[tuple, list]:
-    """The record (shape, row) of a plain update (`plain_update`'s) of `obj` by its row
-    (see the module's docstring)."""
-    op, kind, keys, names = shape
-    return (op, kind, _BY_ROW, names), [obj[1], *row[len(keys):]]
 
 
 # The tables whose objects a record may name by row, given the inventory.
@@ -390,13 +415,15 @@ def _block_replicas(inv):
     """A run names the replicas of a block one after the other, and the blocks of a
     dataset: the block is looked up once for each."""
     row_of, sites, at_site = _block_rows(inv), inv.sites, inv.block_replicas.at_site
-    last = [_NONE, _NONE, NO_ROW]   # the dataset's and the block's names, the block's row
+    last_dataset = last_block = _NONE   # the last names asked for, and their block's row
+    last_row = NO_ROW
 
     def find(dataset, block, site):
-        if block != last[1] or dataset != last[0]:
-            last[:] = dataset, block, row_of(dataset, block)
-        row = last[2]
-        return None if row == NO_ROW else at_site(row, sites[site].id)
+        nonlocal last_dataset, last_block, last_row
+        if block != last_block or dataset != last_dataset:
+            last_row = row_of(dataset, block)
+            last_dataset, last_block = dataset, block
+        return None if last_row == NO_ROW else at_site(last_row, sites[site].id)
     return find
 
 
