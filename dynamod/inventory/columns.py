@@ -157,6 +157,13 @@ class BlockTable(Names):
     def is_set(self, name) -> bool:
         return True   # every field of a stored block has its value
 
+    def full_name_at(self, row) -> str:
+        """'dataset#block', the block's full name, in one decoding."""
+        datasets, offsets, dataset = self.datasets, self.offsets, self.dataset[row]
+        full = (datasets.names[datasets.offsets[dataset]:datasets.offsets[dataset + 1]] + b"#"
+                + self.names[offsets[row]:offsets[row + 1]])
+        return full.decode("utf-8", "surrogatepass")
+
     def values_at(self, row) -> tuple:
         """See Block.values."""
         offsets = self.offsets

@@ -569,6 +569,9 @@ class DetachedBlock(Detached):
         self.name, self.dataset, self.id = (name,), (dataset,), (id,)
         self.given, self.files = {}, {}
 
+    def full_name_at(self, row) -> str:
+        return f"{_name_of(self.dataset[row])}#{self.name[row]}"
+
     def values_at(self, row) -> tuple:
         return (self.id[row], self.dataset[row], self.name[row], self.size[row],
                 self.num_files[row], self.is_open[row], self.last_update[row])
@@ -621,7 +624,7 @@ class Block(_View):
                 f"{self.is_open},{self.last_update},{self.id},False)")
 
     def full_name(self) -> str:
-        return f"{_name_of(self.dataset)}#{self.name}"
+        return self[0].full_name_at(self[1])   # in one call: a script asks for every block's
 
     def values(self) -> tuple:
         """(id, dataset, name, size, num_files, is_open, last_update) in one call (what

@@ -127,17 +127,17 @@ class Runs:
 
     def __init__(self):
         self.runs = []   # [(shape, rows)]
-        self.count = 0
+        self.shape = self.rows = None   # the last run's
 
     def add(self, shape: tuple, row: list):
-        if self.runs and self.runs[-1][0] == shape:
-            self.runs[-1][1].append(row)
+        if shape == self.shape:
+            self.rows.append(row)
         else:
-            self.runs.append((shape, [row]))
-        self.count += 1
+            self.shape, self.rows = shape, [row]
+            self.runs.append((shape, self.rows))
 
     def __len__(self):
-        return self.count
+        return sum(len(rows) for _, rows in self.runs)
 
     def __iter__(self):
         return iter(self.runs)
@@ -386,19 +386,19 @@ def _block_rows(inv):
     made (`BlockSet.by_name`), which costs at most some 32 names per look-up before it."""
     datasets = inv.datasets
     # the dataset's name, its blocks, look-ups left before the dict, the dict
-    here = [_NONE, None, 0, None]
+    name, blocks, left, by_name = _NONE, None, 0, None
 
     def row_of(dataset, block):
-        if dataset != here[0]:
+        nonlocal name, blocks, left, by_name
+        if dataset != name:
             blocks = datasets[dataset].blocks
-            here[:] = dataset, blocks, max(2, len(blocks) // 32), None
-        by_name = here[3]
+            name, left, by_name = dataset, max(2, len(blocks) // 32), None
         if by_name is None:
-            here[2] -= 1
-            if here[2] > 0:
-                found = here[1].find(block)
+            left -= 1
+            if left > 0:
+                found = blocks.find(block)
                 return NO_ROW if found is None else found[1]
-            by_name = here[3] = here[1].by_name()
+            by_name = blocks.by_name()
         return by_name.get(block, NO_ROW)
     return row_of
 
