@@ -1190,6 +1190,11 @@ class Bench:
         self.add("writeback", f"write-back of {count:,} changes end to end (the script's "
                               f"inventory.update() calls -> committed)",
                  median(r[1] for r in rounds), median(raw), "s", "ratio <= 4")
+        loop = self.probe("script", self.store, count)
+        self.note(f"the write-back script's loop in process (python -m bench.probes script "
+                  f"STORE {count}; CPU, best of 3): the walk {loop['walk']:.3f} s, building "
+                  f"each BlockReplica too {loop['build']:.3f} s, the whole loop with its "
+                  f"inventory.update() calls {loop['script']:.3f} s")
 
     def _writeback_round(self, script, count: int, value: int) -> tuple:
         """(from the script's end, from its first update, the updates alone: seconds;

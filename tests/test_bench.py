@@ -69,7 +69,23 @@ def test_small_scale_reports_every_figure(tmp_path):
             if f["limit"] is not None:
                 assert f["limit"] > 0 and f["ratio"] > 0, f
     assert "| figure" in result.stdout  # the table
+    assert "the write-back script's loop in process" in result.stderr
     assert not list(tmp_path.glob("dynbench-*")), "the work directory was not removed"
+
+
+def test_the_write_back_script_probe_times_the_loop_in_process(tmp_path):
+    """`python -m bench.probes script` runs the write-back benchmark's application against
+    an application's copy of a store: each of its calls applied and recorded by row."""
+    Generator("small", seed=3).write_store(str(tmp_path / "a.db"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "bench.probes", "script",
+                             str(tmp_path / "a.db"), "200"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert 0 < report["walk"] and 0 < report["build"] and 0 < report["script"], report
+    assert report["records"] == 200
+    assert report["runs"] == [[["update", "blockreplica", ["row"], ["last_update"]], 200]]
 
 
 @pytest.mark.parametrize("scale", ["medium", "cms"])

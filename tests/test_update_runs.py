@@ -201,3 +201,37 @@ def test_a_record_by_row_is_a_plain_update_only(op, keys, fields):
         run_shape(op, "blockreplica", keys, fields)
     with pytest.raises(InvalidParams, match="not named by 'row'"):
         run_shape("update", "site", ["row"], ["status"])
+
+
+def test_detached_objects_each_hold_what_was_set_and_record_it_in_field_order():
+    """A built object reads its kind's defaults until a field is set, and setting a field
+    of one never shows in another (the defaults are shared by the kind); `update` records
+    the fields set, in the order of the kind's fields whatever the order of setting, and
+    sets them in the copy; a bad value is refused where it is set."""
+    inventory = Inventory()
+    injection.inject(ChangeSet(inventory, now=1000), STOCK)
+    application = ApplicationInventory(inventory, writable=True)
+    one, two = BlockReplica("/A/B/RAW#b1", "S1"), BlockReplica("/A/B/RAW#b1", "S2")
+    one.last_update = 50
+    one.group = "G2"
+    assert (one.last_update, one.group, one.size, one.is_custodial) == (50, "G2", 0, False)
+    assert (two.last_update, two.group, two.size, two.file_ids) == (0, None, 0, None)
+    assert repr(two) == "BlockReplica('/A/B/RAW#b1','S2',None,False,0,0,None)"
+    two.is_custodial = True
+    dataset = Dataset("/A/B/RAW", status="VALID")
+    assert (dataset.status, dataset.data_type, dataset.is_open, dataset.id) == \
+        ("valid", "unknown", True, 0)
+    assert Dataset("/A/B/RAW").status == "unknown"
+    with pytest.raises(DynamoError, match=r"BlockReplica\.last_update must be a time"):
+        BlockReplica("/A/B/RAW#b1", "S1", last_update=-1)
+    with pytest.raises(DynamoError, match=r"Block\.name cannot be changed"):
+        Block("b1", "/A/B/RAW").name = "b2"
+    for obj in (one, two, dataset):
+        application.update(obj)
+    assert [(shape[2:], [row[1:] for row in rows]) for shape, rows in application.records] == [
+        ((("row",), ("group", "last_update")), [["G2", 50]]),
+        ((("row",), ("is_custodial",)), [[True]]),
+        ((("name",), ("status",)), [["valid"]])]
+    found = application.find_block("/A/B/RAW#b1").find_replica("S1")
+    assert (found.group.name, found.last_update) == ("G2", 50)
+    assert application.find_block("/A/B/RAW#b1").find_replica("S2").is_custodial
