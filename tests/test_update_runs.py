@@ -122,14 +122,19 @@ def _call(kind: str, record: dict):
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(update_runs, st.sampled_from([None, ("/A/B/RAW", "b1"), ("/C/D/AOD", "b2")]))
-def test_the_daemon_ends_where_the_applications_copy_did(write_back, deleted):
+@given(update_runs, st.sampled_from([None, ("/A/B/RAW", "b1"), ("/C/D/AOD", "b2")]),
+       st.booleans())
+def test_the_daemon_ends_where_the_applications_copy_did(write_back, deleted, partitioned):
     """An application's calls (the records of random runs, one call each, some refused in
     the copy, a block deleted first or not), sent as the child sends them and applied as
     the daemon does, leave the daemon's inventory as they left the copy: plain updates of
-    blocks and block replicas that existed at the start go by row, the rest by names."""
+    blocks and block replicas that existed at the start go by row, the rest by names.
+    With a partition defined, a replica's group or custodial flag moves its usage, in
+    the copy as in the daemon."""
     copy, daemon = Inventory(), Inventory()
     for inventory in (copy, daemon):
+        if partitioned:
+            ChangeSet(inventory).set_partition("Owned", condition="group != none")
         injection.inject(ChangeSet(inventory, now=1000), STOCK)
     application = ApplicationInventory(copy, writable=True)
     with mock.patch("time.time", return_value=1000.0):   # the copy's calls' `now`
@@ -148,7 +153,8 @@ def test_the_daemon_ends_where_the_applications_copy_did(write_back, deleted):
     writeback.apply_runs(changes, writeback.parse(pipe.getvalue()))
     changes.finish()
     assert state(daemon) == state(copy)
-    assert daemon.problems() == []
+    assert used(daemon) == used(copy)
+    assert daemon.problems() == [] and copy.problems() == []
 
 
 def test_a_record_by_row_names_a_live_object_or_is_refused():
@@ -235,3 +241,22 @@ def test_detached_objects_each_hold_what_was_set_and_record_it_in_field_order():
     found = application.find_block("/A/B/RAW#b1").find_replica("S1")
     assert (found.group.name, found.last_update) == ("G2", 50)
     assert application.find_block("/A/B/RAW#b1").find_replica("S2").is_custodial
+
+
+def test_an_update_after_a_deletion_finds_what_is_left():
+    """Updates of a dataset's block replicas, a deletion of one of its blocks, then an
+    update of a replica of that block: refused as unknown, never set in the deleted
+    rows; the others still applied."""
+    inventory = Inventory()
+    injection.inject(ChangeSet(inventory, now=1000), STOCK)
+    application = ApplicationInventory(inventory, writable=True)
+    for block in ("b1", "b2", "b1"):
+        application.update(BlockReplica(f"/A/B/RAW#{block}", "S1", last_update=7))
+    with mock.patch("time.time", return_value=1000.0):
+        application.delete(application.find_block("/A/B/RAW#b1"))
+    with pytest.raises(DynamoError, match="b1"):
+        application.update(BlockReplica("/A/B/RAW#b1", "S1", last_update=8))
+    application.update(BlockReplica("/A/B/RAW#b2", "S1", last_update=9))
+    assert application.find_block("/A/B/RAW#b1") is None
+    assert application.find_block("/A/B/RAW#b2").find_replica("S1").last_update == 9
+    assert application.memory.problems() == []

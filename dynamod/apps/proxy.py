@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from ..errors import DynamoError, InvalidValue
 from ..inventory.changes import ChangeSet
 from ..inventory.objects import CLASSES, BlockReplica
-from ..inventory.updates import Runs, apply_run, finder, plain_updater, record, row_tables
+from ..inventory.updates import (Runs, apply_run, finder, plain_updater, record,
+                                 replica_updater, row_tables)
 
 
 class ApplicationInventory:
@@ -21,8 +22,9 @@ class ApplicationInventory:
         self.writable = writable
         self.records = Runs()
         self._changes = ChangeSet(inventory)   # one for every call: see `_apply`
-        # the last call's shape, its finder, its plain_updater
-        self._shape = self._find = self._plain = None
+        # the last call's shape, its finder, its plain_updater; the replica_updater
+        # (made again after any call it did not apply)
+        self._shape = self._find = self._plain = self._replicas = None
         # {kind: rows}: the objects of the tables whose objects may be recorded by row
         # (updates.plain_updater) that existed at the fork, the rows below these
         self._fork_rows = {kind: len(table) for kind, table in row_tables(inventory).items()}
@@ -78,6 +80,12 @@ class ApplicationInventory:
 
         `site` says where a new file of a block with replicas is present.
         """
+        if self._replicas is None:
+            self._replicas = replica_updater(self._inventory, self.records,
+                                             self._fork_rows["blockreplica"])
+        result = self._replicas(obj)   # most calls: a built replica's plain fields
+        if result is not None:
+            return result
         return self._apply(*record("update", obj, site))
 
     def delete(self, obj):
@@ -92,6 +100,7 @@ class ApplicationInventory:
         """Apply one call's record as a change of its own: refused, it is undone; kept, it
         stays (this copy is never committed, so nothing of it need be remembered).  A
         plain update of an existing object is set straight (`plain_updater`)."""
+        self._replicas = None   # its look-ups may no longer hold
         if shape != self._shape:   # calls of one shape in a row share a finder
             self._shape = shape
             self._find = find = finder(shape, self._inventory)

@@ -554,17 +554,22 @@ class Detached:
 
     block_replicas_of = replicas_of   # a dataset's, a block's, a dataset replica's
 
+    def values_at(self, row) -> tuple:
+        """The fields of the view's kind, as its `values()` (VALUES: their names)."""
+        return tuple(getattr(self, name)[row] for name in self.VALUES)
+
 
 class DetachedDataset(Detached):
+    VALUES = ("id", "name", "status", "data_type", "software_version", "last_update",
+              "is_open")
+
     def __init__(self, name, id):
         self.name, self.id, self.given = (name,), (id,), {}
 
-    def values_at(self, row) -> tuple:
-        return (self.id[row], self.name[row], self.status[row], self.data_type[row],
-                self.software_version[row], self.last_update[row], self.is_open[row])
-
 
 class DetachedBlock(Detached):
+    VALUES = ("id", "dataset", "name", "size", "num_files", "is_open", "last_update")
+
     def __init__(self, name, dataset, id):
         self.name, self.dataset, self.id = (name,), (dataset,), (id,)
         self.given, self.files = {}, {}
@@ -572,26 +577,19 @@ class DetachedBlock(Detached):
     def full_name_at(self, row) -> str:
         return f"{_name_of(self.dataset[row])}#{self.name[row]}"
 
-    def values_at(self, row) -> tuple:
-        return (self.id[row], self.dataset[row], self.name[row], self.size[row],
-                self.num_files[row], self.is_open[row], self.last_update[row])
-
 
 class DetachedDatasetReplica(Detached):
+    VALUES = ("dataset", "site", "growing", "group")
+
     def __init__(self, dataset, site):
         self.dataset, self.site, self.given = (dataset,), (site,), {}
 
-    def values_at(self, row) -> tuple:
-        return self.dataset[row], self.site[row], self.growing[row], self.group[row]
-
 
 class DetachedBlockReplica(Detached):
+    VALUES = ("block", "site", "group", "is_custodial", "size", "last_update", "file_ids")
+
     def __init__(self, block, site):
         self.block, self.site, self.given = (block,), (site,), {}
-
-    def values_at(self, row) -> tuple:
-        return (self.block[row], self.site[row], self.group[row], self.is_custodial[row],
-                self.size[row], self.last_update[row], self.file_ids[row])
 
 
 class Block(_View):

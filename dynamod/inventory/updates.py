@@ -18,7 +18,8 @@ at a time; anything else record by record, in order.
 
 Such a plain update of a block or a block replica that existed when the
 application started is recorded by the object's row in its table instead of
-its names (`plain_updater`), the key "row":
+its names (`plain_updater`; `replica_updater` makes such a record of a built
+block replica at once), the key "row":
 
     {"op": "update", "kind": "blockreplica", "keys": ["row"],
      "fields": ["last_update"], "rows": [[18204, 1528406008], ...]}
@@ -236,33 +237,102 @@ def plain_updater(inventory, shape: tuple, find, runs: Runs, fork_rows=None):
         return None
     op, kind, keys, names = shape
     usage, groups, add = inventory.usage, inventory.groups, runs.add
-    moves = parts.may_move(kind, names)   # what the usage counts moves: not plain then
-    field = getattr(_CLASSES[kind], names[0]) if len(names) == 1 else None
-    raw = field is not None and field.raw and names[0]   # see fields.Column
+    moves, put = parts.may_move(kind, names), _putter(inventory, kind, names)
     count = len(keys)
     row_shape = (op, kind, _BY_ROW, names)
     if kind not in _BY_ROW_KINDS:
         fork_rows = None
 
     def update(row):
-        if moves and usage.active:
+        if moves and usage.active:   # what the usage counts moves: not plain then
             return None
         found = _found(find, shape, row, groups)
         if found is None:
             return None
         obj, values = found
-        if raw:   # most calls: one number, the element of its table's column
-            getattr(obj[0], raw)[obj[1]] = values[0]
-        elif field is not None:
-            field.put(obj, values[0])
-        else:
-            set_many([obj], names, [values])
-        inventory.applied += 1
+        put(obj, values)
         if fork_rows is not None and obj[1] < fork_rows:
             add(row_shape, [obj[1], *row[count:]])   # the group by its name, as given
         else:
             add(shape, row)
         return obj
+    return update
+
+
+def _putter(inventory, kind: str, names: tuple):
+    """What sets the checked values of the plain fields `names` of an object of `kind`
+    (one in the inventory), counting it as applied."""
+    if len(names) != 1:
+        def put(obj, values):
+            set_many([obj], names, [values])
+            inventory.applied += 1
+    elif (field := getattr(_CLASSES[kind], names[0])).raw:   # see fields.Column
+        name = names[0]
+
+        def put(obj, values):   # most calls: one number, the element of a column
+            getattr(obj[0], name)[obj[1]] = values[0]
+            inventory.applied += 1
+    else:
+        def put(obj, values):
+            field.put(obj, values[0])
+            inventory.applied += 1
+    return put
+
+
+def replica_updater(inventory, runs: Runs, fork_rows: int):
+    """What applies the bulk of a write-back, `inventory.update(BlockReplica(
+    'dataset#block', site, last_update=t))` of a replica that existed at the fork (its
+    row below `fork_rows`) with plain fields only, straight from the object: found,
+    set and recorded by row (as `plain_updater` would the call's record), without the
+    record by names made first, then taken apart and checked again (a third less time
+    per call).
+    The function returns the replica; None: not such a call, nothing done (its record
+    goes the usual way).  It keeps what its finder looked up (see `finder`): make it
+    anew after any other call."""
+    find, usage, groups = _block_replicas(inventory), inventory.usage, inventory.groups
+    plans = {}   # the names of the fields given -> (their shape by row, what sets them, ...)
+
+    def plan(names):
+        if not names or not _PLAIN["blockreplica"].issuperset(names):
+            return None
+        return (("update", "blockreplica", _BY_ROW, names),
+                _putter(inventory, "blockreplica", names),
+                parts.may_move("blockreplica", names),
+                names.index("group") if "group" in names else None)
+
+    def update(obj):
+        if type(obj) is not BlockReplica:
+            return None
+        fields = changed_fields(obj)
+        names = tuple(fields)
+        planned = plans.get(names, _NONE)
+        if planned is _NONE:
+            planned = plans[names] = plan(names)
+        if planned is None:
+            return None
+        shape, put, moves, group = planned
+        if moves and usage.active:
+            return None
+        table, row = obj
+        block, site = table.block_at(row), table.site_at(row)
+        names_of = block.split("#", 1) if type(block) is str else ()
+        if len(names_of) != 2 or not (type(site) is str or type(site) is Site):
+            return None   # named otherwise: as `record` names it, or refuses it
+        values = list(fields.values())
+        recorded = values   # the values as the record gives them: a group by its name
+        try:
+            found = find(*names_of, site if type(site) is str else site.name)
+            if group is not None:
+                recorded = values[:]
+                recorded[group] = _name(values[group])
+                values[group] = groups[recorded[group]]
+        except (KeyError, TypeError, AttributeError):   # an unknown, unhashable name
+            return None
+        if found is None or found[1] >= fork_rows:
+            return None
+        put(found, values)
+        runs.add(shape, [found[1], *recorded])
+        return found
     return update
 
 
