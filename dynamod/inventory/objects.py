@@ -273,6 +273,16 @@ def _init(obj, values: tuple):
             setattr(obj, name, value)
 
 
+def _detached(cls, table, values: tuple):
+    """The view of a caller's one-row `table` (Detached), with the fields its constructor
+    was given (`values` in the order of FIELDS, _UNSET where not given) checked and put
+    in the table straight: a script builds one per `inventory.update` call."""
+    for name, value in zip(cls.FIELDS, values):
+        if value is not _UNSET:
+            table.store(name, 0, getattr(cls, name).check(value))
+    return _new_view(cls, (table, 0))
+
+
 class _Unset:
     __slots__ = ()
 
@@ -402,9 +412,8 @@ class Dataset(_View):
     def __new__(cls, name, status=_UNSET, data_type=_UNSET, software_version=_UNSET,
                 last_update=_UNSET, is_open=_UNSET, id=0):
         """A detached dataset."""
-        dataset = _new_view(cls, (DetachedDataset(cls.name.check(name), id), 0))
-        _init(dataset, (status, data_type, software_version, last_update, is_open))
-        return dataset
+        return _detached(cls, DetachedDataset(cls.name.check(name), id),
+                         (status, data_type, software_version, last_update, is_open))
 
     def __repr__(self):
         return (f"Dataset({self.name!r},{self.status!r},{self.data_type!r},"
@@ -613,9 +622,8 @@ class Block(_View):
                 last_update=_UNSET, id=0, internal_name=False):
         """A detached block.  `internal_name` is accepted so that a printed Block
         evaluates back."""
-        block = _new_view(cls, (DetachedBlock(cls.name.check(name), dataset, id), 0))
-        _init(block, (size, num_files, is_open, last_update))
-        return block
+        return _detached(cls, DetachedBlock(cls.name.check(name), dataset, id),
+                         (size, num_files, is_open, last_update))
 
     def __repr__(self):
         return (f"Block({self.name!r},{_name_of(self.dataset)!r},{self.size},{self.num_files},"
@@ -782,9 +790,7 @@ class DatasetReplica(_View):
 
     def __new__(cls, dataset, site, growing=_UNSET, group=_UNSET):
         """A detached dataset replica."""
-        replica = _new_view(cls, (DetachedDatasetReplica(dataset, site), 0))
-        _init(replica, (growing, group))
-        return replica
+        return _detached(cls, DetachedDatasetReplica(dataset, site), (growing, group))
 
     def __repr__(self):
         return (f"DatasetReplica({_name_of(self.dataset)!r},{_name_of(self.site)!r},"
@@ -861,9 +867,8 @@ class BlockReplica(_View):
                 last_update=_UNSET, files=_UNSET):
         """A detached block replica.  `files`: None (or not given) for a complete
         replica, else the LFNs present."""
-        replica = _new_view(cls, (DetachedBlockReplica(block, site), 0))
-        _init(replica, (group, is_custodial, size, last_update, files))
-        return replica
+        return _detached(cls, DetachedBlockReplica(block, site),
+                         (group, is_custodial, size, last_update, files))
 
     def __repr__(self):
         block = self.block.full_name() if isinstance(self.block, Block) else self.block
