@@ -182,21 +182,21 @@ class Column(property):
 
     def __init__(self, name: str, field: Field, get, put=None, raw=False):
         check = field.check
-        if put is None:   # the table's `store`, called straight: a script sets many
-            def write(view, value):
-                view[0].store(name, view[1], check(value))
-
-            def put_checked(view, value):
-                view[0].store(name, view[1], value)
-        else:
-            def write(view, value):
-                put(view[0], view[1], check(value))
-
-            def put_checked(view, value):
-                put(view[0], view[1], value)
         if field.frozen:
             def write(view, value):
                 raise InvalidValue(f"{field.label} cannot be changed", field=name)
+        elif put is None:   # the table's `store`, called straight: a script sets many
+            def write(view, value):
+                view[0].store(name, view[1], check(value))
+        else:
+            def write(view, value):
+                put(view[0], view[1], check(value))
+        if put is None:
+            def put_checked(view, value):
+                view[0].store(name, view[1], value)
+        else:
+            def put_checked(view, value):
+                put(view[0], view[1], value)
 
         super().__init__(get, write)
         self.name, self.field, self.check, self.default = name, field, check, field.default
