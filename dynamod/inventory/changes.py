@@ -379,7 +379,10 @@ def set_many(objects: list, names: tuple, values: list) -> tuple[list, list, lis
     their new values, tuples in the order of `names`).  Every value is checked before any
     is set; a value the object's table refuses as it is set (a block's size or num_files
     its dataset's sum refuses, datasets.py) puts the old values back and is raised.  What
-    `ChangeSet.update_many` and an application's plain updates (apps/proxy.py) set."""
+    `ChangeSet.update_many` and an application's plain updates (apps/proxy.py) set.
+    No names (`inventory.update(Site('S1'))` of an existing site) change nothing."""
+    if not names:
+        return [], [], []
     fields = [type(objects[0]).__dict__[n] for n in names]
     changed, old_values, new_values = [], [], []
     try:

@@ -216,6 +216,9 @@ _SHAPES = [   # (kind, keys, their values, fields)
     ("blockreplica", ["dataset", "block", "site"], [DATASETS, BLOCKS, SITES[:2]],
      ["group", "is_custodial", "last_update"]),
     ("blockreplica", ["dataset", "block", "site"], [DATASETS, BLOCKS, SITES], ["group"]),
+    # `inventory.update(obj)` with no field set: nothing to change, or a new object
+    ("site", ["name"], [SITES + ["S9"]], []),
+    ("blockreplica", ["dataset", "block", "site"], [DATASETS, BLOCKS, SITES], []),
 ]
 
 
