@@ -22,7 +22,7 @@ from dynamod.inventory.inventory import Inventory
 from dynamod.inventory.rows import all_rows
 from dynamod.service import InventoryService
 from support.documents import state
-from support.wire import pipelined
+from support.wire import Raw, pipelined
 
 
 def _document(one_by_one: bool = False, blocks: int = 30, files: int = 4) -> dict:
@@ -204,3 +204,32 @@ def test_a_large_entry_of_the_change_log_reaches_its_file_whole(daemon):
             break
         time.sleep(0.05)
     assert written == wanted
+
+
+def test_the_change_log_file_frames_each_line_of_a_bulk_entry(daemon):
+    """A bulk entry's lines written to the file each after the time and the request's
+    actor, with what JSON escapes in a name (a quote, a backslash) and format braces in
+    the request id: the lines of the same objects one by one, each framed alike."""
+    plain = _document(blocks=40, files=5)
+    odd = {"dataset": [{"name": "/Odd/ds/RAW", "blocks": [{"name": "b1", "last_update": 7, "files": [
+        {"name": f"/store/odd/it's\\{{{i}}}.root", "size": 1} for i in range(200)]}]}]}
+    client = Raw(daemon.socket, timeout=60)
+    try:
+        for rid, document in (("{0}}", plain), ("{x}\\", odd)):
+            assert "result" in client.request(rid, "inject", data=document)
+    finally:
+        client.close()
+    wanted = lines(_inject(plain)[1]) + lines(_inject(odd)[1])
+    wanted = [line for line in wanted if line.startswith(("created file ", "created block "))]
+    change_log, deadline = daemon.state_dir / "changes.log", time.monotonic() + 30
+    while True:
+        text = change_log.read_text() if change_log.exists() else ""
+        written = [line for line in text.splitlines()
+                   if " created file " in line or " created block " in line]
+        if len(written) >= len(wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(written) == len(wanted) == 200 + 200 + 1 + 40
+    actors = [line.split(" ")[2] for line in written]
+    assert actors == ["request={0}}"] * 240 + ["request={x}\\"] * 201
+    assert [line.split(" ", 3)[3] for line in written] == wanted

@@ -164,16 +164,21 @@ def _numbered(values) -> tuple[list, list]:
     return list(number), list(map(number.__getitem__, values))
 
 
-def entry_lines(entry: list) -> list[str]:
+def entry_lines(entry: list, prefix: str = "", end: str = "") -> list[str]:
     """The change log's lines of a compact entry (`journal_entry`): plain lines, runs of
-    updates each as `Updates.compact` gave it, and new files as their columns."""
+    updates each as `Updates.compact` gave it, and new files as their columns; each
+    line between `prefix` and `end` (the change log's file: the time and the actor
+    before it, a newline after it, made with the line rather than added over the text)."""
     lines = []
+    framed = (lambda line: prefix + line + end) if prefix or end else None
     for part in entry:
         if type(part) is str:
-            lines.append(part)
+            lines.append(prefix + part + end)
             continue
         if "files" in part:   # the columns of new files (new_files)
-            lines += map(_file_line, *part["files"])
+            line = _FILE_LINE if not framed else (
+                prefix.replace("{", "{{").replace("}", "}}") + _FILE_LINE + end)
+            lines += map(line.format, *part["files"])
             continue
         names, old, new = part["names"], part["old"], part["new"]
         if "labels" in part:
@@ -185,13 +190,14 @@ def entry_lines(entry: list) -> list[str]:
                       for b, s in zip(part["block"], part["site"])]
         if len(names) == 1:
             name = names[0]
-            lines += [f"updated {label} {name}: {o!r} -> {v!r}"
-                      for label, o, v in zip(labels, old, new)]
+            made = [f"updated {label} {name}: {o!r} -> {v!r}"
+                    for label, o, v in zip(labels, old, new)]
         else:
-            lines += [f"updated {label} " + " ".join(
-                          [f"{n}: {o!r} -> {v!r}" for n, o, v in zip(names, os, vs)
-                           if o is not v and o != v])
-                      for label, os, vs in zip(labels, old, new)]
+            made = [f"updated {label} " + " ".join(
+                        [f"{n}: {o!r} -> {v!r}" for n, o, v in zip(names, os, vs)
+                         if o is not v and o != v])
+                    for label, os, vs in zip(labels, old, new)]
+        lines += map(framed, made) if framed else made
     return lines
 
 
@@ -274,7 +280,8 @@ def _totals_conflict(obj, total, expected, actual, parts) -> Conflict:
 
 # The change log's line of a new file (most lines of an injection): (lfn, size, adler32,
 # crc32, md5) -> str, a bound method (mapped over the columns without a Python frame).
-_file_line = "created file {} size={!r} adler32={!r} crc32={!r} md5={!r}".format
+_FILE_LINE = "created file {} size={!r} adler32={!r} crc32={!r} md5={!r}"
+_file_line = _FILE_LINE.format
 
 
 def journal_entry(journal) -> str | bytes:
