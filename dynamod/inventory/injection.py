@@ -268,7 +268,7 @@ def _new_block_replicas(changes, replica, items) -> bool:
     complete and plain (`ChangeSet.new_block_replicas`); False when not done."""
     if not _plain(items, _PLAIN_BLOCK_REPLICA_KEYS):
         return False
-    blocks = list(map(replica.dataset.find_block, map(dict.get, items, repeat("block"))))
+    blocks = replica.dataset.blocks.find_many(list(map(dict.get, items, repeat("block"))))
     known = changes.inventory.groups
     try:
         groups = [known.get(item["group"]) if "group" in item else None for item in items]
