@@ -48,7 +48,10 @@ def _document(one_by_one: bool = False, blocks: int = 30, files: int = 4) -> dic
                 *[{"block": name, "last_update": when, "size": 10 * files}
                   for name in names[:10]],
                 {"block": names[10], "files": [f"/store/bulk/{names[10]}/0.root"]},
-                *[{"block": name, "group": None} for name in names[11:]]]},
+                {"block": names[11], "group": None, "files": []},
+                {"block": names[12], "group": None, "size": 10 * files, "files": [
+                    f"/store/bulk/{names[12]}/{j}.root" for j in [*range(files), 0]]},
+                *[{"block": name, "group": None} for name in names[13:]]]},
         ],
     }
 
@@ -101,6 +104,13 @@ def test_a_batch_equals_the_same_objects_one_by_one():
      "block /Bulk/ds/RAW#blk005: size is 41 in the request but 40 by its files"),
     (("datasetreplica", 1, "blockreplicas", 2), {"size": 7},
      "size is 7 in the request but 40 by its files"),
+    # a replica that lists its files
+    (("datasetreplica", 1, "blockreplicas", 10), {"size": 11},
+     "size is 11 in the request but 10 by its files"),
+    (("datasetreplica", 1, "blockreplicas", 10), {"files": ["/store/bulk/blk010/9.root"]},
+     "file '/store/bulk/blk010/9.root' is not in block"),
+    (("datasetreplica", 1, "blockreplicas", 11), {"files": "/store/bulk/blk010/0.root"},
+     "files must be a list of LFNs"),
     (("datasetreplica", 0, "blockreplicas", 4), {"group": "nobody"}, "nobody"),
     (("datasetreplica", 0, "blockreplicas", 6), {"block": "blk999"}, "blk999"),
     (("dataset", 0, "blocks", 7), {"is_open": "yes"}, "Block.is_open must be true or false"),

@@ -138,6 +138,11 @@ class FileCache:
         self._indexed[block.id] = lfns, entry
         self.by_lfn.update(dict.fromkeys(lfns, entry))
 
+    def packed(self, block) -> PackedFiles | None:
+        """The files of a held block that `add_new` gave, while they are still packed."""
+        files = self._blocks.get(block.id)
+        return files if type(files) is PackedFiles and block.id in self._held else None
+
     def forget_new(self, block):
         """Undo `add_new` (the block's files may have been unpacked since): it has none."""
         files = self._blocks[block.id]
