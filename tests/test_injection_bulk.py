@@ -243,3 +243,20 @@ def test_the_change_log_file_frames_each_line_of_a_bulk_entry(daemon):
     actors = [line.split(" ")[2] for line in written]
     assert actors == ["request={0}}"] * 240 + ["request={x}\\"] * 201
     assert [line.split(" ", 3)[3] for line in written] == wanted
+
+
+def test_the_lfns_of_a_released_block_are_free_once_it_is_deleted(daemon):
+    """A new block's packed files leave the LFN index when its injection is committed:
+    once the block is deleted, its LFNs are free for a new block of another dataset
+    (an index that kept them would find the deleted block's files there)."""
+    first = _document(blocks=20, files=6)
+    assert daemon.inject_json(first)["created"]["files"] == 120
+    reused = [f"/store/bulk/{block['name']}/{j}.root"
+              for block in first["dataset"][0]["blocks"] for j in range(6)]
+    again = {"dataset": [{"name": "/Again/ds/RAW", "blocks": [{"name": "b1", "files": [
+        {"name": name, "size": 3} for name in reused]}]}]}
+    refused = daemon.inject_json(again, check=False)
+    assert refused.returncode != 0 and "belongs to block /Bulk/ds/RAW#" in refused.stderr
+    deleted = daemon.inject_json({"dataset": [{"name": "/Bulk/ds/RAW"}]}, "--delete")
+    assert deleted["deleted"]["files"] == 120
+    assert daemon.inject_json(again)["created"]["files"] == 120

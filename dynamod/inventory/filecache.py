@@ -165,7 +165,7 @@ class FileCache:
             if self._deleted(block):
                 continue  # its files went with it (and out of by_lfn, undoably)
             if self.source is not None and type(files) is not dict:   # add_new's
-                self._unindex(files, indexed)
+                self._unindex(indexed)
             elif self.source is not None:  # packed again, and no longer indexed
                 for lfn, f in files.items():
                     if self.by_lfn.get(lfn) is f:
@@ -175,20 +175,13 @@ class FileCache:
             self.loaded_files += len(files)
         self.trim()
 
-    def _unindex(self, packed: PackedFiles, indexed: tuple | None):
-        """Take the LFNs of `add_new`'s packed files out of `by_lfn` where they still lead
-        to them.  All at once (the LFN strings add_new was given, their hashes known) when
-        all still lead to its one FileMap, as they do unless a change unpacked the block;
-        else one by one."""
+    def _unindex(self, indexed: tuple):
+        """Take the LFNs `add_new` indexed (the strings it was given: their hashes known)
+        out of `by_lfn`, where they still lead to its FileMap."""
+        lfns, entry = indexed
         by_lfn = self.by_lfn
-        lfns, entry = indexed if indexed is not None else (packed.lfns(), None)
-        found = list(map(by_lfn.get, lfns))
-        if entry is not None and entry.packed is packed and set(map(id, found)) == {id(entry)}:
-            list(map(by_lfn.__delitem__, lfns))
-            return
-        for lfn, entry in zip(lfns, found):
-            if type(entry) is FileMap and entry.packed is packed:
-                del by_lfn[lfn]
+        list(map(by_lfn.__delitem__, [lfn for lfn, found in zip(lfns, map(by_lfn.get, lfns))
+                                      if found is entry]))
 
     @staticmethod
     def _deleted(block) -> bool:
