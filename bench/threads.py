@@ -12,15 +12,12 @@ of large change-log entries.  On 2 cores the sum bounds the wall time from below
 the GIL (the event loop's share, most of the change log's) must take turns.
 """
 
-import argparse
 import os
 import resource
-import shutil
-import tempfile
 import time
 
 from .daemon import BenchDaemon
-from .generator import Generator
+from .phases import documents
 
 
 def thread_seconds(pid: int) -> dict:
@@ -37,17 +34,7 @@ def thread_seconds(pid: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.threads", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", default="medium")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--files", type=int, default=600_000)
-    parser.add_argument("--workdir")
-    args = parser.parse_args(argv)
-    root = tempfile.mkdtemp(prefix="dynthreads-", dir=args.workdir)
-    try:
-        docs = Generator(args.scale, args.seed).write_documents(
-            os.path.join(root, "docs"), max_files=args.files)
+    with documents(argv, "python -m bench.threads", __doc__, 600_000) as (root, docs):
         daemon = BenchDaemon(root, os.path.join(root, "inject.db"), "FULL", "inject")
         daemon.start()
         try:
@@ -64,8 +51,6 @@ def main(argv=None) -> int:
                      for tid, seconds in thread_seconds(daemon.pid).items()}
         finally:
             daemon.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
     files = docs["counts"]["file"]
     per = lambda seconds: f"{seconds:6.2f} s  {seconds / files * 1e6:5.2f} us/file"
     client = after.ru_utime + after.ru_stime - client.ru_utime - client.ru_stime
