@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 
 from dynamod import collector
 from dynamod.changelog import ChangeLog
@@ -64,21 +65,29 @@ async def measure(paths: list[str], root: str) -> dict:
     return seconds
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.phases", description=__doc__,
+@contextmanager
+def documents(argv, prog: str, description: str, files: int):
+    """The command line of a measurement over the inject figure's documents (--scale,
+    --seed, --files: their first files, --workdir) and those documents, written to a
+    temporary directory removed afterwards: (the directory, write_documents' result)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="medium")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--files", type=int, default=200_000)
+    parser.add_argument("--files", type=int, default=files)
     parser.add_argument("--workdir")
     args = parser.parse_args(argv)
     root = tempfile.mkdtemp(prefix="dynphases-", dir=args.workdir)
     try:
-        docs = Generator(args.scale, args.seed).write_documents(
+        yield root, Generator(args.scale, args.seed).write_documents(
             os.path.join(root, "docs"), max_files=args.files)
-        seconds = asyncio.run(measure(docs["paths"], root))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    with documents(argv, "python -m bench.phases", __doc__, 200_000) as (root, docs):
+        seconds = asyncio.run(measure(docs["paths"], root))
     files = docs["counts"]["file"]
     print(f"{files:,} files, {sum(docs['counts'].values()):,} rows, "
           f"{len(docs['paths'])} documents; CPU seconds of the event loop's thread:")

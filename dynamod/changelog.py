@@ -116,7 +116,7 @@ class ChangeLog:
     def _write_pending(self, reader, written: int, acknowledge) -> int:
         while rows := reader.db.execute(ENTRIES, (written, BATCH)).fetchall():
             text = "".join([_entry(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), actor,
-                                   entry_text(lines)) for _, t, actor, lines in rows])
+                                   lines) for _, t, actor, lines in rows])
             self._append(text.encode())
             written = rows[-1][0]
             acknowledge(written)
@@ -139,27 +139,48 @@ class ChangeLog:
             os.close(fd)
 
 
-def entry_text(entry: str | bytes) -> str:
-    """An entry's lines (`changes.journal_entry`), as stored: text; or bytes, which are
-    a write-back's compact form (JSON: a list, so its first byte is `[`, where a line of
-    text starts with a word) or, at COMPRESSED bytes and more, either compressed (zlib)."""
+def _stored(entry: str | bytes) -> str | bytes:
+    """An entry as stored (`changes.journal_entry`), decompressed: its text, or a
+    write-back's or an injection's compact form (JSON bytes: a list, so its first byte
+    is `[`, where a line of text starts with a word).  Either is compressed (zlib) from
+    COMPRESSED bytes on."""
     if type(entry) is str:
         return entry
     if entry[:1] != b"[":
         entry = zlib.decompress(entry)
         if entry[:1] != b"[":
             return entry.decode()
-    return "\n".join(entry_lines(orjson.loads(entry)))
+    return entry
 
 
-def _entry(stamp: str, actor: str, lines: str) -> str:
+def entry_text(entry: str | bytes) -> str:
+    """An entry's lines (`changes.journal_entry`), as stored: text."""
+    entry = _stored(entry)
+    return entry if type(entry) is str else "\n".join(entry_lines(orjson.loads(entry)))
+
+
+def _entry(stamp: str, actor: str, entry: str | bytes) -> str:
     """An entry's lines as the file holds them: each after the time and the actor, with
     its control characters written out.  An entry without any (nearly all: fields hold
-    none) is written in a few passes over its whole text, not one per line."""
+    none) is written in a few passes over its whole text, not one per line; a compact
+    one whose JSON is plain (`_plain_json`) has each line made with its time and actor."""
     prefix = f"{stamp} {escape(actor)} "
-    if printable(lines.replace("\n", "")):
-        return prefix + lines.replace("\n", "\n" + prefix) + "\n"
-    return "".join([f"{prefix}{escape(line)}\n" for line in lines.split("\n")])
+    entry = _stored(entry)
+    if type(entry) is bytes:
+        if _plain_json(entry):
+            return "".join(entry_lines(orjson.loads(entry), prefix, "\n"))
+        entry = "\n".join(entry_lines(orjson.loads(entry)))
+    if printable(entry.replace("\n", "")):
+        return prefix + entry.replace("\n", "\n" + prefix) + "\n"
+    return "".join([f"{prefix}{escape(line)}\n" for line in entry.split("\n")])
+
+
+def _plain_json(data: bytes) -> bool:
+    """Whether every string in this JSON is printable ASCII, and so is every line made of
+    them: JSON writes a control character inside a string as an escape, which begins
+    with a backslash (as does any escape: such an entry takes the general way), and
+    DEL is the only other control character of ASCII."""
+    return data.isascii() and b"\\" not in data and b"\x7f" not in data
 
 
 class _Compressed:

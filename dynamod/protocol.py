@@ -53,15 +53,19 @@ class LineNotRead(Busy):
 
 
 class LineBuffer:
-    """Cuts a byte stream into lines; a line longer than `max_line` is refused."""
+    """Cuts a byte stream into lines; a line longer than `max_line` is refused.
+
+    An unfinished line is kept as the chunks it came in, joined once its newline
+    arrives: a request of megabytes is copied once, not appended to a buffer and
+    then cut out of it."""
 
     def __init__(self, max_line: int):
         self.max_line = max_line
-        self._buffer = bytearray()
-        self._scanned = 0  # bytes already searched for a newline
+        self._parts = []   # the chunks of the unfinished line
+        self.pending = 0   # their bytes (a half-sent request)
 
     def feed(self, data: bytes) -> list[bytes]:
-        if not self._buffer and len(data) <= self.max_line and data.endswith(b"\n"):
+        if not self._parts and len(data) <= self.max_line and data.endswith(b"\n"):
             # The usual chunk, whole lines and none over the limit: split it without
             # copying it through the buffer.
             try:
@@ -70,33 +74,35 @@ class LineBuffer:
                 raise self._not_read([]) from None
             lines.pop()
             return lines
-        if len(self._buffer) + len(data) > self.max_line and b"\n" not in data:
-            # Refused before it is copied: the buffer never grows past the limit.
+        if self.pending + len(data) > self.max_line and b"\n" not in data:
+            # Refused before it is kept: the buffer never grows past the limit.
             raise LineTooLong(f"request line exceeds the limit of {self.max_line} bytes", [])
         lines = []
         try:
-            self._buffer += data
             start = 0
-            while True:
-                end = self._buffer.find(b"\n", max(start, self._scanned))
-                if end < 0:
-                    break
-                if end - start > self.max_line:
-                    raise LineTooLong(f"request line of {end - start} bytes exceeds the limit "
+            while (end := data.find(b"\n", start)) >= 0:
+                size = self.pending + end - start
+                if size > self.max_line:
+                    raise LineTooLong(f"request line of {size} bytes exceeds the limit "
                                       f"of {self.max_line} bytes", lines)
-                lines.append(bytes(self._buffer[start:end]))
+                if self._parts:
+                    lines.append(b"".join([*self._parts, data[start:end]]))
+                    self._parts, self.pending = [], 0
+                else:
+                    lines.append(data[start:end])
                 start = end + 1
+            if start < len(data):
+                self._parts.append(data[start:] if start else data)
+                self.pending += len(data) - start
         except MemoryError:
             raise self._not_read(lines) from None
-        del self._buffer[:start]
-        self._scanned = len(self._buffer)
-        if self._scanned > self.max_line:
+        if self.pending > self.max_line:
             raise LineTooLong(f"request line exceeds the limit of {self.max_line} bytes", lines)
         return lines
 
     def drop(self):
         """Forget the unfinished line: the stream is cut here, so the connection ends."""
-        self._buffer, self._scanned = bytearray(), 0
+        self._parts, self.pending = [], 0
 
     def _not_read(self, lines: list[bytes]) -> "LineNotRead":
         """No memory to hold the input."""
@@ -104,11 +110,6 @@ class LineBuffer:
         return LineNotRead("dynamod lacks the memory to read the rest of this connection's "
                            "input now; the requests not answered were not done: try again "
                            "later or send smaller requests", lines)
-
-    @property
-    def pending(self) -> int:
-        """Bytes of an unfinished line (a half-sent request)."""
-        return len(self._buffer)
 
 
 class NotEnoughMemory(Busy):

@@ -198,8 +198,9 @@ def test_memory_headroom_follows_the_address_space_limit():
 
 
 def test_input_that_cannot_be_buffered_ends_the_connection_as_busy():
-    """No memory for the line buffer: the complete lines before it are handed over, then
-    LineNotRead (busy) ends the connection, as LineTooLong does."""
+    """No memory to put a line together from the chunks it came in: the complete lines
+    before it are handed over, then LineNotRead (busy) ends the connection, as
+    LineTooLong does."""
     probe = textwrap.dedent("""
         import resource
         from dynamod.protocol import LineBuffer, LineNotRead
@@ -209,8 +210,9 @@ def test_input_that_cannot_be_buffered_ends_the_connection_as_busy():
         with open("/proc/self/statm") as f:
             used = int(f.read().split()[0]) * resource.getpagesize()
         resource.setrlimit(resource.RLIMIT_AS, (used + (64 << 20), resource.RLIM_INFINITY))
+        assert buffer.feed(chunk) == [] and buffer.pending == len(chunk) + 7   # as it came
         try:
-            buffer.feed(chunk)
+            buffer.feed(b'"}\\n{"id":3}\\n')
         except LineNotRead as exc:
             print(exc.code, exc.details["reason"], exc.lines, buffer.pending)
     """)

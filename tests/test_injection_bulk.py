@@ -22,7 +22,7 @@ from dynamod.inventory.inventory import Inventory
 from dynamod.inventory.rows import all_rows
 from dynamod.service import InventoryService
 from support.documents import state
-from support.wire import pipelined
+from support.wire import Raw, pipelined
 
 
 def _document(one_by_one: bool = False, blocks: int = 30, files: int = 4) -> dict:
@@ -48,7 +48,10 @@ def _document(one_by_one: bool = False, blocks: int = 30, files: int = 4) -> dic
                 *[{"block": name, "last_update": when, "size": 10 * files}
                   for name in names[:10]],
                 {"block": names[10], "files": [f"/store/bulk/{names[10]}/0.root"]},
-                *[{"block": name, "group": None} for name in names[11:]]]},
+                {"block": names[11], "group": None, "files": []},
+                {"block": names[12], "group": None, "size": 10 * files, "files": [
+                    f"/store/bulk/{names[12]}/{j}.root" for j in [*range(files), 0]]},
+                *[{"block": name, "group": None} for name in names[13:]]]},
         ],
     }
 
@@ -101,6 +104,13 @@ def test_a_batch_equals_the_same_objects_one_by_one():
      "block /Bulk/ds/RAW#blk005: size is 41 in the request but 40 by its files"),
     (("datasetreplica", 1, "blockreplicas", 2), {"size": 7},
      "size is 7 in the request but 40 by its files"),
+    # a replica that lists its files
+    (("datasetreplica", 1, "blockreplicas", 10), {"size": 11},
+     "size is 11 in the request but 10 by its files"),
+    (("datasetreplica", 1, "blockreplicas", 10), {"files": ["/store/bulk/blk010/9.root"]},
+     "file '/store/bulk/blk010/9.root' is not in block"),
+    (("datasetreplica", 1, "blockreplicas", 11), {"files": "/store/bulk/blk010/0.root"},
+     "files must be a list of LFNs"),
     (("datasetreplica", 0, "blockreplicas", 4), {"group": "nobody"}, "nobody"),
     (("datasetreplica", 0, "blockreplicas", 6), {"block": "blk999"}, "blk999"),
     (("dataset", 0, "blocks", 7), {"is_open": "yes"}, "Block.is_open must be true or false"),
@@ -204,3 +214,49 @@ def test_a_large_entry_of_the_change_log_reaches_its_file_whole(daemon):
             break
         time.sleep(0.05)
     assert written == wanted
+
+
+def test_the_change_log_file_frames_each_line_of_a_bulk_entry(daemon):
+    """A bulk entry's lines written to the file each after the time and the request's
+    actor, with what JSON escapes in a name (a quote, a backslash) and format braces in
+    the request id: the lines of the same objects one by one, each framed alike."""
+    plain = _document(blocks=40, files=5)
+    odd = {"dataset": [{"name": "/Odd/ds/RAW", "blocks": [{"name": "b1", "last_update": 7, "files": [
+        {"name": f"/store/odd/it's\\{{{i}}}.root", "size": 1} for i in range(200)]}]}]}
+    client = Raw(daemon.socket, timeout=60)
+    try:
+        for rid, document in (("{0}}", plain), ("{x}\\", odd)):
+            assert "result" in client.request(rid, "inject", data=document)
+    finally:
+        client.close()
+    wanted = lines(_inject(plain)[1]) + lines(_inject(odd)[1])
+    wanted = [line for line in wanted if line.startswith(("created file ", "created block "))]
+    change_log, deadline = daemon.state_dir / "changes.log", time.monotonic() + 30
+    while True:
+        text = change_log.read_text() if change_log.exists() else ""
+        written = [line for line in text.splitlines()
+                   if " created file " in line or " created block " in line]
+        if len(written) >= len(wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(written) == len(wanted) == 200 + 200 + 1 + 40
+    actors = [line.split(" ")[2] for line in written]
+    assert actors == ["request={0}}"] * 240 + ["request={x}\\"] * 201
+    assert [line.split(" ", 3)[3] for line in written] == wanted
+
+
+def test_the_lfns_of_a_released_block_are_free_once_it_is_deleted(daemon):
+    """A new block's packed files leave the LFN index when its injection is committed:
+    once the block is deleted, its LFNs are free for a new block of another dataset
+    (an index that kept them would find the deleted block's files there)."""
+    first = _document(blocks=20, files=6)
+    assert daemon.inject_json(first)["created"]["files"] == 120
+    reused = [f"/store/bulk/{block['name']}/{j}.root"
+              for block in first["dataset"][0]["blocks"] for j in range(6)]
+    again = {"dataset": [{"name": "/Again/ds/RAW", "blocks": [{"name": "b1", "files": [
+        {"name": name, "size": 3} for name in reused]}]}]}
+    refused = daemon.inject_json(again, check=False)
+    assert refused.returncode != 0 and "belongs to block /Bulk/ds/RAW#" in refused.stderr
+    deleted = daemon.inject_json({"dataset": [{"name": "/Bulk/ds/RAW"}]}, "--delete")
+    assert deleted["deleted"]["files"] == 120
+    assert daemon.inject_json(again)["created"]["files"] == 120

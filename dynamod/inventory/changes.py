@@ -164,16 +164,21 @@ def _numbered(values) -> tuple[list, list]:
     return list(number), list(map(number.__getitem__, values))
 
 
-def entry_lines(entry: list) -> list[str]:
+def entry_lines(entry: list, prefix: str = "", end: str = "") -> list[str]:
     """The change log's lines of a compact entry (`journal_entry`): plain lines, runs of
-    updates each as `Updates.compact` gave it, and new files as their columns."""
+    updates each as `Updates.compact` gave it, and new files as their columns; each
+    line between `prefix` and `end` (the change log's file: the time and the actor
+    before it, a newline after it, made with the line rather than added over the text)."""
     lines = []
+    framed = (lambda line: prefix + line + end) if prefix or end else None
     for part in entry:
         if type(part) is str:
-            lines.append(part)
+            lines.append(prefix + part + end)
             continue
         if "files" in part:   # the columns of new files (new_files)
-            lines += map(_file_line, *part["files"])
+            line = _FILE_LINE if not framed else (
+                prefix.replace("{", "{{").replace("}", "}}") + _FILE_LINE + end)
+            lines += map(line.format, *part["files"])
             continue
         names, old, new = part["names"], part["old"], part["new"]
         if "labels" in part:
@@ -185,13 +190,14 @@ def entry_lines(entry: list) -> list[str]:
                       for b, s in zip(part["block"], part["site"])]
         if len(names) == 1:
             name = names[0]
-            lines += [f"updated {label} {name}: {o!r} -> {v!r}"
-                      for label, o, v in zip(labels, old, new)]
+            made = [f"updated {label} {name}: {o!r} -> {v!r}"
+                    for label, o, v in zip(labels, old, new)]
         else:
-            lines += [f"updated {label} " + " ".join(
-                          [f"{n}: {o!r} -> {v!r}" for n, o, v in zip(names, os, vs)
-                           if o is not v and o != v])
-                      for label, os, vs in zip(labels, old, new)]
+            made = [f"updated {label} " + " ".join(
+                        [f"{n}: {o!r} -> {v!r}" for n, o, v in zip(names, os, vs)
+                         if o is not v and o != v])
+                    for label, os, vs in zip(labels, old, new)]
+        lines += map(framed, made) if framed else made
     return lines
 
 
@@ -274,7 +280,8 @@ def _totals_conflict(obj, total, expected, actual, parts) -> Conflict:
 
 # The change log's line of a new file (most lines of an injection): (lfn, size, adler32,
 # crc32, md5) -> str, a bound method (mapped over the columns without a Python frame).
-_file_line = "created file {} size={!r} adler32={!r} crc32={!r} md5={!r}".format
+_FILE_LINE = "created file {} size={!r} adler32={!r} crc32={!r} md5={!r}"
+_file_line = _FILE_LINE.format
 
 
 def journal_entry(journal) -> str | bytes:
@@ -788,16 +795,19 @@ class ChangeSet:
         return blocks
 
     def new_block_replicas(self, owner: DatasetReplica, blocks: list, groups: list,
-                           is_custodial: list, last_update: list, sizes: list) -> list | None:
-        """Create complete replicas at the owner's site of these blocks (of its dataset) at
-        once, the block replicas of an injection: one undo step, their rows appended to
-        the columns together.
+                           is_custodial: list, last_update: list, sizes: list,
+                           files: list) -> list | None:
+        """Create replicas at the owner's site of these blocks (of its dataset) at once,
+        the block replicas of an injection: one undo step, their rows appended to the
+        columns together.
 
         One list per field, a value per replica (None: not given; a group is a Group of
-        the inventory, None for the owner's).  Returns the BlockReplicas, or None, having
-        changed nothing, unless every block is given once and has no replica at that
-        site yet, every value is one the fields take as it is, and each size given is
-        its block's: the caller then goes replica by replica through `block_replica`."""
+        the inventory, None for the owner's; files, None: complete, else the LFNs it
+        holds, of a block whose new files this change holds packed: `_packed_files`).
+        Returns the BlockReplicas, or None, having changed nothing, unless every block
+        is given once and has no replica at that site yet, every value is one the
+        fields take as it is, and each size given is the replica's by its files: the
+        caller then goes replica by replica through `block_replica`."""
         site = owner.site
         rows = [block[1] for block in blocks]
         table = self.inventory.block_replicas
@@ -808,12 +818,22 @@ class ChangeSet:
         last_update = [self.now if v is None else v for v in last_update]
         if not {bool}.issuperset(map(type, is_custodial)) or not _counts(last_update):
             return None
+        held = [None if lfns is None else self._packed_files(block, lfns)
+                for block, lfns in zip(blocks, files)]
+        if held.count(None) != files.count(None):
+            return None
         block_sizes = self.inventory.blocks.size
-        if any(size is not None and size != block_sizes[row] for size, row in zip(sizes, rows)):
+        replica_sizes = [block_sizes[row] if found is None else found[1]
+                         for found, row in zip(held, rows)]
+        if any(size is not None and size != actual
+               for size, actual in zip(sizes, replica_sizes)):
             return None
         default = owner.group.id
         group_ids = [default if group is None else group.id for group in groups]
-        added, undo = table.add_many(owner, rows, group_ids, is_custodial, last_update)
+        added, undo = table.add_many(owner, rows, group_ids, is_custodial, last_update,
+                                     replica_sizes, {i: found[0] for i, found in enumerate(held)
+                                                     if found is not None and found[0]
+                                                     is not None})
         self._undo.call(undo)
         replicas = list(map(_new_view, repeat(BlockReplica), zip(repeat(table), added)))
         ids = self.inventory.blocks.id
@@ -826,6 +846,22 @@ class ChangeSet:
             if counted:
                 self._undo.call(_uncount, usage, counted)
         return replicas
+
+    def _packed_files(self, block, lfns) -> tuple | None:
+        """(file ids, size) of a new replica of `block` holding the files `lfns`, as
+        `block_replica` would store them (ids sorted, None when it holds them all), for
+        a block whose files this change holds packed as `new_files` added them; None
+        when not so, or an LFN is not one of them."""
+        packed = self.inventory.file_cache.packed(block) if type(lfns) is list else None
+        if packed is None:
+            return None
+        at = set(map(packed.index, lfns))
+        if -1 in at:
+            return None
+        size = sum(map(packed.sizes.__getitem__, at))
+        if len(at) == len(packed):
+            return None, size
+        return tuple(sorted(map(packed.ids.__getitem__, at))), size
 
     def _created_many(self, kind, objects: list, keys: list):
         """`_touch` of each of these objects, all just created."""

@@ -482,10 +482,10 @@ class BlockReplicaTable:
         return replica, undo
 
     def add_many(self, owner: DatasetReplica, block_rows: list, group_ids: list,
-                 is_custodial: list, last_update: list):
-        """New complete replicas (checked values; blocks of the owner's dataset without
-        a replica at its site), each its block's size, at the end of the chain of
-        `owner`, appended column by column: (their rows, the one undo)."""
+                 is_custodial: list, last_update: list, sizes: list, files: dict):
+        """New replicas (checked values; blocks of the owner's dataset without a replica
+        at its site) at the end of the chain of `owner`, appended column by column:
+        (their rows, the one undo).  `files`: {i: file ids} of the incomplete ones."""
         first, n, owner = len(self.block), len(block_rows), owner[1]
         rows = range(first, first + n)
         tail = self.owners.tail[owner]
@@ -493,7 +493,9 @@ class BlockReplicaTable:
         self.site.extend(repeat(self.owners.site[owner], n))
         self.group.extend(group_ids)
         self.is_custodial.extend(is_custodial)
-        self.size.extend(map(self.blocks.size.__getitem__, block_rows))
+        self.size.extend(sizes)
+        for i, ids in files.items():
+            self.files[first + i] = array("q", ids)
         self.last_update.extend(last_update)
         self.alive.extend(repeat(1, n))
         self.next_in_block.extend(repeat(NO_ROW, n))
@@ -511,6 +513,8 @@ class BlockReplicaTable:
                 self._unlink(row, owner)
             for name in self.COLUMNS:
                 del getattr(self, name)[first:]
+            for i in files:
+                self.files.pop(first + i, None)
         return rows, undo
 
     def _append_to_block(self, row, block_row):

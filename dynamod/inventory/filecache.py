@@ -39,6 +39,7 @@ class FileCache:
                                # (every block, no store)
         self._blocks = {}      # block id -> PackedFiles, or {lfn: File}; in LRU order
         self._held = {}        # block id -> [changes holding it, files counted at hold]
+        self._indexed = {}     # block id -> (LFNs, FileMap) of add_new, until release
         self.loaded_files = 0
 
     def __repr__(self):
@@ -133,11 +134,19 @@ class FileCache:
         """The first files of a block that a change created and holds, given at once:
         kept packed (no File object is made), their LFNs indexed to them."""
         self._blocks[block.id] = packed
-        self.by_lfn.update(dict.fromkeys(lfns, FileMap(block, packed)))
+        entry = FileMap(block, packed)
+        self._indexed[block.id] = lfns, entry
+        self.by_lfn.update(dict.fromkeys(lfns, entry))
+
+    def packed(self, block) -> PackedFiles | None:
+        """The files of a held block that `add_new` gave, while they are still packed."""
+        files = self._blocks.get(block.id)
+        return files if type(files) is PackedFiles and block.id in self._held else None
 
     def forget_new(self, block):
         """Undo `add_new` (the block's files may have been unpacked since): it has none."""
         files = self._blocks[block.id]
+        del self._indexed[block.id]
         for lfn in (files if type(files) is dict else files.lfns()):
             self.by_lfn.pop(lfn, None)
         self._blocks[block.id] = {}
@@ -151,15 +160,12 @@ class FileCache:
                 continue
             del self._held[key]
             files = self._blocks.pop(key)
+            indexed = self._indexed.pop(key, None)
             self.loaded_files -= held[1]
             if self._deleted(block):
                 continue  # its files went with it (and out of by_lfn, undoably)
             if self.source is not None and type(files) is not dict:   # add_new's
-                by_lfn = self.by_lfn
-                for lfn in files.lfns():
-                    found = by_lfn.get(lfn)
-                    if type(found) is FileMap and found.packed is files:
-                        del by_lfn[lfn]
+                self._unindex(indexed)
             elif self.source is not None:  # packed again, and no longer indexed
                 for lfn, f in files.items():
                     if self.by_lfn.get(lfn) is f:
@@ -168,6 +174,14 @@ class FileCache:
             self._blocks[key] = files
             self.loaded_files += len(files)
         self.trim()
+
+    def _unindex(self, indexed: tuple):
+        """Take the LFNs `add_new` indexed (the strings it was given: their hashes known)
+        out of `by_lfn`, where they still lead to its FileMap."""
+        lfns, entry = indexed
+        by_lfn = self.by_lfn
+        list(map(by_lfn.__delitem__, [lfn for lfn, found in zip(lfns, map(by_lfn.get, lfns))
+                                      if found is entry]))
 
     @staticmethod
     def _deleted(block) -> bool:

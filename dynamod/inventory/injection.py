@@ -232,8 +232,8 @@ def _dataset_replicas(changes, document):
 
 
 def _block_replicas(changes, path, item, replica):
-    """The dataset replica's block replicas: each run of plain ones (no `files`, no
-    `complete`) at once when they are all new (`_new_block_replicas`), else one by one."""
+    """The dataset replica's block replicas: each run of plain ones (no `complete`) at
+    once when they are all new (`_new_block_replicas`), else one by one."""
     entries = list(_items(item, "blockreplicas", path + "."))
     for plain, run in groupby(entries, key=_plain_block_replica):
         run = list(run)
@@ -242,7 +242,8 @@ def _block_replicas(changes, path, item, replica):
                 _block_replica(changes, bpath, bitem, replica)
 
 
-_PLAIN_BLOCK_REPLICA_KEYS = frozenset(("block", "group", "is_custodial", "last_update", "size"))
+_PLAIN_BLOCK_REPLICA_KEYS = frozenset(("block", "group", "is_custodial", "last_update", "size",
+                                       "files"))
 
 
 def _plain_block_replica(entry) -> bool:
@@ -264,11 +265,11 @@ def _block_replica(changes, bpath, bitem, replica):
 
 
 def _new_block_replicas(changes, replica, items) -> bool:
-    """Create the block replicas of a dataset replica at once when they are all new,
-    complete and plain (`ChangeSet.new_block_replicas`); False when not done."""
+    """Create the block replicas of a dataset replica at once when they are all new and
+    plain (`ChangeSet.new_block_replicas`); False when not done."""
     if not _plain(items, _PLAIN_BLOCK_REPLICA_KEYS):
         return False
-    blocks = list(map(replica.dataset.find_block, map(dict.get, items, repeat("block"))))
+    blocks = replica.dataset.blocks.find_many(list(map(dict.get, items, repeat("block"))))
     known = changes.inventory.groups
     try:
         groups = [known.get(item["group"]) if "group" in item else None for item in items]
@@ -279,7 +280,8 @@ def _new_block_replicas(changes, replica, items) -> bool:
         return False
     return changes.new_block_replicas(
         replica, blocks, groups, *[list(map(dict.get, items, repeat(key)))
-                                   for key in ("is_custodial", "last_update", "size")]) is not None
+                                   for key in ("is_custodial", "last_update", "size",
+                                               "files")]) is not None
 
 
 def _held(changes, bitem, block, site):

@@ -187,6 +187,15 @@ class BlockSet(_SetLike):
             return _new_view(Block, (self.table, rows[at]))
         return None
 
+    def find_many(self, names: list) -> list:
+        """`find` of each name; through `by_name` when they are many for the blocks there
+        are (a dataset replica's block replicas of an injection name most of them)."""
+        if self.table is None or len(names) * 8 < len(self):
+            return list(map(self.find, names))
+        rows, table = self.by_name(), self.table
+        return [_new_view(Block, (table, rows[name])) if type(name) is str and name in rows
+                else None for name in names]
+
     def by_name(self) -> dict:
         """{name: row} of the blocks, for many look-ups in a row (where making the dict
         pays: `find` is a bisection with a Python key at each step)."""

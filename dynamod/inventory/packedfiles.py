@@ -22,6 +22,8 @@ _DIGITS = {name: File.__dict__[name].digits for name in ("adler32", "crc32", "md
 def _ints(values):
     """Non-negative integers: a range when they follow each other, else the narrowest
     array that holds them."""
+    if type(values) is range and values.step == 1:   # the ids of new files
+        return values
     if values:
         span = range(values[0], values[0] + len(values))
         if values[-1] == span[-1] and tuple(values) == tuple(span):

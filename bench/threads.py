@@ -1,0 +1,69 @@
+"""`python -m bench.threads [--scale medium] [--files 600000]`
+
+Where an injection's CPU goes across the daemon's threads: the inject figure's
+documents (their first `--files` files) through the real dynamo-inject into a
+fresh daemon, and the CPU time each thread of the daemon spent meanwhile, read
+from /proc/PID/task/*/stat before and after (the change log's thread is given
+a moment to write the last entry), beside dynamo-inject's own.  The event loop
+is the daemon's main thread; the others are listed in the order they started
+(Python does not name them for the kernel): for an injection into a fresh
+daemon, the store's connection (aiosqlite), the change log's, the compressor's
+of large change-log entries.  On 2 cores the sum bounds the wall time from below (half of it), and what holds
+the GIL (the event loop's share, most of the change log's) must take turns.
+"""
+
+import os
+import resource
+import time
+
+from .daemon import BenchDaemon
+from .phases import documents
+
+
+def thread_seconds(pid: int) -> dict:
+    """{thread id: CPU seconds} of a process's threads."""
+    tick, found = os.sysconf("SC_CLK_TCK"), {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:   # the thread ended meanwhile
+            continue
+        found[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def main(argv=None) -> int:
+    with documents(argv, "python -m bench.threads", __doc__, 600_000) as (root, docs):
+        daemon = BenchDaemon(root, os.path.join(root, "inject.db"), "FULL", "inject")
+        daemon.start()
+        try:
+            before, client = thread_seconds(daemon.pid), resource.getrusage(
+                resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            result = daemon.tool("inject", "--json", *docs["paths"])
+            wall = time.perf_counter() - started
+            if result.returncode != 0:
+                raise RuntimeError(f"dynamo-inject failed: {result.stderr[-2000:]}")
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            time.sleep(1.5)   # the change log's thread writing the last entry
+            spent = {tid: seconds - before.get(tid, 0.0)
+                     for tid, seconds in thread_seconds(daemon.pid).items()}
+        finally:
+            daemon.stop()
+    files = docs["counts"]["file"]
+    per = lambda seconds: f"{seconds:6.2f} s  {seconds / files * 1e6:5.2f} us/file"
+    client = after.ru_utime + after.ru_stime - client.ru_utime - client.ru_stime
+    print(f"{files:,} files, {len(docs['paths'])} documents: {wall:.2f} s "
+          f"({wall / files * 1e6:.2f} us/file); CPU time:")
+    print(f"  {'dynamo-inject':24} {per(client)}")
+    for tid, seconds in sorted(spent.items()):   # the main thread's id is the pid
+        if seconds >= 0.01:
+            print(f"  {'event loop' if tid == daemon.pid else f'thread {tid}':24} "
+                  f"{per(seconds)}")
+    print(f"  {'daemon, all threads':24} {per(sum(spent.values()))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
