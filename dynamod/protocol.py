@@ -57,7 +57,11 @@ class LineBuffer:
 
     An unfinished line is kept as the chunks it came in, joined once its newline
     arrives: a request of megabytes is copied once, not appended to a buffer and
-    then cut out of it."""
+    then cut out of it.  Small chunks (a peer sending a byte at a time) are gathered
+    into one bytearray up to `GATHER` bytes, so a part costs no more than its bytes'
+    worth of memory, whatever the chunks' size."""
+
+    GATHER = 1 << 16
 
     def __init__(self, max_line: int):
         self.max_line = max_line
@@ -92,13 +96,24 @@ class LineBuffer:
                     lines.append(data[start:end])
                 start = end + 1
             if start < len(data):
-                self._parts.append(data[start:] if start else data)
-                self.pending += len(data) - start
+                self._keep(data[start:] if start else data)
         except MemoryError:
             raise self._not_read(lines) from None
         if self.pending > self.max_line:
             raise LineTooLong(f"request line exceeds the limit of {self.max_line} bytes", lines)
         return lines
+
+    def _keep(self, piece: bytes):
+        """Add a piece of the unfinished line: large, as it is; small, to the last part
+        while that is a bytearray below GATHER bytes."""
+        parts = self._parts
+        if len(piece) >= self.GATHER:
+            parts.append(piece)
+        elif parts and type(parts[-1]) is bytearray and len(parts[-1]) < self.GATHER:
+            parts[-1] += piece
+        else:
+            parts.append(bytearray(piece))
+        self.pending += len(piece)
 
     def drop(self):
         """Forget the unfinished line: the stream is cut here, so the connection ends."""

@@ -45,12 +45,35 @@ cut_points = st.lists(st.integers(0, 10**6), max_size=20)
 
 
 @settings(max_examples=200, deadline=None, database=None)
-@given(st.lists(line_bodies, max_size=12), line_bodies, cut_points)
-def test_lines_survive_any_chunking(lines, tail, cuts):
+@given(st.lists(line_bodies, max_size=12), line_bodies, cut_points, st.sampled_from([None, 1, 8]))
+def test_lines_survive_any_chunking(lines, tail, cuts, gather):
+    """Whatever the chunks, and whether small ones are gathered or not (`gather`: a
+    GATHER small enough for these lines to cross it)."""
     stream = b"".join(line + b"\n" for line in lines) + tail
     buffer = LineBuffer(max_line=40)
+    if gather is not None:
+        buffer.GATHER = gather
     assert feed_all(buffer, cut(stream, cuts)) == lines
     assert buffer.pending == len(tail)
+
+
+def test_a_line_sent_a_byte_at_a_time_costs_its_bytes_not_an_object_each():
+    """A peer trickling a large request one byte per read: the unfinished line's memory
+    stays near its size (a part per byte would cost some 40 bytes each)."""
+    import tracemalloc
+    buffer = LineBuffer(max_line=1 << 20)
+    byte = b"x"
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(200_000):
+            buffer.feed(byte)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert buffer.pending == 200_000
+    assert held < 2 * 200_000
+    assert buffer.feed(b"\n") == [b"x" * 200_000] and buffer.pending == 0
 
 
 @settings(max_examples=200, deadline=None, database=None)
