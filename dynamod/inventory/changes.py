@@ -479,6 +479,7 @@ class ChangeSet:
         self._checks = []
         self.ops = {}          # (kind, key) -> object to write, or None to delete
         self._seen = {}        # (kind, key) -> "created" | "updated"
+        self._seen_kinds = set()   # the kinds of the keys `_seen` was given
         self.deleted = Counter()
         self.journal = []      # (how, object, {field: (old, new)}) for the change log;
                                # ("updates", Updates, None) for a run of updates,
@@ -494,9 +495,8 @@ class ChangeSet:
     # ----------------------------------------------------------- bookkeeping
     def _touch(self, obj, how) -> str:
         """Write `obj` at the commit; returns what this ChangeSet did to it ("created" wins)."""
-        if self.columns:
-            self._spill()
         key = store_key(obj)
+        self._seeing(key[0])
         self.ops[key] = obj
         self.inventory.applied += 1
         if how != "created":
@@ -561,6 +561,7 @@ class ChangeSet:
         self._checks.clear()
         self.ops.clear()
         self._seen.clear()
+        self._seen_kinds.clear()
         self.columns.clear()
         self.bulk_files = 0
         self.deleted.clear()
@@ -626,8 +627,7 @@ class ChangeSet:
     def _touch_many(self, objects: list, names: tuple, old: list, new: list):
         """`_touch` of each updated object, journaled as one `Updates` entry (an object
         created by this ChangeSet is journaled as created only)."""
-        if self.columns:
-            self._spill()
+        self._seeing(objects[0].kind)
         keys = store_keys(objects)
         self.ops.update(zip(keys, objects))
         self.inventory.applied += len(objects)
@@ -644,11 +644,11 @@ class ChangeSet:
         inventory's `table` (live ones), set in passes of C over the run and journaled as
         one ColumnUpdate: the bulk of a write-back, which goes to the store and the change
         log as columns, not object by object.  False, nothing done, unless every value is
-        one the field takes as it is, the rows are distinct, no other object of this
-        ChangeSet is known one by one yet (none was created: each row holds an object that
-        existed before) and none of the rows is in another such run; the caller then goes
-        object by object."""
-        if (self._seen or not cls.__dict__[name].raw or not _counts(values)
+        one the field takes as it is, the rows are distinct, no object of their kind is
+        known one by one to this ChangeSet yet (none was created: each row holds an object
+        that existed before) and none of the rows is in another such run; the caller then
+        goes object by object."""
+        if (cls.kind in self._seen_kinds or not cls.__dict__[name].raw or not _counts(values)
                 or len(set(rows)) != len(rows)
                 or self.inventory.usage.tests and parts.may_move(cls.kind, (name,))
                 or any(run.table is table and not set(run.rows).isdisjoint(rows)
@@ -664,12 +664,20 @@ class ChangeSet:
             self.inventory.applied += len(rows)
         return True
 
+    def _seeing(self, kind):
+        """Before `_seen` is given objects of `kind`: the pending column runs' objects go
+        first (`_spill`), and a run of a column of `kind` now goes object by object."""
+        if self.columns:
+            self._spill()
+        self._seen_kinds.add(kind)
+
     def _spill(self):
         """Put the objects of the pending column runs in `ops` and `_seen`, as
         `_touch_many` would have: before anything else touches an object (one of theirs,
         maybe), so that an object is written and counted once, as its last change left
         it."""
         for run in self.columns:
+            self._seen_kinds.add(run.cls.kind)
             objects = run.objects
             keys = store_keys(objects)
             self.ops.update(zip(keys, objects))
@@ -750,7 +758,7 @@ class ChangeSet:
         counts = {"created": {}, "updated": {}, "deleted": dict(self.deleted)}
         # Counted in C (a write-back may have seen 100,000 objects), in order of appearance.
         tally = Counter(zip(self._seen.values(), map(itemgetter(0), self._seen)))
-        for run in self.columns:   # none of their objects is in `_seen`
+        for run in self.columns:   # after everything in `_seen` (`_seeing`)
             tally["updated", run.cls.kind] += len(run.rows)
         if self.bulk_files:
             tally["created", "file"] += self.bulk_files
@@ -930,8 +938,7 @@ class ChangeSet:
 
     def _created_many(self, kind, objects: list, keys: list):
         """`_touch` of each of these objects, all just created."""
-        if self.columns:
-            self._spill()
+        self._seeing(kind)
         self.ops.update(zip(keys, objects))
         self._seen.update(dict.fromkeys(keys, "created"))
         self.journal.append(("created many", objects, None))
