@@ -129,9 +129,11 @@ class Updates:
         if "group" in names:   # shown by name (the only field of a run that is not plain)
             old, new = _shown_rows(old, len(names)), _shown_rows(new, len(names))
         run = {"names": names, "old": old, "new": new}
-        run.update(_replica_names(objects[0][0], list(map(_SECOND, objects)))
-                   if type(objects[0]) is BlockReplica else
-                   {"labels": list(map(describe, objects))})
+        if type(objects[0]) is BlockReplica:
+            table = objects[0][0]
+            run.update(_replica_names(table, *_blocks_and_sites(table, map(_SECOND, objects))))
+        else:
+            run["labels"] = list(map(describe, objects))
         return run
 
 
@@ -142,12 +144,13 @@ class ColumnUpdate:
     asks for them (`ChangeSet._spill`); a write-back's bulk goes to the store and the
     change log as these columns (`rows.change_rows`, `compact`)."""
 
-    __slots__ = ("cls", "table", "rows", "name", "old", "new", "spilled")
+    __slots__ = ("cls", "table", "rows", "name", "old", "new", "spilled", "_placed")
 
     def __init__(self, cls, table, rows: list, name: str, old: list, new: list):
         self.cls, self.table, self.rows, self.name = cls, table, rows, name
         self.old, self.new = old, new
         self.spilled = False   # its objects are in the ChangeSet's `ops` (see `_spill`)
+        self._placed = None    # block replicas: `_blocks_and_sites` of the rows
 
     @property
     def names(self) -> tuple:
@@ -161,23 +164,37 @@ class ColumnUpdate:
     def keys(self) -> list:
         return store_keys(self.objects)
 
-    def column(self):
-        return getattr(self.table, self.name)
-
     def store_rows(self) -> list:
-        """Each row's store key followed by the column's value now, as tuples: the
-        parameters of the column's UPDATE (store/tables.py `update_sql`)."""
-        values = map(self.column().__getitem__, self.rows)
+        """Each row's store key followed by its new value, as tuples: the parameters of
+        the column's UPDATE (store/tables.py `update_sql`).  The values are the column's
+        now: nothing changed these objects since (a change of one of them, or a run of
+        the column at one of the rows, comes after `ChangeSet._spill`)."""
         if self.cls is BlockReplica:
-            return self.table.keys_at(self.rows, values)
-        return list(zip(map(self.table.id.__getitem__, self.rows), values))
+            blocks, sites = self._blocks_and_sites()
+            return list(zip(map(self.table.blocks.id.__getitem__, blocks), sites, self.new))
+        return list(zip(map(self.table.id.__getitem__, self.rows), self.new))
 
     def compact(self):
         """As `Updates.compact` (the values of a raw column are shown as they are)."""
         run = {"names": self.names, "old": self.old, "new": self.new}
-        run.update(_replica_names(self.table, self.rows) if self.cls is BlockReplica else
-                   {"labels": list(map(describe, self.objects))})
+        if self.cls is BlockReplica:
+            run.update(_replica_names(self.table, *self._blocks_and_sites()))
+        else:
+            run["labels"] = list(map(describe, self.objects))
         return run
+
+    def _blocks_and_sites(self) -> tuple:
+        """The block replicas' blocks and sites, read once for their store keys and their
+        names."""
+        if self._placed is None:
+            self._placed = _blocks_and_sites(self.table, self.rows)
+        return self._placed
+
+
+def _blocks_and_sites(table, rows) -> tuple[list, list]:
+    """(the block row, the site id) of each block replica at `rows` of `table`, as lists."""
+    rows = list(rows)
+    return list(map(table.block.__getitem__, rows)), list(map(table.site.__getitem__, rows))
 
 
 def _shown_rows(values: list, width: int) -> list:
@@ -186,13 +203,13 @@ def _shown_rows(values: list, width: int) -> list:
     return [list(map(_shown, row)) for row in values]
 
 
-def _replica_names(table, rows: list) -> dict:
-    """The names (`describe`) of the block replicas at `rows` of `table`, in parts, each
-    site, dataset and block once: a write-back's run names a block's replicas one after
-    the other, and most of a line is its dataset's and block's names."""
+def _replica_names(table, block_rows: list, site_ids: list) -> dict:
+    """The names (`describe`) of block replicas of `table`, given their blocks' rows and
+    their sites' ids, in parts, each site, dataset and block once: a write-back's run
+    names a block's replicas one after the other, and most of a line is its dataset's and
+    block's names."""
     blocks = table.blocks
-    block_rows, site_ids = _numbered(map(table.block.__getitem__, rows)), \
-        _numbered(map(table.site.__getitem__, rows))
+    block_rows, site_ids = _numbered(block_rows), _numbered(site_ids)
     dataset_rows = _numbered(map(blocks.dataset.__getitem__, block_rows[0]))
     return {"sites": [table.sites[s].name for s in site_ids[0]],
             "datasets": blocks.datasets.names_at(dataset_rows[0]),

@@ -377,11 +377,10 @@ class BlockReplicaTable:
         """The replica's key in the store: (block id, site id)."""
         return self.blocks.id[self.block[row]], self.site[row]
 
-    def keys_at(self, rows, *more) -> list:
-        """`key_at` of each row, read column by column (each key followed by the values
-        at its place in `more`, iterables as long as `rows`)."""
+    def keys_at(self, rows) -> list:
+        """`key_at` of each row, read column by column."""
         return list(zip(map(self.blocks.id.__getitem__, map(self.block.__getitem__, rows)),
-                        map(self.site.__getitem__, rows), *more))
+                        map(self.site.__getitem__, rows)))
 
     def values_at(self, row) -> tuple:
         """See BlockReplica.values."""
