@@ -64,28 +64,36 @@ def test_a_refused_write_back_changes_nothing_and_undo_restores(write_backs, par
         assert (state(inventory), used(inventory)) == before
 
 
+def committed(path: str, changes: list) -> tuple:
+    """STOCK injected, then each of `changes` (functions of a ChangeSet) applied as a
+    change of its own (a refused one skipped), through a real service and store: (the
+    last one's counts, memory as (state, rows), the store's rows, reloaded from them)."""
+    async def scenario():
+        service = await InventoryService.open(path, "NORMAL")
+        await service.change(lambda changes: injection.inject(changes, STOCK))
+        counts = None
+        for apply in changes:
+            try:
+                counts = await service.change(apply)
+            except DynamoError:
+                pass
+        memory = state(service.inventory), all_rows(service.inventory)
+        await service.close()
+        reloaded = await InventoryService.open(path, "NORMAL", rebuild=True)   # from the rows
+        stored = all_rows(reloaded.inventory)
+        await reloaded.close()
+        return counts, memory, stored
+
+    return asyncio.run(scenario())
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(update_runs)
 def test_store_after_reload_equals_memory(tmp_path_factory, write_backs):
-    path = str(tmp_path_factory.mktemp("store") / "inventory.db")
-
-    async def scenario():
-        service = await InventoryService.open(path, "NORMAL")
-        await service.change(lambda changes: injection.inject(changes, STOCK))
-        for runs in write_backs:
-            try:
-                await service.change(lambda changes: apply_runs(changes, runs))
-            except DynamoError:
-                pass
-        expected = all_rows(service.inventory)
-        await service.close()
-        reloaded = await InventoryService.open(path, "NORMAL", rebuild=True)   # from the rows
-        got = all_rows(reloaded.inventory)
-        await reloaded.close()
-        return expected, got
-
-    expected, got = asyncio.run(scenario())
+    _, (_, expected), got = committed(
+        str(tmp_path_factory.mktemp("store") / "inventory.db"),
+        [lambda changes, runs=runs: apply_runs(changes, runs) for runs in write_backs])
     assert got == expected
 
 
@@ -176,24 +184,13 @@ def test_a_write_back_sent_by_row_is_stored_as_memory_holds_it(tmp_path_factory,
     known one by one once another record touches them): the store, reloaded, equals
     memory."""
     sent = _sent(write_back, deleted)[1]
-    path = str(tmp_path_factory.mktemp("store") / "inventory.db")
 
     def apply(changes):
         writeback.apply_runs(changes, writeback.parse(sent))
         changes.finish()
 
-    async def scenario():
-        service = await InventoryService.open(path, "NORMAL")
-        await service.change(lambda changes: injection.inject(changes, STOCK))
-        await service.change(apply)
-        expected = all_rows(service.inventory)
-        await service.close()
-        reloaded = await InventoryService.open(path, "NORMAL", rebuild=True)   # from the rows
-        got = all_rows(reloaded.inventory)
-        await reloaded.close()
-        return expected, got
-
-    expected, got = asyncio.run(scenario())
+    _, (_, expected), got = committed(str(tmp_path_factory.mktemp("store") / "inventory.db"),
+                                      [apply])
     assert got == expected
 
 
@@ -311,20 +308,8 @@ def test_runs_of_a_column_by_row_end_as_the_same_records_by_names(tmp_path, scen
         seen["lines"] = entry_lines(orjson.loads(journal_entry(changes.journal)))
         seen["bulk"] = len(changes.columns)
 
-    async def written():
-        service = await InventoryService.open(str(tmp_path / "inventory.db"), "NORMAL")
-        await service.change(lambda changes: injection.inject(changes, STOCK))
-        counts = await service.change(apply)
-        memory = state(service.inventory), all_rows(service.inventory)
-        await service.close()
-        reloaded = await InventoryService.open(str(tmp_path / "inventory.db"), "NORMAL",
-                                               rebuild=True)   # from the rows
-        stored = all_rows(reloaded.inventory)
-        await reloaded.close()
-        return counts, memory, stored
-
     with mock.patch("time.time", return_value=1000.0):
-        counts, (memory, rows), stored = asyncio.run(written())
+        counts, (memory, rows), stored = committed(str(tmp_path / "inventory.db"), [apply])
     assert seen["bulk"] == (2 if scenario == "pending" else 0)
     assert memory == state(twin) and stored == rows
     assert counts == named.counts()
