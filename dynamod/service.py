@@ -101,36 +101,13 @@ class InventoryService:
             if await self._committed(changes, committed):
                 return counts
 
-    async def change_holding_gate(self, apply, actor: str, also=None,
-                                  applied: ChangeSet | None = None) -> dict:
+    async def change_holding_gate(self, apply, actor: str, also=None) -> dict:
         """`change` for the task that already holds `gate` (a read/write application);
-        `also(counts)` gives more rows to commit in the same transaction.  `applied`:
-        `apply` applied already (`apply_holding_gate`), now committed (or applied
-        again if a change before it is refused by the store: see `_committed`)."""
+        `also(counts)` gives more rows to commit in the same transaction."""
         while True:
-            if applied is None:
-                changes, counts, committed = self._apply(apply, False, actor, also)
-            else:
-                changes, counts, committed = self._submitted(applied, False, actor, also)
-                applied = None
-                self.writer.unhold()   # submitted
+            changes, counts, committed = self._apply(apply, False, actor, also)
             if await self._committed(changes, committed):
                 return counts
-
-    def apply_holding_gate(self, apply) -> ChangeSet:
-        """The first half of `change_holding_gate`, for the task that holds `gate`:
-        `apply` applied to memory, not yet committed (its refusal is raised, undone).
-        Pass the ChangeSet to `change_holding_gate` to commit it, or to `give_up`;
-        meanwhile the writer is not idle (memory is ahead of the store)."""
-        changes = self._applied(apply, False)
-        self.writer.hold()
-        return changes
-
-    def give_up(self, changes: ChangeSet):
-        """Undo a change `apply_holding_gate` applied, never submitted."""
-        with failstop.undoing("the undo of a change given up before its commit"):
-            changes.discard()
-        self.writer.unhold()
 
     async def _committed(self, changes: ChangeSet, committed) -> bool:
         """Wait for the commit: True once committed, False when the change must be applied
@@ -154,11 +131,6 @@ class InventoryService:
         """Apply, then prepare the commit.  A refused change is undone; past that point
         (or on running out of memory anywhere) memory can no longer be shown to equal
         the store, and the daemon stops (failstop.py)."""
-        return self._submitted(self._applied(apply, dry_run), dry_run, actor, also)
-
-    def _applied(self, apply, dry_run) -> ChangeSet:
-        """`apply` applied to a new ChangeSet; refused, it is undone and the refusal
-        raised (running out of memory stops the daemon)."""
         changes = ChangeSet(self.inventory)
         with collector.paused():
             try:
@@ -171,12 +143,6 @@ class InventoryService:
                 with failstop.undoing("the undo of a refused change"):
                     changes.discard()
                 raise
-        return changes
-
-    def _submitted(self, changes: ChangeSet, dry_run, actor, also=None):
-        """Prepare the commit of an applied change and submit it: (the ChangeSet, its
-        counts, the future of its commit).  Any error here stops the daemon."""
-        with collector.paused():
             try:
                 counts = changes.counts()
                 if dry_run or not (changes.ops or changes.columns):

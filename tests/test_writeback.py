@@ -6,9 +6,6 @@ pipe's hostile side is a script that writes to it itself."""
 import json
 import re
 import sqlite3
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -351,39 +348,3 @@ print(sorted(b.name for b in inventory.datasets[{DS!r}].blocks) == {sorted(BLOCK
     found = {(r["site"], r["last_update"]) for r in
              stocked.call("get_block", name=f"{DS}#b1")["replicas"]}
     assert found == {("S1", 11), ("S2", 13)}
-
-
-@pytest.mark.parametrize("end", ["os._exit(1)", "os.kill(os.getpid(), signal.SIGKILL)"])
-def test_records_applied_while_the_writer_exits_wait_for_its_end(stocked, tmp_path, end):
-    """The records are applied once the writer has closed its pipe, while it exits, and
-    committed only if it exits with status 0.  A writer that closes its pipe after good
-    records, then fails, changes nothing; an application started in between forks once
-    memory equals the store again: it sees none of those records."""
-    closed, sent = tmp_path / "closed", GOOD_RUN + b'{"end": 1}\n'
-    path = tmp_path / "late.py"
-    path.write_text(f"""\
-import os, signal, time
-os.write(3, {sent!r})
-os.close(3)
-open({str(closed)!r}, 'w').close()
-time.sleep(1.5)
-{end}
-""")
-    stocked.exec_auth("--executable", path, "--title", "late")
-    before = snapshot(stocked)
-    late = subprocess.Popen([sys.executable, "-m", "dynamoclient.dynamo", str(path), "-W",
-                             "-t", "late"], env=stocked.env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not closed.exists():
-        assert time.monotonic() < deadline and late.poll() is None
-        time.sleep(0.01)
-    reader = tmp_path / "reader.py"
-    reader.write_text("print(inventory.sites['S2'].status)\n")
-    seen = stocked.dynamo(reader).stdout
-    assert late.wait(30) != 0
-    assert seen == "unknown\n"
-    assert snapshot(stocked) == before
-    app = [a for a in stocked.call("list_applications", limit=5)["applications"]
-           if a["title"] == "late"][0]
-    assert app["status"] == "failed" and "nothing was changed" in app["message"], app

@@ -32,7 +32,7 @@ from .cgroup import CgroupError
 from .records import Application, Records
 from .slot import WriterSlot
 from .workarea import WorkAreas
-from .writeback import Receiver, WriteBack
+from .writeback import Receiver, write_back
 
 log = logging.getLogger("dynamod.apps")
 
@@ -235,43 +235,28 @@ class ApplicationManager:
         app.started_event.set()
         log.info("application %d (%s, %s) started as pid %d for %s", app.id, app.title,
                  "read/write" if app.write else "read-only", pid, app.user)
-        receiver = closed = write_back = None
+        receiver = None
         if updates_r is not None:
-            closed = loop.create_future()
-            receiver = Receiver(updates_r, lambda why: self.kill(app.id, why),
-                                lambda: closed.done() or closed.set_result(None))
+            receiver = Receiver(updates_r, lambda why: self.kill(app.id, why))
             loop.add_reader(updates_r, receiver.read)
-        ended = loop.create_task(self._wait(app, pid))
         try:
-            if closed is not None:
-                write_back = await self._applied_while_exiting(app, ended, closed, receiver)
-            status = await ended
-        except BaseException:
-            ended.cancel()
-            if write_back is not None:
-                write_back.discard()
-            raise
+            status = await self._wait(app, pid)
         finally:
             serving.cancel()
             snapshot.close()
             self._open_spare()
             if receiver is not None:
                 loop.remove_reader(updates_r)
-                if write_back is None:
-                    receiver.read()
+                receiver.read()
                 os.close(updates_r)
         app.exit_code = os.waitstatus_to_exitcode(status)
-        if app.status == "killed" or app.exit_code != 0:
-            if write_back is not None:
-                write_back.discard()
-            if app.status != "killed":
-                app.status = "failed"
-                app.message = app.message or \
-                    f"{describe_exit(app.exit_code)}; nothing was changed"
+        if app.status == "killed":
+            return
+        if app.exit_code != 0:
+            app.status = "failed"
+            app.message = app.message or f"{describe_exit(app.exit_code)}; nothing was changed"
         elif app.write:
-            if write_back is None:
-                write_back = WriteBack(self.service, app, bytes(receiver.received))
-            await write_back.commit()
+            await write_back(self.service, app, bytes(receiver.received))
         else:
             app.status = "done"
 
@@ -283,25 +268,11 @@ class ApplicationManager:
             lambda: None if app.status == "killed" else
             self._fork(app, stdio, updates_w, files_there, cgroup))
 
-    async def _applied_while_exiting(self, app, ended, closed, receiver) -> WriteBack | None:
-        """A writer's records, applied to memory as soon as it has closed its pipe while
-        it exits (the kernel's teardown of a child of a large daemon takes tens of
-        milliseconds), not committed before it has exited well; None when it ended
-        first, or was killed."""
-        await asyncio.wait([ended, closed], return_when=asyncio.FIRST_COMPLETED)
-        asyncio.get_running_loop().remove_reader(receiver.fd)
-        if ended.done() or app.status == "killed":
-            return None
-        write_back = WriteBack(self.service, app, bytes(receiver.received))
-        write_back.apply()
-        return write_back
-
     async def at_committed_state(self, action):
         """`action()` (synchronous) at a moment when memory equals the committed store.
         Changes apply synchronously under the gate and are then committed by the
         writer: once the writer is idle, nothing applied is uncommitted (no undo is
-        pending, nothing is held: writer.py), and nothing can apply before `action` runs
-        (no await in between)."""
+        pending), and nothing can apply before `action` runs (no await in between)."""
         writer = self.service.writer
         while not writer.idle:
             if self.slot.holder is not None:

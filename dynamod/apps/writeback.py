@@ -5,13 +5,6 @@ line, closed by an end line with the number of runs, so a writer that died
 half way is told apart from one that changed nothing.  They are applied with
 the rules of injection, runs of plain updates in bulk, and the application's
 `done` record is committed in the same transaction.
-
-The child closes its pipe once it sent its records, then exits; the kernel's
-teardown of a child forked from a large daemon takes tens of milliseconds.  So
-the records are applied to memory as soon as the pipe is closed (`WriteBack.apply`),
-while the child exits, and committed only once it has exited with status 0
-(`WriteBack.commit`); any other end undoes them (`WriteBack.discard`), before
-any of it was submitted to the store.
 """
 
 import dataclasses
@@ -30,11 +23,10 @@ MAX_UPDATE_BYTES = 1 << 30
 class Receiver:
     """Collects what a writer sends, from the event loop (`loop.add_reader`)."""
 
-    def __init__(self, fd: int, on_overflow, on_closed=lambda: None):
+    def __init__(self, fd: int, on_overflow):
         self.fd = fd
         self.received = bytearray()
         self.on_overflow = on_overflow
-        self.on_closed = on_closed   # called at the end of the pipe (each time it is read)
 
     def read(self):
         while True:
@@ -43,7 +35,6 @@ class Receiver:
             except OSError:   # BlockingIOError included: nothing more for now
                 return
             if not chunk:
-                self.on_closed()
                 return
             if len(self.received) + len(chunk) > MAX_UPDATE_BYTES:
                 self.on_overflow("its changes exceed 1 GiB")
@@ -85,82 +76,40 @@ def apply_runs(changes, runs: list):
 _RUN_KEYS = {"op": None, "kind": None, "keys": None, "fields": None, "rows": None}.keys()
 
 
-class WriteBack:
-    """A writer's changes, from what it sent to their commit with its `done` record (the
-    writer holds the gate throughout).  `apply` may run first, while the child exits;
-    then either `commit` or, when the application did not end well, `discard`."""
+async def write_back(service, app, data: bytes):
+    """Apply the changes a writer sent, as one transaction, or none of them.
 
-    def __init__(self, service, app, data: bytes):
-        self.service, self.app = service, app
-        self.runs = parse(data)
-        self.changes = None   # applied to memory, not yet submitted
-        self.refusal = None   # the DynamoError the records were refused for
-        self._paused = False  # holding the cyclic collector (see `apply`)
-
-    def apply(self):
-        """Apply the records to memory (once), not yet committing them.
-
-        The cyclic garbage collector waits until the commit is done (or the records
-        are given up): 100,000 records make hundreds of thousands of objects, none of
-        them garbage, and each collection they would trigger walks them all (a full
-        one, the whole inventory too)."""
-        if self.runs is None or self.changes is not None or self.refusal is not None:
+    The cyclic garbage collector waits until the commit is done: 100,000 records
+    make hundreds of thousands of objects, none of them garbage, and each collection
+    they would trigger walks them all (a full one, the whole inventory too).
+    """
+    with collector.paused():
+        runs = parse(data)
+        if runs is None:
+            app.status = "failed"
+            app.message = "its changes arrived incomplete; nothing was applied"
             return
-        if not self._paused:
-            self._paused = True
-            collector.hold()
+
+        def apply(changes):
+            apply_runs(changes, runs)
+            changes.finish()
+
+        outcome = {"status": "done", "message": "no changes"}
+
+        def record(counts):
+            """The `done` record, committed in the same transaction as the changes (and
+            shown only once they are committed)."""
+            outcome.update(ended=time.time(), message="changes applied: " + _summary(counts))
+            return {("application", (app.id,)): dataclasses.replace(app, **outcome).row()}
+
         try:
-            self.changes = self.service.apply_holding_gate(self._apply)
-        except DynamoError as exc:
-            self.refusal = exc
-
-    def _apply(self, changes):
-        apply_runs(changes, self.runs)
-        changes.finish()
-
-    async def commit(self):
-        """Apply the records unless done, and commit them with the application's `done`
-        record, or none of them; the application's status and message say which."""
-        app = self.app
-        try:
-            if self.runs is None:
-                app.status = "failed"
-                app.message = "its changes arrived incomplete; nothing was applied"
-                return
-            self.apply()
-            applied, self.changes = self.changes, None
-            if self.refusal is not None:
-                raise self.refusal
-            outcome = {"status": "done", "message": "no changes"}
-
-            def record(counts):
-                """The `done` record, committed in the same transaction as the changes
-                (and shown only once they are committed)."""
-                outcome.update(ended=time.time(), message="changes applied: " + _summary(counts))
-                return {("application", (app.id,)): dataclasses.replace(app, **outcome).row()}
-
-            await self.service.change_holding_gate(self._apply, f"{app.user} app={app.id}",
-                                                   record, applied)
+            await service.change_holding_gate(apply, f"{app.user} app={app.id}", record)
         except DynamoError as exc:
             app.status = "failed"
             app.message = f"its changes were refused, nothing was applied: {exc.message}"
         else:
             for name, value in outcome.items():
                 setattr(app, name, value)
-        finally:
-            self._resume()
-
-    def discard(self):
-        """Undo the records applied, if any: the application did not end well."""
-        changes, self.changes = self.changes, None
-        if changes is not None:
-            self.service.give_up(changes)
-        self._resume()
-
-    def _resume(self):
-        if self._paused:
-            self._paused = False
-            collector.release()
 
 
 def _summary(counts: dict) -> str:

@@ -55,9 +55,6 @@ class Writer:
         self._wake = asyncio.Event()
         self._closing = False
         self._busy = False
-        self._held = 0          # changes applied to memory, to be submitted (`hold`)
-        self._unheld = asyncio.Event()
-        self._unheld.set()
         self._task = None
 
     def start(self):
@@ -149,35 +146,16 @@ class Writer:
 
     @property
     def idle(self) -> bool:
-        """Nothing submitted is waiting or committing, nothing is held: what is applied
-        is committed."""
-        return not self.pending and not self._busy and not self._held
-
-    def hold(self):
-        """A change is applied to memory and will be submitted (or undone) later: the
-        writer is not idle until `unhold` (a write-back applied while its child exits)."""
-        self._held += 1
-        self._unheld.clear()
-
-    def unhold(self):
-        """The held change is submitted now, or undone."""
-        self._held -= 1
-        if not self._held:
-            self._unheld.set()
+        """Nothing submitted is waiting or committing: what is applied is committed."""
+        return not self.pending and not self._busy
 
     async def flush(self):
-        """Wait until everything submitted so far is committed (or undone), and what is
-        held is submitted and committed too (or undone)."""
-        while self.pending or self._busy or self._held:
-            if self._held and not (self.pending or self._busy):
-                await self._unheld.wait()
-                continue
+        """Wait until everything submitted so far is committed (or undone)."""
+        if self.pending or self._busy:
             try:
                 await self.submit({}, {}, lambda: None)
             except DynamoError:
                 pass  # the failed changes were undone: memory matches the disk again
-            if not self._held:
-                return
 
     async def close(self):
         """Commit what is pending, then stop."""
