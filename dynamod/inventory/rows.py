@@ -5,7 +5,8 @@ NULL; a complete block replica's file list is NULL, an incomplete one a JSON
 list of file ids.  An object a ChangeSet updated is written as the columns
 that changed only (a dict), so that a write-back of 100,000 times is 100,000
 one-column UPDATEs; a run of one column it set in bulk, as the list of those
-UPDATEs' parameters, read from the table's columns (no object or dict per row).
+UPDATEs' parameters, its keys read from the table's columns (no object or dict
+per row).
 """
 
 from itertools import repeat
