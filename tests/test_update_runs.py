@@ -320,3 +320,20 @@ def test_runs_of_a_column_by_row_end_as_the_same_records_by_names(tmp_path, scen
     writeback.apply_runs(changes, _send(runs, by_row=True))
     changes.rollback()
     assert state(twin) == before
+
+
+def test_a_write_back_refused_after_a_run_of_a_column_leaves_nothing():
+    """A record refused after a run of a column set in bulk: the whole write-back is
+    undone, the column's old values back, and nothing is left to write."""
+    inventory = Inventory()
+    injection.inject(ChangeSet(inventory, now=1000), STOCK)
+    before = state(inventory)
+    runs = [_scenarios(inventory)["touched again"][0],
+            (("site", ["status"], ["name"]), None, [["S1", "morgue"], ["S2", "nice"]])]
+    changes = ChangeSet(inventory, now=1000)
+    with pytest.raises(DynamoError, match="nice"):
+        writeback.apply_runs(changes, _send(runs, by_row=True))
+    assert changes.columns   # the bulk went as a column
+    changes.discard()
+    assert state(inventory) == before
+    assert not changes.columns and not changes.ops and changes.counts()["updated"] == {}
