@@ -145,7 +145,7 @@ class InventoryService:
                 raise
             try:
                 counts = changes.counts()
-                if dry_run or not changes.ops:
+                if dry_run or not (changes.ops or changes.columns):
                     with failstop.undoing("the undo of a dry run"):
                         changes.discard()
                     return changes, counts, _done()

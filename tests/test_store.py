@@ -8,7 +8,7 @@ import pytest
 
 from dynamod.errors import StoreError
 from dynamod.store.reader import StoreReader
-from dynamod.store.sqlite import Store
+from dynamod.store.sqlite import COLUMNS, Store
 from dynamod.store.writer import Writer
 
 DATASET = (1, "/A/B/RAW", "valid", "unknown", None, 0, 1)
@@ -198,6 +198,31 @@ async def test_a_batch_combines_a_row_and_later_columns_of_it(store):
 
     assert load(store)[0]["dataset"] == [(1, "/A/B/RAW", "deprecated", "unknown", None, 9, 1)]
     assert writer.commits == 1
+
+
+async def test_a_column_of_many_rows_is_their_updates_and_later_rows_go_over_it(store):
+    """The UPDATEs of one column of many rows, given as one list (COLUMNS: a write-back's
+    bulk), write each row's column alone; in a batch, a later submission's columns of
+    some of the same rows go over them (their values are less than the list's here:
+    sorted by key and value, they would go first)."""
+    await store.write({("dataset", (1,)): DATASET,
+                       **{("block", (i,)): block(i, f"b{i}") for i in range(1, 5)}},
+                      {"dataset": 2, "block": 5})
+    writer = Writer(store)
+    writer.start()
+    await asyncio.gather(
+        writer.submit({(COLUMNS, ("block", ("last_update",))): [(1, 10), (2, 20), (3, 30)]},
+                      {}, lambda: None),
+        writer.submit({("block", (2,)): {"last_update": 5}}, {}, lambda: None),
+        writer.submit({(COLUMNS, ("block", ("size",))): [(3, 8), (2, 9)]}, {}, lambda: None),
+        writer.submit({("block", (3,)): {"size": 1}}, {}, lambda: None))
+    await writer.close()
+    assert writer.commits == 1
+    assert [(b[0], b[3], b[6]) for b in load(store)[0]["block"]] == [
+        (1, 0, 10), (2, 9, 5), (3, 1, 30), (4, 0, 0)]
+    with pytest.raises(StoreError, match="lacks 1 of the 2 rows to update"):
+        await store.write({(COLUMNS, ("block", ("last_update",))): [(4, 1), (9, 1)]}, {})
+    assert [b[6] for b in load(store)[0]["block"]] == [10, 5, 30, 0]
 
 
 def _submit(writer, rows, next_ids, log, name, redo=True):

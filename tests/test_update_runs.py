@@ -64,28 +64,36 @@ def test_a_refused_write_back_changes_nothing_and_undo_restores(write_backs, par
         assert (state(inventory), used(inventory)) == before
 
 
+def committed(path: str, changes: list) -> tuple:
+    """STOCK injected, then each of `changes` (functions of a ChangeSet) applied as a
+    change of its own (a refused one skipped), through a real service and store: (the
+    last one's counts, memory as (state, rows), the store's rows, reloaded from them)."""
+    async def scenario():
+        service = await InventoryService.open(path, "NORMAL")
+        await service.change(lambda changes: injection.inject(changes, STOCK))
+        counts = None
+        for apply in changes:
+            try:
+                counts = await service.change(apply)
+            except DynamoError:
+                pass
+        memory = state(service.inventory), all_rows(service.inventory)
+        await service.close()
+        reloaded = await InventoryService.open(path, "NORMAL", rebuild=True)   # from the rows
+        stored = all_rows(reloaded.inventory)
+        await reloaded.close()
+        return counts, memory, stored
+
+    return asyncio.run(scenario())
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(update_runs)
 def test_store_after_reload_equals_memory(tmp_path_factory, write_backs):
-    path = str(tmp_path_factory.mktemp("store") / "inventory.db")
-
-    async def scenario():
-        service = await InventoryService.open(path, "NORMAL")
-        await service.change(lambda changes: injection.inject(changes, STOCK))
-        for runs in write_backs:
-            try:
-                await service.change(lambda changes: apply_runs(changes, runs))
-            except DynamoError:
-                pass
-        expected = all_rows(service.inventory)
-        await service.close()
-        reloaded = await InventoryService.open(path, "NORMAL")
-        got = all_rows(reloaded.inventory)
-        await reloaded.close()
-        return expected, got
-
-    expected, got = asyncio.run(scenario())
+    _, (_, expected), got = committed(
+        str(tmp_path_factory.mktemp("store") / "inventory.db"),
+        [lambda changes, runs=runs: apply_runs(changes, runs) for runs in write_backs])
     assert got == expected
 
 
@@ -121,21 +129,16 @@ def _call(kind: str, record: dict):
     return {"site": Site, "dataset": Dataset}[kind](record["name"], **fields)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(update_runs, st.sampled_from([None, ("/A/B/RAW", "b1"), ("/C/D/AOD", "b2")]),
-       st.booleans())
-def test_the_daemon_ends_where_the_applications_copy_did(write_back, deleted, partitioned):
-    """An application's calls (the records of random runs, one call each, some refused in
-    the copy, a block deleted first or not), sent as the child sends them and applied as
-    the daemon does, leave the daemon's inventory as they left the copy: plain updates of
-    blocks and block replicas that existed at the start go by row, the rest by names.
-    With a partition defined, a replica's group or custodial flag moves its usage, in
-    the copy as in the daemon."""
-    copy, daemon = Inventory(), Inventory()
-    for inventory in (copy, daemon):
-        if partitioned:
-            ChangeSet(inventory).set_partition("Owned", condition="group != none")
-        injection.inject(ChangeSet(inventory, now=1000), STOCK)
+def _sent(write_back, deleted, partitioned=False) -> tuple:
+    """(the application's copy, the records it sends) once an application's calls (the
+    records of `write_back`'s runs, one call each, some refused in the copy, the block
+    `deleted` first or not, a partition defined or not) changed a copy of STOCK: plain
+    updates of blocks and block replicas that existed at the start go by row, the rest
+    by names."""
+    copy = Inventory()
+    if partitioned:
+        ChangeSet(copy).set_partition("Owned", condition="group != none")
+    injection.inject(ChangeSet(copy, now=1000), STOCK)
     application = ApplicationInventory(copy, writable=True)
     with mock.patch("time.time", return_value=1000.0):   # the copy's calls' `now`
         if deleted is not None:
@@ -149,12 +152,53 @@ def test_the_daemon_ends_where_the_applications_copy_did(write_back, deleted, pa
                     pass
     pipe = io.BytesIO()
     writeback.send(pipe, application.records)
+    return copy, pipe.getvalue()
+
+
+DELETED = st.sampled_from([None, ("/A/B/RAW", "b1"), ("/C/D/AOD", "b2")])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(update_runs, DELETED, st.booleans())
+def test_the_daemon_ends_where_the_applications_copy_did(write_back, deleted, partitioned):
+    """An application's calls, sent as the child sends them and applied as the daemon
+    does, leave the daemon's inventory as they left the copy, and its rollback as it
+    was.  With a partition defined, a replica's group or custodial flag moves its usage,
+    in the copy as in the daemon."""
+    copy, sent = _sent(write_back, deleted, partitioned)
+    daemon = Inventory()
+    if partitioned:
+        ChangeSet(daemon).set_partition("Owned", condition="group != none")
+    injection.inject(ChangeSet(daemon, now=1000), STOCK)
+    before = state(daemon), used(daemon)
     changes = ChangeSet(daemon, now=1000)
-    writeback.apply_runs(changes, writeback.parse(pipe.getvalue()))
+    writeback.apply_runs(changes, writeback.parse(sent))
     changes.finish()
     assert state(daemon) == state(copy)
     assert used(daemon) == used(copy)
     assert daemon.problems() == [] and copy.problems() == []
+    changes.rollback()
+    assert (state(daemon), used(daemon)) == before
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(update_runs, DELETED)
+def test_a_write_back_sent_by_row_is_stored_as_memory_holds_it(tmp_path_factory, write_back,
+                                                              deleted):
+    """The records as the child sends them, applied and committed by the daemon's service
+    (a run of one column by row set and written as columns, the objects of the change
+    known one by one once another record touches them): the store, reloaded, equals
+    memory."""
+    sent = _sent(write_back, deleted)[1]
+
+    def apply(changes):
+        writeback.apply_runs(changes, writeback.parse(sent))
+        changes.finish()
+
+    _, (_, expected), got = committed(str(tmp_path_factory.mktemp("store") / "inventory.db"),
+                                      [apply])
+    assert got == expected
 
 
 def test_a_record_by_row_names_a_live_object_or_is_refused():
@@ -260,3 +304,96 @@ def test_an_update_after_a_deletion_finds_what_is_left():
     assert application.find_block("/A/B/RAW#b1") is None
     assert application.find_block("/A/B/RAW#b2").find_replica("S1").last_update == 9
     assert application.memory.problems() == []
+
+
+def _scenarios(inventory) -> dict:
+    """Write-backs as (shape, rows by row, the same rows by names) runs: a run of a column
+    left pending beside other changes at the commit; and runs of a column followed by
+    records that touch the same objects one by one (other fields, a deletion, the same
+    column again), with runs of another table's column between them."""
+    replicas = [(r[1], [r.block.dataset.name, r.block.name, r.site.name])
+                for r in inventory.block_replicas.views()]
+    blocks = [(b[1], [d.name, b.name]) for d in inventory.datasets.values() for b in d.blocks]
+
+    def run(kind, fields, objects, values):
+        keys = {"blockreplica": ["dataset", "block", "site"], "block": ["dataset", "name"]}
+        return ((kind, fields, keys[kind]), [[row, *v] for (row, _), v in zip(objects, values)],
+                [[*names, *v] for (_, names), v in zip(objects, values)])
+
+    stamps = run("blockreplica", ["last_update"], replicas,
+                 [[4000 + i] for i in range(len(replicas))])
+    return {
+        "pending": [(("site", ["status"], ["name"]), None, [["S1", "morgue"]]), stamps,
+                    run("block", ["last_update"], blocks, [[77]] * len(blocks))],
+        "touched again": [
+            stamps,
+            run("blockreplica", ["group"], replicas[:3], [["G2"]] * 3),
+            run("block", ["last_update"], blocks, [[5 + i] for i in range(len(blocks))]),
+            (("blockreplica", [], ["dataset", "block", "site"]), None, [replicas[5][1]]),
+            run("blockreplica", ["last_update"], replicas[:5] + replicas[6:10],
+                [[9]] * 9),
+            run("block", ["last_update"], blocks[:4], [[6]] * 4)]}
+
+
+def _send(runs, by_row: bool) -> list:
+    """The runs of a scenario as a pipe gives them (parsed), by row where they can be."""
+    pipe = io.BytesIO()
+    for (kind, fields, keys), rows, named in runs:
+        op = "update" if fields else "delete"
+        keys, rows = (["row"], rows) if by_row and rows is not None else (keys, named)
+        pipe.write(orjson.dumps({"op": op, "kind": kind, "keys": keys, "fields": fields,
+                                 "rows": rows}) + b"\n")
+    pipe.write(orjson.dumps({"end": len(runs)}) + b"\n")
+    return writeback.parse(pipe.getvalue())
+
+
+@pytest.mark.parametrize("scenario", ["pending", "touched again"])
+def test_runs_of_a_column_by_row_end_as_the_same_records_by_names(tmp_path, scenario):
+    """A write-back whose runs set a column of many rows in bulk ends as the same records
+    by names, which go object by object: the inventory, the counts, the change log's
+    lines; the store, reloaded, equals memory; a rollback restores everything."""
+    twin = Inventory()
+    injection.inject(ChangeSet(twin, now=1000), STOCK)
+    before = state(twin)
+    runs = _scenarios(twin)[scenario]
+    named = ChangeSet(twin, now=1000)
+    writeback.apply_runs(named, _send(runs, by_row=False))
+    named.finish()
+    assert not named.columns   # what the by-row records are compared with
+    seen = {}
+
+    def apply(changes):
+        writeback.apply_runs(changes, _send(runs, by_row=True))
+        changes.finish()
+        seen["lines"] = entry_lines(orjson.loads(journal_entry(changes.journal)))
+        seen["bulk"] = len(changes.columns)
+
+    with mock.patch("time.time", return_value=1000.0):
+        counts, (memory, rows), stored = committed(str(tmp_path / "inventory.db"), [apply])
+    assert seen["bulk"] == (2 if scenario == "pending" else 0)
+    assert memory == state(twin) and stored == rows
+    assert counts == named.counts()
+    assert seen["lines"] == entry_lines(orjson.loads(journal_entry(named.journal)))
+    named.rollback()
+    assert state(twin) == before
+    changes = ChangeSet(twin, now=1000)
+    writeback.apply_runs(changes, _send(runs, by_row=True))
+    changes.rollback()
+    assert state(twin) == before
+
+
+def test_a_write_back_refused_after_a_run_of_a_column_leaves_nothing():
+    """A record refused after a run of a column set in bulk: the whole write-back is
+    undone, the column's old values back, and nothing is left to write."""
+    inventory = Inventory()
+    injection.inject(ChangeSet(inventory, now=1000), STOCK)
+    before = state(inventory)
+    runs = [_scenarios(inventory)["touched again"][0],
+            (("site", ["status"], ["name"]), None, [["S1", "morgue"], ["S2", "nice"]])]
+    changes = ChangeSet(inventory, now=1000)
+    with pytest.raises(DynamoError, match="nice"):
+        writeback.apply_runs(changes, _send(runs, by_row=True))
+    assert changes.columns   # the bulk went as a column
+    changes.discard()
+    assert state(inventory) == before
+    assert not changes.columns and not changes.ops and changes.counts()["updated"] == {}

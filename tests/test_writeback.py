@@ -6,9 +6,13 @@ pipe's hostile side is a script that writes to it itself."""
 import json
 import re
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
+from support.daemon import cpu_seconds
 from support.views import snapshot
 
 DS = "/W/B/RAW"
@@ -348,3 +352,35 @@ print(sorted(b.name for b in inventory.datasets[{DS!r}].blocks) == {sorted(BLOCK
     found = {(r["site"], r["last_update"]) for r in
              stocked.call("get_block", name=f"{DS}#b1")["replicas"]}
     assert found == {("S1", 11), ("S2", 13)}
+
+
+def test_the_daemon_waits_idle_for_a_writer_that_closed_its_pipe(stocked, tmp_path):
+    """A writer's child closes its pipe, then exits (the kernel's teardown of a child of a
+    large daemon takes tens of milliseconds; this one sleeps instead): meanwhile the
+    daemon reads the closed pipe no more, it waits, using next to no CPU; then it applies
+    what the writer sent."""
+    closed, sent = tmp_path / "closed", GOOD_RUN + b'{"end": 1}\n'
+    path = tmp_path / "late.py"
+    path.write_text(f"""\
+import os, time
+os.write(3, {sent!r})
+os.close(3)
+open({str(closed)!r}, 'w').close()
+time.sleep(2)
+os._exit(0)
+""")
+    stocked.exec_auth("--executable", path, "--title", "late")
+    late = subprocess.Popen([sys.executable, "-m", "dynamoclient.dynamo", str(path), "-W",
+                             "-t", "late"], env=stocked.env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not closed.exists():
+        assert time.monotonic() < deadline and late.poll() is None
+        time.sleep(0.01)
+    used, started = cpu_seconds(stocked.process.pid), time.monotonic()
+    time.sleep(1)
+    used, waited = cpu_seconds(stocked.process.pid) - used, time.monotonic() - started
+    assert late.wait(30) == 0
+    assert used < 0.2 * waited, f"{used:.2f} s of CPU in {waited:.2f} s"
+    assert {s["name"]: s["status"] for s in stocked.call("list_sites")["sites"]}["S2"] == \
+        "morgue"

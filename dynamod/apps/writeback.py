@@ -23,10 +23,13 @@ MAX_UPDATE_BYTES = 1 << 30
 class Receiver:
     """Collects what a writer sends, from the event loop (`loop.add_reader`)."""
 
-    def __init__(self, fd: int, on_overflow):
+    def __init__(self, fd: int, on_overflow, on_closed):
         self.fd = fd
         self.received = bytearray()
         self.on_overflow = on_overflow
+        # At the end of the pipe (the child closes it, then exits): the pipe would be
+        # readable, and read, again and again while the kernel tears the child down.
+        self.on_closed = on_closed
 
     def read(self):
         while True:
@@ -35,6 +38,7 @@ class Receiver:
             except OSError:   # BlockingIOError included: nothing more for now
                 return
             if not chunk:
+                self.on_closed()
                 return
             if len(self.received) + len(chunk) > MAX_UPDATE_BYTES:
                 self.on_overflow("its changes exceed 1 GiB")

@@ -130,10 +130,71 @@ class Updates:
             old, new = _shown_rows(old, len(names)), _shown_rows(new, len(names))
         run = {"names": names, "old": old, "new": new}
         if type(objects[0]) is BlockReplica:
-            run.update(_replica_names(objects))
+            table = objects[0][0]
+            run.update(_replica_names(table, *_blocks_and_sites(table, map(_SECOND, objects))))
         else:
             run["labels"] = list(map(describe, objects))
         return run
+
+
+class ColumnUpdate:
+    """The journal's entry for a run of updates of one raw column (`ChangeSet.update_column`):
+    a table's rows, the column's old and new values, lists side by side.  The objects and
+    their store keys, which a ChangeSet keeps per object, are made only when something
+    asks for them (`ChangeSet._spill`); a write-back's bulk goes to the store and the
+    change log as these columns (`rows.change_rows`, `compact`)."""
+
+    __slots__ = ("cls", "table", "rows", "name", "old", "new", "spilled", "_placed")
+
+    def __init__(self, cls, table, rows: list, name: str, old: list, new: list):
+        self.cls, self.table, self.rows, self.name = cls, table, rows, name
+        self.old, self.new = old, new
+        self.spilled = False   # its objects are in the ChangeSet's `ops` (see `_spill`)
+        self._placed = None    # block replicas: `_blocks_and_sites` of the rows
+
+    @property
+    def names(self) -> tuple:
+        return (self.name,)
+
+    @property
+    def objects(self) -> list:
+        return list(map(_new_view, repeat(self.cls), zip(repeat(self.table), self.rows)))
+
+    @property
+    def keys(self) -> list:
+        return store_keys(self.objects)
+
+    def store_rows(self) -> list:
+        """Each row's store key followed by its new value, as tuples: the parameters of
+        the column's UPDATE (store/tables.py `update_sql`).  The values are the column's
+        now: nothing changed these objects since (a change of one of them, or a run of
+        the column at one of the rows, comes after `ChangeSet._spill`)."""
+        if self.cls is BlockReplica:
+            blocks, sites = self._blocks_and_sites()
+            return list(zip(map(self.table.blocks.id.__getitem__, blocks), sites, self.new))
+        return list(zip(map(self.table.id.__getitem__, self.rows), self.new))
+
+    def compact(self):
+        """As `Updates.compact` (the values of a raw column are shown as they are)."""
+        run = {"names": self.names, "old": self.old, "new": self.new}
+        if self.cls is BlockReplica:
+            run.update(_replica_names(self.table, *self._blocks_and_sites()))
+        else:
+            run["labels"] = list(map(describe, self.objects))
+        return run
+
+    def _blocks_and_sites(self) -> tuple:
+        """The block replicas' blocks and sites, read once for their store keys and their
+        names."""
+        if self._placed is None:
+            self._placed = _blocks_and_sites(self.table, self.rows)
+        return self._placed
+
+
+def _blocks_and_sites(table, rows) -> tuple[list, list]:
+    """(the block row, the site id) of each block replica at `rows` of `table`, as lists."""
+    rows = list(rows)
+    return list(map(table.block.__getitem__, rows)), list(map(table.site.__getitem__, rows))
 
 
 def _shown_rows(values: list, width: int) -> list:
@@ -142,14 +203,13 @@ def _shown_rows(values: list, width: int) -> list:
     return [list(map(_shown, row)) for row in values]
 
 
-def _replica_names(replicas: list) -> dict:
-    """The block replicas' names (`describe`) in parts, each site, dataset and block once:
-    a write-back's run names a block's replicas one after the other, and most of a line
-    is its dataset's and block's names."""
-    table = replicas[0][0]
-    blocks, rows = table.blocks, list(map(_SECOND, replicas))
-    block_rows, site_ids = _numbered(map(table.block.__getitem__, rows)), \
-        _numbered(map(table.site.__getitem__, rows))
+def _replica_names(table, block_rows: list, site_ids: list) -> dict:
+    """The names (`describe`) of block replicas of `table`, given their blocks' rows and
+    their sites' ids, in parts, each site, dataset and block once: a write-back's run
+    names a block's replicas one after the other, and most of a line is its dataset's and
+    block's names."""
+    blocks = table.blocks
+    block_rows, site_ids = _numbered(block_rows), _numbered(site_ids)
     dataset_rows = _numbered(map(blocks.dataset.__getitem__, block_rows[0]))
     return {"sites": [table.sites[s].name for s in site_ids[0]],
             "datasets": blocks.datasets.names_at(dataset_rows[0]),
@@ -294,9 +354,9 @@ def journal_entry(journal) -> str | bytes:
     entry as text."""
     entry, lines = [], []
     for how, obj, detail in journal:
-        if how in ("updates", "files"):   # a run of updates (`Updates`), new files' columns
-            entry += lines
-            entry.append(obj.compact() if how == "updates" else {"files": obj})
+        if how in ("updates", "column", "files"):   # a run of updates (`Updates`,
+            entry += lines                          # `ColumnUpdate`), new files' columns
+            entry.append({"files": obj} if how == "files" else obj.compact())
             lines = []
         elif how == "created many":   # blocks or block replicas (`_created_many`)
             lines += _CREATED_LINES[type(obj[0])](obj)
@@ -371,13 +431,25 @@ def _set_column(objects: list, column, check, values: list) -> tuple[list, list,
                 new_values.append((value,))
                 column[row] = value
         return changed, old_values, new_values
-    old = list(map(column.__getitem__, rows))
-    differ = list(map(ne, old, values))
-    if not all(differ):
-        objects, rows, old, values = (list(compress(part, differ))
-                                      for part in (objects, rows, old, values))
-    list(map(column.__setitem__, rows, values))
+    _, old, values, objects = _put_column(column, rows, values, objects)
     return objects, list(zip(old)), list(zip(values))
+
+
+def _put_column(column, rows: list, values: list, *more) -> list:
+    """Set column[row] to its value for each of the (distinct) rows, in passes of C:
+    [rows, old values, new values, *more] of those whose value changed (`more`: lists
+    along `rows`)."""
+    parts = [rows, list(map(column.__getitem__, rows)), values, *more]
+    differ = list(map(ne, parts[1], values))
+    if not all(differ):
+        parts = [list(compress(part, differ)) for part in parts]
+    list(map(column.__setitem__, parts[0], parts[2]))
+    return parts
+
+
+def _restore_column(column, rows: list, old: list):
+    """Undo `ChangeSet.update_column`."""
+    list(map(column.__setitem__, rows, old))
 
 
 def set_many(objects: list, names: tuple, values: list) -> tuple[list, list, list]:
@@ -434,20 +506,24 @@ class ChangeSet:
         self._checks = []
         self.ops = {}          # (kind, key) -> object to write, or None to delete
         self._seen = {}        # (kind, key) -> "created" | "updated"
+        self._seen_kinds = set()   # the kinds of the keys `_seen` was given
         self.deleted = Counter()
         self.journal = []      # (how, object, {field: (old, new)}) for the change log;
                                # ("updates", Updates, None) for a run of updates,
+                               # ("column", ColumnUpdate, None) for one of a column,
                                # ("created many", [objects], None) for _created_many
         self.held = {}         # block -> its id: blocks whose files this change uses
                                # (filecache.py; the id read before an undo takes the row)
         self._net = Counter()  # kind -> objects created less objects deleted, for `totals`
         self.bulk_files = 0    # files `new_files` created (not in `_seen`)
         self.unchecked = []    # (LFNs, block name, where) of new_files, for `in_store`
+        self.columns = []      # the ColumnUpdates whose objects are not in `ops` (`_spill`)
 
     # ----------------------------------------------------------- bookkeeping
     def _touch(self, obj, how) -> str:
         """Write `obj` at the commit; returns what this ChangeSet did to it ("created" wins)."""
         key = store_key(obj)
+        self._seeing(key[0])
         self.ops[key] = obj
         self.inventory.applied += 1
         if how != "created":
@@ -463,6 +539,8 @@ class ChangeSet:
         self._net[kind] += n
 
     def _gone(self, obj):
+        if self.columns:
+            self._spill()
         key = store_key(obj)
         self.ops[key] = None
         self.inventory.applied += 1
@@ -510,6 +588,8 @@ class ChangeSet:
         self._checks.clear()
         self.ops.clear()
         self._seen.clear()
+        self._seen_kinds.clear()
+        self.columns.clear()
         self.bulk_files = 0
         self.deleted.clear()
         self.journal.clear()
@@ -574,6 +654,7 @@ class ChangeSet:
     def _touch_many(self, objects: list, names: tuple, old: list, new: list):
         """`_touch` of each updated object, journaled as one `Updates` entry (an object
         created by this ChangeSet is journaled as created only)."""
+        self._seeing(objects[0].kind)
         keys = store_keys(objects)
         self.ops.update(zip(keys, objects))
         self.inventory.applied += len(objects)
@@ -584,6 +665,52 @@ class ChangeSet:
                                        for column in (objects, keys, old, new))
         if objects:
             self.journal.append(("updates", Updates(names, objects, keys, old, new), None))
+
+    def update_column(self, cls, table, rows: list, name: str, values: list) -> bool:
+        """`update_many` of one raw field (fields.Column) of the objects at `rows` of the
+        inventory's `table` (live ones), set in passes of C over the run and journaled as
+        one ColumnUpdate: the bulk of a write-back, which goes to the store and the change
+        log as columns, not object by object.  False, nothing done, unless every value is
+        one the field takes as it is, the rows are distinct, no object of their kind is
+        known one by one to this ChangeSet yet (none was created: each row holds an object
+        that existed before) and none of the rows is in another such run; the caller then
+        goes object by object."""
+        if (cls.kind in self._seen_kinds or not cls.__dict__[name].raw or not _counts(values)
+                or len(set(rows)) != len(rows)
+                or self.inventory.usage.tests and parts.may_move(cls.kind, (name,))
+                or any(run.table is table and not set(run.rows).isdisjoint(rows)
+                       for run in self.columns)):
+            return False
+        column = getattr(table, name)
+        rows, old, values = _put_column(column, rows, values)
+        if rows:
+            self._undo.call(_restore_column, column, rows, old)
+            run = ColumnUpdate(cls, table, rows, name, old, values)
+            self.columns.append(run)
+            self.journal.append(("column", run, None))
+            self.inventory.applied += len(rows)
+        return True
+
+    def _seeing(self, kind):
+        """Before `_seen` is given objects of `kind`: the pending column runs' objects go
+        first (`_spill`), and a run of a column of `kind` now goes object by object."""
+        if self.columns:
+            self._spill()
+        self._seen_kinds.add(kind)
+
+    def _spill(self):
+        """Put the objects of the pending column runs in `ops` and `_seen`, as
+        `_touch_many` would have: before anything else touches an object (one of theirs,
+        maybe), so that an object is written and counted once, as its last change left
+        it."""
+        for run in self.columns:
+            self._seen_kinds.add(run.cls.kind)
+            objects = run.objects
+            keys = store_keys(objects)
+            self.ops.update(zip(keys, objects))
+            self._seen.update(dict.fromkeys(keys, "updated"))
+            run.spilled = True
+        self.columns.clear()
 
     def _move_usage(self, replicas, before):
         """The replicas' usage moves from `before` to what they are now (undoably)."""
@@ -658,6 +785,8 @@ class ChangeSet:
         counts = {"created": {}, "updated": {}, "deleted": dict(self.deleted)}
         # Counted in C (a write-back may have seen 100,000 objects), in order of appearance.
         tally = Counter(zip(self._seen.values(), map(itemgetter(0), self._seen)))
+        for run in self.columns:   # after everything in `_seen` (`_seeing`)
+            tally["updated", run.cls.kind] += len(run.rows)
         if self.bulk_files:
             tally["created", "file"] += self.bulk_files
         for (how, kind), n in tally.items():
@@ -865,6 +994,7 @@ class ChangeSet:
 
     def _created_many(self, kind, objects: list, keys: list):
         """`_touch` of each of these objects, all just created."""
+        self._seeing(kind)
         self.ops.update(zip(keys, objects))
         self._seen.update(dict.fromkeys(keys, "created"))
         self.journal.append(("created many", objects, None))

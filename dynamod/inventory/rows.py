@@ -4,7 +4,9 @@ Rows are tuples in the column order of `store.tables`; the null group is
 NULL; a complete block replica's file list is NULL, an incomplete one a JSON
 list of file ids.  An object a ChangeSet updated is written as the columns
 that changed only (a dict), so that a write-back of 100,000 times is 100,000
-one-column UPDATEs.
+one-column UPDATEs; a run of one column it set in bulk, as the list of those
+UPDATEs' parameters, its keys read from the table's columns (no object or dict
+per row).
 """
 
 from itertools import repeat
@@ -12,6 +14,7 @@ from operator import attrgetter
 
 import orjson
 
+from ..store.sqlite import COLUMNS
 from ..store.tables import BY_KIND, INVENTORY_KINDS
 from .changes import ChangeSet, store_key
 from .inventory import PLURAL
@@ -96,19 +99,30 @@ def change_rows(changes: ChangeSet) -> dict:
     """Snapshot a ChangeSet as {(kind, key): row}, taken before later changes: None for
     what it deleted, the columns that changed ({column: value}) for an object it
     updated, a full row for anything else (what it created, partitions and quotas),
-    and the list of rows of a block's new files (NEW_FILES).
+    the list of rows of a block's new files (NEW_FILES), and the runs of a column it
+    set in bulk (`ChangeSet.update_column`) as the rows of one UPDATE each (COLUMNS).
 
     An object with updates in the journal existed before the ChangeSet (a ChangeSet
     journals no update of what it created), so its row is in the store, or in an
     earlier submission to the writer (see `Writer._merge`).
     """
+    rows = _object_rows(changes)
+    for run in changes.columns:
+        key = COLUMNS, (run.cls.kind, (run.name,))
+        found = rows.get(key)   # an earlier run of the column, of other rows
+        rows[key] = run.store_rows() if found is None else found + run.store_rows()
+    return rows
+
+
+def _object_rows(changes: ChangeSet) -> dict:
+    """`change_rows` of the objects in the ChangeSet's `ops`."""
     updated = {}   # (kind, key) -> the fields the journal says changed
     for how, obj, detail in changes.journal:
         if how == "updated" and type(obj) is not Record:
             key = store_key(obj)
             found = updated.get(key)
             updated[key] = tuple(detail) if found is None else _union(found, detail)
-        elif how == "updates":   # a run of them (changes.Updates)
+        elif how == "updates" or how == "column" and obj.spilled:   # a run of them
             names = obj.names
             if updated:
                 for key in obj.keys:

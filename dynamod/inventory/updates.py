@@ -41,7 +41,7 @@ from .objects import (NO_ROW, Block, BlockReplica, Dataset, DatasetReplica, File
                       changed_fields)
 
 _new_view = tuple.__new__   # _new_view(Block, (table, row)): a view, all in C
-_FIRST = itemgetter(0)
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _CLASSES = {cls.kind: cls for cls in (Site, Group, Dataset, Block, File, DatasetReplica,
                                        BlockReplica)}
 # The fields a record may give, per kind (a replica's files come as `files`, by LFN).
@@ -207,8 +207,12 @@ def apply_run(changes: ChangeSet, shape: tuple, rows: list, find=None):
         find = finder(shape, changes.inventory)
     names, gathered, values, last = shape[3], [], [], None
     if shape[2] == _BY_ROW and (found := _found_by_rows(changes.inventory, shape, rows)):
-        changes.update_many(*found)
-        return found[0][-1] if found[0] else None
+        cls, table, numbers = found
+        if not (len(names) == 1 and changes.update_column(cls, table, numbers, names[0],
+                                                          list(map(_SECOND, rows)))):
+            changes.update_many(list(map(_new_view, repeat(cls), zip(repeat(table), numbers))),
+                                names, [row[1:] for row in rows])
+        return _new_view(cls, (table, numbers[-1]))
     for row in rows:
         if find is not None:
             found = _found(find, shape, row, changes.inventory.groups)
@@ -365,9 +369,10 @@ def row_tables(inventory) -> dict:
 
 
 def _found_by_rows(inv, shape: tuple, rows) -> tuple | None:
-    """(the objects, their new values) of a run of records by row, found and checked over
-    the whole run in passes of C; None when anything is unusual (a malformed record, a
-    row that holds no object, a group to look up): the records then go one by one."""
+    """(the objects' class, their table, their rows) of a run of records by row, found and
+    checked over the whole run in passes of C; None when anything is unusual (a malformed
+    record, a row that holds no object, a group to look up): the records then go one by
+    one."""
     _, kind, _, names = shape
     table = _ROW_TABLES[kind](inv)
     alive = table.alive
@@ -378,9 +383,7 @@ def _found_by_rows(inv, shape: tuple, rows) -> tuple | None:
     if (set(map(type, numbers)) != {int} or min(numbers) < 0 or max(numbers) >= len(alive)
             or not all(map(alive.__getitem__, numbers))):
         return None
-    cls = _CLASSES[kind]
-    return (list(map(_new_view, repeat(cls), zip(repeat(table), numbers))), names,
-            [row[1:] for row in rows])
+    return _CLASSES[kind], table, numbers
 
 
 def _rows(kind: str):

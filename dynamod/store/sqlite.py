@@ -58,6 +58,10 @@ CHANGELOG_UPTO = "changelog_upto"
 # Files never stored before, keyed (the first one's id,): a list of file rows, inserted as
 # they are (an injection's bulk; no other row of the same submission names them).
 NEW_FILES = "newfiles"
+# Updates of the same columns of many rows, keyed (kind, columns): a list of the UPDATE's
+# parameters, each row's key then its columns (a write-back's bulk, kept as columns from
+# the inventory's tables to executemany; no other row of the same submission is of them).
+COLUMNS = "columns"
 # From this many rows on, a table's inserts (or upserts) go as one JSON array that SQLite
 # reads itself (json_each): one statement, one step, in which the connection's thread does
 # not hold the GIL, where executemany takes it back after each row (and waits for it
@@ -194,7 +198,8 @@ class Store:
         """Apply `changes` ({(kind, key): row, or None to delete}) in one transaction.
 
         A row is a tuple of every column (an INSERT, or an upsert for a key that may
-        be stored already), or a dict of the columns that changed (an UPDATE).
+        be stored already), or a dict of the columns that changed (an UPDATE); the
+        UPDATEs of many rows' same columns may come as one list (COLUMNS).
         Deletes go first so that a name freed and taken again in the same batch
         does not trip a unique index; foreign keys are checked at COMMIT.  A delete
         of kind "blockfiles", key (block_id,), removes every file of that block.
@@ -371,6 +376,8 @@ def _statements(changes: dict, fresh: dict) -> list:
     for (kind, key), row in changes.items():
         if kind == NEW_FILES:
             inserts["file"] += row
+        elif kind == COLUMNS:
+            updates[key] += row
         elif row is None:
             deletes[kind].append(key)
         elif type(row) is dict:

@@ -25,7 +25,7 @@ import time
 
 from .. import failstop
 from ..errors import DynamoError, StoreError
-from .sqlite import NEW_FILES, Refused
+from .sqlite import COLUMNS, NEW_FILES, Refused
 from .tables import BY_KIND
 
 log = logging.getLogger("dynamod.store")
@@ -172,8 +172,7 @@ def _merge(batch) -> tuple[dict, dict]:
     if len(batch) == 1:
         return batch[0].rows, batch[0].next_ids
     merged, next_ids = {}, {}
-    for submission in batch:
-        rows = submission.rows
+    for submission, rows in zip(batch, _by_row(batch)):
         earlier = {key: merged[key] for key in merged.keys() & rows.keys()
                    if type(rows[key]) is dict}
         merged.update(rows)
@@ -181,3 +180,27 @@ def _merge(batch) -> tuple[dict, dict]:
             merged[key] = BY_KIND[key[0]].combined(old, rows[key])
         next_ids.update(submission.next_ids)
     return merged, next_ids
+
+
+def _kinds(rows: dict) -> set:
+    return {key[1][0] if key[0] == COLUMNS else key[0] for key in rows}
+
+
+def _by_row(batch) -> list:
+    """The submissions' rows, each one's COLUMNS (the UPDATEs of many rows) given back as
+    a row per object when another submission writes rows of the same kind: it may write
+    some of the same rows, and `_merge` then combines them row by row."""
+    kinds = [_kinds(s.rows) for s in batch]
+    given = []
+    for number, submission in enumerate(batch):
+        rows = submission.rows
+        others = set().union(*kinds[:number], *kinds[number + 1:])
+        shared = [key for key in rows if key[0] == COLUMNS and key[1][0] in others]
+        if shared:
+            rows = {key: row for key, row in rows.items() if key not in shared}
+            for kind, columns in (key[1] for key in shared):
+                width = len(BY_KIND[kind].key)
+                for params in submission.rows[COLUMNS, (kind, columns)]:
+                    rows[kind, params[:width]] = dict(zip(columns, params[width:]))
+        given.append(rows)
+    return given

@@ -210,6 +210,7 @@ _SHAPES = [   # (kind, keys, their values, fields)
     ("site", ["name"], [SITES], ["host", "status"]),
     ("dataset", ["name"], [DATASETS], ["status", "last_update"]),
     ("block", ["dataset", "name"], [DATASETS, BLOCKS + ["b9"]], ["is_open", "last_update"]),
+    ("block", ["dataset", "name"], [DATASETS, BLOCKS + ["b9"]], ["last_update"]),
     ("datasetreplica", ["dataset", "site"], [DATASETS, SITES[:2]], ["group", "growing"]),
     ("blockreplica", ["dataset", "block", "site"], [DATASETS, BLOCKS, SITES[:2]],
      ["last_update"]),
