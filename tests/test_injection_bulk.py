@@ -173,7 +173,7 @@ def test_undone_batches_with_a_store_leave_memory_as_the_store(tmp_path):
                 {"name": "/store/bulk/blk014/2.root"}]}]}]}))
         after = state(service.inventory)
         await service.close()
-        reloaded = await InventoryService.open(path, "NORMAL")
+        reloaded = await InventoryService.open(path, "NORMAL", rebuild=True)   # from the rows
         again = state(reloaded.inventory)
         await reloaded.close()
         return loaded, after, again

@@ -245,7 +245,7 @@ def test_usage_after_restart_equals_memory(tmp_path_factory, sequence):
             assert usage.table == usage.full_count(service.inventory)
         finally:
             await service.close()
-        reloaded = await InventoryService.open(path, "NORMAL",
+        reloaded = await InventoryService.open(path, "NORMAL", rebuild=True,   # from the rows
                                                partitions={"Conf": 'site ~ "S1"'})
         got = _usage_state(reloaded.inventory)
         await reloaded.close()
@@ -373,7 +373,7 @@ def test_failed_commits_restore_the_usage(tmp_path_factory, batches):
         finally:
             failing[0] = False
             await service.close()
-        reloaded = await InventoryService.open(path, "NORMAL")
+        reloaded = await InventoryService.open(path, "NORMAL", rebuild=True)   # from the rows
         got = _usage_state(reloaded.inventory)
         await reloaded.close()
         return expected, got
