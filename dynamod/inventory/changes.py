@@ -237,8 +237,8 @@ def entry_lines(entry: list, prefix: str = "", end: str = "") -> list[str]:
             continue
         if "files" in part:   # the columns of new files (new_files)
             line = _FILE_LINE if not framed else (
-                prefix.replace("{", "{{").replace("}", "}}") + _FILE_LINE + end)
-            lines += map(line.format, *part["files"])
+                prefix.replace("%", "%%") + _FILE_LINE + end.replace("%", "%%"))
+            lines += map(line.__mod__, zip(*part["files"]))
             continue
         names, old, new = part["names"], part["old"], part["new"]
         if "labels" in part:
@@ -339,9 +339,9 @@ def _totals_conflict(obj, total, expected, actual, parts) -> Conflict:
 
 
 # The change log's line of a new file (most lines of an injection): (lfn, size, adler32,
-# crc32, md5) -> str, a bound method (mapped over the columns without a Python frame).
-_FILE_LINE = "created file {} size={!r} adler32={!r} crc32={!r} md5={!r}"
-_file_line = _FILE_LINE.format
+# crc32, md5) -> str by `%`, mapped over the columns' rows without a Python frame (a
+# third cheaper than str.format's parsing of its fields for each line).
+_FILE_LINE = "created file %s size=%r adler32=%r crc32=%r md5=%r"
 
 
 def journal_entry(journal) -> str | bytes:
@@ -373,7 +373,7 @@ def journal_entry(journal) -> str | bytes:
 
 def _add_lines(lines: list, how: str, obj, detail):
     if how == "created" and type(obj) is File:
-        lines.append(_file_line(*File.values(obj)[1:]))
+        lines.append(_FILE_LINE % File.values(obj)[1:])
         return
     if how == "updated":
         text = " ".join([f"{n}: {_shown(old)!r} -> {_shown(new)!r}"
