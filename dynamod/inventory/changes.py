@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from functools import partial
-from itertools import chain, compress, count, repeat
+from itertools import accumulate, chain, compress, count, pairwise, repeat
 from operator import attrgetter, itemgetter, ne
 
 import orjson
@@ -27,7 +27,7 @@ from . import partitions as parts
 from .fields import MAX_COUNT, MAX_TEXT, printable
 from .inventory import PLURAL
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
-from .packedfiles import PackedFiles
+from .packedfiles import packed_runs
 
 
 _new_view = tuple.__new__   # a view (table, row) of a table's row (columns.py)
@@ -1064,6 +1064,10 @@ class ChangeSet:
         packed = [once and cache.source is not None and not files and self.created(block)
                   for (block, _, _), files in zip(batches, held)]
         ids = self.inventory.next_ids
+        bounds = list(pairwise(accumulate([len(items) for _, items, _ in batches],
+                                          initial=0)))
+        runs = iter(packed_runs(ids["file"], columns, list(compress(bounds, packed))))
+        totals = list(accumulate(columns[1], initial=0))   # a block's size: a difference
         first = ids["file"]
         ids["file"] = first + len(lfns)
         added = []   # each block's LFNs, noted before its files are added
@@ -1078,16 +1082,18 @@ class ChangeSet:
                     files.pop(lfn, None)
                     cache.by_lfn.pop(lfn, None)
         self._undo.call(undo)
-        start, sums = 0, {}   # block -> its size and num_files with its new files
-        for (block, items, where), files, kept in zip(batches, held, packed):
-            end = start + len(items)
-            added.append(lfns[start:end])
-            self._add_files(block, None if kept else files, first + start,
-                            *[column[start:end] for column in columns])
+        sums = {}   # block -> its size and num_files with its new files
+        for (block, _, where), files, kept, (start, end) in zip(batches, held, packed, bounds):
+            run = lfns[start:end]
+            added.append(run)
+            if kept:
+                cache.add_new(block, run, next(runs))
+            else:
+                self._add_files(block, files, first + start,
+                                *[column[start:end] for column in columns])
             size, n = sums.get(block, (block.size, block.num_files))
-            sums[block] = size + sum(columns[1][start:end]), n + end - start
-            self.unchecked.append((added[-1], block.full_name(), where))
-            start = end
+            sums[block] = size + totals[end] - totals[start], n + end - start
+            self.unchecked.append((run, block.full_name(), where))
         # the rows and the change log's lines of every batch at once, in order
         block_ids = chain.from_iterable(map(repeat, [block.id for block, _, _ in batches],
                                             map(len, added)))
@@ -1100,19 +1106,14 @@ class ChangeSet:
         self._tally("file", len(lfns))
         return added
 
-    def _add_files(self, block, files, first: int, lfns, sizes, adler32, crc32, md5):
-        """`new_files` in memory for one block, its ids from `first` on, into its held
-        `files` (None: its first files, kept packed); the undo, the sums, the rows and
-        the lines are the caller's."""
-        numbers = range(first, first + len(lfns))
-        if files is None:
-            self.inventory.file_cache.add_new(
-                block, lfns, PackedFiles(numbers, lfns, sizes, adler32, crc32, md5))
-        else:
-            new = dict(zip(lfns, map(File.stored, repeat(block), lfns, sizes, numbers,
-                                     adler32, crc32, md5)))
-            files.update(new)
-            self.inventory.file_cache.by_lfn.update(new)
+    def _add_files(self, block, files: dict, first: int, lfns, sizes, adler32, crc32, md5):
+        """`new_files` in memory for one block whose `files` are held as File objects,
+        its ids from `first` on; the undo, the sums, the rows and the lines are the
+        caller's."""
+        new = dict(zip(lfns, map(File.stored, repeat(block), lfns, sizes,
+                                 range(first, first + len(lfns)), adler32, crc32, md5)))
+        files.update(new)
+        self.inventory.file_cache.by_lfn.update(new)
 
     def in_store(self):
         """The error for the first new file (of `new_files`) whose LFN a file of another
