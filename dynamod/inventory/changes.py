@@ -1047,7 +1047,8 @@ class ChangeSet:
         in the store is left to the store's unique index: a commit it refuses is then
         explained by `in_store`.  The files go to the store as rows (NEW_FILES), to the
         change log as lines, and to their block packed when it is one this change
-        created and the store will have them (FileCache.add_new), else as File objects.
+        created and the store will have them (packed_runs, FileCache.add_new), else as
+        File objects.
         """
         if not all([type(items) is list and items and not block.replicas
                     for block, items, _ in batches]):
@@ -1066,11 +1067,11 @@ class ChangeSet:
         ids = self.inventory.next_ids
         bounds = list(pairwise(accumulate([len(items) for _, items, _ in batches],
                                           initial=0)))
-        runs = iter(packed_runs(ids["file"], columns, list(compress(bounds, packed))))
+        runs = packed_runs(ids["file"], columns, list(compress(bounds, packed)))
         totals = list(accumulate(columns[1], initial=0))   # a block's size: a difference
         first = ids["file"]
         ids["file"] = first + len(lfns)
-        added = []   # each block's LFNs, noted before its files are added
+        added = [lfns[start:end] for start, end in bounds]   # each block's LFNs
 
         def undo():   # first: a block's sum may be refused half-way
             ids["file"] = first
@@ -1082,13 +1083,12 @@ class ChangeSet:
                     files.pop(lfn, None)
                     cache.by_lfn.pop(lfn, None)
         self._undo.call(undo)
+        cache.add_new([block for (block, _, _), kept in zip(batches, packed) if kept],
+                      list(compress(added, packed)), runs)
         sums = {}   # block -> its size and num_files with its new files
-        for (block, _, where), files, kept, (start, end) in zip(batches, held, packed, bounds):
-            run = lfns[start:end]
-            added.append(run)
-            if kept:
-                cache.add_new(block, run, next(runs))
-            else:
+        for (block, _, where), files, kept, run, (start, end) in zip(batches, held, packed,
+                                                                     added, bounds):
+            if not kept:
                 self._add_files(block, files, first + start,
                                 *[column[start:end] for column in columns])
             size, n = sums.get(block, (block.size, block.num_files))
