@@ -41,6 +41,7 @@ def _defaults(cls, *names) -> dict:
 _DATASET_DEFAULTS = _defaults(Dataset, "status", "data_type", "software_version", "is_open")
 _BLOCK_DEFAULTS = _defaults(Block, "size", "num_files", "is_open")
 _BLOCK_REPLICA_DEFAULTS = _defaults(BlockReplica, "is_custodial", "size")
+_TOTALS = ("size", "num_files")   # the fields of a block its files add up to
 
 
 class _Keep:
@@ -1085,13 +1086,13 @@ class ChangeSet:
         self._undo.call(undo)
         cache.add_new([block for (block, _, _), kept in zip(batches, packed) if kept],
                       list(compress(added, packed)), runs)
-        sums = {}   # block -> its size and num_files with its new files
+        sums = {}   # block -> the size and num_files its new files add
         for (block, _, where), files, kept, run, (start, end) in zip(batches, held, packed,
                                                                      added, bounds):
             if not kept:
                 self._add_files(block, files, first + start,
                                 *[column[start:end] for column in columns])
-            size, n = sums.get(block, (block.size, block.num_files))
+            size, n = sums.get(block, (0, 0))
             sums[block] = size + totals[end] - totals[start], n + end - start
             self.unchecked.append((run, block.full_name(), where))
         # the rows and the change log's lines of every batch at once, in order
@@ -1100,11 +1101,29 @@ class ChangeSet:
         self.ops[NEW_FILES, (first,)] = list(zip(range(first, first + len(lfns)), block_ids,
                                                  *columns))
         self.journal.append(("files", columns, None))   # their lines made after the commit
-        self.update_many(list(sums), ("size", "num_files"), list(sums.values()))
+        self._add_to_sums(sums, packed if once else [])
         self.bulk_files += len(lfns)
         self.inventory.applied += 1
         self._tally("file", len(lfns))
         return added
+
+    def _add_to_sums(self, sums: dict, created: list):
+        """Grow the blocks' size and num_files by `sums` ({block: what its new files
+        add}): those `created` by this change (flags in the same order) as columns, with
+        one undo and no journal entry (their lines say what they hold: BlockTable.grow);
+        the others, or all of them when that refuses a value, through `update_many`,
+        which journals them and raises what a block or its dataset refuses."""
+        blocks = list(sums)
+        new = list(compress(blocks, created))
+        if new and not (self.inventory.usage.tests and parts.may_move(Block.kind, _TOTALS)):
+            undo = self.inventory.blocks.grow([block[1] for block in new],
+                                              *zip(*map(sums.__getitem__, new)))
+            if undo is not None:
+                self._undo.call(undo)
+                blocks = [block for block, made in zip(blocks, created) if not made]
+        self.update_many(blocks, _TOTALS, [(block.size + size, block.num_files + n)
+                                           for block, (size, n) in zip(blocks, map(
+                                               sums.__getitem__, blocks))])
 
     def _add_files(self, block, files: dict, first: int, lfns, sizes, adler32, crc32, md5):
         """`new_files` in memory for one block whose `files` are held as File objects,
