@@ -218,14 +218,15 @@ def test_a_large_entry_of_the_change_log_reaches_its_file_whole(daemon):
 
 def test_the_change_log_file_frames_each_line_of_a_bulk_entry(daemon):
     """A bulk entry's lines written to the file each after the time and the request's
-    actor, with what JSON escapes in a name (a quote, a backslash) and format braces in
-    the request id: the lines of the same objects one by one, each framed alike."""
+    actor, with what JSON escapes in a name (a quote, a backslash) and format braces and
+    percent signs in the request id and the names: the lines of the same objects one by
+    one, each framed alike."""
     plain = _document(blocks=40, files=5)
     odd = {"dataset": [{"name": "/Odd/ds/RAW", "blocks": [{"name": "b1", "last_update": 7, "files": [
-        {"name": f"/store/odd/it's\\{{{i}}}.root", "size": 1} for i in range(200)]}]}]}
+        {"name": f"/store/odd/it's\\{{{i}}}%s%%.root", "size": 1} for i in range(200)]}]}]}
     client = Raw(daemon.socket, timeout=60)
     try:
-        for rid, document in (("{0}}", plain), ("{x}\\", odd)):
+        for rid, document in (("{0}}%s", plain), ("{x}\\%%", odd)):
             assert "result" in client.request(rid, "inject", data=document)
     finally:
         client.close()
@@ -241,7 +242,7 @@ def test_the_change_log_file_frames_each_line_of_a_bulk_entry(daemon):
         time.sleep(0.05)
     assert len(written) == len(wanted) == 200 + 200 + 1 + 40
     actors = [line.split(" ")[2] for line in written]
-    assert actors == ["request={0}}"] * 240 + ["request={x}\\"] * 201
+    assert actors == ["request={0}}%s"] * 240 + ["request={x}\\%%"] * 201
     assert [line.split(" ", 3)[3] for line in written] == wanted
 
 

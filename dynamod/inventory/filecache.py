@@ -25,6 +25,8 @@ own read connection, or in an application's child the channel to the daemon
 (apps/filechannel.py).
 """
 
+from itertools import chain, repeat
+
 from .packedfiles import FileMap, PackedFiles
 
 NO_LIMIT = None
@@ -130,13 +132,16 @@ class FileCache:
         self.by_lfn.update(files)
         return files
 
-    def add_new(self, block, lfns: list, packed: PackedFiles):
-        """The first files of a block that a change created and holds, given at once:
-        kept packed (no File object is made), their LFNs indexed to them."""
-        self._blocks[block.id] = packed
-        entry = FileMap(block, packed)
-        self._indexed[block.id] = lfns, entry
-        self.by_lfn.update(dict.fromkeys(lfns, entry))
+    def add_new(self, blocks: list, lfns: list, packed: list):
+        """The first files of blocks a change created and holds, given at once (each
+        block's LFNs and PackedFiles): kept packed (no File object is made), their LFNs
+        indexed to their block's FileMap, in one update of the index for them all."""
+        keys = [block.id for block in blocks]
+        entries = list(map(FileMap, blocks, packed))
+        self._blocks.update(zip(keys, packed))
+        self._indexed.update(zip(keys, zip(lfns, entries)))
+        self.by_lfn.update(zip(chain.from_iterable(lfns),
+                               chain.from_iterable(map(repeat, entries, map(len, lfns)))))
 
     def packed(self, block) -> PackedFiles | None:
         """The files of a held block that `add_new` gave, while they are still packed."""

@@ -12,6 +12,7 @@ objects, made when asked for.
 
 from array import array
 from collections.abc import Mapping
+from operator import itemgetter
 
 from .objects import File
 
@@ -144,6 +145,37 @@ class PackedFiles:
                    _all_checksums(self.adler32, _DIGITS["adler32"], n),
                    _all_checksums(self.crc32, _DIGITS["crc32"], n),
                    _all_checksums(self.md5, _DIGITS["md5"], n))
+
+
+def packed_runs(first: int, columns, bounds: list) -> list:
+    """The PackedFiles of runs of new files: `columns` (lfns, sizes, adler32s, crc32s,
+    md5s) of them all, a run per (start, end) of `bounds`, the ids from `first` on.
+    Each holds what PackedFiles(...) of its run holds, its sizes always an array: a
+    checksum column's form is decided once for all the runs (each run's bytes then a
+    slice of the column's), and a run's parts are made in passes of C (an injection's
+    blocks hold about a dozen files each, so what is paid per block counts)."""
+    lfns, sizes, *checksums = columns
+    forms = []   # (the column's form, its values, digits) per checksum
+    for values, name in zip(checksums, ("adler32", "crc32", "md5")):
+        digits = _DIGITS[name]
+        forms.append((_checksums(values, digits), values, digits))
+    made = []
+    new = PackedFiles.__new__
+    for start, end in bounds:
+        packed = new(PackedFiles)
+        run, run_sizes = lfns[start:end], sizes[start:end]
+        packed.prefix = prefix = _directory(run)
+        packed.names = SEPARATOR + SEPARATOR.join(
+            map(itemgetter(slice(len(prefix), None)), run)) + SEPARATOR
+        packed.sizes = array("I" if max(run_sizes) < 2**32 else "q", run_sizes)
+        packed.ids = range(first + start, first + end)
+        packed.adler32, packed.crc32, packed.md5 = [
+            whole if whole is None
+            else whole[start * (digits // 2):end * (digits // 2)] if type(whole) is bytes
+            else _checksums(values[start:end], digits)
+            for whole, values, digits in forms]
+        made.append(packed)
+    return made
 
 
 class FileMap(Mapping):
