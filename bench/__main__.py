@@ -390,7 +390,7 @@ class Bench:
                         f"partitions): none {shown(seconds[False])} s, partitions "
                         f"{shown(seconds[True])} s; {files / partitioned:,.0f} vs "
                         f"{files / plain:,.0f} files/s")
-        self.add("usage", f"site_usage, every site and partition: p50 latency",
+        self.add("usage", "site_usage, every site and partition: p50 latency",
                  latency["p50"] * 1e6, None, "us", "ours <= 1000",
                  note=f"{latency['calls']:,} calls of site_usage (no parameters: every "
                       f"site and partition, {latency['rows']:,} rows) over one connection "
@@ -558,7 +558,7 @@ class Bench:
         started = time.perf_counter()
         line = daemon.wait_for_log("quick_check of", "integrity check of", timeout=1800)
         waited = time.perf_counter() - started
-        self.note(f"the daemon's background store check after READY=1 "
+        self.note("the daemon's background store check after READY=1 "
                   + (f"ended {waited:.1f} s after the start-up was measured: "
                      f"{line.split('quick_check of', 1)[-1].strip()[:120]}" if line else
                      f"had not ended {waited:.0f} s after READY=1")
@@ -1060,7 +1060,7 @@ class Bench:
     def wal_after_stop(self):
         """The WAL once the daemon stopped (its last connection's close checkpoints it)."""
         wal = self.store + "-wal"
-        self.note(f"WAL after the loaded daemon stopped: "
+        self.note("WAL after the loaded daemon stopped: "
                   + (f"{fmt(os.path.getsize(wal), 'B')}" if os.path.exists(wal)
                      else "no -wal file (removed by the last connection's close)"))
 

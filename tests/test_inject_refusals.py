@@ -13,11 +13,9 @@ import json
 import subprocess
 import sys
 
-import orjson
-
 from support.seed import DS, FULL, LFN1, T2, block_doc, dataset_doc, refused, seed
 from support.views import snapshot
-from support.wire import Raw, pipelined
+from support.wire import pipelined
 
 
 def _new_dataset(name, lfns, size=10):
