@@ -20,7 +20,7 @@ from dynamod.inventory.changes import ChangeSet, entry_lines, journal_entry
 from dynamod.inventory.inventory import Inventory
 from dynamod.inventory.objects import Block, BlockReplica, Dataset, DatasetReplica, Site
 from dynamod.inventory.rows import all_rows
-from dynamod.inventory.updates import apply_run, run_shape
+from dynamod.inventory.updates import apply_run, record, run_shape
 from dynamod.service import InventoryService
 from support.documents import STOCK, state, update_runs
 
@@ -397,3 +397,79 @@ def test_a_write_back_refused_after_a_run_of_a_column_leaves_nothing():
     changes.discard()
     assert state(inventory) == before
     assert not changes.columns and not changes.ops and changes.counts()["updated"] == {}
+
+
+# A built block replica as a script may build it: its block by full name (known, an
+# unknown block or dataset, no '#') or as a Block; its site by name (one without the
+# dataset, an unknown one) or as a Site; its fields (a group by name or as a Group,
+# unknown too) given to the constructor or set after it, in any order.
+_BUILT_BLOCKS = ["/A/B/RAW#b1", "/A/B/RAW#b2", "/C/D/AOD#b2", "/A/B/RAW#b9", "/X/Y/Z#b1",
+                 "/A/B/RAW", ("/C/D/AOD", "b1")]
+_BUILT_FIELDS = {"group": ["G1", "G2", None, "G9", ("G2",)], "is_custodial": [True, False],
+                 "last_update": [5, 7.5, 10**9], "size": [3]}
+built_calls = st.lists(st.tuples(
+    st.sampled_from(_BUILT_BLOCKS), st.sampled_from(["S1", "S2", "S3", "S9", ("S2",)]),
+    st.lists(st.sampled_from(sorted(_BUILT_FIELDS)), max_size=3, unique=True).flatmap(
+        lambda names: st.tuples(*(st.sampled_from(_BUILT_FIELDS[n]) for n in names)).map(
+            lambda values, names=names: list(zip(names, values)))),
+    st.integers(0, 3)), min_size=1, max_size=12)
+
+
+def _built(inventory, block, site, fields, given_to_constructor):
+    """The BlockReplica of a `built_calls` call; a tuple stands for the inventory's
+    object of that name."""
+    if isinstance(block, tuple):
+        block = inventory.block(*block)
+    site = inventory.site(site[0]) if isinstance(site, tuple) else site
+    fields = [(n, inventory.group(v[0]) if isinstance(v, tuple) else v) for n, v in fields]
+    replica = BlockReplica(block, site, **dict(fields[:given_to_constructor]))
+    for name, value in fields[given_to_constructor:]:
+        setattr(replica, name, value)
+    return replica
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(built_calls, st.booleans())
+def test_an_update_of_a_built_replica_does_what_its_record_does(calls, partitioned):
+    """However a script builds a block replica, `update` of it in an application's copy
+    sets what its record (`record`), applied alone, sets in a twin, or is refused with
+    the same error; and the records the copy keeps, applied by the daemon, end there
+    as the copy did."""
+    def stocked():
+        inventory = Inventory()
+        if partitioned:
+            ChangeSet(inventory).set_partition("Owned", condition="group != none")
+        injection.inject(ChangeSet(inventory, now=1000), STOCK)
+        return inventory
+
+    copy, twin, daemon = stocked(), stocked(), stocked()
+    application = ApplicationInventory(copy, writable=True)
+    with mock.patch("time.time", return_value=1000.0):
+        for call in calls:
+            outcome = []
+            for target in (copy, twin):
+                replica = _built(target, *call)
+                try:
+                    if target is copy:
+                        application.update(replica)
+                    else:
+                        changes = ChangeSet(twin, now=1000)
+                        try:
+                            shape, row = record("update", replica)
+                            apply_run(changes, shape, [row])
+                            changes.finish()
+                        except DynamoError:
+                            changes.discard()
+                            raise
+                    outcome.append(None)
+                except DynamoError as error:
+                    outcome.append((type(error), str(error)))
+            assert outcome[0] == outcome[1], call
+            assert state(copy) == state(twin), call
+    pipe = io.BytesIO()
+    writeback.send(pipe, application.records)
+    changes = ChangeSet(daemon, now=1000)
+    writeback.apply_runs(changes, writeback.parse(pipe.getvalue()))
+    changes.finish()
+    assert (state(daemon), used(daemon)) == (state(copy), used(copy))
+    assert daemon.problems() == [] and copy.problems() == []

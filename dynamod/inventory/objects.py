@@ -609,6 +609,12 @@ class DetachedBlockReplica(Detached):
     def __init__(self, block, site):
         self.block, self.site, self.given = (block,), (site,), {}
 
+    def as_built(self) -> tuple:
+        """(block, site, {field: value}): the links as the caller gave them and the
+        fields set, in the order set (not copied: read them, never change them), in one
+        call: what `inventory.update` of a built replica, a write-back's bulk, reads."""
+        return self.block[0], self.site[0], self.given
+
 
 class Block(_View):
     """A block: a view `(table, row)` of the inventory's BlockTable (columns.py), or of
