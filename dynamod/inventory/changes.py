@@ -24,6 +24,7 @@ from ..errors import Conflict, InvalidValue, NotFound
 from ..store.sqlite import NEW_FILES
 from ..tables import Undo
 from . import partitions as parts
+from .columns import repeated
 from .fields import MAX_COUNT, MAX_TEXT, printable
 from .inventory import PLURAL
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
@@ -924,24 +925,25 @@ class ChangeSet:
             self.check_later(check)
         return blocks
 
-    def new_block_replicas(self, owner: DatasetReplica, blocks: list, groups: list,
+    def new_block_replicas(self, owners: list, counts: list, blocks: list, groups: list,
                            is_custodial: list, last_update: list, sizes: list,
                            files: list) -> list | None:
-        """Create replicas at the owner's site of these blocks (of its dataset) at once,
-        the block replicas of an injection: one undo step, their rows appended to the
-        columns together.
+        """Create replicas of these blocks at once, the block replicas of an injection:
+        `counts[i]` of them (at least one) of blocks of `owners[i]`'s dataset at its site,
+        in that order; one undo step, their rows appended to the columns together.
 
         One list per field, a value per replica (None: not given; a group is a Group of
         the inventory, None for the owner's; files, None: complete, else the LFNs it
         holds, of a block whose new files this change holds packed: `_packed_files`).
         Returns the BlockReplicas, or None, having changed nothing, unless every block
-        is given once and has no replica at that site yet, every value is one the
-        fields take as it is, and each size given is the replica's by its files: the
-        caller then goes replica by replica through `block_replica`."""
-        site = owner.site
+        is given once per site and has no replica at that site yet, every value is one
+        the fields take as it is, and each size given is the replica's by its files:
+        the caller then goes replica by replica through `block_replica`."""
         rows = [block[1] for block in blocks]
+        site_ids = repeated([owner.site.id for owner in owners], counts)
         table = self.inventory.block_replicas
-        if len(set(rows)) != len(rows) or any(table.at_site(row, site.id) for row in rows):
+        if (len(set(zip(rows, site_ids))) != len(rows)
+                or any(map(table.at_site, rows, site_ids))):
             return None
         is_custodial = [_BLOCK_REPLICA_DEFAULTS["is_custodial"] if v is None else v
                         for v in is_custodial]
@@ -958,18 +960,19 @@ class ChangeSet:
         if any(size is not None and size != actual
                for size, actual in zip(sizes, replica_sizes)):
             return None
-        default = owner.group.id
-        group_ids = [default if group is None else group.id for group in groups]
-        added, undo = table.add_many(owner, rows, group_ids, is_custodial, last_update,
-                                     replica_sizes, {i: found[0] for i, found in enumerate(held)
-                                                     if found is not None and found[0]
-                                                     is not None})
+        defaults = repeated([owner.group.id for owner in owners], counts)
+        group_ids = [default if group is None else group.id
+                     for group, default in zip(groups, defaults)]
+        added, undo = table.add_many([owner[1] for owner in owners], counts, rows, group_ids,
+                                     is_custodial, last_update, replica_sizes,
+                                     {i: found[0] for i, found in enumerate(held)
+                                      if found is not None and found[0] is not None})
         self._undo.call(undo)
         replicas = list(map(_new_view, repeat(BlockReplica), zip(repeat(table), added)))
         ids = self.inventory.blocks.id
         self._created_many("blockreplica", replicas,
                            list(zip(repeat("blockreplica"),
-                                    zip(map(ids.__getitem__, rows), repeat(site.id)))))
+                                    zip(map(ids.__getitem__, rows), site_ids))))
         usage = self.inventory.usage
         if usage.tests:   # partitions are defined (`usage.active`)
             counted = list(filter(None, map(usage.count, replicas)))
