@@ -19,7 +19,6 @@ from dynamod.inventory import injection
 from dynamod.changelog import entry_text
 from dynamod.inventory.changes import ChangeSet, journal_entry
 from dynamod.inventory.inventory import Inventory
-from dynamod.inventory.rows import all_rows
 from dynamod.service import InventoryService
 from support.documents import state
 from support.wire import Raw, pipelined
@@ -63,20 +62,29 @@ def _inject(document, inventory=None):
     return inventory, changes
 
 
+# the lines of new files, blocks, and block replicas whose values do not depend on the
+# time of the request (T2_A's, whose last_update `_document` gives)
+CREATED = ("created file ", "created block ", "created blockreplica T2_A:")
+
+
 def lines(changes) -> list[str]:
     """The change log's lines of a ChangeSet, as its file gets them."""
     return entry_text(journal_entry(changes.journal)).split("\n")
 
 
 def test_new_files_go_to_the_change_log_as_their_columns():
-    """The change log's entry of an injection holds its new files' values, not their
-    lines (JSON, which the change log's thread expands): the same lines as one by one."""
+    """The change log's entry of an injection holds its new files', blocks' and block
+    replicas' values, not their lines (JSON, which the change log's thread expands): the
+    same lines as one by one."""
     bulk, bulk_changes = _inject(_document())
     single, single_changes = _inject(_document(one_by_one=True))
     entry, text = journal_entry(bulk_changes.journal), entry_text(
         journal_entry(single_changes.journal))
-    assert type(entry) is bytes and b"created file" not in entry
+    assert type(entry) is bytes   # T2_B's block replicas go one by one (a group None)
+    assert not any(line in entry for line in (b"created file", b"created block ",
+                                              b"created blockreplica T2_A"))
     assert entry_text(entry) == text and text.count("created file ") == 120
+    assert text.count("created block ") == 30 and text.count("created blockreplica ") == 60
     assert ("created file /store/bulk/blk007/3.root size=10 adler32='00010003' crc32=None "
             "md5=None") in text.split("\n")
 
@@ -282,13 +290,12 @@ def test_a_large_entry_of_the_change_log_reaches_its_file_whole(daemon):
     document = _document(blocks=300, files=5)
     assert daemon.inject_json(document)["created"]["files"] == 1500
     _, changes = _inject(document)
-    wanted = [line for line in lines(changes)
-              if line.startswith(("created file ", "created block "))]
+    wanted = [line for line in lines(changes) if line.startswith(CREATED)]
     change_log, deadline = daemon.state_dir / "changes.log", time.monotonic() + 30
     while True:
         text = change_log.read_text() if change_log.exists() else ""
         written = [line[line.index(" created ") + 1:] for line in text.splitlines()
-                   if " created file " in line or " created block " in line]
+                   if any(f" {created}" in line for created in CREATED)]
         if len(written) >= len(wanted) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -301,8 +308,10 @@ def test_the_change_log_file_frames_each_line_of_a_bulk_entry(daemon):
     percent signs in the request id and the names: the lines of the same objects one by
     one, each framed alike."""
     plain = _document(blocks=40, files=5)
-    odd = {"dataset": [{"name": "/Odd/ds/RAW", "blocks": [{"name": "b1", "last_update": 7, "files": [
-        {"name": f"/store/odd/it's\\{{{i}}}%s%%.root", "size": 1} for i in range(200)]}]}]}
+    odd = {"dataset": [{"name": "/Odd/ds/RAW", "blocks": [{
+        "name": "b\"1'\\{0}%s", "last_update": 7,
+        "files": [{"name": f"/store/odd/it's\\{{{i}}}%s%%.root", "size": 1}
+                  for i in range(200)]}]}]}
     client = Raw(daemon.socket, timeout=60)
     try:
         for rid, document in (("{0}}%s", plain), ("{x}\\%%", odd)):
@@ -310,18 +319,18 @@ def test_the_change_log_file_frames_each_line_of_a_bulk_entry(daemon):
     finally:
         client.close()
     wanted = lines(_inject(plain)[1]) + lines(_inject(odd)[1])
-    wanted = [line for line in wanted if line.startswith(("created file ", "created block "))]
+    wanted = [line for line in wanted if line.startswith(CREATED)]
     change_log, deadline = daemon.state_dir / "changes.log", time.monotonic() + 30
     while True:
         text = change_log.read_text() if change_log.exists() else ""
         written = [line for line in text.splitlines()
-                   if " created file " in line or " created block " in line]
+                   if any(f" {created}" in line for created in CREATED)]
         if len(written) >= len(wanted) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert len(written) == len(wanted) == 200 + 200 + 1 + 40
+    assert len(written) == len(wanted) == 200 + 200 + 1 + 40 + 40
     actors = [line.split(" ")[2] for line in written]
-    assert actors == ["request={0}}%s"] * 240 + ["request={x}\\%%"] * 201
+    assert actors == ["request={0}}%s"] * 280 + ["request={x}\\%%"] * 201
     assert [line.split(" ", 3)[3] for line in written] == wanted
 
 

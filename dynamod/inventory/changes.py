@@ -228,7 +228,8 @@ def _numbered(values) -> tuple[list, list]:
 
 def entry_lines(entry: list, prefix: str = "", end: str = "") -> list[str]:
     """The change log's lines of a compact entry (`journal_entry`): plain lines, runs of
-    updates each as `Updates.compact` gave it, and new files as their columns; each
+    updates each as `Updates.compact` gave it, and new files, blocks and block replicas
+    as their columns; each
     line between `prefix` and `end` (the change log's file: the time and the actor
     before it, a newline after it, made with the line rather than added over the text)."""
     lines = []
@@ -238,18 +239,19 @@ def entry_lines(entry: list, prefix: str = "", end: str = "") -> list[str]:
             lines.append(prefix + part + end)
             continue
         if "files" in part:   # the columns of new files (new_files)
-            line = _FILE_LINE if not framed else (
-                prefix.replace("%", "%%") + _FILE_LINE + end.replace("%", "%%"))
-            lines += map(line.__mod__, zip(*part["files"]))
+            lines += map(_framed(_FILE_LINE, prefix, end).__mod__, zip(*part["files"]))
+            continue
+        if "created" in part:   # new blocks or block replicas (`_CREATED`)
+            kind = part["created"]
+            if kind == "block":
+                labels = map(part["datasets"].__getitem__, part["of"])
+            else:
+                labels = _replica_labels(part, "")
+            lines += map(_framed(_CREATED_LINES[kind], prefix, end).__mod__,
+                         zip(labels, *map(part.__getitem__, _CREATED_VALUES[kind])))
             continue
         names, old, new = part["names"], part["old"], part["new"]
-        if "labels" in part:
-            labels = part["labels"]
-        else:
-            sites, datasets = part["sites"], part["datasets"]
-            blocks = [f"{datasets[d]}#{name}" for d, name in zip(part["of"], part["blocks"])]
-            labels = [f"blockreplica {sites[s]}:{blocks[b]}"
-                      for b, s in zip(part["block"], part["site"])]
+        labels = part["labels"] if "labels" in part else _replica_labels(part, "blockreplica ")
         if len(names) == 1:
             name = names[0]
             made = [f"updated {label} {name}: {o!r} -> {v!r}"
@@ -261,6 +263,18 @@ def entry_lines(entry: list, prefix: str = "", end: str = "") -> list[str]:
                     for label, os, vs in zip(labels, old, new)]
         lines += map(framed, made) if framed else made
     return lines
+
+
+def _framed(line: str, prefix: str, end: str) -> str:
+    """A `%` line of `entry_lines` between `prefix` and `end`."""
+    return prefix.replace("%", "%%") + line + end.replace("%", "%%") if prefix or end else line
+
+
+def _replica_labels(part: dict, kind: str) -> list[str]:
+    """The names of block replicas given in parts (`_replica_names`), after `kind`."""
+    sites, datasets = part["sites"], part["datasets"]
+    blocks = [f"{datasets[d]}#{name}" for d, name in zip(part["of"], part["blocks"])]
+    return [f"{kind}{sites[s]}:{blocks[b]}" for b, s in zip(part["block"], part["site"])]
 
 
 def _shown(value):
@@ -356,12 +370,12 @@ def journal_entry(journal) -> str | bytes:
     entry as text."""
     entry, lines = [], []
     for how, obj, detail in journal:
-        if how in ("updates", "column", "files"):   # a run of updates (`Updates`,
-            entry += lines                          # `ColumnUpdate`), new files' columns
-            entry.append({"files": obj} if how == "files" else obj.compact())
-            lines = []
-        elif how == "created many":   # blocks or block replicas (`_created_many`)
-            lines += _CREATED_LINES[type(obj[0])](obj)
+        if how in ("updates", "column", "files", "created many"):   # a run of updates
+            entry += lines   # (`Updates`, `ColumnUpdate`), new files', blocks' or block
+            lines = []       # replicas' columns (`_created_many`)
+            entry.append({"files": obj} if how == "files" else
+                         _CREATED[type(obj[0])](obj[0][0], list(map(_SECOND, obj)))
+                         if how == "created many" else obj.compact())
         else:
             _add_lines(lines, how, obj, detail)
     if not entry:
@@ -387,33 +401,45 @@ def _add_lines(lines: list, how: str, obj, detail):
     lines.append(f"{how} {describe(obj)} {text}".rstrip())
 
 
-def _created_blocks(blocks: list) -> list[str]:
-    """The change log's lines of new blocks, as `journal_entry` writes one, read a row at
-    a time from their table (a view per field costs more)."""
-    table = blocks[0][0]
-    names = {}   # dataset row -> its name
-    lines = []
-    for _, row in blocks:
-        _, dataset, name, size, num_files, is_open, last_update = table.values_at(row)
-        owner = names.get(dataset[1]) or names.setdefault(dataset[1], dataset.name)
-        lines.append(f"created block {owner}#{name} size={size!r} num_files={num_files!r} "
-                     f"is_open={is_open!r} last_update={last_update!r}")
-    return lines
+def _created_blocks(table, rows: list) -> dict:
+    """New blocks (rows of their table) in the compact form of their change-log lines
+    (`entry_lines`): their values column by column, each dataset's name once."""
+    datasets = _numbered(map(table.dataset.__getitem__, rows))
+    return {"created": "block", "datasets": table.datasets.names_at(datasets[0]),
+            "of": datasets[1], "names": table.names_at(rows),
+            **_columns(table, rows, ("size", "num_files", "is_open", "last_update"))}
 
 
-def _created_block_replicas(replicas: list) -> list[str]:
-    """The change log's lines of new block replicas, as `journal_entry` writes one."""
-    table = replicas[0][0]
-    lines = []
-    for _, row in replicas:
-        _, _, group, is_custodial, size, last_update, ids = table.values_at(row)
-        lines.append(f"created blockreplica {table.label_at(row)} group={group.name!r} "
-                     f"is_custodial={is_custodial!r} size={size!r} "
-                     f"last_update={last_update!r} file_ids={_shown(ids)!r}")
-    return lines
+def _created_block_replicas(table, rows: list) -> dict:
+    """New block replicas (rows of their table) in the compact form of their change-log
+    lines (`entry_lines`): their names in parts (`_replica_names`), their values column
+    by column."""
+    groups = table.group.__getitem__
+    names = {group: table.groups[group].name for group in set(map(groups, rows))}
+    held = map(table.files.get, rows)
+    return {"created": "blockreplica", **_replica_names(table, *_blocks_and_sites(table, rows)),
+            "group": list(map(names.__getitem__, map(groups, rows))),
+            **_columns(table, rows, ("is_custodial", "size", "last_update")),
+            "file_ids": [None if ids is None else f"{len(ids)} files" for ids in held]}
 
 
-_CREATED_LINES = {Block: _created_blocks, BlockReplica: _created_block_replicas}
+def _columns(table, rows: list, names: tuple) -> dict:
+    """{name: the values of the column at `rows`} (flags as true or false)."""
+    columns = {name: list(map(getattr(table, name).__getitem__, rows)) for name in names}
+    for flag in {"is_open", "is_custodial"}.intersection(names):
+        columns[flag] = list(map(bool, columns[flag]))
+    return columns
+
+
+_CREATED = {Block: _created_blocks, BlockReplica: _created_block_replicas}
+# The change log's lines of new blocks and block replicas, by `%` (as for files).
+_CREATED_LINES = {
+    "block": "created block %s#%s size=%r num_files=%r is_open=%r last_update=%r",
+    "blockreplica": ("created blockreplica %s group=%r is_custodial=%r size=%r "
+                     "last_update=%r file_ids=%r")}
+_CREATED_VALUES = {"block": ("names", "size", "num_files", "is_open", "last_update"),
+                   "blockreplica": ("group", "is_custodial", "size", "last_update",
+                                    "file_ids")}
 
 
 def _set_column(objects: list, column, check, values: list) -> tuple[list, list, list]:
