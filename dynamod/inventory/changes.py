@@ -362,20 +362,18 @@ _FILE_LINE = "created file %s size=%r adler32=%r crc32=%r md5=%r"
 
 def journal_entry(journal) -> str | bytes:
     """The change log's entry of a ChangeSet's journal (one line per change): the lines
-    as text, or, when it holds runs of updates (a write-back) or new files in bulk (an
-    injection), the compact form the change log's thread expands (`entry_lines`), as
+    as text, or, when it holds runs of updates (a write-back) or new files, blocks or
+    block replicas in bulk (an injection), the compact form the change log's thread expands (`entry_lines`), as
     JSON: a write-back's 100,000 lines, or an injection's, are neither formatted nor
     committed in full before its commit, only the names and values they are made of.
     Values JSON cannot hold as they are (a lone surrogate, a huge number) leave the
     entry as text."""
     entry, lines = [], []
     for how, obj, detail in journal:
-        if how in ("updates", "column", "files", "created many"):   # a run of updates
-            entry += lines   # (`Updates`, `ColumnUpdate`), new files', blocks' or block
-            lines = []       # replicas' columns (`_created_many`)
-            entry.append({"files": obj} if how == "files" else
-                         _CREATED[type(obj[0])](obj[0][0], list(map(_SECOND, obj)))
-                         if how == "created many" else obj.compact())
+        if how in ("updates", "column", "files", "created many"):
+            entry += lines
+            entry.append(_compact(how, obj))
+            lines = []
         else:
             _add_lines(lines, how, obj, detail)
     if not entry:
@@ -385,6 +383,16 @@ def journal_entry(journal) -> str | bytes:
         return orjson.dumps(entry)
     except orjson.JSONEncodeError:
         return "\n".join(entry_lines(entry))
+
+
+def _compact(how: str, obj) -> dict:
+    """A run of the journal in the compact form `entry_lines` expands: updates (`Updates`,
+    `ColumnUpdate`), new files' columns, new blocks' or block replicas' (`_created_many`)."""
+    if how == "files":
+        return {"files": obj}
+    if how == "created many":
+        return _CREATED[type(obj[0])](obj[0][0], list(map(_SECOND, obj)))
+    return obj.compact()
 
 
 def _add_lines(lines: list, how: str, obj, detail):
