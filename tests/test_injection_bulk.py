@@ -19,7 +19,6 @@ from dynamod.inventory import injection
 from dynamod.changelog import entry_text
 from dynamod.inventory.changes import ChangeSet, journal_entry
 from dynamod.inventory.inventory import Inventory
-from dynamod.inventory.rows import all_rows
 from dynamod.service import InventoryService
 from support.documents import state
 from support.wire import Raw, pipelined
@@ -63,20 +62,29 @@ def _inject(document, inventory=None):
     return inventory, changes
 
 
+# the lines of new files, blocks, and block replicas whose values do not depend on the
+# time of the request (T2_A's, whose last_update `_document` gives)
+CREATED = ("created file ", "created block ", "created blockreplica T2_A:")
+
+
 def lines(changes) -> list[str]:
     """The change log's lines of a ChangeSet, as its file gets them."""
     return entry_text(journal_entry(changes.journal)).split("\n")
 
 
 def test_new_files_go_to_the_change_log_as_their_columns():
-    """The change log's entry of an injection holds its new files' values, not their
-    lines (JSON, which the change log's thread expands): the same lines as one by one."""
+    """The change log's entry of an injection holds its new files', blocks' and block
+    replicas' values, not their lines (JSON, which the change log's thread expands): the
+    same lines as one by one."""
     bulk, bulk_changes = _inject(_document())
     single, single_changes = _inject(_document(one_by_one=True))
     entry, text = journal_entry(bulk_changes.journal), entry_text(
         journal_entry(single_changes.journal))
-    assert type(entry) is bytes and b"created file" not in entry
+    assert type(entry) is bytes   # T2_B's block replicas go one by one (a group None)
+    assert not any(line in entry for line in (b"created file", b"created block ",
+                                              b"created blockreplica T2_A"))
     assert entry_text(entry) == text and text.count("created file ") == 120
+    assert text.count("created block ") == 30 and text.count("created blockreplica ") == 60
     assert ("created file /store/bulk/blk007/3.root size=10 adler32='00010003' crc32=None "
             "md5=None") in text.split("\n")
 
@@ -129,9 +137,15 @@ def test_a_batch_equals_the_same_objects_one_by_one():
 def test_a_batch_with_a_fault_is_refused_as_one_by_one(where, fault, message):
     """The batch that would hold the fault is not made (or is undone): the error is the
     one-by-one path's, located at the same object, and nothing stays."""
+    _refused_alike(_document, where, fault, message)
+
+
+def _refused_alike(make, where: tuple, fault: dict, message: str):
+    """The document `make(one_by_one)` with `fault` put into the object at `where` is
+    refused with the same error, batch or not, at that object; nothing stays."""
     errors = []
     for one_by_one in (False, True):
-        document = _document(one_by_one)
+        document = make(one_by_one)
         item = document
         for step in where:
             item = item[step]
@@ -146,6 +160,79 @@ def test_a_batch_with_a_fault_is_refused_as_one_by_one(where, fault, message):
     assert errors[0] == errors[1]
     assert message in errors[0][0]
     assert errors[0][1] == ".".join(f"{where[i]}[{where[i + 1]}]" for i in range(0, len(where), 2))
+
+
+def _replicas_document(one_by_one: bool = False) -> dict:
+    """Two datasets of four blocks, their replicas at two sites given in turn, and the
+    first one's at T2_A given twice (its other blocks the second time): every block
+    replica plain and new, so all of them one batch."""
+    when = 1428392977.0 if one_by_one else 1428392977
+    datasets = ["/Bulk/one/RAW", "/Bulk/two/RAW"]
+    blocks = [f"b{i}" for i in range(4)]
+
+    def replica(dataset, site, names):
+        return {"dataset": dataset, "site": site, "group": "ops", "blockreplicas": [
+            {"block": name, "last_update": when + i, "is_custodial": i % 2 == 0,
+             **({"group": "users"} if i % 3 == 0 else {})} for i, name in enumerate(names)]}
+    return {
+        "site": [{"name": "T2_A", "host": "a"}, {"name": "T2_B", "host": "b"}],
+        "group": [{"name": "ops"}, {"name": "users"}],
+        "dataset": [{"name": dataset, "blocks": [
+            {"name": name, "files": [{"name": f"/store{dataset}/{name}/{j}.root", "size": 5}
+                                     for j in range(3)]} for name in blocks]}
+            for dataset in datasets],
+        "datasetreplica": [
+            replica(datasets[0], "T2_A", blocks[:2]), replica(datasets[1], "T2_A", blocks),
+            {"dataset": datasets[1], "site": "T2_B"}, replica(datasets[0], "T2_B", blocks[::-1]),
+            replica(datasets[0], "T2_A", blocks[2:])],
+    }
+
+
+def _block_replica_batches(changes) -> int:
+    return sum(how == "created many" and type(obj[0]).__name__ == "BlockReplica"
+               for how, obj, _ in changes.journal)
+
+
+@pytest.mark.parametrize("twice", [False, True])
+def test_the_block_replicas_of_a_document_are_one_batch_equal_to_one_by_one(twice):
+    """Every new block replica of the document, whatever its dataset replica, in one
+    batch: the same rows, lines, counts and order of replicas as one by one, undone
+    whole.  A block replica given twice (which updates the first) leaves the document
+    to the dataset replicas' own batches."""
+    documents = [_replicas_document(), _replicas_document(one_by_one=True)]
+    for document in documents if twice else ():
+        document["datasetreplica"][4]["blockreplicas"][1]["block"] = "b0"
+    bulk, bulk_changes = _inject(documents[0])
+    single, single_changes = _inject(documents[1])
+    assert _block_replica_batches(bulk_changes) == (3 if twice else 1)
+    assert _block_replica_batches(single_changes) == 0
+    assert state(bulk) == state(single)
+    assert lines(bulk_changes) == lines(single_changes)
+    assert bulk_changes.counts()["created"]["blockreplicas"] == (11 if twice else 12)
+    assert bulk_changes.counts() == single_changes.counts()
+    for inventory in (bulk, single):
+        replica = inventory.datasets["/Bulk/one/RAW"].find_replica("T2_A")
+        assert [(r.block.name, r.group.name) for r in replica.block_replicas] == (
+            [("b0", "users"), ("b1", "ops"), ("b2", "users")] if twice else
+            [("b0", "users"), ("b1", "ops"), ("b2", "users"), ("b3", "ops")])
+        assert [r.site.name for r in inventory.block("/Bulk/two/RAW", "b3").replicas] \
+            == ["T2_A"]
+    for changes, inventory in ((bulk_changes, bulk), (single_changes, single)):
+        changes.rollback()
+        assert state(inventory) == state(Inventory())
+
+
+@pytest.mark.parametrize("where, fault, message", [
+    ((3, 2), {"block": "b9"}, "b9"),
+    ((1, 3), {"group": "nobody"}, "nobody"),
+    ((3, 0), {"size": 16}, "size is 16 in the request but 15 by its files"),
+    ((1, 0), {"is_custodial": "no"}, "BlockReplica.is_custodial must be true or false"),
+])
+def test_a_document_batch_with_a_fault_is_refused_as_one_by_one(where, fault, message):
+    """A fault in any dataset replica of the document: no batch, the one-by-one
+    path's error at the same place, and nothing stays."""
+    _refused_alike(_replicas_document, ("datasetreplica", where[0], "blockreplicas", where[1]),
+                   fault, message)
 
 
 def test_undone_batches_with_a_store_leave_memory_as_the_store(tmp_path):
@@ -203,13 +290,12 @@ def test_a_large_entry_of_the_change_log_reaches_its_file_whole(daemon):
     document = _document(blocks=300, files=5)
     assert daemon.inject_json(document)["created"]["files"] == 1500
     _, changes = _inject(document)
-    wanted = [line for line in lines(changes)
-              if line.startswith(("created file ", "created block "))]
+    wanted = [line for line in lines(changes) if line.startswith(CREATED)]
     change_log, deadline = daemon.state_dir / "changes.log", time.monotonic() + 30
     while True:
         text = change_log.read_text() if change_log.exists() else ""
         written = [line[line.index(" created ") + 1:] for line in text.splitlines()
-                   if " created file " in line or " created block " in line]
+                   if any(f" {created}" in line for created in CREATED)]
         if len(written) >= len(wanted) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -222,8 +308,10 @@ def test_the_change_log_file_frames_each_line_of_a_bulk_entry(daemon):
     percent signs in the request id and the names: the lines of the same objects one by
     one, each framed alike."""
     plain = _document(blocks=40, files=5)
-    odd = {"dataset": [{"name": "/Odd/ds/RAW", "blocks": [{"name": "b1", "last_update": 7, "files": [
-        {"name": f"/store/odd/it's\\{{{i}}}%s%%.root", "size": 1} for i in range(200)]}]}]}
+    odd = {"dataset": [{"name": "/Odd/ds/RAW", "blocks": [{
+        "name": "b\"1'\\{0}%s", "last_update": 7,
+        "files": [{"name": f"/store/odd/it's\\{{{i}}}%s%%.root", "size": 1}
+                  for i in range(200)]}]}]}
     client = Raw(daemon.socket, timeout=60)
     try:
         for rid, document in (("{0}}%s", plain), ("{x}\\%%", odd)):
@@ -231,18 +319,18 @@ def test_the_change_log_file_frames_each_line_of_a_bulk_entry(daemon):
     finally:
         client.close()
     wanted = lines(_inject(plain)[1]) + lines(_inject(odd)[1])
-    wanted = [line for line in wanted if line.startswith(("created file ", "created block "))]
+    wanted = [line for line in wanted if line.startswith(CREATED)]
     change_log, deadline = daemon.state_dir / "changes.log", time.monotonic() + 30
     while True:
         text = change_log.read_text() if change_log.exists() else ""
         written = [line for line in text.splitlines()
-                   if " created file " in line or " created block " in line]
+                   if any(f" {created}" in line for created in CREATED)]
         if len(written) >= len(wanted) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert len(written) == len(wanted) == 200 + 200 + 1 + 40
+    assert len(written) == len(wanted) == 200 + 200 + 1 + 40 + 40
     actors = [line.split(" ")[2] for line in written]
-    assert actors == ["request={0}}%s"] * 240 + ["request={x}\\%%"] * 201
+    assert actors == ["request={0}}%s"] * 280 + ["request={x}\\%%"] * 201
     assert [line.split(" ", 3)[3] for line in written] == wanted
 
 

@@ -24,6 +24,7 @@ from ..errors import Conflict, InvalidValue, NotFound
 from ..store.sqlite import NEW_FILES
 from ..tables import Undo
 from . import partitions as parts
+from .columns import repeated
 from .fields import MAX_COUNT, MAX_TEXT, printable
 from .inventory import PLURAL
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
@@ -227,7 +228,8 @@ def _numbered(values) -> tuple[list, list]:
 
 def entry_lines(entry: list, prefix: str = "", end: str = "") -> list[str]:
     """The change log's lines of a compact entry (`journal_entry`): plain lines, runs of
-    updates each as `Updates.compact` gave it, and new files as their columns; each
+    updates each as `Updates.compact` gave it, and new files, blocks and block replicas
+    as their columns; each
     line between `prefix` and `end` (the change log's file: the time and the actor
     before it, a newline after it, made with the line rather than added over the text)."""
     lines = []
@@ -237,18 +239,19 @@ def entry_lines(entry: list, prefix: str = "", end: str = "") -> list[str]:
             lines.append(prefix + part + end)
             continue
         if "files" in part:   # the columns of new files (new_files)
-            line = _FILE_LINE if not framed else (
-                prefix.replace("%", "%%") + _FILE_LINE + end.replace("%", "%%"))
-            lines += map(line.__mod__, zip(*part["files"]))
+            lines += map(_framed(_FILE_LINE, prefix, end).__mod__, zip(*part["files"]))
+            continue
+        if "created" in part:   # new blocks or block replicas (`_CREATED`)
+            kind = part["created"]
+            if kind == "block":
+                labels = map(part["datasets"].__getitem__, part["of"])
+            else:
+                labels = _replica_labels(part, "")
+            lines += map(_framed(_CREATED_LINES[kind], prefix, end).__mod__,
+                         zip(labels, *map(part.__getitem__, _CREATED_VALUES[kind])))
             continue
         names, old, new = part["names"], part["old"], part["new"]
-        if "labels" in part:
-            labels = part["labels"]
-        else:
-            sites, datasets = part["sites"], part["datasets"]
-            blocks = [f"{datasets[d]}#{name}" for d, name in zip(part["of"], part["blocks"])]
-            labels = [f"blockreplica {sites[s]}:{blocks[b]}"
-                      for b, s in zip(part["block"], part["site"])]
+        labels = part["labels"] if "labels" in part else _replica_labels(part, "blockreplica ")
         if len(names) == 1:
             name = names[0]
             made = [f"updated {label} {name}: {o!r} -> {v!r}"
@@ -260,6 +263,18 @@ def entry_lines(entry: list, prefix: str = "", end: str = "") -> list[str]:
                     for label, os, vs in zip(labels, old, new)]
         lines += map(framed, made) if framed else made
     return lines
+
+
+def _framed(line: str, prefix: str, end: str) -> str:
+    """A `%` line of `entry_lines` between `prefix` and `end`."""
+    return prefix.replace("%", "%%") + line + end.replace("%", "%%") if prefix or end else line
+
+
+def _replica_labels(part: dict, kind: str) -> list[str]:
+    """The names of block replicas given in parts (`_replica_names`), after `kind`."""
+    sites, datasets = part["sites"], part["datasets"]
+    blocks = [f"{datasets[d]}#{name}" for d, name in zip(part["of"], part["blocks"])]
+    return [f"{kind}{sites[s]}:{blocks[b]}" for b, s in zip(part["block"], part["site"])]
 
 
 def _shown(value):
@@ -347,20 +362,18 @@ _FILE_LINE = "created file %s size=%r adler32=%r crc32=%r md5=%r"
 
 def journal_entry(journal) -> str | bytes:
     """The change log's entry of a ChangeSet's journal (one line per change): the lines
-    as text, or, when it holds runs of updates (a write-back) or new files in bulk (an
-    injection), the compact form the change log's thread expands (`entry_lines`), as
+    as text, or, when it holds runs of updates (a write-back) or new files, blocks or
+    block replicas in bulk (an injection), the compact form the change log's thread expands (`entry_lines`), as
     JSON: a write-back's 100,000 lines, or an injection's, are neither formatted nor
     committed in full before its commit, only the names and values they are made of.
     Values JSON cannot hold as they are (a lone surrogate, a huge number) leave the
     entry as text."""
     entry, lines = [], []
     for how, obj, detail in journal:
-        if how in ("updates", "column", "files"):   # a run of updates (`Updates`,
-            entry += lines                          # `ColumnUpdate`), new files' columns
-            entry.append({"files": obj} if how == "files" else obj.compact())
+        if how in ("updates", "column", "files", "created many"):
+            entry += lines
+            entry.append(_compact(how, obj))
             lines = []
-        elif how == "created many":   # blocks or block replicas (`_created_many`)
-            lines += _CREATED_LINES[type(obj[0])](obj)
         else:
             _add_lines(lines, how, obj, detail)
     if not entry:
@@ -370,6 +383,16 @@ def journal_entry(journal) -> str | bytes:
         return orjson.dumps(entry)
     except orjson.JSONEncodeError:
         return "\n".join(entry_lines(entry))
+
+
+def _compact(how: str, obj) -> dict:
+    """A run of the journal in the compact form `entry_lines` expands: updates (`Updates`,
+    `ColumnUpdate`), new files' columns, new blocks' or block replicas' (`_created_many`)."""
+    if how == "files":
+        return {"files": obj}
+    if how == "created many":
+        return _CREATED[type(obj[0])](obj[0][0], list(map(_SECOND, obj)))
+    return obj.compact()
 
 
 def _add_lines(lines: list, how: str, obj, detail):
@@ -386,33 +409,45 @@ def _add_lines(lines: list, how: str, obj, detail):
     lines.append(f"{how} {describe(obj)} {text}".rstrip())
 
 
-def _created_blocks(blocks: list) -> list[str]:
-    """The change log's lines of new blocks, as `journal_entry` writes one, read a row at
-    a time from their table (a view per field costs more)."""
-    table = blocks[0][0]
-    names = {}   # dataset row -> its name
-    lines = []
-    for _, row in blocks:
-        _, dataset, name, size, num_files, is_open, last_update = table.values_at(row)
-        owner = names.get(dataset[1]) or names.setdefault(dataset[1], dataset.name)
-        lines.append(f"created block {owner}#{name} size={size!r} num_files={num_files!r} "
-                     f"is_open={is_open!r} last_update={last_update!r}")
-    return lines
+def _created_blocks(table, rows: list) -> dict:
+    """New blocks (rows of their table) in the compact form of their change-log lines
+    (`entry_lines`): their values column by column, each dataset's name once."""
+    datasets = _numbered(map(table.dataset.__getitem__, rows))
+    return {"created": "block", "datasets": table.datasets.names_at(datasets[0]),
+            "of": datasets[1], "names": table.names_at(rows),
+            **_columns(table, rows, ("size", "num_files", "is_open", "last_update"))}
 
 
-def _created_block_replicas(replicas: list) -> list[str]:
-    """The change log's lines of new block replicas, as `journal_entry` writes one."""
-    table = replicas[0][0]
-    lines = []
-    for _, row in replicas:
-        _, _, group, is_custodial, size, last_update, ids = table.values_at(row)
-        lines.append(f"created blockreplica {table.label_at(row)} group={group.name!r} "
-                     f"is_custodial={is_custodial!r} size={size!r} "
-                     f"last_update={last_update!r} file_ids={_shown(ids)!r}")
-    return lines
+def _created_block_replicas(table, rows: list) -> dict:
+    """New block replicas (rows of their table) in the compact form of their change-log
+    lines (`entry_lines`): their names in parts (`_replica_names`), their values column
+    by column."""
+    groups = table.group.__getitem__
+    names = {group: table.groups[group].name for group in set(map(groups, rows))}
+    held = map(table.files.get, rows)
+    return {"created": "blockreplica", **_replica_names(table, *_blocks_and_sites(table, rows)),
+            "group": list(map(names.__getitem__, map(groups, rows))),
+            **_columns(table, rows, ("is_custodial", "size", "last_update")),
+            "file_ids": [None if ids is None else f"{len(ids)} files" for ids in held]}
 
 
-_CREATED_LINES = {Block: _created_blocks, BlockReplica: _created_block_replicas}
+def _columns(table, rows: list, names: tuple) -> dict:
+    """{name: the values of the column at `rows`} (flags as true or false)."""
+    columns = {name: list(map(getattr(table, name).__getitem__, rows)) for name in names}
+    for flag in {"is_open", "is_custodial"}.intersection(names):
+        columns[flag] = list(map(bool, columns[flag]))
+    return columns
+
+
+_CREATED = {Block: _created_blocks, BlockReplica: _created_block_replicas}
+# The change log's lines of new blocks and block replicas, by `%` (as for files).
+_CREATED_LINES = {
+    "block": "created block %s#%s size=%r num_files=%r is_open=%r last_update=%r",
+    "blockreplica": ("created blockreplica %s group=%r is_custodial=%r size=%r "
+                     "last_update=%r file_ids=%r")}
+_CREATED_VALUES = {"block": ("names", "size", "num_files", "is_open", "last_update"),
+                   "blockreplica": ("group", "is_custodial", "size", "last_update",
+                                    "file_ids")}
 
 
 def _set_column(objects: list, column, check, values: list) -> tuple[list, list, list]:
@@ -924,24 +959,25 @@ class ChangeSet:
             self.check_later(check)
         return blocks
 
-    def new_block_replicas(self, owner: DatasetReplica, blocks: list, groups: list,
+    def new_block_replicas(self, owners: list, counts: list, blocks: list, groups: list,
                            is_custodial: list, last_update: list, sizes: list,
                            files: list) -> list | None:
-        """Create replicas at the owner's site of these blocks (of its dataset) at once,
-        the block replicas of an injection: one undo step, their rows appended to the
-        columns together.
+        """Create replicas of these blocks at once, the block replicas of an injection:
+        `counts[i]` of them (at least one) of blocks of `owners[i]`'s dataset at its site,
+        in that order; one undo step, their rows appended to the columns together.
 
         One list per field, a value per replica (None: not given; a group is a Group of
         the inventory, None for the owner's; files, None: complete, else the LFNs it
         holds, of a block whose new files this change holds packed: `_packed_files`).
         Returns the BlockReplicas, or None, having changed nothing, unless every block
-        is given once and has no replica at that site yet, every value is one the
-        fields take as it is, and each size given is the replica's by its files: the
-        caller then goes replica by replica through `block_replica`."""
-        site = owner.site
+        is given once per site and has no replica at that site yet, every value is one
+        the fields take as it is, and each size given is the replica's by its files:
+        the caller then goes replica by replica through `block_replica`."""
         rows = [block[1] for block in blocks]
+        site_ids = repeated([owner.site.id for owner in owners], counts)
         table = self.inventory.block_replicas
-        if len(set(rows)) != len(rows) or any(table.at_site(row, site.id) for row in rows):
+        if (len(set(zip(rows, site_ids))) != len(rows)
+                or any(map(table.at_site, rows, site_ids))):
             return None
         is_custodial = [_BLOCK_REPLICA_DEFAULTS["is_custodial"] if v is None else v
                         for v in is_custodial]
@@ -958,18 +994,19 @@ class ChangeSet:
         if any(size is not None and size != actual
                for size, actual in zip(sizes, replica_sizes)):
             return None
-        default = owner.group.id
-        group_ids = [default if group is None else group.id for group in groups]
-        added, undo = table.add_many(owner, rows, group_ids, is_custodial, last_update,
-                                     replica_sizes, {i: found[0] for i, found in enumerate(held)
-                                                     if found is not None and found[0]
-                                                     is not None})
+        defaults = repeated([owner.group.id for owner in owners], counts)
+        group_ids = [default if group is None else group.id
+                     for group, default in zip(groups, defaults)]
+        added, undo = table.add_many([owner[1] for owner in owners], counts, rows, group_ids,
+                                     is_custodial, last_update, replica_sizes,
+                                     {i: found[0] for i, found in enumerate(held)
+                                      if found is not None and found[0] is not None})
         self._undo.call(undo)
         replicas = list(map(_new_view, repeat(BlockReplica), zip(repeat(table), added)))
         ids = self.inventory.blocks.id
         self._created_many("blockreplica", replicas,
                            list(zip(repeat("blockreplica"),
-                                    zip(map(ids.__getitem__, rows), repeat(site.id)))))
+                                    zip(map(ids.__getitem__, rows), site_ids))))
         usage = self.inventory.usage
         if usage.tests:   # partitions are defined (`usage.active`)
             counted = list(filter(None, map(usage.count, replicas)))

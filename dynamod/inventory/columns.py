@@ -512,16 +512,16 @@ class BlockReplicaTable:
             self.files.pop(row, None)
         return replica, undo
 
-    def add_many(self, owner: DatasetReplica, block_rows: list, group_ids: list,
+    def add_many(self, owners: list, counts: list, block_rows: list, group_ids: list,
                  is_custodial: list, last_update: list, sizes: list, files: dict):
-        """New replicas (checked values; blocks of the owner's dataset without a replica
-        at its site) at the end of the chain of `owner`, appended column by column:
+        """New replicas (checked values; blocks of their owner's dataset without a replica
+        at its site), appended column by column: `counts[i]` of them (at least one) at the
+        end of the chain of the dataset replica at row `owners[i]`, in that order.  Returns
         (their rows, the one undo).  `files`: {i: file ids} of the incomplete ones."""
-        first, n, owner = len(self.block), len(block_rows), owner[1]
+        first, n = len(self.block), len(block_rows)
         rows = range(first, first + n)
-        tail = self.owners.tail[owner]
         self.block.extend(block_rows)
-        self.site.extend(repeat(self.owners.site[owner], n))
+        self.site.extend(repeated(map(self.owners.site.__getitem__, owners), counts))
         self.group.extend(group_ids)
         self.is_custodial.extend(is_custodial)
         self.size.extend(sizes)
@@ -530,17 +530,21 @@ class BlockReplicaTable:
         self.last_update.extend(last_update)
         self.alive.extend(repeat(1, n))
         self.next_in_block.extend(repeat(NO_ROW, n))
-        self.next_in_owner.extend(rows[1:])
-        self.next_in_owner.append(NO_ROW)
-        self.prev_in_owner.append(tail)
-        self.prev_in_owner.extend(rows[:-1])
+        start = first
+        for owner, k in zip(owners, counts):   # each owner's run ends its chain
+            run, tail = range(start, start + k), self.owners.tail[owner]
+            self.next_in_owner.extend(run[1:])
+            self.next_in_owner.append(NO_ROW)
+            self.prev_in_owner.append(tail)
+            self.prev_in_owner.extend(run[:-1])
+            self._point(owner, tail, NO_ROW, start, run[-1])
+            self.owners.length[owner] += k
+            start += k
         for row, block_row in zip(rows, block_rows):
             self._append_to_block(row, block_row)
-        self._point(owner, tail, NO_ROW, first, rows[-1])
-        self.owners.length[owner] += n
 
         def undo():   # newest first, as the replicas were added one by one
-            for row in reversed(rows):
+            for row, owner in zip(reversed(rows), reversed(repeated(owners, counts))):
                 self._unlink(row, owner)
             for name in self.COLUMNS:
                 del getattr(self, name)[first:]
@@ -938,6 +942,11 @@ class DatasetReplicaTable:
         for name in ("head", "tail", "next_in_dataset", "next_at_site", "prev_at_site"):
             setattr(self, name, array("i", [NO_ROW]) * n)
         self._list_loaded()
+
+
+def repeated(values, counts: list) -> list:
+    """Each value as many times in a row as its count: a value per member of runs."""
+    return list(chain.from_iterable(map(repeat, values, counts)))
 
 
 def rows_of(ids: array, keys: list) -> list:

@@ -126,8 +126,9 @@ def inject(changes: ChangeSet, document):
     if not _new_files(changes, [entry for entry in blocks if entry[1].get("files")], seen):
         for bpath, bitem, block in blocks:
             _files(changes, bpath, bitem, block, seen)
-    for path, item, replica in replicas:
-        _block_replicas(changes, path, item, replica)
+    if not _all_new_block_replicas(changes, replicas):
+        for path, item, replica in replicas:
+            _block_replicas(changes, path, item, replica)
     changes.finish()
 
 
@@ -237,7 +238,7 @@ def _block_replicas(changes, path, item, replica):
     entries = list(_items(item, "blockreplicas", path + "."))
     for plain, run in groupby(entries, key=_plain_block_replica):
         run = list(run)
-        if not (plain and _new_block_replicas(changes, replica, [bitem for _, bitem in run])):
+        if not (plain and _new_block_replicas(changes, [(replica, [bitem for _, bitem in run])])):
             for bpath, bitem in run:
                 _block_replica(changes, bpath, bitem, replica)
 
@@ -264,12 +265,29 @@ def _block_replica(changes, bpath, bitem, replica):
                               adding=True)
 
 
-def _new_block_replicas(changes, replica, items) -> bool:
-    """Create the block replicas of a dataset replica at once when they are all new and
-    plain (`ChangeSet.new_block_replicas`); False when not done."""
-    if not _plain(items, _PLAIN_BLOCK_REPLICA_KEYS):
-        return False
-    blocks = replica.dataset.blocks.find_many(list(map(dict.get, items, repeat("block"))))
+def _all_new_block_replicas(changes, replicas) -> bool:
+    """Create the block replicas of all the document's dataset replicas (path, item,
+    DatasetReplica) at once when they are all new and plain (`_new_block_replicas`);
+    False, having changed nothing, when not done."""
+    runs = []
+    for _, item, replica in replicas:
+        items = item.get("blockreplicas")
+        if items is None or items == []:
+            continue
+        if not _plain(items, _PLAIN_BLOCK_REPLICA_KEYS):
+            return False
+        runs.append((replica, items))
+    return not runs or _new_block_replicas(changes, runs)
+
+
+def _new_block_replicas(changes, runs) -> bool:
+    """Create these block replicas at once when they are all new: runs of
+    (DatasetReplica, its plain block replicas' items), `ChangeSet.new_block_replicas`;
+    False when not done."""
+    items, blocks = [], []
+    for replica, run in runs:
+        items += run
+        blocks += replica.dataset.blocks.find_many(list(map(dict.get, run, repeat("block"))))
     known = changes.inventory.groups
     try:
         groups = [known.get(item["group"]) if "group" in item else None for item in items]
@@ -279,9 +297,9 @@ def _new_block_replicas(changes, replica, items) -> bool:
                              for group, item in zip(groups, items)):
         return False
     return changes.new_block_replicas(
-        replica, blocks, groups, *[list(map(dict.get, items, repeat(key)))
-                                   for key in ("is_custodial", "last_update", "size",
-                                               "files")]) is not None
+        [replica for replica, _ in runs], [len(run) for _, run in runs], blocks, groups,
+        *[list(map(dict.get, items, repeat(key)))
+          for key in ("is_custodial", "last_update", "size", "files")]) is not None
 
 
 def _held(changes, bitem, block, site):
