@@ -92,14 +92,7 @@ def record(op: str, obj, site=None) -> tuple[tuple, list]:
     fields = changed_fields(obj) if op == "update" else {}
     cls = type(obj)
     if cls is BlockReplica:
-        table, at = obj
-        block, at = table.block_at(at), table.site_at(at)
-        # most often a built replica of the block 'dataset#block' at a site by name
-        row = block.split("#", 1) if type(block) is str else None
-        if row is None or len(row) != 2:
-            row = [*_block_names(block)]
-        row.append(at if type(at) is str else _name(at))
-        keys = _REPLICA_KEYS
+        keys, row = _REPLICA_KEYS, [*_block_names(obj.block), _name(obj.site)]
         if "file_ids" in fields:
             del fields["file_ids"]
             keys += ("files",)
