@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from functools import partial
-from itertools import accumulate, chain, compress, count, pairwise, repeat
+from itertools import accumulate, compress, count, pairwise, repeat
 from operator import attrgetter, itemgetter, ne
 
 import orjson
@@ -1133,8 +1133,7 @@ class ChangeSet:
             sums[block] = size + totals[end] - totals[start], n + end - start
             self.unchecked.append((run, block.full_name(), where))
         # the rows and the change log's lines of every batch at once, in order
-        block_ids = chain.from_iterable(map(repeat, [block.id for block, _, _ in batches],
-                                            map(len, added)))
+        block_ids = repeated([block.id for block, _, _ in batches], list(map(len, added)))
         self.ops[NEW_FILES, (first,)] = list(zip(range(first, first + len(lfns)), block_ids,
                                                  *columns))
         self.journal.append(("files", columns, None))   # their lines made after the commit

@@ -25,8 +25,9 @@ own read connection, or in an application's child the channel to the daemon
 (apps/filechannel.py).
 """
 
-from itertools import chain, repeat
+from itertools import chain
 
+from .columns import repeated
 from .packedfiles import FileMap, PackedFiles
 
 NO_LIMIT = None
@@ -141,7 +142,7 @@ class FileCache:
         self._blocks.update(zip(keys, packed))
         self._indexed.update(zip(keys, zip(lfns, entries)))
         self.by_lfn.update(zip(chain.from_iterable(lfns),
-                               chain.from_iterable(map(repeat, entries, map(len, lfns)))))
+                               repeated(entries, list(map(len, lfns)))))
 
     def packed(self, block) -> PackedFiles | None:
         """The files of a held block that `add_new` gave, while they are still packed."""
