@@ -11,12 +11,24 @@ from .config import LOG_LEVELS, SYNCHRONOUS, ConfigError, build
 from .server import make_state_dir, run
 
 
+def _positive_int(text: str) -> int:
+    """An option's count, as the configuration file's keys of the same kind must be."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dynamod",
         description="The Dynamo inventory daemon: holds the inventory in memory, serves it "
                     "on a Unix socket, persists every change to SQLite. With no options it "
-                    "keeps its state in ~/.local/state/dynamo. `dynamod backup DEST` copies "
+                    "keeps its state in $XDG_STATE_HOME/dynamo, else ~/.local/state/dynamo. "
+                    "`dynamod backup DEST` copies "
                     "a running daemon's database; `dynamod check` checks a database file.",
     )
     parser.add_argument("--config", metavar="FILE",
@@ -24,14 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "by root and present)")
     parser.add_argument("--check-config", action="store_true",
                         help="validate the configuration, print the effective settings, exit")
-    parser.add_argument("--state-dir", help="directory for the database, socket and work areas")
-    parser.add_argument("--socket", help="socket path (default: STATE_DIR/dynamod.sock)")
-    parser.add_argument("--database", help="SQLite file (default: STATE_DIR/inventory.db)")
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="directory for the database, socket and work areas")
+    parser.add_argument("--socket", metavar="PATH",
+                        help="socket path (default: DIR/dynamod.sock)")
+    parser.add_argument("--database", metavar="FILE",
+                        help="SQLite file (default: DIR/inventory.db)")
     parser.add_argument("--synchronous", choices=SYNCHRONOUS, type=str.upper,
                         help="SQLite durability of each commit (default: FULL)")
-    parser.add_argument("--max-line-bytes", type=int,
+    parser.add_argument("--max-line-bytes", type=_positive_int, metavar="N",
                         help="longest request line accepted (default: 64 MiB)")
-    parser.add_argument("--max-connections", type=int,
+    parser.add_argument("--max-connections", type=_positive_int, metavar="N",
                         help="connections served at once (default: 1024)")
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
                         help="(default: INFO)")

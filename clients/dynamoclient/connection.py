@@ -9,6 +9,7 @@ the socket is the interpreter's own `_socket` (the `socket` module imports
 """
 
 import _socket
+import errno   # built in: nothing to import from disk
 import itertools
 import sys
 
@@ -71,6 +72,16 @@ class ConnectionFailed(Exception):
     pass
 
 
+def _hint(code: int | None) -> str:
+    """What to check when the socket cannot be reached, by why."""
+    if code in (errno.ENOENT, errno.ECONNREFUSED):
+        return " (is the daemon running? set --socket or $DYNAMO_SOCKET)"
+    if code in (errno.EACCES, errno.EPERM):
+        return (" (this account may not reach it: check the permissions of the socket "
+                "and of its directories)")
+    return ""
+
+
 def add_arguments(parser):
     """The options every client has: where the daemon is, and which certificate to use."""
     parser.add_argument("--socket", help="daemon socket (default: $DYNAMO_SOCKET, then the "
@@ -113,9 +124,8 @@ class Client:
             self.sock.connect(self.path)
         except OSError as exc:
             self.sock.close()
-            raise ConnectionFailed(
-                f"cannot connect to dynamod at {self.path}: {exc.strerror or exc} "
-                f"(is the daemon running? set --socket or $DYNAMO_SOCKET)") from None
+            raise ConnectionFailed(f"cannot connect to dynamod at {self.path}: "
+                                   f"{exc.strerror or exc}{_hint(exc.errno)}") from None
         self._buffer = bytearray()   # received, not yet read as lines
         if cert:
             self._prove(cert, key)

@@ -25,7 +25,15 @@ from .connection import Client, ConnectionFailed, RemoteError, add_arguments
 OMITTED = {"title": "", "write_request": False, "asynchronous": False, "timeout": 0,
            "no_wait": False, "poll": None, "kill": None, "list": False, "user": None,
            "limit": 20, "work_dir": None, "auth_request": False, "server": None,
-           "socket": None, "cert": None, "key": None}
+           "socket": None, "cert": None, "key": None, "add_sequence": None,
+           "start_sequence": None, "stop_sequence": None, "delete_sequence": None}
+
+# The original's scheduler of sequences: its options, refused in words (see `_refused`).
+# -q and -o without a name meant every sequence.
+SEQUENCE_OPTIONS = (("-a", "--add-sequence", {"metavar": "FILE"}),
+                    ("-q", "--start-sequence", {"metavar": "NAME", "nargs": "?", "const": ""}),
+                    ("-o", "--stop-sequence", {"metavar": "NAME", "nargs": "?", "const": ""}),
+                    ("-e", "--delete-sequence", {"metavar": "NAME"}))
 
 
 class Options:
@@ -79,6 +87,10 @@ def build_parser():
     parser.add_argument("-s", "--server", metavar="HOST[:PORT]",
                         help="refused: dynamod is reached through a local Unix socket, not a "
                              "network port (use --socket)")
+    for short, long, kwargs in SEQUENCE_OPTIONS:
+        parser.add_argument(short, long, **kwargs,
+                            help="refused: the original's sequences are not kept here (run "
+                                 "scripts from cron or a systemd timer)")
     parser.add_argument("-p", "--poll", type=int, metavar="ID", help="show an application")
     parser.add_argument("-x", "--kill", type=int, metavar="ID", help="kill an application")
     parser.add_argument("--list", action="store_true", help="list recent applications")
@@ -162,7 +174,11 @@ def run(args, client: Client) -> int:
     params = {"attach": not args.asynchronous, "timeout": args.timeout,
               "no_wait": args.no_wait, "cwd": _absolute(args.work_dir)}
     if args.command:
-        words = split_command(args.command)
+        try:
+            words = split_command(args.command)
+        except ValueError as exc:   # an unclosed quote, a backslash at the end
+            raise SystemExit(f"dynamo: cannot split {args.command!r} into a script and its "
+                             f"options: {str(exc).lower()}") from None
         if not words:
             raise SystemExit("dynamo: the script is empty")
         params.update(script=read_script(words[0]), path=words[0], args=words[1:],
@@ -282,6 +298,11 @@ def _refused(args) -> str | None:
     if args.server is not None:
         return ("-s/--server: dynamod is reached through a local Unix socket, not HOST:PORT; "
                 "use --socket PATH or $DYNAMO_SOCKET")
+    for short, long, _ in SEQUENCE_OPTIONS:
+        if getattr(args, long[2:].replace("-", "_")) is not None:
+            return (f"{short}/{long}: this Dynamo has no scheduler of sequences; run each "
+                    f"step from cron or a systemd timer: dynamo 'SCRIPT [OPTIONS]' "
+                    f"(-W -t TITLE to write)")
     if args.work_dir is not None:
         import os   # here only (see _absolute)
 

@@ -31,15 +31,28 @@ def build_parser() -> argparse.ArgumentParser:
                "(as python3 -I would): never modules from the script's directory, the "
                "caller's working directory or PYTHONPATH.  A queued writer is checked "
                "again when its turn comes.")
-    parser.add_argument("-x", "--executable", metavar="PATH", help="the script to authorize")
-    parser.add_argument("-t", "--title", help="the application title it runs under")
-    parser.add_argument("-u", "--user", help="only this Dynamo user (default: all users)")
+    parser.add_argument("-x", "--executable", metavar="PATH", action=_Once,
+                        help="the script to authorize")
+    parser.add_argument("-t", "--title", action=_Once, help="the application title it runs under")
+    parser.add_argument("-u", "--user", action=_Once,
+                        help="only this Dynamo user (default: all users)")
     parser.add_argument("-L", "--list", action="store_true", help="list the authorizations")
     parser.add_argument("-D", "--delete", action="store_true", help="revoke (with --title)")
     parser.add_argument("--all-users", action="store_true",
                         help="with --delete: every authorization of the title")
     add_arguments(parser)
+    parser.set_defaults(repeated=None)
     return parser
+
+
+class _Once(argparse.Action):
+    """An option that takes one value: a second one is noted (`repeated`) rather than
+    silently replacing the first, as the original refused several scripts or titles."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest) is not None and namespace.repeated is None:
+            namespace.repeated = "/".join(self.option_strings)
+        setattr(namespace, self.dest, values)
 
 
 def format_list(entries: list) -> str:
@@ -52,6 +65,9 @@ def format_list(entries: list) -> str:
 
 def _missing(args) -> str | None:
     """What an incomplete command lacks, in one line (None: nothing)."""
+    if args.repeated:
+        return (f"{args.repeated} given twice: one script, one title and one user at a time "
+                f"(run the command once for each)")
     if args.list:
         return None
     if args.delete:

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="list users, roles and targets")
     parser.add_argument("-y", "-Y", "--yes", action="store_true",
                         help="do not ask before creating a user or a role")
+    parser.add_argument("-l", "--log-level", metavar="LEVEL",
+                        help="the original's: accepted, with a note, and without effect (the "
+                             "daemon logs every change of users and grants)")
     add_arguments(parser)
     return parser
 
@@ -116,6 +119,9 @@ def main(argv=None) -> int:
     if lacking:
         print(f"dynamo-user-auth: {lacking}", file=sys.stderr)
         return 2
+    if args.log_level is not None:
+        print("dynamo-user-auth: note: -l/--log-level has no effect here: the daemon logs "
+              "every change of users and grants", file=sys.stderr)
     try:
         with Client.from_args(args) as client:
             return run(args, client)

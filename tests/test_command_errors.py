@@ -1,0 +1,101 @@
+"""Bad input at the commands an operator types: one line that names the problem, a
+non-zero exit, never a Python traceback, and nothing changed."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dynamoclient.connection import Client, ConnectionFailed
+from support.daemon import fresh_directory
+from support.nobody import as_nobody
+from support.views import snapshot
+
+
+def one_line(result, fragment: str):
+    """The command failed with exactly one line on standard error, holding `fragment`."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and fragment in result.stderr, result.stderr
+
+
+def dynamod(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "dynamod", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_script_argument_with_an_unclosed_quote(daemon, tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text("print('ran')\n")
+    before = daemon.dynamo("--list").stdout
+    for command in (f"{script} \"one", f"{script} one\\"):
+        result = daemon.dynamo(command, check=False)
+        one_line(result, f"dynamo: cannot split {command!r} into a script and its options")
+        assert result.stdout == ""
+    assert daemon.dynamo("--list").stdout == before   # nothing was submitted
+
+
+@pytest.mark.parametrize("option, value", [("--max-line-bytes", "-5"),
+                                           ("--max-connections", "0")])
+def test_dynamod_refuses_a_count_that_is_not_positive(option, value):
+    """As the configuration file refuses it for the same key."""
+    result = dynamod(option, value, "--check-config")
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"argument {option}: must be a positive integer, not {value!r}" in result.stderr
+
+
+def test_dynamod_names_why_it_cannot_use_a_socket_path():
+    root = fresh_directory()
+    long_path = root / ("s" * 120 + ".sock")   # beyond the 108 bytes of sun_path
+    result = dynamod("--state-dir", root / "state", "--socket", long_path)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.endswith(f"cannot use socket {long_path}: AF_UNIX path too long"), last
+
+
+def test_a_socket_the_account_may_not_reach_is_not_called_a_stopped_daemon(daemon):
+    """A socket behind a directory closed to the caller: the message says to check the
+    permissions, not that the daemon is not running."""
+    closed = fresh_directory()
+    os.chmod(closed, 0o700)
+    path = str(closed / "dynamod.sock")
+    os.symlink(daemon.socket, path)
+
+    def connect(where):
+        try:
+            Client(where).close()
+            return "connected"
+        except ConnectionFailed as exc:
+            return str(exc)
+
+    message = as_nobody(connect, path)
+    assert message.startswith(f"cannot connect to dynamod at {path}: Permission denied")
+    assert "check the permissions of the socket and of its directories" in message
+    assert "is the daemon running" not in message
+    assert connect(path) == "connected"   # root may: the daemon is there
+
+
+@pytest.mark.parametrize("text, kind", [("[]", "an array"), ('"sites"', "a string"),
+                                        ("42", "a number"), ("null", "null")])
+def test_a_document_that_is_not_an_object(daemon, text, kind):
+    before = snapshot(daemon)
+    result = daemon.inject("-", input=text, check=False)
+    one_line(result, f"dynamo-inject: <stdin>: the document must be a JSON object with the "
+                     f"keys site, group, dataset, datasetreplica; it is {kind}")
+    assert snapshot(daemon) == before
+
+
+def test_an_option_repeated_to_dynamo_exec_auth_is_refused(daemon, tmp_path):
+    """The original refused several scripts or titles at once; taking the last one
+    silently would authorize something other than what was typed."""
+    script = tmp_path / "w.py"
+    script.write_text("print('w')\n")
+    for args, option in ((["-x", script, "-t", "a", "-t", "b"], "-t/--title"),
+                         (["-x", script, "-x", script, "-t", "a"], "-x/--executable"),
+                         (["-D", "-t", "a", "-u", "root", "-u", "jane"], "-u/--user")):
+        result = daemon.exec_auth(*args, check=False)
+        assert result.returncode == 2
+        one_line(result, f"dynamo-exec-auth: {option} given twice: one script, one title "
+                         f"and one user at a time")
+    assert daemon.exec_auth("-L").stdout.splitlines()[1:] == []
