@@ -92,7 +92,7 @@ def check_main(argv) -> int:
                     "read-only, also while a daemon serves it. Prints ok, or each problem "
                     "and how to recover; exits 0 if sound, 1 if not.")
     parser.add_argument("--config", metavar="FILE", help="as for dynamod")
-    parser.add_argument("--state-dir", help="as for dynamod")
+    parser.add_argument("--state-dir", metavar="DIR", help="as for dynamod")
     parser.add_argument("--database", metavar="FILE",
                         help="the file to check (default: the daemon's, STATE_DIR/inventory.db)")
     args = parser.parse_args(argv)

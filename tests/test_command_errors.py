@@ -99,3 +99,43 @@ def test_an_option_repeated_to_dynamo_exec_auth_is_refused(daemon, tmp_path):
         one_line(result, f"dynamo-exec-auth: {option} given twice: one script, one title "
                          f"and one user at a time")
     assert daemon.exec_auth("-L").stdout.splitlines()[1:] == []
+
+
+@pytest.mark.parametrize("hours", ["inf", "-inf", "nan", "1e400"])
+def test_a_time_out_that_is_not_a_finite_number(daemon, tmp_path, hours):
+    """`-m inf` reads as 'no limit' to a person, but JSON has no infinity: it is refused
+    before anything is sent, saying what to write instead."""
+    script = tmp_path / "s.py"
+    script.write_text("print('ran')\n")
+    before = daemon.dynamo("--list").stdout
+    result = daemon.dynamo(f"--timeout={hours}", script, check=False)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == (
+        f"dynamo: error: argument -m/--timeout: HOURS must be a number (0: the server's "
+        f"default; negative: no limit), not {hours!r}")
+    assert daemon.dynamo("--list").stdout == before
+
+
+def test_dynamo_exec_auth_lists_a_scripts_authorizations(daemon, tmp_path):
+    """`--list --executable PATH`, as the original took it, shows that script's entries
+    only (and --title, --user narrow alike), not every script's."""
+    tidy, other = tmp_path / "tidy.py", tmp_path / "other.py"
+    tidy.write_text("print('tidy')\n")
+    other.write_text("print('other')\n")
+    daemon.exec_auth("-x", tidy, "-t", "tidy")
+    daemon.exec_auth("-x", tidy, "-t", "tidy", "-u", "root")
+    daemon.exec_auth("-x", other, "-t", "other")
+
+    def listed(*args):
+        return sorted(line.split()[:2]
+                      for line in daemon.exec_auth("-L", *args).stdout.splitlines()[1:])
+
+    assert listed() == [["other", "ALL"], ["tidy", "ALL"], ["tidy", "root"]]
+    assert listed("-x", tidy) == [["tidy", "ALL"], ["tidy", "root"]]
+    assert listed("-x", other) == [["other", "ALL"]]
+    assert listed("-t", "tidy", "-u", "root") == [["tidy", "root"]]
+    assert listed("-u", "ALL") == [["other", "ALL"], ["tidy", "ALL"]]
+    other.write_text("print('changed')\n")   # its authorization no longer covers it
+    assert listed("-x", other) == []
+    missing = daemon.exec_auth("-L", "-x", tmp_path / "none.py", check=False)
+    one_line(missing, f"dynamo-exec-auth: cannot read {tmp_path / 'none.py'}: No such file")

@@ -53,6 +53,21 @@ def parse_args(argv=None):
     return build_parser().parse_args(argv)
 
 
+def _hours(text: str) -> float:
+    """-m's value: a finite number (JSON carries no infinity; a negative one is no limit)."""
+    import argparse
+    import math
+
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = math.nan
+    if not math.isfinite(hours):
+        raise argparse.ArgumentTypeError(f"HOURS must be a number (0: the server's default; "
+                                         f"negative: no limit), not {text!r}")
+    return hours
+
+
 def build_parser():
     import argparse
 
@@ -73,7 +88,7 @@ def build_parser():
                              "authorized for TITLE with dynamo-exec-auth)")
     parser.add_argument("-A", "--asynchronous", action="store_true",
                         help="submit and return at once; output goes to the work area")
-    parser.add_argument("-m", "--timeout", type=float, metavar="HOURS",
+    parser.add_argument("-m", "--timeout", type=_hours, metavar="HOURS",
                         help="kill the application after HOURS (0: server default; "
                              "negative: never)")
     parser.add_argument("-n", "--no-wait", action="store_true",

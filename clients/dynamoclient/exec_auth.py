@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-t", "--title", action=_Once, help="the application title it runs under")
     parser.add_argument("-u", "--user", action=_Once,
                         help="only this Dynamo user (default: all users)")
-    parser.add_argument("-L", "--list", action="store_true", help="list the authorizations")
+    parser.add_argument("-L", "--list", action="store_true",
+                        help="list the authorizations (only those of --executable, --title "
+                             "and --user when given)")
     parser.add_argument("-D", "--delete", action="store_true", help="revoke (with --title)")
     parser.add_argument("--all-users", action="store_true",
                         help="with --delete: every authorization of the title")
@@ -61,6 +63,20 @@ def format_list(entries: list) -> str:
               time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["created"])))
              for e in entries]
     return format_table(rows)
+
+
+def checksum(path: str) -> str:
+    """The SHA-256 of the script's exact bytes, as authorizations hold it."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _selected(entry: dict, args, digest: str | None) -> bool:
+    """Whether --list shows `entry`: the original listed a script's authorizations when
+    given the script (`digest`, its checksum); a title and a user narrow the list alike."""
+    return ((digest is None or entry["checksum"] == digest)
+            and (args.title is None or entry["title"] == args.title)
+            and (args.user is None or (entry["user"] or "ALL") == args.user))
 
 
 def _missing(args) -> str | None:
@@ -90,9 +106,15 @@ def main(argv=None) -> int:
         print(f"dynamo-exec-auth: {lacking}", file=sys.stderr)
         return 2
     try:
+        digest = None if args.executable is None else checksum(args.executable)
+    except OSError as exc:
+        print(f"dynamo-exec-auth: cannot read {args.executable}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
         with Client.from_args(args) as client:
             if args.list:
-                print(format_list(client.call("list_script_authorizations")["authorizations"]))
+                entries = client.call("list_script_authorizations")["authorizations"]
+                print(format_list([e for e in entries if _selected(e, args, digest)]))
             elif args.delete:
                 params = {"title": args.title, "all_users": args.all_users}
                 if args.user:
@@ -100,13 +122,6 @@ def main(argv=None) -> int:
                 for entry in client.call("revoke_script_authorization", **params)["revoked"]:
                     print(f"revoked: {entry['title']} for {entry['user'] or 'ALL'}")
             else:
-                try:
-                    with open(args.executable, "rb") as f:
-                        digest = hashlib.sha256(f.read()).hexdigest()
-                except OSError as exc:
-                    print(f"dynamo-exec-auth: cannot read {args.executable}: {exc.strerror}",
-                          file=sys.stderr)
-                    return 1
                 params = {"title": args.title, "checksum": digest}
                 if args.user:
                     params["user"] = args.user
