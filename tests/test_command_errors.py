@@ -2,8 +2,11 @@
 non-zero exit, never a Python traceback, and nothing changed."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +142,25 @@ def test_dynamo_exec_auth_lists_a_scripts_authorizations(daemon, tmp_path):
     assert listed("-x", other) == []
     missing = daemon.exec_auth("-L", "-x", tmp_path / "none.py", check=False)
     one_line(missing, f"dynamo-exec-auth: cannot read {tmp_path / 'none.py'}: No such file")
+
+
+def test_ctrl_c_ends_dynamo_inject_with_one_line_and_130(daemon):
+    """An operator who ran `dynamo-inject -` by mistake, or tires of waiting, presses
+    Ctrl-C: one line that says what became of the documents, 128 + SIGINT as shells
+    give, no traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "dynamoclient.inject", "-"],
+                               env=daemon.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "pipe" not in Path(f"/proc/{process.pid}/wchan").read_text():  # reading stdin
+            assert time.monotonic() < deadline, "dynamo-inject never read its standard input"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.stdin.close()
+    assert (process.returncode, out) == (130, "")
+    assert err == ("dynamo-inject: interrupted; each document is applied whole or not at all: "
+                   "--dry-run shows what is left to do\n")

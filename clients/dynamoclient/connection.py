@@ -102,6 +102,21 @@ def parse_arguments(parser, argv=None):
     return parser.parse_args(argv)
 
 
+def interruptible(prog: str, note: str = ""):
+    """Decorate a command's `main`: Ctrl-C ends it with one line (`note` says what the
+    interruption left) and exit code 130, 128 + SIGINT as shells give, not a traceback."""
+    def decorate(main):
+        def run(argv=None):
+            try:
+                return main(argv)
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted{note}", file=sys.stderr)
+                return 130
+        run.__doc__ = main.__doc__
+        return run
+    return decorate
+
+
 class Client:
     """A connection; identified by its Unix account, or by a certificate it proves."""
 

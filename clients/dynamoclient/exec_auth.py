@@ -17,7 +17,8 @@ import hashlib
 import sys
 import time
 
-from .connection import Client, ConnectionFailed, RemoteError, add_arguments, parse_arguments
+from .connection import (Client, ConnectionFailed, RemoteError, add_arguments, interruptible,
+                         parse_arguments)
 from .table import format_table
 
 
@@ -97,6 +98,7 @@ def _missing(args) -> str | None:
     return None
 
 
+@interruptible("dynamo-exec-auth")
 def main(argv=None) -> int:
     args = parse_arguments(build_parser(), argv)
     if args is None:

@@ -15,7 +15,8 @@ import math
 import sys
 import time
 
-from .connection import Client, ConnectionFailed, RemoteError, add_arguments, parse_arguments
+from .connection import (Client, ConnectionFailed, RemoteError, add_arguments, interruptible,
+                         parse_arguments)
 from .jsonpath import line_of
 from .writer import describe_writer
 
@@ -325,6 +326,8 @@ def say_waiting(event: dict):
               f"injections wait until it ends", file=sys.stderr, flush=True)
 
 
+@interruptible("dynamo-inject", "; each document is applied whole or not at all: --dry-run "
+                                "shows what is left to do")
 def main(argv=None) -> int:
     args = parse_arguments(build_parser(), argv)
     if args is None:

@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from .connection import Client, ConnectionFailed, RemoteError, add_arguments
+from .connection import Client, ConnectionFailed, RemoteError, add_arguments, interruptible
 from .table import format_table
 
 UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@interruptible("dynamo-site-usage")
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -15,7 +15,8 @@ would make root act as the proxy's (non-super) user.
 import argparse
 import sys
 
-from .connection import Client, ConnectionFailed, RemoteError, add_arguments, parse_arguments
+from .connection import (Client, ConnectionFailed, RemoteError, add_arguments, interruptible,
+                         parse_arguments)
 from .table import format_table
 
 TARGETS = ("inventory", "application", "all")
@@ -107,6 +108,7 @@ def run(args, client) -> int:
     return 0
 
 
+@interruptible("dynamo-user-auth")
 def main(argv=None) -> int:
     args = parse_arguments(build_parser(), argv)
     if args is None:
