@@ -164,3 +164,22 @@ def test_ctrl_c_ends_dynamo_inject_with_one_line_and_130(daemon):
     assert (process.returncode, out) == (130, "")
     assert err == ("dynamo-inject: interrupted; each document is applied whole or not at all: "
                    "--dry-run shows what is left to do\n")
+
+
+def test_a_configuration_that_is_not_toml_text(tmp_path):
+    binary = tmp_path / "dynamod.toml"
+    binary.write_bytes(b"[daemon]\nlog_level = \"\xd0\x00\"\n")
+    result = dynamod("--config", binary, "--check-config")
+    assert result.returncode == 2
+    one_line(result, f"dynamod: {binary}: not UTF-8 text (invalid continuation byte at "
+                     f"byte 22), so not a TOML configuration")
+
+
+def test_the_originals_json_configuration_is_told_apart(tmp_path):
+    """An operator of the original points --config at its server_config.json."""
+    original = tmp_path / "server_config.json"
+    original.write_text('{\n  "user": "dynamo",\n  "logging": {"level": "info"}\n}\n')
+    result = dynamod("--config", original, "--check-config")
+    assert result.returncode == 2
+    one_line(result, "; it looks like JSON, as the original's server_config.json was: "
+                     "dynamod reads TOML, and systemd/dynamod.toml.example shows every key")
