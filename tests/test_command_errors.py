@@ -183,3 +183,19 @@ def test_the_originals_json_configuration_is_told_apart(tmp_path):
     assert result.returncode == 2
     one_line(result, "; it looks like JSON, as the original's server_config.json was: "
                      "dynamod reads TOML, and systemd/dynamod.toml.example shows every key")
+
+
+def test_sighup_with_a_configuration_that_is_not_text(start_daemon):
+    """The reload is refused with one line in the log, the daemon goes on serving: no
+    traceback from the signal's callback."""
+    daemon = start_daemon(config={"daemon": {"log_level": "INFO"}})
+    config = daemon.state_dir.parent / "dynamod.toml"
+    config.write_bytes(b"\xd0\x00 not text")
+    daemon.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "reload refused" not in daemon.log():
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
+    assert f"reload refused, nothing changed: {config}: not UTF-8 text" in daemon.log()
+    assert "Traceback" not in daemon.log()
+    assert daemon.call("ping") is not None
