@@ -199,3 +199,18 @@ def test_sighup_with_a_configuration_that_is_not_text(start_daemon):
     assert f"reload refused, nothing changed: {config}: not UTF-8 text" in daemon.log()
     assert "Traceback" not in daemon.log()
     assert daemon.call("ping") is not None
+
+
+@pytest.mark.parametrize("size, message", [
+    ("inf", "not a size: 'inf' (say 500TB, 12000000 or unlimited)"),
+    ("1e30", "'1e30' is more than a quota holds (9.2 EB at most; no limit is 'unlimited')"),
+    ("-1", "a quota is not negative: '-1' (the original's negative quota, no limit, is "
+           "'unlimited' here)")])
+def test_a_quota_that_is_no_size(daemon, size, message):
+    """`inf` and a size beyond 64 bits were tracebacks; the original's negative quota
+    (no limit) is told its name here."""
+    result = daemon.client_command("site_usage", "--set-quota", "T2_US_XYZ", "AnalysisOps",
+                                   size, check=False)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"dynamo-site-usage: error: {message}"

@@ -11,12 +11,14 @@ rows of PROTOCOL.md).
 
 import argparse
 import json
+import math
 import sys
 
 from .connection import Client, ConnectionFailed, RemoteError, add_arguments, interruptible
 from .table import format_table
 
 UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+MAX_QUOTA = 2**63 - 1   # bytes: the daemon's integers
 
 
 def human(n: int) -> str:
@@ -41,9 +43,15 @@ def parse_size(text: str) -> int | str:
     try:
         value = float(number)
     except ValueError:
-        raise ValueError(f"not a size: {text!r} (say 500TB, 12000000 or unlimited)") from None
+        value = math.nan
+    if not math.isfinite(value):   # 'inf' included: no limit is said in words
+        raise ValueError(f"not a size: {text!r} (say 500TB, 12000000 or unlimited)")
     if value < 0:
-        raise ValueError(f"a quota is not negative: {text!r}")
+        raise ValueError(f"a quota is not negative: {text!r} (the original's negative quota, "
+                         f"no limit, is 'unlimited' here)")
+    if value * factor > MAX_QUOTA:
+        raise ValueError(f"{text!r} is more than a quota holds ({human(MAX_QUOTA)} at most; "
+                         f"no limit is 'unlimited')")
     return int(value * factor)
 
 
