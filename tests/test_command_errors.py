@@ -214,3 +214,19 @@ def test_a_quota_that_is_no_size(daemon, size, message):
     assert (result.returncode, result.stdout) == (2, "")
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == f"dynamo-site-usage: error: {message}"
+
+
+def test_a_key_without_its_certificate_is_refused(daemon, tmp_path):
+    """`--key` alone was ignored: the command went on as the Unix account (or the
+    default proxy) as if the key had been used."""
+    key = tmp_path / "userkey.pem"
+    key.write_text("not read\n")
+    key.chmod(0o600)
+    before = snapshot(daemon)
+    for tool, args in (("dynamo", ["--list"]), ("inject", ["--site", "T2_NEW"]),
+                       ("exec_auth", ["-L"]), ("user_auth", ["-L"]),
+                       ("site_usage", ["--partitions"])):
+        result = daemon.client_command(tool, *args, "-k", key, check=False)
+        assert result.returncode == 1, (tool, result.stdout)
+        one_line(result, f": --key {key} needs --cert FILE, the certificate it belongs to")
+    assert snapshot(daemon) == before

@@ -122,6 +122,9 @@ class Client:
 
     @classmethod
     def from_args(cls, args, **kwargs) -> "Client":
+        if args.key and not args.cert:   # it would be ignored: say so rather than go on
+            raise ConnectionFailed(f"--key {args.key} needs --cert FILE, the certificate "
+                                   f"it belongs to")
         return cls(args.socket, cert=args.cert, key=args.key, **kwargs)
 
     def __init__(self, path: str | None = None, timeout: float | None = None,
