@@ -230,3 +230,16 @@ def test_a_key_without_its_certificate_is_refused(daemon, tmp_path):
         assert result.returncode == 1, (tool, result.stdout)
         one_line(result, f": --key {key} needs --cert FILE, the certificate it belongs to")
     assert snapshot(daemon) == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--user", "jane"], "dynamo: --user goes with --list\n"),
+    (["--limit", "5"], "dynamo: --limit goes with --list\n"),
+    (["--list", "--limit", "0"], "dynamo: --limit 0: give a number of applications, 1 or more\n")])
+def test_dynamo_list_options_alone_or_out_of_range(daemon, tmp_path, args, message):
+    """`--user` and `--limit` narrow --list only: with a script they were ignored (the
+    script ran), and `--limit 0` listed nothing, as if there were no applications."""
+    script = tmp_path / "s.py"
+    script.write_text("print('ran')\n")
+    result = daemon.dynamo(*args, *([] if "--list" in args else [script]), check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", message)

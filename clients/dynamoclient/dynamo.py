@@ -24,9 +24,11 @@ from .connection import Client, ConnectionFailed, RemoteError, add_arguments
 # The value of every option left out: the parser's defaults, and all of `dynamo SCRIPT`.
 OMITTED = {"title": "", "write_request": False, "asynchronous": False, "timeout": 0,
            "no_wait": False, "poll": None, "kill": None, "list": False, "user": None,
-           "limit": 20, "work_dir": None, "auth_request": False, "server": None,
+           "limit": None, "work_dir": None, "auth_request": False, "server": None,
            "socket": None, "cert": None, "key": None, "add_sequence": None,
            "start_sequence": None, "stop_sequence": None, "delete_sequence": None}
+
+LIST_LIMIT = 20   # the applications --list shows unless told
 
 # The original's scheduler of sequences: its options, refused in words (see `_refused`).
 # -q and -o without a name meant every sequence.
@@ -110,7 +112,8 @@ def build_parser():
     parser.add_argument("-x", "--kill", type=int, metavar="ID", help="kill an application")
     parser.add_argument("--list", action="store_true", help="list recent applications")
     parser.add_argument("--user", help="with --list: only this user's applications")
-    parser.add_argument("--limit", type=int, help="with --list (default: 20)")
+    parser.add_argument("--limit", type=int, help="with --list: at most this many (default: "
+                                                   f"{LIST_LIMIT})")
     add_arguments(parser)
     parser.set_defaults(**OMITTED)
     return parser
@@ -313,6 +316,10 @@ def _refused(args) -> str | None:
     if args.server is not None:
         return ("-s/--server: dynamod is reached through a local Unix socket, not HOST:PORT; "
                 "use --socket PATH or $DYNAMO_SOCKET")
+    if not args.list and (args.user is not None or args.limit is not None):
+        return f"{'--user' if args.user is not None else '--limit'} goes with --list"
+    if args.limit is not None and args.limit < 1:
+        return f"--limit {args.limit}: give a number of applications, 1 or more"
     for short, long, _ in SEQUENCE_OPTIONS:
         if getattr(args, long[2:].replace("-", "_")) is not None:
             return (f"{short}/{long}: this Dynamo has no scheduler of sequences; run each "
@@ -346,7 +353,8 @@ def main(argv=None) -> int:
                       + ("killed" if result["killed"] else f"already {result['status']}"))
                 return 0
             if args.list:
-                params = {"limit": args.limit, **({"user": args.user} if args.user else {})}
+                params = {"limit": LIST_LIMIT if args.limit is None else args.limit,
+                          **({"user": args.user} if args.user else {})}
                 listing = client.call("list_applications", **params)
                 print(format_list(listing["applications"]))
                 if listing.get("writer"):
