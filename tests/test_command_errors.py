@@ -243,3 +243,12 @@ def test_dynamo_list_options_alone_or_out_of_range(daemon, tmp_path, args, messa
     script.write_text("print('ran')\n")
     result = daemon.dynamo(*args, *([] if "--list" in args else [script]), check=False)
     assert (result.returncode, result.stdout, result.stderr) == (2, "", message)
+
+
+def test_a_dn_that_does_not_parse_says_which_forms_do(daemon):
+    result = daemon.client_command("user_auth", "--user", "jane", "--dn", "Jane Doe", "--yes",
+                                   check=False)
+    one_line(result, "dynamo-user-auth: invalid DN 'Jane Doe': give it in slash form "
+                     "(/DC=org/DC=example/CN=Jane Doe) or comma form (CN=Jane Doe,DC=example,"
+                     "DC=org) [invalid_params]")
+    assert "jane" not in daemon.client_command("user_auth", "--list").stdout
