@@ -158,8 +158,14 @@ def _serve(config, reread, on_ready=None) -> int:
 
 def _detach(config, reread) -> int:
     """Fork a background daemon and wait until it listens (or says why it could not)."""
-    make_state_dir(config.state_dir)
     log_path = os.path.join(config.state_dir, "dynamod.log")
+    try:   # here, while there is a terminal to say so: the log is in the state directory
+        make_state_dir(config.state_dir)
+        os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    except OSError as exc:
+        print(f"dynamod: state directory {config.state_dir} is not writable: {exc.strerror}",
+              file=sys.stderr)
+        return 1
     read_end, write_end = os.pipe()
     if os.fork() > 0:
         os.close(write_end)

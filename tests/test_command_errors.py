@@ -252,3 +252,15 @@ def test_a_dn_that_does_not_parse_says_which_forms_do(daemon):
                      "(/DC=org/DC=example/CN=Jane Doe) or comma form (CN=Jane Doe,DC=example,"
                      "DC=org) [invalid_params]")
     assert "jane" not in daemon.client_command("user_auth", "--list").stdout
+
+
+def test_dynamod_detach_with_a_state_directory_it_cannot_make(tmp_path):
+    """As in the foreground, one line: --detach made the directory and opened its log
+    before it said anything, and a failure there was a traceback (twice: the
+    background child's too)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = dynamod("--state-dir", blocker / "state", "--detach")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"dynamod: state directory {blocker / 'state'} is not writable: "
+                             f"Not a directory\n")
