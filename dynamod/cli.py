@@ -104,7 +104,8 @@ def check_main(argv) -> int:
         print(f"dynamod check: {exc}", file=sys.stderr)
         return 2
     if not os.path.isfile(path):
-        print(f"dynamod check: {path}: no such file", file=sys.stderr)
+        why = "a directory, not a database file" if os.path.isdir(path) else "no such file"
+        print(f"dynamod check: {path}: {why}", file=sys.stderr)
         return 1
     try:
         found, summary = check.check_file(path)

@@ -264,3 +264,9 @@ def test_dynamod_detach_with_a_state_directory_it_cannot_make(tmp_path):
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == (f"dynamod: state directory {blocker / 'state'} is not writable: "
                              f"Not a directory\n")
+
+
+def test_dynamod_check_of_a_directory_says_so(tmp_path):
+    result = dynamod("check", "--database", tmp_path)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"dynamod check: {tmp_path}: a directory, not a database file\n"
