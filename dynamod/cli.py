@@ -5,6 +5,8 @@ import os
 import sqlite3
 import sys
 
+from dynamoclient.connection import interruptible
+
 from . import __version__
 from . import logs
 from .config import LOG_LEVELS, SYNCHRONOUS, ConfigError, build
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@interruptible("dynamod backup")
 def backup_main(argv) -> int:
     """`dynamod backup DEST`: ask the running daemon for a consistent copy."""
     from dynamoclient.connection import Client, ConnectionFailed, RemoteError, add_arguments
@@ -82,6 +85,7 @@ def backup_main(argv) -> int:
     return 0
 
 
+@interruptible("dynamod check")
 def check_main(argv) -> int:
     """`dynamod check`: is the database file sound?  Read-only, also while a daemon runs."""
     from .store import check
