@@ -270,3 +270,20 @@ def test_dynamod_check_of_a_directory_says_so(tmp_path):
     result = dynamod("check", "--database", tmp_path)
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == f"dynamod check: {tmp_path}: a directory, not a database file\n"
+
+
+def test_authorizing_the_same_script_again_changes_nothing(daemon, tmp_path):
+    """As the original meant to (its check compared hex digits in two cases, so it
+    always recorded again): the same content for the same title and user is
+    'already authorized', the entry and its date untouched; new content replaces it."""
+    script = tmp_path / "tidy.py"
+    script.write_text("print('tidy')\n")
+    first = daemon.exec_auth("-x", script, "-t", "tidy").stdout
+    assert first.startswith(f"authorized: {script} (sha256 ")
+    listed = daemon.exec_auth("-L").stdout
+    time.sleep(1.1)   # a new entry would show a later date
+    again = daemon.exec_auth("-x", script, "-t", "tidy").stdout
+    assert again == "already " + first
+    assert daemon.exec_auth("-L").stdout == listed
+    script.write_text("print('tidier')\n")
+    assert daemon.exec_auth("-x", script, "-t", "tidy").stdout.startswith("replaced: ")

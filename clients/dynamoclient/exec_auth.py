@@ -124,12 +124,18 @@ def main(argv=None) -> int:
                 for entry in client.call("revoke_script_authorization", **params)["revoked"]:
                     print(f"revoked: {entry['title']} for {entry['user'] or 'ALL'}")
             else:
-                params = {"title": args.title, "checksum": digest}
-                if args.user:
-                    params["user"] = args.user
-                result = client.call("authorize_script", **params)
-                print(f"{'replaced' if result['replaced'] else 'authorized'}: {args.executable} "
-                      f"(sha256 {digest[:16]}) as {args.title!r} for {args.user or 'ALL'}")
+                entries = client.call("list_script_authorizations")["authorizations"]
+                held = {(e["title"], e["user"], e["checksum"]) for e in entries}
+                if (args.title, args.user, digest) in held:   # the original: nothing to redo
+                    how = "already authorized"
+                else:
+                    params = {"title": args.title, "checksum": digest}
+                    if args.user:
+                        params["user"] = args.user
+                    result = client.call("authorize_script", **params)
+                    how = "replaced" if result["replaced"] else "authorized"
+                print(f"{how}: {args.executable} (sha256 {digest[:16]}) as {args.title!r} for "
+                      f"{args.user or 'ALL'}")
     except (ConnectionFailed, RemoteError) as exc:
         print(f"dynamo-exec-auth: {exc}", file=sys.stderr)
         return 1
