@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="The Dynamo inventory daemon: holds the inventory in memory, serves it "
                     "on a Unix socket, persists every change to SQLite. With no options it "
                     "keeps its state in $XDG_STATE_HOME/dynamo, else ~/.local/state/dynamo. "
-                    "`dynamod backup DEST` copies "
-                    "a running daemon's database; `dynamod check` checks a database file.",
+                    "`dynamod backup DEST` copies a running daemon's database; `dynamod "
+                    "check` checks a database file.",
     )
     parser.add_argument("--config", metavar="FILE",
                         help="TOML configuration (default: /etc/dynamo/dynamod.toml when run "
