@@ -287,3 +287,14 @@ def test_authorizing_the_same_script_again_changes_nothing(daemon, tmp_path):
     assert daemon.exec_auth("-L").stdout == listed
     script.write_text("print('tidier')\n")
     assert daemon.exec_auth("-x", script, "-t", "tidy").stdout.startswith("replaced: ")
+
+
+def test_dynamo_site_usage_says_when_no_partition_is_defined(daemon):
+    """`--partitions` printed nothing at all, and the usage's note named a protocol
+    method as if it were a command."""
+    how = ("the superuser defines partitions in the configuration's [partitions] or with "
+           "the protocol's set_partition")
+    listed = daemon.client_command("site_usage", "--partitions")
+    assert (listed.stdout, listed.stderr) == ("", f"no partition is defined ({how})\n")
+    usage = daemon.client_command("site_usage")
+    assert (usage.stdout, usage.stderr) == ("", f"no partition at a matching site ({how})\n")

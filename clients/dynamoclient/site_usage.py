@@ -19,6 +19,8 @@ from .table import format_table
 
 UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
 MAX_QUOTA = 2**63 - 1   # bytes: the daemon's integers
+HOW_TO_DEFINE = ("the superuser defines partitions in the configuration's [partitions] or "
+                 "with the protocol's set_partition")
 
 
 def human(n: int) -> str:
@@ -110,9 +112,12 @@ def main(argv=None) -> int:
                     done["quota"] if done["quota"] == "unlimited" else human(done["quota"])))
                 return 0
             if args.partitions:
-                for p in client.call("list_partitions")["partitions"]:
+                partitions = client.call("list_partitions")["partitions"]
+                for p in partitions:
                     shown = p.get("condition") or "[" + ", ".join(p["subpartitions"]) + "]"
                     print(f"{p['name']}: {shown} ({p['origin']})")
+                if not partitions:
+                    print(f"no partition is defined ({HOW_TO_DEFINE})", file=sys.stderr)
                 return 0
             rows = client.call("site_usage", site=args.site, partition=args.partition)["usage"]
     except (ConnectionFailed, RemoteError) as exc:
@@ -124,7 +129,7 @@ def main(argv=None) -> int:
     elif rows:
         print(format_usage(rows, args.bytes))
     else:
-        print("no partition at a matching site (define one: set_partition)", file=sys.stderr)
+        print(f"no partition at a matching site ({HOW_TO_DEFINE})", file=sys.stderr)
     return 0
 
 
