@@ -298,3 +298,29 @@ def test_dynamo_site_usage_says_when_no_partition_is_defined(daemon):
     assert (listed.stdout, listed.stderr) == ("", f"no partition is defined ({how})\n")
     usage = daemon.client_command("site_usage")
     assert (usage.stdout, usage.stderr) == ("", f"no partition at a matching site ({how})\n")
+
+
+def test_dynamo_user_auth_options_that_did_nothing(daemon):
+    """A target without a role, and a user's details given to --revoke, were dropped
+    without a word (exit 0); `--user NAME` alone printed nothing; `--list --target`
+    listed every target."""
+    def user_auth(*args, check=True):
+        return daemon.client_command("user_auth", *args, check=check)
+
+    user_auth("-u", "jane", "-m", "jane@example.org", "-r", "operator", "-g", "inventory",
+              "-y")
+    user_auth("-u", "jane", "-r", "admin", "-g", "application", "-y")
+    before = user_auth("-L").stdout
+    for args, message in (
+            (["-u", "jane", "-g", "inventory"],
+             "--target needs --role ROLE (the role granted or revoked on it)"),
+            (["-u", "jane", "-m", "new@example.org", "-r", "admin", "-R"],
+             "--revoke only takes a role back: change the user's e-mail, DNs or accounts in "
+             "a command of its own")):
+        result = user_auth(*args, check=False)
+        assert (result.returncode, result.stderr) == (2, f"dynamo-user-auth: {message}\n")
+    assert user_auth("-L").stdout == before
+    assert user_auth("-u", "jane").stdout == "user jane: e-mail jane@example.org; DNs -; " \
+                                             "accounts -\n"
+    assert [line.split() for line in user_auth("-L", "-g", "inventory").stdout.splitlines()] \
+        == [["USER", "ROLE", "TARGET"], ["jane", "operator", "inventory"]]
