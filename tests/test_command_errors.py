@@ -324,3 +324,20 @@ def test_dynamo_user_auth_options_that_did_nothing(daemon):
                                              "accounts -\n"
     assert [line.split() for line in user_auth("-L", "-g", "inventory").stdout.splitlines()] \
         == [["USER", "ROLE", "TARGET"], ["jane", "operator", "inventory"]]
+
+
+def test_dynamo_exec_auth_all_users_goes_with_delete_alone(daemon, tmp_path):
+    script = tmp_path / "w.py"
+    script.write_text("print('w')\n")
+    for args, message in (
+            (["-x", script, "-t", "w", "--all-users"],
+             "--all-users goes with --delete (every authorization of the title)"),
+            (["-D", "-t", "w", "--all-users", "-u", "root"],
+             "--delete takes --user USER or --all-users, not both")):
+        result = daemon.exec_auth(*args, check=False)
+        assert (result.returncode, result.stderr) == (2, f"dynamo-exec-auth: {message}\n")
+    assert daemon.exec_auth("-L").stdout.splitlines()[1:] == []
+    # the original's habit of naming the script when revoking: it need not exist any more
+    daemon.exec_auth("-x", script, "-t", "w")
+    script.unlink()
+    assert daemon.exec_auth("-D", "-t", "w", "-x", script).stdout == "revoked: w for ALL\n"

@@ -85,6 +85,10 @@ def _missing(args) -> str | None:
     if args.repeated:
         return (f"{args.repeated} given twice: one script, one title and one user at a time "
                 f"(run the command once for each)")
+    if args.all_users and not args.delete:
+        return "--all-users goes with --delete (every authorization of the title)"
+    if args.all_users and args.user:
+        return "--delete takes --user USER or --all-users, not both"
     if args.list:
         return None
     if args.delete:
@@ -107,8 +111,8 @@ def main(argv=None) -> int:
     if lacking:
         print(f"dynamo-exec-auth: {lacking}", file=sys.stderr)
         return 2
-    try:
-        digest = None if args.executable is None else checksum(args.executable)
+    try:   # a revocation goes by title and user: its script may be gone
+        digest = None if args.executable is None or args.delete else checksum(args.executable)
     except OSError as exc:
         print(f"dynamo-exec-auth: cannot read {args.executable}: {exc.strerror}", file=sys.stderr)
         return 1
