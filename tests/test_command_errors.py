@@ -341,3 +341,23 @@ def test_dynamo_exec_auth_all_users_goes_with_delete_alone(daemon, tmp_path):
     daemon.exec_auth("-x", script, "-t", "w")
     script.unlink()
     assert daemon.exec_auth("-D", "-t", "w", "-x", script).stdout == "revoked: w for ALL\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-W", "-t", "tidy"], "--write-request needs a script: the console is read-only and "
+                           "interactive"),
+    (["-A"], "--asynchronous needs a script: the console is read-only and interactive"),
+    (["--poll", "1", "--kill", "1"], "--poll and --kill: one at a time"),
+    (["--list", "SCRIPT"], "--list takes no script: run 'SCRIPT' in a command of its own")])
+def test_dynamo_options_it_would_drop(daemon, tmp_path, args, message):
+    """-W or -A without a script opened the read-only console, or started one nobody
+    could type into; of --poll, --kill and --list only the first counted, and a script
+    beside them was not run."""
+    script = tmp_path / "s.py"
+    script.write_text("print('ran')\n")
+    args = [str(script) if a == "SCRIPT" else a for a in args]
+    message = message.replace("SCRIPT", str(script))
+    before = daemon.dynamo("--list").stdout
+    result = daemon.dynamo(*args, input="", check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"dynamo: {message}\n")
+    assert daemon.dynamo("--list").stdout == before

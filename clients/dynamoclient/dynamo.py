@@ -316,6 +316,16 @@ def _refused(args) -> str | None:
     if args.server is not None:
         return ("-s/--server: dynamod is reached through a local Unix socket, not HOST:PORT; "
                 "use --socket PATH or $DYNAMO_SOCKET")
+    actions = [name for name, given in (("--poll", args.poll is not None),
+                                        ("--kill", args.kill is not None), ("--list", args.list))
+               if given]
+    if len(actions) > 1:
+        return f"{actions[0]} and {actions[1]}: one at a time"
+    if actions and args.command:
+        return f"{actions[0]} takes no script: run {args.command!r} in a command of its own"
+    if not actions and not args.command and (args.write_request or args.asynchronous):
+        option = "--write-request" if args.write_request else "--asynchronous"
+        return f"{option} needs a script: the console is read-only and interactive"
     if not args.list and (args.user is not None or args.limit is not None):
         return f"{'--user' if args.user is not None else '--limit'} goes with --list"
     if args.limit is not None and args.limit < 1:
