@@ -5,8 +5,6 @@ import os
 import sqlite3
 import sys
 
-from dynamoclient.connection import interruptible
-
 from . import __version__
 from . import logs
 from .config import LOG_LEVELS, SYNCHRONOUS, ConfigError, build
@@ -62,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@interruptible("dynamod backup")
 def backup_main(argv) -> int:
     """`dynamod backup DEST`: ask the running daemon for a consistent copy."""
     from dynamoclient.connection import Client, ConnectionFailed, RemoteError, add_arguments
@@ -85,7 +82,6 @@ def backup_main(argv) -> int:
     return 0
 
 
-@interruptible("dynamod check")
 def check_main(argv) -> int:
     """`dynamod check`: is the database file sound?  Read-only, also while a daemon runs."""
     from .store import check
@@ -127,10 +123,13 @@ def check_main(argv) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["backup"]:
-        return backup_main(argv[1:])
-    if argv[:1] == ["check"]:
-        return check_main(argv[1:])
+    tool = {"backup": backup_main, "check": check_main}.get(argv[0] if argv else None)
+    if tool is not None:
+        try:
+            return tool(argv[1:])
+        except KeyboardInterrupt:   # one line and 128 + SIGINT, as the clients
+            print(f"dynamod {argv[0]}: interrupted", file=sys.stderr)
+            return 130
     args = build_parser().parse_args(argv)
     options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
                "socket": args.socket, "database": args.database,
