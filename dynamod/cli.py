@@ -11,27 +11,42 @@ from .config import LOG_LEVELS, SYNCHRONOUS, ConfigError, build
 from .server import make_state_dir, run
 
 
+def _positive_int(text: str) -> int:
+    """An option's count, as the configuration file's keys of the same kind must be."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dynamod",
         description="The Dynamo inventory daemon: holds the inventory in memory, serves it "
                     "on a Unix socket, persists every change to SQLite. With no options it "
-                    "keeps its state in ~/.local/state/dynamo. `dynamod backup DEST` copies "
-                    "a running daemon's database; `dynamod check` checks a database file.",
+                    "keeps its state in $XDG_STATE_HOME/dynamo, else ~/.local/state/dynamo. "
+                    "`dynamod backup DEST` copies a running daemon's database; `dynamod "
+                    "check` checks a database file.",
     )
     parser.add_argument("--config", metavar="FILE",
                         help="TOML configuration (default: /etc/dynamo/dynamod.toml when run "
                              "by root and present)")
     parser.add_argument("--check-config", action="store_true",
                         help="validate the configuration, print the effective settings, exit")
-    parser.add_argument("--state-dir", help="directory for the database, socket and work areas")
-    parser.add_argument("--socket", help="socket path (default: STATE_DIR/dynamod.sock)")
-    parser.add_argument("--database", help="SQLite file (default: STATE_DIR/inventory.db)")
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="directory for the database, socket and work areas")
+    parser.add_argument("--socket", metavar="PATH",
+                        help="socket path (default: DIR/dynamod.sock)")
+    parser.add_argument("--database", metavar="FILE",
+                        help="SQLite file (default: DIR/inventory.db)")
     parser.add_argument("--synchronous", choices=SYNCHRONOUS, type=str.upper,
                         help="SQLite durability of each commit (default: FULL)")
-    parser.add_argument("--max-line-bytes", type=int,
+    parser.add_argument("--max-line-bytes", type=_positive_int, metavar="N",
                         help="longest request line accepted (default: 64 MiB)")
-    parser.add_argument("--max-connections", type=int,
+    parser.add_argument("--max-connections", type=_positive_int, metavar="N",
                         help="connections served at once (default: 1024)")
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
                         help="(default: INFO)")
@@ -77,7 +92,7 @@ def check_main(argv) -> int:
                     "read-only, also while a daemon serves it. Prints ok, or each problem "
                     "and how to recover; exits 0 if sound, 1 if not.")
     parser.add_argument("--config", metavar="FILE", help="as for dynamod")
-    parser.add_argument("--state-dir", help="as for dynamod")
+    parser.add_argument("--state-dir", metavar="DIR", help="as for dynamod")
     parser.add_argument("--database", metavar="FILE",
                         help="the file to check (default: the daemon's, STATE_DIR/inventory.db)")
     args = parser.parse_args(argv)
@@ -89,7 +104,8 @@ def check_main(argv) -> int:
         print(f"dynamod check: {exc}", file=sys.stderr)
         return 2
     if not os.path.isfile(path):
-        print(f"dynamod check: {path}: no such file", file=sys.stderr)
+        why = "a directory, not a database file" if os.path.isdir(path) else "no such file"
+        print(f"dynamod check: {path}: {why}", file=sys.stderr)
         return 1
     try:
         found, summary = check.check_file(path)
@@ -107,10 +123,13 @@ def check_main(argv) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["backup"]:
-        return backup_main(argv[1:])
-    if argv[:1] == ["check"]:
-        return check_main(argv[1:])
+    tool = {"backup": backup_main, "check": check_main}.get(argv[0] if argv else None)
+    if tool is not None:
+        try:
+            return tool(argv[1:])
+        except KeyboardInterrupt:   # one line and 128 + SIGINT, as the clients
+            print(f"dynamod {argv[0]}: interrupted", file=sys.stderr)
+            return 130
     args = build_parser().parse_args(argv)
     options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
                "socket": args.socket, "database": args.database,
@@ -143,8 +162,14 @@ def _serve(config, reread, on_ready=None) -> int:
 
 def _detach(config, reread) -> int:
     """Fork a background daemon and wait until it listens (or says why it could not)."""
-    make_state_dir(config.state_dir)
     log_path = os.path.join(config.state_dir, "dynamod.log")
+    try:   # here, while there is a terminal to say so: the log is in the state directory
+        make_state_dir(config.state_dir)
+        os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    except OSError as exc:
+        print(f"dynamod: state directory {config.state_dir} is not writable: {exc.strerror}",
+              file=sys.stderr)
+        return 1
     read_end, write_end = os.pipe()
     if os.fork() > 0:
         os.close(write_end)

@@ -182,11 +182,19 @@ def read_file(path: str) -> dict:
     """The settings a TOML file gives, as {Config attribute: value}."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            raw = f.read()
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode())
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}), so "
+                          f"not a TOML configuration") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        hint = ("; it looks like JSON, as the original's server_config.json was: dynamod "
+                "reads TOML, and systemd/dynamod.toml.example shows every key"
+                if raw.lstrip().startswith(b"{") else "")
+        raise ConfigError(f"{path}: not valid TOML: {exc}{hint}") from None
     settings = {}
     for table, keys in data.items():
         if table == "partitions":

@@ -314,7 +314,7 @@ def _claim_socket(path: str) -> socket.socket:
         pass
     except OSError as exc:
         if exc.errno != errno.ECONNREFUSED:
-            raise StartupError(f"cannot use socket {path}: {exc.strerror}") from None
+            raise StartupError(f"cannot use socket {path}: {exc.strerror or exc}") from None
         log.warning("replacing stale socket %s", path)
         os.unlink(path)
     else:
@@ -327,7 +327,7 @@ def _claim_socket(path: str) -> socket.socket:
         sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
-        raise StartupError(f"cannot listen on {path}: {exc.strerror}") from None
+        raise StartupError(f"cannot listen on {path}: {exc.strerror or exc}") from None
     sock.setblocking(False)
     return sock
 

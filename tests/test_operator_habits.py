@@ -285,6 +285,39 @@ def test_dynamo_work_dir_auth_request_and_server(seeded, tmp_path):
                                     "Unix socket")
 
 
+@pytest.mark.parametrize("args, option", [(["-a", "nightly.seq"], "-a/--add-sequence"),
+                                          (["-q"], "-q/--start-sequence"),
+                                          (["-o", "nightly"], "-o/--stop-sequence"),
+                                          (["-e", "nightly"], "-e/--delete-sequence")])
+def test_dynamo_sequence_options_say_what_to_use_instead(seeded, args, option):
+    """The original's scheduler of sequences is not kept: its options get one line
+    that says so and what to do, not argparse's `unrecognized arguments`."""
+    result = seeded.dynamo(*args, check=False)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (f"dynamo: {option}: this Dynamo has no scheduler of sequences; "
+                             f"run each step from cron or a systemd timer: dynamo 'SCRIPT "
+                             f"[OPTIONS]' (-W -t TITLE to write)\n")
+
+
+def test_dynamo_user_auth_takes_the_original_log_level(daemon):
+    result = daemon.client_command("user_auth", "-l", "DEBUG", "-L")
+    assert result.stdout.startswith("USER")
+    assert result.stderr == ("dynamo-user-auth: note: -l/--log-level has no effect here: the "
+                             "daemon logs every change of users and grants\n")
+
+
+def test_dynamo_inject_several_objects_after_one_option(seeded):
+    """The original's `-s A B` took two sites; here B would be a document, and the
+    message says to repeat the option instead."""
+    before = seeded.call("list_sites")
+    result = seeded.inject("-s", "T2_A", "T2_B", check=False)
+    assert result.returncode == 1
+    assert result.stderr == ("dynamo-inject: give either JSON documents or object options, "
+                             "not both: 'T2_B' would be read as a document (an option takes "
+                             "one object: repeat it for more, as in -f A,1 -f B,2)\n")
+    assert seeded.call("list_sites") == before
+
+
 def test_every_client_takes_minus_c_and_minus_k_for_the_certificate(seeded, tmp_path):
     for tool, args in (("dynamo", ["--list"]), ("inject", ["--site", "X"]),
                        ("exec_auth", ["-L"]), ("user_auth", ["-L"])):
@@ -295,11 +328,13 @@ def test_every_client_takes_minus_c_and_minus_k_for_the_certificate(seeded, tmp_
 
 
 @pytest.mark.parametrize("tool, options", [
-    ("dynamo", ["-d DIR, --work-dir", "-H, --auth-request", "-s HOST[:PORT], --server"]),
+    ("dynamo", ["-d DIR, --work-dir", "-H, --auth-request", "-s HOST[:PORT], --server",
+                "-a FILE, --add-sequence", "-q [NAME], --start-sequence"]),
     ("inject", ["-A, --raw", "-e LFN, --block-replica-file", "-o HOST, --host", "-c FILE"]),
     ("exec_auth", ["-L, --list", "-D, --delete"]),
     ("user_auth", ["-u USER, --user", "-n DN, --dn", "-m EMAIL, --email", "-r ROLE, --role",
-                   "-g {", "-R, --revoke", "-L, --list", "-y, -Y, --yes"]),
+                   "-g {", "-R, --revoke", "-L, --list", "-y, -Y, --yes",
+                   "-l LEVEL, --log-level"]),
 ])
 def test_help_names_the_original_options(tool, options):
     result = subprocess.run([sys.executable, "-m", f"dynamoclient.{tool}", "--help"],

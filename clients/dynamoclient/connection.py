@@ -9,6 +9,7 @@ the socket is the interpreter's own `_socket` (the `socket` module imports
 """
 
 import _socket
+import errno   # built in: nothing to import from disk
 import itertools
 import sys
 
@@ -71,6 +72,16 @@ class ConnectionFailed(Exception):
     pass
 
 
+def _hint(code: int | None) -> str:
+    """What to check when the socket cannot be reached, by why."""
+    if code in (errno.ENOENT, errno.ECONNREFUSED):
+        return " (is the daemon running? set --socket or $DYNAMO_SOCKET)"
+    if code in (errno.EACCES, errno.EPERM):
+        return (" (this account may not reach it: check the permissions of the socket "
+                "and of its directories)")
+    return ""
+
+
 def add_arguments(parser):
     """The options every client has: where the daemon is, and which certificate to use."""
     parser.add_argument("--socket", help="daemon socket (default: $DYNAMO_SOCKET, then the "
@@ -91,11 +102,29 @@ def parse_arguments(parser, argv=None):
     return parser.parse_args(argv)
 
 
+def interruptible(prog: str, note: str = ""):
+    """Decorate a command's `main`: Ctrl-C ends it with one line (`note` says what the
+    interruption left) and exit code 130, 128 + SIGINT as shells give, not a traceback."""
+    def decorate(main):
+        def run(argv=None):
+            try:
+                return main(argv)
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted{note}", file=sys.stderr)
+                return 130
+        run.__doc__ = main.__doc__
+        return run
+    return decorate
+
+
 class Client:
     """A connection; identified by its Unix account, or by a certificate it proves."""
 
     @classmethod
     def from_args(cls, args, **kwargs) -> "Client":
+        if args.key and not args.cert:   # it would be ignored: say so rather than go on
+            raise ConnectionFailed(f"--key {args.key} needs --cert FILE, the certificate "
+                                   f"it belongs to")
         return cls(args.socket, cert=args.cert, key=args.key, **kwargs)
 
     def __init__(self, path: str | None = None, timeout: float | None = None,
@@ -113,9 +142,8 @@ class Client:
             self.sock.connect(self.path)
         except OSError as exc:
             self.sock.close()
-            raise ConnectionFailed(
-                f"cannot connect to dynamod at {self.path}: {exc.strerror or exc} "
-                f"(is the daemon running? set --socket or $DYNAMO_SOCKET)") from None
+            raise ConnectionFailed(f"cannot connect to dynamod at {self.path}: "
+                                   f"{exc.strerror or exc}{_hint(exc.errno)}") from None
         self._buffer = bytearray()   # received, not yet read as lines
         if cert:
             self._prove(cert, key)

@@ -24,8 +24,18 @@ from .connection import Client, ConnectionFailed, RemoteError, add_arguments
 # The value of every option left out: the parser's defaults, and all of `dynamo SCRIPT`.
 OMITTED = {"title": "", "write_request": False, "asynchronous": False, "timeout": 0,
            "no_wait": False, "poll": None, "kill": None, "list": False, "user": None,
-           "limit": 20, "work_dir": None, "auth_request": False, "server": None,
-           "socket": None, "cert": None, "key": None}
+           "limit": None, "work_dir": None, "auth_request": False, "server": None,
+           "socket": None, "cert": None, "key": None, "add_sequence": None,
+           "start_sequence": None, "stop_sequence": None, "delete_sequence": None}
+
+LIST_LIMIT = 20   # the applications --list shows unless told
+
+# The original's scheduler of sequences: its options, refused in words (see `_refused`).
+# -q and -o without a name meant every sequence.
+SEQUENCE_OPTIONS = (("-a", "--add-sequence", {"metavar": "FILE"}),
+                    ("-q", "--start-sequence", {"metavar": "NAME", "nargs": "?", "const": ""}),
+                    ("-o", "--stop-sequence", {"metavar": "NAME", "nargs": "?", "const": ""}),
+                    ("-e", "--delete-sequence", {"metavar": "NAME"}))
 
 
 class Options:
@@ -43,6 +53,21 @@ def parse_args(argv=None):
     if len(argv) == 1 and not argv[0].startswith("-"):
         return Options(command=argv[0], **OMITTED)
     return build_parser().parse_args(argv)
+
+
+def _hours(text: str) -> float:
+    """-m's value: a finite number (JSON carries no infinity; a negative one is no limit)."""
+    import argparse
+    import math
+
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = math.nan
+    if not math.isfinite(hours):
+        raise argparse.ArgumentTypeError(f"HOURS must be a number (0: the server's default; "
+                                         f"negative: no limit), not {text!r}")
+    return hours
 
 
 def build_parser():
@@ -65,7 +90,7 @@ def build_parser():
                              "authorized for TITLE with dynamo-exec-auth)")
     parser.add_argument("-A", "--asynchronous", action="store_true",
                         help="submit and return at once; output goes to the work area")
-    parser.add_argument("-m", "--timeout", type=float, metavar="HOURS",
+    parser.add_argument("-m", "--timeout", type=_hours, metavar="HOURS",
                         help="kill the application after HOURS (0: server default; "
                              "negative: never)")
     parser.add_argument("-n", "--no-wait", action="store_true",
@@ -79,11 +104,16 @@ def build_parser():
     parser.add_argument("-s", "--server", metavar="HOST[:PORT]",
                         help="refused: dynamod is reached through a local Unix socket, not a "
                              "network port (use --socket)")
+    for short, long, kwargs in SEQUENCE_OPTIONS:
+        parser.add_argument(short, long, **kwargs,
+                            help="refused: the original's sequences are not kept here (run "
+                                 "scripts from cron or a systemd timer)")
     parser.add_argument("-p", "--poll", type=int, metavar="ID", help="show an application")
     parser.add_argument("-x", "--kill", type=int, metavar="ID", help="kill an application")
     parser.add_argument("--list", action="store_true", help="list recent applications")
     parser.add_argument("--user", help="with --list: only this user's applications")
-    parser.add_argument("--limit", type=int, help="with --list (default: 20)")
+    parser.add_argument("--limit", type=int, help="with --list: at most this many (default: "
+                                                   f"{LIST_LIMIT})")
     add_arguments(parser)
     parser.set_defaults(**OMITTED)
     return parser
@@ -162,7 +192,11 @@ def run(args, client: Client) -> int:
     params = {"attach": not args.asynchronous, "timeout": args.timeout,
               "no_wait": args.no_wait, "cwd": _absolute(args.work_dir)}
     if args.command:
-        words = split_command(args.command)
+        try:
+            words = split_command(args.command)
+        except ValueError as exc:   # an unclosed quote, a backslash at the end
+            raise SystemExit(f"dynamo: cannot split {args.command!r} into a script and its "
+                             f"options: {str(exc).lower()}") from None
         if not words:
             raise SystemExit("dynamo: the script is empty")
         params.update(script=read_script(words[0]), path=words[0], args=words[1:],
@@ -282,6 +316,25 @@ def _refused(args) -> str | None:
     if args.server is not None:
         return ("-s/--server: dynamod is reached through a local Unix socket, not HOST:PORT; "
                 "use --socket PATH or $DYNAMO_SOCKET")
+    actions = [name for name, given in (("--poll", args.poll is not None),
+                                        ("--kill", args.kill is not None), ("--list", args.list))
+               if given]
+    if len(actions) > 1:
+        return f"{actions[0]} and {actions[1]}: one at a time"
+    if actions and args.command:
+        return f"{actions[0]} takes no script: run {args.command!r} in a command of its own"
+    if not actions and not args.command and (args.write_request or args.asynchronous):
+        option = "--write-request" if args.write_request else "--asynchronous"
+        return f"{option} needs a script: the console is read-only and interactive"
+    if not args.list and (args.user is not None or args.limit is not None):
+        return f"{'--user' if args.user is not None else '--limit'} goes with --list"
+    if args.limit is not None and args.limit < 1:
+        return f"--limit {args.limit}: give a number of applications, 1 or more"
+    for short, long, _ in SEQUENCE_OPTIONS:
+        if getattr(args, long[2:].replace("-", "_")) is not None:
+            return (f"{short}/{long}: this Dynamo has no scheduler of sequences; run each "
+                    f"step from cron or a systemd timer: dynamo 'SCRIPT [OPTIONS]' "
+                    f"(-W -t TITLE to write)")
     if args.work_dir is not None:
         import os   # here only (see _absolute)
 
@@ -310,7 +363,8 @@ def main(argv=None) -> int:
                       + ("killed" if result["killed"] else f"already {result['status']}"))
                 return 0
             if args.list:
-                params = {"limit": args.limit, **({"user": args.user} if args.user else {})}
+                params = {"limit": LIST_LIMIT if args.limit is None else args.limit,
+                          **({"user": args.user} if args.user else {})}
                 listing = client.call("list_applications", **params)
                 print(format_list(listing["applications"]))
                 if listing.get("writer"):

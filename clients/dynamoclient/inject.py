@@ -15,7 +15,8 @@ import math
 import sys
 import time
 
-from .connection import Client, ConnectionFailed, RemoteError, add_arguments, parse_arguments
+from .connection import (Client, ConnectionFailed, RemoteError, add_arguments, interruptible,
+                         parse_arguments)
 from .jsonpath import line_of
 from .writer import describe_writer
 
@@ -182,10 +183,10 @@ def read_document(path: str) -> Document:
     try:
         import orjson
     except ImportError:  # the light clients work without it
-        document.data = _read_exactly(document)
+        document.data = _require_object(_read_exactly(document), name)
         return document
     try:
-        compact = orjson.dumps(orjson.loads(raw))
+        compact = orjson.dumps(_require_object(orjson.loads(raw), name))
     except orjson.JSONDecodeError as exc:
         _read_exactly(document)  # the json module's words for it, as a rule
         raise UsageError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg} "
@@ -199,6 +200,19 @@ def read_document(path: str) -> Document:
             _read_exactly(document)
     document.data = orjson.Fragment(compact)
     return document
+
+
+JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number",
+              bool: "true or false", type(None): "null"}
+
+
+def _require_object(value, name: str):
+    """`value`, a document: an object of sections; anything else is refused in the
+    document's own terms, not in the protocol's."""
+    if not isinstance(value, dict):
+        raise UsageError(f"{name}: the document must be a JSON object with the keys site, "
+                         f"group, dataset, datasetreplica; it is {JSON_TYPES[type(value)]}")
+    return value
 
 
 def _read_exactly(document: Document):
@@ -312,6 +326,8 @@ def say_waiting(event: dict):
               f"injections wait until it ends", file=sys.stderr, flush=True)
 
 
+@interruptible("dynamo-inject", "; each document is applied whole or not at all: --dry-run "
+                                "shows what is left to do")
 def main(argv=None) -> int:
     args = parse_arguments(build_parser(), argv)
     if args is None:
@@ -323,7 +339,9 @@ def main(argv=None) -> int:
                              "a web server; use --socket PATH or $DYNAMO_SOCKET")
         options = document_from_options(args)
         if args.json and options:
-            raise UsageError("give either JSON documents or object options, not both")
+            raise UsageError(f"give either JSON documents or object options, not both: "
+                             f"{args.json[0]!r} would be read as a document (an option takes "
+                             f"one object: repeat it for more, as in -f A,1 -f B,2)")
         if args.json.count("-") > 1:
             raise UsageError("standard input (-) can be read once")
         if not args.json and not options:

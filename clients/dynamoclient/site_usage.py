@@ -11,12 +11,16 @@ rows of PROTOCOL.md).
 
 import argparse
 import json
+import math
 import sys
 
-from .connection import Client, ConnectionFailed, RemoteError, add_arguments
+from .connection import Client, ConnectionFailed, RemoteError, add_arguments, interruptible
 from .table import format_table
 
 UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+MAX_QUOTA = 2**63 - 1   # bytes: the daemon's integers
+HOW_TO_DEFINE = ("the superuser defines partitions in the configuration's [partitions] or "
+                 "with the protocol's set_partition")
 
 
 def human(n: int) -> str:
@@ -41,9 +45,15 @@ def parse_size(text: str) -> int | str:
     try:
         value = float(number)
     except ValueError:
-        raise ValueError(f"not a size: {text!r} (say 500TB, 12000000 or unlimited)") from None
+        value = math.nan
+    if not math.isfinite(value):   # 'inf' included: no limit is said in words
+        raise ValueError(f"not a size: {text!r} (say 500TB, 12000000 or unlimited)")
     if value < 0:
-        raise ValueError(f"a quota is not negative: {text!r}")
+        raise ValueError(f"a quota is not negative: {text!r} (the original's negative quota, "
+                         f"no limit, is 'unlimited' here)")
+    if value * factor > MAX_QUOTA:
+        raise ValueError(f"{text!r} is more than a quota holds ({human(MAX_QUOTA)} at most; "
+                         f"no limit is 'unlimited')")
     return int(value * factor)
 
 
@@ -85,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@interruptible("dynamo-site-usage")
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -101,9 +112,12 @@ def main(argv=None) -> int:
                     done["quota"] if done["quota"] == "unlimited" else human(done["quota"])))
                 return 0
             if args.partitions:
-                for p in client.call("list_partitions")["partitions"]:
+                partitions = client.call("list_partitions")["partitions"]
+                for p in partitions:
                     shown = p.get("condition") or "[" + ", ".join(p["subpartitions"]) + "]"
                     print(f"{p['name']}: {shown} ({p['origin']})")
+                if not partitions:
+                    print(f"no partition is defined ({HOW_TO_DEFINE})", file=sys.stderr)
                 return 0
             rows = client.call("site_usage", site=args.site, partition=args.partition)["usage"]
     except (ConnectionFailed, RemoteError) as exc:
@@ -115,7 +129,7 @@ def main(argv=None) -> int:
     elif rows:
         print(format_usage(rows, args.bytes))
     else:
-        print("no partition at a matching site (define one: set_partition)", file=sys.stderr)
+        print(f"no partition at a matching site ({HOW_TO_DEFINE})", file=sys.stderr)
     return 0
 
 

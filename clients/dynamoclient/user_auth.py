@@ -3,7 +3,8 @@
     dynamo-user-auth --user NAME [--dn DN] [--email ADDR] [--account LOGIN] [--yes]
     dynamo-user-auth --user NAME --role ROLE [--target inventory|application|all]
     dynamo-user-auth --user NAME --role ROLE [--target T] --revoke
-    dynamo-user-auth --list [--user NAME] [--role ROLE]
+    dynamo-user-auth --list [--user NAME] [--role ROLE] [--target T]
+    dynamo-user-auth --user NAME                 (shows the user)
 
 DNs may be given in slash form (/DC=ch/DC=cern/OU=Users/CN=Jane Doe) or in
 comma form (CN=Jane Doe,OU=Users,DC=cern,DC=ch); they are stored in slash
@@ -15,7 +16,8 @@ would make root act as the proxy's (non-super) user.
 import argparse
 import sys
 
-from .connection import Client, ConnectionFailed, RemoteError, add_arguments, parse_arguments
+from .connection import (Client, ConnectionFailed, RemoteError, add_arguments, interruptible,
+                         parse_arguments)
 from .table import format_table
 
 TARGETS = ("inventory", "application", "all")
@@ -38,9 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "target)")
     parser.add_argument("-R", "--revoke", action="store_true", help="take the role back")
     parser.add_argument("-L", "--list", action="store_true",
-                        help="list users, roles and targets")
+                        help="list users, roles and targets (those of --user, --role and "
+                             "--target when given)")
     parser.add_argument("-y", "-Y", "--yes", action="store_true",
                         help="do not ask before creating a user or a role")
+    parser.add_argument("-l", "--log-level", metavar="LEVEL",
+                        help="the original's: accepted, with a note, and without effect (the "
+                             "daemon logs every change of users and grants)")
     add_arguments(parser)
     return parser
 
@@ -61,20 +67,26 @@ def format_grants(rows: list) -> str:
     return format_table(table)
 
 
-def _exists(client, name) -> bool:
+def _user(client, name) -> dict | None:
+    """The user's record (get_user), None if there is no such user."""
     try:
-        client.call("get_user", name=name)
-        return True
+        return client.call("get_user", name=name)
     except RemoteError as exc:
         if exc.code == "not_found":
-            return False
+            return None
         raise
+
+
+def format_user(user: dict) -> str:
+    return (f"user {user['name']}: e-mail {user['email'] or '-'}; DNs "
+            f"{', '.join(user['dns']) or '-'}; accounts {', '.join(user['accounts']) or '-'}")
 
 
 def run(args, client) -> int:
     if args.list:
         params = {k: v for k, v in (("user", args.user), ("role", args.role)) if v}
-        print(format_grants(client.call("list_grants", **params)["grants"]))
+        grants = client.call("list_grants", **params)["grants"]
+        print(format_grants([g for g in grants if args.target in (None, g["target"])]))
         return 0
     if args.revoke:
         params = {"user": args.user, "role": args.role}
@@ -83,15 +95,15 @@ def run(args, client) -> int:
         for g in client.call("revoke_role", **params)["revoked"]:
             print(f"revoked: role {g['role']} on {g['target']} from {g['user']}")
         return 0
-    exists = _exists(client, args.user)
-    if not exists and not confirm(f"Create new user {args.user}?", args.yes):
+    known = _user(client, args.user)
+    if known is None and not confirm(f"Create new user {args.user}?", args.yes):
         return 1
-    if not exists or args.dn or args.email is not None or args.account:
+    if known is None or args.dn or args.email is not None or args.account:
         user = client.call("set_user", name=args.user, email=args.email, dns=args.dn,
                            accounts=args.account)
-        print(f"{'created' if user['created'] else 'updated'} user {user['name']}: e-mail "
-              f"{user['email'] or '-'}; DNs {', '.join(user['dns']) or '-'}; accounts "
-              f"{', '.join(user['accounts']) or '-'}")
+        print(f"{'created' if user['created'] else 'updated'} {format_user(user)}")
+    elif not args.role:   # nothing to change: show what there is
+        print(format_user(known))
     if args.role:
         if args.role not in client.call("list_grants", user=args.user)["roles"]:
             if not confirm(f"Role {args.role} does not exist. Create it?", args.yes):
@@ -104,6 +116,7 @@ def run(args, client) -> int:
     return 0
 
 
+@interruptible("dynamo-user-auth")
 def main(argv=None) -> int:
     args = parse_arguments(build_parser(), argv)
     if args is None:
@@ -113,9 +126,17 @@ def main(argv=None) -> int:
         lacking = "--user NAME is needed (the user to add, update, grant to or revoke from)"
     elif args.revoke and not args.role:
         lacking = "--revoke needs --role ROLE (the role to take back)"
+    elif args.revoke and (args.dn or args.email is not None or args.account):
+        lacking = ("--revoke only takes a role back: change the user's e-mail, DNs or "
+                   "accounts in a command of its own")
+    elif args.target and not args.role and not args.list:
+        lacking = "--target needs --role ROLE (the role granted or revoked on it)"
     if lacking:
         print(f"dynamo-user-auth: {lacking}", file=sys.stderr)
         return 2
+    if args.log_level is not None:
+        print("dynamo-user-auth: note: -l/--log-level has no effect here: the daemon logs "
+              "every change of users and grants", file=sys.stderr)
     try:
         with Client.from_args(args) as client:
             return run(args, client)

@@ -183,4 +183,6 @@ def normalize_dn_checked(dn) -> str:
     try:
         return normalize_dn(dn)
     except (ValueError, AttributeError):
-        raise InvalidParams(f"invalid DN {dn!r}", field="dn") from None
+        raise InvalidParams(f"invalid DN {dn!r}: give it in slash form (/DC=org/DC=example/"
+                            f"CN=Jane Doe) or comma form (CN=Jane Doe,DC=example,DC=org)",
+                            field="dn") from None
