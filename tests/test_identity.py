@@ -305,7 +305,7 @@ def test_root_stays_the_superuser_with_a_grid_proxy_in_its_environment(x509_daem
     refused = x509_daemon.client_command("user_auth", "--user", "bob", "--role", "operator",
                                          "--cert", pki.files["rfc3820 proxy"], check=False)
     assert refused.returncode == 1
-    assert f"jane (DN {JANE}) lacks the superuser" in refused.stderr
+    assert f"jane (DN {JANE}) is not the superuser" in refused.stderr
 
 
 def test_a_passphrase_protected_key_is_reported_not_a_traceback(x509_daemon, pki, tmp_path):
@@ -483,7 +483,7 @@ def test_an_account_never_reaches_the_superuser_methods(daemon, nobody_connectio
     assert guest.request("whoami")["result"]["roles"] == [["admin", "all"]]
     for method, params in SUPERUSER_CALLS:
         message = refusal(guest.request(method, **params), "superuser")
-        assert f"{method} refused: guest (uid 65534) lacks the superuser" in message
+        assert f"{method} refused: guest (uid 65534) is not the superuser" in message
     for tool, args in (("user_auth", ["--user", "guest", "--role", "operator", "--yes"]),
                        ("user_auth", ["--list"]),
                        ("exec_auth", ["--list"])):

@@ -99,7 +99,7 @@ def test_an_admin_on_everything_is_still_refused_every_superuser_method(daemon):
     lines = [{"method": n, "params": SUPERUSER_CALLS[n]} for n in superuser_methods]
     for name, answer in zip(superuser_methods, as_nobody(requests, daemon.socket, lines)):
         message = refusal(answer, "superuser")
-        assert f"{name} refused: guest (uid 65534) lacks the superuser" in message
+        assert f"{name} refused: guest (uid 65534) is not the superuser" in message
     assert state(daemon) == before
     assert not os.path.exists("/tmp/dynamo-stolen.db")
     assert daemon.call("get_user", name="guest")["accounts"] == ["nobody"]

@@ -38,7 +38,8 @@ def authorize(identity: Identity, access: Access, method: str, users):
     target = _TARGET.get(access)
     if target and users.has_role(identity.name, ("admin", "operator"), target):
         return
-    _refuse(identity, method, f"{identity.describe()} lacks {access.value}", access)
+    missing = "is not" if access is Access.SUPERUSER else "lacks"
+    _refuse(identity, method, f"{identity.describe()} {missing} {access.value}", access)
 
 
 def _refuse(identity, method, why, access):
