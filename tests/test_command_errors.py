@@ -235,10 +235,14 @@ def test_a_key_without_its_certificate_is_refused(daemon, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--user", "jane"], "dynamo: --user goes with --list\n"),
     (["--limit", "5"], "dynamo: --limit goes with --list\n"),
-    (["--list", "--limit", "0"], "dynamo: --limit 0: give a number of applications, 1 or more\n")])
+    (["--list", "--limit", "0"],
+     "dynamo: --limit 0: give a number of applications, from 1 to 2^63 - 1\n"),
+    (["--list", "--limit", str(2**63)],
+     f"dynamo: --limit {2**63}: give a number of applications, from 1 to 2^63 - 1\n")])
 def test_dynamo_list_options_alone_or_out_of_range(daemon, tmp_path, args, message):
     """`--user` and `--limit` narrow --list only: with a script they were ignored (the
-    script ran), and `--limit 0` listed nothing, as if there were no applications."""
+    script ran), `--limit 0` listed nothing, as if there were no applications, and a
+    limit past 64 bits was refused in the protocol's terms."""
     script = tmp_path / "s.py"
     script.write_text("print('ran')\n")
     result = daemon.dynamo(*args, *([] if "--list" in args else [script]), check=False)
@@ -361,3 +365,15 @@ def test_dynamo_options_it_would_drop(daemon, tmp_path, args, message):
     result = daemon.dynamo(*args, input="", check=False)
     assert (result.returncode, result.stdout, result.stderr) == (2, "", f"dynamo: {message}\n")
     assert daemon.dynamo("--list").stdout == before
+
+
+@pytest.mark.parametrize("option", ["--poll", "--kill"])
+@pytest.mark.parametrize("value", ["0", "-3", "x", str(2**63)])
+def test_dynamo_poll_and_kill_take_an_application_number(daemon, option, value):
+    """An id that no application can have is refused before anything is sent: past 64
+    bits it was an error in the protocol's terms."""
+    result = daemon.dynamo(option, value, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        f"dynamo: error: argument {'-p/--poll' if option == '--poll' else '-x/--kill'}: ID "
+        f"must be an application's number (1 or more, as dynamo --list shows), not {value!r}")

@@ -70,6 +70,21 @@ def _hours(text: str) -> float:
     return hours
 
 
+def _app_id(text: str) -> int:
+    """--poll's and --kill's value: an application's id, a whole number from 1 to what
+    the daemon's integers hold (a larger one was an error in the protocol's terms)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 0 < value < 2**63:
+        raise argparse.ArgumentTypeError(f"ID must be an application's number (1 or more, as "
+                                         f"dynamo --list shows), not {text!r}")
+    return value
+
+
 def build_parser():
     import argparse
 
@@ -108,8 +123,8 @@ def build_parser():
         parser.add_argument(short, long, **kwargs,
                             help="refused: the original's sequences are not kept here (run "
                                  "scripts from cron or a systemd timer)")
-    parser.add_argument("-p", "--poll", type=int, metavar="ID", help="show an application")
-    parser.add_argument("-x", "--kill", type=int, metavar="ID", help="kill an application")
+    parser.add_argument("-p", "--poll", type=_app_id, metavar="ID", help="show an application")
+    parser.add_argument("-x", "--kill", type=_app_id, metavar="ID", help="kill an application")
     parser.add_argument("--list", action="store_true", help="list recent applications")
     parser.add_argument("--user", help="with --list: only this user's applications")
     parser.add_argument("--limit", type=int, help="with --list: at most this many (default: "
@@ -328,8 +343,8 @@ def _refused(args) -> str | None:
         return f"{option} needs a script: the console is read-only and interactive"
     if not args.list and (args.user is not None or args.limit is not None):
         return f"{'--user' if args.user is not None else '--limit'} goes with --list"
-    if args.limit is not None and args.limit < 1:
-        return f"--limit {args.limit}: give a number of applications, 1 or more"
+    if args.limit is not None and not 0 < args.limit < 2**63:
+        return f"--limit {args.limit}: give a number of applications, from 1 to 2^63 - 1"
     for short, long, _ in SEQUENCE_OPTIONS:
         if getattr(args, long[2:].replace("-", "_")) is not None:
             return (f"{short}/{long}: this Dynamo has no scheduler of sequences; run each "
