@@ -258,6 +258,22 @@ def test_a_dn_that_does_not_parse_says_which_forms_do(daemon):
     assert "jane" not in daemon.client_command("user_auth", "--list").stdout
 
 
+@pytest.mark.parametrize("email", ["jane example.org", "jane", "jane@", "@example.org",
+                                   "jane@@example.org", "jane@exa mple.org", "jane@example\x07"])
+def test_an_e_mail_address_that_is_not_one(daemon, email):
+    """A typo in an e-mail address was stored as it was typed."""
+    result = daemon.client_command("user_auth", "--user", "jane", "--email", email, "--yes",
+                                   check=False)
+    one_line(result, f"dynamo-user-auth: invalid e-mail address {email!r}: name@domain, "
+                     f"or \"\" for none [invalid_params]")
+    assert "jane" not in daemon.client_command("user_auth", "--list").stdout
+    daemon.client_command("user_auth", "--user", "jane", "--email", "jane@example.org", "--yes")
+    result = daemon.client_command("user_auth", "--user", "jane", "--email", email,
+                                   check=False)
+    assert result.returncode != 0
+    assert "jane@example.org" in daemon.client_command("user_auth", "--user", "jane").stdout
+
+
 def test_dynamod_detach_with_a_state_directory_it_cannot_make(tmp_path):
     """As in the foreground, one line: --detach made the directory and opened its log
     before it said anything, and a failure there was a traceback (twice: the

@@ -21,6 +21,9 @@ log = logging.getLogger("dynamod.auth")
 TARGETS = ("inventory", "application", "all")
 BUILTIN_ROLES = ("admin", "operator")
 _NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
+# An e-mail address as an operator types one: a local part and a domain around one @,
+# no spaces or control characters ("" clears it).  Enough to catch a typo, not RFC 5322.
+_EMAIL = re.compile(r"[^\s@]{1,64}@[^\s@]+")
 
 
 @dataclass
@@ -121,6 +124,9 @@ class UserRegistry:
         created = name not in self.users
         if email is None:
             email = "" if created else self.users[name].email
+        elif email and not (len(email) <= 254 and _EMAIL.fullmatch(email) and email.isprintable()):
+            raise InvalidParams(f"invalid e-mail address {email!r}: name@domain, or \"\" "
+                                f"for none", field="email")
         ops = {("user", (name,)): (name, email)}
         ops.update({("user_dn", (dn,)): (dn, name) for dn in dns})
         ops.update({("user_account", (account,)): (account, name) for account in accounts})
