@@ -90,7 +90,9 @@ def test_serves_an_inherited_listening_socket(workdir):
     listener.close()
     try:
         assert wait_ready(path) == {"pong": True}
-        assert "socket from systemd" in (workdir / "daemon.log").read_text()
+        # the socket it serves, not the configured one it never opened
+        assert f"dynamod ready on {path} (pid {process.pid}, socket from systemd;" in (
+            workdir / "daemon.log").read_text()
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
         assert os.path.exists(path)  # systemd's socket file is systemd's to remove
@@ -174,7 +176,11 @@ def test_check_config_names_unknown_keys_and_bad_values(workdir):
     for text, expected in (('[daemon]\nsynchronus = "FULL"\n', "unknown key 'synchronus'"),
                            ('[deamon]\n', "unknown table [deamon]"),
                            ('[daemon]\nsynchronous = "SOMETIMES"\n', "[daemon] synchronous"),
-                           ('[applications]\ntimeout = -1\n', "[applications] timeout")):
+                           ('[applications]\ntimeout = -1\n', "[applications] timeout"),
+                           # from wherever it was started: / under systemd
+                           ('[daemon]\nstate_dir = "state"\n',
+                            "[daemon] state_dir must be an absolute path, not 'state'"),
+                           ('[daemon]\ndatabase = ""\n', "[daemon] database must be an absolute")):
         config.write_text(text)
         result = subprocess.run([sys.executable, "-m", "dynamod", "--config", str(config),
                                  "--check-config"], capture_output=True, text=True)
@@ -279,3 +285,63 @@ def test_systemd_units_verify(workdir):
                             env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"})
     assert result.returncode == 0, result.stderr
     assert "dynamod" not in result.stderr, result.stderr
+
+
+def test_the_start_names_its_configuration_and_a_reload_what_waits_for_a_restart(
+        start_daemon):
+    """The ready line says which file was read; SIGHUP says so of every changed key it
+    does not apply (the snapshot's timers were ignored without a word)."""
+    daemon = start_daemon(config={"daemon": {"snapshot_idle": 30.0}})
+    config = daemon.state_dir.parent / "dynamod.toml"
+    assert f"; configuration {config})" in daemon.log()
+    config.write_text('[daemon]\nsnapshot_idle = 5.0\nsnapshot_interval = 60.0\n'
+                      'log_level = "DEBUG"\n')
+    daemon.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "log_level changed" not in daemon.log():
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
+    log = daemon.log()
+    assert "reload: snapshot_idle changes only at restart" in log
+    assert "reload: snapshot_interval changes only at restart" in log
+
+
+def _effective(*args) -> dict:
+    """`dynamod --check-config`'s settings: {(table, key): value as printed}."""
+    result = subprocess.run([sys.executable, "-m", "dynamod", *args, "--check-config"],
+                            capture_output=True, text=True, check=True)
+    settings, table = {}, None
+    for line in result.stdout.splitlines():
+        if line.startswith("["):
+            table = line.strip("[]")
+        elif " = " in line:
+            key, value = line.split(" = ", 1)
+            settings[table, key] = value
+    return settings
+
+
+def test_the_example_configuration_documents_every_key_and_starts_a_daemon(workdir):
+    """systemd/README installs the example as it is: it shows every key the daemon reads,
+    each with its default but the paths, and a daemon starts with it (its paths moved to
+    a scratch directory), also on a host without a grid CA directory (its ca_path was
+    set, so the start failed where --check-config passed)."""
+    example = (ROOT / "systemd" / "dynamod.toml.example").read_text()
+    defaults = _effective("--config", "/dev/null")
+    paths = {"state_dir", "socket", "database", "change_log", "work_dir", "ca_path"}
+    for (table, key), value in defaults.items():
+        assert f"\n{key} = " in example or f"\n# {key} = " in example, key
+    moved = example.replace("/var/lib/dynamo", str(workdir / "state")).replace(
+        "/run/dynamo/dynamod.sock", str(workdir / "d.sock"))
+    (workdir / "dynamod.toml").write_text(moved)
+    given = _effective("--config", str(workdir / "dynamod.toml"))
+    assert given.keys() == defaults.keys()
+    assert {k: v for k, v in given.items() if k[1] not in paths} == {
+        k: v for k, v in defaults.items() if k[1] not in paths}
+    process = start_process(workdir, "--config", str(workdir / "dynamod.toml"))
+    try:
+        assert wait_ready(str(workdir / "d.sock")) == {"pong": True}, (
+            workdir / "daemon.log").read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
