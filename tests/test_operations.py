@@ -345,3 +345,42 @@ def test_the_example_configuration_documents_every_key_and_starts_a_daemon(workd
         assert process.wait(30) == 0
     finally:
         process.kill()
+
+
+def _dynamod(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dynamod", *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def _dataset_names(daemon) -> set:
+    return {d["name"] for d in daemon.call("list_datasets")["datasets"]}
+
+
+def test_restore_after_a_crash_serves_the_backup_and_keeps_the_old_database(workdir):
+    """The usual restore follows a crash, which leaves the database's -wal file: copied
+    over the database by hand, the backup was served with the old WAL's pages over it
+    (here: the datasets made after the backup).  `dynamod restore` moves the database
+    and its WAL aside together, and is refused while a daemon holds the database."""
+    daemon = Daemon.in_directory(workdir).start()
+    daemon.call("inject", data=dataset_doc(0))
+    assert _dynamod("backup", workdir / "copy.db", "--socket", daemon.socket).returncode == 0
+    for n in (1, 2):
+        daemon.call("inject", data=dataset_doc(n))
+    refused = _dynamod("restore", workdir / "copy.db", "--state-dir", daemon.state_dir)
+    assert refused.returncode == 1 and "is in use by another dynamod" in refused.stderr
+    assert len(_dataset_names(daemon)) == 3
+    daemon.kill9()
+    assert (daemon.state_dir / "inventory.db-wal").stat().st_size > 0
+    result = _dynamod("restore", workdir / "copy.db", "--state-dir", daemon.state_dir)
+    assert result.returncode == 0, result.stderr
+    aside = result.stdout.strip().rsplit(" ", 1)[1]
+    try:
+        daemon.start()
+        assert _dataset_names(daemon) == {"/Ops0/Run2017F/AOD"}
+    finally:
+        daemon.stop()
+    old = Daemon(workdir / "old", str(workdir / "old.sock"), ["--database", aside]).start()
+    try:   # nothing committed was thrown away
+        assert len(_dataset_names(old)) == 3
+    finally:
+        old.stop()
