@@ -384,3 +384,13 @@ def test_restore_after_a_crash_serves_the_backup_and_keeps_the_old_database(work
         assert len(_dataset_names(old)) == 3
     finally:
         old.stop()
+
+
+def test_tmpfiles_gives_the_work_directory_the_daemons_mode(daemon):
+    """systemd-tmpfiles --create runs at boot and after package installs, also while the
+    daemon serves: its mode for the work areas' directory must be the daemon's own (it
+    was 1733, writable by every account)."""
+    line = next(line for line in (ROOT / "systemd" / "dynamo.tmpfiles.conf").read_text()
+                .splitlines() if line.startswith("d /var/lib/dynamo/work "))
+    mode = (daemon.state_dir / "work").stat().st_mode & 0o7777
+    assert int(line.split()[2], 8) == mode == 0o711
