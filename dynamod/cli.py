@@ -171,8 +171,9 @@ def main(argv=None) -> int:
                "synchronous": args.synchronous, "max_line_bytes": args.max_line_bytes,
                "max_connections": args.max_connections, "log_level": args.log_level,
                "rebuild": args.rebuild or None}
+    config_file = os.path.abspath(args.config) if args.config else None  # as logged
     try:
-        config = build(args.config, options)
+        config = build(config_file, options)
     except ConfigError as exc:
         print(f"dynamod: {exc}", file=sys.stderr)
         return 2
@@ -181,7 +182,7 @@ def main(argv=None) -> int:
         print(config.effective())
         return 0
     def reread():
-        return build(args.config, options)
+        return build(config_file, options)
 
     if args.detach:
         return _detach(config, reread)

@@ -394,3 +394,21 @@ def test_tmpfiles_gives_the_work_directory_the_daemons_mode(daemon):
                 .splitlines() if line.startswith("d /var/lib/dynamo/work "))
     mode = (daemon.state_dir / "work").stat().st_mode & 0o7777
     assert int(line.split()[2], 8) == mode == 0o711
+
+
+def test_a_work_dir_that_cannot_be_made_stops_the_start_in_one_line(workdir):
+    """It was a traceback, and then the process hung, its store's threads still
+    running: under systemd, until the start timed out."""
+    (workdir / "file").write_text("not a directory")
+    (workdir / "dynamod.toml").write_text(f'[applications]\nwork_dir = "{workdir / "file"}"\n')
+    process = start_process(workdir, "--socket", str(workdir / "w.sock"),
+                            "--config", str(workdir / "dynamod.toml"))
+    try:
+        assert process.wait(30) == 1
+    finally:
+        process.kill()
+    log = (workdir / "daemon.log").read_text()
+    assert "Traceback" not in log, log
+    assert (f"ERROR dynamod: cannot make the work areas' directory {workdir / 'file'} "
+            f"([applications] work_dir): File exists") in log
+    assert not os.path.exists(workdir / "w.sock")
