@@ -368,6 +368,9 @@ def test_restore_after_a_crash_serves_the_backup_and_keeps_the_old_database(work
         daemon.call("inject", data=dataset_doc(n))
     refused = _dynamod("restore", workdir / "copy.db", "--state-dir", daemon.state_dir)
     assert refused.returncode == 1 and "is in use by another dynamod" in refused.stderr
+    itself = _dynamod("restore", daemon.state_dir / "inventory.db", "--state-dir",
+                      daemon.state_dir)
+    assert itself.returncode == 1 and "is the database itself" in itself.stderr
     assert len(_dataset_names(daemon)) == 3
     daemon.kill9()
     assert (daemon.state_dir / "inventory.db-wal").stat().st_size > 0

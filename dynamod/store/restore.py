@@ -27,6 +27,8 @@ def restore(copy: str, database: str) -> str | None:
     (None: there was none).  StoreError says why nothing changed."""
     if not os.path.isfile(copy):
         raise StoreError(f"{copy}: no such file")
+    if os.path.exists(database) and os.path.samefile(copy, database):
+        raise StoreError(f"{copy} is the database itself: nothing to restore")
     lock = StoreLock.take(database)   # refused while a daemon holds the database
     try:
         try:
@@ -59,8 +61,8 @@ def restore(copy: str, database: str) -> str | None:
             for path in (database, lock.path):
                 os.chown(path, owner.st_uid, owner.st_gid)
         return aside
-    except OSError as exc:
-        raise StoreError(f"restore of {copy} to {database} failed: {exc.strerror or exc}") \
-            from None
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"restore of {copy} to {database} failed: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
     finally:
         lock.release()
