@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "on a Unix socket, persists every change to SQLite. With no options it "
                     "keeps its state in $XDG_STATE_HOME/dynamo, else ~/.local/state/dynamo. "
                     "`dynamod backup DEST` copies a running daemon's database; `dynamod "
-                    "check` checks a database file.",
+                    "check` checks a database file; `dynamod restore COPY` makes a backup "
+                    "the database of a stopped daemon.",
     )
     parser.add_argument("--config", metavar="FILE",
                         help="TOML configuration (default: /etc/dynamo/dynamod.toml when run "
@@ -67,7 +68,7 @@ def backup_main(argv) -> int:
     parser = argparse.ArgumentParser(
         prog="dynamod backup",
         description="Copy the running daemon's database to DEST (a new file) while it keeps "
-                    "serving; restore by starting dynamod with --database DEST.")
+                    "serving; restore it with dynamod restore DEST, the daemon stopped.")
     parser.add_argument("dest", metavar="DEST", help="the backup file to create")
     add_arguments(parser)
     args = parser.parse_args(argv)
@@ -82,6 +83,21 @@ def backup_main(argv) -> int:
     return 0
 
 
+def _with_database(parser, what: str) -> argparse.ArgumentParser:
+    """The options that name the daemon's database, as dynamod takes them."""
+    parser.add_argument("--config", metavar="FILE", help="as for dynamod")
+    parser.add_argument("--state-dir", metavar="DIR", help="as for dynamod")
+    parser.add_argument("--database", metavar="FILE",
+                        help=f"{what} (default: the daemon's, STATE_DIR/inventory.db)")
+    return parser
+
+
+def _database(args) -> str:
+    options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
+               "database": os.path.abspath(args.database) if args.database else None}
+    return build(args.config, options).database
+
+
 def check_main(argv) -> int:
     """`dynamod check`: is the database file sound?  Read-only, also while a daemon runs."""
     from .store import check
@@ -91,15 +107,9 @@ def check_main(argv) -> int:
         description="Check a database file (SQLite integrity_check and foreign_key_check), "
                     "read-only, also while a daemon serves it. Prints ok, or each problem "
                     "and how to recover; exits 0 if sound, 1 if not.")
-    parser.add_argument("--config", metavar="FILE", help="as for dynamod")
-    parser.add_argument("--state-dir", metavar="DIR", help="as for dynamod")
-    parser.add_argument("--database", metavar="FILE",
-                        help="the file to check (default: the daemon's, STATE_DIR/inventory.db)")
-    args = parser.parse_args(argv)
-    options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
-               "database": args.database}
+    args = _with_database(parser, "the file to check").parse_args(argv)
     try:
-        path = build(args.config, options).database
+        path = _database(args)
     except ConfigError as exc:
         print(f"dynamod check: {exc}", file=sys.stderr)
         return 2
@@ -121,9 +131,34 @@ def check_main(argv) -> int:
     return 1
 
 
+def restore_main(argv) -> int:
+    """`dynamod restore COPY`: make a backup the database, with no daemon running."""
+    from .errors import StoreError
+    from .store.restore import restore
+
+    parser = argparse.ArgumentParser(
+        prog="dynamod restore",
+        description="Make COPY (a file of dynamod backup) the daemon's database, while no "
+                    "daemon runs on it: the current database and its -wal file are moved "
+                    "aside to DATABASE.replaced-TIME, the copy is checked and written in "
+                    "their place.")
+    parser.add_argument("copy", metavar="COPY", help="the backup to restore")
+    args = _with_database(parser, "the database to replace").parse_args(argv)
+    try:
+        path = _database(args)
+        aside = restore(os.path.abspath(args.copy), path)
+    except (ConfigError, StoreError) as exc:
+        print(f"dynamod restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.copy} restored to {path}" +
+          (f"; the database it replaced is {aside}" if aside else ""))
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    tool = {"backup": backup_main, "check": check_main}.get(argv[0] if argv else None)
+    tool = {"backup": backup_main, "check": check_main,
+            "restore": restore_main}.get(argv[0] if argv else None)
     if tool is not None:
         try:
             return tool(argv[1:])
@@ -136,8 +171,9 @@ def main(argv=None) -> int:
                "synchronous": args.synchronous, "max_line_bytes": args.max_line_bytes,
                "max_connections": args.max_connections, "log_level": args.log_level,
                "rebuild": args.rebuild or None}
+    config_file = os.path.abspath(args.config) if args.config else None  # as logged
     try:
-        config = build(args.config, options)
+        config = build(config_file, options)
     except ConfigError as exc:
         print(f"dynamod: {exc}", file=sys.stderr)
         return 2
@@ -146,7 +182,7 @@ def main(argv=None) -> int:
         print(config.effective())
         return 0
     def reread():
-        return build(args.config, options)
+        return build(config_file, options)
 
     if args.detach:
         return _detach(config, reread)

@@ -94,8 +94,10 @@ def _toml(value) -> str:
 
 
 def _path(value):
-    if not isinstance(value, str):
-        raise ValueError("must be a string (a path)")
+    """Absolute: a relative path would be taken from whatever directory the daemon, or
+    `dynamod check`, happens to be started in (systemd starts it in /)."""
+    if not isinstance(value, str) or not os.path.isabs(value):
+        raise ValueError("must be an absolute path")
     return value
 
 

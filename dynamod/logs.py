@@ -62,6 +62,9 @@ def setup(level: str):
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # aiosqlite logs every statement it runs, with its parameters (names, DNs, e-mails),
+    # twice, at DEBUG: at any scale that drowns the daemon's own DEBUG lines.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 def detach_to(path: str):

@@ -18,7 +18,7 @@ import stat
 import time
 from collections import Counter
 
-from . import failstop, logs, systemd
+from . import __version__, failstop, logs, systemd
 from .apps.cgroup import AppCgroups, CgroupError
 from .apps.runner import ApplicationManager, IsolatedPath
 from .auth.identity import Authenticator
@@ -103,6 +103,7 @@ class Server:
             if not self.activated:  # a refused start leaves no socket file behind
                 os.unlink(self.config.socket)
             raise
+        where = listening.getsockname() if self.activated else self.config.socket
         loop = asyncio.get_running_loop()
         self.listener = await loop.create_unix_server(lambda: Connection(self), sock=listening,
                                                       backlog=BACKLOG)
@@ -118,8 +119,9 @@ class Server:
         interval = systemd.watchdog_interval()
         if interval:
             self._watchdog = loop.create_task(_watchdog(interval))
-        log.info("dynamod ready on %s (pid %d)%s", self.config.socket, os.getpid(),
-                 " (socket from systemd)" if self.activated else "")
+        log.info("dynamod ready on %s (pid %d%s; version %s; configuration %s)", where,
+                 os.getpid(), ", socket from systemd" if self.activated else "", __version__,
+                 self.config.config_file or "none: the defaults and the options")
 
     def _check_state_dir(self):
         try:
@@ -222,7 +224,7 @@ class Server:
         if fresh.partitions != self.config.partitions:
             asyncio.get_running_loop().create_task(self._reload_partitions(fresh.partitions))
         for name in ("state_dir", "socket", "database", "synchronous", "work_dir", "change_log",
-                     "cgroup"):
+                     "cgroup", "snapshot_idle", "snapshot_interval"):
             if getattr(self.config, name) != getattr(fresh, name):
                 log.warning("reload: %s changes only at restart", name)
 
@@ -298,7 +300,8 @@ def _load_trust(path: str) -> list:
     try:
         trust = load_trust(path)
     except OSError as exc:
-        raise StartupError(f"cannot read CA certificates {path}: {exc.strerror}") from None
+        raise StartupError(f"cannot read CA certificates {path} ([auth] ca_path): "
+                           f"{exc.strerror}") from None
     log.info("%d CA certificate(s) from %s", len(trust), path)
     return trust
 

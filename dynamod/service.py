@@ -85,7 +85,11 @@ class InventoryService:
         service.changelog.start(path, lambda seq: loop.call_soon_threadsafe(
             service._logged, seq))
         if on_load is not None:
-            on_load(service, tables, next_ids)
+            try:
+                on_load(service, tables, next_ids)
+            except BaseException:   # its threads would keep the process from exiting
+                await service.close()
+                raise
         return service
 
     async def change(self, apply, dry_run: bool = False, actor: str = "-") -> dict:

@@ -117,3 +117,15 @@ def test_a_detached_daemon_reopens_its_log_on_sighup(workdir):
         while (state / "dynamod.pid").exists():
             assert time.monotonic() < deadline, "the pid file stays"
             time.sleep(0.05)
+
+
+def test_debug_shows_the_daemons_lines_not_every_sql_statement(start_daemon):
+    """--log-level DEBUG: the daemon's own lines, not aiosqlite's two per statement run
+    (the schema, every row's values: the DNs and e-mails of users among them)."""
+    daemon = start_daemon("--log-level", "DEBUG")
+    daemon.call("set_user", name="jane", email="jane@example.org")
+    daemon.stop()
+    log = daemon.log()
+    assert "DEBUG dynamod.connection: connection from" in log
+    assert "aiosqlite" not in log
+    assert log.count("jane@example.org") == 1   # the authorization change's own line

@@ -90,7 +90,9 @@ def test_serves_an_inherited_listening_socket(workdir):
     listener.close()
     try:
         assert wait_ready(path) == {"pong": True}
-        assert "socket from systemd" in (workdir / "daemon.log").read_text()
+        # the socket it serves, not the configured one it never opened
+        assert f"dynamod ready on {path} (pid {process.pid}, socket from systemd;" in (
+            workdir / "daemon.log").read_text()
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
         assert os.path.exists(path)  # systemd's socket file is systemd's to remove
@@ -174,7 +176,11 @@ def test_check_config_names_unknown_keys_and_bad_values(workdir):
     for text, expected in (('[daemon]\nsynchronus = "FULL"\n', "unknown key 'synchronus'"),
                            ('[deamon]\n', "unknown table [deamon]"),
                            ('[daemon]\nsynchronous = "SOMETIMES"\n', "[daemon] synchronous"),
-                           ('[applications]\ntimeout = -1\n', "[applications] timeout")):
+                           ('[applications]\ntimeout = -1\n', "[applications] timeout"),
+                           # from wherever it was started: / under systemd
+                           ('[daemon]\nstate_dir = "state"\n',
+                            "[daemon] state_dir must be an absolute path, not 'state'"),
+                           ('[daemon]\ndatabase = ""\n', "[daemon] database must be an absolute")):
         config.write_text(text)
         result = subprocess.run([sys.executable, "-m", "dynamod", "--config", str(config),
                                  "--check-config"], capture_output=True, text=True)
@@ -279,3 +285,133 @@ def test_systemd_units_verify(workdir):
                             env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"})
     assert result.returncode == 0, result.stderr
     assert "dynamod" not in result.stderr, result.stderr
+
+
+def test_the_start_names_its_configuration_and_a_reload_what_waits_for_a_restart(
+        start_daemon):
+    """The ready line says which file was read; SIGHUP says so of every changed key it
+    does not apply (the snapshot's timers were ignored without a word)."""
+    daemon = start_daemon(config={"daemon": {"snapshot_idle": 30.0}})
+    config = daemon.state_dir.parent / "dynamod.toml"
+    assert f"; configuration {config})" in daemon.log()
+    config.write_text('[daemon]\nsnapshot_idle = 5.0\nsnapshot_interval = 60.0\n'
+                      'log_level = "DEBUG"\n')
+    daemon.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "log_level changed" not in daemon.log():
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
+    log = daemon.log()
+    assert "reload: snapshot_idle changes only at restart" in log
+    assert "reload: snapshot_interval changes only at restart" in log
+
+
+def _effective(*args) -> dict:
+    """`dynamod --check-config`'s settings: {(table, key): value as printed}."""
+    result = subprocess.run([sys.executable, "-m", "dynamod", *args, "--check-config"],
+                            capture_output=True, text=True, check=True)
+    settings, table = {}, None
+    for line in result.stdout.splitlines():
+        if line.startswith("["):
+            table = line.strip("[]")
+        elif " = " in line:
+            key, value = line.split(" = ", 1)
+            settings[table, key] = value
+    return settings
+
+
+def test_the_example_configuration_documents_every_key_and_starts_a_daemon(workdir):
+    """systemd/README installs the example as it is: it shows every key the daemon reads,
+    each with its default but the paths, and a daemon starts with it (its paths moved to
+    a scratch directory), also on a host without a grid CA directory (its ca_path was
+    set, so the start failed where --check-config passed)."""
+    example = (ROOT / "systemd" / "dynamod.toml.example").read_text()
+    defaults = _effective("--config", "/dev/null")
+    paths = {"state_dir", "socket", "database", "change_log", "work_dir", "ca_path"}
+    for (table, key), value in defaults.items():
+        assert f"\n{key} = " in example or f"\n# {key} = " in example, key
+    moved = example.replace("/var/lib/dynamo", str(workdir / "state")).replace(
+        "/run/dynamo/dynamod.sock", str(workdir / "d.sock"))
+    (workdir / "dynamod.toml").write_text(moved)
+    given = _effective("--config", str(workdir / "dynamod.toml"))
+    assert given.keys() == defaults.keys()
+    assert {k: v for k, v in given.items() if k[1] not in paths} == {
+        k: v for k, v in defaults.items() if k[1] not in paths}
+    process = start_process(workdir, "--config", str(workdir / "dynamod.toml"))
+    try:
+        assert wait_ready(str(workdir / "d.sock")) == {"pong": True}, (
+            workdir / "daemon.log").read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
+
+
+def _dynamod(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dynamod", *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def _dataset_names(daemon) -> set:
+    return {d["name"] for d in daemon.call("list_datasets")["datasets"]}
+
+
+def test_restore_after_a_crash_serves_the_backup_and_keeps_the_old_database(workdir):
+    """The usual restore follows a crash, which leaves the database's -wal file: copied
+    over the database by hand, the backup was served with the old WAL's pages over it
+    (here: the datasets made after the backup).  `dynamod restore` moves the database
+    and its WAL aside together, and is refused while a daemon holds the database."""
+    daemon = Daemon.in_directory(workdir).start()
+    daemon.call("inject", data=dataset_doc(0))
+    assert _dynamod("backup", workdir / "copy.db", "--socket", daemon.socket).returncode == 0
+    for n in (1, 2):
+        daemon.call("inject", data=dataset_doc(n))
+    refused = _dynamod("restore", workdir / "copy.db", "--state-dir", daemon.state_dir)
+    assert refused.returncode == 1 and "is in use by another dynamod" in refused.stderr
+    itself = _dynamod("restore", daemon.state_dir / "inventory.db", "--state-dir",
+                      daemon.state_dir)
+    assert itself.returncode == 1 and "is the database itself" in itself.stderr
+    assert len(_dataset_names(daemon)) == 3
+    daemon.kill9()
+    assert (daemon.state_dir / "inventory.db-wal").stat().st_size > 0
+    result = _dynamod("restore", workdir / "copy.db", "--state-dir", daemon.state_dir)
+    assert result.returncode == 0, result.stderr
+    aside = result.stdout.strip().rsplit(" ", 1)[1]
+    try:
+        daemon.start()
+        assert _dataset_names(daemon) == {"/Ops0/Run2017F/AOD"}
+    finally:
+        daemon.stop()
+    old = Daemon(workdir / "old", str(workdir / "old.sock"), ["--database", aside]).start()
+    try:   # nothing committed was thrown away
+        assert len(_dataset_names(old)) == 3
+    finally:
+        old.stop()
+
+
+def test_tmpfiles_gives_the_work_directory_the_daemons_mode(daemon):
+    """systemd-tmpfiles --create runs at boot and after package installs, also while the
+    daemon serves: its mode for the work areas' directory must be the daemon's own (it
+    was 1733, writable by every account)."""
+    line = next(line for line in (ROOT / "systemd" / "dynamo.tmpfiles.conf").read_text()
+                .splitlines() if line.startswith("d /var/lib/dynamo/work "))
+    mode = (daemon.state_dir / "work").stat().st_mode & 0o7777
+    assert int(line.split()[2], 8) == mode == 0o711
+
+
+def test_a_work_dir_that_cannot_be_made_stops_the_start_in_one_line(workdir):
+    """It was a traceback, and then the process hung, its store's threads still
+    running: under systemd, until the start timed out."""
+    (workdir / "file").write_text("not a directory")
+    (workdir / "dynamod.toml").write_text(f'[applications]\nwork_dir = "{workdir / "file"}"\n')
+    process = start_process(workdir, "--socket", str(workdir / "w.sock"),
+                            "--config", str(workdir / "dynamod.toml"))
+    try:
+        assert process.wait(30) == 1
+    finally:
+        process.kill()
+    log = (workdir / "daemon.log").read_text()
+    assert "Traceback" not in log, log
+    assert (f"ERROR dynamod: cannot make the work areas' directory {workdir / 'file'} "
+            f"([applications] work_dir): File exists") in log
+    assert not os.path.exists(workdir / "w.sock")

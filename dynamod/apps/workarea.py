@@ -19,8 +19,12 @@ class WorkAreas:
 
     def prepare(self):
         """At start-up: the root exists, is the daemon's, and nobody else writes to it."""
-        os.makedirs(self.root, exist_ok=True)
-        os.chmod(self.root, 0o711)
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            os.chmod(self.root, 0o711)
+        except OSError as exc:
+            raise DynamoError(f"cannot make the work areas' directory {self.root} "
+                              f"([applications] work_dir): {exc.strerror}") from None
 
     def create(self, app_id: int, uid: int, gid: int) -> str:
         path = os.path.join(self.root, f"{app_id}-{secrets.token_urlsafe(12)}")

@@ -324,8 +324,8 @@ class Store:
         return found
 
     async def backup(self, dest: str):
-        """Copy the database to `dest`, all or nothing (see `_backup`), in a thread."""
-        await asyncio.to_thread(_backup, self.path, dest)
+        """Copy the database to `dest`, all or nothing (see `copy_database`), in a thread."""
+        await asyncio.to_thread(copy_database, self.path, dest)
 
     async def close(self):
         await self.db.close()
@@ -399,7 +399,7 @@ def _statements(changes: dict, fresh: dict) -> list:
     return statements
 
 
-def _backup(path: str, dest: str):
+def copy_database(path: str, dest: str):
     """SQLite's online backup, from a read snapshot of its own (WAL: the writer keeps
     committing), into a temporary file beside `dest`; the copy is checked
     (integrity_check), synced, then linked to `dest`, which must not exist.  On any
