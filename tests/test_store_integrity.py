@@ -22,7 +22,7 @@ from support.daemon import Daemon
 
 SITES = [{"name": "T2_INT_A", "host": "a.example.org", "backend": "davs://a/store"},
          {"name": "T2_INT_B", "host": "b.example.org", "backend": "davs://b/store"}]
-RECOVERY = "restore a backup (dynamod --database COPY) or recover it (sqlite3 "
+RECOVERY = "restore a backup (dynamod restore COPY) or recover it (sqlite3 "
 
 
 def dataset_doc(tag: str, blocks: int = 1, files: int = 5) -> dict:

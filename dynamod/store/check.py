@@ -33,7 +33,7 @@ def is_damage(exc: sqlite3.Error) -> bool:
 def damaged(path: str, what: str) -> StoreError:
     """The one line that stops the daemon: what is damaged, and how to recover."""
     return StoreError(f"database {path} is damaged ({what}); restore a backup "
-                      f"(dynamod --database COPY) or recover it "
+                      f"(dynamod restore COPY) or recover it "
                       f"(sqlite3 {shlex.quote(path)} .recover)")
 
 
