@@ -289,6 +289,38 @@ def test_damage_found_in_the_background_stops_the_daemon(sound_store, workdir, b
     assert named.split(":")[0] in checked.stderr
 
 
+@pytest.mark.parametrize("how", ["replaced", "removed"])
+def test_a_database_replaced_or_removed_under_the_daemon_stops_it(workdir, how):
+    """A backup copied into place by hand while the daemon runs (or the file removed):
+    its next commits would have gone to the old file, lost at the next start.  The next
+    change stops the daemon for good (65), nothing acknowledged after the swap, and the
+    copy is left as it was put there."""
+    database = workdir / "inventory.db"
+    daemon = on(workdir, database)
+    daemon.start()
+    try:
+        daemon.inject_json({"site": [{"name": "T2_INT_A", "host": "h", "backend": "g://h/"}]})
+        copy = workdir / "copy.db"
+        assert run_dynamod("backup", "--socket", daemon.socket, copy).returncode == 0
+        daemon.inject_json(dataset_doc("before"))
+        if how == "replaced":
+            os.rename(copy, database)
+            kept = digest(database)
+        else:
+            os.unlink(database)
+        result = daemon.inject_json(dataset_doc("after"), check=False)
+        assert result.returncode != 0
+        assert daemon.process.wait(30) == 65, daemon.log()
+    finally:
+        daemon.stop()
+    [line] = errors(daemon.log())
+    assert (f" CRITICAL dynamod: database {database} was {how} while dynamod served it; "
+            f"nothing more is written: start dynamod again to serve the file now there (to "
+            f"put a backup in place, stop dynamod and run dynamod restore COPY)") in line
+    if how == "replaced":
+        assert digest(database) == kept
+
+
 def test_a_file_that_is_not_a_database_is_refused(workdir):
     database = workdir / "inventory.db"
     database.write_bytes(b"not a database: " + os.urandom(8192))

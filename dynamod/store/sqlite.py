@@ -22,6 +22,7 @@ from importlib import resources
 
 import orjson
 
+from .. import failstop
 from ..errors import DynamoError, StoreError
 from . import check, uri
 from .lock import StoreLock
@@ -106,6 +107,8 @@ class Store:
         self.lock = lock  # None: a store read, not owned (tests' snapshots)
         self.fresh = {}  # kind -> the first id no committed row has (next_ids, committed)
         self.commits = 0  # the committed value of the commit counter (table `commits`)
+        self.identity = None  # (device, inode) of the file it writes (an owned store)
+        self._file = os.path.abspath(path)   # as opened, whatever directory comes after
         self._transactions = asyncio.Lock()  # one at a time: each is several awaits
 
     @classmethod
@@ -136,6 +139,7 @@ class Store:
             await store._repair_next_ids()
             store.fresh = dict(await db.fetchall("SELECT kind, next_id FROM next_ids"))
             store.commits = await store._scalar("SELECT counter FROM commits")
+            store.identity = _identity(store._file)
         except sqlite3.Error as exc:
             await db.close()
             lock.release()
@@ -221,6 +225,7 @@ class Store:
         rows = await asyncio.to_thread(
             lambda: [(name, zlib.crc32(data), data) for name, data in parts.items()])
         async with self._transactions:
+            self._check_file()
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 if await self._scalar("SELECT counter FROM commits") != counter:
@@ -282,6 +287,7 @@ class Store:
         (None: no part was refused).  Without, a broken constraint is `Refused`, all
         rolled back."""
         async with self._transactions:
+            self._check_file()
             try:
                 refused = await self.db.run(_transact, parts, ending)
                 self.commits += 1
@@ -295,6 +301,25 @@ class Store:
                 await self._rollback()
                 raise
         return refused
+
+    def _check_file(self):
+        """Before a transaction: the file at `path` is still the one this store opened.
+        One replaced (a copy put there by hand) or removed while the daemon runs would
+        take no more of its commits (they would go to the old file, lost at the next
+        start), and memory could no longer be shown to equal the file the next start
+        reads: the daemon stops for good, and an operator says which file is right."""
+        if self.identity is None:
+            return
+        try:
+            found = _identity(self._file)
+        except OSError:
+            found = None
+        if found != self.identity:
+            failstop.damaged(
+                f"database {self.path} was {'removed' if found is None else 'replaced'} while "
+                f"dynamod served it; nothing more is written: start dynamod again to serve "
+                f"the file now there (to put a backup in place, stop dynamod and run dynamod "
+                f"restore COPY)")
 
     async def _rollback(self):
         if self.db.in_transaction:
@@ -331,6 +356,11 @@ class Store:
         await self.db.close()
         if self.lock is not None:
             self.lock.release()  # last: no connection of ours is left on the file
+
+
+def _identity(path: str) -> tuple[int, int]:
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
 
 
 def _transact(db, parts: list, ending) -> tuple | None:
