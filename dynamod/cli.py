@@ -7,19 +7,20 @@ import sys
 
 from . import __version__
 from . import logs
-from .config import LOG_LEVELS, SYNCHRONOUS, ConfigError, build
+from .config import LOG_LEVELS, SYNCHRONOUS, ConfigError, build, positive_int
 from .server import make_state_dir, run
 
 
 def _positive_int(text: str) -> int:
-    """An option's count, as the configuration file's keys of the same kind must be."""
+    """An option's count, checked as the configuration file's key of the same name."""
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
+        value = text   # refused below, in the check's words
+    try:
+        return positive_int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, not {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

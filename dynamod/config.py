@@ -135,6 +135,8 @@ def _positive(kind):
     return check
 
 
+positive_int = _positive(int)   # also the command line's check of the same keys
+
 # [table] key -> (Config attribute, check)
 FILE_KEYS = {
     "daemon": {
@@ -145,15 +147,15 @@ FILE_KEYS = {
         "log_level": ("log_level", _choice(LOG_LEVELS)),
         "change_log": ("change_log", _path),
         "shutdown_timeout": ("shutdown_timeout", _positive(float)),
-        "max_line_bytes": ("max_line_bytes", _positive(int)),
-        "max_unidentified_line_bytes": ("max_unidentified_line_bytes", _positive(int)),
-        "max_buffered_bytes": ("max_buffered_bytes", _positive(int)),
-        "max_connections": ("max_connections", _positive(int)),
+        "max_line_bytes": ("max_line_bytes", positive_int),
+        "max_unidentified_line_bytes": ("max_unidentified_line_bytes", positive_int),
+        "max_buffered_bytes": ("max_buffered_bytes", positive_int),
+        "max_connections": ("max_connections", positive_int),
         "superuser_reserve": ("superuser_reserve", _non_negative),
         "max_connections_per_account": ("max_connections_per_account", _non_negative),
         "idle_timeout": ("idle_timeout", _non_negative_number),
-        "max_requests_in_flight": ("max_requests_in_flight", _positive(int)),
-        "file_cache": ("file_cache", _positive(int)),
+        "max_requests_in_flight": ("max_requests_in_flight", positive_int),
+        "file_cache": ("file_cache", positive_int),
         "snapshot_idle": ("snapshot_idle", _non_negative_number),
         "snapshot_interval": ("snapshot_interval", _non_negative_number),
     },
@@ -161,11 +163,11 @@ FILE_KEYS = {
         "timeout": ("app_timeout", _positive(float)),
         "kill_grace": ("kill_grace", _positive(float)),
         "work_dir": ("work_dir", _path),
-        "max_per_user": ("app_max_per_user", _positive(int)),
-        "max_total": ("app_max_total", _positive(int)),
-        "max_title_bytes": ("app_max_title", _positive(int)),
-        "max_path_bytes": ("app_max_path", _positive(int)),
-        "max_args_bytes": ("app_max_args", _positive(int)),
+        "max_per_user": ("app_max_per_user", positive_int),
+        "max_total": ("app_max_total", positive_int),
+        "max_title_bytes": ("app_max_title", positive_int),
+        "max_path_bytes": ("app_max_path", positive_int),
+        "max_args_bytes": ("app_max_args", positive_int),
         "retention_days": ("app_retention_days", _positive(float)),
         "writer_max_time": ("writer_max_time", _positive(float)),
         "max_time": ("app_max_time", _positive(float)),

@@ -42,9 +42,7 @@ def restore(copy: str, database: str) -> str | None:
         aside = None
         if os.path.exists(database):
             aside = f"{database}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"
-            for suffix in ("", "-wal"):   # a database and its WAL go together
-                if os.path.exists(database + suffix):
-                    os.rename(database + suffix, aside + suffix)
+            _move(database, aside)
         try:
             os.unlink(f"{database}-shm")   # the index of the WAL just moved away
         except FileNotFoundError:
@@ -53,9 +51,7 @@ def restore(copy: str, database: str) -> str | None:
             copy_database(copy, database)
         except BaseException:
             if aside is not None:
-                for suffix in ("", "-wal"):
-                    if os.path.exists(aside + suffix):
-                        os.rename(aside + suffix, database + suffix)
+                _move(aside, database)
             raise
         if os.geteuid() == 0:   # root restores for the daemon's account
             for path in (database, lock.path):
@@ -66,3 +62,10 @@ def restore(copy: str, database: str) -> str | None:
                          f"{getattr(exc, 'strerror', None) or exc}") from None
     finally:
         lock.release()
+
+
+def _move(database: str, dest: str):
+    """A database and its WAL, together (the WAL belongs to that file alone)."""
+    for suffix in ("", "-wal"):
+        if os.path.exists(database + suffix):
+            os.rename(database + suffix, dest + suffix)
