@@ -16,9 +16,11 @@ which the collector's own thresholds then seldom start (datasets, blocks and
 replicas are columns, not objects: most of what a change drops is not in it).  So deleted objects are counted, and once
 `full_every` of them have piled up a full collection runs (at cms scale, one
 of about a second per half a million deletions; memory held meanwhile: a tenth
-of the inventory at most).
+of the inventory at most).  It runs once the event loop's ready callbacks have
+run, so the answer of the change that crossed the line is not held up by it.
 """
 
+import asyncio
 import gc
 from contextlib import contextmanager
 
@@ -67,4 +69,7 @@ def dropped(count: int):
     _dropped += count
     if _dropped >= full_every and _holds == 0:
         _dropped = 0
-        gc.collect()
+        try:
+            asyncio.get_running_loop().call_soon(gc.collect)
+        except RuntimeError:   # no event loop in this thread
+            gc.collect()

@@ -1324,7 +1324,7 @@ class ChangeSet:
     def delete_dataset(self, dataset: Dataset):
         for replica in list(dataset.replicas):
             self.delete_dataset_replica(replica)
-        for block in list(dataset.blocks):
+        for block in reversed(list(dataset.blocks)):   # from the run's end: nothing shifts
             self.delete_block(block)
         self._undo.call(self.inventory.dataset_table.delete(dataset))
         self._gone(dataset)
