@@ -37,6 +37,9 @@ if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
     "$PYTHON" -m venv --clear .venv
 fi
 .venv/bin/python -m pip install --quiet --editable '.[test]'
+# An editable install leaves the modules uncompiled: compiled now, the daemon and the
+# clients do not compile them at each start where PYTHONDONTWRITEBYTECODE is set.
+.venv/bin/python -m compileall -q dynamod clients >/dev/null
 say "installed in .venv (. .venv/bin/activate puts dynamod, dynamo and dynamo-* on your PATH)"
 
 # Run again (after an update, say): a daemon already serving the default socket is left alone.
