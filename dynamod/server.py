@@ -80,6 +80,7 @@ class Server:
     async def start(self):
         os.umask(0o077)  # the database and logs are the daemon's alone
         self._check_state_dir()
+        self._check_change_log()
         self.trust = _load_trust(self.config.ca_path)
         try:
             self.cgroups = AppCgroups.setup(self.config.cgroup, self.config.app_memory or None,
@@ -132,6 +133,16 @@ class Server:
         except OSError as exc:
             raise StartupError(f"state directory {self.config.state_dir} is not writable: "
                                f"{exc.strerror}") from None
+
+    def _check_change_log(self):
+        """A change log that no write can ever reach is a mistake in the configuration, told
+        at start; a full disk is not (its lines wait in the store: changelog.py)."""
+        path = self.config.change_log
+        where = f"change log {path} ([daemon] change_log)"
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise StartupError(f"{where} is not a regular file")
+        if not os.path.isdir(os.path.dirname(path)):
+            raise StartupError(f"{where}: its directory does not exist")
 
     def _load(self, service, tables, next_ids):
         """Take the daemon's own records (applications, users) from the loaded store."""
