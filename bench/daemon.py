@@ -4,6 +4,8 @@ Start-up time is measured the way systemd sees it: from the fork of the
 process to the READY=1 it sends on NOTIFY_SOCKET (a datagram socket of ours).
 """
 
+import compileall
+import functools
 import os
 import signal
 import socket
@@ -11,6 +13,8 @@ import subprocess
 import sys
 import time
 
+import dynamoclient
+import dynamod
 from dynamoclient.connection import Client
 
 from .probes import hwm_bytes, rss_bytes
@@ -18,6 +22,16 @@ from .probes import hwm_bytes, rss_bytes
 
 class DaemonFailed(RuntimeError):
     pass
+
+
+@functools.cache
+def byte_compiled():
+    """The daemon's and the clients' modules compiled once, before the first start: where
+    the environment says not to write bytecode (PYTHONDONTWRITEBYTECODE), each start
+    would compile every module again (75 ms of a start here), as an installed service
+    does not."""
+    for package in (dynamod, dynamoclient):
+        compileall.compile_dir(os.path.dirname(package.__file__), quiet=1)
 
 
 class BenchDaemon:
@@ -45,6 +59,7 @@ class BenchDaemon:
         `on_spawn(pid)` is called once the process exists.  While waiting, the peak
         resident size is sampled (`self.peak_seen`), so a daemon that dies while loading
         still tells how far it got."""
+        byte_compiled()
         os.makedirs(self.state_dir, exist_ok=True)
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         if os.path.exists(self.notify_path):
