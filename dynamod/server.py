@@ -23,7 +23,6 @@ from .apps.cgroup import AppCgroups, CgroupError
 from .apps.runner import ApplicationManager, IsolatedPath
 from .auth.identity import Authenticator
 from .auth.users import UserRegistry
-from .auth.x509 import load_trust
 from .changelog import ChangeLog
 from .config import Config, ConfigError
 from .connection import Connection, refusals
@@ -306,8 +305,11 @@ async def _watchdog(interval: float):
 
 
 def _load_trust(path: str) -> list:
+    """The CA directory; the X.509 library is loaded only when there is one (a third of
+    the daemon's imports)."""
     if not path:
         return []
+    from .auth.x509 import load_trust
     try:
         trust = load_trust(path)
     except OSError as exc:

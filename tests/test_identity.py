@@ -542,3 +542,16 @@ def test_a_script_is_authorized_only_for_a_user_that_exists(daemon, tmp_path):
         assert f"as 't' for {user}" in shown
     assert [a["user"] for a in daemon.call("list_script_authorizations")["authorizations"]] == [
         "jane", "root"]
+
+
+def _maps_the_x509_library(daemon) -> bool:
+    return "cryptography" in Path(f"/proc/{daemon.process.pid}/maps").read_text()
+
+
+def test_the_x509_library_is_loaded_only_where_x509_is_configured(daemon, x509_daemon):
+    """A third of a start's imports: a daemon without a CA directory never needs them
+    (the test suite alone starts hundreds of daemons)."""
+    daemon.call("set_user", name="john", dns=["DC=org, CN=John"])   # DNs need no library
+    assert daemon.call("get_user", name="john")["dns"] == ["/DC=org/CN=John"]
+    assert not _maps_the_x509_library(daemon)
+    assert _maps_the_x509_library(x509_daemon)

@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from dynamoclient.connection import Client, RemoteError
-from dynamod.auth.x509 import normalize_dn, slash_dn
+from dynamod.auth.dn import normalize_dn
+from dynamod.auth.x509 import slash_dn
 from support.daemon import Daemon
 from support.nobody import as_nobody
 from support.pki import (DAY, JANE, NOW, Credential, ec_key, issue, name, pem, proxy_of,

@@ -14,7 +14,7 @@ from functools import partial
 from ..errors import Conflict, InvalidParams, NotFound
 from ..store.tables import BY_KIND
 from ..tables import RowTable, Undo
-from .x509 import normalize_dn
+from .dn import normalize_dn
 
 log = logging.getLogger("dynamod.auth")
 

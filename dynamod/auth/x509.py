@@ -1,4 +1,4 @@
-"""X.509 identification: proof of possession, chain, revocation, namespaces, DN form.
+"""X.509 identification: proof of possession, chain, revocation, namespaces.
 
 A client proves it holds a certificate's private key by signing a random
 challenge the daemon issued on that very connection.  The chain it presents
@@ -41,15 +41,7 @@ The CA directory (`[auth] ca_path`, an OpenSSL hashed directory such as
 The directory is re-read when one of its files changes (checked at every
 authentication), so a CRL fetch-crl rewrites counts at once, without SIGHUP.
 
-The identity is the end-entity's subject in the slash form of OpenSSL's
-X509_NAME_oneline (what voms-proxy-info, grid-proxy-info and `openssl x509
--nameopt compat` show): `/DC=ch/DC=cern/OU=Users/CN=...`, the attributes of a
-multi-valued RDN joined by `+`, a `/` or `+` inside a value escaped as `\\/`
-and `\\+`, control characters as `\\xHH`.  A backslash in a value is doubled
-(OpenSSL leaves it, which makes its `\\/` ambiguous), so no two names render
-alike: neither `OU=Users/CN=Jane Doe` as one value nor `OU=Users + CN=Jane Doe`
-as one RDN reads as `/OU=Users/CN=Jane Doe`.  Characters beyond ASCII stay as
-they are (OpenSSL shows their UTF-8 bytes as `\\xHH`).
+The identity is the end-entity's subject in slash form (dn.py).
 """
 
 import datetime
@@ -65,6 +57,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from ..errors import NotAuthorized
+from .dn import escape
 
 log = logging.getLogger("dynamod.auth")
 PROXY_CERT_INFO = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14")
@@ -89,49 +82,8 @@ class CertificateRefused(NotAuthorized):
 def slash_dn(name: x509.Name) -> str:
     """A Name in slash form, most general component first (see the module's docstring)."""
     return "/" + "/".join("+".join(f"{_SHORT.get(a.oid) or a.rfc4514_attribute_name}="
-                                   f"{_escape(str(a.value))}" for a in rdn)
+                                   f"{escape(str(a.value))}" for a in rdn)
                           for rdn in name.rdns)
-
-
-def _escape(value: str) -> str:
-    return re.sub(r"[/+\\\x00-\x1f\x7f]", lambda m: "\\" + m[0] if m[0] in "/+\\"
-                  else f"\\x{ord(m[0]):02X}", value)
-
-
-_COMMA_FORM_PART = re.compile(r"((?:[^\\,+]|\\.)*)([,+]|$)", re.S)
-_GENERALITY = {"C": 0, "DC": 0, "O": 1, "OU": 2, "L": 2, "ST": 2}  # others (CN, UID...): 3
-
-
-def normalize_dn(dn: str) -> str:
-    """Accept a DN in slash form, or in comma form (RFC 4514, most specific first; or
-    openssl's `oneline`, most general first: told apart by the attribute types at its
-    two ends), as slash form."""
-    dn = dn.strip()
-    if dn.startswith("/"):
-        return dn
-    rdns, attributes, position = [], [], 0
-    while True:
-        match = _COMMA_FORM_PART.match(dn, position)
-        key, equals, value = match[1].partition("=")
-        if not equals or not key.strip():
-            raise ValueError(f"not a distinguished name: {dn!r}")
-        attributes.append(f"{key.strip()}={_escape(_unescape(value.strip()))}")
-        if match[2] != "+":
-            rdns.append("+".join(attributes))
-            attributes = []
-        if not match[2]:
-            break
-        position = match.end()
-    first, last = (_GENERALITY.get(r.split("=", 1)[0].upper(), 3) for r in (rdns[0], rdns[-1]))
-    if first >= last:   # most specific first, as RFC 4514 has it (when in doubt too)
-        rdns.reverse()
-    return "/" + "/".join(rdns)
-
-
-def _unescape(value: str) -> str:
-    """An RFC 4514 attribute value without its escapes (`\\,`, `\\+`, `\\C3\\A9`...)."""
-    return re.sub(rb"\\([0-9A-Fa-f]{2})|\\(.)", lambda m: bytes.fromhex(m[1].decode())
-                  if m[1] else m[2], value.encode(), flags=re.S).decode()
 
 
 # -------------------------------------------------------- the CA directory

@@ -6,8 +6,6 @@ import os
 
 from ..auth.policy import Access, refusals
 from ..auth.users import TARGETS
-from ..auth.x509 import (MAX_CHAIN, CertificateRefused, parse_chain, verify_chain,
-                         verify_possession)
 from ..errors import InvalidParams, NotAuthorized, NotConfigured
 from .registry import Call, method
 
@@ -40,7 +38,9 @@ def authenticate(call: Call, chain: str, signature: str) -> dict:
     challenge (base64); on success the connection acts as the user the DN maps to.
 
     The chain is checked against the CA directory: dates, signatures, CRLs and the
-    CAs' namespace policies (auth/x509.py)."""
+    CAs' namespace policies (auth/x509.py, loaded at the first authentication)."""
+    from ..auth.x509 import (MAX_CHAIN, CertificateRefused, parse_chain, verify_chain,
+                             verify_possession)
     limit = call.server.config.max_unidentified_line_bytes  # all a peer sends before identity
     blocks = chain.count("-----BEGIN", 0, limit)  # counted, not parsed: parsing takes long
     if len(chain) > limit or blocks > MAX_CHAIN:
