@@ -399,6 +399,22 @@ def test_tmpfiles_gives_the_work_directory_the_daemons_mode(daemon):
     assert int(line.split()[2], 8) == mode == 0o711
 
 
+def _refused_start(workdir, config: str) -> str:
+    """Start with this configuration, which must stop the start (exit 1, no traceback, no
+    socket left); returns the log."""
+    (workdir / "dynamod.toml").write_text(config)
+    process = start_process(workdir, "--socket", str(workdir / "d.sock"),
+                            "--config", str(workdir / "dynamod.toml"))
+    try:
+        assert process.wait(30) == 1
+    finally:
+        process.kill()
+    log = (workdir / "daemon.log").read_text()
+    assert "Traceback" not in log, log
+    assert not os.path.exists(workdir / "d.sock")
+    return log
+
+
 @pytest.mark.parametrize("where, why", [("log-dir", "is not a regular file"),
                                         ("missing/changes.log", "its directory does not exist")])
 def test_a_change_log_no_write_can_reach_stops_the_start_in_one_line(workdir, where, why):
@@ -406,33 +422,15 @@ def test_a_change_log_no_write_can_reach_stops_the_start_in_one_line(workdir, wh
     the file should be, a directory that does not exist), its lines piling up in the
     store."""
     (workdir / "log-dir").mkdir()
-    (workdir / "dynamod.toml").write_text(f'[daemon]\nchange_log = "{workdir / where}"\n')
-    process = start_process(workdir, "--socket", str(workdir / "c.sock"),
-                            "--config", str(workdir / "dynamod.toml"))
-    try:
-        assert process.wait(30) == 1
-    finally:
-        process.kill()
-    log = (workdir / "daemon.log").read_text()
-    assert "Traceback" not in log, log
+    log = _refused_start(workdir, f'[daemon]\nchange_log = "{workdir / where}"\n')
     assert f"ERROR dynamod: change log {workdir / where} ([daemon] change_log)" in log
     assert why in log
-    assert not os.path.exists(workdir / "c.sock")
 
 
 def test_a_work_dir_that_cannot_be_made_stops_the_start_in_one_line(workdir):
     """It was a traceback, and then the process hung, its store's threads still
     running: under systemd, until the start timed out."""
     (workdir / "file").write_text("not a directory")
-    (workdir / "dynamod.toml").write_text(f'[applications]\nwork_dir = "{workdir / "file"}"\n')
-    process = start_process(workdir, "--socket", str(workdir / "w.sock"),
-                            "--config", str(workdir / "dynamod.toml"))
-    try:
-        assert process.wait(30) == 1
-    finally:
-        process.kill()
-    log = (workdir / "daemon.log").read_text()
-    assert "Traceback" not in log, log
+    log = _refused_start(workdir, f'[applications]\nwork_dir = "{workdir / "file"}"\n')
     assert (f"ERROR dynamod: cannot make the work areas' directory {workdir / 'file'} "
             f"([applications] work_dir): File exists") in log
-    assert not os.path.exists(workdir / "w.sock")
