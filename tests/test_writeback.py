@@ -171,6 +171,37 @@ def test_a_malformed_run_is_refused_with_nothing_applied(stocked, tmp_path, line
     assert app["status"] == "failed" and "were refused, nothing was applied" in app["message"]
 
 
+COMPLETE = GOOD_RUN + b'{"end": 1}\n'
+
+
+def test_complete_changes_of_a_writer_that_fails_apply_nothing(stocked, tmp_path):
+    """The records are parsed as soon as the pipe ends, before the exit status is known:
+    a failing writer's are still dropped, whole as they came."""
+    before = snapshot(stocked)
+    result = writer(stocked, tmp_path, f"import os\nos.write(3, {COMPLETE!r})\nos._exit(1)\n",
+                    check=False)
+    assert result.returncode != 0
+    assert snapshot(stocked) == before
+    app = stocked.call("list_applications", limit=1)["applications"][0]
+    assert (app["status"], app["exit_code"]) == ("failed", 1)
+
+
+def test_changes_apply_when_a_process_of_the_script_holds_its_pipe_open(stocked, tmp_path):
+    """The pipe does not end with the writer (a process it started still holds it): what
+    arrived is parsed once the writer's exit says it succeeded."""
+    writer(stocked, tmp_path, f"""\
+import os, time
+if os.fork() == 0:
+    time.sleep(2)
+    os._exit(0)
+os.write(3, {COMPLETE!r})
+os._exit(0)
+""")
+    app = stocked.call("list_applications", limit=1)["applications"][0]
+    assert (app["status"], app["message"]) == ("done", "changes applied: updated 1 sites")
+    assert [s["status"] for s in stocked.call("list_sites", pattern="S2")["sites"]] == ["morgue"]
+
+
 @pytest.mark.parametrize("tail", [b'', b'{"end": 2}\n', b'{"end": 1}\n{"end": 1}\n', b'junk\n'])
 def test_changes_that_arrive_incomplete_apply_nothing(stocked, tmp_path, tail):
     app = forged(stocked, tmp_path, GOOD_RUN + tail)

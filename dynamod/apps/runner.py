@@ -264,7 +264,7 @@ class ApplicationManager:
             app.status = "failed"
             app.message = app.message or f"{describe_exit(app.exit_code)}; nothing was changed"
         elif app.write:
-            await write_back(self.service, app, bytes(receiver.received))
+            await write_back(self.service, app, receiver)
         else:
             app.status = "done"
 
