@@ -460,7 +460,7 @@ class Bench:
             self.failed_start(daemon, exc, *scans[0])
             raise
         rows_line = self.log_line(daemon, "inventory loaded")
-        self.wait_for_store_check(daemon)
+        self.wait_for_store_check(daemon, "the start from rows")
         daemon.stop()
         written = self.log_line(daemon, "inventory snapshot of commit")
         profile, starts = [None], []
@@ -489,7 +489,7 @@ class Bench:
         self.loaded = daemon
         self.counts = daemon.call("status")["inventory"]
         loaded_line = self.log_line(daemon, "inventory loaded")
-        self.wait_for_store_check(daemon)
+        self.wait_for_store_check(daemon, "the last start from the snapshot")
         scan_walls = [wall for wall, _ in scans]
         scan_wall, scan = statistics.median(scan_walls), scans[0][1]
         if "coldstart" in self.only:
@@ -549,7 +549,7 @@ class Bench:
         self.add("coldstart", "raw scan of the tables (the limit alone: the daemon failed)",
                  scan_wall, None, "s", note=f"{scan['rows']:,} rows")
 
-    def wait_for_store_check(self, daemon):
+    def wait_for_store_check(self, daemon, start: str):
         """A daemon that checks its store in the background once it serves (`PRAGMA
         quick_check`, dynamod/store/check.py) keeps a core busy and a read transaction
         open meanwhile: what follows is measured once that check has ended."""
@@ -558,7 +558,7 @@ class Bench:
         started = time.perf_counter()
         line = daemon.wait_for_log("quick_check of", "integrity check of", timeout=1800)
         waited = time.perf_counter() - started
-        self.note("the daemon's background store check after READY=1 "
+        self.note(f"the daemon's background store check after READY=1 of {start} "
                   + (f"ended {waited:.1f} s after the start-up was measured: "
                      f"{line.split('quick_check of', 1)[-1].strip()[:120]}" if line else
                      f"had not ended {waited:.0f} s after READY=1")
