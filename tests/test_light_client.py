@@ -178,7 +178,7 @@ def test_the_paths_without_os_follow_the_rule_as_os_path_writes_it(env, tmp_path
     """dynamoclient.paths reads the environment and the files through `posix` when `os`
     is not loaded (as in `dynamo`): the same answers as os.path gives."""
     code = ("import sys; from dynamoclient import paths; "
-            "print(repr([paths._state_dir(), paths.client_socket(), paths.default_proxy(), "
+            "print(repr([paths.state_dir(), paths.client_socket(), paths.default_proxy(), "
             "'os' in sys.modules]))")
     clients = os.path.dirname(os.path.dirname(dynamoclient.__file__))
     env = {key: os.fsencode(value) for key, value in env.items()}

@@ -54,7 +54,9 @@ def _join(directory: str, name: str) -> str:
     return directory + name if not directory or directory.endswith("/") else f"{directory}/{name}"
 
 
-def _state_dir() -> str:
+def state_dir() -> str:
+    """The per-user state directory (`$XDG_STATE_HOME/dynamo`, else
+    `~/.local/state/dynamo`), as a string, found without `os` (see the module)."""
     base = _environ("XDG_STATE_HOME") or _join(_join(_home(), ".local"), "state")
     return _join(base, "dynamo")
 
@@ -63,7 +65,7 @@ def default_state_dir():
     """The per-user state directory, as a `pathlib.Path`."""
     from pathlib import Path
 
-    return Path(_state_dir())
+    return Path(state_dir())
 
 
 def client_socket(explicit: str | None = None) -> str:
@@ -72,7 +74,7 @@ def client_socket(explicit: str | None = None) -> str:
         return explicit
     if _environ("DYNAMO_SOCKET"):
         return _environ("DYNAMO_SOCKET")
-    personal = _join(_state_dir(), SOCKET_NAME)
+    personal = _join(state_dir(), SOCKET_NAME)
     if _mode(personal) is not None or _mode(SYSTEM_SOCKET) is None:
         return personal
     return SYSTEM_SOCKET
