@@ -5,10 +5,9 @@ documents (their first `--files` files) through the real dynamo-inject into a
 fresh daemon, and the CPU time each thread of the daemon spent meanwhile, read
 from /proc/PID/task/*/stat before and after (the change log's thread is given
 a moment to write the last entry), beside dynamo-inject's own.  The event loop
-is the daemon's main thread; the others are listed in the order they started
-(Python does not name them for the kernel): for an injection into a fresh
-daemon, the store's connection (aiosqlite), the change log's, the compressor's
-of large change-log entries.  On 2 cores the sum bounds the wall time from below (half of it), and what holds
+is the daemon's main thread; the others go by the names the daemon gives them
+(dynamod/threadname.py): the store's connection (dynamod-store), the change
+log's writer (dynamod-log) and compressor of large entries (dynamod-zlib).  On 2 cores the sum bounds the wall time from below (half of it), and what holds
 the GIL (the event loop's share, most of the change log's) must take turns.
 """
 
@@ -21,15 +20,16 @@ from .phases import documents
 
 
 def thread_seconds(pid: int) -> dict:
-    """{thread id: CPU seconds} of a process's threads."""
+    """{thread id: (its name, CPU seconds)} of a process's threads."""
     tick, found = os.sysconf("SC_CLK_TCK"), {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+                name, _, fields = f.read().partition(" (")[2].rpartition(") ")
         except OSError:   # the thread ended meanwhile
             continue
-        found[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+        fields = fields.split()
+        found[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / tick)
     return found
 
 
@@ -47,8 +47,8 @@ def main(argv=None) -> int:
                 raise RuntimeError(f"dynamo-inject failed: {result.stderr[-2000:]}")
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             time.sleep(1.5)   # the change log's thread writing the last entry
-            spent = {tid: seconds - before.get(tid, 0.0)
-                     for tid, seconds in thread_seconds(daemon.pid).items()}
+            spent = {tid: (name, seconds - before.get(tid, ("", 0.0))[1])
+                     for tid, (name, seconds) in thread_seconds(daemon.pid).items()}
         finally:
             daemon.stop()
     files = docs["counts"]["file"]
@@ -57,11 +57,11 @@ def main(argv=None) -> int:
     print(f"{files:,} files, {len(docs['paths'])} documents: {wall:.2f} s "
           f"({wall / files * 1e6:.2f} us/file); CPU time:")
     print(f"  {'dynamo-inject':24} {per(client)}")
-    for tid, seconds in sorted(spent.items()):   # the main thread's id is the pid
+    for tid, (name, seconds) in sorted(spent.items()):   # the main thread's id is the pid
         if seconds >= 0.01:
-            print(f"  {'event loop' if tid == daemon.pid else f'thread {tid}':24} "
+            print(f"  {'event loop' if tid == daemon.pid else f'{name} ({tid})':24} "
                   f"{per(seconds)}")
-    print(f"  {'daemon, all threads':24} {per(sum(spent.values()))}")
+    print(f"  {'daemon, all threads':24} {per(sum(s for _, s in spent.values()))}")
     return 0
 
 

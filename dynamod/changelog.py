@@ -29,6 +29,7 @@ from .inventory.changes import entry_lines
 from .inventory.fields import printable
 from .logs import escape
 from .store.reader import StoreReader
+from .threadname import name_thread
 
 log = logging.getLogger("dynamod")
 
@@ -81,6 +82,7 @@ class ChangeLog:
 
     # ------------------------------------------------------- the thread
     def _feed(self, database: str, acknowledge):
+        name_thread("dynamod-log")
         reader = StoreReader(database)
         failing = None
         try:
@@ -206,4 +208,5 @@ def _compress(entry: str | bytes) -> bytes:
 @functools.cache
 def _compressor() -> ThreadPoolExecutor:
     """One thread, started with the first large entry, for all of them."""
-    return ThreadPoolExecutor(1, thread_name_prefix="dynamod-compress")
+    return ThreadPoolExecutor(1, thread_name_prefix="dynamod-compress",
+                              initializer=name_thread, initargs=("dynamod-zlib",))

@@ -434,3 +434,14 @@ def test_a_work_dir_that_cannot_be_made_stops_the_start_in_one_line(workdir):
     log = _refused_start(workdir, f'[applications]\nwork_dir = "{workdir / "file"}"\n')
     assert (f"ERROR dynamod: cannot make the work areas' directory {workdir / 'file'} "
             f"([applications] work_dir): File exists") in log
+
+
+def test_top_tells_the_daemons_threads_apart(daemon):
+    """`top -H` and `ps -L` show each thread's kernel name: the daemon names its own
+    (the store's connection, the change log's writer and compressor)."""
+    big = {"dataset": [{"name": "/Threads/A/RAW", "blocks": [{"name": "b", "files": [
+        {"name": f"/store/threads/{i:05d}/{'x' * 60}", "size": 1} for i in range(2000)]}]}]}
+    daemon.inject_json(big)   # an entry large enough to be compressed
+    names = {Path(task, "comm").read_text().strip()
+             for task in Path(f"/proc/{daemon.process.pid}/task").iterdir()}
+    assert {"dynamod-store", "dynamod-log", "dynamod-zlib"} <= names, names

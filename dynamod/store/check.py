@@ -19,6 +19,7 @@ import threading
 import time
 
 from ..errors import StoreError
+from ..threadname import name_thread
 from . import uri
 
 log = logging.getLogger("dynamod.store")
@@ -121,6 +122,7 @@ class Watch:
         return self
 
     def _run(self):
+        name_thread("dynamod-check")
         started = time.monotonic()
         try:
             with self.lock:

@@ -14,6 +14,8 @@ works.
 
 import aiosqlite
 
+from ..threadname import name_thread
+
 
 class StoreThread:
     """An aiosqlite connection, with whole transactions run in its thread."""
@@ -24,7 +26,9 @@ class StoreThread:
     @classmethod
     async def connect(cls, database: str, **options) -> "StoreThread":
         """Open `database` (sqlite3.connect's options) in a new thread."""
-        return cls(await aiosqlite.connect(database, **options))
+        store = cls(await aiosqlite.connect(database, **options))
+        await store.run(lambda _: name_thread("dynamod-store"))
+        return store
 
     async def run(self, work, *args):
         """`work(connection, *args)` in the thread: its result, or what it raised."""
