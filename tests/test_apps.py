@@ -110,6 +110,15 @@ def test_read_only_changes_are_discarded(seeded, tmp_path):
     assert [s["name"] for s in seeded.call("list_sites")["sites"]] == ["T2_US_XYZ", "T3_US_XYZ"]
 
 
+def test_an_application_shows_as_its_number_in_top_and_ps(seeded, tmp_path):
+    """Not as a second dynamod: `top` and `ps -o comm` name it `app-N`, the N that
+    `dynamo --kill N` takes."""
+    path = script(tmp_path, "print(open('/proc/self/comm').read().strip())\n")
+    shown = seeded.dynamo(path).stdout.strip()
+    newest = seeded.call("list_applications", limit=1)["applications"][0]["id"]
+    assert shown == f"app-{newest}"
+
+
 def test_exit_code_arguments_and_stderr(seeded, tmp_path):
     path = script(tmp_path, "import sys\nprint(sys.argv[1:])\n"
                             "print('to stderr', file=sys.stderr)\nsys.exit(3)\n")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from .. import executable
 from ..inventory import objects
+from ..threadname import name_thread
 from . import seal, writeback
 from .cgroup import AppCgroups
 from .filechannel import ChannelSource
@@ -82,6 +83,7 @@ def run(plan: Plan) -> None:
         if plan.cgroup:
             AppCgroups.enter(plan.cgroup)
         _first_to_go()
+        name_thread(f"app-{plan.app.id}")   # for top and ps: `dynamo --kill N`
         _limit(plan.rlimits, plan.memory)
         become(plan.app, plan.home)
         _die_with(daemon)
