@@ -34,9 +34,11 @@ def _full_collections(run) -> list:
         if event == "start" and info["generation"] == 2:
             seen.append(phase[0])
     gc.callbacks.append(watch)
+    gc.disable()   # only the collector's own full collection is counted
     try:
         run(phase)
     finally:
+        gc.enable()
         gc.callbacks.remove(watch)
     return seen
 
