@@ -8,7 +8,7 @@ import sys
 
 from . import __version__
 from . import logs
-from .config import LOG_LEVELS, SYNCHRONOUS, ConfigError, build, positive_int
+from .config import LOG_LEVELS, SYNCHRONOUS, ConfigError, build, positive_int, read_file
 from .server import make_state_dir, run
 
 
@@ -199,13 +199,32 @@ def main(argv=None) -> int:
         print(f"# effective configuration (file: {config.config_file or 'none'})")
         print(config.effective())
         return 0
-    def reread():
-        return build(config_file, options)
+    reread = _rereading(config_file, options)
 
     if args.detach:
         return _detach(config, reread)
     logs.setup(config.log_level)
     return _serve(config, reread)
+
+
+def _rereading(config_file: str | None, options: dict):
+    """What SIGHUP calls: the configuration built again.  A setting the command line
+    gives stays as it says, whatever the file now holds: such a setting changed in the
+    file since it was last read is named in the log, rather than silently kept."""
+    pinned = sorted(name for name, value in options.items() if value is not None)
+    last = [read_file(config_file) if config_file else {}]
+
+    def reread():
+        fresh = build(config_file, options)
+        now = read_file(config_file) if config_file else {}
+        for name in pinned:
+            if now.get(name) != last[0].get(name):
+                logging.getLogger("dynamod").warning(
+                    "reload: %s changed in %s, but the command line sets it (%r): kept",
+                    name, config_file, getattr(fresh, name))
+        last[0] = now
+        return fresh
+    return reread
 
 
 def _serve(config, reread, on_ready=None) -> int:

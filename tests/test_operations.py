@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dynamoclient.connection import Client, ConnectionFailed
-from support.daemon import Daemon
+from support.daemon import Daemon, write_config
 
 ROOT = Path(__file__).parent.parent
 
@@ -445,3 +445,19 @@ def test_top_tells_the_daemons_threads_apart(daemon):
     names = {Path(task, "comm").read_text().strip()
              for task in Path(f"/proc/{daemon.process.pid}/task").iterdir()}
     assert {"dynamod-store", "dynamod-log", "dynamod-zlib"} <= names, names
+
+
+def test_sighup_names_a_file_setting_the_command_line_keeps(start_daemon):
+    """A setting the command line gives is not taken from the file at SIGHUP: changed
+    there, it is named in the log instead of being silently kept."""
+    daemon = start_daemon("--log-level", "INFO", config={"daemon": {"log_level": "INFO"}})
+    config = Path(daemon.extra_args[daemon.extra_args.index("--config") + 1])
+    write_config(config, {"daemon": {"log_level": "DEBUG", "idle_timeout": 77.0}})
+    daemon.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "reload: idle_timeout changed" not in daemon.log():
+        assert time.monotonic() < deadline, daemon.log()[-2000:]
+        time.sleep(0.02)
+    assert (f"reload: log_level changed in {config}, but the command line sets it ('INFO'): "
+            f"kept") in daemon.log()
+    assert "reload: log_level changed from" not in daemon.log()
