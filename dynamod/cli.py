@@ -199,7 +199,7 @@ def main(argv=None) -> int:
         print(f"# effective configuration (file: {config.config_file or 'none'})")
         print(config.effective())
         return 0
-    reread = _rereading(config_file, options)
+    reread = _rereading(config.config_file or None, options)   # the file build found
 
     if args.detach:
         return _detach(config, reread)
@@ -208,9 +208,11 @@ def main(argv=None) -> int:
 
 
 def _rereading(config_file: str | None, options: dict):
-    """What SIGHUP calls: the configuration built again.  A setting the command line
-    gives stays as it says, whatever the file now holds: such a setting changed in the
-    file since it was last read is named in the log, rather than silently kept."""
+    """What SIGHUP calls: the configuration built again from the file the start used
+    (`config_file`: the one given, or the system's that `build` took).  A setting the
+    command line gives stays as it says, whatever the file now holds: such a setting
+    changed in the file since it was last read is named in the log, rather than
+    silently kept."""
     pinned = sorted(name for name, value in options.items() if value is not None)
     last = [read_file(config_file) if config_file else {}]
 
