@@ -3,6 +3,7 @@ real daemons on real stores: used when it is current, and then the inventory is 
 one the rows give; never used when stale, damaged, of rows edited by hand, or with
 --rebuild; written at shutdown and when the store is idle; added to an old store."""
 
+import logging
 import re
 import shutil
 import sqlite3
@@ -11,6 +12,11 @@ import time
 import zlib
 
 import pytest
+
+from dynamod.inventory import replicaload
+from dynamod.inventory import snapshot as snapshot_tables
+from dynamod.inventory.rows import all_rows
+from dynamod.store.reader import StoreReader
 
 from reliability import snapshot
 from support.daemon import Daemon, fresh_directory
@@ -247,3 +253,116 @@ def test_a_version_4_store_gains_the_snapshot(history, workdir):
         assert db.execute("PRAGMA user_version").fetchone()[0] == 5
     finally:
         db.close()
+
+
+# A start from rows with many block replicas has them read by a process of its own
+# (dynamod/inventory/replicaload.py); below THRESHOLD (every store of these tests) the
+# daemon reads them itself.  Here the store of the history is loaded in process, with
+# the threshold at 0 (the real process, on the real store) and out of reach.
+
+def load_from_rows(database, threshold, monkeypatch):
+    monkeypatch.setattr(replicaload, "THRESHOLD", threshold)
+    reader = StoreReader(database)
+    try:
+        inventory, at = snapshot_tables.load(reader, reader.tables(), reader.next_ids(),
+                                             rebuild=True)
+    finally:
+        reader.close()
+    assert at is None
+    return inventory
+
+
+def walked(inventory) -> list:
+    """Every dataset's blocks, their replicas and its dataset replicas' chains, in the
+    order memory gives them (a chain follows its links)."""
+    found = []
+    for dataset in inventory.datasets.values():
+        for block in dataset.blocks:
+            found.append((dataset.name, block.name,
+                          [(r.site.name, r.group.name, r.is_custodial, r.size, r.last_update,
+                            r.file_ids) for r in block.replicas]))
+        found += [(dataset.name, replica.site.name, [r.block.name for r in replica.block_replicas])
+                  for replica in dataset.replicas]
+    return found
+
+
+@pytest.fixture
+def from_rows_here(written_history, monkeypatch):
+    """The history's store, and what loading its rows in process gives."""
+    database = str(written_history[0] / "inventory.db")
+    inventory = load_from_rows(database, float("inf"), monkeypatch)
+    return database, walked(inventory), all_rows(inventory)
+
+
+def test_the_block_replicas_read_by_a_process_make_the_same_inventory(from_rows_here,
+                                                                      monkeypatch, caplog):
+    database, walk, rows = from_rows_here
+    caplog.set_level(logging.INFO, "dynamod.snapshot")
+    inventory = load_from_rows(database, 0, monkeypatch)
+    assert re.search(r"block replicas \(31\) read by process \d+", caplog.text), caplog.text
+    assert "cannot be used" not in caplog.text
+    assert walked(inventory) == walk and all_rows(inventory) == rows
+    assert any(r[5] is not None for entry in walk if len(entry) == 3 for r in entry[2])
+
+
+def _child(code: str) -> str:
+    """A child's command (replicaload._CHILD) that runs `code` with the module imported
+    as `rl` and its `marshal`, `sys` (the store's path in sys.argv[2])."""
+    return ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "import marshal, dynamod.inventory.replicaload as rl; " + code)
+
+
+# Another copy of the store, read by the child instead of the daemon's: as if it
+# were edited between their reads.
+A_BLOCK_LESS = ("DELETE FROM block_replicas WHERE block_id = (SELECT min(id) FROM blocks)",
+                "DELETE FROM files WHERE block_id = (SELECT min(id) FROM blocks)",
+                "DELETE FROM blocks WHERE id = (SELECT min(id) FROM blocks)")
+A_REPLICA_OF_NO_DATASET_REPLICA = (
+    "INSERT INTO block_replicas SELECT b.id, s.id, NULL, 0, 0, 0, NULL FROM blocks b, sites s "
+    "WHERE NOT EXISTS (SELECT 1 FROM dataset_replicas r WHERE r.dataset_id = b.dataset_id "
+    "AND r.site_id = s.id) LIMIT 1",)
+UNREAD = _child("rl.main(sys.argv[2] + '.other')")
+
+UNUSABLE = {
+    "fails": (_child("sys.exit('no luck')"), (), "it exited with status 1: no luck"),
+    "says something else": (_child("sys.stdout.buffer.write(b'not marshal')"), (),
+                            "its columns are not sound (ValueError: bad marshal data"),
+    "columns of unequal lengths": (_child(
+        "from array import array; from dynamod.store.reader import StoreReader; "
+        "r = StoreReader(sys.argv[2]); ids = array('q', r.ids('block')); "
+        "parts = rl.BlockReplicaTable.read_rows(ids, r.rows('blockreplica')); "
+        "parts['size'] = parts['size'][8:]; marshal.dump(parts, sys.stdout.buffer)"), (),
+        "its columns are not sound (SnapshotError: block replica columns of unequal "
+        "lengths)"),
+    "other blocks": (UNREAD, A_BLOCK_LESS, "it read other blocks than this start did"),
+    "a replica of no dataset replica": (
+        UNREAD, A_REPLICA_OF_NO_DATASET_REPLICA,
+        "its columns are not sound (SnapshotError: block replica of block id "),
+    "hangs": (_child("import time; time.sleep(60)"), (), "it did not finish in 1 s"),
+}
+
+
+@pytest.mark.parametrize("case", UNUSABLE, ids=list(UNUSABLE))
+def test_a_process_that_cannot_be_used_leaves_the_rows_to_the_daemon(
+        from_rows_here, monkeypatch, caplog, case):
+    database, walk, rows = from_rows_here
+    code, edits, why = UNUSABLE[case]
+    if edits:
+        shutil.copy(database, database + ".other")
+        edit(database + ".other", *edits)
+    monkeypatch.setattr(replicaload, "_CHILD", code)
+    monkeypatch.setattr(replicaload, "TIMEOUT", 1.0)
+    started = time.monotonic()
+    inventory = load_from_rows(database, 0, monkeypatch)
+    assert time.monotonic() - started < 20   # the hanging one was killed
+    warnings = [r.getMessage() for r in caplog.records if "cannot be used" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"the process reading the block replicas cannot be used ({why}"), warnings
+    assert walked(inventory) == walk and all_rows(inventory) == rows
+
+
+def test_few_block_replicas_are_read_in_process(from_rows_here, monkeypatch, caplog):
+    database, walk, _ = from_rows_here
+    caplog.set_level(logging.INFO, "dynamod.snapshot")
+    assert walked(load_from_rows(database, 32, monkeypatch)) == walk   # 31 in the store
+    assert "process" not in caplog.text

@@ -42,6 +42,7 @@ views the file cache holds.
 from array import array
 from bisect import bisect_left, bisect_right
 from functools import partial
+from types import SimpleNamespace
 from itertools import accumulate, chain, compress, count, islice, repeat
 from operator import add, itemgetter, lshift, lt, ne, not_, or_
 
@@ -362,10 +363,10 @@ class BlockReplicaTable:
     def __init__(self, blocks: BlockTable, sites: dict, groups: dict):
         self.blocks = blocks
         blocks.replicas = self
-        self.block = array("i")                  # the block's row
-        self.site, self.group = array("I"), array("I")   # ids (group 0: the null group)
-        self.is_custodial, self.alive = array("b"), array("b")
-        self.size, self.last_update = array("q"), array("q")
+        # the block's row, the site's and group's ids (group 0: the null group), ...
+        for name, typecode in _LOADED.items():
+            setattr(self, name, array(typecode))
+        self.alive = array("b")
         self.next_in_block = array("i")
         self.next_in_owner, self.prev_in_owner = array("i"), array("i")
         self.files = {}       # row -> the file ids of an incomplete replica (an array)
@@ -614,25 +615,55 @@ class BlockReplicaTable:
         group id, custodial, size, last_update, file ids as JSON or NULL), in key order
         (block, site), a batch at a time, column by column; then link them (the dataset
         replicas are loaded)."""
-        for batch in batches(rows):
-            first = len(self.block)
-            self.block.extend(rows_of(self.blocks.id, list(map(itemgetter(0), batch))))
-            self.site.extend(map(itemgetter(1), batch))
-            groups = list(map(itemgetter(2), batch))
-            self.group.extend(map({None: 0}.get, groups, groups))   # NULL: the null group
-            for j, column in ((3, self.is_custodial), (4, self.size), (5, self.last_update)):
-                column.extend(map(itemgetter(j), batch))
-            self.alive.extend(repeat(1, len(batch)))
-            for i, files in enumerate(map(itemgetter(6), batch), first):
-                if files is not None:
-                    self.files[i] = array("q", orjson.loads(files))
+        _read_rows(self, self.blocks.id, rows)
+        self.alive = array("b", [1]) * len(self.block)
         self._link_loaded()
 
-    def _link_loaded(self):
-        """The lists of freshly loaded rows (`_links`)."""
+    @staticmethod
+    def read_rows(block_ids: array, rows) -> dict:
+        """The columns `load` makes of the store's block replica rows, numbering their
+        blocks by `block_ids` (the blocks' ids in key order), as bytes, with those ids:
+        what the process of replicaload.py sends to `load_columns`."""
+        columns = SimpleNamespace(files={}, **{name: array(typecode)
+                                               for name, typecode in _LOADED.items()})
+        _read_rows(columns, block_ids, rows)
+        parts = {name: getattr(columns, name) for name in _LOADED}
+        parts.update(_file_parts(sorted(columns.files.items())))
+        parts["block_ids"] = block_ids
+        return as_bytes(parts)
+
+    def load_columns(self, parts: dict):
+        """`load` from the columns of `read_rows` (made of the rows of blocks numbered as
+        this table's are): checked as a snapshot's parts are first (SnapshotError, the
+        table left empty), then linked."""
+        columns = {name: column(typecode, parts[name]) for name, typecode in _LOADED.items()}
+        n = len(columns["block"])
+        require(all(len(values) == n for values in columns.values()),
+                "block replica columns of unequal lengths")
+        require(within(columns["block"], len(self.blocks))
+                and set(columns["site"]) <= self.sites.keys()
+                and set(columns["group"]) <= self.groups.keys(),
+                "block replicas of unknown blocks, at unknown sites or of unknown groups")
+        files = _restored_files(parts, n)
+        for name, values in columns.items():
+            setattr(self, name, values)
+        try:
+            owners = list(self._owners_loaded())
+        except KeyError as exc:   # a replica of no dataset replica: the table left empty
+            for name, typecode in _LOADED.items():
+                setattr(self, name, array(typecode))
+            raise SnapshotError(exc.args[0]) from None
+        self.files = files
+        self.alive = array("b", [1]) * n
+        self._link_loaded(owners)
+
+    def _link_loaded(self, owners=None):
+        """The lists of freshly loaded rows (`_links`), given their owners or finding
+        them."""
         self.next_in_block, self.next_in_owner, self.prev_in_owner = _links(
-            self.block, self._owners_loaded(), self.blocks.first_replica, self.owners.head,
-            self.owners.tail, self.owners.length)
+            self.block, self._owners_loaded() if owners is None else owners,
+            self.blocks.first_replica, self.owners.head, self.owners.tail,
+            self.owners.length)
 
     def _owners_loaded(self):
         """The owner of each loaded row: the replica of its block's dataset at its site
@@ -674,11 +705,7 @@ class BlockReplicaTable:
         blocks.first_replica = first
         owners.head, owners.tail, owners.length = ends
         self.alive = array("b", [1]) * n
-        ids, start = column("q", parts["files_ids"]), 0
-        for row, end in zip(column("i", parts["files_rows"]), column("q", parts["files_ends"])):
-            require(0 <= row < n, "file ids of a block replica outside the table")
-            self.files[row] = ids[start:end]
-            start = end
+        self.files = _restored_files(parts, n)
 
 
 def _links(block, owners, first, heads, tails, lengths) -> tuple:
@@ -705,8 +732,6 @@ def _links(block, owners, first, heads, tails, lengths) -> tuple:
         tails[owner] = row
         lengths[owner] += 1
     return after, next_in_owner, prev_in_owner
-
-
 
 
 class DatasetReplicaTable:
@@ -988,6 +1013,9 @@ _BLOCK_PARTS = ("id", "dataset", "size", "num_files", "is_open", "last_update")
 _OWNER_PARTS = ("dataset", "site", "group", "growing")
 _REPLICA_PARTS = ("block", "site", "group", "is_custodial", "size", "last_update",
                   "next_in_block", "next_in_owner", "prev_in_owner")
+# The columns of a block replica that its row gives (`load`), and their types.
+_LOADED = {"block": "i", "site": "I", "group": "I", "is_custodial": "b", "size": "q",
+           "last_update": "q"}
 
 
 class SnapshotError(ValueError):
@@ -1114,8 +1142,42 @@ def _replica_parts(columns: dict, blocks: dict, dataset_alive, owners: dict,
     parts["first_replica"] = first
     parts["owner_head"], parts["owner_tail"], parts["owner_length"] = ends
     new_row = dict(zip(order, count())) if files else {}
-    incomplete = sorted((new_row[row], ids) for row, ids in files.items() if row in new_row)
-    parts["files_rows"] = array("i", (row for row, _ in incomplete))
-    parts["files_ends"] = array("q", accumulate(len(ids) for _, ids in incomplete))
-    parts["files_ids"] = array("q", chain.from_iterable(ids for _, ids in incomplete))
+    parts.update(_file_parts(sorted((new_row[row], ids) for row, ids in files.items()
+                                    if row in new_row)))
     return as_bytes(parts)
+
+
+def _file_parts(incomplete: list) -> dict:
+    """The parts that hold the file ids of incomplete block replicas, (row, ids) each in
+    row order."""
+    return {"files_rows": array("i", (row for row, _ in incomplete)),
+            "files_ends": array("q", accumulate(len(ids) for _, ids in incomplete)),
+            "files_ids": array("q", chain.from_iterable(ids for _, ids in incomplete))}
+
+
+def _restored_files(parts: dict, n: int) -> dict:
+    """{row: file ids} of `_file_parts`' parts, of a table of `n` rows."""
+    files, ids, start = {}, column("q", parts["files_ids"]), 0
+    for row, end in zip(column("i", parts["files_rows"]), column("q", parts["files_ends"])):
+        require(0 <= row < n, "file ids of a block replica outside the table")
+        files[row] = ids[start:end]
+        start = end
+    return files
+
+
+def _read_rows(table, block_ids: array, rows):
+    """Append block replica rows (block id, site id, group id, custodial, size,
+    last_update, file ids as JSON or NULL), in key order, to the `_LOADED` columns and
+    the `files` of `table`, a batch at a time, column by column; each block numbered
+    by its place in `block_ids`."""
+    for batch in batches(rows):
+        first = len(table.block)
+        table.block.extend(rows_of(block_ids, list(map(itemgetter(0), batch))))
+        table.site.extend(map(itemgetter(1), batch))
+        groups = list(map(itemgetter(2), batch))
+        table.group.extend(map({None: 0}.get, groups, groups))   # NULL: the null group
+        for j, values in ((3, table.is_custodial), (4, table.size), (5, table.last_update)):
+            values.extend(map(itemgetter(j), batch))
+        for i, files in enumerate(map(itemgetter(6), batch), first):
+            if files is not None:
+                table.files[i] = array("q", orjson.loads(files))

@@ -169,10 +169,11 @@ def _run_rows(changes: ChangeSet, updated: dict) -> dict | None:
     return dict(zip(ops, map(dict.fromkeys, repeat((column,)), map(get, ops.values()))))
 
 
-def build(inventory, tables: dict, next_ids: dict, snapshot=None):
+def build(inventory, tables: dict, next_ids: dict, snapshot=None, replicas=None):
     """Fill an empty inventory from the rows of `StoreReader.tables()`; with `snapshot`
     (a function of the inventory, its sites and groups loaded: see snapshot.py), the
-    column tables come from it instead of their rows.
+    column tables come from it instead of their rows; with `replicas` (a ReplicaLoad
+    started on the same store), the block replicas from its process when it can.
 
     Files stay in the store (the inventory's file cache loads them per block).
     The rows were checked on their way in: datasets, blocks and replicas go
@@ -190,7 +191,8 @@ def build(inventory, tables: dict, next_ids: dict, snapshot=None):
         inventory.dataset_table.load(tables["dataset"])
         inventory.blocks.load(tables["block"])
         inventory.dataset_replicas.load(tables["datasetreplica"])
-        inventory.block_replicas.load(tables["blockreplica"])
+        if replicas is None or not replicas.fill(inventory.block_replicas):
+            inventory.block_replicas.load(tables["blockreplica"])
     else:
         snapshot(inventory)
     for kind in inventory.next_ids:

@@ -19,7 +19,8 @@ stopped do not move the counter, and a count catches rows added or deleted;
 values changed by hand need `dynamod --rebuild`, which ignores the snapshot.
 (Triggers that cleared the stamp on every write of those tables would catch all
 edits, but cost a third more per UPDATE of a write-back: see BENCHMARKS.md.)
-Otherwise the inventory is built from rows, and the log says why.
+Otherwise the inventory is built from rows, and the log says why (the block
+replicas' rows read by a process of their own when they are many: replicaload.py).
 """
 
 import logging
@@ -28,6 +29,7 @@ from ..errors import StoreError
 from ..store.tables import BY_KIND
 from .columns import SnapshotError
 from .inventory import Inventory
+from .replicaload import ReplicaLoad
 from .rows import build
 
 log = logging.getLogger("dynamod.snapshot")
@@ -66,8 +68,13 @@ def load(reader, tables, next_ids, rebuild: bool = False) -> tuple[Inventory, in
             return inventory, stamp["counter"]
     (log.info if why.startswith(("there is", "it is stale")) else log.warning)(
         "inventory snapshot not used (%s): loading from rows", why)
-    inventory = Inventory()
-    build(inventory, tables, next_ids)
+    replicas = ReplicaLoad.start(reader)
+    try:
+        inventory = Inventory()
+        build(inventory, tables, next_ids, replicas=replicas)
+    finally:
+        if replicas is not None:
+            replicas.stop()
     return inventory, None
 
 

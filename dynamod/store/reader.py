@@ -72,6 +72,11 @@ class StoreReader:
                 raise check.damaged(self.path, f"table {table.name}: {exc}") from None
             raise StoreError(f"cannot read the database {self.path}: {exc}") from exc
 
+    def ids(self, kind: str) -> list:
+        """The ids of a table's rows, in key order (the order `rows` gives them in)."""
+        table = BY_KIND[kind]
+        return [id_ for id_, in self._query(f"SELECT id FROM {table.name} ORDER BY id")]
+
     def next_ids(self) -> dict:
         return dict(self._query("SELECT kind, next_id FROM next_ids"))
 
