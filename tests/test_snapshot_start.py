@@ -366,3 +366,37 @@ def test_few_block_replicas_are_read_in_process(from_rows_here, monkeypatch, cap
     caplog.set_level(logging.INFO, "dynamod.snapshot")
     assert walked(load_from_rows(database, 32, monkeypatch)) == walk   # 31 in the store
     assert "process" not in caplog.text
+
+
+def _many(count: int, sql: str) -> str:
+    """`sql` for each i in [0, count)."""
+    return f"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < " \
+           f"{count - 1}) {sql}"
+
+
+def test_a_daemon_starting_from_many_rows_has_a_process_read_its_block_replicas(
+        start_daemon):
+    """100 datasets of 250 blocks at four sites: 100,000 block replicas, the threshold,
+    written by hand into a real daemon's store; its start from rows takes them from the
+    process, and memory equals the store as the daemon's loader reads it in process."""
+    daemon = start_daemon()
+    daemon.inject_json({"site": [{"name": f"T2_MANY_{s}"} for s in "ABCD"],
+                        "group": [{"name": "ops"}]})
+    daemon.stop()
+    edit(daemon.database,
+         _many(100, "INSERT INTO datasets SELECT 1000 + i, printf('/Many/D%d/RAW', i), "
+                    "'valid', 'unknown', NULL, 0, 1 FROM n"),
+         _many(25_000, "INSERT INTO blocks SELECT 1000 + i, 1000 + i / 250, "
+                       "printf('b%d', i % 250), 0, 0, 0, 7 FROM n"),   # no files
+         "INSERT INTO dataset_replicas SELECT d.id, s.id, 0, NULL FROM datasets d, sites s",
+         "INSERT INTO block_replicas SELECT b.id, s.id, g.id, s.id % 2, 0, b.id, NULL "
+         "FROM blocks b, sites s, groups g",
+         "UPDATE next_ids SET next_id = (SELECT max(id) + 1 FROM datasets) "
+         "WHERE kind = 'dataset'",
+         "UPDATE next_ids SET next_id = (SELECT max(id) + 1 FROM blocks) WHERE kind = 'block'",
+         "DELETE FROM snapshot_stamp")
+    daemon.start()
+    assert loaded_from(daemon) == "rows"
+    assert re.search(r"block replicas \(100000\) read by process \d+", daemon.log())
+    assert "cannot be used" not in daemon.log() and "Traceback" not in daemon.log()
+    assert_equals_the_store(daemon)
