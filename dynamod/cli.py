@@ -70,19 +70,36 @@ def backup_main(argv) -> int:
     parser = argparse.ArgumentParser(
         prog="dynamod backup",
         description="Copy the running daemon's database to DEST (a new file) while it keeps "
-                    "serving; restore it with dynamod restore DEST, the daemon stopped.")
+                    "serving; restore it with dynamod restore DEST, the daemon stopped. "
+                    "A copy of more than 1 MiB says on standard error how far it is, "
+                    "about once a second.")
     parser.add_argument("dest", metavar="DEST", help="the backup file to create")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         with Client.from_args(args, use_proxy=True) as client:
-            result = client.call("backup", path=os.path.abspath(args.dest))
+            result = client.call("backup", path=os.path.abspath(args.dest),
+                                 _on_event=_say_backup_progress)
     except (ConnectionFailed, RemoteError) as exc:
         print(f"dynamod backup: {exc}", file=sys.stderr)
         return 1
     print(f"backup of {result['bytes']} bytes written to {result['path']} "
           f"in {result['seconds']} s")
     return 0
+
+
+def _say_backup_progress(event: dict):
+    """A line on standard error for each `backup` event (a copy of more than one step)."""
+    if event.get("event") != "backup":
+        return
+    total = event["total"] / (1 << 20)
+    if event.get("checking"):
+        print(f"dynamod backup: copied {total:.1f} MiB, checking the copy", file=sys.stderr)
+    else:
+        copied = event["copied"] / (1 << 20)
+        print(f"dynamod backup: copied {copied:.1f} of {total:.1f} MiB "
+              f"({100 * event['copied'] // max(event['total'], 1)} %)", file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _with_database(parser, what: str) -> argparse.ArgumentParser:

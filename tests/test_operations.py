@@ -1,6 +1,7 @@
 """Operations: systemd readiness and activation, signals, logs, backup, start-up checks."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -192,6 +193,11 @@ def test_check_config_names_unknown_keys_and_bad_values(workdir):
 
 
 def test_backup_under_load_holds_everything_acknowledged_before(daemon, workdir):
+    """A copy of several steps (the files of a large block: some 13 MiB), each step made
+    while injections commit, holds one consistent state and says how far it is."""
+    daemon.call("inject", data={"dataset": [{"name": "/Big/Run2017F/AOD", "blocks": [
+        {"name": "b0", "files": [{"name": f"/store/big/{'x' * 100}/{n}.root", "size": n}
+                                 for n in range(60_000)]}]}]})
     stop, acknowledged = threading.Event(), []
 
     def injector():
@@ -212,12 +218,20 @@ def test_backup_under_load_holds_everything_acknowledged_before(daemon, workdir)
                                  str(workdir / "copy.db"), "--socket", daemon.socket],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
+        during = len(acknowledged) - len(before)
     finally:
         stop.set()
         thread.join(30)
+    assert during > 0   # commits went on while it copied
+    progress = result.stderr.splitlines()
+    assert re.fullmatch(r"dynamod backup: copied 1\.0 of (\d+\.\d) MiB \(\d+ %\)",
+                        progress[0]), result.stderr
+    assert progress[-1].startswith("dynamod backup: copied ") and progress[-1].endswith(
+        " MiB, checking the copy"), result.stderr
     with sqlite3.connect(workdir / "copy.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         names = {row[0] for row in db.execute("SELECT name FROM datasets")}
+        assert db.execute("SELECT count(*) FROM files").fetchone()[0] == 60_000 + len(names) - 1
     assert {f"/Ops{n}/Run2017F/AOD" for n in before} <= names
     restored = Daemon(workdir / "restored", str(workdir / "r.sock"),
                       ["--database", str(workdir / "copy.db")]).start()

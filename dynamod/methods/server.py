@@ -1,5 +1,6 @@
 """Methods about the daemon and the connection itself."""
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -42,6 +43,32 @@ def status(call: Call) -> dict:
                              "writer": server.apps.slot.describe()}}
 
 
+PROGRESS_SECONDS = 1.0
+
+
+def _reporter(call: Call):
+    """`progress(copied, total)` for the backup's thread: `backup` events to the caller,
+    after the first step of a copy of several, then at most one every PROGRESS_SECONDS,
+    and at the start of the check when any was sent."""
+    if call.connection is None:
+        return None
+    loop, sent = asyncio.get_running_loop(), [None]   # when the last event was sent
+
+    def progress(copied, total):
+        now = time.monotonic()
+        if copied is None:
+            if sent[0] is None:
+                return
+            event = {"event": "backup", "checking": True, "total": total}
+        elif copied < total if sent[0] is None else now - sent[0] >= PROGRESS_SECONDS:
+            event = {"event": "backup", "copied": copied, "total": total}
+        else:
+            return
+        sent[0] = now
+        loop.call_soon_threadsafe(call.connection.send_event, call.request_id, event)
+    return progress
+
+
 @method("list_methods", Access.PUBLIC)
 def list_methods(call: Call) -> dict:
     """Every method with its access level, parameters and description."""
@@ -53,7 +80,9 @@ async def backup(call: Call, path: str) -> dict:
     """Copy the database, consistently, to `path` (absolute, new) while serving.
 
     The copy holds every change acknowledged before the call; restoring is
-    starting dynamod on the copy (`--database`).
+    starting dynamod on the copy (`--database`).  `backup` events say how far the
+    copy is (`copied` of `total` bytes; `checking`: the check of the copy began), at
+    most every PROGRESS_SECONDS.
     """
     if not os.path.isabs(path) or "\0" in path:
         raise InvalidParams("the backup path must be absolute, with no NUL character",
@@ -62,7 +91,7 @@ async def backup(call: Call, path: str) -> dict:
         raise InvalidParams(f"{path} exists; a backup never overwrites", field="path")
     started = time.monotonic()
     try:
-        await call.service.store.backup(path)
+        await call.service.store.backup(path, _reporter(call))
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"backup to {path} failed: {getattr(exc, 'strerror', None) or exc}"
                          ) from None

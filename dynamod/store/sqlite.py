@@ -68,6 +68,7 @@ COLUMNS = "columns"
 # not hold the GIL, where executemany takes it back after each row (and waits for it
 # while the event loop applies the next change).  As fast alone, and the two overlap.
 JSON_ROWS = 64
+BACKUP_PAGES = 256   # pages a backup copies between two progress reports (1 MiB)
 
 
 def _delete_order() -> tuple:
@@ -348,9 +349,10 @@ class Store:
         found += [str(r) for r in await self.db.fetchall("PRAGMA foreign_key_check")]
         return found
 
-    async def backup(self, dest: str):
-        """Copy the database to `dest`, all or nothing (see `copy_database`), in a thread."""
-        await asyncio.to_thread(copy_database, self.path, dest)
+    async def backup(self, dest: str, progress=None):
+        """Copy the database to `dest`, all or nothing (see `copy_database`), in a thread
+        (which calls `progress`)."""
+        await asyncio.to_thread(copy_database, self.path, dest, progress)
 
     async def close(self):
         await self.db.close()
@@ -429,11 +431,17 @@ def _statements(changes: dict, fresh: dict) -> list:
     return statements
 
 
-def copy_database(path: str, dest: str):
+def copy_database(path: str, dest: str, progress=None):
     """SQLite's online backup, from a read snapshot of its own (WAL: the writer keeps
     committing), into a temporary file beside `dest`; the copy is checked
     (integrity_check), synced, then linked to `dest`, which must not exist.  On any
-    failure the temporary file goes and nothing is at `dest`."""
+    failure the temporary file goes and nothing is at `dest`.
+
+    It copies BACKUP_PAGES pages at a time, calling `progress(copied, total)` (bytes)
+    after each step, and `progress(None, total)` when the check begins.  Every step
+    reads the one snapshot the source connection's transaction holds: SQLite restarts
+    a stepped copy whenever another connection commits, which under steady commits
+    would be for ever."""
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=".tmp",
                                      dir=os.path.dirname(dest))
     os.close(fd)
@@ -442,9 +450,15 @@ def copy_database(path: str, dest: str):
         try:
             source = sqlite3.connect(uri.read_only(path), uri=True)
             try:
-                source.backup(target)
+                source.execute("BEGIN")
+                source.execute("SELECT 1 FROM sqlite_schema LIMIT 1").fetchall()  # the read
+                page = source.execute("PRAGMA page_size").fetchone()[0]
+                source.backup(target, pages=BACKUP_PAGES, progress=progress and (
+                    lambda status, left, total: progress((total - left) * page, total * page)))
             finally:
                 source.close()
+            if progress is not None:
+                progress(None, os.path.getsize(temporary))
             problems = check.problems(target, "integrity_check")
         finally:
             target.close()
