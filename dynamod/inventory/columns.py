@@ -42,9 +42,9 @@ views the file cache holds.
 from array import array
 from bisect import bisect_left, bisect_right
 from functools import partial
-from types import SimpleNamespace
 from itertools import accumulate, chain, compress, count, islice, repeat
 from operator import add, itemgetter, lshift, lt, ne, not_, or_
+from types import SimpleNamespace
 
 import orjson
 

@@ -79,7 +79,7 @@ class ReplicaLoad:
             return _refuse(f"it exited with status {self.process.returncode}"
                            + (f": {last[0]}" if last else ""))
         try:
-            parts = marshal.loads(out)
+            parts, out = marshal.loads(out), None   # the parts are copies: one goes
             if not isinstance(parts, dict) or column("q", parts["block_ids"]) != table.blocks.id:
                 return _refuse("it read other blocks than this start did")
             table.load_columns(parts)
