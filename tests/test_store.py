@@ -1,8 +1,10 @@
 """The SQLite store on its own: a real database file, no daemon."""
 
 import asyncio
+import gc
 import sqlite3
 import time
+import weakref
 
 import pytest
 
@@ -112,6 +114,22 @@ async def test_new_ids_are_inserted_and_known_ones_updated(store):
     with pytest.raises(StoreError, match="UNIQUE constraint failed"):
         await store.write({("dataset", (1,)): DATASET}, {"dataset": 2})
     assert load(store)[0]["dataset"] == [renamed]
+
+
+async def test_a_committed_write_keeps_nothing_of_it(store):
+    """Once a write is committed nothing of its rows stays referenced by the store's
+    thread (which kept its last call until the next: an injection's rows and change set
+    held while the store idled)."""
+    class Row(list):   # a row that can be watched
+        pass
+
+    row = Row(DATASET)
+    watched = weakref.ref(row)
+    await store.write({("dataset", (1,)): row}, {"dataset": 2})
+    del row
+    gc.collect()
+    assert watched() is None
+    assert load(store)[0]["dataset"] == [DATASET]
 
 
 async def test_some_columns_are_an_update_of_those_columns_alone(store):

@@ -33,7 +33,7 @@ class StoreThread:
     async def run(self, work, *args):
         """`work(connection, *args)` in the thread: its result, or what it raised."""
         db = self._db
-        return await db._execute(work, db._conn, *args)
+        return await db._execute(_Once(work, db._conn, args))
 
     async def execute(self, sql: str, parameters=()):
         await self.run(_execute, sql, parameters)
@@ -58,3 +58,19 @@ def _execute(db, sql, parameters):
 
 def _executescript(db, script):
     db.executescript(script)
+
+
+class _Once:
+    """A call that lets go of its function and arguments when made: aiosqlite's thread
+    keeps the last call it ran until the next arrives, which for a transaction is its
+    statements and rows (an injection's: tens of MiB, and through its undo the whole
+    change set) kept alive while the store idles."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, work, *args):
+        self.call = (work, args)
+
+    def __call__(self):
+        (work, (db, args)), self.call = self.call, None
+        return work(db, *args)
