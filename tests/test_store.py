@@ -132,6 +132,29 @@ async def test_a_committed_write_keeps_nothing_of_it(store):
     assert load(store)[0]["dataset"] == [DATASET]
 
 
+async def test_the_writer_keeps_nothing_of_a_committed_change(store):
+    """Nor does the group-commit writer, waiting for the next change: neither the rows
+    nor, through its undo, the change that made them."""
+    class Change:   # what a ChangeSet's undo refers to
+        def rollback(self):
+            pass
+
+    class Row(list):
+        pass
+
+    writer = Writer(store)
+    writer.start()
+    change, row = Change(), Row(DATASET)
+    watched = weakref.ref(change), weakref.ref(row)
+    await writer.submit({("dataset", (1,)): row}, {"dataset": 2}, change.rollback)
+    del change, row
+    await asyncio.sleep(0.05)   # the writer is back waiting
+    gc.collect()
+    assert [ref() for ref in watched] == [None, None]
+    await writer.close()
+    assert load(store)[0]["dataset"] == [DATASET]
+
+
 async def test_some_columns_are_an_update_of_those_columns_alone(store):
     """A dict row writes the columns it names; the others keep what the store holds."""
     await store.write({("dataset", (1,)): DATASET, ("block", (1,)): block(1, "b1")},

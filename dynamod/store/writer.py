@@ -78,23 +78,33 @@ class Writer:
                 if self._closing:
                     return
                 continue
-            batch, self.pending = self.pending, []
-            self._busy = True
-            try:
-                committed, refusal = await self._write(batch)
-            except Exception as exc:  # every failure must reach the submitters
-                self._fail(batch, exc)
-            else:
-                self.commits += any(s.counted for s in batch[:committed])
-                if committed:
-                    self.last_commit = time.monotonic()
-                for submission in batch[:committed]:
-                    if not submission.future.done():
-                        submission.future.set_result(None)
-                if refusal is not None:
-                    self._refuse(batch[committed], batch[committed + 1:], refusal)
+            # no local of this loop holds the batch while it waits: its rows, and through
+            # their undo the change sets and what their requests decoded, would stay while
+            # the store idles
+            await self._commit(self._take())
             self._busy = False
             self._wake.set()
+
+    def _take(self) -> list:
+        batch, self.pending = self.pending, []
+        return batch
+
+    async def _commit(self, batch):
+        """Write the batch and settle its submitters' futures."""
+        self._busy = True
+        try:
+            committed, refusal = await self._write(batch)
+        except Exception as exc:  # every failure must reach the submitters
+            self._fail(batch, exc)
+        else:
+            self.commits += any(s.counted for s in batch[:committed])
+            if committed:
+                self.last_commit = time.monotonic()
+            for submission in batch[:committed]:
+                if not submission.future.done():
+                    submission.future.set_result(None)
+            if refusal is not None:
+                self._refuse(batch[committed], batch[committed + 1:], refusal)
 
     async def _write(self, batch) -> tuple[int, Refused | None]:
         """Commit the batch, or the submissions before the first one the store refuses:
