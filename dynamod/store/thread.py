@@ -61,16 +61,15 @@ def _executescript(db, script):
 
 
 class _Once:
-    """A call that lets go of its function and arguments when made: aiosqlite's thread
-    keeps the last call it ran until the next arrives, which for a transaction is its
-    statements and rows (an injection's: tens of MiB, and through its undo the whole
-    change set) kept alive while the store idles."""
+    """`work(db, *args)`, letting go of them when made: aiosqlite's thread keeps the last
+    call it ran until the next arrives, which for a transaction is its statements and
+    rows (an injection's: tens of MiB) kept alive while the store idles."""
 
     __slots__ = ("call",)
 
-    def __init__(self, work, *args):
-        self.call = (work, args)
+    def __init__(self, work, db, args: tuple):
+        self.call = (work, db, args)
 
     def __call__(self):
-        (work, (db, args)), self.call = self.call, None
+        (work, db, args), self.call = self.call, None
         return work(db, *args)
