@@ -220,6 +220,11 @@ class BlockSet(_SetLike):
         """See BlockTable.facts: of each block, in name order (the order of `rows`)."""
         return self.table.facts(self.rows) if self.table is not None else []
 
+    def replica_facts(self, names: list) -> dict:
+        """See BlockTable.replica_facts: of the blocks' replicas by site, given the blocks'
+        names in name order (from `facts`)."""
+        return self.table.replica_facts(self.rows, names) if self.table is not None else {}
+
 
 _NO_ROWS = array("i")   # a detached dataset's block rows
 
@@ -245,9 +250,9 @@ class ReplicaChain(_SetLike):
         return (type(replica) is BlockReplica and replica[0] is self.table
                 and self.table.in_chain(replica[1], self.owner))
 
-    def facts(self, block_names=None) -> list:
+    def facts(self) -> list:
         """See BlockReplicaTable.chain_facts."""
-        return self.table.chain_facts(self.owner, block_names)
+        return self.table.chain_facts(self.owner)
 
 
 def _enum(values: tuple):

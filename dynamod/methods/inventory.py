@@ -113,25 +113,27 @@ def block_replica_views(replicas) -> list[dict]:
 
 
 def dataset_replica_views(replicas, dataset: str | None = None,
-                          block_names: dict | None = None) -> list[dict]:
-    """Views of dataset replicas; of one dataset's, given its name and its blocks' names
-    by row (`dataset`, `block_names`), which are then read once, not per replica."""
+                          held: dict | None = None) -> list[dict]:
+    """Views of dataset replicas, each with its block replicas by block name; of one
+    dataset's, given its name and its blocks' replicas by site (`dataset`, `held`:
+    BlockSet.replica_facts), which are then read with its blocks, not per replica."""
     groups = _GROUP_NAMES
     return [{"dataset": dataset or of.name, "site": site.name, "growing": growing,
              "group": groups[group],
-             "blockreplicas": _chain_views(replica.block_replicas, site.name, block_names)}
+             "blockreplicas": _block_replica_views(
+                 sorted(replica.block_replicas.facts()) if held is None
+                 else held.get(site.id, ()), site.name)}
             for replica, (of, site, growing, group)
             in zip(replicas, map(DatasetReplica.values, replicas))]
 
 
-def _chain_views(block_replicas, site: str, block_names: dict | None) -> list[dict]:
-    """The views of a dataset replica's block replicas (at `site`), by block name (a
-    replica's blocks are distinct, so its facts sort by name alone)."""
+def _block_replica_views(facts, site: str) -> list[dict]:
+    """The views of a dataset replica's block replicas (at `site`) from their facts, in
+    the facts' order."""
     groups = _GROUP_NAMES
     return [{"block": block, "site": site, "group": groups[group], "is_custodial": is_custodial,
              "size": size, "last_update": last_update, "complete": complete}
-            for block, group, is_custodial, size, last_update, complete
-            in sorted(block_replicas.facts(block_names))]
+            for block, group, is_custodial, size, last_update, complete in facts]
 
 
 _FIRST = itemgetter(0)
@@ -186,10 +188,10 @@ def get_dataset(call: Call, name: str) -> orjson.Fragment:
         dataset = inventory.dataset(name)
         blocks = dataset.blocks
         facts = blocks.facts()   # each block's name read once, for its view and its replicas'
+        held = blocks.replica_facts(list(map(_FIRST, facts)))
         return {**dataset_view(dataset), "blocks": block_views(name, facts),
-                "replicas": _by_name(dataset_replica_views(
-                    dataset.replicas, name, dict(zip(blocks.rows, map(_FIRST, facts)))),
-                    "site")}
+                "replicas": _by_name(dataset_replica_views(dataset.replicas, name, held),
+                                     "site")}
     return _ANSWERS.get(inventory, ("get_dataset", name), answer)
 
 
