@@ -81,6 +81,7 @@ class Writer:
             # no local of this loop holds the batch while it waits: its rows, and through
             # their undo the change sets and what their requests decoded, would stay while
             # the store idles
+            self._busy = True
             await self._commit(self._take())
             self._busy = False
             self._wake.set()
@@ -91,7 +92,6 @@ class Writer:
 
     async def _commit(self, batch):
         """Write the batch and settle its submitters' futures."""
-        self._busy = True
         try:
             committed, refusal = await self._write(batch)
         except Exception as exc:  # every failure must reach the submitters
