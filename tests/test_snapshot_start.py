@@ -306,7 +306,7 @@ def test_the_block_replicas_read_by_a_process_make_the_same_inventory(from_rows_
 
 
 def _child(code: str) -> str:
-    """A child's command (replicaload._CHILD) that runs `code` with the module imported
+    """A child's command (replicaload.CHILD) that runs `code` with the module imported
     as `rl` and its `marshal`, `sys` (the store's path in sys.argv[2])."""
     return ("import sys; sys.path.insert(0, sys.argv[1]); "
             "import marshal, dynamod.inventory.replicaload as rl; " + code)
@@ -350,7 +350,7 @@ def test_a_process_that_cannot_be_used_leaves_the_rows_to_the_daemon(
     if edits:
         shutil.copy(database, database + ".other")
         edit(database + ".other", *edits)
-    monkeypatch.setattr(replicaload, "_CHILD", code)
+    monkeypatch.setattr(replicaload, "CHILD", code)
     monkeypatch.setattr(replicaload, "TIMEOUT", 1.0)
     started = time.monotonic()
     inventory = load_from_rows(database, 0, monkeypatch)

@@ -34,10 +34,11 @@ log = logging.getLogger("dynamod.snapshot")
 THRESHOLD = 100_000   # block replicas in the store from which a process reads them
 TIMEOUT = 600.0       # seconds the daemon waits for it
 
-# The child's command: this module's `main`, found from the daemon's own package
-# (an isolated interpreter has no current directory or environment on its path).
-_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); "
-          "from dynamod.inventory.replicaload import main; main(sys.argv[2])")
+# The child's program (`python -I -c CHILD PACKAGE_ROOT DATABASE`): this module's `main`,
+# found from the daemon's own package (an isolated interpreter has no current
+# directory or environment on its path).
+CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); "
+         "from dynamod.inventory.replicaload import main; main(sys.argv[2])")
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -46,7 +47,7 @@ class ReplicaLoad:
 
     def __init__(self, path: str):
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _CHILD, _ROOT, path], stdin=subprocess.DEVNULL,
+            [sys.executable, "-I", "-c", CHILD, _ROOT, path], stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     @classmethod
