@@ -107,11 +107,14 @@ def test_a_restart_starts_from_the_snapshot_and_equals_a_rebuild(history, workdi
 
 
 def test_a_stale_snapshot_is_not_used(history, workdir):
+    """Nor are its parts read: the stamp says it is stale first (a damaged part of it
+    would otherwise be reported)."""
     [written] = snapshots_written(history)
     history.start()
     history.inject_json(dataset_doc("/History/Late/RAW", block_doc("l", ("/store/late", 3))))
     shown = views(history)
     history.kill9()   # no shutdown: the snapshot stays at `written`
+    edit(history.database, DAMAGE["truncated"][0])
     history.start()
     assert loaded_from(history) == "rows"
     why = not_used(history)[-1]

@@ -53,8 +53,10 @@ def load(reader, tables, next_ids, rebuild: bool = False) -> tuple[Inventory, in
     why = "dynamod --rebuild" if rebuild else None
     if why is None:
         try:
-            stamp, parts = reader.snapshot()
-            why = _untrusted(stamp, parts)
+            stamp = reader.snapshot_stamp()
+            why = _untrusted(stamp)
+            if why is None:   # its parts are read only when the stamp vouches for them
+                parts = reader.snapshot_parts()
         except StoreError as exc:
             why = f"it cannot be read: {exc.message}"
     if why is None:
@@ -78,8 +80,8 @@ def load(reader, tables, next_ids, rebuild: bool = False) -> tuple[Inventory, in
     return inventory, None
 
 
-def _untrusted(stamp: dict, parts) -> str | None:
-    if parts is None:
+def _untrusted(stamp: dict) -> str | None:
+    if stamp["counter"] is None:
         return "there is none"
     if stamp["format"] != FORMAT:
         return f"its format is {stamp['format']}, this dynamod's {FORMAT}"

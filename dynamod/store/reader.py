@@ -81,22 +81,23 @@ class StoreReader:
         return dict(self._query("SELECT kind, next_id FROM next_ids"))
 
     # ----------------------------------------------------------- snapshot
-    def snapshot(self) -> tuple[dict, dict | None]:
-        """The stamp (format, counter, taken) and the store's commit counter, and the
-        snapshot's parts ({name: bytes}; None: there is no snapshot).  A part whose
-        CRC-32 differs from its data is a StoreError (a damaged snapshot)."""
+    def snapshot_stamp(self) -> dict:
+        """The snapshot's stamp (format, counter, taken: None when there is none) and the
+        store's commit counter."""
         found = self._query("SELECT s.format, s.counter, s.taken, c.counter "
                             "FROM commits c LEFT JOIN snapshot_stamp s")
         format_, counter, taken, commits = found[0]
-        stamp = {"format": format_, "counter": counter, "taken": taken, "commits": commits}
-        if counter is None:
-            return stamp, None
+        return {"format": format_, "counter": counter, "taken": taken, "commits": commits}
+
+    def snapshot_parts(self) -> dict:
+        """The snapshot's parts, {name: bytes}.  A part whose CRC-32 differs from its data
+        is a StoreError (a damaged snapshot)."""
         parts = {}
         for name, crc, data in self._query("SELECT name, crc32, data FROM snapshot_parts"):
             if not isinstance(data, bytes) or zlib.crc32(data) != crc:
                 raise StoreError(f"snapshot part {name} fails its CRC-32")
             parts[name] = data
-        return stamp, parts
+        return parts
 
     def count(self, table: str) -> int:
         return self._query(f"SELECT count(*) FROM {table}")[0][0]
