@@ -388,13 +388,12 @@ class BlockReplicaTable:
     def __init__(self, blocks: BlockTable, sites: dict, groups: dict):
         self.blocks = blocks
         blocks.replicas = self
-        # the block's row, the site's and group's ids (group 0: the null group), ...
-        for name, typecode in _LOADED.items():
-            setattr(self, name, array(typecode))
+        # the block's row, the site's and group's ids (group 0: the null group), ...; and
+        # row -> the file ids of an incomplete replica (an array)
+        self._clear_loaded()
         self.alive = array("b")
         self.next_in_block = array("i")
         self.next_in_owner, self.prev_in_owner = array("i"), array("i")
-        self.files = {}       # row -> the file ids of an incomplete replica (an array)
         self.sites = sites    # id -> Site
         self.groups = groups  # id -> Group
         self.owners = None    # the DatasetReplicaTable (it sets itself here)
@@ -659,26 +658,25 @@ class BlockReplicaTable:
         """`load` from the columns of `read_rows` (made of the rows of blocks numbered as
         this table's are): checked as a snapshot's parts are first (SnapshotError, the
         table left empty), then linked."""
-        columns = {name: column(typecode, parts[name]) for name, typecode in _LOADED.items()}
-        n = len(columns["block"])
-        require(all(len(values) == n for values in columns.values()),
-                "block replica columns of unequal lengths")
-        require(within(columns["block"], len(self.blocks))
-                and set(columns["site"]) <= self.sites.keys()
-                and set(columns["group"]) <= self.groups.keys(),
-                "block replicas of unknown blocks, at unknown sites or of unknown groups")
-        files = _restored_files(parts, n)
-        for name, values in columns.items():
-            setattr(self, name, values)
         try:
-            owners = list(self._owners_loaded())
-        except KeyError as exc:   # a replica of no dataset replica: the table left empty
-            for name, typecode in _LOADED.items():
-                setattr(self, name, array(typecode))
-            raise SnapshotError(exc.args[0]) from None
-        self.files = files
+            n = restore_columns(self, tuple(_LOADED), parts, "block replica")
+            _require_known(self)
+            self.files = _restored_files(parts, n)
+            try:
+                owners = list(self._owners_loaded())
+            except KeyError as exc:   # a replica of no dataset replica
+                raise SnapshotError(exc.args[0]) from None
+        except BaseException:
+            self._clear_loaded()
+            raise
         self.alive = array("b", [1]) * n
         self._link_loaded(owners)
+
+    def _clear_loaded(self):
+        """The columns and files `load` fills, empty."""
+        for name, typecode in _LOADED.items():
+            setattr(self, name, array(typecode))
+        self.files = {}
 
     def _link_loaded(self, owners=None):
         """The lists of freshly loaded rows (`_links`), given their owners or finding
@@ -723,8 +721,7 @@ class BlockReplicaTable:
         ends = [column("i", parts[f"owner_{name}"]) for name in ("head", "tail", "length")]
         require(len(first) == len(blocks) and all(len(end) == len(owners) for end in ends),
                 "block replica lists of unequal lengths")
-        require(within(self.block, len(blocks)) and _known(self),
-                "block replicas of unknown blocks, at unknown sites or of unknown groups")
+        _require_known(self)
         blocks.first_replica = first
         owners.head, owners.tail, owners.length = ends
         self.alive = array("b", [1]) * n
@@ -1107,6 +1104,13 @@ def taken(values: array, order) -> array:
 def _keys(datasets, sites) -> array:
     """The keys (dataset or block row << 32 | site id) of rows, in C."""
     return array("q", map(or_, map(lshift, datasets, repeat(32)), sites))
+
+
+def _require_known(table):
+    """That the block replica table's rows are of its blocks, at sites and of groups of
+    the inventory."""
+    require(within(table.block, len(table.blocks)) and _known(table),
+            "block replicas of unknown blocks, at unknown sites or of unknown groups")
 
 
 def _known(table) -> bool:
