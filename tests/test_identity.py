@@ -298,6 +298,22 @@ def test_a_default_proxy_the_daemon_refuses_leaves_the_unix_identity(x509_daemon
     assert [s["name"] for s in x509_daemon.call("list_sites")["sites"]] == ["T2_AS_ROOT"]
 
 
+@pytest.mark.parametrize("missing", ["gone", "a directory"])
+def test_a_proxy_named_by_the_environment_that_is_not_a_file_is_reported(
+        x509_daemon, tmp_path, monkeypatch, missing):
+    """$X509_USER_PROXY naming nothing usable (an expired proxy removed, a typo) is said,
+    not passed over: the user meant to act as the proxy's DN."""
+    path = tmp_path / "x509up"
+    if missing == "a directory":
+        path.mkdir()
+    monkeypatch.setenv("X509_USER_PROXY", str(path))
+    result = x509_daemon.inject("--site", "T2_AS_ROOT")
+    problem = "no such file" if missing == "gone" else "not a regular file"
+    assert result.stderr == (f"warning: proxy {path} ($X509_USER_PROXY) not used: {problem}; "
+                             f"continuing as the Unix account\n")
+    assert [s["name"] for s in x509_daemon.call("list_sites")["sites"]] == ["T2_AS_ROOT"]
+
+
 def test_root_stays_the_superuser_with_a_grid_proxy_in_its_environment(x509_daemon, pki,
                                                                       monkeypatch):
     monkeypatch.setenv("X509_USER_PROXY", str(pki.files["rfc3820 proxy"]))

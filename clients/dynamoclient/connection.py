@@ -13,7 +13,7 @@ import errno   # built in: nothing to import from disk
 import itertools
 import sys
 
-from .paths import client_socket, default_proxy
+from .paths import client_socket, default_proxy, file_problem
 
 CHALLENGE_PREFIX = b"dynamo-x509-challenge:"
 
@@ -170,6 +170,11 @@ class Client:
         the daemon accepts it; otherwise the client says why and stays the Unix account."""
         proxy = default_proxy()
         if proxy is None:
+            return
+        problem = file_problem(proxy)
+        if problem:   # only $X509_USER_PROXY names one such
+            print(f"warning: proxy {proxy} ($X509_USER_PROXY) not used: {problem}; continuing "
+                  f"as the Unix account", file=sys.stderr)
             return
         from . import x509
 

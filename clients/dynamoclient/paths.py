@@ -81,8 +81,20 @@ def client_socket(explicit: str | None = None) -> str:
 
 
 def default_proxy() -> str | None:
-    """The grid proxy file a user has by convention (`$X509_USER_PROXY`, else
-    `/tmp/x509up_u<uid>`), if there is one."""
-    path = _environ("X509_USER_PROXY") or f"/tmp/x509up_u{posix.getuid()}"
+    """The grid proxy file a user has by convention: `$X509_USER_PROXY` when it is set,
+    whatever it names (a proxy the user asked for that is not there is reported, see
+    `file_problem`, not passed over in silence), else `/tmp/x509up_u<uid>` if there is
+    one."""
+    path = _environ("X509_USER_PROXY")
+    if path:
+        return path
+    path = f"/tmp/x509up_u{posix.getuid()}"
+    return None if file_problem(path) else path
+
+
+def file_problem(path: str) -> str | None:
+    """Why `path` cannot be read as a file ("no such file", "not a regular file"), or None."""
     mode = _mode(path)
-    return path if mode is not None and mode & _S_IFMT == _S_IFREG else None
+    if mode is None:
+        return "no such file"
+    return None if mode & _S_IFMT == _S_IFREG else "not a regular file"
