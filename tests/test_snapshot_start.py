@@ -4,9 +4,12 @@ one the rows give; never used when stale, damaged, of rows edited by hand, or wi
 --rebuild; written at shutdown and when the store is idle; added to an old store."""
 
 import logging
+import marshal
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 from array import array
 import time
 import zlib
@@ -369,6 +372,28 @@ def test_few_block_replicas_are_read_in_process(from_rows_here, monkeypatch, cap
     caplog.set_level(logging.INFO, "dynamod.snapshot")
     assert walked(load_from_rows(database, 32, monkeypatch)) == walk   # 31 in the store
     assert "process" not in caplog.text
+
+
+CAPABILITIES = ("import sys; print([l.split()[1] for l in open('/proc/self/status') "
+                "if l.startswith(('CapPrm', 'CapEff', 'CapAmb'))], file=sys.stderr)")
+
+
+def test_the_process_holds_none_of_the_daemons_capabilities(from_rows_here):
+    """The unit gives the daemon CAP_SETUID, CAP_SETGID and CAP_CHOWN as ambient
+    capabilities, which an executed program keeps: the process drops them all before it
+    reads anything (as root here: it starts with every one)."""
+    database, _, _ = from_rows_here
+
+    def run(code):
+        return subprocess.run([sys.executable, "-I", "-c", _child(code), replicaload._ROOT,
+                               database], capture_output=True, timeout=60, check=True)
+
+    held = run(CAPABILITIES).stderr.decode()
+    if "'0000000000000000', '0000000000000000'" in held:
+        pytest.skip("the tests hold no capabilities to drop (not root)")
+    done = run(f"rl.main(sys.argv[2]); {CAPABILITIES}")
+    assert done.stderr.decode() == "['0000000000000000', '0000000000000000', '0000000000000000']\n"
+    assert len(marshal.loads(done.stdout)["block_ids"]) > 0
 
 
 def _many(count: int, sql: str) -> str:

@@ -13,7 +13,6 @@ writer that ends with exit code 0 sends its records through its pipe
 (writeback.py).
 """
 
-import ctypes
 import fcntl
 import gc
 import logging
@@ -26,7 +25,7 @@ import termios
 import traceback
 from dataclasses import dataclass
 
-from .. import executable
+from .. import capabilities, executable
 from ..inventory import objects
 from ..threadname import name_thread
 from . import seal, writeback
@@ -183,46 +182,15 @@ def _workarea_streams(workarea):
 
 
 _PR_SET_PDEATHSIG = 1
-_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
-_CAPABILITY_VERSION_3 = 0x20080522
-# Looked up once in the daemon: each CDLL() makes a new class, which a child would have
-# to build on pages it shares with the daemon (copy-on-write faults before the script).
-_libc = ctypes.CDLL(None, use_errno=True)
-_prctl, _capset = _libc.prctl, _libc.capset
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
 
 
 def _die_with(daemon: int):
     """Be killed if the daemon dies: nobody would collect the changes or the exit
     code, and the restarted daemon marks the application killed.  Set after the
     uid change, which clears it."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    capabilities.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != daemon:  # it died before the request took effect
         os._exit(EXIT_TERMINATED)
-
-
-def _drop_capabilities():
-    """Clear every capability set: a daemon running as its own account with
-    CAP_SETUID keeps it across setuid() (only a change away from uid 0 clears
-    capabilities), and a script must never hold it."""
-    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    header, data = _CapHeader(_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
-    if _capset(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capset failed")
-    with open("/proc/self/status") as status:
-        held = [line.split()[0] for line in status
-                if line.startswith(("CapInh", "CapPrm", "CapEff", "CapAmb"))
-                and int(line.split()[1], 16)]
-    if held:
-        raise PermissionError(f"capabilities still held: {', '.join(held)}")
 
 
 def home_of(app) -> str:
@@ -253,7 +221,7 @@ def become(app, home: str | None = None):
         if os.geteuid() != app.uid or os.getuid() != app.uid:
             raise PermissionError("could not take the caller's uid")
     if app.uid != 0:
-        _drop_capabilities()
+        capabilities.drop_all()   # CAP_SETUID, kept across setuid() when ambient
     keep = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ", "TERM") if k in os.environ}
     os.environ.clear()
     os.environ.update(keep)

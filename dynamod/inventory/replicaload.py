@@ -26,6 +26,7 @@ import sys
 import time
 from array import array
 
+from .. import capabilities
 from ..store.reader import StoreReader
 from .columns import BlockReplicaTable, column
 
@@ -105,7 +106,9 @@ def _refuse(why: str) -> bool:
 
 def main(path: str):
     """The child: the store's block replicas as columns, numbered by the blocks' ids read
-    in the same transaction, marshalled to standard output."""
+    in the same transaction, marshalled to standard output.  It holds none of the
+    daemon's capabilities: it needs none to read the store."""
+    capabilities.drop_all()
     reader = StoreReader(path).prepared()
     reader.hold()
     block_ids = array("q", reader.ids("block"))

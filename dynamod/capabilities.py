@@ -1,0 +1,41 @@
+"""Capabilities: every set cleared, in a process that must not hold the daemon's.
+
+The unit runs the daemon as its own account with CAP_SETUID, CAP_SETGID and
+CAP_CHOWN (ambient, so that it can take a caller's identity): an application's
+child must hold none of them, and neither should a process the daemon starts
+from an executable (ambient capabilities survive execve), however little it
+runs.
+"""
+
+import ctypes
+
+_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+_CAPABILITY_VERSION_3 = 0x20080522
+# Looked up once in the daemon: each CDLL() makes a new class, which a child would have
+# to build on pages it shares with the daemon (copy-on-write faults before the script).
+_libc = ctypes.CDLL(None, use_errno=True)
+prctl, _capset = _libc.prctl, _libc.capset
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def drop_all():
+    """Clear every capability set (a uid other than 0 keeps them across setuid() when
+    they are ambient), and check that none is left."""
+    prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header, data = _CapHeader(_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+    if _capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+    with open("/proc/self/status") as status:
+        held = [line.split()[0] for line in status
+                if line.startswith(("CapInh", "CapPrm", "CapEff", "CapAmb"))
+                and int(line.split()[1], 16)]
+    if held:
+        raise PermissionError(f"capabilities still held: {', '.join(held)}")
