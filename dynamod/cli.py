@@ -8,7 +8,8 @@ import sys
 
 from . import __version__
 from . import logs
-from .config import LOG_LEVELS, SYNCHRONOUS, ConfigError, build, positive_int, read_file
+from .config import (LOG_LEVELS, SYNCHRONOUS, ConfigError, build, from_settings, positive_int,
+                     read_file)
 from .server import make_state_dir, run
 
 
@@ -234,8 +235,8 @@ def _rereading(config_file: str | None, options: dict):
     last = [read_file(config_file) if config_file else {}]
 
     def reread():
-        fresh = build(config_file, options)
-        now = read_file(config_file) if config_file else {}
+        now = read_file(config_file) if config_file else {}   # once: it may change meanwhile
+        fresh = from_settings(now, config_file, options)
         for name in pinned:
             if now.get(name) != last[0].get(name):
                 logging.getLogger("dynamod").warning(

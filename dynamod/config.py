@@ -247,8 +247,13 @@ def build(config_file: str | None, options: dict) -> Config:
     """Defaults, then the file, then the command-line options that were given."""
     if config_file is None and os.geteuid() == 0 and os.path.exists(SYSTEM_CONFIG):
         config_file = SYSTEM_CONFIG
-    settings = read_file(config_file) if config_file else {}
-    settings.update({k: v for k, v in options.items() if v is not None})
+    return from_settings(read_file(config_file) if config_file else {}, config_file, options)
+
+
+def from_settings(read: dict, config_file: str | None, options: dict) -> Config:
+    """The configuration of settings `read` from `config_file` (read_file), then the
+    command-line options that were given."""
+    settings = {**read, **{k: v for k, v in options.items() if v is not None}}
     known = {f.name for f in fields(Config)}
     config = Config(**{k: v for k, v in settings.items() if k in known},
                     config_file=config_file or "")
