@@ -5,6 +5,8 @@ import logging
 import os
 import sqlite3
 import sys
+import threading
+import time
 
 from . import __version__
 from . import logs
@@ -73,14 +75,19 @@ def backup_main(argv) -> int:
         description="Copy the running daemon's database to DEST (a new file) while it keeps "
                     "serving; restore it with dynamod restore DEST, the daemon stopped. "
                     "A copy of more than 1 MiB says on standard error how far it is, "
-                    "about once a second.")
+                    "about once a second, and while it is checked, every "
+                    f"{HEARTBEAT_SECONDS:.0f} s.")
     parser.add_argument("dest", metavar="DEST", help="the backup file to create")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        with Client.from_args(args, use_proxy=True) as client:
-            result = client.call("backup", path=os.path.abspath(args.dest),
-                                 _on_event=_say_backup_progress)
+        with Client.from_args(args, use_proxy=True) as client, \
+                _Telling("dynamod backup", "copying") as telling:
+
+            def on_event(event):
+                if event.get("event") == "backup":
+                    telling.copy_progress(event)
+            result = client.call("backup", path=os.path.abspath(args.dest), _on_event=on_event)
     except (ConnectionFailed, RemoteError) as exc:
         print(f"dynamod backup: {exc}", file=sys.stderr)
         return 1
@@ -89,18 +96,46 @@ def backup_main(argv) -> int:
     return 0
 
 
-def _say_backup_progress(event: dict):
-    """A line on standard error for each `backup` event (a copy of more than one step)."""
-    if event.get("event") != "backup":
-        return
-    total = event["total"] / (1 << 20)
-    if event.get("checking"):
-        print(f"dynamod backup: copied {total:.1f} MiB, checking the copy", file=sys.stderr)
-    else:
-        copied = event["copied"] / (1 << 20)
-        print(f"dynamod backup: copied {copied:.1f} of {total:.1f} MiB "
-              f"({100 * event['copied'] // max(event['total'], 1)} %)", file=sys.stderr)
-    sys.stderr.flush()
+HEARTBEAT_SECONDS = 10.0
+
+
+class _Telling:
+    """What a tool's long work says on standard error: its own lines, and, when none came
+    for HEARTBEAT_SECONDS (SQLite's integrity_check of a grid's store takes minutes and
+    has no steps to count), that it is still at it."""
+
+    def __init__(self, prog: str, doing: str):
+        self.prog, self.doing = prog, doing
+        self._started = self._told = time.monotonic()
+        self._over = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._over.set()
+        self._thread.join()
+
+    def say(self, line: str, doing: str | None = None):
+        self.doing = doing or self.doing
+        self._told = time.monotonic()
+        print(f"{self.prog}: {line}", file=sys.stderr, flush=True)
+
+    def copy_progress(self, event: dict):
+        """A line for a report of `store.sqlite.paced` (a copy's progress, its check)."""
+        total = event["total"] / (1 << 20)
+        if event.get("checking"):
+            self.say(f"copied {total:.1f} MiB, checking the copy", "checking the copy")
+        else:
+            self.say(f"copied {event['copied'] / (1 << 20):.1f} of {total:.1f} MiB "
+                     f"({100 * event['copied'] // max(event['total'], 1)} %)", "copying")
+
+    def _beat(self):
+        while not self._over.wait(max(0.0, self._told + HEARTBEAT_SECONDS - time.monotonic())):
+            if time.monotonic() - self._told >= HEARTBEAT_SECONDS:
+                self.say(f"still {self.doing}, {time.monotonic() - self._started:.0f} s so far")
 
 
 def _with_database(parser, what: str) -> argparse.ArgumentParser:
@@ -126,7 +161,9 @@ def check_main(argv) -> int:
         prog="dynamod check",
         description="Check a database file (SQLite integrity_check and foreign_key_check), "
                     "read-only, also while a daemon serves it. Prints ok, or each problem "
-                    "and how to recover; exits 0 if sound, 1 if not.")
+                    "and how to recover; exits 0 if sound, 1 if not. A long check (minutes "
+                    f"for a large store) says so on standard error every "
+                    f"{HEARTBEAT_SECONDS:.0f} s.")
     args = _with_database(parser, "the file to check").parse_args(argv)
     try:
         path = _database(args)
@@ -138,7 +175,8 @@ def check_main(argv) -> int:
         print(f"dynamod check: {path}: {why}", file=sys.stderr)
         return 1
     try:
-        found, summary = check.check_file(path)
+        with _Telling("dynamod check", f"checking {path} ({_mib(path)})"):
+            found, summary = check.check_file(path)
     except sqlite3.Error as exc:
         print(f"dynamod check: cannot read the database {path}: {exc}", file=sys.stderr)
         return 1
@@ -151,22 +189,33 @@ def check_main(argv) -> int:
     return 1
 
 
+def _mib(path: str) -> str:
+    try:
+        return f"{os.path.getsize(path) / (1 << 20):.1f} MiB"
+    except OSError:
+        return "size unknown"
+
+
 def restore_main(argv) -> int:
     """`dynamod restore COPY`: make a backup the database, with no daemon running."""
     from .errors import StoreError
     from .store.restore import restore
+    from .store.sqlite import paced
 
     parser = argparse.ArgumentParser(
         prog="dynamod restore",
         description="Make COPY (a file of dynamod backup) the daemon's database, while no "
                     "daemon runs on it: the current database and its -wal file are moved "
                     "aside to DATABASE.replaced-TIME, the copy is checked and written in "
-                    "their place.")
+                    "their place. It says on standard error how far the writing is, about "
+                    f"once a second, and while it checks, every {HEARTBEAT_SECONDS:.0f} s.")
     parser.add_argument("copy", metavar="COPY", help="the backup to restore")
     args = _with_database(parser, "the database to replace").parse_args(argv)
+    copy = os.path.abspath(args.copy)
     try:
         path = _database(args)
-        aside = restore(os.path.abspath(args.copy), path)
+        with _Telling("dynamod restore", f"checking {copy} ({_mib(copy)})") as telling:
+            aside = restore(copy, path, paced(telling.copy_progress))
     except (ConfigError, StoreError) as exc:
         print(f"dynamod restore: {exc}", file=sys.stderr)
         return 1

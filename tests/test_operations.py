@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dynamoclient.connection import Client, ConnectionFailed
+from dynamod import cli
 from support.daemon import Daemon, write_config
 
 ROOT = Path(__file__).parent.parent
@@ -242,6 +243,32 @@ def test_backup_under_load_holds_everything_acknowledged_before(daemon, workdir)
     again = subprocess.run([sys.executable, "-m", "dynamod", "backup", str(workdir / "copy.db"),
                             "--socket", daemon.socket], capture_output=True, text=True)
     assert again.returncode == 1 and "never overwrites" in again.stderr
+    (workdir / "fresh").mkdir()
+    put = _dynamod("restore", workdir / "copy.db", "--database", workdir / "fresh" / "i.db")
+    assert put.returncode == 0, put.stderr   # a copy of several steps says how far it is
+    told = put.stderr.splitlines()
+    assert re.fullmatch(r"dynamod restore: copied 1\.0 of (\d+\.\d) MiB \(\d+ %\)", told[0])
+    assert told[-1].startswith("dynamod restore: copied ") and told[-1].endswith(
+        " MiB, checking the copy"), put.stderr
+
+
+def test_a_long_check_says_it_is_still_at_work(workdir, monkeypatch, capsys):
+    """SQLite's integrity_check has no steps to count, and takes minutes on a grid's
+    store: `dynamod check` says it goes on, every HEARTBEAT_SECONDS (here 10 ms)."""
+    path = workdir / "big.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT UNIQUE)")
+        db.executemany("INSERT INTO t VALUES (?, ?)",
+                       ((n, f"/store/{'x' * 60}/{n}") for n in range(200_000)))
+    monkeypatch.setattr(cli, "HEARTBEAT_SECONDS", 0.01)
+    assert cli.main(["check", "--database", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: ok\n"
+    size = path.stat().st_size / (1 << 20)
+    lines = err.splitlines()
+    assert lines and all(re.fullmatch(rf"dynamod check: still checking {re.escape(str(path))} "
+                                      rf"\({size:.1f} MiB\), \d+ s so far", line)
+                         for line in lines), err
 
 
 def test_unwritable_state_directory_is_a_one_line_error(workdir):

@@ -8,6 +8,7 @@ import time
 from .. import __version__
 from ..auth.policy import Access
 from ..errors import InvalidParams, StoreError
+from ..store.sqlite import paced
 from .registry import METHODS, Call, method
 
 
@@ -43,30 +44,14 @@ def status(call: Call) -> dict:
                              "writer": server.apps.slot.describe()}}
 
 
-PROGRESS_SECONDS = 1.0
-
-
 def _reporter(call: Call):
-    """`progress(copied, total)` for the backup's thread: `backup` events to the caller,
-    after the first step of a copy of several, then at most one every PROGRESS_SECONDS,
-    and at the start of the check when any was sent."""
+    """`progress(copied, total)` for the backup's thread: its reports (`paced`) as
+    `backup` events to the caller."""
     if call.connection is None:
         return None
-    loop, sent = asyncio.get_running_loop(), [None]   # when the last event was sent
-
-    def progress(copied, total):
-        now = time.monotonic()
-        if copied is None:
-            if sent[0] is None:
-                return
-            event = {"event": "backup", "checking": True, "total": total}
-        elif copied < total if sent[0] is None else now - sent[0] >= PROGRESS_SECONDS:
-            event = {"event": "backup", "copied": copied, "total": total}
-        else:
-            return
-        sent[0] = now
-        loop.call_soon_threadsafe(call.connection.send_event, call.request_id, event)
-    return progress
+    loop, send = asyncio.get_running_loop(), call.connection.send_event
+    return paced(lambda event: loop.call_soon_threadsafe(
+        send, call.request_id, {"event": "backup", **event}))
 
 
 @method("list_methods", Access.PUBLIC)
@@ -82,7 +67,7 @@ async def backup(call: Call, path: str) -> dict:
     The copy holds every change acknowledged before the call; restoring is
     starting dynamod on the copy (`--database`).  `backup` events say how far the
     copy is (`copied` of `total` bytes; `checking`: the check of the copy began), at
-    most every PROGRESS_SECONDS.
+    most once a second (`store.sqlite.paced`).
     """
     if not os.path.isabs(path) or "\0" in path:
         raise InvalidParams("the backup path must be absolute, with no NUL character",

@@ -22,9 +22,10 @@ from .lock import StoreLock
 from .sqlite import copy_database
 
 
-def restore(copy: str, database: str) -> str | None:
+def restore(copy: str, database: str, progress=None) -> str | None:
     """Make `copy` the database at `database`; returns where the old one was moved
-    (None: there was none).  StoreError says why nothing changed."""
+    (None: there was none).  StoreError says why nothing changed.  `progress`: as
+    copy_database calls it while it writes the copy."""
     if not os.path.isfile(copy):
         raise StoreError(f"{copy}: no such file")
     if os.path.exists(database) and os.path.samefile(copy, database):
@@ -48,7 +49,7 @@ def restore(copy: str, database: str) -> str | None:
         except FileNotFoundError:
             pass
         try:
-            copy_database(copy, database)
+            copy_database(copy, database, progress)
         except BaseException:
             if aside is not None:
                 _move(aside, database)

@@ -431,6 +431,32 @@ def _statements(changes: dict, fresh: dict) -> list:
     return statements
 
 
+PROGRESS_SECONDS = 1.0   # between two reports of a copy's progress
+
+
+def paced(report):
+    """`progress(copied, total)` for copy_database that tells `report(event)` about a
+    copy of several steps: after its first step, then at most once every
+    PROGRESS_SECONDS (`{"copied": bytes, "total": bytes}`), and when the check of the
+    copy begins, if it told anything before (`{"checking": True, "total": bytes}`).  A
+    copy of one step says nothing."""
+    told = [None]   # when it last told
+
+    def progress(copied, total):
+        now = time.monotonic()
+        if copied is None:
+            if told[0] is None:
+                return
+            event = {"checking": True, "total": total}
+        elif copied < total if told[0] is None else now - told[0] >= PROGRESS_SECONDS:
+            event = {"copied": copied, "total": total}
+        else:
+            return
+        told[0] = now
+        report(event)
+    return progress
+
+
 def copy_database(path: str, dest: str, progress=None):
     """SQLite's online backup, from a read snapshot of its own (WAL: the writer keeps
     committing), into a temporary file beside `dest`; the copy is checked
