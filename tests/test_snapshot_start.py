@@ -5,6 +5,7 @@ one the rows give; never used when stale, damaged, of rows edited by hand, or wi
 
 import logging
 import marshal
+import os
 import re
 import shutil
 import sqlite3
@@ -16,6 +17,7 @@ import zlib
 
 import pytest
 
+import dynamod
 from dynamod.inventory import replicaload
 from dynamod.inventory import snapshot as snapshot_tables
 from dynamod.inventory.rows import all_rows
@@ -374,6 +376,7 @@ def test_few_block_replicas_are_read_in_process(from_rows_here, monkeypatch, cap
     assert "process" not in caplog.text
 
 
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(dynamod.__file__)))
 CAPABILITIES = ("import sys; print([l.split()[1] for l in open('/proc/self/status') "
                 "if l.startswith(('CapPrm', 'CapEff', 'CapAmb'))], file=sys.stderr)")
 
@@ -385,7 +388,7 @@ def test_the_process_holds_none_of_the_daemons_capabilities(from_rows_here):
     database, _, _ = from_rows_here
 
     def run(code):
-        return subprocess.run([sys.executable, "-I", "-c", _child(code), replicaload._ROOT,
+        return subprocess.run([sys.executable, "-I", "-c", _child(code), PACKAGE_ROOT,
                                database], capture_output=True, timeout=60, check=True)
 
     held = run(CAPABILITIES).stderr.decode()
