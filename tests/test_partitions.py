@@ -84,6 +84,28 @@ def test_precedence_and_errors():
         parts.parse(3)
 
 
+@pytest.mark.parametrize("text, position, told", [
+    ('dataset.name == "/A/*"', 1, "'dataset.name' is the original's variable: write 'dataset'"),
+    ("group == none and replica.is_complete()", 19,
+     "'replica.is_complete' is the original's variable: write 'complete'"),
+    ('site.nme == "T2"', 1, "'site.nme': a dotted name (the original's variables) is no test "
+                            "here; the fields are group, site, dataset, storage_type"),
+    ("dataset ~ /*/*/RAW", 11, 'a value is a string in double quotes: write "/*/*/RAW"'),
+    ("site == T2_* or custodial", 9, 'a value is a string in double quotes: write "T2_*"'),
+    ("!complete", 1, "unexpected character '!': negate with 'not'"),
+    ("complete && custodial", 10, "unexpected character '&': write 'and'"),
+    ("complete || custodial", 10, "unexpected character '|': write 'or'"),
+])
+def test_the_originals_ways_are_told_what_to_write_instead(text, position, told):
+    """An operator brings the original's definitions (`dataset.name == /A/*`) and other
+    languages' habits: each is refused where it stands, saying what this one writes."""
+    with pytest.raises(parts.ConditionError) as refused:
+        parts.parse(text)
+    assert refused.value.position == position
+    assert refused.value.message.startswith(f"condition {text!r}: at position {position}: "
+                                            f"{told}"), refused.value.message
+
+
 # ------------------------------------------------------------------- usage
 DEFINITIONS = [
     ("All", "true"),

@@ -76,9 +76,7 @@ def _tokens(text: str) -> list:
     while at < len(text):
         m = _TOKEN.match(text, at)
         if m is None:
-            what = ("an unterminated string" if text[at] == '"'
-                    else f"unexpected character {text[at]!r}")
-            raise ConditionError(text, at + 1, what)
+            _refuse(text, at, found)
         kind = m.lastgroup
         if kind == "string":
             value = re.sub(r"\\(.)", r"\1", m.group()[1:-1])
@@ -88,6 +86,48 @@ def _tokens(text: str) -> list:
         at = m.end()
     found.append(("end", None, len(text) + 1))
     return found
+
+
+# The original's policy variables an operator may bring (its partition definitions read
+# `dataset.name == /A/*` and the like), and what this language writes instead.
+_ORIGINAL = {"dataset.name": "dataset", "site.name": "site", "group.name": "group",
+             "replica.owner": "group", "replica.group": "group", "site.storage_type":
+             "storage_type", "replica.is_complete": "complete", "replica.is_custodial":
+             "custodial", "replica.site": "site", "block.dataset": "dataset"}
+_ATTRIBUTE = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)(?:\(\))?")
+
+
+def _refuse(text: str, at: int, found: list):
+    """The error of a character no token begins with, in the words most useful there: a
+    single `=`, or a dotted name of the original's (`dataset.name`) said as such."""
+    char = text[at]
+    if char == '"':
+        raise ConditionError(text, at + 1, "an unterminated string")
+    start = at   # of an unquoted value (a glob, most often), after a comparison
+    if len(found) > 1 and found[-1][0] == "word" and found[-2][:2] in _COMPARISONS:
+        start = found[-1][2] - 1
+    if start < at or (found and found[-1][:2] in _COMPARISONS):
+        value = re.match(r'[^\s()"]*', text[start:]).group()
+        raise ConditionError(text, start + 1, f"a value is a string in double quotes: "
+                                              f"write \"{value}\"")
+    if char in _INSTEAD:
+        raise ConditionError(text, at + 1, f"unexpected character {char!r}: {_INSTEAD[char]}")
+    dotted = _ATTRIBUTE.match(text, at)
+    if dotted and found and found[-1][0] == "word":
+        word, position = found[-1][1], found[-1][2]
+        name = f"{word}.{dotted.group(1)}"
+        instead = _ORIGINAL.get(name)
+        raise ConditionError(text, position, (
+            f"{name!r} is the original's variable: write {instead!r} here" if instead else
+            f"{name!r}: a dotted name (the original's variables) is no test here; the "
+            f"fields are {', '.join(FIELDS)}, the flags {', '.join(FLAGS)}"))
+    raise ConditionError(text, at + 1, f"unexpected character {char!r}")
+
+
+_COMPARISONS = {("op", op) for op in ("==", "!=", "~", "!~")}
+_INSTEAD = {"=": "compare with '==' (or '~' for a shell glob)",
+            "!": "negate with 'not' (or compare with '!=', '!~')",
+            "&": "write 'and'", "|": "write 'or'"}
 
 
 class _Parser:
