@@ -1310,14 +1310,10 @@ class ChangeSet:
     def delete_group(self, group: Group):
         if group.name is None:
             raise InvalidValue("the null group cannot be deleted", field="name")
-        null = self.inventory.groups[None]
-        for dataset in self.inventory.datasets.values():
-            for replica in dataset.replicas:
-                if replica.group is group:
-                    self._set(replica, {"group": null})
-                for block_replica in replica.block_replicas:
-                    if block_replica.group is group:
-                        self._set(block_replica, {"group": null})
+        null, inventory = self.inventory.groups[None], self.inventory
+        for replicas in (inventory.dataset_replicas.of_group(group.id),
+                         inventory.block_replicas.of_group(group.id)):
+            self.update_many(replicas, ("group",), [(null,)] * len(replicas))
         self._remove(self.inventory.groups, group.name)
         self._gone(group)
 

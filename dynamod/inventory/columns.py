@@ -457,6 +457,10 @@ class BlockReplicaTable:
         return map(_new_view, repeat(BlockReplica),
                    zip(repeat(self), compress(count(), self.alive)))
 
+    def of_group(self, group_id: int) -> list:
+        """The block replicas the group `group_id` owns (`owned`)."""
+        return owned(self, BlockReplica, group_id)
+
     def chain(self, owner: int):
         """The block replicas of the dataset replica at row `owner`, in creation order."""
         row, after = self.owners.head[owner], self.next_in_owner
@@ -834,6 +838,10 @@ class DatasetReplicaTable:
         return map(_new_view, repeat(DatasetReplica),
                    zip(repeat(self), compress(count(), self.alive)))
 
+    def of_group(self, group_id: int) -> list:
+        """The dataset replicas the group `group_id` owns (`owned`)."""
+        return owned(self, DatasetReplica, group_id)
+
     # ----------------------------------------------------------- changing
     def store(self, name, row, value):
         getattr(self, name)[row] = value
@@ -987,6 +995,20 @@ class DatasetReplicaTable:
         for name in ("head", "tail", "next_in_dataset", "next_at_site", "prev_at_site"):
             setattr(self, name, array("i", [NO_ROW]) * n)
         self._list_loaded()
+
+
+def owned(table, cls, group_id: int) -> list:
+    """Views (`cls`) of the live rows of a replicas' table whose group is `group_id`, in
+    row order: the group column scanned in C (array.index), not a view made per row
+    (deleting a group walked every replica of the inventory, 0.2 s at medium scale)."""
+    found, groups, alive, at = [], table.group, table.alive, -1
+    while True:
+        try:
+            at = groups.index(group_id, at + 1)
+        except ValueError:
+            return found
+        if alive[at]:
+            found.append(_new_view(cls, (table, at)))
 
 
 def repeated(values, counts: list) -> list:
