@@ -39,6 +39,10 @@ class Console(code.InteractiveConsole):
         _, value, tb = sys.exc_info()
         print_script_traceback(value.with_traceback(tb.tb_next))
 
+    def write(self, data):
+        if interactive or data != "\n":   # code.py's new line after Ctrl-D: none from a pipe
+            super().write(data)
+
 
 _sites, _datasets = len(inventory.sites), len(inventory.datasets)  # noqa: F821
 print(f"DYNAMO console (application {os.environ.get('DYNAMO_APP_ID')}): `inventory` holds "
