@@ -336,7 +336,21 @@ def encode_result(rid, result) -> bytes:
 
 def encode_error(rid, error: DynamoError) -> bytes:
     details = {k: v for k, v in error.to_dict().items() if k != "id"}
-    return orjson.dumps({"id": rid, "error": details}, option=_LINE)
+    try:
+        return orjson.dumps({"id": rid, "error": details}, option=_LINE)
+    except TypeError:   # a string JSON cannot hold (a lone surrogate): written escaped
+        return orjson.dumps({"id": rid, "error": _escaped(details)}, option=_LINE)
+
+
+def _escaped(value):
+    """`value` with each string's lone surrogates written as escapes (\\udcff)."""
+    if type(value) is str:
+        return value.encode("utf-8", "backslashreplace").decode()
+    if type(value) is dict:
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return [_escaped(v) for v in value]
+    return value
 
 
 def encode_event(rid, event: dict) -> bytes:

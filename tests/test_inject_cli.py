@@ -177,6 +177,28 @@ def test_several_documents_each_its_own_transaction_in_order(daemon, tmp_path):
     assert [json.loads(line)["document"] for line in out] == [str(docs[0]), str(docs[2])]
 
 
+def test_a_document_given_before_what_it_needs_is_told_so(daemon, tmp_path):
+    """`dynamo-inject examples/*.json` on an empty daemon: the data sorts before the
+    sites it names, and is refused; dynamo-inject says which later document creates
+    the site, and the data goes in when given again."""
+    docs = sorted(str(path) for path in EXAMPLES.glob("*.json"))
+    data, sites = docs
+    assert data.endswith("mydynamo-data.json")
+    result = daemon.inject(*docs, check=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"dynamo-inject: {data}: the site 'T2_US_XYZ' is created by {sites}, which comes "
+        f"after it (documents are applied in the order given): inject {data} again now")
+    assert daemon.inject(data).stdout.startswith("created  datasets: 1, blocks: 1, files: 2")
+    # a site that only a refused later document would have created: no such line
+    needs, refused = tmp_path / "needs.json", tmp_path / "refused.json"
+    needs.write_text(json.dumps({"datasetreplica": [{"dataset": DS, "site": "T2_LATER"}]}))
+    refused.write_text(json.dumps({"site": [{"name": "T2_LATER", "status": "nice"}]}))
+    result = daemon.inject(needs, refused, check=False)
+    assert result.returncode == 1 and "unknown site 'T2_LATER'" in result.stderr
+    assert "comes after it" not in result.stderr
+
+
 def test_the_next_document_is_read_while_an_answer_is_awaited(daemon, tmp_path):
     """With two documents sent, dynamo-inject reads the third before it waits for the
     first's answer, so that the daemon has it as soon as it can take it.  (The third

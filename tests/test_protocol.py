@@ -325,6 +325,16 @@ def test_encode_error_is_one_line_with_code_message_and_details():
                                                      "field": "site"}}
 
 
+def test_an_error_naming_what_json_cannot_hold_is_still_answered():
+    """A name with a lone surrogate (a script's string) in the message or the details:
+    written escaped, never an answer lost to the encoder."""
+    data = encode_error(3, NotFound("unknown dataset '/a\udcff'", field="dataset",
+                                    name="/a\udcff", also=["\ud800"]))
+    assert orjson.loads(data) == {"id": 3, "error": {
+        "code": "not_found", "message": "unknown dataset '/a\\udcff'", "field": "dataset",
+        "name": "/a\\udcff", "also": ["\\ud800"]}}
+
+
 def test_encode_error_takes_the_id_from_the_call_not_the_details():
     data = encode_error(None, InvalidRequest("bad", id=4))
     assert orjson.loads(data) == {"id": None, "error": {"code": "invalid_request",

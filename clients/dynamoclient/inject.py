@@ -156,6 +156,15 @@ class Document:
 
     def __init__(self, name: str, raw: bytes):
         self.name, self.raw, self.data = name, raw, None
+        self.names = {}   # {section: the names of its objects}: what the document creates
+
+    def read(self, value: dict) -> dict:
+        """Take note of the sites, groups and datasets the document (read) gives."""
+        self.names = {section: {item["name"] for item in value[section]
+                                if isinstance(item, dict) and isinstance(item.get("name"), str)}
+                      for section in ("site", "group", "dataset")
+                      if isinstance(value.get(section), list)}
+        return value
 
     @functools.cached_property
     def text(self) -> str:
@@ -183,10 +192,10 @@ def read_document(path: str) -> Document:
     try:
         import orjson
     except ImportError:  # the light clients work without it
-        document.data = _require_object(_read_exactly(document), name)
+        document.data = document.read(_require_object(_read_exactly(document), name))
         return document
     try:
-        compact = orjson.dumps(_require_object(orjson.loads(raw), name))
+        compact = orjson.dumps(document.read(_require_object(orjson.loads(raw), name)))
     except orjson.JSONDecodeError as exc:
         _read_exactly(document)  # the json module's words for it, as a rule
         raise UsageError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg} "
@@ -399,6 +408,7 @@ def inject_documents(client: Client, method: str, args) -> int:
     next document is read and checked before waiting for an answer, so the daemon
     has it as soon as it can take it."""
     pending, answers, failed = [], {}, 0
+    given, missing = [], []   # each document's (name, names, applied); what one lacked
 
     def settle():
         nonlocal failed
@@ -412,10 +422,14 @@ def inject_documents(client: Client, method: str, args) -> int:
             if answer.get("id") is None:  # the daemon refused the connection's input
                 raise ConnectionFailed(answer.get("error", {}).get("message", "refused"))
         answer = answers.pop(rid)
+        given.append((document.name, document.names, "error" not in answer))
         if "error" in answer:
             failed += 1
-            print(f"dynamo-inject: {_located(RemoteError(answer['error']), document)}",
-                  file=sys.stderr)
+            error = RemoteError(answer["error"])
+            print(f"dynamo-inject: {_located(error, document)}", file=sys.stderr)
+            if error.code == "not_found" and "name" in error.details:
+                missing.append((len(given) - 1, error.details.get("field"),
+                                error.details["name"]))
         else:
             print_result(answer["result"], args, document.name)
         sys.stdout.flush()
@@ -430,6 +444,7 @@ def inject_documents(client: Client, method: str, args) -> int:
                 settle()
             if isinstance(document, UsageError):
                 failed += 1
+                given.append((None, {}, False))
                 print(f"dynamo-inject: {document}", file=sys.stderr)
                 continue
             rid = client.send(method, {"data": document.data, "dry_run": args.dry_run})
@@ -439,7 +454,24 @@ def inject_documents(client: Client, method: str, args) -> int:
     except ConnectionFailed as exc:
         print(f"dynamo-inject: {exc}", file=sys.stderr)
         return 1
+    for line in _out_of_order(given, missing):
+        print(f"dynamo-inject: {line}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _out_of_order(given: list, missing: list) -> list[str]:
+    """What to say of a document refused for a site, group or dataset that a later one
+    of the same command created (`dynamo-inject data.json sites.json`, or a glob that
+    sorts them so): each is applied in the order given."""
+    said = []
+    for at, kind, name in missing:
+        later = next((document for document, names, applied in given[at + 1:]
+                      if applied and name in names.get(kind, ())), None)
+        if later is not None:
+            said.append(f"{given[at][0]}: the {kind} {name!r} is created by {later}, which "
+                        f"comes after it (documents are applied in the order given): inject "
+                        f"{given[at][0]} again now")
+    return said
 
 
 if __name__ == "__main__":

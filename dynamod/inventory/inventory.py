@@ -229,4 +229,4 @@ def _named(table: dict, name, what: str, none_too: bool = False):
     try:
         return table[name]
     except KeyError:
-        raise NotFound(f"unknown {what} {name!r}", field=what) from None
+        raise NotFound(f"unknown {what} {name!r}", field=what, name=name) from None
