@@ -74,15 +74,15 @@ def backup_main(argv) -> int:
         prog="dynamod backup",
         description="Copy the running daemon's database to DEST (a new file) while it keeps "
                     "serving; restore it with dynamod restore DEST, the daemon stopped. "
-                    "A copy of more than 1 MiB says on standard error how far it is, "
-                    "about once a second, and while it is checked, every "
-                    f"{HEARTBEAT_SECONDS:.0f} s.")
+                    "On a terminal (or with --progress), a copy of more than 1 MiB says on "
+                    "standard error how far it is, about once a second, and while it is "
+                    f"checked, every {HEARTBEAT_SECONDS:.0f} s.")
     parser.add_argument("dest", metavar="DEST", help="the backup file to create")
     add_arguments(parser)
-    args = parser.parse_args(argv)
+    args = _with_progress(parser).parse_args(argv)
     try:
         with Client.from_args(args, use_proxy=True) as client, \
-                _Telling("dynamod backup", "copying") as telling:
+                _Telling("dynamod backup", "copying", args) as telling:
 
             def on_event(event):
                 if event.get("event") == "backup":
@@ -104,24 +104,29 @@ class _Telling:
     for HEARTBEAT_SECONDS (SQLite's integrity_check of a grid's store takes minutes and
     has no steps to count), that it is still at it."""
 
-    def __init__(self, prog: str, doing: str):
+    def __init__(self, prog: str, doing: str, args):
         self.prog, self.doing = prog, doing
+        # on a terminal, or asked for: a job's standard error (cron mails it) stays quiet
+        self.shown = args.progress or sys.stderr.isatty()
         self._started = self._told = time.monotonic()
         self._over = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
     def __enter__(self):
-        self._thread.start()
+        if self.shown:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._over.set()
-        self._thread.join()
+        if self.shown:
+            self._thread.join()
 
     def say(self, line: str, doing: str | None = None):
         self.doing = doing or self.doing
         self._told = time.monotonic()
-        print(f"{self.prog}: {line}", file=sys.stderr, flush=True)
+        if self.shown:
+            print(f"{self.prog}: {line}", file=sys.stderr, flush=True)
 
     def copy_progress(self, event: dict):
         """A line for a report of `store.sqlite.paced` (a copy's progress, its check)."""
@@ -136,6 +141,13 @@ class _Telling:
         while not self._over.wait(max(0.0, self._told + HEARTBEAT_SECONDS - time.monotonic())):
             if time.monotonic() - self._told >= HEARTBEAT_SECONDS:
                 self.say(f"still {self.doing}, {time.monotonic() - self._started:.0f} s so far")
+
+
+def _with_progress(parser) -> argparse.ArgumentParser:
+    parser.add_argument("--progress", action="store_true",
+                        help="say how far it is on standard error also when that is not a "
+                             "terminal (on one it always does)")
+    return parser
 
 
 def _with_database(parser, what: str) -> argparse.ArgumentParser:
@@ -161,10 +173,10 @@ def check_main(argv) -> int:
         prog="dynamod check",
         description="Check a database file (SQLite integrity_check and foreign_key_check), "
                     "read-only, also while a daemon serves it. Prints ok, or each problem "
-                    "and how to recover; exits 0 if sound, 1 if not. A long check (minutes "
-                    f"for a large store) says so on standard error every "
-                    f"{HEARTBEAT_SECONDS:.0f} s.")
-    args = _with_database(parser, "the file to check").parse_args(argv)
+                    "and how to recover; exits 0 if sound, 1 if not. On a terminal (or with "
+                    "--progress), a long check (minutes for a large store) says so on "
+                    f"standard error every {HEARTBEAT_SECONDS:.0f} s.")
+    args = _with_progress(_with_database(parser, "the file to check")).parse_args(argv)
     try:
         path = _database(args)
     except ConfigError as exc:
@@ -175,7 +187,7 @@ def check_main(argv) -> int:
         print(f"dynamod check: {path}: {why}", file=sys.stderr)
         return 1
     try:
-        with _Telling("dynamod check", f"checking {path} ({_mib(path)})"):
+        with _Telling("dynamod check", f"checking {path} ({_mib(path)})", args):
             found, summary = check.check_file(path)
     except sqlite3.Error as exc:
         print(f"dynamod check: cannot read the database {path}: {exc}", file=sys.stderr)
@@ -207,14 +219,15 @@ def restore_main(argv) -> int:
         description="Make COPY (a file of dynamod backup) the daemon's database, while no "
                     "daemon runs on it: the current database and its -wal file are moved "
                     "aside to DATABASE.replaced-TIME, the copy is checked and written in "
-                    "their place. It says on standard error how far the writing is, about "
-                    f"once a second, and while it checks, every {HEARTBEAT_SECONDS:.0f} s.")
+                    "their place. On a terminal (or with --progress), it says on standard "
+                    "error how far the writing is, about once a second, and while it "
+                    f"checks, every {HEARTBEAT_SECONDS:.0f} s.")
     parser.add_argument("copy", metavar="COPY", help="the backup to restore")
-    args = _with_database(parser, "the database to replace").parse_args(argv)
+    args = _with_progress(_with_database(parser, "the database to replace")).parse_args(argv)
     copy = os.path.abspath(args.copy)
     try:
         path = _database(args)
-        with _Telling("dynamod restore", f"checking {copy} ({_mib(copy)})") as telling:
+        with _Telling("dynamod restore", f"checking {copy} ({_mib(copy)})", args) as telling:
             aside = restore(copy, path, paced(telling.copy_progress))
     except (ConfigError, StoreError) as exc:
         print(f"dynamod restore: {exc}", file=sys.stderr)

@@ -215,7 +215,7 @@ def test_backup_under_load_holds_everything_acknowledged_before(daemon, workdir)
         while len(acknowledged) < 30:
             time.sleep(0.02)
         before = list(acknowledged)
-        result = subprocess.run([sys.executable, "-m", "dynamod", "backup",
+        result = subprocess.run([sys.executable, "-m", "dynamod", "backup", "--progress",
                                  str(workdir / "copy.db"), "--socket", daemon.socket],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
@@ -244,17 +244,22 @@ def test_backup_under_load_holds_everything_acknowledged_before(daemon, workdir)
                             "--socket", daemon.socket], capture_output=True, text=True)
     assert again.returncode == 1 and "never overwrites" in again.stderr
     (workdir / "fresh").mkdir()
-    put = _dynamod("restore", workdir / "copy.db", "--database", workdir / "fresh" / "i.db")
+    put = _dynamod("restore", workdir / "copy.db", "--database", workdir / "fresh" / "i.db",
+                   "--progress")
     assert put.returncode == 0, put.stderr   # a copy of several steps says how far it is
     told = put.stderr.splitlines()
     assert re.fullmatch(r"dynamod restore: copied 1\.0 of (\d+\.\d) MiB \(\d+ %\)", told[0])
     assert told[-1].startswith("dynamod restore: copied ") and told[-1].endswith(
         " MiB, checking the copy"), put.stderr
+    (workdir / "quiet").mkdir()   # not on a terminal, not asked: nothing said
+    quiet = _dynamod("restore", workdir / "copy.db", "--database", workdir / "quiet" / "i.db")
+    assert (quiet.returncode, quiet.stderr) == (0, "")
 
 
 def test_a_long_check_says_it_is_still_at_work(workdir, monkeypatch, capsys):
     """SQLite's integrity_check has no steps to count, and takes minutes on a grid's
-    store: `dynamod check` says it goes on, every HEARTBEAT_SECONDS (here 10 ms)."""
+    store: `dynamod check` says it goes on, every HEARTBEAT_SECONDS (here 10 ms), on a
+    terminal or with --progress; a job's standard error (cron mails it) stays quiet."""
     path = workdir / "big.db"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT UNIQUE)")
@@ -262,6 +267,8 @@ def test_a_long_check_says_it_is_still_at_work(workdir, monkeypatch, capsys):
                        ((n, f"/store/{'x' * 60}/{n}") for n in range(200_000)))
     monkeypatch.setattr(cli, "HEARTBEAT_SECONDS", 0.01)
     assert cli.main(["check", "--database", str(path)]) == 0
+    assert capsys.readouterr() == (f"{path}: ok\n", "")
+    assert cli.main(["check", "--database", str(path), "--progress"]) == 0
     out, err = capsys.readouterr()
     assert out == f"{path}: ok\n"
     size = path.stat().st_size / (1 << 20)
