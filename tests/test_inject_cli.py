@@ -190,8 +190,22 @@ def test_a_document_given_before_what_it_needs_is_told_so(daemon, tmp_path):
         f"dynamo-inject: {data}: the site 'T2_US_XYZ' is created by {sites}, which comes "
         f"after it (documents are applied in the order given): inject {data} again now")
     assert daemon.inject(data).stdout.startswith("created  datasets: 1, blocks: 1, files: 2")
+    # one that cannot be read in between: the others keep their places
+    needs, makes = tmp_path / "needs.json", tmp_path / "makes.json"
+    needs.write_text(json.dumps({"datasetreplica": [{"dataset": DS, "site": "T2_NEXT"}]}))
+    makes.write_text(json.dumps({"site": [{"name": "T2_NEXT"}]}))
+    result = daemon.inject(needs, tmp_path / "none.json", makes, check=False)
+    assert result.stderr.splitlines()[-1] == (
+        f"dynamo-inject: {needs}: the site 'T2_NEXT' is created by {makes}, which comes "
+        f"after it (documents are applied in the order given): inject {needs} again now")
+    # a dry run creates nothing, and says nothing of the kind
+    needs.write_text(json.dumps({"datasetreplica": [{"dataset": DS, "site": "T2_DRY"}]}))
+    makes.write_text(json.dumps({"site": [{"name": "T2_DRY"}]}))
+    dry = daemon.inject("--dry-run", needs, makes, check=False)
+    assert dry.returncode == 1 and "unknown site 'T2_DRY'" in dry.stderr
+    assert "comes after it" not in dry.stderr
     # a site that only a refused later document would have created: no such line
-    needs, refused = tmp_path / "needs.json", tmp_path / "refused.json"
+    refused = tmp_path / "refused.json"
     needs.write_text(json.dumps({"datasetreplica": [{"dataset": DS, "site": "T2_LATER"}]}))
     refused.write_text(json.dumps({"site": [{"name": "T2_LATER", "status": "nice"}]}))
     result = daemon.inject(needs, refused, check=False)

@@ -408,11 +408,12 @@ def inject_documents(client: Client, method: str, args) -> int:
     next document is read and checked before waiting for an answer, so the daemon
     has it as soon as it can take it."""
     pending, answers, failed = [], {}, 0
-    given, missing = [], []   # each document's (name, names, applied); what one lacked
+    # each document's (name, names, applied), by its place in the command; what one lacked
+    given, missing = [(None, {}, False)] * len(args.json), []
 
     def settle():
         nonlocal failed
-        rid, document = pending.pop(0)
+        rid, document, at = pending.pop(0)
         while rid not in answers:
             answer = client.receive()
             if "event" in answer:
@@ -422,20 +423,19 @@ def inject_documents(client: Client, method: str, args) -> int:
             if answer.get("id") is None:  # the daemon refused the connection's input
                 raise ConnectionFailed(answer.get("error", {}).get("message", "refused"))
         answer = answers.pop(rid)
-        given.append((document.name, document.names, "error" not in answer))
+        given[at] = (document.name, document.names, "error" not in answer)
         if "error" in answer:
             failed += 1
             error = RemoteError(answer["error"])
             print(f"dynamo-inject: {_located(error, document)}", file=sys.stderr)
             if error.code == "not_found" and "name" in error.details:
-                missing.append((len(given) - 1, error.details.get("field"),
-                                error.details["name"]))
+                missing.append((at, error.details.get("field"), error.details["name"]))
         else:
             print_result(answer["result"], args, document.name)
         sys.stdout.flush()
 
     try:
-        for path in args.json:
+        for at, path in enumerate(args.json):
             try:
                 document = read_document(path)
             except UsageError as exc:
@@ -444,17 +444,16 @@ def inject_documents(client: Client, method: str, args) -> int:
                 settle()
             if isinstance(document, UsageError):
                 failed += 1
-                given.append((None, {}, False))
                 print(f"dynamo-inject: {document}", file=sys.stderr)
                 continue
             rid = client.send(method, {"data": document.data, "dry_run": args.dry_run})
-            pending.append((rid, document))
+            pending.append((rid, document, at))
         while pending:
             settle()
     except ConnectionFailed as exc:
         print(f"dynamo-inject: {exc}", file=sys.stderr)
         return 1
-    for line in _out_of_order(given, missing):
+    for line in [] if args.dry_run else _out_of_order(given, missing):   # nothing created
         print(f"dynamo-inject: {line}", file=sys.stderr)
     return 1 if failed else 0
 
