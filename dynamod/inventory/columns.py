@@ -175,16 +175,15 @@ class BlockTable(Names):
                 self.last_update[row])
 
     def facts(self, rows) -> list:
-        """(name, id, size, num_files, is_open, last_update) of the blocks at `rows`, read
-        column by column: what a dataset's answer shows of them (a Block.values per block
-        made a Dataset view each, and its name read again)."""
+        """(name, id, size, num_files, is_open, last_update) of the blocks at `rows`: what
+        a dataset's answer shows of them (a Block.values per block made a Dataset view
+        each, and its name read again)."""
         names, offsets = self.names, self.offsets
-        return list(zip([names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass")
-                         for row in rows],
-                        map(self.id.__getitem__, rows), map(self.size.__getitem__, rows),
-                        map(self.num_files.__getitem__, rows),
-                        map(bool, map(self.is_open.__getitem__, rows)),
-                        map(self.last_update.__getitem__, rows)))
+        ids, size, num_files, is_open, last_update = (self.id, self.size, self.num_files,
+                                                      self.is_open, self.last_update)
+        return [(names[offsets[row]:offsets[row + 1]].decode("utf-8", "surrogatepass"),
+                 ids[row], size[row], num_files[row], is_open[row] != 0, last_update[row])
+                for row in rows]   # a tuple a row: a third less time than a map a column
 
     def replica_facts(self, rows, names) -> dict:
         """{site id: [(block name, group, is_custodial, size, last_update, complete), ...]}
