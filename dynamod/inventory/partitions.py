@@ -98,8 +98,10 @@ _ATTRIBUTE = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)(?:\(\))?")
 
 
 def _refuse(text: str, at: int, found: list):
-    """The error of a character no token begins with, in the words most useful there: a
-    single `=`, or a dotted name of the original's (`dataset.name`) said as such."""
+    """The error of a character no token begins with, in the words most useful there:
+    an unquoted value after a comparison (a glob) with its quoted form, `=`, `!`, `&`
+    and `|` with what this language writes, a dotted name of the original's
+    (`dataset.name`) with the field or flag that says it here."""
     char = text[at]
     if char == '"':
         raise ConditionError(text, at + 1, "an unterminated string")
