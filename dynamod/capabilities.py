@@ -2,9 +2,11 @@
 
 The unit runs the daemon as its own account with CAP_SETUID, CAP_SETGID and
 CAP_CHOWN (ambient, so that it can take a caller's identity): an application's
-child must hold none of them, and neither should a process the daemon starts
-from an executable (ambient capabilities survive execve), however little it
-runs.
+child must hold none of them, and neither should a program the daemon executes
+(ambient capabilities survive execve), however little it runs.  So the daemon
+clears its ambient set at start-up (`keep_from_programs`), keeping them in its
+permitted and effective sets, where a forked child finds them, and a forked child
+clears every set before it runs anything of its caller's (`drop_all`).
 """
 
 import ctypes
@@ -24,6 +26,13 @@ class _CapHeader(ctypes.Structure):
 class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
                 ("inheritable", ctypes.c_uint32)]
+
+
+def keep_from_programs():
+    """Clear the ambient set of this thread, and so of every thread it starts later: a
+    program executed from then on gets none of the capabilities, which this process
+    keeps (a no-op without ambient capabilities)."""
+    prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
 
 
 def drop_all():

@@ -312,6 +312,9 @@ def _rereading(config_file: str | None, options: dict):
 def _serve(config, reread, on_ready=None) -> int:
     import uvloop
 
+    from . import capabilities
+
+    capabilities.keep_from_programs()   # before any thread: each inherits the cleared set
     return uvloop.run(run(config, on_ready, reread))
 
 

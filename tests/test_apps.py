@@ -13,7 +13,7 @@ import types
 import pytest
 
 from dynamod.apps import child
-from support.daemon import EXAMPLES
+from support.daemon import EXAMPLES, Daemon
 from support.terminal import read_until
 
 SEED_SITES = [
@@ -299,6 +299,34 @@ def test_child_drops_the_setuid_capability_a_service_account_keeps():
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _ambient_setuid():
+    """As the unit's AmbientCapabilities= gives them: CAP_SETUID made inheritable, then
+    raised in the ambient set (in the forked child, before it executes dynamod)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = CapHeader(CAPABILITY_VERSION_3, 0), (CapData * 2)()
+    assert libc.capget(ctypes.byref(header), data) == 0
+    data[0].inheritable |= 1 << CAP_SETUID
+    assert libc.capset(ctypes.byref(header), data) == 0
+    assert libc.prctl(47, 2, CAP_SETUID, 0, 0) == 0   # PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give ambient capabilities")
+def test_what_the_daemon_executes_gets_none_of_its_capabilities(workdir):
+    """Ambient capabilities survive execve: the daemon clears its ambient set at start,
+    so no program it executes (the process that reads the block replicas, the
+    interpreter asked for its path) holds what the unit gives it, while the daemon
+    keeps them (a forked application child needs CAP_SETUID to take its caller's uid)."""
+    daemon = Daemon.in_directory(workdir)
+    daemon.start(preexec_fn=_ambient_setuid)
+    try:
+        with open(f"/proc/{daemon.process.pid}/status") as status:
+            sets = {line.split()[0]: int(line.split()[1], 16) for line in status
+                    if line.startswith(("CapEff", "CapAmb"))}
+        assert sets["CapAmb:"] == 0 and sets["CapEff:"] & (1 << CAP_SETUID)
+    finally:
+        daemon.stop()
 
 
 def _capability(mask, line) -> bool:
