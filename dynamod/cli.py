@@ -1,18 +1,17 @@
-"""`dynamod`: build the Config from defaults, file and options, and run the server."""
+"""`dynamod`: build the Config from defaults, file and options, and run the server;
+`dynamod backup|check|restore` are the store's tools (tools.py)."""
 
 import argparse
 import logging
 import os
-import sqlite3
 import sys
-import threading
-import time
 
 from . import __version__
 from . import logs
 from .config import (LOG_LEVELS, SYNCHRONOUS, ConfigError, build, from_settings, positive_int,
                      read_file)
 from .server import make_state_dir, run
+from .tools import TOOLS
 
 
 def _positive_int(text: str) -> int:
@@ -66,177 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def backup_main(argv) -> int:
-    """`dynamod backup DEST`: ask the running daemon for a consistent copy."""
-    from dynamoclient.connection import Client, ConnectionFailed, RemoteError, add_arguments
-
-    parser = argparse.ArgumentParser(
-        prog="dynamod backup",
-        description="Copy the running daemon's database to DEST (a new file) while it keeps "
-                    "serving; restore it with dynamod restore DEST, the daemon stopped. "
-                    "On a terminal (or with --progress), a copy of more than 1 MiB says on "
-                    "standard error how far it is, about once a second, and while it is "
-                    f"checked, every {HEARTBEAT_SECONDS:.0f} s.")
-    parser.add_argument("dest", metavar="DEST", help="the backup file to create")
-    add_arguments(parser)
-    args = _with_progress(parser).parse_args(argv)
-    try:
-        with Client.from_args(args, use_proxy=True) as client, \
-                _Telling("dynamod backup", "copying", args) as telling:
-
-            def on_event(event):
-                if event.get("event") == "backup":
-                    telling.copy_progress(event)
-            result = client.call("backup", path=os.path.abspath(args.dest), _on_event=on_event)
-    except (ConnectionFailed, RemoteError) as exc:
-        print(f"dynamod backup: {exc}", file=sys.stderr)
-        return 1
-    print(f"backup of {result['bytes']} bytes written to {result['path']} "
-          f"in {result['seconds']} s")
-    return 0
-
-
-HEARTBEAT_SECONDS = 10.0
-
-
-class _Telling:
-    """What a tool's long work says on standard error: its own lines, and, when none came
-    for HEARTBEAT_SECONDS (SQLite's integrity_check of a grid's store takes minutes and
-    has no steps to count), that it is still at it."""
-
-    def __init__(self, prog: str, doing: str, args):
-        self.prog, self.doing = prog, doing
-        # on a terminal, or asked for: a job's standard error (cron mails it) stays quiet
-        self.shown = args.progress or sys.stderr.isatty()
-        self._started = self._told = time.monotonic()
-        self._over = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def __enter__(self):
-        if self.shown:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._over.set()
-        if self.shown:
-            self._thread.join()
-
-    def say(self, line: str, doing: str | None = None):
-        self.doing = doing or self.doing
-        self._told = time.monotonic()
-        if self.shown:
-            print(f"{self.prog}: {line}", file=sys.stderr, flush=True)
-
-    def copy_progress(self, event: dict):
-        """A line for a report of `store.sqlite.paced` (a copy's progress, its check)."""
-        total = event["total"] / (1 << 20)
-        if event.get("checking"):
-            self.say(f"copied {total:.1f} MiB, checking the copy", "checking the copy")
-        else:
-            self.say(f"copied {event['copied'] / (1 << 20):.1f} of {total:.1f} MiB "
-                     f"({100 * event['copied'] // max(event['total'], 1)} %)", "copying")
-
-    def _beat(self):
-        while not self._over.wait(max(0.0, self._told + HEARTBEAT_SECONDS - time.monotonic())):
-            if time.monotonic() - self._told >= HEARTBEAT_SECONDS:
-                self.say(f"still {self.doing}, {time.monotonic() - self._started:.0f} s so far")
-
-
-def _with_progress(parser) -> argparse.ArgumentParser:
-    parser.add_argument("--progress", action="store_true",
-                        help="say how far it is on standard error also when that is not a "
-                             "terminal (on one it always does)")
-    return parser
-
-
-def _with_database(parser, what: str) -> argparse.ArgumentParser:
-    """The options that name the daemon's database, as dynamod takes them."""
-    parser.add_argument("--config", metavar="FILE", help="as for dynamod")
-    parser.add_argument("--state-dir", metavar="DIR", help="as for dynamod")
-    parser.add_argument("--database", metavar="FILE",
-                        help=f"{what} (default: the daemon's, STATE_DIR/inventory.db)")
-    return parser
-
-
-def _database(args) -> str:
-    options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
-               "database": os.path.abspath(args.database) if args.database else None}
-    return build(args.config, options).database
-
-
-def check_main(argv) -> int:
-    """`dynamod check`: is the database file sound?  Read-only, also while a daemon runs."""
-    from .store import check
-
-    parser = argparse.ArgumentParser(
-        prog="dynamod check",
-        description="Check a database file (SQLite integrity_check and foreign_key_check), "
-                    "read-only, also while a daemon serves it. Prints ok, or each problem "
-                    "and how to recover; exits 0 if sound, 1 if not. On a terminal (or with "
-                    "--progress), a long check (minutes for a large store) says so on "
-                    f"standard error every {HEARTBEAT_SECONDS:.0f} s.")
-    args = _with_progress(_with_database(parser, "the file to check")).parse_args(argv)
-    try:
-        path = _database(args)
-    except ConfigError as exc:
-        print(f"dynamod check: {exc}", file=sys.stderr)
-        return 2
-    if not os.path.isfile(path):
-        why = "a directory, not a database file" if os.path.isdir(path) else "no such file"
-        print(f"dynamod check: {path}: {why}", file=sys.stderr)
-        return 1
-    try:
-        with _Telling("dynamod check", f"checking {path} ({_mib(path)})", args):
-            found, summary = check.check_file(path)
-    except sqlite3.Error as exc:
-        print(f"dynamod check: cannot read the database {path}: {exc}", file=sys.stderr)
-        return 1
-    if summary is None:
-        print(f"{path}: ok")
-        return 0
-    for problem in found:
-        print(problem)
-    print(f"dynamod check: {summary}", file=sys.stderr)
-    return 1
-
-
-def _mib(path: str) -> str:
-    try:
-        return f"{os.path.getsize(path) / (1 << 20):.1f} MiB"
-    except OSError:
-        return "size unknown"
-
-
-def restore_main(argv) -> int:
-    """`dynamod restore COPY`: make a backup the database, with no daemon running."""
-    from .errors import StoreError
-    from .store.restore import restore
-    from .store.sqlite import paced
-
-    parser = argparse.ArgumentParser(
-        prog="dynamod restore",
-        description="Make COPY (a file of dynamod backup) the daemon's database, while no "
-                    "daemon runs on it: the current database and its -wal file are moved "
-                    "aside to DATABASE.replaced-TIME, the copy is checked and written in "
-                    "their place. On a terminal (or with --progress), it says on standard "
-                    "error how far the writing is, about once a second, and while it "
-                    f"checks, every {HEARTBEAT_SECONDS:.0f} s.")
-    parser.add_argument("copy", metavar="COPY", help="the backup to restore")
-    args = _with_progress(_with_database(parser, "the database to replace")).parse_args(argv)
-    copy = os.path.abspath(args.copy)
-    try:
-        path = _database(args)
-        with _Telling("dynamod restore", f"checking {copy} ({_mib(copy)})", args) as telling:
-            aside = restore(copy, path, paced(telling.copy_progress))
-    except (ConfigError, StoreError) as exc:
-        print(f"dynamod restore: {exc}", file=sys.stderr)
-        return 1
-    print(f"{args.copy} restored to {path}" +
-          (f"; the database it replaced is {aside}" if aside else ""))
-    return 0
-
-
 def command():
     """The `dynamod` command (and `python -m dynamod`).  When `main` returns, what the
     daemon or the tool had to do is done: committed, closed and logged.  The process
@@ -255,8 +83,7 @@ def command():
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    tool = {"backup": backup_main, "check": check_main,
-            "restore": restore_main}.get(argv[0] if argv else None)
+    tool = TOOLS.get(argv[0] if argv else None)
     if tool is not None:
         try:
             return tool(argv[1:])

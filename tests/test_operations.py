@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dynamoclient.connection import Client, ConnectionFailed
-from dynamod import cli
+from dynamod import cli, tools
 from support.daemon import Daemon, write_config
 
 ROOT = Path(__file__).parent.parent
@@ -265,7 +265,7 @@ def test_a_long_check_says_it_is_still_at_work(workdir, monkeypatch, capsys):
         db.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT UNIQUE)")
         db.executemany("INSERT INTO t VALUES (?, ?)",
                        ((n, f"/store/{'x' * 60}/{n}") for n in range(200_000)))
-    monkeypatch.setattr(cli, "HEARTBEAT_SECONDS", 0.01)
+    monkeypatch.setattr(tools, "HEARTBEAT_SECONDS", 0.01)
     assert cli.main(["check", "--database", str(path)]) == 0
     assert capsys.readouterr() == (f"{path}: ok\n", "")
     assert cli.main(["check", "--database", str(path), "--progress"]) == 0
