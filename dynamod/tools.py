@@ -21,16 +21,14 @@ def backup_main(argv) -> int:
     """`dynamod backup DEST`: ask the running daemon for a consistent copy."""
     from dynamoclient.connection import Client, ConnectionFailed, RemoteError, add_arguments
 
-    parser = argparse.ArgumentParser(
-        prog="dynamod backup",
-        description="Copy the running daemon's database to DEST (a new file) while it keeps "
-                    "serving; restore it with dynamod restore DEST, the daemon stopped. "
-                    "On a terminal (or with --progress), a copy of more than 1 MiB says on "
-                    "standard error how far it is, about once a second, and while it is "
-                    f"checked, every {HEARTBEAT_SECONDS:.0f} s.")
+    parser = _parser("dynamod backup",
+                     "Copy the running daemon's database to DEST (a new file) while it keeps "
+                     "serving; restore it with dynamod restore DEST, the daemon stopped.",
+                     "a copy of more than 1 MiB says how far it is, about once a second, and "
+                     "while it is checked")
     parser.add_argument("dest", metavar="DEST", help="the backup file to create")
     add_arguments(parser)
-    args = _with_progress(parser).parse_args(argv)
+    args = parser.parse_args(argv)
     try:
         with Client.from_args(args, use_proxy=True) as client, \
                 _Telling("dynamod backup", "copying", args) as telling:
@@ -94,7 +92,12 @@ class _Telling:
                 self.say(f"still {self.doing}, {time.monotonic() - self._started:.0f} s so far")
 
 
-def _with_progress(parser) -> argparse.ArgumentParser:
+def _parser(prog: str, description: str, progress: str) -> argparse.ArgumentParser:
+    """A tool's parser, with --progress; `progress`: what it says of its progress (and,
+    every HEARTBEAT_SECONDS, that it is still at it)."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=f"{description} On a terminal (or with --progress), "
+                               f"{progress} every {HEARTBEAT_SECONDS:.0f} s, on standard error.")
     parser.add_argument("--progress", action="store_true",
                         help="say how far it is on standard error also when that is not a "
                              "terminal (on one it always does)")
@@ -120,14 +123,12 @@ def check_main(argv) -> int:
     """`dynamod check`: is the database file sound?  Read-only, also while a daemon runs."""
     from .store import check
 
-    parser = argparse.ArgumentParser(
-        prog="dynamod check",
-        description="Check a database file (SQLite integrity_check and foreign_key_check), "
-                    "read-only, also while a daemon serves it. Prints ok, or each problem "
-                    "and how to recover; exits 0 if sound, 1 if not. On a terminal (or with "
-                    "--progress), a long check (minutes for a large store) says so on "
-                    f"standard error every {HEARTBEAT_SECONDS:.0f} s.")
-    args = _with_progress(_with_database(parser, "the file to check")).parse_args(argv)
+    parser = _parser("dynamod check",
+                     "Check a database file (SQLite integrity_check and foreign_key_check), "
+                     "read-only, also while a daemon serves it. Prints ok, or each problem "
+                     "and how to recover; exits 0 if sound, 1 if not.",
+                     "a long check (minutes for a large store) says it goes on")
+    args = _with_database(parser, "the file to check").parse_args(argv)
     try:
         path = _database(args)
     except ConfigError as exc:
@@ -165,16 +166,14 @@ def restore_main(argv) -> int:
     from .store.restore import restore
     from .store.sqlite import paced
 
-    parser = argparse.ArgumentParser(
-        prog="dynamod restore",
-        description="Make COPY (a file of dynamod backup) the daemon's database, while no "
-                    "daemon runs on it: the current database and its -wal file are moved "
-                    "aside to DATABASE.replaced-TIME, the copy is checked and written in "
-                    "their place. On a terminal (or with --progress), it says on standard "
-                    "error how far the writing is, about once a second, and while it "
-                    f"checks, every {HEARTBEAT_SECONDS:.0f} s.")
+    parser = _parser("dynamod restore",
+                     "Make COPY (a file of dynamod backup) the daemon's database, while no "
+                     "daemon runs on it: the current database and its -wal file are moved "
+                     "aside to DATABASE.replaced-TIME, the copy is checked and written in "
+                     "their place.",
+                     "it says how far the writing is, about once a second, and while it checks")
     parser.add_argument("copy", metavar="COPY", help="the backup to restore")
-    args = _with_progress(_with_database(parser, "the database to replace")).parse_args(argv)
+    args = _with_database(parser, "the database to replace").parse_args(argv)
     copy = os.path.abspath(args.copy)
     try:
         path = _database(args)
