@@ -155,6 +155,7 @@ def _detach(config, reread) -> int:
         print(f"dynamod: state directory {config.state_dir} is not writable: {exc.strerror}",
               file=sys.stderr)
         return 1
+    logged = os.path.getsize(log_path)   # what the log held before this start
     read_end, write_end = os.pipe()
     if os.fork() > 0:
         os.close(write_end)
@@ -163,9 +164,8 @@ def _detach(config, reread) -> int:
         if status.startswith(b"ready"):
             print(f"dynamod {status[6:].decode()} listening on {config.socket}; log: {log_path}")
             return 0
-        print(f"dynamod failed to start; see {log_path}", file=sys.stderr)
-        with open(log_path, errors="replace") as log_file:
-            sys.stderr.write("".join(log_file.readlines()[-5:]))
+        print(f"dynamod failed to start: {_why(log_path, logged)}\n(log: {log_path})",
+              file=sys.stderr)
         return 1
     os.close(read_end)
     os.setsid()
@@ -175,16 +175,40 @@ def _detach(config, reread) -> int:
     logs.setup(config.log_level)
 
     pid_path = os.path.join(config.state_dir, "dynamod.pid")
+    written = []
 
     def ready(server):
         with open(pid_path, "w") as pid_file:   # for `kill -HUP` (logrotate) and `kill`
             pid_file.write(f"{os.getpid()}\n")
+        written.append(pid_path)
         os.write(write_end, f"ready pid {os.getpid()}".encode())
         os.close(write_end)
 
     code = _serve(config, reread, ready)
-    try:
-        os.unlink(pid_path)
-    except FileNotFoundError:
-        pass
+    if written:   # a start refused (another daemon serves the socket) leaves its file be
+        _remove_own(pid_path)
     os._exit(code)
+
+
+def _remove_own(pid_path: str):
+    """Remove the pid file if it still names this process."""
+    try:
+        with open(pid_path) as pid_file:
+            if pid_file.read().strip() == str(os.getpid()):
+                os.unlink(pid_path)
+    except OSError:
+        pass
+
+
+def _why(log_path: str, since: int) -> str:
+    """Why a detached start failed, from what it wrote to the log: its errors (the
+    last lines, when it wrote none)."""
+    try:
+        with open(log_path, "rb") as log_file:
+            log_file.seek(since)
+            lines = log_file.read().decode(errors="replace").splitlines()
+    except OSError as exc:
+        return f"its log cannot be read: {exc.strerror}"
+    errors = [line.partition(": ")[2] for line in lines
+              if " ERROR " in line or " CRITICAL " in line]
+    return "\n".join(errors or lines[-5:]) or "it exited without a word"

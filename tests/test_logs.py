@@ -111,6 +111,14 @@ def test_a_detached_daemon_reopens_its_log_on_sighup(workdir):
             time.sleep(0.02)
         daemon.call("ping")
         assert "SIGHUP" in (state / "dynamod.log").read_text()
+        # a second start is refused, says why on the terminal, and leaves the pid file
+        again = subprocess.run(started.args, capture_output=True, text=True, timeout=60,
+                               env=env)
+        assert again.returncode == 1
+        assert again.stderr.startswith(
+            f"dynamod failed to start: socket {workdir / 'd.sock'} is already served by a "
+            f"running dynamod\n"), again.stderr
+        assert int((state / "dynamod.pid").read_text()) == pid
     finally:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
