@@ -238,7 +238,9 @@ class Connection(asyncio.Protocol):
 
     async def _run(self, method, call, params, large=False):
         try:
-            answer = encode_result(call.request_id, await method.handler(call, **params))
+            running = method.handler(call, **params)
+            params = None   # the handler holds what it keeps (and may let go of it)
+            answer = encode_result(call.request_id, await running)
         except DynamoError as exc:
             answer = encode_error(call.request_id, exc)
         except Exception:
@@ -248,7 +250,6 @@ class Connection(asyncio.Protocol):
             self.tasks.discard(asyncio.current_task())
             self.last_active = time.monotonic()
             if large:
-                params = None  # the document goes by reference counting, unseen
                 collector.release()
         self.send(answer)
         self._drain_backlog()

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -199,7 +200,7 @@ def test_a_writer_imports_only_what_root_installed(guest, workdir, who):
 
 # ----------------------------------------------------- 4: private records
 WALK = """
-import gc, json, sys
+import gc, json, sys, types
 gc.unfreeze()   # the daemon froze its objects before the fork: bring them back in view
 markers = json.loads(sys.argv[1])
 own = {id(m) for m in markers} | {id(sys.argv[1])}   # the walk's own copies
@@ -210,9 +211,20 @@ def look(value):
         for m in markers:
             if m in value:
                 seen.add(m)
+    elif isinstance(value, (bytes, bytearray)):
+        for m in markers:
+            if m.encode() in value:
+                seen.add(m)
 
 for obj in gc.get_objects():
-    if isinstance(obj, dict):
+    frame = (obj.cr_frame if isinstance(obj, types.CoroutineType) else
+             obj.gi_frame if isinstance(obj, types.GeneratorType) else None)
+    if frame is not None:   # a suspended task's locals
+        for v in frame.f_locals.values():
+            look(v)
+    if isinstance(obj, (bytes, bytearray)):
+        look(obj)
+    elif isinstance(obj, dict):
         for k, v in obj.items():
             look(k); look(v)
     elif isinstance(obj, (list, tuple, set, frozenset)):
@@ -244,6 +256,93 @@ def test_nothing_private_reaches_an_application(guest):
     app = run_as_nobody(guest, WALK, orjson.dumps(markers).decode())
     assert app["status"] == "done", errors(app)
     assert orjson.loads(output(app)) == ["T2_SEED"]
+
+
+def test_what_others_run_or_queue_does_not_reach_an_application(guest, workdir):
+    """Another user's application that runs (its record held by the daemon's task that
+    waits for it), one queued behind it, and one attached (the request's handler waits,
+    suspended, until it ends): none of their scripts, arguments or titles is found by a
+    walk of every object and every suspended frame."""
+    release = workdir / "release"
+    guest.call("authorize_script", title="hold-h0ld-title", checksum=checksum(HOLD))
+    queued_script = QUEUED + "# qu3u3d-script\n"
+    guest.call("authorize_script", title="queued", checksum=checksum(queued_script))
+    running = requests(guest.socket, [{"method": "run_application", "params": {
+        "script": HOLD, "title": "hold-h0ld-title", "write": True,
+        "args": [str(release), "--token=runn1ng-t0ken"], "attach": False}}])[0]["result"]
+    while guest.call("status")["applications"]["writer"] is None:
+        time.sleep(0.02)
+    queued = requests(guest.socket, [{"method": "run_application", "params": {
+        "script": queued_script, "title": "queued", "write": True,
+        "attach": False}}])[0]["result"]
+    attached_script = workdir / "attached.py"
+    attached_script.write_text(HOLD + "# att4ch3d-script\n")
+    attached = threading.Thread(target=guest.dynamo, args=(f"{attached_script} {release}",))
+    attached.start()
+    try:
+        while [a["status"] for a in guest.call("list_applications")["applications"]].count(
+                "run") < 2:
+            time.sleep(0.02)
+        markers = ["h0ld-title", "runn1ng-t0ken", "qu3u3d-script", "att4ch3d-script",
+                   "T2_SEED"]
+        app = run_as_nobody(guest, WALK, orjson.dumps(markers).decode())
+    finally:
+        release.touch()
+        attached.join(30)
+    assert app["status"] == "done", errors(app)
+    assert orjson.loads(output(app)) == ["T2_SEED"]
+    assert wait_for_end(guest, queued["id"])["status"] == "done"
+    assert wait_for_end(guest, running["id"])["status"] == "done"
+
+
+MEMORY_SCAN = """
+import ctypes, os, sys
+# the secret's two halves, never joined in this process: what holds it whole is not ours
+head, tail = sys.argv[1].encode(), sys.argv[2].encode()
+found = []
+
+def holds(data):
+    at = data.find(head)
+    while at >= 0:
+        if data[at + len(head):at + len(head) + len(tail)] == tail:
+            return True
+        at = data.find(head, at + 1)
+    return False
+
+try:
+    if holds(open('/proc/self/environ', 'rb').read()):
+        found.append('/proc/self/environ')
+except PermissionError:   # not dumpable: the file is root's
+    pass
+if any(holds(value) for value in os.environb.values()):
+    found.append('os.environ')
+for line in open('/proc/self/maps').readlines():   # read as ctypes reads it: in place
+    fields = line.split()
+    name = fields[5] if len(fields) > 5 else 'anonymous'
+    if fields[1][0] == 'r' and not name.startswith(('[vvar', '[vsyscall')):
+        start, end = (int(x, 16) for x in fields[0].split('-'))
+        if holds(ctypes.string_at(start, end - start)):
+            found.append(name)
+print(sorted(set(found)))
+"""
+
+
+def test_the_daemons_environment_does_not_reach_an_application(workdir):
+    """The service's environment (a unit's Environment=) is not an application's: not in
+    os.environ, not in /proc/self/environ, not on its stack, where the kernel put it
+    for the daemon."""
+    secret = "s3cr3t-0f-th3-s3rv1c3"
+    root = fresh_directory()
+    daemon = Daemon.in_directory(root)
+    try:
+        daemon.start(env={**daemon.env, "DYNAMO_TEST_PASSWORD": secret})
+        map_nobody(daemon, "operator", "application")
+        app = run_as_nobody(daemon, MEMORY_SCAN, secret[:9], secret[9:])
+        assert app["status"] == "done", errors(app)
+        assert output(app) == "[]\n"
+    finally:
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # ---------------------------------------------------------- 5: a snapshot

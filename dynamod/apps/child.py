@@ -13,6 +13,7 @@ writer that ends with exit code 0 sends its records through its pipe
 (writeback.py).
 """
 
+import ctypes
 import fcntl
 import gc
 import logging
@@ -41,6 +42,8 @@ EXIT_SETUP = 70          # the child could not be prepared (EX_SOFTWARE)
 _CLEARED_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC",
                 "WATCHDOG_PID", "DYNAMO_SOCKET")
 _DAEMON_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# env_start in /proc/PID/stat (field 50, man 5 proc), counted from the state (field 3)
+_ENV_START = 50 - 3
 UPDATES_FD = 3
 FILES_FD = 4
 _daemon_file_source = None  # kept referenced: freeing it would close the daemon's connection
@@ -223,6 +226,7 @@ def become(app, home: str | None = None):
     if app.uid != 0:
         capabilities.drop_all()   # CAP_SETUID, kept across setuid() when ambient
     keep = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ", "TERM") if k in os.environ}
+    _overwrite_environment()
     os.environ.clear()
     os.environ.update(keep)
     os.environ.update(HOME=home, USER=app.user, LOGNAME=app.user, DYNAMO_APP_ID=str(app.id))
@@ -234,6 +238,24 @@ def become(app, home: str | None = None):
             break
         except (OSError, TypeError):
             continue
+
+
+def _overwrite_environment():
+    """Zeros over the daemon's environment in this child's memory, before os.environ lets
+    go of it: the values Python read (freed, they would stay in memory as they are) and
+    the strings the kernel put on the stack at exec (unsetenv leaves them there, and
+    /proc/PID/environ reads them).  A script that reads its own memory finds none of the
+    service's settings (its unit's Environment=).  Bytes of one character are Python's
+    shared singletons, and left."""
+    offset = bytes.__basicsize__ - 1   # where a bytes object's characters start
+    for value in os.environb.values():
+        if len(value) > 1:
+            ctypes.memset(id(value) + offset, 0, len(value))
+    with open("/proc/self/stat", "rb") as stat:
+        fields = stat.read().rpartition(b")")[2].split()
+    start, end = int(fields[_ENV_START]), int(fields[_ENV_START + 1])
+    if 0 < start < end:
+        ctypes.memset(start, 0, end - start)
 
 
 def _streams():

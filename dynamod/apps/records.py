@@ -67,6 +67,11 @@ class Application:
     ended_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     started_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
+    def forget(self):
+        """Empty what the submitter gave and what it reveals (in a child: `forget_others`)."""
+        self.title = self.path = self.script = self.checksum = self.message = self.user = ""
+        self.args, self.cwd, self.workarea = [], None, None
+
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
@@ -174,8 +179,14 @@ class Records:
         return self._commit(dict.fromkeys((i,) for i in old), {})
 
     def forget_others(self, keep: int):
-        """In a child: drop every record but its own (their arguments may hold secrets)."""
+        """In a child: drop every record but its own (their arguments may hold secrets).
+        The others are emptied too: the daemon's tasks that run or queue them still hold
+        them (a walk of every object finds them), and so their script, arguments, title,
+        paths and messages."""
         mine, row = self.apps.get(keep), self.table.get((keep,))
+        for app in self.apps.values():
+            if app is not mine:
+                app.forget()
         self.apps.clear()
         self.table.clear()
         if mine is not None:

@@ -57,6 +57,9 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
     manager.admit(identity, title or path, path, args, write, seconds)
     app = manager.create(identity, title=title or path, path=path, args=args, write=write,
                          timeout=seconds, script=script, cwd=cwd)
+    # the record holds them now; this frame, suspended while the application runs, holds
+    # none (an application forked meanwhile forgets the records not its own: records.py)
+    script = args = title = path = cwd = None
     committed = manager.records.persist(app)   # its id is told only once it is committed
     stdio, failed = await _descriptors(call, attach and app.status != "authfailed")
     try:
