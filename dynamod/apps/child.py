@@ -18,6 +18,7 @@ import fcntl
 import gc
 import logging
 import os
+import posix
 import pwd
 import resource
 import signal
@@ -42,8 +43,6 @@ EXIT_SETUP = 70          # the child could not be prepared (EX_SOFTWARE)
 _CLEARED_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC",
                 "WATCHDOG_PID", "DYNAMO_SOCKET")
 _DAEMON_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-# env_start in /proc/PID/stat (field 50, man 5 proc), counted from the state (field 3)
-_ENV_START = 50 - 3
 UPDATES_FD = 3
 FILES_FD = 4
 _daemon_file_source = None  # kept referenced: freeing it would close the daemon's connection
@@ -248,14 +247,23 @@ def _overwrite_environment():
     service's settings (its unit's Environment=).  Bytes of one character are Python's
     shared singletons, and left."""
     offset = bytes.__basicsize__ - 1   # where a bytes object's characters start
-    for value in os.environb.values():
+    for value in posix.environ.values():   # os.environ's own (os.environb's too)
         if len(value) > 1:
             ctypes.memset(id(value) + offset, 0, len(value))
-    with open("/proc/self/stat", "rb") as stat:
-        fields = stat.read().rpartition(b")")[2].split()
-    start, end = int(fields[_ENV_START]), int(fields[_ENV_START + 1])
+    start, end = _STACK_ENVIRONMENT
     if 0 < start < end:
         ctypes.memset(start, 0, end - start)
+
+
+def _stack_environment() -> tuple[int, int]:
+    """Where the kernel put the environment's strings at exec (env_start and env_end of
+    /proc/PID/stat, man 5 proc): read once, in the daemon, for every child."""
+    with open("/proc/self/stat", "rb") as stat:
+        fields = stat.read().rpartition(b")")[2].split()
+    return int(fields[50 - 3]), int(fields[51 - 3])   # counted from field 3
+
+
+_STACK_ENVIRONMENT = _stack_environment()
 
 
 def _streams():
