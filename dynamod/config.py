@@ -57,6 +57,7 @@ class Config:
     app_memory: int = 4 * 2**30      # bytes an application may map beyond what it inherits (0: any)
     app_cpu_time: int = 0            # CPU seconds of an application (RLIMIT_CPU; 0: no limit)
     app_processes: int = 256         # processes of the application's uid (RLIMIT_NPROC), pids.max
+    app_file_size: int = 4 << 30     # bytes of any one file an application writes (RLIMIT_FSIZE)
     cgroup: str = "auto"             # auto, off, or the cgroup v2 directory to put applications in
     ca_path: str = ""                # CA directory or bundle; default /etc/grid-security/...
     config_file: str = ""            # where the settings came from (informational)
@@ -174,6 +175,7 @@ FILE_KEYS = {
         "memory": ("app_memory", _non_negative),
         "cpu_time": ("app_cpu_time", _non_negative),
         "processes": ("app_processes", _non_negative),
+        "file_size": ("app_file_size", _non_negative),
         "cgroup": ("cgroup", _cgroup),
     },
     "auth": {

@@ -527,11 +527,17 @@ print(json.dumps(limits))
 
 
 def test_an_application_runs_within_its_resource_limits(make_daemon):
-    daemon = make_daemon(memory=256 << 20, cpu_time=100, processes=50)
+    daemon = make_daemon(memory=256 << 20, cpu_time=100, processes=50, file_size=1 << 20)
     app = run_as_nobody(daemon, LIMITS)
     assert app["status"] == "done", errors(app)
     assert orjson.loads(output(app)) == {"RLIMIT_CPU": [100, 100], "RLIMIT_NPROC": [50, 50],
                                          "RLIMIT_CORE": [0, 0], "hog": "refused"}
+    # output without end (the work area is on the database's filesystem): it ends at
+    # file_size, and the daemon commits on
+    app = run_as_nobody(daemon, "while True:\n    print('x' * 4095)\n")
+    assert app["status"] == "failed" and "OSError: [Errno 27] File too large" in errors(app)
+    assert os.path.getsize(Path(app["workarea"]) / "stdout") == 1 << 20
+    daemon.call("inject", data={"site": [{"name": "T2_AFTER"}]})
 
 
 def _cgroup2_mount() -> str | None:

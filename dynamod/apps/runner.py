@@ -341,6 +341,8 @@ class ApplicationManager:
             limits[resource.RLIMIT_CPU] = int(config.app_cpu_time)
         if config.app_processes:
             limits[resource.RLIMIT_NPROC] = config.app_processes
+        if config.app_file_size:   # its output cannot fill the disk in one runaway loop
+            limits[resource.RLIMIT_FSIZE] = config.app_file_size
         return limits
 
     def _forget_in_child(self, app_id: int):
