@@ -1,6 +1,6 @@
 """The change log: one line per inventory change, for operators to grep.
 
-    2026-11-25T18:02:11Z jane request=7 created site T2_US_XYZ host='t2.xyz.edu' ...
+    2026-11-25T18:02:11Z jane connection=12 request=7 created site T2_US_XYZ host='t2.xyz.edu' ...
 
 Every committed change is in it, or nothing is committed: each change set's
 lines go into the table `change_log` in the same transaction as the change

@@ -43,6 +43,7 @@ refusals = RateLimited(log)   # refused connections and input: a peer cannot flo
 class Connection(asyncio.Protocol):
     def __init__(self, server):
         self.server = server
+        self.number = next(server.numbers)   # request ids are the client's: this tells apart
         self.config = server.config
         self.lines = LineBuffer(self.config.max_line_bytes)
         self.backlog = deque()
@@ -85,7 +86,7 @@ class Connection(asyncio.Protocol):
         self.identity = self.server.authenticator.identify(peer)
         if not self.server.admit(self):
             return
-        log.debug("connection from %s", self.identity.describe())
+        log.debug("connection %d from %s", self.number, self.identity.describe())
 
     def data_received(self, data):
         self.last_active = time.monotonic()

@@ -10,6 +10,7 @@ flight commit and answer them (within `shutdown_timeout`), close the store.
 
 import asyncio
 import errno
+import itertools
 import logging
 import os
 import signal
@@ -61,6 +62,7 @@ class Server:
         self.users = UserRegistry()
         self.authenticator = Authenticator(self.users, os.getuid())
         self.connections = set()
+        self.numbers = itertools.count(1)   # each connection's, for the logs (Connection.number)
         self.accounts = Counter()  # uid -> connections it holds (all but the superuser's)
         self.buffered = 0   # bytes of unfinished lines held for them (max_buffered_bytes)
         self.service = None

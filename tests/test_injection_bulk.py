@@ -329,9 +329,9 @@ def test_the_change_log_file_frames_each_line_of_a_bulk_entry(daemon):
             break
         time.sleep(0.05)
     assert len(written) == len(wanted) == 200 + 200 + 1 + 40 + 40
-    actors = [line.split(" ")[2] for line in written]
+    actors = [line.split(" ")[3] for line in written]
     assert actors == ["request={0}}%s"] * 280 + ["request={x}\\%%"] * 201
-    assert [line.split(" ", 3)[3] for line in written] == wanted
+    assert [line.split(" ", 4)[4] for line in written] == wanted
 
 
 def test_the_lfns_of_a_released_block_are_free_once_it_is_deleted(daemon):

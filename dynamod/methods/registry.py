@@ -125,9 +125,11 @@ class Call:
 
     @property
     def actor(self) -> str:
-        """Who made the call, as the change log names it."""
+        """Who made the call, as the change log names it: request ids are the client's
+        (every dynamo-inject's first is 1), the connection's number is the daemon's."""
         who = self.identity.name or f"uid{self.identity.peer.uid}"
-        return f"{who} request={self.request_id}"
+        connection = f" connection={self.connection.number}" if self.connection else ""
+        return f"{who}{connection} request={self.request_id}"
 
     @property
     def service(self):
