@@ -229,6 +229,9 @@ def test_dynamo_user_auth_takes_the_original_short_options(daemon):
     assert "granted: role admin on inventory to jane" in created.stdout
     listing = user_auth("-L", "-u", "jane").stdout.splitlines()
     assert listing[1].split() == ["jane", "admin", "inventory"]
+    user_auth("-u", "ops", "-r", "operator", "-Y")   # on all: application among them
+    listing = user_auth("-L", "-g", "application").stdout.splitlines()
+    assert [line.split() for line in listing[1:]] == [["ops", "operator", "all"]]
     revoked = user_auth("-u", "jane", "-r", "admin", "-g", "inventory", "-R")
     assert "revoked: role admin on inventory from jane" in revoked.stdout
 

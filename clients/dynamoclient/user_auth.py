@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-R", "--revoke", action="store_true", help="take the role back")
     parser.add_argument("-L", "--list", action="store_true",
                         help="list users, roles and targets (those of --user, --role and "
-                             "--target when given)")
+                             "--target when given; a grant on all holds for every target)")
     parser.add_argument("-y", "-Y", "--yes", action="store_true",
                         help="do not ask before creating a user or a role")
     parser.add_argument("-l", "--log-level", metavar="LEVEL",
@@ -86,7 +86,9 @@ def run(args, client) -> int:
     if args.list:
         params = {k: v for k, v in (("user", args.user), ("role", args.role)) if v}
         grants = client.call("list_grants", **params)["grants"]
-        print(format_grants([g for g in grants if args.target in (None, g["target"])]))
+        # a grant on all holds for every target: it answers "who may act on TARGET"
+        print(format_grants([g for g in grants if args.target in (None, g["target"])
+                             or g["target"] == "all"]))
         return 0
     if args.revoke:
         params = {"user": args.user, "role": args.role}
