@@ -45,6 +45,8 @@ SUPERUSER_CALLS = [
     ("grant_role", {"user": "jane", "role": "admin", "target": "all"}),
     ("revoke_role", {"user": "jane", "role": "admin"}),
     ("list_grants", {}),
+    ("remove_from_user", {"name": "jane", "dns": [JANE]}),
+    ("delete_user", {"name": "jane"}),
     ("authorize_script", {"title": "t", "checksum": "0" * 64}),
     ("list_script_authorizations", {}),
     ("revoke_script_authorization", {"title": "t"}),

@@ -236,6 +236,40 @@ def test_dynamo_user_auth_takes_the_original_short_options(daemon):
     assert "revoked: role admin on inventory from jane" in revoked.stdout
 
 
+def test_dynamo_user_auth_takes_dns_and_accounts_back_and_deletes_users(daemon):
+    """A DN or account given by mistake is taken back, a user deleted as a whole (its DN
+    and account free for another); a user a script authorization names stays until it is
+    revoked; `--user NAME` of no user says so rather than offer to create one."""
+    def user_auth(*args, check=True):
+        return daemon.client_command("user_auth", *args, check=check)
+
+    dn = "/DC=org/DC=example/CN=Jane Doe"
+    user_auth("-u", "jane", "-n", dn, "--account", "daemon", "--account", "j4ne-typo",
+              "-r", "admin", "-Y")
+    assert "note: j4ne-typo is not a local account here" in user_auth(
+        "-u", "jane", "--account", "j4ne-typo").stderr
+    removed = user_auth("-u", "jane", "--remove-account", "j4ne-typo", "--remove-dn", dn)
+    assert "updated user jane: e-mail -; DNs -; accounts daemon" in removed.stdout
+    missing = user_auth("-u", "jane", "--remove-account", "j4ne-typo", check=False)
+    assert (missing.returncode, missing.stderr) == (
+        1, "dynamo-user-auth: user jane has no account j4ne-typo [not_found]\n")
+    unknown = user_auth("-u", "jnae", check=False)
+    assert unknown.returncode == 1 and "unknown user jnae" in unknown.stderr
+    daemon.call("authorize_script", title="tidy", checksum="0" * 64, user="jane")
+    held = user_auth("-u", "jane", "--delete", "-y", check=False)
+    assert held.returncode == 1 and "dynamo-exec-auth --delete --user jane" in held.stderr
+    daemon.call("revoke_script_authorization", title="tidy", user="jane")
+    unasked = user_auth("-u", "jane", "--delete", check=False)   # no terminal to ask
+    assert unasked.returncode == 1 and "Not confirmed" in unasked.stderr
+    deleted = user_auth("-u", "jane", "--delete", "--yes")
+    assert deleted.stdout == ("deleted user jane: e-mail -; DNs -; accounts daemon; grants: "
+                              "admin on all\n")
+    assert user_auth("-L").stdout.split("\n")[1:] == [""]
+    user_auth("-u", "john", "--account", "daemon", "-Y")   # the account is free again
+    both = user_auth("-u", "john", "--delete", "-r", "admin", check=False)
+    assert both.returncode == 2 and "--delete takes only --user" in both.stderr
+
+
 def test_dynamo_exec_auth_takes_list_and_delete_as_minus_l_and_d(daemon, tmp_path):
     path = tmp_path / "w.py"
     path.write_text("print('w')\n")

@@ -4,6 +4,8 @@
     dynamo-user-auth --user NAME --role ROLE [--target inventory|application|all]
     dynamo-user-auth --user NAME --role ROLE [--target T] --revoke
     dynamo-user-auth --list [--user NAME] [--role ROLE] [--target T]
+    dynamo-user-auth --user NAME [--remove-dn DN] [--remove-account LOGIN]
+    dynamo-user-auth --user NAME --delete [--yes]  (with its DNs, accounts and grants)
     dynamo-user-auth --user NAME                 (shows the user)
 
 DNs may be given in slash form (/DC=ch/DC=cern/OU=Users/CN=Jane Doe) or in
@@ -14,6 +16,7 @@ would make root act as the proxy's (non-super) user.
 """
 
 import argparse
+import pwd
 import sys
 
 from .connection import (Client, ConnectionFailed, RemoteError, add_arguments, interruptible,
@@ -34,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-m", "--email", help="the user's e-mail address")
     parser.add_argument("--account", action="append", default=[],
                         help="a local (Unix) account that acts as the user")
+    parser.add_argument("--remove-dn", action="append", default=[], metavar="DN",
+                        help="take this X.509 subject from the user")
+    parser.add_argument("--remove-account", action="append", default=[], metavar="LOGIN",
+                        help="take this local account from the user")
+    parser.add_argument("--delete", action="store_true",
+                        help="delete the user, with its DNs, accounts and grants")
     parser.add_argument("-r", "--role", help="grant this role (or revoke it with --revoke)")
     parser.add_argument("-g", "--target", choices=TARGETS,
                         help="what the role applies to (default: all; with --revoke: every "
@@ -98,6 +107,20 @@ def run(args, client) -> int:
             print(f"revoked: role {g['role']} on {g['target']} from {g['user']}")
         return 0
     known = _user(client, args.user)
+    changes = args.dn or args.email is not None or args.account or args.role
+    if known is None and not (changes or args.yes and not args.delete):
+        print(f"dynamo-user-auth: unknown user {args.user} (to add it, give --email, --dn, "
+              f"--account or --role, or --yes to add it with none)", file=sys.stderr)
+        return 1
+    if args.delete:
+        return _delete(client, known, args.yes)
+    if args.remove_dn or args.remove_account:
+        known = client.call("remove_from_user", name=args.user, dns=args.remove_dn,
+                            accounts=args.remove_account)
+        print(f"updated {format_user(known)}")
+        if not changes:
+            return 0
+    _note_unknown_accounts(args.account)
     if known is None and not confirm(f"Create new user {args.user}?", args.yes):
         return 1
     if known is None or args.dn or args.email is not None or args.account:
@@ -118,6 +141,26 @@ def run(args, client) -> int:
     return 0
 
 
+def _delete(client, user: dict, assume_yes: bool) -> int:
+    grants = ", ".join(f"{role} on {target}" for role, target in user["roles"]) or "none"
+    if not confirm(f"Delete user {user['name']} (grants: {grants})?", assume_yes):
+        return 1
+    gone = client.call("delete_user", name=user["name"])
+    print(f"deleted {format_user(gone)}; grants: {grants}")
+    return 0
+
+
+def _note_unknown_accounts(accounts: list):
+    """An account the daemon's host does not know maps nobody until it exists: say so (a
+    typo, most likely), and go on."""
+    for account in accounts:
+        try:
+            pwd.getpwnam(account)
+        except KeyError:
+            print(f"dynamo-user-auth: note: {account} is not a local account here; it maps "
+                  f"to the user once it exists", file=sys.stderr)
+
+
 @interruptible("dynamo-user-auth")
 def main(argv=None) -> int:
     args = parse_arguments(build_parser(), argv)
@@ -133,6 +176,11 @@ def main(argv=None) -> int:
                    "accounts in a command of its own")
     elif args.target and not args.role and not args.list:
         lacking = "--target needs --role ROLE (the role granted or revoked on it)"
+    elif args.delete and (args.list or args.revoke or args.role or args.dn or args.account
+                          or args.email is not None or args.remove_dn or args.remove_account):
+        lacking = "--delete takes only --user NAME (and --yes): the user goes as a whole"
+    elif (args.remove_dn or args.remove_account) and (args.list or args.revoke):
+        lacking = "--remove-dn and --remove-account change a user: not with --list or --revoke"
     if lacking:
         print(f"dynamo-user-auth: {lacking}", file=sys.stderr)
         return 2

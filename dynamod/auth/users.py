@@ -134,6 +134,29 @@ class UserRegistry:
                  "added" if created else "updated", email, sorted(dns), sorted(accounts))
         return created, ops
 
+    def remove(self, name, dns=(), accounts=()) -> tuple[None, dict]:
+        """Take DNs and accounts from a user (each must be the user's)."""
+        user = self.user(name)
+        dns = [normalize_dn_checked(dn) for dn in dns]
+        for value, held, what in ((dns, user.dns, "DN"), (accounts, user.accounts, "account")):
+            for missing in [v for v in value if v not in held]:
+                raise NotFound(f"user {name} has no {what} {missing}", field=what.lower())
+        log.info("user %s updated: dns -%s, accounts -%s", name, sorted(dns), sorted(accounts))
+        return None, {**{("user_dn", (dn,)): None for dn in dns},
+                      **{("user_account", (a,)): None for a in accounts}}
+
+    def delete_user(self, name) -> tuple[dict, dict]:
+        """Remove a user with its DNs, accounts and grants; returns what it was."""
+        user = self.user(name)
+        grants = [g for g in self.grants.keys() if g[0] == name]
+        log.info("user %s deleted, with dns %s, accounts %s and %d grant(s)", name,
+                 sorted(user.dns), sorted(user.accounts), len(grants))
+        view = {**user.view(), "roles": self.roles_of(name)}
+        return view, {**{("grant", g): None for g in grants},
+                      **{("user_dn", (dn,)): None for dn in user.dns},
+                      **{("user_account", (a,)): None for a in user.accounts},
+                      ("user", (name,)): None}
+
     def _free_dn(self, dn, name):
         owner = self.by_dn.get(dn)
         if owner is not None and owner.name != name:

@@ -6,7 +6,7 @@ import os
 
 from ..auth.policy import Access, refusals
 from ..auth.users import TARGETS
-from ..errors import InvalidParams, NotAuthorized, NotConfigured
+from ..errors import Conflict, InvalidParams, NotAuthorized, NotConfigured
 from .registry import Call, method
 
 log = logging.getLogger("dynamod.auth")
@@ -88,6 +88,12 @@ async def _persist(call: Call, change):
     return result
 
 
+def _strings(**lists):
+    for what, value in lists.items():
+        if not all(isinstance(v, str) for v in value):
+            raise InvalidParams(f"{what} must be a list of strings", field=what)
+
+
 @method("get_user", Access.SUPERUSER)
 def get_user(call: Call, name: str) -> dict:
     """One user: name, e-mail, DNs, accounts and grants."""
@@ -99,11 +105,29 @@ def get_user(call: Call, name: str) -> dict:
 async def set_user(call: Call, name: str, email: str | None = None, dns: list = [],
                    accounts: list = []) -> dict:
     """Add a user, or add DNs and accounts to one (and replace its e-mail)."""
-    for value, what in ((dns, "dns"), (accounts, "accounts")):
-        if not all(isinstance(v, str) for v in value):
-            raise InvalidParams(f"{what} must be a list of strings", field=what)
+    _strings(dns=dns, accounts=accounts)
     created = await _persist(call, lambda: call.server.users.set_user(name, email, dns, accounts))
     return {**call.server.users.user(name).view(), "created": created}
+
+
+@method("remove_from_user", Access.SUPERUSER)
+async def remove_from_user(call: Call, name: str, dns: list = [], accounts: list = []) -> dict:
+    """Take DNs and accounts from a user."""
+    _strings(dns=dns, accounts=accounts)
+    await _persist(call, lambda: call.server.users.remove(name, dns, accounts))
+    return call.server.users.user(name).view()
+
+
+@method("delete_user", Access.SUPERUSER)
+async def delete_user(call: Call, name: str) -> dict:
+    """Remove a user with its DNs, accounts and grants (not while a script authorization
+    names it: it would hold again for a new user of the same name)."""
+    held = sorted(t for t, u, _, _ in call.server.apps.authorizations.listing() if u == name)
+    if held:
+        raise Conflict(f"user {name} holds script authorizations (titles {', '.join(held)}): "
+                       f"revoke them first (dynamo-exec-auth --delete --user {name})",
+                       field="user")
+    return await _persist(call, lambda: call.server.users.delete_user(name))
 
 
 @method("create_role", Access.SUPERUSER)
