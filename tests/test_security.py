@@ -80,6 +80,8 @@ SUPERUSER_CALLS = {  # each would do something if it were allowed
     "grant_role": {"user": "guest", "role": "admin", "target": "all"},
     "revoke_role": {"user": "guest", "role": "admin"},
     "list_grants": {},
+    "remove_from_user": {"name": "guest", "accounts": ["nobody"]},
+    "delete_user": {"name": "guest"},
     "set_partition": {"name": "Stolen", "condition": "true"},
     "delete_partition": {"name": "Stolen"},
 }
