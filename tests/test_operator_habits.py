@@ -67,6 +67,18 @@ def latest(daemon) -> dict:
     return daemon.call("list_applications", limit=1)["applications"][0]
 
 
+def sleeping(daemon, tmp_path):
+    """The real `dynamo` (no terminal) running SLEEPER, once it has started: (the
+    process, the application's id)."""
+    path = tmp_path / "sleeper.py"
+    path.write_text(SLEEPER)
+    runner = subprocess.Popen([sys.executable, "-m", "dynamoclient.dynamo", str(path)],
+                              env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    assert runner.stdout.readline() == "started\n"
+    return runner, latest(daemon)["id"]
+
+
 # ------------------------------------------------------------------ Ctrl-C
 def test_ctrl_c_in_the_console_interrupts_the_line_and_the_statement(seeded):
     pid, fd = on_terminal(seeded)
@@ -110,7 +122,7 @@ def test_ctrl_c_on_a_script_asks_before_killing(seeded, tmp_path):
     os.write(fd, b"\x03")
     read_until(fd, b"[y/N] ")
     os.write(fd, b"y\n")
-    assert exit_code(pid) == 2   # the script's SIGTERM handler ends it with code 2
+    assert exit_code(pid) == 128 + signal.SIGTERM   # the signal the daemon's kill sends
     assert seeded.call("poll_application", id=app_id)["status"] == "killed"
     assert b"finished" not in drain(fd)
 
@@ -123,20 +135,14 @@ def test_a_second_ctrl_c_at_the_question_kills(seeded, tmp_path):
     os.write(fd, b"\x03")
     read_until(fd, b"[y/N] ")
     os.write(fd, b"\x03")
-    assert exit_code(pid) == 2
+    assert exit_code(pid) == 128 + signal.SIGTERM
     assert latest(seeded)["status"] == "killed"
 
 
 def test_interrupt_application_is_the_submitters_or_an_admins(seeded, tmp_path):
     """The daemon's side of the console's Ctrl-C: SIGINT, status unchanged; a script
     without a handler dies of it (exit code 128 + 2 from `dynamo`)."""
-    path = tmp_path / "sleeper.py"
-    path.write_text(SLEEPER)
-    runner = subprocess.Popen([sys.executable, "-m", "dynamoclient.dynamo", str(path)],
-                              env=seeded.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    assert runner.stdout.readline() == "started\n"
-    app_id = latest(seeded)["id"]
+    runner, app_id = sleeping(seeded, tmp_path)
     assert seeded.call("interrupt_application", id=app_id) == {
         "id": app_id, "interrupted": True, "status": "run"}
     assert runner.wait(30) == 130
@@ -145,17 +151,49 @@ def test_interrupt_application_is_the_submitters_or_an_admins(seeded, tmp_path):
 
 
 # -------------------------------------------------------------- exit codes
-@pytest.mark.parametrize("name", ["SIGKILL", "SIGUSR1"])
+@pytest.mark.parametrize("name", ["SIGKILL", "SIGUSR1", "SIGTERM", "SIGINT"])
 def test_a_script_killed_by_a_signal_exits_128_plus_its_number(seeded, tmp_path, name):
+    """SIGTERM, which the child turns into an exception so that the script's `finally`
+    blocks run, and SIGINT, which Python's handler turns into KeyboardInterrupt, end it
+    as the signal would: not with an exit code of the runner's own."""
     number = signal.Signals[name].value
     path = tmp_path / "suicide.py"
-    path.write_text(f"import os, signal\nos.kill(os.getpid(), signal.{name})\n")
+    path.write_text(f"import os, signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)"
+                    f"\nos.kill(os.getpid(), signal.{name})\n")
     result = seeded.dynamo(path, check=False)
     assert result.returncode == 128 + number
     assert f"killed by signal {number} ({name})" in result.stderr
     record = latest(seeded)
     assert (record["status"], record["exit_code"]) == ("failed", -number)
     assert f"killed by signal {number} ({name})" in seeded.dynamo("--poll", record["id"]).stdout
+
+
+def test_dynamo_kill_ends_the_waiting_dynamo_with_128_plus_sigterm(seeded, tmp_path):
+    runner, app_id = sleeping(seeded, tmp_path)
+    assert seeded.dynamo("--kill", app_id).stdout == f"application {app_id}: killed\n"
+    assert runner.wait(30) == 128 + signal.SIGTERM
+    said = runner.stderr.read().splitlines()[-1]
+    assert said.startswith(f"dynamo: application {app_id} killed: by ") and \
+        said.count("killed") == 1, said
+    assert latest(seeded)["exit_code"] == -signal.SIGTERM
+
+
+@pytest.mark.parametrize("ignores_sigterm", [False, True])
+def test_a_time_out_exits_128_plus_the_signal_that_ended_it(start_daemon, tmp_path,
+                                                            ignores_sigterm):
+    """The daemon's SIGTERM; or, for a script that ignores it, the SIGKILL that follows
+    after kill_grace.  The message says `killed` once."""
+    daemon = start_daemon(config={"applications": {"kill_grace": 0.5}})
+    path = tmp_path / "sleeper.py"
+    path.write_text(("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                     if ignores_sigterm else "") + SLEEPER)
+    result = daemon.dynamo("-m", "0.0002", path, check=False)   # 0.72 s
+    number = signal.SIGKILL if ignores_sigterm else signal.SIGTERM
+    assert result.returncode == 128 + number, result.stderr
+    record = latest(daemon)
+    assert (record["status"], record["exit_code"]) == ("killed", -number)
+    assert result.stderr.splitlines()[-1] == (
+        f"dynamo: application {record['id']} killed: time-out after 0.72 s")
 
 
 # ---------------------------------------------------------------- messages

@@ -37,7 +37,7 @@ from .proxy import ApplicationInventory
 
 # Exit codes the runner itself produces.
 EXIT_FAILURE = 1
-EXIT_TERMINATED = 2      # SIGTERM (a kill or a time-out) interrupted the script
+EXIT_ORPHANED = 2        # the daemon died before the script could start
 EXIT_SETUP = 70          # the child could not be prepared (EX_SOFTWARE)
 
 _CLEARED_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC",
@@ -104,7 +104,19 @@ def run(plan: Plan) -> None:
                 stream.flush()
             except BaseException:
                 pass
-        os._exit(code)
+        _exit(code)
+
+
+def _exit(code: int):
+    """End with exit code `code`, or a negative one: killed by signal -`code`, as the
+    script would have been without the handler that let its `finally` blocks run; the
+    caller sees the signal, as a shell does (`dynamo` exits 128 + N)."""
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {-code})
+        os.kill(os.getpid(), -code)
+        code = 128 - code   # not reached: the signal ends the process
+    os._exit(code)
 
 
 def _first_to_go():
@@ -192,7 +204,7 @@ def _die_with(daemon: int):
     uid change, which clears it."""
     capabilities.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != daemon:  # it died before the request took effect
-        os._exit(EXIT_TERMINATED)
+        os._exit(EXIT_ORPHANED)
 
 
 def home_of(app) -> str:
@@ -299,9 +311,9 @@ def _execute(plan: Plan) -> int:
         exit_code = 0
     except SystemExit as exc:
         exit_code = _exit_code(exc.code)
-    except (_Terminated, KeyboardInterrupt):
+    except (_Terminated, KeyboardInterrupt) as exc:
         print(f"application {app.id} terminated", file=sys.stderr)
-        return EXIT_TERMINATED
+        return -(signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
     except BaseException as exc:
         print_script_traceback(exc)
         exit_code = EXIT_FAILURE

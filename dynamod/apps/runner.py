@@ -376,11 +376,12 @@ class ApplicationManager:
 
     # --------------------------------------------------------------- kill
     def kill(self, app_id: int, reason: str) -> bool:
-        """Stop an application: SIGTERM now, SIGKILL after the grace period."""
+        """Stop an application: SIGTERM now, SIGKILL after the grace period.  Its message
+        is the `reason` alone: its status says it was killed."""
         app = self.records.get(app_id)
         if not app.active or app.exit_code is not None:
             return False  # ended, or its changes are being committed: too late to stop
-        previous, app.status, app.message = app.status, "killed", f"killed: {reason}"
+        previous, app.status, app.message = app.status, "killed", reason
         log.warning("application %d (%s) killed: %s", app.id, app.title, reason)
         if previous == "run" and app.pid:
             _signal(app.pid, signal.SIGTERM)
