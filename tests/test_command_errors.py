@@ -39,6 +39,18 @@ def test_a_script_argument_with_an_unclosed_quote(daemon, tmp_path):
     assert daemon.dynamo("--list").stdout == before   # nothing was submitted
 
 
+@pytest.mark.parametrize("command", ["", "   ", "\t"])
+def test_an_empty_script_argument_is_refused(daemon, command):
+    """`dynamo ''` opened the console, and `dynamo '' -A` was told it had no script, while
+    `dynamo '   '` was refused as empty: a script argument given empty is refused alike."""
+    before = daemon.dynamo("--list").stdout
+    for args in ([command], [command, "-A"]):
+        result = daemon.dynamo(*args, input="", check=False)
+        one_line(result, "dynamo: the script is empty")
+        assert result.stdout == ""
+    assert daemon.dynamo("--list").stdout == before   # nothing was submitted
+
+
 @pytest.mark.parametrize("option, value", [("--max-line-bytes", "-5"),
                                            ("--max-connections", "0")])
 def test_dynamod_refuses_a_count_that_is_not_positive(option, value):

@@ -206,7 +206,7 @@ def run(args, client: Client) -> int:
     """Submit the application and follow it to its end; returns its exit code."""
     params = {"attach": not args.asynchronous, "timeout": args.timeout,
               "no_wait": args.no_wait, "cwd": _absolute(args.work_dir)}
-    if args.command:
+    if args.command is not None:   # '' too: a script argument, empty (refused below)
         try:
             words = split_command(args.command)
         except ValueError as exc:   # an unclosed quote, a backslash at the end
@@ -296,7 +296,7 @@ def _finish(app: dict, args) -> int:
 def _on_interrupt(args, app_id: int):
     """Ctrl-C reached this command only (the application has no controlling terminal):
     the console takes it as its own Ctrl-C; a script is killed if the user says so."""
-    console = not args.command
+    console = args.command is None
     if not console and not _confirm_kill(app_id):
         return
     try:
@@ -336,9 +336,9 @@ def _refused(args) -> str | None:
                if given]
     if len(actions) > 1:
         return f"{actions[0]} and {actions[1]}: one at a time"
-    if actions and args.command:
+    if actions and args.command is not None:
         return f"{actions[0]} takes no script: run {args.command!r} in a command of its own"
-    if not actions and not args.command and (args.write_request or args.asynchronous):
+    if not actions and args.command is None and (args.write_request or args.asynchronous):
         option = "--write-request" if args.write_request else "--asynchronous"
         return f"{option} needs a script: the console is read-only and interactive"
     if not args.list and (args.user is not None or args.limit is not None):
