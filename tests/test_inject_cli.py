@@ -177,6 +177,21 @@ def test_several_documents_each_its_own_transaction_in_order(daemon, tmp_path):
     assert [json.loads(line)["document"] for line in out] == [str(docs[0]), str(docs[2])]
 
 
+def test_an_unknown_section_is_named_with_its_file_and_line(daemon, tmp_path):
+    """As every other refusal of a document is, alone or among several."""
+    docs = [tmp_path / f"{n}.json" for n in range(3)]
+    for doc in docs:
+        doc.write_text(json.dumps({"site": [{"name": f"T2_{doc.stem}"}]}))
+    docs[1].write_text('{"group": [],\n "comment": "x",\n "sites": [{"name": "T2_X"}]}\n')
+    said = f"dynamo-inject: {docs[1]}:3: unknown section 'sites' (did you mean 'site'? "
+    result = daemon.inject(*docs, check=False)
+    assert result.returncode == 1
+    assert said in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    usage_error(daemon, docs[1], fragment=said)
+    usage_error(daemon, "-", input=docs[1].read_text(),
+                fragment="dynamo-inject: <stdin>:3: unknown section 'sites'")
+
+
 def test_a_document_given_before_what_it_needs_is_told_so(daemon, tmp_path):
     """`dynamo-inject examples/*.json` on an empty daemon: the data sorts before the
     sites it names, and is refused; dynamo-inject says which later document creates

@@ -399,8 +399,9 @@ def _check_document(document):
         raise InvalidParams("the document must be a JSON object with any of the keys "
                             + ", ".join(SECTIONS))
     unknown = sorted(set(document) - set(TOP_KEYS))
-    if unknown:
-        raise InvalidParams(_unknown("section", unknown[0], TOP_KEYS), field=unknown[0])
+    if unknown:   # its path too: the client names the line of the document it is on
+        raise InvalidParams(_unknown("section", unknown[0], TOP_KEYS), field=unknown[0],
+                            path=unknown[0])
 
 
 def _unknown(what: str, name: str, allowed) -> str:
