@@ -8,8 +8,8 @@ import sys
 
 from . import __version__
 from . import logs
-from .config import (LOG_LEVELS, SYNCHRONOUS, ConfigError, build, from_settings, positive_int,
-                     read_file)
+from .config import (LOG_LEVELS, SYNCHRONOUS, ConfigError, build, file_key, from_settings,
+                     positive_int, read_file)
 from .server import make_state_dir, run
 from .tools import TOOLS
 
@@ -130,7 +130,7 @@ def _rereading(config_file: str | None, options: dict):
             if now.get(name) != last[0].get(name):
                 logging.getLogger("dynamod").warning(
                     "reload: %s changed in %s, but the command line sets it (%r): kept",
-                    name, config_file, getattr(fresh, name))
+                    file_key(name), config_file, getattr(fresh, name))
         last[0] = now
         return fresh
     return reread

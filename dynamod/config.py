@@ -184,6 +184,14 @@ FILE_KEYS = {
 }
 
 
+def file_key(attribute: str) -> str:
+    """How the configuration file names the setting held in Config `attribute`
+    (`[applications] timeout` for app_timeout), read from FILE_KEYS backwards; one it
+    has not (rebuild: an option only) by the attribute's own name."""
+    return next((f"[{table}] {key}" for table, keys in FILE_KEYS.items()
+                 for key, (name, _) in keys.items() if name == attribute), attribute)
+
+
 def read_file(path: str) -> dict:
     """The settings a TOML file gives, as {Config attribute: value}."""
     try:

@@ -25,7 +25,7 @@ from .apps.runner import ApplicationManager, IsolatedPath
 from .auth.identity import Authenticator
 from .auth.users import UserRegistry
 from .changelog import ChangeLog
-from .config import Config, ConfigError
+from .config import Config, ConfigError, file_key
 from .connection import Connection, refusals
 from .errors import Busy, DynamoError
 from .inventory import partitions
@@ -229,7 +229,7 @@ class Server:
                 self.service.inventory.file_cache.limit = new
                 self.service.inventory.file_cache.trim()
             setattr(self.config, name, new)
-            log.warning("reload: %s changed from %r to %r", name, old, new)
+            log.warning("reload: %s changed from %r to %r", file_key(name), old, new)
             if name in ("max_line_bytes", "max_unidentified_line_bytes"):
                 for connection in self.connections:
                     connection.update_line_limit()
@@ -238,7 +238,7 @@ class Server:
         for name in ("state_dir", "socket", "database", "synchronous", "work_dir", "change_log",
                      "cgroup", "snapshot_idle", "snapshot_interval"):
             if getattr(self.config, name) != getattr(fresh, name):
-                log.warning("reload: %s changes only at restart", name)
+                log.warning("reload: %s changes only at restart", file_key(name))
 
     async def _reload_partitions(self, configured: dict):
         """The configuration's partitions, taken when no change is pending (their undo

@@ -47,7 +47,7 @@ def reload(daemon: Daemon, table: str, **settings):
     write_config(config, tables)
     daemon.process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
-    while not all(f"reload: {key} changed" in daemon.log() for key in settings):
+    while not all(f"reload: [{table}] {key} changed" in daemon.log() for key in settings):
         assert time.monotonic() < deadline, daemon.log()[-2000:]
         time.sleep(0.02)
 

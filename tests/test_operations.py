@@ -158,7 +158,7 @@ def test_sighup_applies_the_new_log_level(workdir):
         process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         log = workdir / "daemon.log"
-        while "log_level changed from 'INFO' to 'DEBUG'" not in log.read_text():
+        while "[daemon] log_level changed from 'INFO' to 'DEBUG'" not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         wait_ready(sock)
@@ -354,8 +354,33 @@ def test_the_start_names_its_configuration_and_a_reload_what_waits_for_a_restart
         assert time.monotonic() < deadline, daemon.log()
         time.sleep(0.05)
     log = daemon.log()
-    assert "reload: snapshot_idle changes only at restart" in log
-    assert "reload: snapshot_interval changes only at restart" in log
+    assert "reload: [daemon] snapshot_idle changes only at restart" in log
+    assert "reload: [daemon] snapshot_interval changes only at restart" in log
+
+
+def test_a_reload_names_each_setting_as_the_configuration_file_does(start_daemon):
+    """`[applications] timeout`, not the attribute that holds it (app_timeout), for the
+    settings applied and for those that wait for a restart."""
+    daemon = start_daemon(config={"applications": {"timeout": 7200.0}})
+    config = daemon.state_dir.parent / "dynamod.toml"
+    work = daemon.state_dir.parent / "work"
+    write_config(config, {"daemon": {"idle_timeout": 77.0, "snapshot_idle": 5.0},
+                          "applications": {"timeout": 60.0, "max_title_bytes": 100,
+                                           "work_dir": str(work)}})
+    daemon.process.send_signal(signal.SIGHUP)
+    expected = {"[daemon] idle_timeout changed from 300.0 to 77.0",
+                "[applications] timeout changed from 7200.0 to 60.0",
+                "[applications] max_title_bytes changed from 1024 to 100",
+                "[daemon] snapshot_idle changes only at restart",
+                "[applications] work_dir changes only at restart"}
+    deadline = time.monotonic() + 30
+    while True:
+        said = [line.split("reload: ", 1)[1] for line in daemon.log().splitlines()
+                if "reload: " in line]
+        if len(said) >= len(expected) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert sorted(said) == sorted(expected)
 
 
 def _effective(*args) -> dict:
@@ -507,9 +532,10 @@ def test_sighup_names_a_file_setting_the_command_line_keeps(start_daemon):
     write_config(config, {"daemon": {"log_level": "DEBUG", "idle_timeout": 77.0}})
     daemon.process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
-    while "reload: idle_timeout changed" not in daemon.log():
+    while "reload: [daemon] idle_timeout changed" not in daemon.log():
         assert time.monotonic() < deadline, daemon.log()[-2000:]
         time.sleep(0.02)
-    assert (f"reload: log_level changed in {config}, but the command line sets it ('INFO'): "
+    assert (f"reload: [daemon] log_level changed in {config}, but the command line sets it "
+            f"('INFO'): "
             f"kept") in daemon.log()
-    assert "reload: log_level changed from" not in daemon.log()
+    assert "log_level changed from" not in daemon.log()

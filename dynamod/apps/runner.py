@@ -25,6 +25,7 @@ import time
 
 import orjson
 
+from ..config import file_key
 from ..errors import Busy, DynamoError, InvalidParams
 from ..store.reader import StoreReader
 from . import child, filechannel
@@ -94,12 +95,12 @@ class ApplicationManager:
         if sum(len(a.encode()) + 1 for a in args) > config.app_max_args:
             raise InvalidParams(f"the arguments exceed {config.app_max_args} bytes",
                                 field="args")
-        most, key = ((config.writer_max_time, "writer_max_time") if write
-                     else (config.app_max_time, "max_time"))
+        setting = "writer_max_time" if write else "app_max_time"
+        most = getattr(config, setting)
         if not identity.superuser and (timeout is None or timeout > most):
             raise InvalidParams(
                 f"a {'read/write' if write else 'read-only'} application may run at most "
-                f"{most:g} s ([applications] {key}); only the superuser may lift it",
+                f"{most:g} s ({file_key(setting)}); only the superuser may lift it",
                 field="timeout")
         if identity.superuser:
             return
