@@ -125,9 +125,8 @@ def test_a_time_out_that_is_not_a_finite_number(daemon, tmp_path, hours):
     before = daemon.dynamo("--list").stdout
     result = daemon.dynamo(f"--timeout={hours}", script, check=False)
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr.splitlines()[-1] == (
-        f"dynamo: error: argument -m/--timeout: HOURS must be a number (0: the server's "
-        f"default; negative: no limit), not {hours!r}")
+    one_line(result, f"dynamo: argument -m/--timeout: HOURS must be a number (0: the "
+                     f"server's default; negative: no limit), not {hours!r} (see --help)")
     assert daemon.dynamo("--list").stdout == before
 
 
@@ -225,7 +224,7 @@ def test_a_quota_that_is_no_size(daemon, size, message):
                                    size, check=False)
     assert (result.returncode, result.stdout) == (2, "")
     assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1] == f"dynamo-site-usage: error: {message}"
+    one_line(result, f"dynamo-site-usage: {message} (see --help)")
 
 
 def test_a_key_without_its_certificate_is_refused(daemon, tmp_path):
@@ -402,6 +401,29 @@ def test_dynamo_poll_and_kill_take_an_application_number(daemon, option, value):
     bits it was an error in the protocol's terms."""
     result = daemon.dynamo(option, value, check=False)
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.splitlines()[-1] == (
-        f"dynamo: error: argument {'-p/--poll' if option == '--poll' else '-x/--kill'}: ID "
-        f"must be an application's number (1 or more, as dynamo --list shows), not {value!r}")
+    one_line(result, f"dynamo: argument {'-p/--poll' if option == '--poll' else '-x/--kill'}: "
+                     f"ID must be an application's number (1 or more, as dynamo --list "
+                     f"shows), not {value!r} (see --help)")
+
+
+@pytest.mark.parametrize("tool, args, message", [
+    ("dynamo", ["--poll", "0"], "argument -p/--poll: ID must be an application's number"),
+    ("dynamo", ["-m", "abc", "s.py"], "argument -m/--timeout: HOURS must be a number"),
+    ("dynamo", ["--limit", "many", "--list"], "argument --limit: invalid int value: 'many'"),
+    ("user_auth", ["-u", "jane", "-g", "history"], "argument -g/--target: invalid choice: "
+                                                   "'history'"),
+    ("exec_auth", ["--bogus"], "unrecognized arguments: --bogus"),
+    ("inject", ["--site"], "argument -s/--site: expected one argument"),
+    ("site_usage", ["--set-quota", "T2", "Ops"], "argument --set-quota: expected 3 arguments"),
+])
+def test_an_argument_error_is_one_line_with_exit_code_2(tool, args, message, tmp_path):
+    """argparse's own refusals, as the commands' own are: `PROG: what is wrong`, not
+    the usage block above an error line; before looking for a daemon."""
+    result = subprocess.run([sys.executable, "-m", f"dynamoclient.{tool}", *args],
+                            env={**os.environ, "DYNAMO_SOCKET": str(tmp_path / "none.sock")},
+                            capture_output=True, text=True, timeout=30)
+    prog = "dynamo" if tool == "dynamo" else f"dynamo-{tool.replace('_', '-')}"
+    assert (result.returncode, result.stdout) == (2, "")
+    one_line(result, f"{prog}: {message}")
+    assert result.stderr.startswith(f"{prog}: ") and \
+        result.stderr.endswith(" (see --help)\n"), result.stderr

@@ -86,9 +86,9 @@ def _app_id(text: str) -> int:
 
 
 def build_parser():
-    import argparse
+    from .arguments import Parser
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dynamo",
         description="Run a Python script as a Dynamo application (forked from the daemon's "
                     "inventory), or with no script open an interactive console.",

@@ -17,13 +17,14 @@ import hashlib
 import sys
 import time
 
+from .arguments import Parser
 from .connection import (Client, ConnectionFailed, RemoteError, add_arguments, interruptible,
                          parse_arguments)
 from .table import format_table
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="dynamo-exec-auth",
         description="Authorize a script to run as a read/write Dynamo application "
                     "(root only), list authorizations, or revoke them.",

@@ -15,6 +15,7 @@ import math
 import sys
 import time
 
+from .arguments import Parser
 from .connection import (Client, ConnectionFailed, RemoteError, add_arguments, interruptible,
                          parse_arguments)
 from .jsonpath import line_of
@@ -31,8 +32,8 @@ class UsageError(Exception):
     pass
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="dynamo-inject",
         description="Inject objects into the Dynamo inventory (or delete them with --delete). "
                     "Give a JSON document, or build one with the options below.",

@@ -9,11 +9,11 @@ storage is sold), one JSON object per line with --json (the `site_usage`
 rows of PROTOCOL.md).
 """
 
-import argparse
 import json
 import math
 import sys
 
+from .arguments import Parser
 from .connection import Client, ConnectionFailed, RemoteError, add_arguments, interruptible
 from .table import format_table
 
@@ -77,8 +77,8 @@ def format_usage(rows: list, exact: bool = False) -> str:
     return format_table(table)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="dynamo-site-usage",
         description="Bytes used and projected, quota and occupancy per site and partition.")
     parser.add_argument("-s", "--site", default="*", help="sites whose name matches this glob")

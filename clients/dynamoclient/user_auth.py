@@ -15,10 +15,10 @@ account is ever the superuser, so no default proxy is tried: root's grid proxy
 would make root act as the proxy's (non-super) user.
 """
 
-import argparse
 import pwd
 import sys
 
+from .arguments import Parser
 from .connection import (Client, ConnectionFailed, RemoteError, add_arguments, interruptible,
                          parse_arguments)
 from .table import format_table
@@ -26,8 +26,8 @@ from .table import format_table
 TARGETS = ("inventory", "application", "all")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="dynamo-user-auth",
         description="Add and update Dynamo users, grant and revoke roles, list grants "
                     "(superuser only).")
