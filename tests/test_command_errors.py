@@ -328,7 +328,34 @@ def test_dynamo_site_usage_says_when_no_partition_is_defined(daemon):
     listed = daemon.client_command("site_usage", "--partitions")
     assert (listed.stdout, listed.stderr) == ("", f"no partition is defined ({how})\n")
     usage = daemon.client_command("site_usage")
-    assert (usage.stdout, usage.stderr) == ("", f"no partition at a matching site ({how})\n")
+    assert (usage.stdout, usage.stderr) == ("", f"no partition is defined ({how})\n")
+
+
+def test_dynamo_site_usage_says_which_glob_matches_nothing(daemon):
+    """It said that no partition was defined when the site's glob matched no site."""
+    daemon.inject("--site", "T2_A")
+    daemon.call("set_partition", name="Ops", condition='group == "AnalysisOps"')
+    for args, said in (
+            (["--site", "nomatch"], "no site matches 'nomatch'"),
+            (["--partition", "Nope*"], "no partition matches 'Nope*' (dynamo-site-usage "
+                                       "--partitions lists them)")):
+        result = daemon.client_command("site_usage", *args)
+        assert (result.stdout, result.stderr) == ("", said + "\n")
+    assert daemon.client_command("site_usage", "--site", "T2_*").stdout.count("T2_A") == 1
+
+
+@pytest.mark.parametrize("option, spec, most", [
+    ("--site", "S1,h,disk,b,ready,extra", "5: name,host,storage_type,backend,status"),
+    ("--group", "G,Block,x", "2: name,olevel"),
+    ("--dataset", "/a/b/RAW,valid,data,x", "3: name,status,data_type")])
+def test_dynamo_inject_refuses_a_field_too_many(daemon, option, spec, most):
+    """The last field took the rest: the daemon then refused a status of 'ready,extra'."""
+    before = snapshot(daemon)
+    result = daemon.inject(option, spec, check=False)
+    assert result.returncode == 1
+    one_line(result, f"dynamo-inject: {option} {spec!r}: too many fields, "
+                     f"{spec.count(',') + 1} (at most {most})")
+    assert snapshot(daemon) == before
 
 
 def test_dynamo_user_auth_options_that_did_nothing(daemon):

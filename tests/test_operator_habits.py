@@ -399,7 +399,22 @@ def test_every_client_takes_minus_c_and_minus_k_for_the_certificate(seeded, tmp_
         result = seeded.client_command(tool, *args, "-c", tmp_path / "none.pem",
                                        "-k", tmp_path / "none.key", check=False)
         assert result.returncode == 1
-        assert f"cannot use certificate {tmp_path / 'none.pem'}" in result.stderr, result.stderr
+        assert result.stderr.endswith(f": cannot read the certificate {tmp_path / 'none.pem'}: "
+                                      f"No such file or directory\n"), result.stderr
+
+
+def test_a_certificate_or_key_that_cannot_be_read_is_named_in_words(seeded, tmp_path):
+    """Not as `[Errno 2] No such file or directory: '...'`."""
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")
+    for args, said in (
+            (["-c", tmp_path / "none.pem"],
+             f"cannot read the certificate {tmp_path / 'none.pem'}: No such file or directory"),
+            (["-c", cert, "-k", tmp_path / "none.key"],
+             f"cannot read the key {tmp_path / 'none.key'}: No such file or directory"),
+            (["-c", tmp_path], f"cannot read the certificate {tmp_path}: Is a directory")):
+        result = seeded.dynamo("--list", *args, check=False)
+        assert (result.returncode, result.stderr) == (1, f"dynamo: {said}\n")
 
 
 @pytest.mark.parametrize("tool, options", [

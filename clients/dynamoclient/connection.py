@@ -156,9 +156,10 @@ class Client:
 
         try:
             chain, private_key = x509.load(cert, key)
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             self.close()
-            raise ConnectionFailed(f"cannot use certificate {cert}: {exc}") from None
+            raise ConnectionFailed(str(exc) if isinstance(exc, x509.Unreadable)
+                                   else f"cannot use certificate {cert}: {exc}") from None
         try:
             self._authenticate(chain, private_key)
         except RemoteError:
@@ -180,7 +181,7 @@ class Client:
 
         try:
             chain, private_key = x509.load(proxy)
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             print(f"warning: proxy {proxy} not used: {exc}; continuing as the Unix account",
                   file=sys.stderr)
             return

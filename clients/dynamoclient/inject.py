@@ -78,8 +78,13 @@ def build_parser() -> Parser:
     return parser
 
 
-def _split(spec: str, most: int, option: str, names: tuple) -> dict:
-    parts = spec.split(",", most - 1)
+def _split(spec: str, option: str, names: tuple) -> dict:
+    """The fields of a comma-separated `spec`; one too many is refused, not left in the
+    last field (a status of 'ready,extra')."""
+    parts = spec.split(",")
+    if len(parts) > len(names):
+        raise UsageError(f"{option} {spec!r}: too many fields, {len(parts)} (at most "
+                         f"{len(names)}: {','.join(names)})")
     if not parts[0]:
         raise UsageError(f"{option} {spec!r}: the name is empty")
     return {k: v for k, v in zip(names, parts) if v != ""}
@@ -89,12 +94,12 @@ def document_from_options(args) -> dict:
     """The injection document the command-line options describe."""
     doc = {}
     if args.site:
-        doc["site"] = [_split(s, 5, "--site", ("name", "host", "storage_type", "backend",
-                                              "status")) for s in args.site]
+        doc["site"] = [_split(s, "--site", ("name", "host", "storage_type", "backend",
+                                           "status")) for s in args.site]
     if args.group:
-        doc["group"] = [_split(g, 2, "--group", ("name", "olevel")) for g in args.group]
+        doc["group"] = [_split(g, "--group", ("name", "olevel")) for g in args.group]
     if args.dataset:
-        doc["dataset"] = [_split(d, 3, "--dataset", ("name", "status", "data_type"))
+        doc["dataset"] = [_split(d, "--dataset", ("name", "status", "data_type"))
                           for d in args.dataset]
     if args.block:
         if len(args.dataset) != 1:
@@ -110,7 +115,7 @@ def document_from_options(args) -> dict:
         if len(args.dataset_replica) != 1:
             raise UsageError("--block-replica needs exactly one --dataset-replica")
         doc["datasetreplica"][0]["blockreplicas"] = [
-            _split(r, 2, "--block-replica", ("block", "group")) for r in args.block_replica]
+            _split(r, "--block-replica", ("block", "group")) for r in args.block_replica]
     if args.block_replica_file:
         if len(args.block_replica) != 1:
             raise UsageError("--block-replica-file needs exactly one --block-replica")
@@ -138,7 +143,7 @@ def _file_spec(spec: str, deleting: bool) -> dict:
 def _replica_spec(spec: str) -> dict:
     location, _, group = spec.partition(",")
     site, colon, dataset = location.partition(":")
-    if not colon or not site or not dataset:
+    if not colon or not site or not dataset or "," in group:
         raise UsageError(f"--dataset-replica {spec!r}: expected site:dataset[,group]")
     entry = {"site": site, "dataset": dataset}
     if group:

@@ -19,8 +19,8 @@ from .table import format_table
 
 UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
 MAX_QUOTA = 2**63 - 1   # bytes: the daemon's integers
-HOW_TO_DEFINE = ("the superuser defines partitions in the configuration's [partitions] or "
-                 "with the protocol's set_partition")
+NONE_DEFINED = ("no partition is defined (the superuser defines partitions in the "
+                "configuration's [partitions] or with the protocol's set_partition)")
 
 
 def human(n: int) -> str:
@@ -117,9 +117,10 @@ def main(argv=None) -> int:
                     shown = p.get("condition") or "[" + ", ".join(p["subpartitions"]) + "]"
                     print(f"{p['name']}: {shown} ({p['origin']})")
                 if not partitions:
-                    print(f"no partition is defined ({HOW_TO_DEFINE})", file=sys.stderr)
+                    print(NONE_DEFINED, file=sys.stderr)
                 return 0
             rows = client.call("site_usage", site=args.site, partition=args.partition)["usage"]
+            why_none = None if rows or args.json else _why_no_rows(client, args)
     except (ConnectionFailed, RemoteError) as exc:
         print(f"dynamo-site-usage: {exc}", file=sys.stderr)
         return 1
@@ -129,8 +130,20 @@ def main(argv=None) -> int:
     elif rows:
         print(format_usage(rows, args.bytes))
     else:
-        print(f"no partition at a matching site ({HOW_TO_DEFINE})", file=sys.stderr)
+        print(why_none, file=sys.stderr)
     return 0
+
+
+def _why_no_rows(client, args) -> str:
+    """Why no (site, partition) matched: there is a row for each pair of a matching site
+    and a matching partition, so either no partition is defined, or no site or no
+    partition matches its glob."""
+    if not client.call("list_partitions")["partitions"]:
+        return NONE_DEFINED
+    if not client.call("list_sites", pattern=args.site)["sites"]:
+        return f"no site matches {args.site!r}"
+    return (f"no partition matches {args.partition!r} (dynamo-site-usage --partitions "
+            f"lists them)")
 
 
 if __name__ == "__main__":

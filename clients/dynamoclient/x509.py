@@ -18,14 +18,19 @@ _CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", 
 _KEY = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.S)
 
 
+class Unreadable(ValueError):
+    """A file of the certificate's that cannot be read; the message names it whole."""
+
+
 def load(cert_path: str, key_path: str | None = None) -> tuple[str, object]:
-    """(the certificate chain as PEM text, the private key) from the files."""
-    data, status = _read(cert_path)
+    """(the certificate chain as PEM text, the private key) from the files; ValueError
+    says why they cannot be used."""
+    data, status = _read(cert_path, "certificate")
     chain = _CERT.findall(data)
     if not chain:
         raise ValueError(f"no certificate in {cert_path}")
     if key_path:
-        data, status = _read(key_path)
+        data, status = _read(key_path, "key")
     key = _KEY.search(data)
     if key is None:
         raise ValueError(f"no private key in {key_path or cert_path}")
@@ -33,11 +38,14 @@ def load(cert_path: str, key_path: str | None = None) -> tuple[str, object]:
     return b"\n".join(chain).decode() + "\n", _private_key(key.group(0), key_path or cert_path)
 
 
-def _read(path: str) -> tuple[bytes, os.stat_result]:
+def _read(path: str, what: str) -> tuple[bytes, os.stat_result]:
     """The content of a file and the status of that very file (not of a name that may
-    have been replaced in between)."""
-    with open(path, "rb") as f:
-        return f.read(), os.fstat(f.fileno())
+    have been replaced in between); Unreadable in the clients' words for such a file."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(), os.fstat(f.fileno())
+    except OSError as exc:
+        raise Unreadable(f"cannot read the {what} {path}: {exc.strerror}") from None
 
 
 def _check_private(path: str, status: os.stat_result):
