@@ -3,8 +3,8 @@
 The account is uid 65534, mapped to the Dynamo user `guest` with the
 operator role on applications.  Each test is one way a forked script could
 reach the daemon, read what is not its own, see an inconsistent inventory,
-exceed its limits or hold the writer slot: the attack must fail, and the
-refusal must be clear.
+exceed its limits, hold the writer slot or hold up everyone else: the attack
+must fail, and the refusal must be clear.
 """
 
 import os
@@ -581,3 +581,55 @@ def test_the_shared_mappings_found_are_those_proc_lists(tmp_path):
         assert [what for *_, what in found if what.endswith("wal.db-shm")]
     finally:
         db.close()
+
+
+# ------------------------------------------------------ 8: the file channel
+HAMMER = """
+import socket, sys, time
+block = inventory.datasets['/Big/Block/RAW'].find_block('b').id
+channel = socket.socket(fileno=4)
+answers = channel.makefile('rb')
+question = b'{"block": %d}\\n' % block
+first = None
+end = time.monotonic() + 120
+while time.monotonic() < end:
+    channel.sendall(question)
+    line = answers.readline()
+    if first is None:
+        first = line
+        print(line.count(b'/store/big/'), flush=True)
+    elif line != first:
+        sys.exit('the answer changed')
+"""
+FILES, CALLS = 200_000, 41
+
+
+def test_an_application_asking_for_files_without_end_delays_no_one_else(guest):
+    """A script asks for a block of 200,000 files again and again (a query and the JSON
+    of every row, over 0.1 s each here): meanwhile a root client's `status`, asked at
+    spread moments, is answered at once, not after the block, as it was (then each call
+    waited for one).  The bound is loose: the median call, well under 20 ms."""
+    files = [{"name": f"/store/big/{n:06d}.root", "size": n} for n in range(FILES)]
+    guest.call("inject", data={"dataset": [{"name": "/Big/Block/RAW",
+                                            "blocks": [{"name": "b", "files": files}]}]})
+    answer = as_nobody(requests, guest.socket, [{"method": "run_application", "params": {
+        "script": HAMMER, "path": "/tmp/attack.py", "attach": False}}])[0]
+    app_id = answer["result"]["id"]
+    stdout = Path(guest.call("poll_application", id=app_id)["workarea"]) / "stdout"
+    deadline = time.monotonic() + 30
+    while not stdout.exists() or not stdout.read_text():
+        assert time.monotonic() < deadline, guest.call("poll_application", id=app_id)
+        time.sleep(0.02)
+    took = []
+    with guest.client() as client:
+        for _ in range(CALLS):
+            time.sleep(0.025)
+            start = time.monotonic()
+            client.call("status")
+            took.append(time.monotonic() - start)
+    assert guest.call("poll_application", id=app_id)["status"] == "run"
+    guest.call("kill_application", id=app_id)
+    app = wait_for_end(guest, app_id)
+    assert output(app) == f"{FILES}\n", errors(app)
+    took.sort()
+    assert took[CALLS // 2] < 0.02, f"status took {[round(t * 1000, 1) for t in took]} ms"
