@@ -7,11 +7,14 @@ pytest that reports back through a pipe; pytest itself stays where it is.
 import json
 import logging
 import os
+import signal
+import time
 import uuid
 
 import pytest
 
-from dynamod.apps.cgroup import AppCgroups, CgroupError
+from dynamod.apps.cgroup import AppCgroups, CgroupError, _kill_each
+from support.daemon import running
 
 
 def _cgroup2():
@@ -187,6 +190,88 @@ def test_leftover_app_cgroups_are_replaced_or_refused_when_busy(base):
     assert replaced
     assert refused is not None and os.path.join(base, "app-6") in refused
     assert "busy" in refused
+
+
+def procs(path: str) -> list[int]:
+    with open(os.path.join(path, "cgroup.procs")) as f:
+        return [int(pid) for pid in f.read().split()]
+
+
+def leave_behind(path: str) -> list[int]:
+    """What a crashed daemon's application leaves in the cgroup `path`: its script, and a
+    process that script forked, left the session with and forked again (their standard
+    streams on /dev/null: pytest's output must not wait for them); both pids."""
+    script = os.fork()
+    if script == 0:
+        try:
+            AppCgroups.enter(path)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() != 0:
+                    os._exit(0)
+            while True:   # the script, and what it left behind
+                signal.pause()
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 10
+    while len(found := procs(path)) != 2:   # the one in between has gone
+        assert time.monotonic() < deadline, found
+        time.sleep(0.005)
+    return [script, *(pid for pid in found if pid != script)]
+
+
+def ended(left: list[int]) -> list[bool]:
+    """Whether each of `left` (the first a child of ours) ended within 5 s; SIGKILL to
+    those that did not, so that a failure leaves nothing running."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.waitpid(left[0], os.WNOHANG)[0] == 0:
+        time.sleep(0.005)
+    while time.monotonic() < deadline and any(running(pid) for pid in left[1:]):
+        time.sleep(0.005)
+    gone = [not running(pid) for pid in left]
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return gone
+
+
+def test_processes_left_in_a_crashed_daemons_app_cgroups_are_killed(base):
+    def daemon():
+        os.makedirs(os.path.join(base, "app-4"))
+        left = leave_behind(os.path.join(base, "app-4"))
+        os.mkdir(os.path.join(base, "app-9"))   # empty
+        cgroups = AppCgroups.setup(base, None, None)
+        return ended(left), sorted(n for n in os.listdir(cgroups.base) if n.startswith("app-"))
+
+    (gone, apps), log = in_child(daemon)
+    assert gone == [True, True]
+    assert apps == []
+    assert log == [["WARNING", f"cgroup {base}: killed 2 processes left in the cgroups of an "
+                               "earlier daemon's applications (app-4, app-9), then removed them"]]
+
+
+def test_before_cgroup_kill_each_process_is_killed(base):
+    """Kernels before 5.14 have no cgroup.kill: each process cgroup.procs lists."""
+    def daemon():
+        cgroups = AppCgroups.setup(base, None, None)
+        path = cgroups.create(2)
+        left = leave_behind(path)
+        _kill_each(path)
+        gone = ended(left)
+        deadline = time.monotonic() + 5
+        while procs(path) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        emptied = not procs(path)
+        cgroups.remove(path)
+        return gone, emptied, os.path.exists(path)
+
+    (gone, emptied, still_there), _ = in_child(daemon)
+    assert gone == [True, True] and emptied and not still_there
 
 
 @pytest.mark.parametrize("where", ["root", "not-cgroup", "relative"])

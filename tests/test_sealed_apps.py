@@ -3,8 +3,8 @@
 The account is uid 65534, mapped to the Dynamo user `guest` with the
 operator role on applications.  Each test is one way a forked script could
 reach the daemon, read what is not its own, see an inconsistent inventory,
-exceed its limits or hold the writer slot: the attack must fail, and the
-refusal must be clear.
+exceed its limits, hold the writer slot or hold up everyone else: the attack
+must fail, and the refusal must be clear.
 """
 
 import os
@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from support.apps import checksum, wait_for_end
-from support.daemon import Daemon, fresh_directory, write_config
+from support.daemon import Daemon, fresh_directory, running, write_config
 from support.nobody import as_nobody, map_nobody
 from support.wire import requests
 
@@ -549,28 +549,88 @@ def _cgroup2_mount() -> str | None:
     return None
 
 
-@pytest.mark.skipif(_cgroup2_mount() is None, reason="no writable cgroup v2 hierarchy")
-def test_each_application_runs_in_a_cgroup_of_its_own():
-    base = os.path.join(_cgroup2_mount(), f"dynamod-test-{os.getpid()}")
+@pytest.fixture
+def in_cgroup():
+    """(base, daemon): a started daemon with guest, `cgroup = base` (a new cgroup below the
+    hierarchy's root); afterwards the daemon stopped and every cgroup under base removed."""
+    mount = _cgroup2_mount()
+    if mount is None:
+        pytest.skip("no writable cgroup v2 hierarchy")
+    base = os.path.join(mount, f"dynamod-test-{os.getpid()}")
     root, daemon = configured(cgroup=base)
     try:
         daemon.start()
         map_nobody(daemon, "operator", "application")
-        assert open(f"/proc/{daemon_pid(daemon)}/cgroup").read().rstrip().endswith("/daemon")
-        app = run_as_nobody(daemon, "print(open('/proc/self/cgroup').read())")
-        assert app["status"] == "done", errors(app)
-        own = [line for line in output(app).splitlines() if line.startswith("0::")]
-        assert own and own[0].endswith(f"/dynamod-test-{os.getpid()}/app-{app['id']}")
-        deadline = time.monotonic() + 5
-        while os.path.exists(os.path.join(base, f"app-{app['id']}")):
-            assert time.monotonic() < deadline, "the application's cgroup was left behind"
-            time.sleep(0.02)
+        yield base, daemon
     finally:
         daemon.stop()
         shutil.rmtree(root, ignore_errors=True)
-        for leaf in (os.path.join(base, "daemon"), base):
-            if os.path.isdir(leaf):
-                os.rmdir(leaf)
+        if os.path.isdir(base):
+            for leaf in [*Path(base).glob("app-*"), os.path.join(base, "daemon"), base]:
+                if os.path.isdir(leaf):
+                    os.rmdir(leaf)
+
+
+def test_each_application_runs_in_a_cgroup_of_its_own(in_cgroup):
+    base, daemon = in_cgroup
+    assert open(f"/proc/{daemon_pid(daemon)}/cgroup").read().rstrip().endswith("/daemon")
+    app = run_as_nobody(daemon, "print(open('/proc/self/cgroup').read())")
+    assert app["status"] == "done", errors(app)
+    own = [line for line in output(app).splitlines() if line.startswith("0::")]
+    assert own and own[0].endswith(f"/dynamod-test-{os.getpid()}/app-{app['id']}")
+    deadline = time.monotonic() + 5
+    while os.path.exists(os.path.join(base, f"app-{app['id']}")):
+        assert time.monotonic() < deadline, "the application's cgroup was left behind"
+        time.sleep(0.02)
+
+
+LEAVE_BEHIND = """
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        with open(sys.argv[1] + '.tmp', 'w') as out:
+            out.write(str(os.getpid()))
+        os.rename(sys.argv[1] + '.tmp', sys.argv[1])
+        while True:
+            time.sleep(60)
+    os._exit(0)
+time.sleep(600)
+"""
+
+
+def test_what_an_application_left_running_dies_after_a_crash(in_cgroup, workdir):
+    """A script forks, leaves the session and forks again: that process outlives a kill -9
+    of the daemon (the script itself dies with it) and is still in the application's
+    cgroup; the restarted daemon kills it, removes the cgroup and says so."""
+    base, daemon = in_cgroup
+    shared = workdir / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    answer = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+        "script": LEAVE_BEHIND, "path": "/tmp/attack.py", "args": [str(shared / "pid")],
+        "attach": False}}])[0]
+    cgroup = os.path.join(base, f"app-{answer['result']['id']}")
+    deadline = time.monotonic() + 30
+    while not (shared / "pid").exists():
+        assert time.monotonic() < deadline, daemon.call("poll_application",
+                                                        id=answer["result"]["id"])
+        time.sleep(0.02)
+    left = int((shared / "pid").read_text())
+    try:
+        daemon.kill9()
+        while Path(cgroup, "cgroup.procs").read_text().split() != [str(left)]:
+            assert time.monotonic() < deadline, "the script outlived the daemon"
+            time.sleep(0.02)
+        assert running(left)
+        daemon.start()
+        assert not running(left)
+        assert not os.path.exists(cgroup)
+        assert f"cgroup {base}: killed 1 process left in the cgroups of an earlier " \
+               f"daemon's applications (app-{answer['result']['id']})" in daemon.log()
+    finally:
+        if running(left):
+            os.kill(left, signal.SIGKILL)
 
 
 # ------------------------------------------------------- 7: the writer slot
@@ -686,3 +746,55 @@ def test_the_shared_mappings_found_are_those_proc_lists(tmp_path):
         assert [what for *_, what in found if what.endswith("wal.db-shm")]
     finally:
         db.close()
+
+
+# ------------------------------------------------------ 8: the file channel
+HAMMER = """
+import socket, sys, time
+block = inventory.datasets['/Big/Block/RAW'].find_block('b').id
+channel = socket.socket(fileno=4)
+answers = channel.makefile('rb')
+question = b'{"block": %d}\\n' % block
+first = None
+end = time.monotonic() + 120
+while time.monotonic() < end:
+    channel.sendall(question)
+    line = answers.readline()
+    if first is None:
+        first = line
+        print(line.count(b'/store/big/'), flush=True)
+    elif line != first:
+        sys.exit('the answer changed')
+"""
+FILES, CALLS = 200_000, 41
+
+
+def test_an_application_asking_for_files_without_end_delays_no_one_else(guest):
+    """A script asks for a block of 200,000 files again and again (a query and the JSON
+    of every row, over 0.1 s each here): meanwhile a root client's `status`, asked at
+    spread moments, is answered at once, not after the block, as it was (then each call
+    waited for one).  The bound is loose: the median call, well under 20 ms."""
+    files = [{"name": f"/store/big/{n:06d}.root", "size": n} for n in range(FILES)]
+    guest.call("inject", data={"dataset": [{"name": "/Big/Block/RAW",
+                                            "blocks": [{"name": "b", "files": files}]}]})
+    answer = as_nobody(requests, guest.socket, [{"method": "run_application", "params": {
+        "script": HAMMER, "path": "/tmp/attack.py", "attach": False}}])[0]
+    app_id = answer["result"]["id"]
+    stdout = Path(guest.call("poll_application", id=app_id)["workarea"]) / "stdout"
+    deadline = time.monotonic() + 30
+    while not stdout.exists() or not stdout.read_text():
+        assert time.monotonic() < deadline, guest.call("poll_application", id=app_id)
+        time.sleep(0.02)
+    took = []
+    with guest.client() as client:
+        for _ in range(CALLS):
+            time.sleep(0.025)
+            start = time.monotonic()
+            client.call("status")
+            took.append(time.monotonic() - start)
+    assert guest.call("poll_application", id=app_id)["status"] == "run"
+    guest.call("kill_application", id=app_id)
+    app = wait_for_end(guest, app_id)
+    assert output(app) == f"{FILES}\n", errors(app)
+    took.sort()
+    assert took[CALLS // 2] < 0.02, f"status took {[round(t * 1000, 1) for t in took]} ms"

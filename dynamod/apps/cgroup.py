@@ -9,13 +9,21 @@ are enabled, so the subtree is laid out as
 
     BASE/daemon     the daemon itself
     BASE/app-<id>   one application (its child and everything it starts)
+
+An application's cgroup also holds what its script leaves running (a process
+that forked, left the session and forked again): the daemon kills it when the
+application ends, and at start-up in the cgroups a crashed daemon left.
 """
 
 import errno
 import logging
 import os
+import signal
+import time
 
 log = logging.getLogger("dynamod.apps")
+
+SWEEP_WAIT = 2.0   # seconds start-up waits for a leftover cgroup's processes to die
 
 
 class CgroupError(Exception):
@@ -34,6 +42,53 @@ def _write(path, text):
         os.write(fd, text.encode())
     finally:
         os.close(fd)
+
+
+def _procs(path) -> set[int]:
+    """The processes in the cgroup `path` and in those below it."""
+    found = set()
+    for directory, _, _ in os.walk(path):
+        try:
+            found.update(map(int, _read(os.path.join(directory, "cgroup.procs")).split()))
+        except OSError:
+            pass  # removed meanwhile
+    return found
+
+
+def _kill(path):
+    """SIGKILL to every process in the cgroup `path` and below it: its cgroup.kill, or
+    before Linux 5.14 (no such file) to each process their cgroup.procs list."""
+    try:
+        _write(os.path.join(path, "cgroup.kill"), "1")
+    except OSError:
+        _kill_each(path)
+
+
+def _kill_each(path):
+    for pid in _procs(path):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass  # ended meanwhile (or not the daemon's to kill: the cgroup stays, said so)
+
+
+def _sweep(path) -> int:
+    """Kill what an application of an earlier daemon left running in `path` (a crash:
+    nothing removed it), until it is empty, then remove it; how many were killed."""
+    killed = set()
+    deadline = time.monotonic() + SWEEP_WAIT
+    while (left := _procs(path)) and time.monotonic() < deadline:
+        killed |= left
+        _kill(path)
+        time.sleep(0.005)
+    for directory, _, _ in os.walk(path, topdown=False):
+        if directory != path:
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass  # said below: `path` then stays too
+    AppCgroups.remove(path)
+    return len(killed)
 
 
 def _own_cgroup():
@@ -143,12 +198,13 @@ class AppCgroups:
             if e.errno == errno.EBUSY:
                 reason = "other processes are in it (cgroup v2 keeps processes in leaves)"
             raise CgroupError(f"cgroup {base}: cannot {step}: {reason}") from None
-        for name in os.listdir(base):
-            if name.startswith("app-"):
-                try:
-                    os.rmdir(os.path.join(base, name))
-                except OSError:
-                    pass  # still busy: create() says so if its id comes round again
+        leftovers = sorted(name for name in os.listdir(base) if name.startswith("app-"))
+        if leftovers:
+            killed = sum(_sweep(os.path.join(base, name)) for name in leftovers)
+            log.log(logging.WARNING if killed else logging.INFO,
+                    "cgroup %s: killed %d %s left in the cgroups of an earlier daemon's "
+                    "applications (%s), then removed them", base, killed,
+                    "process" if killed == 1 else "processes", ", ".join(leftovers))
         return cls(base, memory_max, pids_max, enforced)
 
     def create(self, app_id: int) -> str:
@@ -185,13 +241,10 @@ class AppCgroups:
     @staticmethod
     def remove(path: str, last_try: bool = True) -> bool:
         """In the daemon, once the child is reaped: kill whatever the script left running
-        in it (cgroup.kill), then remove it.  False when the kernel still counts a
-        process (EBUSY comes a moment after a reap) and this is not the last try; the
-        caller tries again later rather than sleeping in the event loop."""
-        try:
-            _write(os.path.join(path, "cgroup.kill"), "1")
-        except OSError:
-            pass  # before Linux 5.14, or already gone
+        in it, then remove it.  False when the kernel still counts a process (EBUSY
+        comes a moment after a reap or a kill) and this is not the last try; the caller
+        tries again later rather than sleeping in the event loop."""
+        _kill(path)
         try:
             os.rmdir(path)
             return True

@@ -6,15 +6,25 @@ each child gets one end of a socket pair; its file cache sends one JSON line
 per question (`{"block": id}` or `{"lfn": name}`) and the daemon answers from
 its own read connection, one line each.  The child sees the files as the
 store has them when it asks (its blocks and replicas are those of the fork).
+
+The answers are made in a thread of their own, never on the event loop: a block
+of 100,000 files is a query and the JSON of every row, some 90 ms, which a
+script asking for it without end would otherwise take from every client.  The
+thread is one for all applications and each application has one question in
+it at a time, answered in order: one that asks without end waits for its own
+answers, and the others' questions come between them.
 """
 
 import asyncio
+import functools
 import logging
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
 from ..errors import DynamoError, StoreError
+from ..threadname import name_thread
 
 log = logging.getLogger("dynamod.apps")
 
@@ -37,17 +47,37 @@ def answer(line: bytes, reader) -> dict:
     return {"error": 'expected {"block": id} or {"lfn": name}'}
 
 
+def _reply(line: bytes, reader) -> bytes:
+    """The answer's line, as the child reads it."""
+    return orjson.dumps(answer(line, reader)) + b"\n"
+
+
+@functools.cache
+def _answering() -> ThreadPoolExecutor:
+    """One thread, started with the first question, for every application's."""
+    return ThreadPoolExecutor(1, thread_name_prefix="dynamod-files",
+                              initializer=name_thread, initargs=("dynamod-files",))
+
+
 async def serve(sock: socket.socket, reader):
-    """Answer the child until it closes its end (or sends something oversized)."""
+    """Answer the child until it closes its end (or sends something oversized); the
+    next question is read once the last answer is written."""
+    loop = asyncio.get_running_loop()
     stream, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_QUESTION)
     try:
         while line := await stream.readline():
-            writer.write(orjson.dumps(answer(line, reader)) + b"\n")
+            writer.write(await loop.run_in_executor(_answering(), _reply, line, reader))
             await writer.drain()
     except (ValueError, ConnectionError) as exc:
         log.warning("file channel of an application closed: %s", exc)
     finally:
         writer.close()
+
+
+async def close(reader):
+    """Close the application's read connection once the thread is done with it (a
+    question of it may still be answered there after `serve` was cancelled)."""
+    await asyncio.get_running_loop().run_in_executor(_answering(), reader.close)
 
 
 class ChannelSource:

@@ -252,7 +252,7 @@ class ApplicationManager:
             status = await self._wait(app, pid)
         finally:
             serving.cancel()
-            snapshot.close()
+            await filechannel.close(snapshot)
             self._open_spare()
             if receiver is not None:
                 loop.remove_reader(updates_r)

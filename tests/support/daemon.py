@@ -45,6 +45,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def running(pid: int) -> bool:
+    """Whether process `pid` runs: it neither ended nor is a zombie awaiting its parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 class Daemon:
     """A dynamod process the test controls: start, stop, kill -9, restart."""
 
