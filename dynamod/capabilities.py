@@ -1,7 +1,8 @@
 """Capabilities: every set cleared, in a process that must not hold the daemon's.
 
 The unit runs the daemon as its own account with CAP_SETUID, CAP_SETGID and
-CAP_CHOWN (ambient, so that it can take a caller's identity): an application's
+CAP_CHOWN (ambient, so that it can take a caller's identity), and CAP_KILL (to
+stop an application, which runs as its caller): an application's
 child must hold none of them, and neither should a program the daemon executes
 (ambient capabilities survive execve), however little it runs.  So the daemon
 clears its ambient set at start-up (`keep_from_programs`), keeping them in its
@@ -11,6 +12,7 @@ clears every set before it runs anything of its caller's (`drop_all`).
 
 import ctypes
 
+CAP_KILL, CAP_SETUID = 5, 7
 _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _CAPABILITY_VERSION_3 = 0x20080522
 # Looked up once in the daemon: each CDLL() makes a new class, which a child would have
@@ -33,6 +35,14 @@ def keep_from_programs():
     program executed from then on gets none of the capabilities, which this process
     keeps (a no-op without ambient capabilities)."""
     prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+
+
+def held(capability: int) -> bool:
+    """Whether this process holds `capability` in its effective set (root: all of them)."""
+    with open("/proc/self/status") as status:
+        effective = next(int(line.split()[1], 16) for line in status
+                         if line.startswith("CapEff"))
+    return bool(effective >> capability & 1)
 
 
 def drop_all():

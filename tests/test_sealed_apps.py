@@ -8,9 +8,13 @@ must fail, and the refusal must be clear.
 """
 
 import os
+import pwd
+import re
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +24,7 @@ import pytest
 
 from support.apps import checksum, wait_for_end
 from support.daemon import Daemon, fresh_directory, running, write_config
-from support.nobody import as_nobody, map_nobody
+from support.nobody import NOBODY, as_nobody, map_nobody
 from support.wire import requests
 
 
@@ -538,6 +542,87 @@ def test_an_application_runs_within_its_resource_limits(make_daemon):
     assert app["status"] == "failed" and "OSError: [Errno 27] File too large" in errors(app)
     assert os.path.getsize(Path(app["workarea"]) / "stdout") == 1 << 20
     daemon.call("inject", data={"site": [{"name": "T2_AFTER"}]})
+
+
+SERVICE_ACCOUNT = "daemon"   # a system account of every Debian, as the unit's `dynamo`
+UNIT = Path(__file__).parent.parent / "systemd" / "dynamod.service"
+
+
+def _unit_capabilities() -> list[str]:
+    """What the shipped unit gives the daemon (AmbientCapabilities=)."""
+    return re.search(r"^AmbientCapabilities=(.*)$", UNIT.read_text(), re.M)[1].split()
+
+
+def _as_service(capabilities: list[str]) -> list[str]:
+    """setpriv's command line that runs a program as the unit does: the service account,
+    these capabilities ambient."""
+    names = ",".join("+" + c.removeprefix("CAP_").lower() for c in capabilities)
+    return ["setpriv", f"--reuid={SERVICE_ACCOUNT}", f"--regid={SERVICE_ACCOUNT}",
+            "--clear-groups", f"--inh-caps={names}", f"--ambient-caps={names}"]
+
+
+def _uid(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("Uid:")).split()[1])
+
+
+@pytest.fixture
+def service_account():
+    """The service account's passwd entry; skips where the daemon cannot run as it."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    try:
+        account = pwd.getpwnam(SERVICE_ACCOUNT)
+    except KeyError:
+        pytest.skip(f"no account {SERVICE_ACCOUNT}")
+    ran = subprocess.run([*_as_service(_unit_capabilities()), sys.executable, "-c",
+                          "import dynamod.server"], capture_output=True, timeout=60)
+    if ran.returncode != 0:   # the interpreter may be in a directory only root reads
+        pytest.skip(f"{SERVICE_ACCOUNT} cannot run {sys.executable} with dynamod")
+    return account
+
+
+@pytest.mark.parametrize("capabilities", ["the unit's", "the unit's but CAP_KILL"])
+def test_a_daemon_run_as_the_unit_runs_it_stops_an_application(service_account,
+                                                               capabilities):
+    """The unit's account and capabilities (systemd/dynamod.service): an application runs
+    as its caller, which only CAP_KILL lets the daemon signal; without it, a kill is
+    refused in words (and said at start-up), and the record stays true."""
+    held = _unit_capabilities()
+    if capabilities != "the unit's":
+        held.remove("CAP_KILL")
+    root = fresh_directory()
+    daemon = Daemon.in_directory(root)
+    daemon.state_dir.mkdir()
+    for path in (root, daemon.state_dir):
+        os.chown(path, service_account.pw_uid, service_account.pw_gid)
+    pid = None
+    try:
+        daemon.start(wrapper=_as_service(held))
+        map_nobody(daemon, "operator", "application")
+        app = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+            "script": "import time\ntime.sleep(60)\n", "attach": False}}])[0]["result"]
+        while (record := daemon.call("poll_application", id=app["id"]))["status"] != "run":
+            time.sleep(0.02)
+        pid = record["pid"]
+        while _uid(pid) != NOBODY:   # the child takes its caller's uid after the fork
+            time.sleep(0.01)
+        answer = requests(daemon.socket, [{"method": "kill_application",
+                                           "params": {"id": app["id"]}}])[0]
+        if "CAP_KILL" in held:
+            assert "result" in answer, answer
+            assert wait_for_end(daemon, app["id"])["status"] == "killed"
+            pid = None
+        else:
+            assert answer["error"]["code"] == "not_configured", answer
+            assert "without CAP_KILL" in answer["error"]["message"]
+            assert daemon.call("poll_application", id=app["id"])["status"] == "run"
+            assert "CAP_KILL is missing" in daemon.log()
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _cgroup2_mount() -> str | None:

@@ -382,7 +382,7 @@ CAPABILITIES = ("import sys; print([l.split()[1] for l in open('/proc/self/statu
 
 
 def test_the_process_holds_none_of_the_daemons_capabilities(from_rows_here):
-    """The unit gives the daemon CAP_SETUID, CAP_SETGID and CAP_CHOWN as ambient
+    """The unit gives the daemon CAP_SETUID, CAP_SETGID, CAP_CHOWN and CAP_KILL as ambient
     capabilities, which an executed program keeps: the process drops them all before it
     reads anything (as root here: it starts with every one)."""
     database, _, _ = from_rows_here

@@ -25,8 +25,9 @@ import time
 
 import orjson
 
+from .. import capabilities
 from ..config import file_key
-from ..errors import Busy, DynamoError, InvalidParams
+from ..errors import Busy, DynamoError, InvalidParams, NotConfigured
 from ..store.reader import StoreReader
 from . import child, filechannel
 from .authorizations import ScriptAuthorizations
@@ -57,6 +58,12 @@ class ApplicationManager:
         self._expiry = None
         self._spare = None      # a read connection opened ahead for the next application
         self._stopping = False
+        if capabilities.held(capabilities.CAP_SETUID) and not capabilities.held(
+                capabilities.CAP_KILL):
+            log.warning("applications run as their callers' accounts, which this daemon "
+                        "cannot signal: dynamo --kill, time-outs and a stop cannot end them "
+                        "(CAP_KILL is missing: add it to the unit's AmbientCapabilities= and "
+                        "CapabilityBoundingSet=, systemd/dynamod.service)")
 
     @functools.cached_property
     def isolated_path(self) -> list[str]:
@@ -245,7 +252,7 @@ class ApplicationManager:
                  "read/write" if app.write else "read-only", pid, app.user)
         receiver = None
         if updates_r is not None:
-            receiver = Receiver(updates_r, lambda why: self.kill(app.id, why),
+            receiver = Receiver(updates_r, lambda why: self.kill_or_say(app.id, why),
                                 lambda: loop.remove_reader(updates_r))
             loop.add_reader(updates_r, receiver.read)
         try:
@@ -367,7 +374,7 @@ class ApplicationManager:
                 try:
                     await asyncio.wait_for(asyncio.shield(ended), app.timeout)
                 except asyncio.TimeoutError:
-                    self.kill(app.id, f"time-out after {app.timeout:g} s")
+                    self.kill_or_say(app.id, f"time-out after {app.timeout:g} s")
                     await ended
         finally:
             loop.remove_reader(pidfd)
@@ -382,10 +389,12 @@ class ApplicationManager:
         app = self.records.get(app_id)
         if not app.active or app.exit_code is not None:
             return False  # ended, or its changes are being committed: too late to stop
-        previous, app.status, app.message = app.status, "killed", reason
+        running = app.status == "run" and app.pid
+        if running:   # first: a refused signal leaves the record as it is
+            _signal(app, signal.SIGTERM)
+        app.status, app.message = "killed", reason
         log.warning("application %d (%s) killed: %s", app.id, app.title, reason)
-        if previous == "run" and app.pid:
-            _signal(app.pid, signal.SIGTERM)
+        if running:
             loop = asyncio.get_running_loop()
             loop.call_later(self.config.kill_grace, self._force_kill, app)
         else:
@@ -399,12 +408,22 @@ class ApplicationManager:
         app = self.records.get(app_id)
         if app.status != "run" or not app.pid or app.exit_code is not None:
             return False  # not started, ended, or its changes are being committed
-        _signal(app.pid, signal.SIGINT)
+        _signal(app, signal.SIGINT)
         return True
+
+    def kill_or_say(self, app_id: int, reason: str):
+        """`kill` where no caller is there to be told it could not: the log is."""
+        try:
+            self.kill(app_id, reason)
+        except NotConfigured as exc:
+            log.error("%s", exc.message)
 
     def _force_kill(self, app: Application):
         if not app.ended_event.is_set():
-            _signal(app.pid, signal.SIGKILL)
+            try:
+                _signal(app, signal.SIGKILL)
+            except NotConfigured as exc:
+                log.error("%s", exc.message)
 
     async def stop_all(self):
         """Kill every running application (daemon shutdown) and wait for their ends."""
@@ -416,16 +435,21 @@ class ApplicationManager:
             self._spare.close()
             self._spare = None
         for app in self.records.active():
-            self.kill(app.id, "the daemon is stopping")
+            self.kill_or_say(app.id, "the daemon is stopping")
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=self.config.kill_grace + 5)
 
 
-def _signal(pid, sig):
+def _signal(app: Application, sig):
     try:
-        os.kill(pid, sig)
+        os.kill(app.pid, sig)
     except ProcessLookupError:
         pass
+    except PermissionError:   # the unit's CapabilityBoundingSet lacks CAP_KILL
+        raise NotConfigured(
+            f"cannot stop application {app.id} (pid {app.pid}, uid {app.uid}): the daemon "
+            f"may not signal another account's processes without CAP_KILL (systemd unit: "
+            f"AmbientCapabilities=)", app=app.id) from None
 
 
 def describe_exit(code: int) -> str:

@@ -73,12 +73,13 @@ class Daemon:
     def env(self) -> dict:
         return {**os.environ, "DYNAMO_SOCKET": self.socket}
 
-    def start(self, timeout=15.0, **popen):
-        """Start and wait until it answers; `popen`: more arguments for subprocess.Popen."""
+    def start(self, timeout=15.0, wrapper=(), **popen):
+        """Start and wait until it answers; `wrapper`: a command that runs it (setpriv ...);
+        `popen`: more arguments for subprocess.Popen."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dynamod", "--state-dir", str(self.state_dir),
+            [*wrapper, sys.executable, "-m", "dynamod", "--state-dir", str(self.state_dir),
              "--socket", self.socket, *self.extra_args],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, **popen,
         )
