@@ -576,8 +576,11 @@ def service_account():
     except KeyError:
         pytest.skip(f"no account {SERVICE_ACCOUNT}")
     ran = subprocess.run([*_as_service(_unit_capabilities()), sys.executable, "-c",
-                          "import dynamod.server"], capture_output=True, timeout=60)
-    if ran.returncode != 0:   # the interpreter may be in a directory only root reads
+                          "import subprocess, sys, dynamod.server; "
+                          "subprocess.run([sys.executable, '-c', ''], check=True)"],
+                         capture_output=True, timeout=60, cwd="/")
+    if ran.returncode != 0:   # the interpreter may be in a directory only root reads (as the
+        # daemon runs it again: setpriv's own execve passes where the account's does not)
         pytest.skip(f"{SERVICE_ACCOUNT} cannot run {sys.executable} with dynamod")
     return account
 
