@@ -180,6 +180,55 @@ def test_several_documents_each_its_own_transaction_in_order(daemon, tmp_path):
     assert [json.loads(line)["document"] for line in out] == [str(docs[0]), str(docs[2])]
 
 
+def _sites(count: int, directory) -> list:
+    docs = [directory / f"d{n}.json" for n in range(count)]
+    for n, doc in enumerate(docs):
+        doc.write_text(json.dumps({"site": [{"name": f"T2_DOC{n}"}]}))
+    return docs
+
+
+def test_a_closed_output_stops_and_says_what_was_applied(daemon, tmp_path):
+    """`dynamo-inject *.json | head -1`: the reader of its output gone, it sends no more
+    and says on standard error which documents were applied unreported and which were
+    not sent, rather than a traceback with nothing said."""
+    docs = _sites(5, tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "wb") as closed:
+        result = subprocess.run([sys.executable, "-m", "dynamoclient.inject", *map(str, docs)], stdout=closed,
+                                stderr=subprocess.PIPE, text=True, env=daemon.env, timeout=60)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("dynamo-inject: standard output closed: stopped; applied, "
+                               "not reported there: "), lines
+    applied = lines[0].rpartition(": ")[2].split()
+    unsent = lines[1].removeprefix("dynamo-inject: not sent: ").split()
+    assert applied + unsent == [str(doc) for doc in docs] and applied, lines
+    sites = {s["name"] for s in daemon.call("list_sites")["sites"]}
+    assert sites == {f"T2_DOC{n}" for n in range(len(applied))}
+
+
+def test_a_daemon_gone_mid_command_is_told_with_what_is_left(daemon, tmp_path):
+    """The daemon killed while documents are on their way: the answers it sent are
+    reported, and what had none, or was never sent, is named."""
+    docs = _sites(3, tmp_path)
+    docs[1].unlink()
+    os.mkfifo(docs[1])   # the command waits to read it, with the first document sent
+    command = subprocess.Popen([sys.executable, "-m", "dynamoclient.inject", *map(str, docs)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=daemon.env)
+    deadline = time.monotonic() + 30
+    while not {s["name"] for s in daemon.call("list_sites")["sites"]} >= {"T2_DOC0"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    daemon.kill9()
+    docs[1].write_text(json.dumps({"site": [{"name": "T2_DOC1"}]}))   # opens the FIFO
+    out, err = command.communicate(timeout=60)
+    assert command.returncode == 1
+    assert out == f"{docs[0]}:\ncreated  sites: 1\nupdated  nothing\ndeleted  nothing\n"
+    assert err == (f"dynamo-inject: dynamod closed the connection\n"
+                   f"dynamo-inject: not sent: {docs[1]} {docs[2]}\n"), err
+
+
 def test_an_unknown_section_is_named_with_its_file_and_line(daemon, tmp_path):
     """As every other refusal of a document is, alone or among several."""
     docs = [tmp_path / f"{n}.json" for n in range(3)]

@@ -104,7 +104,8 @@ def parse_arguments(parser, argv=None):
 
 def interruptible(prog: str, note: str = ""):
     """Decorate a command's `main`: Ctrl-C ends it with one line (`note` says what the
-    interruption left) and exit code 130, 128 + SIGINT as shells give, not a traceback."""
+    interruption left) and exit code 130, 128 + SIGINT as shells give, not a traceback;
+    a standard output closed early (`| head`) ends it quietly, 141 (128 + SIGPIPE)."""
     def decorate(main):
         def run(argv=None):
             try:
@@ -112,9 +113,22 @@ def interruptible(prog: str, note: str = ""):
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted{note}", file=sys.stderr)
                 return 130
+            except BrokenPipeError:
+                output_closed()
+                return 141
         run.__doc__ = main.__doc__
         return run
     return decorate
+
+
+def output_closed():
+    """Standard output's reader went away: what is still buffered for it goes nowhere
+    (else Python's flush at exit says so with a traceback)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 class Client:
@@ -217,7 +231,10 @@ class Client:
         message = {"id": rid, "method": method}
         if params:
             message["params"] = params
-        self.sock.sendall(self._dumps(message) + b"\n")
+        try:
+            self.sock.sendall(self._dumps(message) + b"\n")
+        except (BrokenPipeError, ConnectionResetError):   # the daemon stopped or refused
+            raise ConnectionFailed("dynamod closed the connection") from None
         return rid
 
     def send_fds(self, fds: list[int]):
@@ -245,7 +262,10 @@ class Client:
                 del buffer[:end + 1]
                 return line
             searched = len(buffer)
-            chunk = self.sock.recv(1 << 16)
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except ConnectionResetError:
+                chunk = b""
             if not chunk:
                 raise ConnectionFailed("dynamod closed the connection")
             buffer += chunk

@@ -17,7 +17,7 @@ import time
 
 from .arguments import Parser
 from .connection import (Client, ConnectionFailed, RemoteError, add_arguments, interruptible,
-                         parse_arguments)
+                         output_closed, parse_arguments)
 from .jsonpath import line_of
 from .writer import describe_writer
 
@@ -419,7 +419,7 @@ def inject_documents(client: Client, method: str, args) -> int:
 
     def settle():
         nonlocal failed
-        rid, document, at = pending.pop(0)
+        rid, document, at = pending[0]   # still unanswered if the connection fails here
         while rid not in answers:
             answer = client.receive()
             if "event" in answer:
@@ -429,6 +429,7 @@ def inject_documents(client: Client, method: str, args) -> int:
             if answer.get("id") is None:  # the daemon refused the connection's input
                 raise ConnectionFailed(answer.get("error", {}).get("message", "refused"))
         answer = answers.pop(rid)
+        pending.pop(0)
         given[at] = (document.name, document.names, "error" not in answer)
         if "error" in answer:
             failed += 1
@@ -436,10 +437,17 @@ def inject_documents(client: Client, method: str, args) -> int:
             print(f"dynamo-inject: {_located(error, document)}", file=sys.stderr)
             if error.code == "not_found" and "name" in error.details:
                 missing.append((at, error.details.get("field"), error.details["name"]))
+        elif closed:
+            closed.append(document.name)
         else:
-            print_result(answer["result"], args, document.name)
-        sys.stdout.flush()
+            try:
+                print_result(answer["result"], args, document.name)
+                sys.stdout.flush()
+            except BrokenPipeError:   # `| head`: the rest is told on standard error
+                output_closed()
+                closed.append(document.name)
 
+    closed, sent = [], 0
     try:
         for at, path in enumerate(args.json):
             try:
@@ -448,20 +456,46 @@ def inject_documents(client: Client, method: str, args) -> int:
                 document = exc
             if len(pending) >= IN_FLIGHT:   # this one was read meanwhile
                 settle()
+            if closed:
+                break
             if isinstance(document, UsageError):
                 failed += 1
                 print(f"dynamo-inject: {document}", file=sys.stderr)
                 continue
             rid = client.send(method, {"data": document.data, "dry_run": args.dry_run})
             pending.append((rid, document, at))
+            sent = at + 1
         while pending:
             settle()
     except ConnectionFailed as exc:
+        try:   # the answers it sent before it went are still to be read
+            while pending:
+                settle()
+        except ConnectionFailed:
+            pass
         print(f"dynamo-inject: {exc}", file=sys.stderr)
+        _untold([document.name for _, document, _ in pending], args.json[sent:], args)
+        return 1
+    if closed:
+        print(f"dynamo-inject: standard output closed: stopped; "
+              f"{'checked' if args.dry_run else 'applied'}, not reported there: "
+              f"{' '.join(closed)}", file=sys.stderr)
+        _untold([], args.json[sent:], args)
         return 1
     for line in [] if args.dry_run else _out_of_order(given, missing):   # nothing created
         print(f"dynamo-inject: {line}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _untold(unanswered: list, unsent: list, args):
+    """After a stop: the documents whose answer never came (each applied whole or not at
+    all: a dry run of them says which) and those never sent."""
+    if unanswered and not args.dry_run:
+        print(f"dynamo-inject: no answer came for {', '.join(unanswered)}: each was applied "
+              f"whole or not at all (dynamo-inject --dry-run {' '.join(unanswered)} shows "
+              f"what is left to do)", file=sys.stderr)
+    if unsent:
+        print(f"dynamo-inject: not sent: {' '.join(unsent)}", file=sys.stderr)
 
 
 def _out_of_order(given: list, missing: list) -> list[str]:
