@@ -333,7 +333,9 @@ def _claim_socket(path: str) -> socket.socket:
     except OSError as exc:
         if exc.errno != errno.ECONNREFUSED:
             raise StartupError(f"cannot use socket {path}: {exc.strerror or exc}") from None
-        log.warning("replacing stale socket %s", path)
+        log.warning("replacing stale socket %s: the daemon before this one did not stop "
+                    "cleanly (killed, or the machine went down); what it acknowledged is in "
+                    "the store, and applications it ran are marked killed", path)
         os.unlink(path)
     else:
         raise StartupError(f"socket {path} is already served by a running dynamod")

@@ -84,7 +84,7 @@ def test_stale_socket_is_replaced(daemon):
     daemon.kill9()  # leaves the socket file behind
     daemon.start()
     assert daemon.call("ping") == {"pong": True}
-    assert "replacing stale socket" in daemon.log()
+    assert "replacing stale socket" in daemon.log() and "did not stop cleanly" in daemon.log()
 
 
 def test_newer_schema_is_refused(daemon):
