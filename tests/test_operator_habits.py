@@ -28,6 +28,30 @@ def seeded(daemon):
     return daemon
 
 
+ORIGINAL_SIZES = f"""
+ds = inventory.datasets[{DATASET!r}]
+block = next(iter(ds.blocks))
+inventory.update(DatasetReplica(ds.name, 'T3_US_XYZ'))
+for size in (-1, 0):
+    built = BlockReplica(block.full_name(), 'T3_US_XYZ', None, False, size, 5)
+    got = inventory.update(built)
+    print(repr(built) == repr(eval(repr(built))), got.size, got.is_complete(),
+          repr(inventory.update(eval(repr(got)))) == repr(got))
+got = inventory.update(BlockReplica(block.full_name(), 'T3_US_XYZ', files=[{LFN!r}]))
+print(repr(got).endswith(f",({LFN!r},))"), repr(inventory.update(eval(repr(got)))) == repr(got))
+"""
+
+
+def test_a_block_replica_is_built_and_printed_as_the_original_did(seeded, tmp_path):
+    """A size below 0 is a full replica (the block's size), 0 without files an empty
+    one; a replica prints as the call that makes it again (an incomplete one with its
+    LFNs, a built complete one with size -1)."""
+    script = tmp_path / "sizes.py"
+    script.write_text(ORIGINAL_SIZES)
+    assert seeded.dynamo(script).stdout.splitlines() == [
+        "True 165438 True True", "True 0 False True", "True True"]
+
+
 def on_terminal(daemon, *args):
     """The real `dynamo` on a new pseudo-terminal (its controlling terminal, as in a
     shell): (pid, master fd)."""

@@ -886,15 +886,28 @@ class BlockReplica(_View):
     def __new__(cls, block, site, group=_UNSET, is_custodial=_UNSET, size=_UNSET,
                 last_update=_UNSET, files=_UNSET):
         """A detached block replica.  `files`: None (or not given) for a complete
-        replica, else the LFNs present."""
+        replica, else the LFNs present.  As the original's constructor: a negative `size`
+        is a full replica (its size the block's), and a size of 0 without `files` an
+        empty one."""
+        if type(size) is int and size < 0:
+            size, files = _UNSET, None if files is _UNSET else files
+        elif size == 0 and type(size) is int and files is _UNSET:
+            files = ()
         return _detached(cls, DetachedBlockReplica(block, site),
                          (group, is_custodial, size, last_update, files))
 
     def __repr__(self):
-        block = self.block.full_name() if isinstance(self.block, Block) else self.block
-        files = None if self.file_ids is None else len(self.file_ids)
+        """The constructor's call that makes it again: an incomplete replica's LFNs."""
+        files, size = self.file_ids, self.size
+        if isinstance(self.block, Block):
+            block = self.block.full_name()
+            if files is not None:
+                files = tuple(sorted(f.lfn for f in self.files()))
+        else:   # built: a size not given is the block's (-1, as the original writes it)
+            block, files = self.block, None if files is None else tuple(files)
+            size = size if "size" in self[0].as_built()[2] else -1
         return (f"BlockReplica({block!r},{_name_of(self.site)!r},{_name_of(self.group)!r},"
-                f"{self.is_custodial},{self.size},{self.last_update},{files})")
+                f"{self.is_custodial},{size},{self.last_update},{files!r})")
 
     def is_complete(self) -> bool:
         return self.file_ids is None
