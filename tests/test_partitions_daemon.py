@@ -105,6 +105,7 @@ def test_site_usage_client(daemon):
     lines = table.splitlines()
     assert lines[0].split()[:5] == ["SITE", "PARTITION", "USED", "PROJECTED", "QUOTA"]
     assert lines[2].split()[:9] == [T3, "Ops", "57.5", "kB", "165.4", "kB", "1.0", "MB", "5.7%"]
+    assert lines[1].split()[0] != T3 and lines[1].split()[6:9] == ["0", "B", "full"]
     rows = [json.loads(line) for line in
             daemon.client_command("site_usage", "--json", "--site", "T3_*").stdout.splitlines()]
     assert [(r["site"], r["partition"], r["used"], r["projected"]) for r in rows] == [
@@ -120,6 +121,8 @@ def test_applications_see_site_partitions(daemon, tmp_path):
     path.write_text(
         "site = inventory.sites['T3_US_XYZ']\n"
         "sp = site.partitions['Ops']\n"
+        "assert site.partitions[inventory.partitions['Ops']].quota == sp.quota\n"
+        "assert inventory.partitions['Ops'] in site.partitions\n"
         "print(sorted(inventory.partitions), sp.quota, sp.occupancy_fraction(),\n"
         "      sp.occupancy_fraction(physical=False), len(sp.replicas),\n"
         "      inventory.sites['T2_US_XYZ'].partitions['Ops'].replicas)\n"

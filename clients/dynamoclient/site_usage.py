@@ -70,7 +70,7 @@ def format_usage(rows: list, exact: bool = False) -> str:
         table.append((r["site"], r["partition"], size(r["used"]), size(r["projected"]),
                       quota if quota == "unlimited" else size(quota),
                       _percent(r["occupancy"]) if quota not in (0, "unlimited")
-                      else ("no quota" if quota == 0 else "-"),
+                      else ("full" if quota == 0 else "-"),   # 0: nothing may be placed
                       _percent(r["projected_occupancy"]),
                       str(r["complete_replicas"] + r["incomplete_replicas"]),
                       str(r["incomplete_replicas"])))
@@ -88,7 +88,8 @@ def build_parser() -> Parser:
     parser.add_argument("--bytes", action="store_true", help="sizes in bytes, not human units")
     parser.add_argument("--set-quota", nargs=3, metavar=("SITE", "PARTITION", "SIZE"),
                         help="set the quota of PARTITION at SITE (admin or operator on "
-                             "inventory): 500TB, 12000000 (bytes), 0 (none) or unlimited")
+                             "inventory): 500TB, 12000000 (bytes), 0 (nothing may be placed: the "
+                             "default) or unlimited")
     parser.add_argument("--partitions", action="store_true",
                         help="list the partitions and their conditions")
     add_arguments(parser)

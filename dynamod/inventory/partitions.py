@@ -676,9 +676,24 @@ class SitePartition:
         return f"SitePartition({self.site.name!r},{self.partition.name!r},{self.quota})"
 
 
-def site_partitions(site) -> dict:
+class SitePartitions(dict):
+    """{name: SitePartition} of a site, which also takes a Partition for its name: the
+    original's scripts write `site.partitions[inventory.partitions['Physics']]`."""
+
+    def __getitem__(self, key):
+        return super().__getitem__(key.name if type(key) is Partition else key)
+
+    def get(self, key, default=None):
+        return super().get(key.name if type(key) is Partition else key, default)
+
+    def __contains__(self, key):
+        return super().__contains__(key.name if type(key) is Partition else key)
+
+
+def site_partitions(site) -> SitePartitions:
     """{name: SitePartition} of a site of the inventory."""
     usage = CURRENT.usage
     if usage is None:
-        return {}
-    return {name: SitePartition(usage, site, p) for name, p in usage.partitions.items()}
+        return SitePartitions()
+    return SitePartitions({name: SitePartition(usage, site, p)
+                           for name, p in usage.partitions.items()})
