@@ -50,6 +50,7 @@ class Connection(asyncio.Protocol):
         self.tasks = set()
         self.transport = None
         self._identity = None
+        self._mappings = None    # the users' mappings it was identified under (users.py)
         self.account = None      # the uid its slot counts for (server.admit); None: superuser
         self.held = 0            # bytes of its unfinished line in the server's budget
         self.last_active = time.monotonic()  # input received, or a request that ran ended
@@ -69,7 +70,17 @@ class Connection(asyncio.Protocol):
     def identity(self, identity):
         """Set at connect and by a successful `authenticate`: the line limit follows it."""
         self._identity = identity
+        self._mappings = self.server.users.mappings
         self.update_line_limit()
+
+    def _identify_again(self):
+        """A user, DN or account changed since this peer was identified: it is who the
+        users now say (an account taken back or a user deleted acts no more as them)."""
+        before = self._identity
+        self.identity = self.server.authenticator.again(before)
+        if self._identity != before:
+            log.info("connection %d: %s is now %s (the users changed)", self.number,
+                     before.describe(), self._identity.describe())
 
     def update_line_limit(self):
         """The short limit before identity (max_unidentified_line_bytes), else
@@ -218,6 +229,8 @@ class Connection(asyncio.Protocol):
             request = decode_request(line)
             rid = request.id
             method = lookup(request.method)
+            if self._mappings != self.server.users.mappings:
+                self._identify_again()
             authorize(self.identity, method.access, method.name, self.server.users)
             params = method.bind(request.params)
             call = Call(self.server, self.identity, rid, self)

@@ -440,6 +440,19 @@ def test_a_grant_and_its_revocation_count_on_an_open_connection(x509_daemon, pki
     assert "grant revoked: role operator on inventory from user mary" in x509_daemon.log()
 
 
+def test_a_dn_moved_to_another_user_counts_on_an_open_connection(x509_daemon, pki):
+    """Who a proved DN is counts from the next request, as a grant does: the DN taken
+    from jane and given to mary, jane's open connection is mary's."""
+    with Client(x509_daemon.socket, **pki.client_args("jane")) as connection:
+        assert connection.call("whoami")["user"] == "jane"
+        user_auth(x509_daemon, "--user", "jane", "--remove-dn", JANE)
+        user_auth(x509_daemon, "--user", "mary", "--dn", JANE)
+        assert connection.call("whoami")["user"] == "mary"
+        with pytest.raises(RemoteError) as raised:
+            connection.call("inject", data={"site": [SITE]})
+        assert raised.value.details["needs"] == "inventory"
+
+
 def test_a_certificate_admin_is_not_the_superuser(x509_daemon, pki):
     with Client(x509_daemon.socket, **pki.client_args("rfc3820 proxy")) as jane:
         for method, params in SUPERUSER_CALLS:
@@ -492,6 +505,28 @@ def test_an_account_injects_only_while_it_holds_operator_on_inventory(daemon,
     assert refused.returncode == 1 and "role on inventory" in refused.stderr
     names = {s["name"] for s in daemon.call("list_sites")["sites"]}
     assert names == {"T2_ID_TEST", "T2_BY_CLIENT"}
+
+
+def test_an_account_taken_back_or_its_user_deleted_acts_no_more_on_an_open_connection(
+        daemon, nobody_connections):
+    """An account's mapping counts from the next request: taken from its user, or its
+    user deleted and a new one of the same name made an admin, the open connection is
+    no one's (it was the old user's for as long as it stayed open)."""
+    user_auth(daemon, "--user", "guest", "--account", "nobody", "--role", "operator",
+              "--target", "inventory")
+    guest = nobody_connections(daemon)
+    assert guest.request("whoami")["result"]["user"] == "guest"
+    user_auth(daemon, "--user", "guest", "--remove-account", "nobody")
+    assert guest.request("whoami")["result"]["user"] is None
+    refusal(guest.request("inject", data={"site": [SITE]}), "identity")
+    user_auth(daemon, "--user", "temp", "--account", "nobody")
+    assert guest.request("whoami")["result"]["user"] == "temp"
+    user_auth(daemon, "--user", "temp", "--delete")
+    user_auth(daemon, "--user", "temp", "--role", "admin")
+    assert guest.request("whoami")["result"]["user"] is None
+    refusal(guest.request("inject", data={"site": [SITE]}), "identity")
+    assert "connection" in daemon.log() and "is now unidentified peer (uid 65534)" in \
+        daemon.log()
 
 
 def test_an_account_never_reaches_the_superuser_methods(daemon, nobody_connections,

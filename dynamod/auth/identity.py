@@ -74,6 +74,17 @@ class Authenticator:
         (root, the daemon's account)."""
         return name in self.users.users or name in ("root", self.daemon_name)
 
+    def again(self, identity: Identity) -> Identity:
+        """`identity` as the users now map it: a DN or an account moved, taken back or
+        its user deleted since it was proved (the superuser stays what it is)."""
+        if identity.superuser:
+            return identity
+        if identity.dn is not None:
+            found = self.identify_dn(identity.peer, identity.dn)
+            if found.name is not None:
+                return found
+        return self.identify(identity.peer)
+
     def identify_dn(self, peer: Peer, dn: str) -> Identity:
         user = self.users.by_dn.get(dn)
         if user is None:

@@ -64,6 +64,9 @@ class UserRegistry:
             "grant": RowTable("grant"),
         }
         self.grants = self.tables["grant"]   # (user, role, target) -> the same tuple
+        # counts every change of who is who (a user, a DN, an account; applied or undone):
+        # a connection identified before a change is identified again (Connection.refresh)
+        self.mappings = 0
 
     def load(self, tables: dict):
         for kind, table in self.tables.items():
@@ -75,6 +78,7 @@ class UserRegistry:
         return Undo().apply(self.tables, ops)
 
     def _user_changed(self, key, old, new):
+        self.mappings += 1
         if new is None:
             del self.users[key[0]]
         elif old is None:
@@ -84,6 +88,7 @@ class UserRegistry:
 
     def _link_changed(self, attribute: str, index: dict, key, old, new):
         """A DN or an account gained (`new`) or lost (`old`) by a user."""
+        self.mappings += 1
         if old is not None:
             getattr(self.users[old[1]], attribute).discard(old[0])
             del index[old[0]]
