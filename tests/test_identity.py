@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 import dynamoclient
 from dynamoclient import x509 as client_x509
@@ -62,6 +63,7 @@ class Pki:
         self.ca_dir = directory / "ca"
         self.ca_dir.mkdir()
         ca = issue(name(CA_DN), rsa_key(), None, not_after=NOW + 3650 * DAY, ca=True)
+        self.ca = ca
         (self.ca_dir / "example-ca.pem").write_bytes(pem(ca.cert))
         rogue = issue(name(CA_DN), rsa_key(), None, not_after=NOW + 3650 * DAY, ca=True)
         jane = issue(name(JANE), rsa_key(), ca)
@@ -383,6 +385,55 @@ def test_a_signature_of_another_connections_challenge_is_refused(x509_daemon, pk
             a.call("authenticate", chain=chain, signature=signature.decode())
         assert "ask for a challenge" in replayed.value.message
         assert a.call("whoami")["user"] == "jane"
+
+
+def _authenticate(daemon, chain: list, key) -> dict:
+    """`authenticate` with these certificates (leaf first), signed with `key`: the answer."""
+    with Client(daemon.socket) as client:
+        challenge = base64.b64decode(client.call("auth_challenge")["challenge"])
+        signature = base64.b64encode(client_x509.sign(key, CHALLENGE_PREFIX + challenge))
+        client.send("authenticate", {"chain": b"".join(map(pem, chain)).decode(),
+                                     "signature": signature.decode()})
+        return client.receive()
+
+
+def test_a_certificate_a_ca_issued_is_no_proxy_of_the_ca_whatever_its_name(x509_daemon, pki):
+    """A certificate the CA issued to `<the CA's DN>/CN=12345`, given with the CA's own
+    certificate, has the name of a legacy proxy of the CA: it is an end-entity
+    certificate, and never acts as the CA's DN (were that DN anyone's)."""
+    user_auth(x509_daemon, "--user", "causer", "--dn", CA_DN, "--role", "admin")
+    holder = issue(name(CA_DN + "/CN=12345"), ec_key(), pki.ca)
+    answer = _authenticate(x509_daemon, [holder.cert, pki.ca.cert], holder.key)
+    assert answer["error"]["code"] == "not_authorized", answer
+    assert f"DN {CA_DN}/CN=12345 is not registered" in answer["error"]["message"]
+    rfc = issue(name(CA_DN + "/CN=777"), ec_key(), pki.ca, proxy_info=True)
+    answer = _authenticate(x509_daemon, [rfc.cert, pki.ca.cert], rfc.key)
+    assert "is signed by a CA certificate" in answer["error"]["message"], answer
+
+
+class _PublicOnly:
+    """A key whose private half nobody has: what a certificate may be made to hold."""
+
+    def __init__(self, public):
+        self.public = public
+
+    def public_key(self):
+        return self.public
+
+
+@pytest.mark.parametrize("exponent, bits, refused", [
+    ((1 << 40) + 1, 2048, "an RSA public exponent of 41 bits (at most 32"),
+    (65537, 8200, "an RSA key of 8200 bits (at most 8192)")])
+def test_a_key_costly_to_verify_is_refused_before_any_signature(x509_daemon, pki, exponent,
+                                                                bits, refused):
+    """A peer not yet identified chooses the keys its chain holds, and so the cost of
+    verifying it (an RSA public exponent of thousands of bits costs as much as a private
+    key's operation): such a key is refused as the chain is read."""
+    public = rsa.RSAPublicNumbers(exponent, (1 << (bits - 1)) | 1).public_key()
+    costly = issue(name(STRANGER), _PublicOnly(public), pki.ca)
+    answer = _authenticate(x509_daemon, [costly.cert], ec_key())
+    assert answer["error"]["code"] == "not_authorized", answer
+    assert refused in answer["error"]["message"]
 
 
 def test_a_signature_without_a_challenge_is_refused(x509_daemon, pki):

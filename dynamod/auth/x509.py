@@ -65,6 +65,10 @@ _LEGACY_PROXY_CN = re.compile(r"proxy|limited proxy|\d+")
 _SHORT = {NameOID.EMAIL_ADDRESS: "emailAddress", NameOID.USER_ID: "UID",
           NameOID.DOMAIN_COMPONENT: "DC"}
 MAX_CHAIN = 10
+# The keys a chain may hold: an RSA key's cost to verify grows with its modulus and its
+# public exponent (the usual one is 65537), and a peer not yet identified chooses both.
+MAX_RSA_BITS = 8192
+MAX_RSA_EXPONENT = (1 << 32) - 1
 _HASHED = re.compile(r"([0-9a-f]{8})\.(\d+|r\d+|namespaces|signing_policy)")
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _NAMESPACE_RULE = re.compile(rf"TO\s+ISSUER\s+(?:{_QUOTED}|(SELF))\s+(PERMIT|DENY)\s+SUBJECT\s+"
@@ -349,8 +353,8 @@ def is_proxy(cert: x509.Certificate, issuer: x509.Certificate | None) -> bool:
         return True
     except x509.ExtensionNotFound:
         pass
-    if issuer is None:
-        return False
+    if issuer is None or _is_ca(issuer):   # a CA issues end-entity certificates, whatever
+        return False                         # their name (`CN=<CA's name>/CN=12345`)
     subject, parent = list(cert.subject.rdns), list(issuer.subject.rdns)
     if len(subject) != len(parent) + 1 or subject[:-1] != parent:
         return False
@@ -406,6 +410,10 @@ def verify_chain(chain: list[x509.Certificate], trust: Trust,
     position = 0
     while position + 1 < len(chain) and is_proxy(chain[position], chain[position + 1]):
         cert, issuer = chain[position], chain[position + 1]
+        if _is_ca(issuer):
+            raise CertificateRefused(f"proxy {slash_dn(cert.subject)} is signed by a CA "
+                                     f"certificate, {slash_dn(issuer.subject)}: a proxy is "
+                                     f"signed by the certificate it stands for")
         _check_dates(cert, now, "proxy certificate")
         if not _signed_by(cert, issuer):
             raise CertificateRefused(f"proxy {slash_dn(cert.subject)} is not signed by "
@@ -456,7 +464,27 @@ def _is_ca(cert) -> bool:
 
 
 def parse_chain(pem: str) -> list[x509.Certificate]:
+    """The certificates, each with a key this daemon verifies at a bounded cost."""
     try:
-        return x509.load_pem_x509_certificates(pem.encode())
+        chain = x509.load_pem_x509_certificates(pem.encode())
     except ValueError as exc:
         raise CertificateRefused(f"the certificate chain is not valid PEM: {exc}") from None
+    for cert in chain:
+        problem = key_refused(cert.public_key())
+        if problem:
+            raise CertificateRefused(f"{slash_dn(cert.subject)}: {problem}")
+    return chain
+
+
+def key_refused(key) -> str | None:
+    """Why a certificate's key is not taken (None: it is)."""
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size > MAX_RSA_BITS:
+            return f"an RSA key of {key.key_size} bits (at most {MAX_RSA_BITS})"
+        if key.public_numbers().e > MAX_RSA_EXPONENT:
+            return (f"an RSA public exponent of {key.public_numbers().e.bit_length()} bits "
+                    f"(at most 32; the usual one is 65537)")
+        return None
+    if isinstance(key, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
+        return None
+    return f"a key of an unsupported type ({type(key).__name__}: RSA, EC or Ed25519)"
