@@ -35,6 +35,10 @@ from .protocol import (LineBuffer, LineNotRead, LineTooLong, decode_request, enc
 FD_TIMEOUT = 30.0  # seconds a client has to pass its descriptors once asked
 LARGE_REQUEST = 1 << 20  # handled with the collector paused (collector.py)
 WRITE_BATCH = 64 * 1024  # answers written together at most (the transport's high-water mark)
+# One connection's pass over its pipelined requests lasts at most this long; the rest of
+# them waits behind the other connections' events (a burst of costly requests holds no
+# one else up for longer).
+PASS_SECONDS = 0.005
 
 log = logging.getLogger("dynamod.connection")
 refusals = RateLimited(log)   # refused connections and input: a peer cannot flood the log
@@ -61,6 +65,7 @@ class Connection(asyncio.Protocol):
         self.ending = False      # no more requests will be read
         self.farewell = None     # the error to send last, before closing
         self.closed = False
+        self.resuming = False    # its pass over the backlog ended early: it goes on soon
 
     @property
     def identity(self):
@@ -190,8 +195,10 @@ class Connection(asyncio.Protocol):
         """Answer the lines read while nothing holds the connection back.  The answers of
         one pass go out together (one system call for a pipelined burst), a batch at a
         time, so that the high-water mark of a client that does not read still stops
-        the pass."""
+        the pass; a pass lasts PASS_SECONDS at most, and goes on after the other
+        connections' events."""
         batch, size = [], 0
+        ends = time.monotonic() + PASS_SECONDS
         while self.backlog and not self._busy() and not self.closed:
             answer = self._dispatch(self.backlog.popleft())
             if answer is not None:
@@ -200,6 +207,11 @@ class Connection(asyncio.Protocol):
                 if size >= WRITE_BATCH:
                     self.send(*batch)
                     batch, size = [], 0
+            if self.backlog and time.monotonic() > ends:   # the others' turn first
+                if not self.resuming:
+                    self.resuming = True
+                    asyncio.get_running_loop().call_soon(self._resume)
+                break
         if batch:
             self.send(*batch)
         if self.ending and not self.backlog and not self.tasks:
@@ -207,6 +219,10 @@ class Connection(asyncio.Protocol):
                 self.send(encode_error(None, self.farewell))
             self.transport.close()
         self._update_reading()
+
+    def _resume(self):
+        self.resuming = False
+        self._drain_backlog()
 
     def _update_reading(self):
         want_pause = self._busy() or bool(self.backlog) or self.ending

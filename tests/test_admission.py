@@ -10,8 +10,11 @@ never asserted (the load suite measures latency under the same attack:
 import contextlib
 import os
 import signal
+import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import traceback
@@ -269,6 +272,32 @@ def _over(path: str) -> dict:
     client = Raw(path)
     sent = stream(client, 60 * MIB)
     return {"sent": sent, "answers": client.rest()}
+
+
+def test_a_burst_of_costly_requests_holds_no_one_else_up(daemon):
+    """3,000 pipelined list_datasets, each a pattern of its own (a scan of every name,
+    none answered from the kept answers), sent at once on one connection: another
+    connection's ping is answered between them, not after all of them (some 1.8 s)."""
+    daemon.call("inject", data={"dataset": [{"name": f"/P{i}/E-v1/RAW"} for i in range(3000)]})
+    burst = b"".join(orjson.dumps({"id": i, "method": "list_datasets", "params": {
+        "pattern": f"*{i}*/R*", "limit": 5}}) + b"\n" for i in range(3000))
+    answered = []
+    with socket.socket(socket.AF_UNIX) as costly:
+        costly.connect(daemon.socket)
+        answers = costly.makefile("rb")
+        reading = threading.Thread(target=lambda: answered.extend(
+            answers.readline() for _ in range(3000)))
+        reading.start()
+        costly.sendall(burst)
+        latencies = []
+        with daemon.client() as other:
+            while len(answered) < 3000 and len(latencies) < 50:
+                started = time.perf_counter()
+                other.call("ping")
+                latencies.append(time.perf_counter() - started)
+        reading.join(60)
+    assert all(b'"result"' in answer for answer in answered)
+    assert len(latencies) >= 5 and statistics.median(latencies) < 0.25, latencies
 
 
 def test_an_unidentified_peer_sends_only_short_lines(daemon):
