@@ -58,6 +58,7 @@ class Config:
     app_cpu_time: int = 0            # CPU seconds of an application (RLIMIT_CPU; 0: no limit)
     app_processes: int = 256         # processes of the application's uid (RLIMIT_NPROC), pids.max
     app_file_size: int = 4 << 30     # bytes of any one file an application writes (RLIMIT_FSIZE)
+    app_max_changes: int = 256 << 20  # bytes of a writer's changes (applied in one step)
     cgroup: str = "auto"             # auto, off, or the cgroup v2 directory to put applications in
     ca_path: str = ""                # CA directory or bundle; default /etc/grid-security/...
     config_file: str = ""            # where the settings came from (informational)
@@ -176,6 +177,7 @@ FILE_KEYS = {
         "cpu_time": ("app_cpu_time", _non_negative),
         "processes": ("app_processes", _non_negative),
         "file_size": ("app_file_size", _non_negative),
+        "max_changes_bytes": ("app_max_changes", positive_int),
         "cgroup": ("cgroup", _cgroup),
     },
     "auth": {

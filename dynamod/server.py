@@ -49,7 +49,8 @@ LIVE_SETTINGS = ("log_level", "max_line_bytes", "max_unidentified_line_bytes",
                  "app_timeout", "kill_grace", "shutdown_timeout", "ca_path", "file_cache",
                  "app_max_per_user", "app_max_total", "app_max_title", "app_max_path",
                  "app_max_args", "app_retention_days", "writer_max_time", "app_max_time",
-                 "app_memory", "app_cpu_time", "app_processes")
+                 "app_memory", "app_cpu_time", "app_processes", "app_file_size",
+                 "app_max_changes")
 
 
 class StartupError(Exception):

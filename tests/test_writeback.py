@@ -63,6 +63,17 @@ def forged(daemon, tmp_path, data: bytes) -> dict:
     return daemon.call("list_applications", limit=1)["applications"][0]
 
 
+def test_changes_beyond_max_changes_bytes_end_the_writer_with_nothing_applied(start_daemon,
+                                                                              tmp_path):
+    """A writer's changes are applied in one step of the event loop: past
+    max_changes_bytes (256 MiB; 64 KiB here) it is killed and none is kept."""
+    daemon = start_daemon(config={"applications": {"max_changes_bytes": 65536}})
+    daemon.inject_json({"site": [{"name": "S2"}]})
+    app = forged(daemon, tmp_path, GOOD_RUN * 1000)
+    assert app["status"] == "killed"
+    assert app["message"] == "its changes exceed 65536 bytes ([applications] max_changes_bytes)"
+
+
 def test_only_the_columns_that_changed_are_written(stocked, tmp_path):
     """Values the store holds that memory does not (written behind the daemon's back)
     survive a write-back that changes other columns of the same rows: a full row

@@ -252,7 +252,8 @@ class ApplicationManager:
                  "read/write" if app.write else "read-only", pid, app.user)
         receiver = None
         if updates_r is not None:
-            receiver = Receiver(updates_r, lambda why: self.kill_or_say(app.id, why),
+            receiver = Receiver(updates_r, self.config.app_max_changes,
+                                lambda why: self.kill_or_say(app.id, why),
                                 lambda: loop.remove_reader(updates_r))
             loop.add_reader(updates_r, receiver.read)
         try:

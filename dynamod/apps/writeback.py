@@ -17,7 +17,6 @@ from .. import collector
 from ..errors import DynamoError, InvalidParams
 from ..inventory.updates import apply_run, run_shape
 
-MAX_UPDATE_BYTES = 1 << 30
 
 
 class Receiver:
@@ -26,8 +25,11 @@ class Receiver:
     the kernel tears the child down (16 ms at medium scale), before its exit status
     says whether they are to be applied."""
 
-    def __init__(self, fd: int, on_overflow, on_closed):
+    def __init__(self, fd: int, limit: int, on_overflow, on_closed):
+        """`limit`: bytes it takes (max_changes_bytes), the whole applied in one step of
+        the event loop (some 5 s and 2 GiB of memory for 256 MiB)."""
         self.fd = fd
+        self.limit = limit
         self.received = bytearray()
         self.on_overflow = on_overflow
         # At the end of the pipe: the pipe would be readable, and read, again and again
@@ -49,8 +51,9 @@ class Receiver:
                     with collector.paused():   # as `write_back` would parse them
                         self.runs = parse(self.received)
                 return
-            if len(self.received) + len(chunk) > MAX_UPDATE_BYTES:
-                self.on_overflow("its changes exceed 1 GiB")
+            if len(self.received) + len(chunk) > self.limit:
+                self.on_overflow(f"its changes exceed {self.limit} bytes "
+                                 f"([applications] max_changes_bytes)")
                 return
             self.received += chunk
 
