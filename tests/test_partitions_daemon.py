@@ -86,8 +86,8 @@ def test_partitions_quotas_usage_and_restart(daemon):
             break
         time.sleep(0.05)
     assert "updated partition Ops definition: None -> 'group == \"AnalysisOps\" and not complete'" in text
-    assert f"updated quota {T3}:Ops quota: None -> {10 * SIZE1}" in text
-    assert f"updated quota {T3}:Default quota: None -> 'unlimited'" in text
+    assert f"updated quota {T3}:Ops quota: 0 -> {10 * SIZE1}" in text
+    assert f"updated quota {T3}:Default quota: 0 -> 'unlimited'" in text
     assert "deleted partition Tier3" in text
 
 

@@ -1453,7 +1453,7 @@ class ChangeSet:
                         else quotas.__setitem__(key, old))
         record = parts.Record("quota", f"{key[0]}:{key[1]}", (*key, value))
         self.ops["quota", key] = None if value is None else record
-        shown = {None: None, parts.UNLIMITED: "unlimited"}
+        shown = {None: 0, parts.UNLIMITED: "unlimited"}   # none set: the default, 0
         self.journal.append(("updated", record, {"quota": (shown.get(old, old),
                                                            shown.get(value, value))}))
 
