@@ -141,6 +141,13 @@ class ChangeLog:
             os.close(fd)
 
 
+def note(path: str, actor: str, text: str):
+    """One line written straight to the change log's file, with no daemon running (the
+    restore of a backup, by `dynamod restore`)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ChangeLog(path)._append(_entry(stamp, actor, text).encode())
+
+
 def _stored(entry: str | bytes) -> str | bytes:
     """An entry as stored (`changes.journal_entry`), decompressed: its text, or a
     write-back's or an injection's compact form (JSON bytes: a list, so its first byte

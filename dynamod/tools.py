@@ -113,10 +113,14 @@ def _with_database(parser, what: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _database(args) -> str:
+def _config(args):
     options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
                "database": os.path.abspath(args.database) if args.database else None}
-    return build(args.config, options).database
+    return build(args.config, options)
+
+
+def _database(args) -> str:
+    return _config(args).database
 
 
 def check_main(argv) -> int:
@@ -176,15 +180,32 @@ def restore_main(argv) -> int:
     args = _with_database(parser, "the database to replace").parse_args(argv)
     copy = os.path.abspath(args.copy)
     try:
-        path = _database(args)
+        config = _config(args)
+        path = config.database
         with _Telling("dynamod restore", f"checking {copy} ({_mib(copy)})", args) as telling:
             aside = restore(copy, path, paced(telling.copy_progress))
     except (ConfigError, StoreError) as exc:
         print(f"dynamod restore: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.copy} restored to {path}" +
-          (f"; the database it replaced is {aside}" if aside else ""))
+    replaced = f"; the database it replaced is {aside}" if aside else ""
+    print(f"{args.copy} restored to {path}{replaced}")
+    _note_restore(config.change_log, copy, replaced)
     return 0
+
+
+def _note_restore(change_log: str, copy: str, replaced: str):
+    """The change log says so: the lines above it since the copy was taken no longer
+    hold (the daemon's own log says where the inventory was loaded from)."""
+    from .auth.identity import account_name
+    from .changelog import note
+
+    text = (f"restored the database from {copy}{replaced}: the changes after the copy "
+            f"was taken, logged above, are not in it")
+    try:
+        note(change_log, account_name(os.getuid()) or f"uid{os.getuid()}", text)
+    except OSError as exc:
+        print(f"dynamod restore: cannot note it in the change log {change_log}: "
+              f"{exc.strerror}", file=sys.stderr)
 
 
 TOOLS = {"backup": backup_main, "check": check_main, "restore": restore_main}

@@ -454,6 +454,9 @@ def test_restore_after_a_crash_serves_the_backup_and_keeps_the_old_database(work
     result = _dynamod("restore", workdir / "copy.db", "--state-dir", daemon.state_dir)
     assert result.returncode == 0, result.stderr
     aside = result.stdout.strip().rsplit(" ", 1)[1]
+    last = (daemon.state_dir / "changes.log").read_text().splitlines()[-1]
+    assert f"restored the database from {workdir / 'copy.db'}; the database it replaced is " \
+           f"{aside}: the changes after the copy was taken, logged above, are not in it" in last
     try:
         daemon.start()
         assert _dataset_names(daemon) == {"/Ops0/Run2017F/AOD"}
