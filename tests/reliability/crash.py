@@ -474,11 +474,22 @@ class CrashRun:
         before the kill: past SNAPSHOT_IDLE after its last commit (the applications
         submitted last end meanwhile) it writes its snapshot; the kill may land before,
         while or after it does."""
+        logged = len(self.daemon.log())
         self.pausing.set()
         for ns in self.clients:
             ns.idle.wait(60)
+        if self.summary.quiet_kills == 0:   # the first after the snapshot, however busy the
+            self._snapshot_written(logged)  # machine: a restart from it is always tried
         self.summary.quiet_kills += 1
         time.sleep(rnd.uniform(0.0, 10 * SNAPSHOT_IDLE))
+
+    def _snapshot_written(self, logged: int, timeout: float = 60.0):
+        deadline = time.monotonic() + timeout
+        while "inventory snapshot of commit" not in self.daemon.log()[logged:]:
+            if time.monotonic() > deadline:
+                self.violation("no snapshot written in 60 s of an idle daemon")
+                return
+            time.sleep(0.02)
 
     def _check_while_serving(self):
         """Pause the clients, compare memory with the file, resume."""
