@@ -89,6 +89,36 @@ def test_a_second_daemon_on_the_same_database_is_refused(workdir):
         third.stop()
 
 
+def test_a_second_daemon_on_the_same_database_by_another_name_is_refused(workdir):
+    """A symlink to the database and a hard link to it name the same file: a daemon
+    started on either is refused while the first serves (before, each took a lock file
+    of its own name and both wrote the database, each with its own inventory), and so
+    is a restore to either."""
+    database = workdir / "inventory.db"
+    first = on(workdir, database, "a").start()
+    try:
+        first.call("inject", data={"site": SITES})
+        pid = first.call("status")["pid"]
+        assert run_dynamod("backup", workdir / "copy.db", "--socket",
+                           first.socket).returncode == 0
+        (workdir / "by-symlink.db").symlink_to(database)
+        os.link(database, workdir / "by-link.db")
+        expected = {
+            "by-symlink.db": f"is in use by another dynamod (pid {pid}, lock {database}.lock)",
+            "by-link.db": "is in use by another dynamod under another name (a link to the "
+                          "same file"}
+        for name, refusal in expected.items():
+            second = run_dynamod("--state-dir", workdir / "state-b", "--socket",
+                                 workdir / "b.sock", "--database", workdir / name)
+            assert second.returncode == 1 and refusal in second.stderr, second.stderr
+            restored = run_dynamod("restore", workdir / "copy.db", "--database",
+                                   workdir / name)
+            assert restored.returncode == 1 and refusal in restored.stderr, restored.stderr
+        assert first.call("inject", data=dataset_doc("after"))["created"]["datasets"] == 1
+    finally:
+        first.stop()
+
+
 def test_next_ids_set_too_low_are_repaired_at_start(workdir):
     database = workdir / "inventory.db"
     daemon = on(workdir, database).start()

@@ -30,7 +30,7 @@ def restore(copy: str, database: str, progress=None) -> str | None:
         raise StoreError(f"{copy}: no such file")
     if os.path.exists(database) and os.path.samefile(copy, database):
         raise StoreError(f"{copy} is the database itself: nothing to restore")
-    lock = StoreLock.take(database)   # refused while a daemon holds the database
+    lock = StoreLock.take(database, create=False)   # refused while a daemon holds it
     try:
         try:
             found, summary = check.check_file(copy)
