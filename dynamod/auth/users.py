@@ -65,7 +65,7 @@ class UserRegistry:
         }
         self.grants = self.tables["grant"]   # (user, role, target) -> the same tuple
         # counts every change of who is who (a user, a DN, an account; applied or undone):
-        # a connection identified before a change is identified again (Connection.refresh)
+        # a connection identified before a change is identified again (connection.py)
         self.mappings = 0
 
     def load(self, tables: dict):
