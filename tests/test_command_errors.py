@@ -454,3 +454,16 @@ def test_an_argument_error_is_one_line_with_exit_code_2(tool, args, message, tmp
     one_line(result, f"{prog}: {message}")
     assert result.stderr.startswith(f"{prog}: ") and \
         result.stderr.endswith(" (see --help)\n"), result.stderr
+
+
+@pytest.mark.parametrize("tool, args", [("dynamo", ["--list"]), ("user_auth", ["--list"])])
+def test_a_tool_whose_output_is_closed_ends_quietly(daemon, tool, args):
+    """`dynamo --list | head -1`: the reader gone, the tool ends with 128 + SIGPIPE and
+    nothing on standard error (it was a BrokenPipeError traceback)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "wb") as closed:
+        result = subprocess.run([sys.executable, "-m", f"dynamoclient.{tool}", *args],
+                                stdout=closed, stderr=subprocess.PIPE, text=True,
+                                env=daemon.env, timeout=60)
+    assert (result.returncode, result.stderr) == (141, "")

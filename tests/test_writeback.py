@@ -72,6 +72,13 @@ def test_changes_beyond_max_changes_bytes_end_the_writer_with_nothing_applied(st
     app = forged(daemon, tmp_path, GOOD_RUN * 1000)
     assert app["status"] == "killed"
     assert app["message"] == "its changes exceed 65536 bytes ([applications] max_changes_bytes)"
+    # made by the script's own updates: killed while it sends them, told in one line
+    result = writer(daemon, tmp_path, "for n in range(3000):\n"
+                    "    inventory.update(Site(f'T2_MANY_{n}', host='h' * 20))\n",
+                    title="many", check=False)
+    assert result.returncode != 0, result.stderr
+    assert "Traceback" not in result.stderr and "max_changes_bytes" in result.stderr
+    assert [s["name"] for s in daemon.call("list_sites")["sites"]] == ["S2"]
 
 
 def test_only_the_columns_that_changed_are_written(stocked, tmp_path):

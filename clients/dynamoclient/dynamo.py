@@ -19,7 +19,7 @@ import posix
 import sys
 import time
 
-from .connection import Client, ConnectionFailed, RemoteError, add_arguments
+from .connection import Client, ConnectionFailed, RemoteError, add_arguments, output_closed
 
 # The value of every option left out: the parser's defaults, and all of `dynamo SCRIPT`.
 OMITTED = {"title": "", "write_request": False, "asynchronous": False, "timeout": 0,
@@ -391,6 +391,9 @@ def main(argv=None) -> int:
                 print("dynamo: --write-request needs --title", file=sys.stderr)
                 return 2
             return run(args, client)
+    except BrokenPipeError:   # `dynamo --list | head`: the rest goes nowhere, quietly
+        output_closed()
+        return 141
     except (ConnectionFailed, RemoteError) as exc:
         print(f"dynamo: {exc}", file=sys.stderr)
         return 1

@@ -93,6 +93,8 @@ def run(plan: Plan) -> None:
                 os.dup2(fd, target)
                 os.close(fd)
         code = _execute(plan)
+    except _Terminated:   # killed after its script ended (its changes were too many)
+        code = -signal.SIGTERM
     except BaseException:  # nothing may escape into the daemon's code
         try:
             traceback.print_exc()
