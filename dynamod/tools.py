@@ -119,9 +119,6 @@ def _config(args):
     return build(args.config, options)
 
 
-def _database(args) -> str:
-    return _config(args).database
-
 
 def check_main(argv) -> int:
     """`dynamod check`: is the database file sound?  Read-only, also while a daemon runs."""
@@ -134,7 +131,7 @@ def check_main(argv) -> int:
                      "a long check (minutes for a large store) says it goes on")
     args = _with_database(parser, "the file to check").parse_args(argv)
     try:
-        path = _database(args)
+        path = _config(args).database
     except ConfigError as exc:
         print(f"dynamod check: {exc}", file=sys.stderr)
         return 2

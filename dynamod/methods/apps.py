@@ -8,7 +8,7 @@ from importlib import resources
 from ..apps.runner import parse_timeout
 from ..auth.policy import Access
 from ..errors import DynamoError, InvalidParams, NotAuthorized, NotFound
-from .registry import Call, method
+from .registry import Call, method, strings
 
 MAX_SCRIPT_BYTES = 16 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -38,8 +38,7 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
     """
     if len(script.encode()) > MAX_SCRIPT_BYTES:
         raise InvalidParams(f"the script exceeds {MAX_SCRIPT_BYTES} bytes", field="script")
-    if not all(isinstance(a, str) for a in args):
-        raise InvalidParams("args must be a list of strings", field="args")
+    strings(args=args)
     if cwd is not None and ("\0" in cwd or len(cwd.encode()) > 4096):
         raise InvalidParams("cwd must be at most 4096 bytes, with no NUL character",
                             field="cwd")

@@ -7,7 +7,7 @@ import os
 from ..auth.policy import Access, refusals
 from ..auth.users import TARGETS
 from ..errors import Conflict, InvalidParams, NotAuthorized, NotConfigured
-from .registry import Call, method
+from .registry import Call, method, strings
 
 log = logging.getLogger("dynamod.auth")
 CHALLENGE_PREFIX = b"dynamo-x509-challenge:"
@@ -88,12 +88,6 @@ async def _persist(call: Call, change):
     return result
 
 
-def _strings(**lists):
-    for what, value in lists.items():
-        if not all(isinstance(v, str) for v in value):
-            raise InvalidParams(f"{what} must be a list of strings", field=what)
-
-
 @method("get_user", Access.SUPERUSER)
 def get_user(call: Call, name: str) -> dict:
     """One user: name, e-mail, DNs, accounts and grants."""
@@ -105,7 +99,7 @@ def get_user(call: Call, name: str) -> dict:
 async def set_user(call: Call, name: str, email: str | None = None, dns: list = [],
                    accounts: list = []) -> dict:
     """Add a user, or add DNs and accounts to one (and replace its e-mail)."""
-    _strings(dns=dns, accounts=accounts)
+    strings(dns=dns, accounts=accounts)
     created = await _persist(call, lambda: call.server.users.set_user(name, email, dns, accounts))
     return {**call.server.users.user(name).view(), "created": created}
 
@@ -113,7 +107,7 @@ async def set_user(call: Call, name: str, email: str | None = None, dns: list = 
 @method("remove_from_user", Access.SUPERUSER)
 async def remove_from_user(call: Call, name: str, dns: list = [], accounts: list = []) -> dict:
     """Take DNs and accounts from a user."""
-    _strings(dns=dns, accounts=accounts)
+    strings(dns=dns, accounts=accounts)
     await _persist(call, lambda: call.server.users.remove(name, dns, accounts))
     return call.server.users.user(name).view()
 

@@ -93,6 +93,13 @@ def _json_type(value) -> str:
 METHODS: dict[str, Method] = {}
 
 
+def strings(**lists):
+    """Refuse a list parameter (`name=value`) that holds anything but strings."""
+    for name, value in lists.items():
+        if not all(isinstance(v, str) for v in value):
+            raise InvalidParams(f"{name} must be a list of strings", field=name)
+
+
 def method(name: str, access: Access):
     """Register a handler as protocol method `name`, callable with `access`."""
     def register(handler):
