@@ -501,7 +501,7 @@ def seal_forked(path: str, repeat: int, synchronous: str) -> dict:
 
     The inventory is loaded by the daemon's own InventoryService.open (the store's
     writer connection in WAL mode, in its thread, the read-only StoreReader, the objects, the change
-    log's thread and its reader), inside a
+    log's writer), inside a
     running uvloop loop (libuv's io_uring rings are mapped); before each fork a fresh
     reader opens and holds a read transaction (StoreReader.hold(), as
     ApplicationManager._fork does; timed) and is closed once the child has ended.

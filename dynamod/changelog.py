@@ -5,9 +5,9 @@
 Every committed change is in it, or nothing is committed: each change set's
 lines go into the table `change_log` in the same transaction as the change
 itself (a write-back's runs of updates in a compact form, their names and
-values as JSON, which the thread makes the same lines of).  The table is a
-queue: a thread appends its entries to the file (`changes.log`), syncs the
-file, and only then has them deleted.  A file that cannot be written (a full
+values as JSON, which the writer makes the same lines of).  The table is a
+queue: a process of its own, the writer, appends its entries to the file
+(`changes.log`), syncs the file, and only then has the daemon delete them.  A file that cannot be written (a full
 disk) delays the lines, never loses them: the daemon says so once, keeps them
 in the database, and writes them when it can (at the latest at its next
 start).  A crash between the sync and the deletion writes that batch again at
@@ -18,6 +18,10 @@ missing.
 import functools
 import logging
 import os
+import select
+import signal
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -25,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
-from .inventory.changes import entry_lines
+from . import capabilities
+from .inventory.changelines import entry_lines
 from .inventory.fields import printable
 from .logs import escape
 from .store.reader import StoreReader
@@ -34,6 +39,7 @@ from .threadname import name_thread
 log = logging.getLogger("dynamod")
 
 RETRY_SECONDS = 5.0
+STOP_SECONDS = 30.0     # the writer's time to write the last lines at the daemon's end
 BATCH = 1000          # entries read at a time
 ENTRIES = "SELECT seq, time, actor, lines FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?"
 # From this many characters on, an entry's lines are stored compressed (zlib, as bytes):
@@ -45,9 +51,10 @@ COMPRESSED = 64 * 1024
 class ChangeLog:
     def __init__(self, path: str | None):
         self.path = path
-        self._wake = threading.Event()
         self._stopping = False
-        self._thread = None
+        self._stopped = threading.Event()
+        self._relay = None
+        self._process = None
         self._next = 0        # a key for each entry in a batch of rows (the store numbers it)
 
     def entry(self, actor: str, lines: str | bytes) -> dict:
@@ -60,92 +67,176 @@ class ChangeLog:
             None, time.time(), actor, _Compressed(lines) if len(lines) >= COMPRESSED else lines)}
 
     def start(self, database: str, acknowledge):
-        """Feed the file from the table; `acknowledge(seq)` (called from the thread) has
-        the entries up to `seq` deleted once they are safe in the file."""
+        """Feed the file from the table by a process of its own; `acknowledge(seq)` (called
+        from the thread relaying what it says) has the entries up to `seq` deleted once
+        they are safe in the file."""
         if not self.path:
             return
-        self._thread = threading.Thread(target=self._feed, args=(database, acknowledge),
-                                        name="change-log", daemon=True)
-        self._thread.start()
+        self._relay = threading.Thread(target=self._run, args=(database, acknowledge),
+                                       name="change-log", daemon=True)
+        self._relay.start()
 
     def committed(self):
-        """New entries are in the table."""
-        self._wake.set()
+        """New entries are in the table: a byte wakes the writer (a full pipe means it has
+        wake-ups enough; a writer being started again reads the table first anyway)."""
+        process = self._process
+        if process is not None:
+            try:
+                os.write(process.stdin.fileno(), b"\n")
+            except (BlockingIOError, BrokenPipeError, ValueError):
+                pass
 
     def close(self):
-        """Write what is left (the daemon's last commits), then stop."""
-        if self._thread is not None:
-            self._stopping = True
-            self._wake.set()
-            self._thread.join(30)
-            self._thread = None
+        """Have the writer write what is left (the daemon's last commits), then stop."""
+        if self._relay is None:
+            return
+        self._stopping = True
+        self._stopped.set()
+        process = self._process
+        if process is not None:
+            process.stdin.close()   # its end of input: write the rest, then exit
+        self._relay.join(STOP_SECONDS)
+        if self._relay.is_alive() and self._process is not None:
+            log.error("the change log's writer did not finish in %.0f s; the rest of the "
+                      "change log is written at the next start", STOP_SECONDS)
+            self._process.kill()
+            self._relay.join(STOP_SECONDS)
+        self._relay = None
 
-    # ------------------------------------------------------- the thread
-    def _feed(self, database: str, acknowledge):
-        name_thread("dynamod-log")
-        reader = StoreReader(database)
-        failing = None
-        try:
-            written = 0
-            while True:
-                stopping = self._stopping
-                try:
-                    written = self._write_pending(reader, written, acknowledge)
-                except OSError as exc:
-                    if failing is None:
-                        log.error("cannot write the change log %s: %s; the changes are kept "
-                                  "in the database (table change_log) and written when it "
-                                  "can be", self.path, exc.strerror or exc)
-                    failing = exc
-                else:
-                    if failing is not None:
-                        log.warning("the change log %s is written again, nothing was lost",
-                                    self.path)
-                        failing = None
-                if stopping and failing is None:
-                    return
-                if stopping:
-                    log.error("the change log %s is behind; the rest is written at the next "
-                              "start", self.path)
-                    return
-                self._wake.wait(RETRY_SECONDS if failing else None)
-                self._wake.clear()
-        except Exception:
-            log.exception("the change log stopped")
-        finally:
-            reader.close()
-
-    def _write_pending(self, reader, written: int, acknowledge) -> int:
-        while rows := reader.db.execute(ENTRIES, (written, BATCH)).fetchall():
-            text = "".join([_entry(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), actor,
-                                   lines) for _, t, actor, lines in rows])
-            self._append(text.encode())
-            written = rows[-1][0]
-            acknowledge(written)
-        return written
-
-    def _append(self, data: bytes):
-        """All of `data` or none of it: a failed write is cut back off."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            size = os.fstat(fd).st_size
+    # ---------------------------------------------- the relay, in the daemon
+    def _run(self, database: str, acknowledge):
+        """Start the writer, pass on what it says, start it again should it end before it
+        is told to (its lines wait in the table meanwhile)."""
+        name_thread("dynamod-relay")
+        while not self._stopping:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            except OSError:
-                os.ftruncate(fd, size)
-                raise
-        finally:
-            os.close(fd)
+                process = subprocess.Popen(
+                    [sys.executable, "-I", "-c", CHILD, _ROOT, database, self.path],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+            except OSError as exc:
+                log.error("cannot start the change log's writer (%s); the changes are kept "
+                          "in the database (table change_log)", exc.strerror or exc)
+            else:
+                os.set_blocking(process.stdin.fileno(), False)
+                self._process = process
+                if self._stopping:   # close() came while it started
+                    process.stdin.close()
+                self._relay_from(process, acknowledge)
+                status = process.wait()
+                if self._stopping:
+                    return
+                log.error("the change log's writer (process %d) ended with status %d; its "
+                          "lines wait in the database until it is started again",
+                          process.pid, status)
+            self._stopped.wait(RETRY_SECONDS)
+
+    @staticmethod
+    def _relay_from(process, acknowledge):
+        for line in process.stdout:
+            what, _, text = line.decode("utf-8", "replace").rstrip("\n").partition(" ")
+            if what == "logged":
+                acknowledge(int(text))
+            elif what == "error":
+                log.error("%s", text)
+            else:
+                log.warning("%s", text)
+        process.stdout.close()
+
+
+# ------------------------------------------------------------ the writer
+# Its program (`python -I -c CHILD PACKAGE_ROOT DATABASE PATH`): `main` below, found from
+# the daemon's own package (an isolated interpreter has no current directory or
+# environment on its path).
+CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); "
+         "from dynamod.changelog import main; main(sys.argv[2], sys.argv[3])")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main(database: str, path: str):
+    """The writer: the table's entries appended to the file, synced, then told on standard
+    output (`logged SEQ`) so that the daemon has them deleted; woken by a line on
+    standard input, and told to write the rest and stop by its end.  A process of its
+    own, so that formatting an injection's lines takes the daemon's GIL from nobody;
+    it holds none of the daemon's capabilities and ignores the signals meant for the
+    daemon (a Ctrl-C in its terminal, SIGTERM, SIGHUP): the daemon's end ends it."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    capabilities.drop_all()
+    name_thread("dynamod-log")
+    try:
+        _write(database, path, sys.stdout)
+    except BrokenPipeError:   # the daemon is gone (a crash): its next start writes the rest
+        os._exit(0)
+
+
+def _write(database: str, path: str, out):
+    reader = StoreReader(database)
+    failing = None
+    written = 0
+    stopping = False
+    while True:
+        try:
+            written = _write_pending(path, reader, written, out)
+        except BrokenPipeError:   # the daemon's end, not the file's
+            raise
+        except OSError as exc:
+            if failing is None:
+                _say(out, "error", f"cannot write the change log {path}: "
+                     f"{exc.strerror or exc}; the changes are kept in the database (table "
+                     f"change_log) and written when it can be")
+            failing = exc
+        else:
+            if failing is not None:
+                _say(out, "warning", f"the change log {path} is written again, nothing "
+                     f"was lost")
+                failing = None
+        if stopping:
+            if failing is not None:
+                _say(out, "error", f"the change log {path} is behind; the rest is written "
+                     f"at the next start")
+            return
+        ready, _, _ = select.select([0], [], [], RETRY_SECONDS if failing else None)
+        if ready and not os.read(0, 65536):
+            stopping = True
+
+
+def _say(out, what: str, text: str):
+    out.write(f"{what} {text.replace(chr(10), ' ')}\n")
+    out.flush()
+
+
+def _write_pending(path: str, reader, written: int, out) -> int:
+    while rows := reader.db.execute(ENTRIES, (written, BATCH)).fetchall():
+        text = "".join([_entry(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), actor,
+                               lines) for _, t, actor, lines in rows])
+        _append(path, text.encode())
+        written = rows[-1][0]
+        _say(out, "logged", str(written))
+    return written
+
+
+def _append(path: str, data: bytes):
+    """All of `data` or none of it: a failed write is cut back off."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
 def note(path: str, actor: str, text: str):
     """One line written straight to the change log's file, with no daemon running (the
     restore of a backup, by `dynamod restore`)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    ChangeLog(path)._append(_entry(stamp, actor, text).encode())
+    _append(path, _entry(stamp, actor, text).encode())
 
 
 def _stored(entry: str | bytes) -> str | bytes:

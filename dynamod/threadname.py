@@ -1,8 +1,9 @@
 """Kernel names for the daemon's threads, so that `top -H`, `ps -L` and `/proc` tell
 them apart (Python names its threads for itself only: each would show as the
-process's name): the store's connection, the change log's writer, the store check,
-the change log's compressor; and for each application's process, `app-N` (a fork of
-the daemon, it would show as a second one)."""
+process's name): the store's connection, the relay of the change log's writer,
+the store check, the change log's compressor; and for the daemon's processes,
+the change log's writer and each application's, `app-N` (a fork of the daemon,
+it would show as a second one)."""
 
 
 def name_thread(name: str):

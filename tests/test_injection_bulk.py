@@ -74,7 +74,7 @@ def lines(changes) -> list[str]:
 
 def test_new_files_go_to_the_change_log_as_their_columns():
     """The change log's entry of an injection holds its new files', blocks' and block
-    replicas' values, not their lines (JSON, which the change log's thread expands): the
+    replicas' values, not their lines (JSON, which the change log's writer expands): the
     same lines as one by one."""
     bulk, bulk_changes = _inject(_document())
     single, single_changes = _inject(_document(one_by_one=True))

@@ -311,7 +311,7 @@ def test_change_log_has_one_line_per_change(daemon):
     daemon.call("inject", data={"site": [{"name": "T2_A", "status": "ready"}]})
     daemon.call("inject", data={"site": [{"name": "T2_A", "status": "morgue"}]})
     daemon.call("delete", data={"site": [{"name": "T2_A"}]})
-    daemon.stop()  # the change log is written by a thread; stopping flushes it
+    daemon.stop()  # the change log is written by a process; stopping flushes it
     lines = (daemon.state_dir / "changes.log").read_text().splitlines()
     assert len(lines) == 3
     assert "created site T2_A" in lines[0]
@@ -518,13 +518,69 @@ def test_a_work_dir_that_cannot_be_made_stops_the_start_in_one_line(workdir):
 
 def test_top_tells_the_daemons_threads_apart(daemon):
     """`top -H` and `ps -L` show each thread's kernel name: the daemon names its own
-    (the store's connection, the change log's writer and compressor)."""
+    (the store's connection, the change log's compressor and the relay of its writer),
+    and the change log's writer, a process of its own."""
     big = {"dataset": [{"name": "/Threads/A/RAW", "blocks": [{"name": "b", "files": [
         {"name": f"/store/threads/{i:05d}/{'x' * 60}", "size": 1} for i in range(2000)]}]}]}
     daemon.inject_json(big)   # an entry large enough to be compressed
     names = {Path(task, "comm").read_text().strip()
              for task in Path(f"/proc/{daemon.process.pid}/task").iterdir()}
-    assert {"dynamod-store", "dynamod-log", "dynamod-zlib"} <= names, names
+    assert {"dynamod-store", "dynamod-relay", "dynamod-zlib"} <= names, names
+    assert Path(f"/proc/{_change_log_writer(daemon)}/comm").read_text() == "dynamod-log\n"
+
+
+def _change_log_writer(daemon) -> int:
+    """The pid of the daemon's change-log writer."""
+    deadline = time.monotonic() + 10
+    while True:
+        for task in Path(f"/proc/{daemon.process.pid}/task").iterdir():
+            for pid in (task / "children").read_text().split():
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "dynamod-log":
+                    return int(pid)
+        assert time.monotonic() < deadline, "no change-log writer"
+        time.sleep(0.02)
+
+
+def _wait_for_line(path: Path, text: str, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while text not in (path.read_text() if path.exists() else ""):
+        assert time.monotonic() < deadline, f"{text!r} not in {path}"
+        time.sleep(0.05)
+
+
+def test_the_change_log_writer_holds_nothing_of_the_daemons_and_ignores_its_signals(daemon):
+    """The writer formats every line apart from the daemon (its GIL is the event
+    loop's): it holds no capability, and a Ctrl-C in the terminal (SIGINT to the
+    process group), SIGTERM or SIGHUP meant for the daemon leave it running, so the
+    daemon's last lines are still written at its end."""
+    writer = _change_log_writer(daemon)
+    status = Path(f"/proc/{writer}/status").read_text()
+    held = {line.split()[0]: int(line.split()[1], 16) for line in status.splitlines()
+            if line.startswith(("CapInh", "CapPrm", "CapEff", "CapAmb"))}
+    assert held and not any(held.values()), held
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        os.kill(writer, sig)
+    daemon.call("inject", data={"site": [{"name": "T2_SIGNALS", "status": "ready"}]})
+    daemon.stop()
+    assert "created site T2_SIGNALS" in (daemon.state_dir / "changes.log").read_text()
+    assert not Path(f"/proc/{writer}").exists()
+
+
+def test_a_change_log_writer_that_dies_is_started_again_and_no_line_is_lost(daemon):
+    """Its lines wait in the store while no writer runs; the next one writes them."""
+    daemon.call("inject", data={"site": [{"name": "T2_BEFORE", "status": "ready"}]})
+    change_log = daemon.state_dir / "changes.log"
+    _wait_for_line(change_log, "created site T2_BEFORE")
+    writer = _change_log_writer(daemon)
+    os.kill(writer, signal.SIGKILL)
+    daemon.call("inject", data={"site": [{"name": "T2_AFTER", "status": "ready"}]})
+    _wait_for_line(change_log, "created site T2_AFTER")
+    assert _change_log_writer(daemon) != writer
+    assert f"change log's writer (process {writer}) ended with status -9" in daemon.log()
+    lines = change_log.read_text().splitlines()
+    assert [line for line in lines if "created site" in line] == [
+        line for line in lines if "T2_BEFORE" in line or "T2_AFTER" in line]
+    assert sum("T2_AFTER" in line for line in lines) == 1
 
 
 def test_sighup_names_a_file_setting_the_command_line_keeps(start_daemon):
@@ -542,3 +598,22 @@ def test_sighup_names_a_file_setting_the_command_line_keeps(start_daemon):
             f"('INFO'): "
             f"kept") in daemon.log()
     assert "log_level changed from" not in daemon.log()
+
+
+def test_the_change_log_writer_of_a_killed_daemon_ends_without_a_word(daemon):
+    """A crashed daemon's writer finds its input ended, writes what it can and stops:
+    no traceback for a daemon it cannot tell any more (the next start writes the
+    rest)."""
+    writer = _change_log_writer(daemon)
+    os.kill(writer, signal.SIGSTOP)   # so that it has a line to write once its daemon is gone
+    daemon.call("inject", data={"site": [{"name": "T2_CRASH", "status": "ready"}]})
+    daemon.process.kill()
+    daemon.process.wait(10)
+    os.kill(writer, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{writer}").exists() and "Z" not in Path(
+            f"/proc/{writer}/stat").read_text().split(") ")[1][:1]:
+        assert time.monotonic() < deadline, "the writer outlived its daemon"
+        time.sleep(0.02)
+    assert "Traceback" not in daemon.log(), daemon.log()[-2000:]
+    assert "created site T2_CRASH" in (daemon.state_dir / "changes.log").read_text()

@@ -16,7 +16,8 @@ from dynamod.apps import writeback
 from dynamod.apps.proxy import ApplicationInventory
 from dynamod.errors import DynamoError, InvalidParams, NotFound
 from dynamod.inventory import injection
-from dynamod.inventory.changes import ChangeSet, entry_lines, journal_entry
+from dynamod.inventory.changelines import entry_lines
+from dynamod.inventory.changes import ChangeSet, journal_entry
 from dynamod.inventory.inventory import Inventory
 from dynamod.inventory.objects import Block, BlockReplica, Dataset, DatasetReplica, Site
 from dynamod.inventory.rows import all_rows
@@ -98,7 +99,7 @@ def test_store_after_reload_equals_memory(tmp_path_factory, write_backs):
 
 
 def test_a_run_is_logged_compact_unless_json_cannot_hold_it():
-    """A run's change-log entry is the compact JSON the log thread expands, or, with a
+    """A run's change-log entry is the compact JSON the log's writer expands, or, with a
     value JSON cannot hold (a lone surrogate), the same lines as text."""
     inventory = Inventory()
     changes = ChangeSet(inventory)

@@ -251,7 +251,7 @@ print(json.dumps({{f'{{b.name}} {{r.site.name}}': [r.group.name, r.last_update]
     assert replicas(stocked) == in_copy
     app = stocked.call("list_applications", limit=1)["applications"][0]
     assert app["message"] == "changes applied: updated 10 blockreplicas, updated 2 sites"
-    stocked.stop()   # the change log is written by a thread; stopping flushes it
+    stocked.stop()   # the change log is written by a process; stopping flushes it
     replica_lines = [line for line in (stocked.state_dir / "changes.log").read_text()
                      .splitlines() if "updated blockreplica" in line]
     assert len(replica_lines) == 11   # b0 to b9 at S1, then b0 at S1 again

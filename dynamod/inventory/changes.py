@@ -28,6 +28,7 @@ from .columns import repeated
 from .fields import MAX_COUNT, MAX_TEXT, printable
 from .inventory import PLURAL
 from .objects import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Site
+from .changelines import FILE_LINE, entry_lines
 from .packedfiles import packed_runs
 
 
@@ -226,57 +227,6 @@ def _numbered(values) -> tuple[list, list]:
     return list(number), list(map(number.__getitem__, values))
 
 
-def entry_lines(entry: list, prefix: str = "", end: str = "") -> list[str]:
-    """The change log's lines of a compact entry (`journal_entry`): plain lines, runs of
-    updates each as `Updates.compact` gave it, and new files, blocks and block replicas
-    as their columns; each
-    line between `prefix` and `end` (the change log's file: the time and the actor
-    before it, a newline after it, made with the line rather than added over the text)."""
-    lines = []
-    framed = (lambda line: prefix + line + end) if prefix or end else None
-    for part in entry:
-        if type(part) is str:
-            lines.append(prefix + part + end)
-            continue
-        if "files" in part:   # the columns of new files (new_files)
-            lines += map(_framed(_FILE_LINE, prefix, end).__mod__, zip(*part["files"]))
-            continue
-        if "created" in part:   # new blocks or block replicas (`_CREATED`)
-            kind = part["created"]
-            if kind == "block":
-                labels = map(part["datasets"].__getitem__, part["of"])
-            else:
-                labels = _replica_labels(part, "")
-            lines += map(_framed(_CREATED_LINES[kind], prefix, end).__mod__,
-                         zip(labels, *map(part.__getitem__, _CREATED_VALUES[kind])))
-            continue
-        names, old, new = part["names"], part["old"], part["new"]
-        labels = part["labels"] if "labels" in part else _replica_labels(part, "blockreplica ")
-        if len(names) == 1:
-            name = names[0]
-            made = [f"updated {label} {name}: {o!r} -> {v!r}"
-                    for label, o, v in zip(labels, old, new)]
-        else:
-            made = [f"updated {label} " + " ".join(
-                        [f"{n}: {o!r} -> {v!r}" for n, o, v in zip(names, os, vs)
-                         if o is not v and o != v])
-                    for label, os, vs in zip(labels, old, new)]
-        lines += map(framed, made) if framed else made
-    return lines
-
-
-def _framed(line: str, prefix: str, end: str) -> str:
-    """A `%` line of `entry_lines` between `prefix` and `end`."""
-    return prefix.replace("%", "%%") + line + end.replace("%", "%%") if prefix or end else line
-
-
-def _replica_labels(part: dict, kind: str) -> list[str]:
-    """The names of block replicas given in parts (`_replica_names`), after `kind`."""
-    sites, datasets = part["sites"], part["datasets"]
-    blocks = [f"{datasets[d]}#{name}" for d, name in zip(part["of"], part["blocks"])]
-    return [f"{kind}{sites[s]}:{blocks[b]}" for b, s in zip(part["block"], part["site"])]
-
-
 def _shown(value):
     cls = type(value)
     if cls is Group:
@@ -357,13 +307,12 @@ def _totals_conflict(obj, total, expected, actual, parts) -> Conflict:
 # The change log's line of a new file (most lines of an injection): (lfn, size, adler32,
 # crc32, md5) -> str by `%`, mapped over the columns' rows without a Python frame (a
 # third cheaper than str.format's parsing of its fields for each line).
-_FILE_LINE = "created file %s size=%r adler32=%r crc32=%r md5=%r"
 
 
 def journal_entry(journal) -> str | bytes:
     """The change log's entry of a ChangeSet's journal (one line per change): the lines
     as text, or, when it holds runs of updates (a write-back) or new files, blocks or
-    block replicas in bulk (an injection), the compact form the change log's thread expands (`entry_lines`), as
+    block replicas in bulk (an injection), the compact form the change log's writer expands (`entry_lines`), as
     JSON: a write-back's 100,000 lines, or an injection's, are neither formatted nor
     committed in full before its commit, only the names and values they are made of.
     Values JSON cannot hold as they are (a lone surrogate, a huge number) leave the
@@ -397,7 +346,7 @@ def _compact(how: str, obj) -> dict:
 
 def _add_lines(lines: list, how: str, obj, detail):
     if how == "created" and type(obj) is File:
-        lines.append(_FILE_LINE % File.values(obj)[1:])
+        lines.append(FILE_LINE % File.values(obj)[1:])
         return
     if how == "updated":
         text = " ".join([f"{n}: {_shown(old)!r} -> {_shown(new)!r}"
@@ -440,16 +389,6 @@ def _columns(table, rows: list, names: tuple) -> dict:
 
 
 _CREATED = {Block: _created_blocks, BlockReplica: _created_block_replicas}
-# The change log's lines of new blocks and block replicas, by `%` (as for files).
-_CREATED_LINES = {
-    "block": "created block %s#%s size=%r num_files=%r is_open=%r last_update=%r",
-    "blockreplica": ("created blockreplica %s group=%r is_custodial=%r size=%r "
-                     "last_update=%r file_ids=%r")}
-_CREATED_VALUES = {"block": ("names", "size", "num_files", "is_open", "last_update"),
-                   "blockreplica": ("group", "is_custodial", "size", "last_update",
-                                    "file_ids")}
-
-
 def _set_column(objects: list, column, check, values: list) -> tuple[list, list, list]:
     """`set_many` of one raw field (fields.Column) of inventory objects: `column` is the
     field's column of their table.  A run of distinct objects whose values are whole
