@@ -55,6 +55,7 @@ class ChangeLog:
         self._stopped = threading.Event()
         self._relay = None
         self._process = None
+        self._wake = None     # the writers' input: (read end, write end), the daemon's
         self._next = 0        # a key for each entry in a batch of rows (the store numbers it)
 
     def entry(self, actor: str, lines: str | bytes) -> dict:
@@ -69,21 +70,23 @@ class ChangeLog:
     def start(self, database: str, acknowledge):
         """Feed the file from the table by a process of its own; `acknowledge(seq)` (called
         from the thread relaying what it says) has the entries up to `seq` deleted once
-        they are safe in the file."""
+        they are safe in the file.  Every writer started reads the same pipe, which only
+        `close` closes: a wake-up never goes to a descriptor closed meanwhile."""
         if not self.path:
             return
+        self._wake = os.pipe()
+        os.set_blocking(self._wake[1], False)
         self._relay = threading.Thread(target=self._run, args=(database, acknowledge),
                                        name="change-log", daemon=True)
         self._relay.start()
 
     def committed(self):
-        """New entries are in the table: a byte wakes the writer (a full pipe means it has
+        """New entries are in the table: a line wakes the writer (a full pipe means it has
         wake-ups enough; a writer being started again reads the table first anyway)."""
-        process = self._process
-        if process is not None:
+        if self._wake is not None:
             try:
-                os.write(process.stdin.fileno(), b"\n")
-            except (BlockingIOError, BrokenPipeError, ValueError):
+                os.write(self._wake[1], b"\n")
+            except BlockingIOError:
                 pass
 
     def close(self):
@@ -92,16 +95,15 @@ class ChangeLog:
             return
         self._stopping = True
         self._stopped.set()
-        process = self._process
-        if process is not None:
-            process.stdin.close()   # its end of input: write the rest, then exit
+        os.close(self._wake[1])   # the end of its input: write the rest, then exit
         self._relay.join(STOP_SECONDS)
         if self._relay.is_alive() and self._process is not None:
             log.error("the change log's writer did not finish in %.0f s; the rest of the "
                       "change log is written at the next start", STOP_SECONDS)
             self._process.kill()
             self._relay.join(STOP_SECONDS)
-        self._relay = None
+        os.close(self._wake[0])
+        self._relay = self._wake = None
 
     # ---------------------------------------------- the relay, in the daemon
     def _run(self, database: str, acknowledge):
@@ -112,15 +114,12 @@ class ChangeLog:
             try:
                 process = subprocess.Popen(
                     [sys.executable, "-I", "-c", CHILD, _ROOT, database, self.path],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+                    stdin=self._wake[0], stdout=subprocess.PIPE, close_fds=True)
             except OSError as exc:
                 log.error("cannot start the change log's writer (%s); the changes are kept "
                           "in the database (table change_log)", exc.strerror or exc)
             else:
-                os.set_blocking(process.stdin.fileno(), False)
                 self._process = process
-                if self._stopping:   # close() came while it started
-                    process.stdin.close()
                 self._relay_from(process, acknowledge)
                 status = process.wait()
                 if self._stopping:

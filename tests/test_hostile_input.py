@@ -105,6 +105,7 @@ def target():
     daemon.call("set_user", name="jane", dns=["/DC=org/DC=example/CN=Jane"], accounts=["nobody"])
     daemon.call("grant_role", user="jane", role="operator", target="inventory")
     daemon.call("authorize_script", title="cleanup", checksum="0" * 64)
+    daemon.change_log_written()   # changes.log made before the state to keep is taken
     attacked = Target(daemon)
     yield attacked
     tried = attacked.tried

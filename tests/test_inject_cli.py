@@ -214,10 +214,15 @@ def test_a_daemon_gone_mid_command_is_told_with_what_is_left(daemon, tmp_path):
     docs = _sites(3, tmp_path)
     docs[1].unlink()
     os.mkfifo(docs[1])   # the command waits to read it, with the first document sent
-    command = subprocess.Popen([sys.executable, "-m", "dynamoclient.inject", *map(str, docs)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=daemon.env)
+    command = subprocess.Popen([sys.executable, "-m", "dynamoclient.inject", *map(str, docs)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=daemon.env)
+    # The first document's line in the change log: committed, and so answered (a read of
+    # the inventory could see the change applied, not yet committed nor answered; the
+    # change log's writer is woken after the answer is on its way).
+    change_log = daemon.state_dir / "changes.log"
     deadline = time.monotonic() + 30
-    while not {s["name"] for s in daemon.call("list_sites")["sites"]} >= {"T2_DOC0"}:
+    while "created site T2_DOC0" not in (change_log.read_text() if change_log.exists() else ""):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     daemon.kill9()

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,21 @@ class Daemon:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def change_log_written(self, timeout=20.0):
+        """Wait until the change log's writer (a process of the daemon's) has written every
+        committed change's lines out of the store's queue into changes.log."""
+        deadline = time.monotonic() + timeout
+        while True:
+            db = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)
+            try:
+                if not db.execute("SELECT count(*) FROM change_log").fetchone()[0]:
+                    return
+            finally:
+                db.close()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the change log is not written:\n{self.log()[-2000:]}")
+            time.sleep(0.02)
 
     def stop(self, sig=signal.SIGTERM, timeout=30.0) -> int:
         if self.process is None or self.process.poll() is not None:
