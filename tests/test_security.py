@@ -10,9 +10,12 @@ checked for the modes the documentation gives.
 import base64
 import os
 import shutil
+import signal
 import socket
 import stat
+import struct
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -446,7 +449,11 @@ def test_descriptors_come_only_from_the_connection_asked_for_them(daemon):
         out_r, out_w = os.pipe()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(socket_path)
-        socket.send_fds(sock, [b'{"id": "b", "method": "ping"}\n'], [stdin_r, out_w, out_w])
+        try:
+            socket.send_fds(sock, [b'{"id": "b", "method": "ping"}\n'],
+                            [stdin_r, out_w, out_w])
+        except PermissionError:   # refused by the socket (descriptors.py)
+            sock.sendall(b'{"id": "b", "method": "ping"}\n')
         answer = orjson.loads(sock.makefile("rb").readline())
         for fd in (stdin_r, stdin_w, out_w):
             os.close(fd)
@@ -518,6 +525,123 @@ def test_a_client_leaving_before_its_descriptors_leaves_no_application_behind(da
         time.sleep(0.05)
     assert app["status"] == "killed" and app["pid"] is None
     assert daemon.call("status")["connections"] == 1
+
+
+def _lingering_socket(linger: int):
+    """A TCP socket whose close waits up to `linger` s: SO_LINGER, and its send buffer full
+    towards a peer that reads nothing (the listener, returned too, never accepts)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock.connect(listener.getsockname())
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, linger))
+    sock.setblocking(False)
+    for _ in range(10):   # until the window is shut (the kernel grows it for a while)
+        try:
+            while True:
+                sock.send(b"x" * 65536)
+        except BlockingIOError:
+            time.sleep(0.02)
+    return listener, sock
+
+
+def _stalls_the_daemon(socket_path: str, how: str, pause=None, linger=5):
+    """Pass a lingering socket to the daemon, drop it (in a thread: when the daemon holds
+    none, this close is the last and waits); then the seconds until the last answer, and
+    a ping on another connection, came (the linger if the daemon closed it on its event
+    loop).  `pause`: descriptors of two pipes to have the daemon stopped (SIGSTOP) while
+    the streams and the request after them are sent."""
+    listener, sock = _lingering_socket(linger)
+    client = Raw(socket_path, timeout=30)
+    outcome = {}
+    began = time.monotonic()
+    if how == "with a ping":   # an unmapped peer, unasked
+        try:
+            socket.send_fds(client.sock, [b'{"id": 1, "method": "ping"}\n'], [sock.fileno()])
+        except PermissionError:
+            outcome["sent"] = "refused"
+    else:
+        client.send(orjson.dumps({"id": 1, "method": "run_application",
+                                  "params": {"script": "pass\n"}}) + b"\n")
+        client.receive()   # send_fds
+        if pause:
+            os.write(pause[1], b"stop")
+            os.read(pause[0], 1)
+        began = time.monotonic()
+        fds = [sock.fileno()] * (4 if how == "one too many" else 3)
+        socket.send_fds(client.sock, [b"F"], fds)
+        if how == "then with a ping":   # sent while the connection takes descriptors
+            socket.send_fds(client.sock, [b'{"id": 2, "method": "ping"}\n'], [sock.fileno()])
+        if pause:
+            os.write(pause[1], b"c")
+    threading.Thread(target=sock.close, daemon=True).start()
+    expected = set() if outcome else {"1", "2"} if how == "then with a ping" else {"1"}
+    answers = {}
+    while expected - answers.keys():
+        answer = client.receive()
+        if "event" not in answer:
+            answers[str(answer["id"])] = answer.get("result", answer.get("error"))
+    outcome["answers"] = answers
+    other = Raw(socket_path, timeout=30)
+    outcome["ping"] = other.ping_works()
+    outcome["seconds"] = time.monotonic() - began
+    other.close()
+    client.close()
+    listener.close()
+    return outcome
+
+
+def test_an_unasked_descriptor_is_refused_and_never_holds_the_daemon(daemon):
+    """A descriptor sent with a request, by a peer no one registered: the transport reads
+    the request as bytes and the kernel closes the descriptor in the daemon's event loop,
+    which waited for the socket's linger (5 s here; any time the peer likes)."""
+    outcome = as_nobody(_stalls_the_daemon, daemon.socket, "with a ping")
+    assert outcome["ping"] and outcome["seconds"] < 2, outcome
+    assert outcome["sent"] == "refused", outcome   # SO_PASSRIGHTS
+    assert daemon.call("ping") == {"pong": True}
+
+
+def _stopped_meanwhile(daemon, pause):
+    """The daemon stopped from the attacker's "stop" to its next byte."""
+    os.read(pause[0], 4)
+    daemon.process.send_signal(signal.SIGSTOP)
+    os.write(pause[1], b"g")
+    try:
+        os.read(pause[0], 1)
+        time.sleep(0.05)
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+
+
+@pytest.mark.parametrize("how", ["as its streams", "one too many", "then with a ping"])
+def test_the_streams_an_application_is_given_never_hold_the_daemon(daemon, how):
+    """An operator passes a lingering socket as its application's streams (or one too
+    many; or another with a request right after them, the daemon stopped meanwhile so
+    that both wait to be read): the daemon closed them on its event loop and every
+    client waited out the linger."""
+    map_nobody(daemon, "operator", "application")
+    to_attacker, from_attacker = os.pipe(), os.pipe()
+    pause = (to_attacker[0], from_attacker[1])
+    stopper = threading.Thread(target=_stopped_meanwhile,
+                               args=(daemon, (from_attacker[0], to_attacker[1])))
+    stopper.start()
+    try:
+        outcome = as_nobody(_stalls_the_daemon, daemon.socket, how, pause)
+    finally:
+        stopper.join()
+        for fd in (*to_attacker, *from_attacker):
+            os.close(fd)
+    assert outcome["ping"] and outcome["seconds"] < 2, outcome
+    if how == "one too many":
+        assert outcome["answers"]["1"]["code"] == "invalid_request", outcome
+    else:
+        assert outcome["answers"]["1"]["status"] == "done", outcome
+    if how == "then with a ping":   # taken with the streams, then closed in a thread
+        assert outcome["answers"]["2"] == {"pong": True}, outcome
+    assert daemon.call("ping") == {"pong": True}
 
 
 # ------------------------------------------------------------- permissions

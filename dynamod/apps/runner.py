@@ -25,7 +25,7 @@ import time
 
 import orjson
 
-from .. import capabilities
+from .. import capabilities, descriptors
 from ..config import file_key
 from ..errors import Busy, DynamoError, InvalidParams, NotConfigured
 from ..store.reader import StoreReader
@@ -155,8 +155,7 @@ class ApplicationManager:
                 if holder else "")
             app.end("failed", message)
             self.records.persist(app)
-            for fd in stdio or ():
-                os.close(fd)
+            descriptors.close_later(stdio)
             raise Busy(message)
         task = asyncio.get_running_loop().create_task(self._run(app, stdio))
         self.tasks.add(task)
@@ -181,8 +180,7 @@ class ApplicationManager:
             log.exception("application %d failed in the daemon", app.id)
             app.status, app.message = "failed", f"daemon error: {exc}"
         finally:
-            for fd in stdio or ():
-                os.close(fd)
+            descriptors.close_later(stdio)   # the caller's: their close may wait (descriptors.py)
             app.end(app.status, app.message)
             self.records.persist(app)
             log.info("application %d (%s) ended: %s, exit code %s", app.id, app.title,
