@@ -166,6 +166,72 @@ def test_only_its_submitter_or_an_admin_kills_an_application(daemon):
     assert wait_for_end(daemon, root_app)["status"] == "killed"
 
 
+def _kill_when_told(socket_path: str, fds: tuple, rounds: int) -> list:
+    """As the submitter: run a short application `rounds` times; tell its pid (fds[1]),
+    and kill it when told to (fds[0]): what each kill answered."""
+    client = Raw(socket_path, timeout=30)
+    killed = []
+    for _ in range(rounds):
+        app = client.request(1, "run_application", script="pass\n", attach=False)["result"]
+        while not (pid := client.request(2, "poll_application", id=app["id"])["result"]["pid"]):
+            pass
+        os.write(fds[1], struct.pack("i", pid))
+        os.read(fds[0], 1)
+        killed.append(client.request(3, "kill_application", id=app["id"])["result"]["killed"])
+    client.close()
+    return killed
+
+
+def _a_process_at_each_reaped_pid(fds: tuple, rounds: int, victims: list):
+    """Root: once each application's pid is free (its child reaped), fork a process that
+    gets that very pid (ns_last_pid), then let the submitter kill the application."""
+    for _ in range(rounds):
+        pid = struct.unpack("i", os.read(fds[0], 4))[0]
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            pass
+        with open("/proc/sys/kernel/ns_last_pid", "w") as last:
+            last.write(str(pid - 1))
+        victim = os.fork()
+        if victim == 0:
+            time.sleep(10)
+            os._exit(0)
+        os.write(fds[1], b"g")
+        victims.append((pid, victim))
+
+
+def test_a_kill_never_reaches_a_process_that_took_the_application_s_pid(daemon):
+    """The child is reaped, then the daemon awaits the file channel's close before it
+    notes the exit: a kill in between sent SIGTERM to the pid, which another process may
+    already hold (here a process of root's made to take it), and marked the application
+    killed although it had ended by itself."""
+    map_nobody(daemon, "operator", "application")
+    rounds = 40
+    to_root, to_attacker = os.pipe(), os.pipe()
+    victims = []
+    helper = threading.Thread(target=_a_process_at_each_reaped_pid,
+                              args=((to_root[0], to_attacker[1]), rounds, victims))
+    helper.start()
+    try:
+        killed = as_nobody(_kill_when_told, daemon.socket, (to_attacker[0], to_root[1]), rounds)
+    finally:
+        helper.join()
+        for fd in (*to_root, *to_attacker):
+            os.close(fd)
+    ends = []
+    for pid, victim in victims:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        ends.append((pid == victim, os.waitstatus_to_exitcode(os.waitpid(victim, 0)[1])))
+    assert sum(same for same, _ in ends) >= rounds // 2, ("the freed pids went elsewhere", victims)
+    assert -signal.SIGTERM not in [code for _, code in ends], (killed, ends)
+    assert killed == [False] * rounds, killed
+    statuses = {a["status"] for a in daemon.call("list_applications", limit=rounds)["applications"]}
+    assert statuses == {"done"}, statuses
+
+
 def _start_and_kill(socket_path: str, rounds: int) -> bool:
     """Start an application and kill it the moment it is forked, `rounds` times."""
     client = Raw(socket_path, timeout=30)

@@ -255,7 +255,7 @@ class ApplicationManager:
                                 lambda: loop.remove_reader(updates_r))
             loop.add_reader(updates_r, receiver.read)
         try:
-            status = await self._wait(app, pid)
+            await self._wait(app, pid)   # sets app.exit_code
         finally:
             serving.cancel()
             await filechannel.close(snapshot)
@@ -264,7 +264,6 @@ class ApplicationManager:
                 loop.remove_reader(updates_r)
                 receiver.read()
                 os.close(updates_r)
-        app.exit_code = os.waitstatus_to_exitcode(status)
         if app.status == "killed":
             return
         if app.exit_code != 0:
@@ -379,6 +378,9 @@ class ApplicationManager:
             loop.remove_reader(pidfd)
             os.close(pidfd)
         _, status = os.waitpid(pid, 0)
+        # Noted before anything else can run: from here the pid may be another process's,
+        # and every signal to the application checks this first (kill, interrupt).
+        app.exit_code = os.waitstatus_to_exitcode(status)
         return status
 
     # --------------------------------------------------------------- kill
@@ -418,7 +420,7 @@ class ApplicationManager:
             log.error("%s", exc.message)
 
     def _force_kill(self, app: Application):
-        if not app.ended_event.is_set():
+        if app.exit_code is None and not app.ended_event.is_set():
             try:
                 _signal(app, signal.SIGKILL)
             except NotConfigured as exc:
