@@ -22,7 +22,7 @@ import socket
 import time
 from collections import deque
 
-from . import collector
+from . import collector, descriptors
 from .auth.identity import Peer
 from .auth.policy import authorize
 from .errors import Busy, DynamoError, InvalidRequest, ParseError
@@ -292,7 +292,9 @@ class Connection(asyncio.Protocol):
 
         Reading pauses before the client is asked, so the byte that carries
         the descriptors is read here, never by the transport (which would
-        drop them silently).
+        drop them, the kernel closing them on the event loop).  The socket
+        takes descriptors only until that byte is read (descriptors.py); what
+        else came with them is read here too, its descriptors closed in a thread.
         """
         self.receiving_fds = True
         self._update_reading()
@@ -303,15 +305,20 @@ class Connection(asyncio.Protocol):
 
         def readable():
             try:
-                data, fds, _, _ = socket.recv_fds(sock, 1, count)
+                data, fds, _, _ = socket.recv_fds(sock, 1, descriptors.MAX_FDS)
             except BlockingIOError:
                 return
             except OSError as exc:
                 fds, data = [], exc
-            if not received.done():
+            loop.remove_reader(sock.fileno())   # what follows is the transport's to read
+            if received.done():
+                descriptors.close_later(fds)
+            else:
                 received.set_result((data, fds))
 
+        refusing = descriptors.allow(sock, True)
         loop.add_reader(sock.fileno(), readable)
+        rest = b""
         try:
             self.send_event(rid, {"event": "send_fds", "count": count})
             data, fds = await asyncio.wait_for(received, FD_TIMEOUT)
@@ -319,12 +326,15 @@ class Connection(asyncio.Protocol):
             raise InvalidRequest(f"no descriptors arrived within {FD_TIMEOUT:g} s") from None
         finally:
             loop.remove_reader(sock.fileno())
+            if refusing and descriptors.allow(sock, False):
+                rest = descriptors.drain(sock)
             sock.close()
             self.receiving_fds = False
+            if rest and not self.closed:
+                self.data_received(rest)
             self._update_reading()
         if len(fds) != count:
-            for fd in fds:
-                os.close(fd)
+            descriptors.close_later(fds)
             raise InvalidRequest(f"expected {count} descriptors (standard input, output and "
                                  f"error), received {len(fds)}")
         return fds

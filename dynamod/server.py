@@ -19,7 +19,7 @@ import stat
 import time
 from collections import Counter
 
-from . import __version__, failstop, logs, systemd
+from . import __version__, descriptors, failstop, logs, systemd
 from .apps.cgroup import AppCgroups, CgroupError
 from .apps.runner import ApplicationManager, IsolatedPath
 from .auth.identity import Authenticator
@@ -107,6 +107,10 @@ class Server:
                 os.unlink(self.config.socket)
             raise
         where = listening.getsockname() if self.activated else self.config.socket
+        if not descriptors.allow(listening, False):
+            log.warning("this kernel cannot refuse descriptors sent to the socket (SO_PASSRIGHTS, "
+                        "Linux 6.16): a peer that sends one with a request can hold the daemon "
+                        "while the kernel closes it (RELIABILITY.md, Known limits)")
         loop = asyncio.get_running_loop()
         self.listener = await loop.create_unix_server(lambda: Connection(self), sock=listening,
                                                       backlog=BACKLOG)

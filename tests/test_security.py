@@ -10,9 +10,12 @@ checked for the modes the documentation gives.
 import base64
 import os
 import shutil
+import signal
 import socket
 import stat
+import struct
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -161,6 +164,72 @@ def test_only_its_submitter_or_an_admin_kills_an_application(daemon):
         {"method": "kill_application", "params": {"id": root_app}}])[0]
     assert by_admin["result"]["killed"] is True
     assert wait_for_end(daemon, root_app)["status"] == "killed"
+
+
+def _kill_when_told(socket_path: str, fds: tuple, rounds: int) -> list:
+    """As the submitter: run a short application `rounds` times; tell its pid (fds[1]),
+    and kill it when told to (fds[0]): what each kill answered."""
+    client = Raw(socket_path, timeout=30)
+    killed = []
+    for _ in range(rounds):
+        app = client.request(1, "run_application", script="pass\n", attach=False)["result"]
+        while not (pid := client.request(2, "poll_application", id=app["id"])["result"]["pid"]):
+            pass
+        os.write(fds[1], struct.pack("i", pid))
+        os.read(fds[0], 1)
+        killed.append(client.request(3, "kill_application", id=app["id"])["result"]["killed"])
+    client.close()
+    return killed
+
+
+def _a_process_at_each_reaped_pid(fds: tuple, rounds: int, victims: list):
+    """Root: once each application's pid is free (its child reaped), fork a process that
+    gets that very pid (ns_last_pid), then let the submitter kill the application."""
+    for _ in range(rounds):
+        pid = struct.unpack("i", os.read(fds[0], 4))[0]
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            pass
+        with open("/proc/sys/kernel/ns_last_pid", "w") as last:
+            last.write(str(pid - 1))
+        victim = os.fork()
+        if victim == 0:
+            time.sleep(10)
+            os._exit(0)
+        os.write(fds[1], b"g")
+        victims.append((pid, victim))
+
+
+def test_a_kill_never_reaches_a_process_that_took_the_application_s_pid(daemon):
+    """The child is reaped, then the daemon awaits the file channel's close before it
+    notes the exit: a kill in between sent SIGTERM to the pid, which another process may
+    already hold (here a process of root's made to take it), and marked the application
+    killed although it had ended by itself."""
+    map_nobody(daemon, "operator", "application")
+    rounds = 40
+    to_root, to_attacker = os.pipe(), os.pipe()
+    victims = []
+    helper = threading.Thread(target=_a_process_at_each_reaped_pid,
+                              args=((to_root[0], to_attacker[1]), rounds, victims))
+    helper.start()
+    try:
+        killed = as_nobody(_kill_when_told, daemon.socket, (to_attacker[0], to_root[1]), rounds)
+    finally:
+        helper.join()
+        for fd in (*to_root, *to_attacker):
+            os.close(fd)
+    ends = []
+    for pid, victim in victims:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        ends.append((pid == victim, os.waitstatus_to_exitcode(os.waitpid(victim, 0)[1])))
+    assert sum(same for same, _ in ends) >= rounds // 2, ("the freed pids went elsewhere", victims)
+    assert -signal.SIGTERM not in [code for _, code in ends], (killed, ends)
+    assert killed == [False] * rounds, killed
+    statuses = {a["status"] for a in daemon.call("list_applications", limit=rounds)["applications"]}
+    assert statuses == {"done"}, statuses
 
 
 def _start_and_kill(socket_path: str, rounds: int) -> bool:
@@ -446,7 +515,11 @@ def test_descriptors_come_only_from_the_connection_asked_for_them(daemon):
         out_r, out_w = os.pipe()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(socket_path)
-        socket.send_fds(sock, [b'{"id": "b", "method": "ping"}\n'], [stdin_r, out_w, out_w])
+        try:
+            socket.send_fds(sock, [b'{"id": "b", "method": "ping"}\n'],
+                            [stdin_r, out_w, out_w])
+        except PermissionError:   # refused by the socket (descriptors.py)
+            sock.sendall(b'{"id": "b", "method": "ping"}\n')
         answer = orjson.loads(sock.makefile("rb").readline())
         for fd in (stdin_r, stdin_w, out_w):
             os.close(fd)
@@ -518,6 +591,123 @@ def test_a_client_leaving_before_its_descriptors_leaves_no_application_behind(da
         time.sleep(0.05)
     assert app["status"] == "killed" and app["pid"] is None
     assert daemon.call("status")["connections"] == 1
+
+
+def _lingering_socket(linger: int):
+    """A TCP socket whose close waits up to `linger` s: SO_LINGER, and its send buffer full
+    towards a peer that reads nothing (the listener, returned too, never accepts)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock.connect(listener.getsockname())
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, linger))
+    sock.setblocking(False)
+    for _ in range(10):   # until the window is shut (the kernel grows it for a while)
+        try:
+            while True:
+                sock.send(b"x" * 65536)
+        except BlockingIOError:
+            time.sleep(0.02)
+    return listener, sock
+
+
+def _stalls_the_daemon(socket_path: str, how: str, pause=None, linger=5):
+    """Pass a lingering socket to the daemon, drop it (in a thread: when the daemon holds
+    none, this close is the last and waits); then the seconds until the last answer, and
+    a ping on another connection, came (the linger if the daemon closed it on its event
+    loop).  `pause`: descriptors of two pipes to have the daemon stopped (SIGSTOP) while
+    the streams and the request after them are sent."""
+    listener, sock = _lingering_socket(linger)
+    client = Raw(socket_path, timeout=30)
+    outcome = {}
+    began = time.monotonic()
+    if how == "with a ping":   # an unmapped peer, unasked
+        try:
+            socket.send_fds(client.sock, [b'{"id": 1, "method": "ping"}\n'], [sock.fileno()])
+        except PermissionError:
+            outcome["sent"] = "refused"
+    else:
+        client.send(orjson.dumps({"id": 1, "method": "run_application",
+                                  "params": {"script": "pass\n"}}) + b"\n")
+        client.receive()   # send_fds
+        if pause:
+            os.write(pause[1], b"stop")
+            os.read(pause[0], 1)
+        began = time.monotonic()
+        fds = [sock.fileno()] * (4 if how == "one too many" else 3)
+        socket.send_fds(client.sock, [b"F"], fds)
+        if how == "then with a ping":   # sent while the connection takes descriptors
+            socket.send_fds(client.sock, [b'{"id": 2, "method": "ping"}\n'], [sock.fileno()])
+        if pause:
+            os.write(pause[1], b"c")
+    threading.Thread(target=sock.close, daemon=True).start()
+    expected = set() if outcome else {"1", "2"} if how == "then with a ping" else {"1"}
+    answers = {}
+    while expected - answers.keys():
+        answer = client.receive()
+        if "event" not in answer:
+            answers[str(answer["id"])] = answer.get("result", answer.get("error"))
+    outcome["answers"] = answers
+    other = Raw(socket_path, timeout=30)
+    outcome["ping"] = other.ping_works()
+    outcome["seconds"] = time.monotonic() - began
+    other.close()
+    client.close()
+    listener.close()
+    return outcome
+
+
+def test_an_unasked_descriptor_is_refused_and_never_holds_the_daemon(daemon):
+    """A descriptor sent with a request, by a peer no one registered: the transport reads
+    the request as bytes and the kernel closes the descriptor in the daemon's event loop,
+    which waited for the socket's linger (5 s here; any time the peer likes)."""
+    outcome = as_nobody(_stalls_the_daemon, daemon.socket, "with a ping")
+    assert outcome["ping"] and outcome["seconds"] < 2, outcome
+    assert outcome["sent"] == "refused", outcome   # SO_PASSRIGHTS
+    assert daemon.call("ping") == {"pong": True}
+
+
+def _stopped_meanwhile(daemon, pause):
+    """The daemon stopped from the attacker's "stop" to its next byte."""
+    os.read(pause[0], 4)
+    daemon.process.send_signal(signal.SIGSTOP)
+    os.write(pause[1], b"g")
+    try:
+        os.read(pause[0], 1)
+        time.sleep(0.05)
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+
+
+@pytest.mark.parametrize("how", ["as its streams", "one too many", "then with a ping"])
+def test_the_streams_an_application_is_given_never_hold_the_daemon(daemon, how):
+    """An operator passes a lingering socket as its application's streams (or one too
+    many; or another with a request right after them, the daemon stopped meanwhile so
+    that both wait to be read): the daemon closed them on its event loop and every
+    client waited out the linger."""
+    map_nobody(daemon, "operator", "application")
+    to_attacker, from_attacker = os.pipe(), os.pipe()
+    pause = (to_attacker[0], from_attacker[1])
+    stopper = threading.Thread(target=_stopped_meanwhile,
+                               args=(daemon, (from_attacker[0], to_attacker[1])))
+    stopper.start()
+    try:
+        outcome = as_nobody(_stalls_the_daemon, daemon.socket, how, pause)
+    finally:
+        stopper.join()
+        for fd in (*to_attacker, *from_attacker):
+            os.close(fd)
+    assert outcome["ping"] and outcome["seconds"] < 2, outcome
+    if how == "one too many":
+        assert outcome["answers"]["1"]["code"] == "invalid_request", outcome
+    else:
+        assert outcome["answers"]["1"]["status"] == "done", outcome
+    if how == "then with a ping":   # taken with the streams, then closed in a thread
+        assert outcome["answers"]["2"] == {"pong": True}, outcome
+    assert daemon.call("ping") == {"pong": True}
 
 
 # ------------------------------------------------------------- permissions

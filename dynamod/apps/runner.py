@@ -25,7 +25,7 @@ import time
 
 import orjson
 
-from .. import capabilities
+from .. import capabilities, descriptors
 from ..config import file_key
 from ..errors import Busy, DynamoError, InvalidParams, NotConfigured
 from ..store.reader import StoreReader
@@ -155,8 +155,7 @@ class ApplicationManager:
                 if holder else "")
             app.end("failed", message)
             self.records.persist(app)
-            for fd in stdio or ():
-                os.close(fd)
+            descriptors.close_later(stdio)
             raise Busy(message)
         task = asyncio.get_running_loop().create_task(self._run(app, stdio))
         self.tasks.add(task)
@@ -181,8 +180,7 @@ class ApplicationManager:
             log.exception("application %d failed in the daemon", app.id)
             app.status, app.message = "failed", f"daemon error: {exc}"
         finally:
-            for fd in stdio or ():
-                os.close(fd)
+            descriptors.close_later(stdio)   # the caller's: their close may wait (descriptors.py)
             app.end(app.status, app.message)
             self.records.persist(app)
             log.info("application %d (%s) ended: %s, exit code %s", app.id, app.title,
@@ -257,7 +255,7 @@ class ApplicationManager:
                                 lambda: loop.remove_reader(updates_r))
             loop.add_reader(updates_r, receiver.read)
         try:
-            status = await self._wait(app, pid)
+            await self._wait(app, pid)   # sets app.exit_code
         finally:
             serving.cancel()
             await filechannel.close(snapshot)
@@ -266,7 +264,6 @@ class ApplicationManager:
                 loop.remove_reader(updates_r)
                 receiver.read()
                 os.close(updates_r)
-        app.exit_code = os.waitstatus_to_exitcode(status)
         if app.status == "killed":
             return
         if app.exit_code != 0:
@@ -381,6 +378,9 @@ class ApplicationManager:
             loop.remove_reader(pidfd)
             os.close(pidfd)
         _, status = os.waitpid(pid, 0)
+        # Noted before anything else can run: from here the pid may be another process's,
+        # and every signal to the application checks this first (kill, interrupt).
+        app.exit_code = os.waitstatus_to_exitcode(status)
         return status
 
     # --------------------------------------------------------------- kill
@@ -420,7 +420,7 @@ class ApplicationManager:
             log.error("%s", exc.message)
 
     def _force_kill(self, app: Application):
-        if not app.ended_event.is_set():
+        if app.exit_code is None and not app.ended_event.is_set():
             try:
                 _signal(app, signal.SIGKILL)
             except NotConfigured as exc:

@@ -1,10 +1,10 @@
 """Applications: run, poll, kill, list; and the script authorizations (root only)."""
 
 import logging
-import os
 import re
 from importlib import resources
 
+from .. import descriptors
 from ..apps.runner import parse_timeout
 from ..auth.policy import Access
 from ..errors import DynamoError, InvalidParams, NotAuthorized, NotFound
@@ -64,8 +64,7 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
     try:
         await committed
     except BaseException:
-        for fd in stdio or ():
-            os.close(fd)
+        descriptors.close_later(stdio)
         raise
     if failed is not None:  # the caller left, or sent no descriptors: end the record
         manager.kill(app.id, failed.message)
