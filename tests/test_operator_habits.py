@@ -464,7 +464,25 @@ def test_a_tool_run_bare_prints_its_help(tool):
     as with --help, instead of failing on a missing option or reaching the daemon."""
     bare, asked = (subprocess.run([sys.executable, "-m", f"dynamoclient.{tool}", *args],
                                   capture_output=True, text=True, timeout=30,
+                                  stdin=subprocess.DEVNULL,   # as on a terminal: no input
                                   env={**os.environ, "DYNAMO_SOCKET": "/nonexistent/socket"})
                    for args in ([], ["--help"]))
     assert bare.returncode == asked.returncode == 0, bare.stderr
     assert bare.stdout == asked.stdout and bare.stdout.startswith("usage: "), bare.stdout
+
+
+def test_a_document_piped_to_a_bare_inject_is_not_taken_for_nothing(seeded, tmp_path):
+    """`cat doc.json | dynamo-inject` (no -): the help and exit code 0 would tell a
+    script that the document went in; one line says to name standard input instead,
+    exit 1, and nothing changes.  From a file (< doc.json) alike; with - it goes in."""
+    document = '{"site": [{"name": "T2_PIPED"}]}'
+    path = tmp_path / "doc.json"
+    path.write_text(document)
+    said = ("dynamo-inject: nothing named to inject: to read the document on standard "
+            "input, give - (... | dynamo-inject -; see --help)\n")
+    assert seeded.inject(input=document, check=False).stderr == said
+    with open(path) as stdin:
+        result = seeded.inject(stdin=stdin, check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", said)
+    assert "T2_PIPED" not in [s["name"] for s in seeded.call("list_sites")["sites"]]
+    assert seeded.inject("-", input=document).stdout.startswith("created  sites: 1")

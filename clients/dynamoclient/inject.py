@@ -344,6 +344,11 @@ def say_waiting(event: dict):
 @interruptible("dynamo-inject", "; each document is applied whole or not at all: --dry-run "
                                 "shows what is left to do")
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv and _piped():
+        print("dynamo-inject: nothing named to inject: to read the document on standard "
+              "input, give - (... | dynamo-inject -; see --help)", file=sys.stderr)
+        return 1
     args = parse_arguments(build_parser(), argv)
     if args is None:
         return 0
@@ -384,6 +389,20 @@ def main(argv=None) -> int:
         return 1
     print_result(result, args)
     return 0
+
+
+def _piped() -> bool:
+    """Whether standard input is a pipe or a file: `cat doc.json | dynamo-inject` meant
+    the document, and the help (the bare command's answer) with exit code 0 would tell
+    a script that it went in."""
+    import os
+    import stat
+
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
 
 
 def _located(exc: RemoteError, document: Document | None) -> str:
