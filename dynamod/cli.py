@@ -90,6 +90,8 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:   # one line and 128 + SIGINT, as the clients
             print(f"dynamod {argv[0]}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            return _output_closed()
     args = build_parser().parse_args(argv)
     options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
                "socket": args.socket, "database": args.database,
@@ -103,8 +105,11 @@ def main(argv=None) -> int:
         print(f"dynamod: {exc}", file=sys.stderr)
         return 2
     if args.check_config:
-        print(f"# effective configuration (file: {config.config_file or 'none'})")
-        print(config.effective())
+        try:
+            print(f"# effective configuration (file: {config.config_file or 'none'})")
+            print(config.effective(), flush=True)
+        except BrokenPipeError:
+            return _output_closed()
         return 0
     reread = _rereading(config.config_file or None, options)   # the file build found
 
@@ -112,6 +117,15 @@ def main(argv=None) -> int:
         return _detach(config, reread)
     logs.setup(config.log_level)
     return _serve(config, reread)
+
+
+def _output_closed() -> int:
+    """Standard output's reader went away (`dynamod check | head -0`): end quietly with
+    141 (128 + SIGPIPE), as the clients do, not with a traceback; what is still
+    buffered for it goes nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 def _rereading(config_file: str | None, options: dict):
