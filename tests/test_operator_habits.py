@@ -458,6 +458,38 @@ def test_help_names_the_original_options(tool, options):
         assert option in result.stdout, (option, result.stdout)
 
 
+@pytest.mark.parametrize("module, prog", [
+    ("dynamoclient.dynamo", "dynamo"), ("dynamoclient.inject", "dynamo-inject"),
+    ("dynamoclient.exec_auth", "dynamo-exec-auth"), ("dynamoclient.user_auth", "dynamo-user-auth"),
+    ("dynamoclient.site_usage", "dynamo-site-usage"), ("dynamod", "dynamod"),
+    ("dynamod backup", "dynamod backup"), ("dynamod check", "dynamod check"),
+    ("dynamod restore", "dynamod restore")])
+def test_every_help_ends_with_examples_as_typed(module, prog):
+    """--help of every command and subcommand shows how it is used: example commands,
+    each on its own line as typed (not wrapped into the prose), after `Examples:`."""
+    result = subprocess.run([sys.executable, "-m", *module.split(), "--help"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "\nExamples:\n" in result.stdout, result.stdout
+    examples = result.stdout.split("\nExamples:\n", 1)[1].splitlines()
+    assert examples and all(line.startswith("  ") for line in examples), examples
+    assert any(line.startswith(f"  {prog} ") for line in examples), (prog, examples)
+
+
+def test_dynamod_names_its_commands():
+    """A mistyped command is named with the nearest one, not `unrecognized arguments`;
+    --help lists the commands."""
+    result = subprocess.run([sys.executable, "-m", "dynamod", "backups", "/tmp/x.db"],
+                            capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ("dynamod: unknown command 'backups' (did you mean 'backup'? "
+                             "commands: backup, check, restore; see --help)\n")
+    helped = subprocess.run([sys.executable, "-m", "dynamod", "--help"],
+                            capture_output=True, text=True, timeout=30).stdout
+    for line in ("  dynamod backup DEST", "  dynamod check ", "  dynamod restore COPY"):
+        assert line in helped
+
+
 @pytest.mark.parametrize("tool", ["inject", "exec_auth", "user_auth"])
 def test_a_tool_run_bare_prints_its_help(tool):
     """The tools that only act on what they are told explain themselves when run bare,

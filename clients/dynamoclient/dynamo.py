@@ -95,7 +95,14 @@ def build_parser():
         epilog="The script and its options go in one argument: dynamo 'detox.py --dry-run'.  "
                "Ctrl-C while a script runs asks whether to kill it (a second Ctrl-C kills it); "
                "in the console it interrupts the current line or statement.  The exit code is "
-               "the script's, or 128 + N when signal N killed it.",
+               "the script's, or 128 + N when signal N killed it.\n"
+               "\n"
+               "Examples:\n"
+               "  dynamo                                  # the console (read-only)\n"
+               "  dynamo 'detox.py --dry-run'             # read-only\n"
+               "  dynamo cleanup.py --write-request --title cleanup   # after dynamo-exec-auth\n"
+               "  dynamo -A report.py                     # prints the id; output in its work area\n"
+               "  dynamo --list; dynamo --poll 12; dynamo --kill 12",
     )
     parser.add_argument("command", nargs="?", metavar="'SCRIPT [OPTIONS]'",
                         help="the script to run and its arguments, quoted as one argument")

@@ -8,7 +8,6 @@ order and pipelined: the next is read and sent while the daemon applies and
 commits the previous one.
 """
 
-import argparse
 import functools
 import json
 import math
@@ -41,8 +40,9 @@ def build_parser() -> Parser:
                "  dynamo-inject sites.json\n"
                "  dynamo-inject --site T2_US_XYZ,t2.xyz.edu,disk,gsiftp://t2.xyz.edu/cms,ready\n"
                "  dynamo-inject --dataset /A/B/RAW --block b1 --file /store/f1.root,1000\n"
-               "  dynamo-inject --delete --dataset-replica T2_US_XYZ:/A/B/RAW",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+               "  dynamo-inject --delete --dataset-replica T2_US_XYZ:/A/B/RAW\n"
+               "  generate.py | dynamo-inject -      # standard input, named as -\n"
+               "  dynamo-inject --dry-run sites.json data/*.json",
     )
     parser.add_argument("json", nargs="*", metavar="FILE.json",
                         help="injection document(s), each applied as one transaction, in "
