@@ -200,6 +200,9 @@ def test_dynamo_kill_ends_the_waiting_dynamo_with_128_plus_sigterm(seeded, tmp_p
     assert said.startswith(f"dynamo: application {app_id} killed: by ") and \
         said.count("killed") == 1, said
     assert latest(seeded)["exit_code"] == -signal.SIGTERM
+    # --poll names the signal, and the code dynamo exited with (the record holds -15)
+    assert "  status killed, exit code -15 (SIGTERM; dynamo exits 143)\n" in \
+        seeded.dynamo("--poll", app_id).stdout
 
 
 @pytest.mark.parametrize("ignores_sigterm", [False, True])
