@@ -407,3 +407,17 @@ def test_a_document_goes_as_orjson_reads_it(daemon, tmp_path):
     assert sites["T2_ÉTÉ"]["host"] == "se./x" and sites["T2_N"]["storage_type"] == "disk"
     path.write_bytes(b'{"site": [\r{"name": "T2_N", "status": "nice"}]}')
     usage_error(daemon, path, fragment=f"{path}:2: site T2_N: Site.status")
+
+
+def test_a_byte_order_mark_is_read_past(daemon, tmp_path):
+    """A document saved by a Windows editor starts with a UTF-8 byte order mark, which
+    JSON readers may ignore (RFC 8259): it goes in, from a file or standard input, and
+    an error in it keeps its line (it was `Unexpected UTF-8 BOM (decode using
+    utf-8-sig)`, Python's words)."""
+    path = tmp_path / "bom.json"
+    path.write_bytes(b'\xef\xbb\xbf{"site": [{"name": "T2_BOM"}]}')
+    assert daemon.inject(path).stdout.splitlines()[0] == "created  sites: 1"
+    with open(path, "rb") as stdin:
+        assert daemon.inject("-", stdin=stdin).stdout.splitlines()[0] == "created  nothing"
+    path.write_bytes(b'\xef\xbb\xbf{"site": [\n{"name": "T2_BOM", "status": "nice"}]}')
+    usage_error(daemon, path, fragment=f"{path}:2: site T2_BOM: Site.status")

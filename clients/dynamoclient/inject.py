@@ -25,6 +25,7 @@ PROGRESS_THRESHOLD = 1 << 20  # show progress for documents above 1 MiB on a ter
 IN_FLIGHT = 2  # documents sent ahead of their answers: enough to overlap, little memory
 WIRE_INTEGERS = range(-(2**63), 2**64)  # the integers the daemon's JSON parser reads as such
 WHITESPACE = b" \t\n\r"  # JSON's
+UTF8_BOM = b"\xef\xbb\xbf"   # RFC 8259: a parser may ignore it (orjson refuses it)
 
 
 class UsageError(Exception):
@@ -194,6 +195,8 @@ def read_document(path: str) -> Document:
                 raw = f.read()
     except OSError as exc:
         raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+    if raw.startswith(UTF8_BOM):   # a Windows editor's mark: JSON readers may ignore it
+        raw = raw[len(UTF8_BOM):]
     document = Document(name, raw)
     try:
         import orjson
