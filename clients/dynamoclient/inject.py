@@ -415,6 +415,13 @@ def _located(exc: RemoteError, document: Document | None) -> str:
     if document is not None and path:
         line = line_of(document.text, path)
         where = f"{document.name}:{line}: " if line else f"{document.name}: "
+    if exc.code == "too_large" and document is not None:   # what to do about it
+        size = len(document.raw)
+        size = f"{size / (1 << 20):.1f} MiB" if size >= 1 << 20 else f"{size} bytes"
+        return (f"{document.name}: {exc.message} [{exc.code}]; the document is "
+                f"{size}: split it into several (dynamo-inject "
+                f"a.json b.json ... applies each as its own transaction), or raise "
+                f"max_line_bytes ([daemon] of the daemon's configuration)")
     return f"{where}{exc.message} [{exc.code}]"
 
 
