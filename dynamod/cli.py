@@ -8,6 +8,8 @@ import sys
 
 from . import __version__
 from . import logs
+from dynamoclient.arguments import ExamplesFormatter
+
 from .config import (LOG_LEVELS, SYNCHRONOUS, ConfigError, build, file_key, from_settings,
                      positive_int, read_file)
 from .server import make_state_dir, run
@@ -32,9 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="The Dynamo inventory daemon: holds the inventory in memory, serves it "
                     "on a Unix socket, persists every change to SQLite. With no options it "
                     "keeps its state in $XDG_STATE_HOME/dynamo, else ~/.local/state/dynamo. "
-                    "`dynamod backup DEST` copies a running daemon's database; `dynamod "
-                    "check` checks a database file; `dynamod restore COPY` makes a backup "
-                    "the database of a stopped daemon.",
+                    "SIGHUP re-reads the configuration; SIGTERM stops it cleanly.",
+        epilog="Commands (each with its own --help):\n"
+               "  dynamod backup DEST     copy the running daemon's database to DEST\n"
+               "  dynamod check           check a database file (read-only)\n"
+               "  dynamod restore COPY    make a backup the database of a stopped daemon\n"
+               "\n"
+               "Examples:\n"
+               "  dynamod                                   # foreground, logs to stderr\n"
+               "  dynamod --detach                          # background; STATE_DIR/dynamod.log\n"
+               "  dynamod --config /etc/dynamo/dynamod.toml --check-config\n"
+               "  kill -HUP $(cat STATE_DIR/dynamod.pid)    # detached: re-read the configuration",
+        formatter_class=ExamplesFormatter,
     )
     parser.add_argument("--config", metavar="FILE",
                         help="TOML configuration (default: /etc/dynamo/dynamod.toml when run "
@@ -90,6 +101,11 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:   # one line and 128 + SIGINT, as the clients
             print(f"dynamod {argv[0]}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            return _output_closed()
+    if argv and not argv[0].startswith("-"):   # dynamod takes no other word
+        print(f"dynamod: {_unknown_command(argv[0])}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     options = {"state_dir": os.path.abspath(args.state_dir) if args.state_dir else None,
                "socket": args.socket, "database": args.database,
@@ -103,8 +119,11 @@ def main(argv=None) -> int:
         print(f"dynamod: {exc}", file=sys.stderr)
         return 2
     if args.check_config:
-        print(f"# effective configuration (file: {config.config_file or 'none'})")
-        print(config.effective())
+        try:
+            print(f"# effective configuration (file: {config.config_file or 'none'})")
+            print(config.effective(), flush=True)
+        except BrokenPipeError:
+            return _output_closed()
         return 0
     reread = _rereading(config.config_file or None, options)   # the file build found
 
@@ -112,6 +131,24 @@ def main(argv=None) -> int:
         return _detach(config, reread)
     logs.setup(config.log_level)
     return _serve(config, reread)
+
+
+def _unknown_command(word: str) -> str:
+    """`dynamod backups x` named a command, not an option argparse would call unknown."""
+    import difflib
+
+    close = difflib.get_close_matches(word, TOOLS, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown command {word!r} ({hint}commands: {', '.join(TOOLS)}; see --help)"
+
+
+def _output_closed() -> int:
+    """Standard output's reader went away (`dynamod check | head -0`): end quietly with
+    141 (128 + SIGPIPE), as the clients do, not with a traceback; what is still
+    buffered for it goes nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 def _rereading(config_file: str | None, options: dict):

@@ -214,11 +214,14 @@ class Server:
         self._stopping.set()
 
     def reload(self, fresh: Config):
-        """Apply the live settings of a re-read configuration, logging each change."""
+        """Apply the live settings of a re-read configuration, logging each change (and
+        that there was none: an operator who edited the file wants to know it was seen)."""
+        changed = fresh.partitions != self.config.partitions
         for name in LIVE_SETTINGS:
             old, new = getattr(self.config, name), getattr(fresh, name)
             if old == new:
                 continue
+            changed = True
             if name == "ca_path":
                 try:
                     self.trust = _load_trust(new)
@@ -244,6 +247,11 @@ class Server:
                      "cgroup", "snapshot_idle", "snapshot_interval"):
             if getattr(self.config, name) != getattr(fresh, name):
                 log.warning("reload: %s changes only at restart", file_key(name))
+                changed = True
+        if not changed:
+            log.info("reload: no setting changed (%s)",
+                     f"configuration {fresh.config_file}" if fresh.config_file else
+                     "no configuration file: the defaults and the options")
 
     async def _reload_partitions(self, configured: dict):
         """The configuration's partitions, taken when no change is pending (their undo

@@ -25,7 +25,9 @@ def backup_main(argv) -> int:
                      "Copy the running daemon's database to DEST (a new file) while it keeps "
                      "serving; restore it with dynamod restore DEST, the daemon stopped.",
                      "a copy of more than 1 MiB says how far it is, about once a second, and "
-                     "while it is checked")
+                     "while it is checked",
+                     "  dynamod backup /var/backups/dynamo/inventory-$(date +%F).db\n"
+                     "  dynamod check --database /var/backups/dynamo/inventory-2026-11-28.db")
     parser.add_argument("dest", metavar="DEST", help="the backup file to create")
     add_arguments(parser)
     args = parser.parse_args(argv)
@@ -92,12 +94,16 @@ class _Telling:
                 self.say(f"still {self.doing}, {time.monotonic() - self._started:.0f} s so far")
 
 
-def _parser(prog: str, description: str, progress: str) -> argparse.ArgumentParser:
+def _parser(prog: str, description: str, progress: str,
+            examples: str) -> argparse.ArgumentParser:
     """A tool's parser, with --progress; `progress`: what it says of its progress (and,
     every HEARTBEAT_SECONDS, that it is still at it)."""
+    from dynamoclient.arguments import ExamplesFormatter
+
     parser = argparse.ArgumentParser(
         prog=prog, description=f"{description} On a terminal (or with --progress), "
-                               f"{progress} every {HEARTBEAT_SECONDS:.0f} s, on standard error.")
+                               f"{progress} every {HEARTBEAT_SECONDS:.0f} s, on standard error.",
+        epilog=f"Examples:\n{examples}", formatter_class=ExamplesFormatter)
     parser.add_argument("--progress", action="store_true",
                         help="say how far it is on standard error also when that is not a "
                              "terminal (on one it always does)")
@@ -128,7 +134,10 @@ def check_main(argv) -> int:
                      "Check a database file (SQLite integrity_check and foreign_key_check), "
                      "read-only, also while a daemon serves it. Prints ok, or each problem "
                      "and how to recover; exits 0 if sound, 1 if not.",
-                     "a long check (minutes for a large store) says it goes on")
+                     "a long check (minutes for a large store) says it goes on",
+                     "  dynamod check                          # the daemon's database\n"
+                     "  dynamod check --config /etc/dynamo/dynamod.toml\n"
+                     "  dynamod check --database /var/backups/dynamo/inventory-2026-11-28.db")
     args = _with_database(parser, "the file to check").parse_args(argv)
     try:
         path = _config(args).database
@@ -172,7 +181,12 @@ def restore_main(argv) -> int:
                      "daemon runs on it: the current database and its -wal file are moved "
                      "aside to DATABASE.replaced-TIME, the copy is checked and written in "
                      "their place.",
-                     "it says how far the writing is, about once a second, and while it checks")
+                     "it says how far the writing is, about once a second, and while it checks",
+                     "  systemctl stop dynamod\n"
+                     "  dynamod restore /var/backups/dynamo/inventory-2026-11-28.db   "
+                     "# reads /etc/dynamo/dynamod.toml\n"
+                     "  systemctl start dynamod\n"
+                     "  dynamod restore --state-dir ~/.local/state/dynamo COPY   # a per-user daemon")
     parser.add_argument("copy", metavar="COPY", help="the backup to restore")
     args = _with_database(parser, "the database to replace").parse_args(argv)
     copy = os.path.abspath(args.copy)

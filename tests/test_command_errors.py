@@ -467,3 +467,19 @@ def test_a_tool_whose_output_is_closed_ends_quietly(daemon, tool, args):
                                 stdout=closed, stderr=subprocess.PIPE, text=True,
                                 env=daemon.env, timeout=60)
     assert (result.returncode, result.stderr) == (141, "")
+
+
+@pytest.mark.parametrize("args", [["check"], ["--check-config"], ["backup", "{dest}"]])
+def test_dynamod_whose_output_is_closed_ends_quietly(daemon, args, tmp_path):
+    """`dynamod check | head -0` and `dynamod --check-config | head -0`: 141 and nothing
+    on standard error, as the clients (it was a BrokenPipeError traceback)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    args = [arg.format(dest=tmp_path / "copy.db") for arg in args]
+    with os.fdopen(write_end, "wb") as closed:
+        result = subprocess.run([sys.executable, "-m", "dynamod", *args,
+                                 *([] if args[0] == "backup" else
+                                   ["--state-dir", str(daemon.state_dir)])],
+                                stdout=closed, stderr=subprocess.PIPE, text=True,
+                                env=daemon.env, timeout=60)
+    assert (result.returncode, result.stderr) == (141, "")

@@ -412,3 +412,34 @@ def test_a_document_goes_as_orjson_reads_it(daemon, tmp_path):
     assert sites["T2_ÉTÉ"]["host"] == "se./x" and sites["T2_N"]["storage_type"] == "disk"
     path.write_bytes(b'{"site": [\r{"name": "T2_N", "status": "nice"}]}')
     usage_error(daemon, path, fragment=f"{path}:2: site T2_N: Site.status")
+
+
+def test_a_byte_order_mark_is_read_past(daemon, tmp_path):
+    """A document saved by a Windows editor starts with a UTF-8 byte order mark, which
+    JSON readers may ignore (RFC 8259): it goes in, from a file or standard input, and
+    an error in it keeps its line (it was `Unexpected UTF-8 BOM (decode using
+    utf-8-sig)`, Python's words)."""
+    path = tmp_path / "bom.json"
+    path.write_bytes(b'\xef\xbb\xbf{"site": [{"name": "T2_BOM"}]}')
+    assert daemon.inject(path).stdout.splitlines()[0] == "created  sites: 1"
+    with open(path, "rb") as stdin:
+        assert daemon.inject("-", stdin=stdin).stdout.splitlines()[0] == "created  nothing"
+    path.write_bytes(b'\xef\xbb\xbf{"site": [\n{"name": "T2_BOM", "status": "nice"}]}')
+    usage_error(daemon, path, fragment=f"{path}:2: site T2_BOM: Site.status")
+
+
+def test_a_document_over_the_line_limit_is_told_what_to_do(start_daemon, tmp_path):
+    """Over max_line_bytes the daemon refuses the request whole: the operator is told
+    the document's size and the two ways out (split it, or raise the limit)."""
+    daemon = start_daemon("--max-line-bytes", "4096")
+    path = tmp_path / "large.json"
+    path.write_text(json.dumps({"site": [{"name": f"T2_S{i}", "host": "x" * 50}
+                                         for i in range(200)]}))
+    result = daemon.inject(path, check=False)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"dynamo-inject: {path}: request line ")
+    assert result.stderr.endswith(
+        f"exceeds the limit of 4096 bytes [too_large]; the document is "
+        f"{path.stat().st_size} bytes: split it into several (dynamo-inject a.json b.json "
+        "... applies each as its own transaction), or raise max_line_bytes ([daemon] of "
+        "the daemon's configuration)\n")

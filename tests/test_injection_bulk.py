@@ -197,11 +197,12 @@ def _block_replica_batches(changes) -> int:
 def test_the_block_replicas_of_a_document_are_one_batch_equal_to_one_by_one(twice):
     """Every new block replica of the document, whatever its dataset replica, in one
     batch: the same rows, lines, counts and order of replicas as one by one, undone
-    whole.  A block replica given twice (which updates the first) leaves the document
-    to the dataset replicas' own batches."""
+    whole.  A block replica given twice (the same values again: two values would be
+    refused) leaves the document to the dataset replicas' own batches."""
     documents = [_replicas_document(), _replicas_document(one_by_one=True)]
     for document in documents if twice else ():
-        document["datasetreplica"][4]["blockreplicas"][1]["block"] = "b0"
+        replicas = document["datasetreplica"]
+        replicas[4]["blockreplicas"][1] = dict(replicas[0]["blockreplicas"][0])
     bulk, bulk_changes = _inject(documents[0])
     single, single_changes = _inject(documents[1])
     assert _block_replica_batches(bulk_changes) == (3 if twice else 1)

@@ -263,6 +263,46 @@ def test_an_lfn_twice_in_one_document_is_refused_naming_both(daemon, tmp_path):
     refused(daemon, block_twice, "given twice")
 
 
+def test_an_object_given_twice_with_two_values_is_refused_naming_both(daemon, tmp_path):
+    """Entries of one object add up (a dataset again with more blocks), but two values
+    of one field are refused at the second's line, naming both: applied in turn, the
+    later would win without a word.  Equal values, and numbers equal as times, pass."""
+    text = ('{"site": [\n'
+            ' {"name": "T2_DUP", "host": "a.example", "status": "ready"},\n'
+            ' {"name": "T2_DUP", "host": "b.example", "status": "ready"}\n'
+            ']}\n')
+    path = tmp_path / "twice.json"
+    path.write_text(text)
+    result = daemon.inject(path, check=False)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"dynamo-inject: {path}:3: site T2_DUP: host given twice in one document with "
+        "different values: 'a.example' at site[0], 'b.example' at site[1] [conflict]\n")
+    assert daemon.call("list_sites")["sites"] == []
+    daemon.inject_json({"site": [{"name": "S1"}], "group": [{"name": "G1"}]})
+    refused(daemon, {"dataset": [{"name": DS, "status": "valid"},
+                                 {"name": DS, "status": "invalid"}]},
+            "dataset /A/B/RAW: status given twice", "'valid' at dataset[0], 'invalid' at "
+            "dataset[1]")
+    refused(daemon, {"dataset": [{"name": DS, "blocks": [{"name": "b1", "is_open": True}]},
+                                 {"name": DS, "blocks": [{"name": "b1", "is_open": False}]}]},
+            "block /A/B/RAW#b1: is_open given twice", "at dataset[1].blocks[0]")
+    two_owners = {"dataset": [{"name": DS, "blocks": [{"name": "b1", "files": [
+        {"name": "/x/1", "size": 1}]}]}], "datasetreplica": [
+        {"dataset": DS, "site": "S1", "blockreplicas": [{"block": "b1", "group": "G1"},
+                                                        {"block": "b1", "group": None}]}]}
+    refused(daemon, two_owners, "block replica S1:/A/B/RAW#b1: group given twice",
+            "'G1' at datasetreplica[0].blockreplicas[0], None at "
+            "datasetreplica[0].blockreplicas[1]")
+    # entries that add up, or repeat a value (a time with a fraction is the same time)
+    result = daemon.inject_json({"dataset": [
+        {"name": DS, "status": "valid", "last_update": 5, "blocks": [
+            {"name": "b1", "files": [{"name": "/x/1", "size": 1}]}]},
+        {"name": DS, "status": "valid", "last_update": 5.0, "blocks": [
+            {"name": "b2", "files": [{"name": "/x/2", "size": 2}]}]}]})
+    assert result["created"] == {"datasets": 1, "blocks": 2, "files": 2}
+
+
 def test_a_reference_of_the_wrong_type_is_called_that(daemon, seed_sites, seed_data):
     """`"group": 5` is not a name that was not found: it is not a name at all."""
     daemon.inject_json(seed_sites)

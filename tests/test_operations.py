@@ -383,6 +383,21 @@ def test_a_reload_names_each_setting_as_the_configuration_file_does(start_daemon
     assert sorted(said) == sorted(expected)
 
 
+def test_a_reload_that_changes_nothing_says_so(daemon, start_daemon):
+    """SIGHUP with the file unchanged, or with no file at all (the embedded defaults):
+    one line says nothing changed and what was read, rather than nothing after
+    `reloading the configuration`."""
+    configured = start_daemon(config={"applications": {"timeout": 60.0}})
+    config = configured.state_dir.parent / "dynamod.toml"
+    for instance, source in ((daemon, "no configuration file: the defaults and the options"),
+                             (configured, f"configuration {config}")):
+        instance.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while f"reload: no setting changed ({source})" not in instance.log():
+            assert time.monotonic() < deadline, instance.log()
+            time.sleep(0.05)
+
+
 def _effective(*args) -> dict:
     """`dynamod --check-config`'s settings: {(table, key): value as printed}."""
     result = subprocess.run([sys.executable, "-m", "dynamod", *args, "--check-config"],

@@ -200,6 +200,9 @@ def test_dynamo_kill_ends_the_waiting_dynamo_with_128_plus_sigterm(seeded, tmp_p
     assert said.startswith(f"dynamo: application {app_id} killed: by ") and \
         said.count("killed") == 1, said
     assert latest(seeded)["exit_code"] == -signal.SIGTERM
+    # --poll names the signal, and the code dynamo exited with (the record holds -15)
+    assert "  status killed, exit code -15 (SIGTERM; dynamo exits 143)\n" in \
+        seeded.dynamo("--poll", app_id).stdout
 
 
 @pytest.mark.parametrize("ignores_sigterm", [False, True])
@@ -458,13 +461,63 @@ def test_help_names_the_original_options(tool, options):
         assert option in result.stdout, (option, result.stdout)
 
 
+@pytest.mark.parametrize("module, prog", [
+    ("dynamoclient.dynamo", "dynamo"), ("dynamoclient.inject", "dynamo-inject"),
+    ("dynamoclient.exec_auth", "dynamo-exec-auth"), ("dynamoclient.user_auth", "dynamo-user-auth"),
+    ("dynamoclient.site_usage", "dynamo-site-usage"), ("dynamod", "dynamod"),
+    ("dynamod backup", "dynamod backup"), ("dynamod check", "dynamod check"),
+    ("dynamod restore", "dynamod restore")])
+def test_every_help_ends_with_examples_as_typed(module, prog):
+    """--help of every command and subcommand shows how it is used: example commands,
+    each on its own line as typed (not wrapped into the prose), after `Examples:`."""
+    result = subprocess.run([sys.executable, "-m", *module.split(), "--help"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "\nExamples:\n" in result.stdout, result.stdout
+    examples = result.stdout.split("\nExamples:\n", 1)[1].splitlines()
+    assert examples and all(line.startswith("  ") for line in examples), examples
+    assert any(line.startswith(f"  {prog} ") for line in examples), (prog, examples)
+
+
+def test_dynamod_names_its_commands():
+    """A mistyped command is named with the nearest one, not `unrecognized arguments`;
+    --help lists the commands."""
+    result = subprocess.run([sys.executable, "-m", "dynamod", "backups", "/tmp/x.db"],
+                            capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ("dynamod: unknown command 'backups' (did you mean 'backup'? "
+                             "commands: backup, check, restore; see --help)\n")
+    helped = subprocess.run([sys.executable, "-m", "dynamod", "--help"],
+                            capture_output=True, text=True, timeout=30).stdout
+    for line in ("  dynamod backup DEST", "  dynamod check ", "  dynamod restore COPY"):
+        assert line in helped
+
+
 @pytest.mark.parametrize("tool", ["inject", "exec_auth", "user_auth"])
 def test_a_tool_run_bare_prints_its_help(tool):
     """The tools that only act on what they are told explain themselves when run bare,
     as with --help, instead of failing on a missing option or reaching the daemon."""
     bare, asked = (subprocess.run([sys.executable, "-m", f"dynamoclient.{tool}", *args],
                                   capture_output=True, text=True, timeout=30,
+                                  stdin=subprocess.DEVNULL,   # as on a terminal: no input
                                   env={**os.environ, "DYNAMO_SOCKET": "/nonexistent/socket"})
                    for args in ([], ["--help"]))
     assert bare.returncode == asked.returncode == 0, bare.stderr
     assert bare.stdout == asked.stdout and bare.stdout.startswith("usage: "), bare.stdout
+
+
+def test_a_document_piped_to_a_bare_inject_is_not_taken_for_nothing(seeded, tmp_path):
+    """`cat doc.json | dynamo-inject` (no -): the help and exit code 0 would tell a
+    script that the document went in; one line says to name standard input instead,
+    exit 1, and nothing changes.  From a file (< doc.json) alike; with - it goes in."""
+    document = '{"site": [{"name": "T2_PIPED"}]}'
+    path = tmp_path / "doc.json"
+    path.write_text(document)
+    said = ("dynamo-inject: nothing named to inject: to read the document on standard "
+            "input, give - (... | dynamo-inject -; see --help)\n")
+    assert seeded.inject(input=document, check=False).stderr == said
+    with open(path) as stdin:
+        result = seeded.inject(stdin=stdin, check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", said)
+    assert "T2_PIPED" not in [s["name"] for s in seeded.call("list_sites")["sites"]]
+    assert seeded.inject("-", input=document).stdout.startswith("created  sites: 1")

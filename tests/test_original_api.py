@@ -416,3 +416,25 @@ def test_the_set_collections_cost_no_memory_per_object():
         assert cls.__basicsize__ == tuple.__basicsize__
     for cls in objects.CLASSES:
         assert not hasattr(cls(*["x"] * (2 if cls.kind.endswith("replica") else 1)), "__dict__")
+
+
+def test_a_new_file_of_a_replicated_block_is_told_where_it_is(inventory, workdir):
+    """The refusal says how to say it, in a document and in an application: an
+    application that read only "say at which site" had no way to know of `site=`."""
+    got = run(inventory, workdir, """
+block = inventory.datasets[D].find_block(B1)
+new = File('/store/user/paus/new.root', block.full_name(), 1000)
+try:
+    inventory.update(new)
+except ObjectError as exc:
+    out['refused'] = str(exc)
+added = inventory.update(new, site='T2_US_XYZ')
+out['added'] = [added.lfn, block.num_files, block.find_replica('T2_US_XYZ').is_complete(),
+                block.find_replica('T3_US_XYZ').is_complete()]
+print(json.dumps(out))
+""")
+    assert got["refused"].endswith(
+        "already has replicas (at T2_US_XYZ, T3_US_XYZ); say at which site the new file is "
+        "present (a document's file: \"site\"; an application: inventory.update(file, "
+        "site=NAME))")
+    assert got["added"] == ["/store/user/paus/new.root", 3, True, False]

@@ -95,7 +95,14 @@ def build_parser():
         epilog="The script and its options go in one argument: dynamo 'detox.py --dry-run'.  "
                "Ctrl-C while a script runs asks whether to kill it (a second Ctrl-C kills it); "
                "in the console it interrupts the current line or statement.  The exit code is "
-               "the script's, or 128 + N when signal N killed it.",
+               "the script's, or 128 + N when signal N killed it.\n"
+               "\n"
+               "Examples:\n"
+               "  dynamo                                  # the console (read-only)\n"
+               "  dynamo 'detox.py --dry-run'             # read-only\n"
+               "  dynamo cleanup.py --write-request --title cleanup   # after dynamo-exec-auth\n"
+               "  dynamo -A report.py                     # prints the id; output in its work area\n"
+               "  dynamo --list; dynamo --poll 12; dynamo --kill 12",
     )
     parser.add_argument("command", nargs="?", metavar="'SCRIPT [OPTIONS]'",
                         help="the script to run and its arguments, quoted as one argument")
@@ -138,8 +145,24 @@ def _when(stamp) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
 
 
+def _exit_code(code) -> str:
+    """The record's exit code, a signal's (-N) named as the shell's 128 + N is what
+    `dynamo` itself exited with: `-15 (SIGTERM; dynamo exits 143)`."""
+    if code is None:
+        return "-"
+    if code >= 0:
+        return str(code)
+    import signal
+
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"{code} ({name}; dynamo exits {128 - code})"
+
+
 def format_app(app: dict) -> str:
-    code = "-" if app["exit_code"] is None else app["exit_code"]
+    code = _exit_code(app["exit_code"])
     lines = [f"application {app['id']}: {app['title']} ({app['mode']}) by {app['user']}",
              f"  status {app['status']}, exit code {code}",
              f"  submitted {_when(app['submitted'])}, started {_when(app['started'])}, "

@@ -32,7 +32,13 @@ def build_parser() -> Parser:
                "application imports only the standard library and the installed packages "
                "(as python3 -I would): never modules from the script's directory, the "
                "caller's working directory or PYTHONPATH.  A queued writer is checked "
-               "again when its turn comes.")
+               "again when its turn comes.\n"
+               "\n"
+               "Examples:\n"
+               "  dynamo-exec-auth --executable cleanup.py --title cleanup          # all users\n"
+               "  dynamo-exec-auth --executable cleanup.py --title cleanup --user jane\n"
+               "  dynamo-exec-auth --list --title cleanup\n"
+               "  dynamo-exec-auth --delete --title cleanup --user jane    # or --all-users")
     parser.add_argument("-x", "--executable", metavar="PATH", action=_Once,
                         help="the script to authorize")
     parser.add_argument("-t", "--title", action=_Once, help="the application title it runs under")

@@ -8,7 +8,6 @@ order and pipelined: the next is read and sent while the daemon applies and
 commits the previous one.
 """
 
-import argparse
 import functools
 import json
 import math
@@ -26,6 +25,7 @@ PROGRESS_THRESHOLD = 1 << 20  # show progress for documents above 1 MiB on a ter
 IN_FLIGHT = 2  # documents sent ahead of their answers: enough to overlap, little memory
 WIRE_INTEGERS = range(-(2**63), 2**64)  # the integers the daemon's JSON parser reads as such
 WHITESPACE = b" \t\n\r"  # JSON's
+UTF8_BOM = b"\xef\xbb\xbf"   # RFC 8259: a parser may ignore it (orjson refuses it)
 
 
 class UsageError(Exception):
@@ -41,8 +41,9 @@ def build_parser() -> Parser:
                "  dynamo-inject sites.json\n"
                "  dynamo-inject --site T2_US_XYZ,t2.xyz.edu,disk,gsiftp://t2.xyz.edu/cms,ready\n"
                "  dynamo-inject --dataset /A/B/RAW --block b1 --file /store/f1.root,1000\n"
-               "  dynamo-inject --delete --dataset-replica T2_US_XYZ:/A/B/RAW",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+               "  dynamo-inject --delete --dataset-replica T2_US_XYZ:/A/B/RAW\n"
+               "  generate.py | dynamo-inject -      # standard input, named as -\n"
+               "  dynamo-inject --dry-run sites.json data/*.json",
     )
     parser.add_argument("json", nargs="*", metavar="FILE.json",
                         help="injection document(s), each applied as one transaction, in "
@@ -194,6 +195,8 @@ def read_document(path: str) -> Document:
                 raw = f.read()
     except OSError as exc:
         raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+    if raw.startswith(UTF8_BOM):   # a Windows editor's mark: JSON readers may ignore it
+        raw = raw[len(UTF8_BOM):]
     document = Document(name, raw)
     try:
         import orjson
@@ -344,6 +347,11 @@ def say_waiting(event: dict):
 @interruptible("dynamo-inject", "; each document is applied whole or not at all: --dry-run "
                                 "shows what is left to do")
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv and _piped():
+        print("dynamo-inject: nothing named to inject: to read the document on standard "
+              "input, give - (... | dynamo-inject -; see --help)", file=sys.stderr)
+        return 1
     args = parse_arguments(build_parser(), argv)
     if args is None:
         return 0
@@ -386,6 +394,20 @@ def main(argv=None) -> int:
     return 0
 
 
+def _piped() -> bool:
+    """Whether standard input is a pipe or a file: `cat doc.json | dynamo-inject` meant
+    the document, and the help (the bare command's answer) with exit code 0 would tell
+    a script that it went in."""
+    import os
+    import stat
+
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
+
+
 def _located(exc: RemoteError, document: Document | None) -> str:
     """The daemon's error, prefixed with FILE:LINE of the object it names."""
     where = ""
@@ -393,6 +415,13 @@ def _located(exc: RemoteError, document: Document | None) -> str:
     if document is not None and path:
         line = line_of(document.text, path)
         where = f"{document.name}:{line}: " if line else f"{document.name}: "
+    if exc.code == "too_large" and document is not None:   # what to do about it
+        size = len(document.raw)
+        size = f"{size / (1 << 20):.1f} MiB" if size >= 1 << 20 else f"{size} bytes"
+        return (f"{document.name}: {exc.message} [{exc.code}]; the document is "
+                f"{size}: split it into several (dynamo-inject "
+                f"a.json b.json ... applies each as its own transaction), or raise "
+                f"max_line_bytes ([daemon] of the daemon's configuration)")
     return f"{where}{exc.message} [{exc.code}]"
 
 

@@ -80,7 +80,11 @@ def format_usage(rows: list, exact: bool = False) -> str:
 def build_parser() -> Parser:
     parser = Parser(
         prog="dynamo-site-usage",
-        description="Bytes used and projected, quota and occupancy per site and partition.")
+        description="Bytes used and projected, quota and occupancy per site and partition.",
+        epilog="Examples:\n"
+               "  dynamo-site-usage --site 'T2_*' --partition AnalysisOps\n"
+               "  dynamo-site-usage --set-quota T2_US_XYZ AnalysisOps 500TB\n"
+               "  dynamo-site-usage --partitions")
     parser.add_argument("-s", "--site", default="*", help="sites whose name matches this glob")
     parser.add_argument("-p", "--partition", default="*",
                         help="partitions whose name matches this glob")

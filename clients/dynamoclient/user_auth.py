@@ -30,7 +30,15 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="dynamo-user-auth",
         description="Add and update Dynamo users, grant and revoke roles, list grants "
-                    "(superuser only).")
+                    "(superuser only).  --user alone shows the user.",
+        epilog="Examples:\n"
+               "  dynamo-user-auth --user jane --email jane@example.org \\\n"
+               "      --dn '/DC=org/DC=example/OU=Users/CN=Jane Doe' --role admin --yes\n"
+               "  dynamo-user-auth --user ops --account ops --role operator --target inventory "
+               "--yes\n"
+               "  dynamo-user-auth --list --role operator\n"
+               "  dynamo-user-auth --user ops --role operator --target inventory --revoke\n"
+               "  dynamo-user-auth --user ops --delete --yes")
     parser.add_argument("-u", "--user", help="the user to add, update, grant to or revoke from")
     parser.add_argument("-n", "--dn", action="append", default=[],
                         help="an X.509 subject of the user")

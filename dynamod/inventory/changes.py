@@ -992,7 +992,8 @@ class ChangeSet:
             sites = ", ".join(sorted(r.site.name for r in block.replicas))
             raise InvalidValue(
                 f"file {lfn}: block {block.full_name()} already has replicas (at {sites}); "
-                f"say at which site the new file is present", field="site")
+                f"say at which site the new file is present (a document's file: \"site\"; "
+                f"an application: inventory.update(file, site=NAME))", field="site")
         new = File(lfn, block, **fields)
         target = None
         if site is not None:

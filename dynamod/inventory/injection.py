@@ -14,6 +14,7 @@ from itertools import groupby, repeat
 
 from ..errors import Conflict, DynamoError, InvalidParams, InvalidValue, NotFound
 from .changes import KEEP, ChangeSet
+from .repeats import refuse_conflicting_repeats
 
 SECTIONS = ("site", "group", "dataset", "datasetreplica")
 TOP_KEYS = (*SECTIONS, "comment")  # a comment, of any value, is ignored (as the original did)
@@ -109,9 +110,11 @@ def inject(changes: ChangeSet, document):
 
     Whatever the order in the JSON: sites, groups, datasets and their blocks, dataset
     replicas, then the blocks' files (whose `site` may so name a dataset replica of the
-    same document), then block replicas (which may list those files).
+    same document), then block replicas (which may list those files).  An object may
+    be given more than once, but not with two values for one field (`repeats`).
     """
     _check_document(document)
+    refuse_conflicting_repeats(document, located)
     for path, item in _items(document, "site", ""):
         with located(path, _label(item, "name") and f"site {item['name']}"):
             fields = _fields(item, SITE_KEYS, "name")
