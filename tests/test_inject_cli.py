@@ -443,3 +443,41 @@ def test_a_document_over_the_line_limit_is_told_what_to_do(start_daemon, tmp_pat
         f"{path.stat().st_size} bytes: split it into several (dynamo-inject a.json b.json "
         "... applies each as its own transaction), or raise max_line_bytes ([daemon] of "
         "the daemon's configuration)\n")
+
+
+def test_a_document_over_the_line_limit_among_several_is_named(start_daemon, tmp_path):
+    """Among several documents, the one over max_line_bytes is named with what to do,
+    those before it reported applied, and those after it named not applied (the daemon
+    reads nothing after a line over its limit); it was 'dynamod closed the connection',
+    the large one listed as not answered or not sent."""
+    daemon = start_daemon("--max-line-bytes", "4096")
+    small, large, after = (tmp_path / name for name in ("small.json", "large.json",
+                                                         "after.json"))
+    small.write_text(json.dumps({"site": [{"name": "T2_SMALL"}]}))
+    large.write_text(json.dumps({"site": [{"name": f"T2_S{i}", "host": "x" * 50}
+                                          for i in range(200)]}))
+    after.write_text(json.dumps({"site": [{"name": "T2_AFTER"}]}))
+    result = daemon.inject(small, large, after, check=False)
+    assert result.returncode == 1
+    assert result.stdout == f"{small}:\ncreated  sites: 1\nupdated  nothing\ndeleted  nothing\n"
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"dynamo-inject: {large}: request line "), lines
+    assert "split it into several" in lines[0], lines
+    assert lines[1:] == [f"dynamo-inject: not applied: {after} (the daemon reads nothing "
+                         f"after a document over its limit)"], lines
+    assert {s["name"] for s in daemon.call("list_sites")["sites"]} == {"T2_SMALL"}
+
+
+def test_a_document_far_over_the_line_limit_among_several_is_named(start_daemon, tmp_path):
+    """The same when the daemon refuses the document while it is still being sent."""
+    daemon = start_daemon("--max-line-bytes", "4096")
+    large, after = tmp_path / "large.json", tmp_path / "after.json"
+    large.write_text(json.dumps({"site": [{"name": f"T2_S{i}", "host": "x" * 50}
+                                          for i in range(100_000)]}))
+    after.write_text(json.dumps({"site": [{"name": "T2_AFTER"}]}))
+    result = daemon.inject(large, after, check=False)
+    assert (result.returncode, result.stdout) == (1, "")
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"dynamo-inject: {large}: request line "), lines
+    assert lines[1:] == [f"dynamo-inject: not applied: {after} (the daemon reads nothing "
+                         f"after a document over its limit)"], lines

@@ -456,6 +456,7 @@ def inject_documents(client: Client, method: str, args) -> int:
                 continue
             answers[answer.get("id")] = answer
             if answer.get("id") is None:  # the daemon refused the connection's input
+                farewell.append(RemoteError(answer.get("error", {})))
                 raise ConnectionFailed(answer.get("error", {}).get("message", "refused"))
         answer = answers.pop(rid)
         pending.pop(0)
@@ -476,7 +477,12 @@ def inject_documents(client: Client, method: str, args) -> int:
                 output_closed()
                 closed.append(document.name)
 
-    closed, sent = [], 0
+    def settle_farewell():
+        answer = client.receive()
+        if answer.get("id") is None:
+            farewell.append(RemoteError(answer.get("error", {})))
+
+    closed, sent, farewell, sending = [], 0, [], None
     try:
         for at, path in enumerate(args.json):
             try:
@@ -491,17 +497,24 @@ def inject_documents(client: Client, method: str, args) -> int:
                 failed += 1
                 print(f"dynamo-inject: {document}", file=sys.stderr)
                 continue
+            sending = (None, document, at)   # refused mid-send, it is not pending
             rid = client.send(method, {"data": document.data, "dry_run": args.dry_run})
             pending.append((rid, document, at))
-            sent = at + 1
+            sent, sending = at + 1, None
         while pending:
             settle()
     except ConnectionFailed as exc:
         try:   # the answers it sent before it went are still to be read
             while pending:
                 settle()
+            if sending is not None:   # its refusal may be here still
+                settle_farewell()
         except ConnectionFailed:
             pass
+        unanswered = pending + ([sending] if sending is not None else [])
+        if farewell and farewell[0].code == "too_large" and unanswered:
+            _too_large(farewell[0], unanswered, args)
+            return 1
         print(f"dynamo-inject: {exc}", file=sys.stderr)
         _untold([document.name for _, document, _ in pending], args.json[sent:], args)
         return 1
@@ -514,6 +527,19 @@ def inject_documents(client: Client, method: str, args) -> int:
     for line in [] if args.dry_run else _out_of_order(given, missing):   # nothing created
         print(f"dynamo-inject: {line}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _too_large(refusal: RemoteError, unanswered: list, args):
+    """The daemon refused a line over its limit and ended the connection, having answered
+    every line before it: the first document still unanswered (`(rid, document, at)`)
+    is that line; nothing after it was read, sent or not."""
+    _, document, _ = unanswered[0]
+    print(f"dynamo-inject: {_located(refusal, document)}", file=sys.stderr)
+    left = [document.name for _, document, _ in unanswered[1:]] + args.json[
+        unanswered[-1][2] + 1:]
+    if left:
+        print(f"dynamo-inject: not applied: {' '.join(left)} (the daemon reads nothing "
+              f"after a document over its limit)", file=sys.stderr)
 
 
 def _untold(unanswered: list, unsent: list, args):
