@@ -7,12 +7,15 @@ lines go into the table `change_log` in the same transaction as the change
 itself (a write-back's runs of updates in a compact form, their names and
 values as JSON, which the writer makes the same lines of).  The table is a
 queue: a process of its own, the writer, appends its entries to the file
-(`changes.log`), syncs the file, and only then has the daemon delete them.  A file that cannot be written (a full
-disk) delays the lines, never loses them: the daemon says so once, keeps them
-in the database, and writes them when it can (at the latest at its next
-start).  A crash between the sync and the deletion writes that batch again at
-the next start: after a crash the last lines may appear twice; none is ever
-missing.
+(`changes.log`), syncs the file, and only then has the daemon delete them.
+A file that cannot be written (a full disk) delays the lines, never loses
+them: the daemon says so once, keeps them in the database, and writes them
+when it can (at the latest at its next start).  A crash between the sync and
+the deletion writes that batch again at the next start: after a crash the
+last lines may appear twice; none is ever missing.
+
+The writer is a process, not a thread, because making an injection's lines
+held the daemon's GIL 2 µs a file, which every other client waited for.
 """
 
 import functools
