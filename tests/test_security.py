@@ -890,6 +890,83 @@ def test_descriptors_sent_behind_the_streams_never_fill_the_daemon_s_table(daemo
     assert daemon.call("ping") == {"pong": True}
 
 
+SEND_ON_THE_FILE_CHANNEL = """\
+import os, socket, struct, sys, time
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+sock.connect(listener.getsockname())
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 5))
+sock.setblocking(False)
+for _ in range(10):
+    try:
+        while True:
+            sock.send(b"x" * 65536)
+    except BlockingIOError:
+        time.sleep(0.02)
+channel = socket.socket(fileno=4)   # the file channel (filechannel.py)
+print("ready", flush=True)
+while not os.path.exists(sys.argv[2]):   # the daemon stopped meanwhile
+    time.sleep(0.01)
+try:
+    socket.send_fds(channel, [b'{"lfn": "/store/none"}\\n'], [sock.fileno()])
+    print("sent", flush=True)
+except PermissionError:
+    print("refused", flush=True)
+sock.close()
+time.sleep(float(sys.argv[1]))   # the listener kept: the socket lingers
+"""
+
+
+def test_an_application_cannot_pass_descriptors_on_its_file_channel(daemon):
+    """A read-only application sends a lingering socket (dropped) with a question on its
+    file channel, the daemon stopped meanwhile: the daemon reads the channel on its
+    event loop, where the kernel closed the socket, and every client waited out the
+    linger (5 s here)."""
+    map_nobody(daemon, "operator", "application")
+    go = daemon.state_dir.parent / "go"
+    answer = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+        "script": SEND_ON_THE_FILE_CHANNEL, "args": ["6", str(go)], "attach": False}}])[0]
+    app_id = answer["result"]["id"]
+
+    def said(prefix):
+        deadline = time.monotonic() + 30
+        while True:
+            workarea = daemon.call("poll_application", id=app_id)["workarea"]
+            if workarea and os.path.exists(f"{workarea}/stdout"):
+                text = open(f"{workarea}/stdout").read()
+                if text.startswith(prefix) and text.endswith("\n"):
+                    return text
+            assert time.monotonic() < deadline, daemon.call("poll_application", id=app_id)
+            time.sleep(0.02)
+
+    said("ready")
+    daemon.process.send_signal(signal.SIGSTOP)
+    try:
+        go.touch()
+        deadline = time.monotonic() + 10
+        while True:   # the daemon is stopped: read the work area without it
+            areas = [p for p in (daemon.state_dir / "work").iterdir()
+                     if p.name.startswith(f"{app_id}-")]
+            if areas and (areas[0] / "stdout").read_text().count("\n") == 2:
+                break
+            assert time.monotonic() < deadline, "the application never sent"
+            time.sleep(0.01)
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+    time.sleep(0.2)
+    began = time.monotonic()
+    assert daemon.call("ping") == {"pong": True}
+    seconds = time.monotonic() - began
+    text = said("ready")
+    daemon.call("kill_application", id=app_id)
+    assert seconds < 1 and text == ("ready\nrefused\n" if _kernel_refuses_descriptors()
+                                    else "ready\nsent\n"), (seconds, text)
+
+
 # ------------------------------------------------------------- permissions
 def test_files_and_directories_have_the_documented_modes(tmp_path):
     """The daemon creates its state directory itself here (under its own umask 0077)."""

@@ -228,6 +228,9 @@ class ApplicationManager:
             updates_r, updates_w = os.pipe()
             os.set_blocking(updates_r, False)
         files_here, files_there = socket.socketpair()
+        # The daemon reads it on its event loop: a descriptor the script sent on it would be
+        # closed there by the kernel, however long that close waits (descriptors.py).
+        descriptors.allow(files_here, False)
         try:
             forked = await self._fork_at_committed_state(
                 app, stdio, updates_w, files_there, cgroup)
