@@ -62,6 +62,7 @@ class Connection(asyncio.Protocol):
         self.reading_paused = False
         self.receiving_fds = False  # reading is paused for descriptors (SCM_RIGHTS)
         self.challenge = None       # the X.509 challenge issued on this connection
+        self._unread = None         # its socket, with descriptors left unread (receive_fds)
         self.ending = False      # no more requests will be read
         self.farewell = None     # the error to send last, before closing
         self.closed = False
@@ -169,6 +170,10 @@ class Connection(asyncio.Protocol):
         self.server.buffered -= self.held
         self.held = 0
         self.server.forget(self)
+        if self._unread is not None:   # after the transport closes its own (the next step)
+            asyncio.get_running_loop().call_soon(
+                descriptors.close_later, [self._unread.detach()], self.identity.peer.uid)
+            self._unread = None
 
     def idle_for(self, now: float) -> float:
         """Seconds without input or a request ending; 0 while a request runs (an attached
@@ -295,7 +300,15 @@ class Connection(asyncio.Protocol):
         drop them, the kernel closing them on the event loop).  The socket
         takes descriptors only until that byte is read (descriptors.py); what
         else came with them is read here too, its descriptors closed in a thread.
+        An account whose descriptors wait to be closed beyond its budget is not
+        asked (`busy`); a connection that sends more than it is ended unread.
         """
+        owner = self.identity.peer.uid
+        waiting = descriptors.pending(owner)
+        if waiting >= descriptors.MAX_PENDING:
+            raise Busy(f"{waiting} descriptors uid {owner} passed before are still being "
+                       f"closed (their last close waits: a socket lingering on unsent data?); "
+                       f"try again once they are", reason="descriptors")
         self.receiving_fds = True
         self._update_reading()
         loop = asyncio.get_running_loop()
@@ -312,13 +325,13 @@ class Connection(asyncio.Protocol):
                 fds, data = [], exc
             loop.remove_reader(sock.fileno())   # what follows is the transport's to read
             if received.done():
-                descriptors.close_later(fds)
+                descriptors.close_later(fds, owner)
             else:
                 received.set_result((data, fds))
 
         refusing = descriptors.allow(sock, True)
         loop.add_reader(sock.fileno(), readable)
-        rest = b""
+        rest, complete, fds = b"", True, []
         try:
             self.send_event(rid, {"event": "send_fds", "count": count})
             data, fds = await asyncio.wait_for(received, FD_TIMEOUT)
@@ -327,14 +340,23 @@ class Connection(asyncio.Protocol):
         finally:
             loop.remove_reader(sock.fileno())
             if refusing and descriptors.allow(sock, False):
-                rest = descriptors.drain(sock)
-            sock.close()
+                rest, complete = descriptors.drain(sock, owner)
+            if complete:
+                sock.close()
+            else:
+                self._unread = sock
             self.receiving_fds = False
             if rest and not self.closed:
                 self.data_received(rest)
+            if not complete:
+                self.ending = True   # nothing more is read; the socket closes in a thread
             self._update_reading()
+        if not complete:
+            descriptors.close_later(fds, owner)
+            raise InvalidRequest(f"more descriptors were sent than asked for (over "
+                                 f"{descriptors.MAX_PENDING}); the connection ends")
         if len(fds) != count:
-            descriptors.close_later(fds)
+            descriptors.close_later(fds, owner)
             raise InvalidRequest(f"expected {count} descriptors (standard input, output and "
                                  f"error), received {len(fds)}")
         return fds

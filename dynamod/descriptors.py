@@ -11,6 +11,16 @@ listening socket refuses descriptors (SO_PASSRIGHTS, Linux 6.16: the peer's
 sendmsg fails with EPERM, and accepted connections inherit it), a connection
 takes them only while it is asked for its standard streams, and whatever the
 daemon received is closed by a thread of its own.
+
+That thread is one per account (its owner's uid) at a time, closing in order,
+and an account holds at most MAX_PENDING of the daemon's descriptors waiting
+to be closed: a thread per close let one account start a thread for every
+close it made hang (each application's streams: thousands of threads), and a
+burst of messages of 253 descriptors each, sent right behind the streams,
+filled the daemon's descriptor table (every connection refused) for as long
+as a lingering close ahead of them lasted.  Past the budget the account is
+told `busy` until its closes are done, and a connection that sent more is
+ended unread, its socket closed last by the same thread.
 """
 
 import fcntl
@@ -19,6 +29,9 @@ import socket
 import struct
 import termios
 import threading
+from collections import deque
+
+from .threadname import name_thread
 
 # asm-generic's number (alpha, mips, parisc and sparc number it otherwise): no guess there.
 SO_PASSRIGHTS = getattr(socket, "SO_PASSRIGHTS", None) or (
@@ -26,7 +39,10 @@ SO_PASSRIGHTS = getattr(socket, "SO_PASSRIGHTS", None) or (
                                  "riscv64", "ppc64le", "ppc64", "s390x", "loongarch64")
     else None)
 MAX_FDS = 253   # SCM_MAX_FD: as many as one message carries, so the kernel closes none here
+MAX_PENDING = 4 * MAX_FDS   # descriptors of one account waiting to be closed, at most
 _READ = 1 << 16
+_queues = {}    # owner -> the descriptors its thread has still to close, in order
+_lock = threading.Lock()
 
 
 def allow(sock: socket.socket, allowed: bool) -> bool:
@@ -41,28 +57,57 @@ def allow(sock: socket.socket, allowed: bool) -> bool:
     return True
 
 
-def close_later(fds):
-    """Close descriptors a peer passed in a thread of their own, never on the event loop
-    (however long one takes, the daemon serves on)."""
-    if fds:
-        threading.Thread(target=_close, args=(list(fds),), name="dynamod-close",
+def close_later(fds, owner: int):
+    """Close descriptors that `owner` (a uid) passed, never on the event loop (however long
+    one takes, the daemon serves on): by the one thread of that account, started when
+    it has none."""
+    if not fds:
+        return
+    with _lock:
+        queue = _queues.get(owner)
+        started = queue is None
+        if started:
+            queue = _queues[owner] = deque()
+        queue.extend(fds)
+    if started:
+        threading.Thread(target=_close, args=(owner, queue), name="dynamod-close",
                          daemon=True).start()
 
 
-def _close(fds):
-    for fd in fds:
+def pending(owner: int) -> int:
+    """How many descriptors of `owner` wait to be closed (the one being closed included)."""
+    with _lock:
+        return len(_queues.get(owner, ()))
+
+
+def _close(owner: int, queue: deque):
+    name_thread("dynamod-close")
+    while True:
+        with _lock:
+            if not queue:
+                del _queues[owner]
+                return
+            fd = queue[0]
         try:
             os.close(fd)
         except OSError:
             pass
+        with _lock:
+            queue.popleft()
 
 
-def drain(sock: socket.socket) -> bytes:
+def drain(sock: socket.socket, owner: int) -> tuple[bytes, bool]:
     """What `sock` (non-blocking) holds unread now, its descriptors given to `close_later`:
-    after a connection stops taking descriptors, those sent while it took them."""
+    after a connection stops taking descriptors, those sent while it took them.  False
+    with it when the budget of `owner` (MAX_PENDING) stopped the reading short: the
+    rest is never to be read, the socket to be closed by `close_later` once the
+    connection's own is closed (its unread descriptors then close in that thread)."""
     queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
     data, stray = bytearray(), []
     while len(data) < queued:
+        if pending(owner) + len(stray) >= MAX_PENDING:
+            close_later(stray, owner)
+            return bytes(data), False
         try:
             chunk, fds, _, _ = socket.recv_fds(sock, min(queued - len(data), _READ), MAX_FDS)
         except (BlockingIOError, InterruptedError):
@@ -71,5 +116,5 @@ def drain(sock: socket.socket) -> bytes:
         if not chunk:
             break
         data += chunk
-    close_later(stray)
-    return bytes(data)
+    close_later(stray, owner)
+    return bytes(data), True

@@ -722,6 +722,251 @@ def test_the_streams_an_application_is_given_never_hold_the_daemon(daemon, how):
     assert daemon.call("ping") == {"pong": True}
 
 
+def _lingering_sockets(count: int, linger: int) -> tuple:
+    """`count` TCP sockets whose close waits up to `linger` s (as `_lingering_socket`),
+    their windows filled together; and the listener that never accepts them."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(count)
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock.connect(listener.getsockname())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, linger))
+        sock.setblocking(False)
+        socks.append(sock)
+    for _ in range(10):
+        for sock in socks:
+            try:
+                while True:
+                    sock.send(b"x" * 65536)
+            except BlockingIOError:
+                pass
+        time.sleep(0.02)
+    return listener, socks
+
+
+def _tasks(pid: int) -> list:
+    """The names of process `pid`'s threads."""
+    return sorted(Path(f"/proc/{pid}/task/{task}/comm").read_text().strip()
+                  for task in os.listdir(f"/proc/{pid}/task"))
+
+
+def _streams_that_linger(socket_path: str, daemon_pid: int, rounds: int) -> dict:
+    """Run `rounds` attached applications, each given a lingering socket of its own as
+    its standard input (dropped once passed: the daemon's close, at the application's
+    end, is the last); the daemon's threads before and after, while they linger."""
+    listener, socks = _lingering_sockets(rounds, 30)
+    client = Raw(socket_path, timeout=30)
+    first = client.request("w", "run_application", script="pass\n", attach=False)["result"]
+    while client.request("p", "poll_application", id=first["id"])["result"]["status"] != "done":
+        time.sleep(0.01)   # the daemon's threads for applications started
+    before = _tasks(daemon_pid)
+    out_r, out_w = os.pipe()
+    statuses = []
+    for i, sock in enumerate(socks):
+        client.send(orjson.dumps({"id": i, "method": "run_application",
+                                  "params": {"script": "pass\n"}}) + b"\n")
+        assert client.receive()["event"]["event"] == "send_fds"
+        socket.send_fds(client.sock, [b"F"], [sock.fileno(), out_w, out_w])
+        threading.Thread(target=sock.close, daemon=True).start()
+        while "event" in (answer := client.receive()):
+            pass
+        statuses.append(answer["result"]["status"])
+    time.sleep(0.2)   # the last close handed over
+    after = _tasks(daemon_pid)
+    ping = client.ping_works()
+    client.close()
+    listener.close()  # resets them: the closes end
+    return {"before": before, "after": after, "statuses": statuses, "ping": ping}
+
+
+def test_closes_that_hang_never_start_a_thread_each(daemon):
+    """Each application's streams were closed by a thread of their own: an operator whose
+    streams linger started a thread per application, as many as it liked."""
+    map_nobody(daemon, "operator", "application")
+    outcome = as_nobody(_streams_that_linger, daemon.socket, daemon.process.pid, 12)
+    assert outcome["statuses"] == ["done"] * 12 and outcome["ping"], outcome
+    assert len(outcome["after"]) <= len(outcome["before"]) + 1, outcome   # one closer
+
+
+def _a_burst_behind_the_streams(socket_path: str, pause, linger: int) -> dict:
+    """The daemon stopped meanwhile: the streams, then a lingering socket (dropped), then
+    descriptor messages of 253 pipe ends each (some 18,000 descriptors); then how the
+    daemon answers it, a new connection's ping and another attached application."""
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))   # descriptors in flight
+    listener, sock = _lingering_socket(linger)
+    client = Raw(socket_path, timeout=30)
+    client.send(orjson.dumps({"id": 1, "method": "run_application",
+                              "params": {"script": "pass\n"}}) + b"\n")
+    client.receive()   # send_fds
+    reads, writes = _pipes(1)
+    os.write(pause[1], b"stop")
+    os.read(pause[0], 1)
+    socket.send_fds(client.sock, [b"F"], [reads[0], writes[0], writes[0]])
+    socket.send_fds(client.sock, [b" "], [sock.fileno()])
+    sock.close()   # not the last: the message holds it
+    sent = 0
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    client.sock.setblocking(False)
+    try:
+        for _ in range(72):
+            socket.send_fds(client.sock, [b" "], [writes[0]] * descriptors.MAX_FDS)
+            sent += 1
+    except OSError:   # a full buffer, or the kernel's bound on descriptors in flight
+        pass
+    client.sock.settimeout(30)
+    os.write(pause[1], b"c")
+    began = time.monotonic()
+    while "event" in (answer := client.receive()):
+        pass
+    other = Raw(socket_path, timeout=30)
+    outcome = {"sent": sent, "answer": answer.get("error", answer.get("result")),
+               "ping": other.ping_works(), "seconds": time.monotonic() - began}
+    other.send(orjson.dumps({"id": 2, "method": "run_application",
+                             "params": {"script": "pass\n"}}) + b"\n")
+    outcome["again"] = other.receive()
+    os.write(pause[1], b"d")   # the daemon's descriptors counted meanwhile
+    os.read(pause[0], 1)
+    other.close()
+    client.close()
+    listener.close()
+    return outcome
+
+
+def _stopped_then_counted(daemon, pause, counted: list):
+    _stopped_meanwhile(daemon, pause)
+    os.read(pause[0], 1)
+    counted.append(len(os.listdir(f"/proc/{daemon.process.pid}/fd")))
+    os.write(pause[1], b"g")
+
+
+@pytest.mark.skipif(not _kernel_refuses_descriptors(),
+                    reason="the kernel cannot refuse descriptors (SO_PASSRIGHTS, Linux 6.16): "
+                           "a known limit")
+def test_descriptors_sent_behind_the_streams_never_fill_the_daemon_s_table(daemon):
+    """Messages of descriptors sent right behind the streams (the daemon busy meanwhile)
+    were all taken, queued behind a lingering close: the daemon's descriptor table
+    full (16,384 here), no connection accepted, for as long as the linger lasts."""
+    map_nobody(daemon, "operator", "application")
+    to_attacker, from_attacker = os.pipe(), os.pipe()
+    counted = []
+    helper = threading.Thread(target=_stopped_then_counted, args=(
+        daemon, (from_attacker[0], to_attacker[1]), counted))
+    helper.start()
+    try:
+        outcome = as_nobody(_a_burst_behind_the_streams, daemon.socket,
+                            (to_attacker[0], from_attacker[1]), 10)
+    finally:
+        helper.join()
+        for fd in (*to_attacker, *from_attacker):
+            os.close(fd)
+    assert outcome["sent"] > 8, outcome
+    assert outcome["ping"] and outcome["seconds"] < 2, outcome
+    assert outcome["answer"].get("code") == "invalid_request", outcome
+    assert "more descriptors were sent than asked for" in outcome["answer"]["message"]
+    again = outcome["again"]
+    assert again["error"]["code"] == "busy" and again["error"]["reason"] == "descriptors", again
+    assert counted[0] < 2 * descriptors.MAX_PENDING, counted
+    reads, writes = _pipes()   # root's own are closed by a thread of root's
+    client = Raw(daemon.socket, timeout=30)
+    client.send(orjson.dumps({"id": 1, "method": "run_application",
+                              "params": {"script": "print('ok')\n"}}) + b"\n")
+    client.receive()
+    socket.send_fds(client.sock, [b"F"], [reads[0], writes[1], writes[2]])
+    for fd in (reads[0], writes[1], writes[2], writes[0]):
+        os.close(fd)
+    while "event" in (answer := client.receive()):
+        pass
+    assert answer["result"]["status"] == "done"
+    assert os.read(reads[1], 10) == b"ok\n"
+    for fd in (reads[1], reads[2]):
+        os.close(fd)
+    client.close()
+    assert daemon.call("ping") == {"pong": True}
+
+
+SEND_ON_THE_FILE_CHANNEL = """\
+import os, socket, struct, sys, time
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+sock.connect(listener.getsockname())
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 5))
+sock.setblocking(False)
+for _ in range(10):
+    try:
+        while True:
+            sock.send(b"x" * 65536)
+    except BlockingIOError:
+        time.sleep(0.02)
+channel = socket.socket(fileno=4)   # the file channel (filechannel.py)
+print("ready", flush=True)
+while not os.path.exists(sys.argv[2]):   # the daemon stopped meanwhile
+    time.sleep(0.01)
+try:
+    socket.send_fds(channel, [b'{"lfn": "/store/none"}\\n'], [sock.fileno()])
+    print("sent", flush=True)
+except PermissionError:
+    print("refused", flush=True)
+sock.close()
+time.sleep(float(sys.argv[1]))   # the listener kept: the socket lingers
+"""
+
+
+def test_an_application_cannot_pass_descriptors_on_its_file_channel(daemon):
+    """A read-only application sends a lingering socket (dropped) with a question on its
+    file channel, the daemon stopped meanwhile: the daemon reads the channel on its
+    event loop, where the kernel closed the socket, and every client waited out the
+    linger (5 s here)."""
+    map_nobody(daemon, "operator", "application")
+    go = daemon.state_dir.parent / "go"
+    answer = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+        "script": SEND_ON_THE_FILE_CHANNEL, "args": ["6", str(go)], "attach": False}}])[0]
+    app_id = answer["result"]["id"]
+
+    def said(prefix):
+        deadline = time.monotonic() + 30
+        while True:
+            workarea = daemon.call("poll_application", id=app_id)["workarea"]
+            if workarea and os.path.exists(f"{workarea}/stdout"):
+                text = open(f"{workarea}/stdout").read()
+                if text.startswith(prefix) and text.endswith("\n"):
+                    return text
+            assert time.monotonic() < deadline, daemon.call("poll_application", id=app_id)
+            time.sleep(0.02)
+
+    said("ready")
+    daemon.process.send_signal(signal.SIGSTOP)
+    try:
+        go.touch()
+        deadline = time.monotonic() + 10
+        while True:   # the daemon is stopped: read the work area without it
+            areas = [p for p in (daemon.state_dir / "work").iterdir()
+                     if p.name.startswith(f"{app_id}-")]
+            if areas and (areas[0] / "stdout").read_text().count("\n") == 2:
+                break
+            assert time.monotonic() < deadline, "the application never sent"
+            time.sleep(0.01)
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+    time.sleep(0.2)
+    began = time.monotonic()
+    assert daemon.call("ping") == {"pong": True}
+    seconds = time.monotonic() - began
+    text = said("ready")
+    daemon.call("kill_application", id=app_id)
+    assert seconds < 1 and text == ("ready\nrefused\n" if _kernel_refuses_descriptors()
+                                    else "ready\nsent\n"), (seconds, text)
+
+
 # ------------------------------------------------------------- permissions
 def test_files_and_directories_have_the_documented_modes(tmp_path):
     """The daemon creates its state directory itself here (under its own umask 0077)."""

@@ -12,7 +12,9 @@ of 100,000 files is a query and the JSON of every row, some 90 ms, which a
 script asking for it without end would otherwise take from every client.  The
 thread is one for all applications and each application has one question in
 it at a time, answered in order: one that asks without end waits for its own
-answers, and the others' questions come between them.
+answers, and the others' questions come between them.  The daemon's end refuses
+descriptors (SO_PASSRIGHTS, descriptors.py): read here, on the event loop, the
+kernel would close one there, however long its close waits.
 """
 
 import asyncio

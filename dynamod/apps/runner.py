@@ -155,7 +155,7 @@ class ApplicationManager:
                 if holder else "")
             app.end("failed", message)
             self.records.persist(app)
-            descriptors.close_later(stdio)
+            descriptors.close_later(stdio, app.uid)
             raise Busy(message)
         task = asyncio.get_running_loop().create_task(self._run(app, stdio))
         self.tasks.add(task)
@@ -180,7 +180,7 @@ class ApplicationManager:
             log.exception("application %d failed in the daemon", app.id)
             app.status, app.message = "failed", f"daemon error: {exc}"
         finally:
-            descriptors.close_later(stdio)   # the caller's: their close may wait (descriptors.py)
+            descriptors.close_later(stdio, app.uid)   # the caller's: their close may wait (descriptors.py)
             app.end(app.status, app.message)
             self.records.persist(app)
             log.info("application %d (%s) ended: %s, exit code %s", app.id, app.title,
@@ -228,6 +228,9 @@ class ApplicationManager:
             updates_r, updates_w = os.pipe()
             os.set_blocking(updates_r, False)
         files_here, files_there = socket.socketpair()
+        # The daemon reads it on its event loop: a descriptor the script sent on it would be
+        # closed there by the kernel, however long that close waits (descriptors.py).
+        descriptors.allow(files_here, False)
         try:
             forked = await self._fork_at_committed_state(
                 app, stdio, updates_w, files_there, cgroup)

@@ -64,7 +64,7 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
     try:
         await committed
     except BaseException:
-        descriptors.close_later(stdio)
+        descriptors.close_later(stdio, call.identity.peer.uid)
         raise
     if failed is not None:  # the caller left, or sent no descriptors: end the record
         manager.kill(app.id, failed.message)
