@@ -921,6 +921,9 @@ time.sleep(float(sys.argv[1]))   # the listener kept: the socket lingers
 """
 
 
+@pytest.mark.skipif(not _kernel_refuses_descriptors(),
+                    reason="the kernel cannot refuse descriptors (SO_PASSRIGHTS, Linux 6.16): "
+                           "a known limit")
 def test_an_application_cannot_pass_descriptors_on_its_file_channel(daemon):
     """A read-only application sends a lingering socket (dropped) with a question on its
     file channel, the daemon stopped meanwhile: the daemon reads the channel on its
