@@ -43,7 +43,8 @@ log = logging.getLogger("dynamod")
 
 RETRY_SECONDS = 5.0
 STOP_SECONDS = 30.0     # the writer's time to write the last lines at the daemon's end
-BATCH = 1000          # entries read at a time
+BATCH = 1000          # entries read at a time, at most
+WRITE_BYTES = 16 << 20   # the text of one write, about (an entry is not cut)
 ENTRIES = "SELECT seq, time, actor, lines FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?"
 # From this many characters on, an entry's lines are stored compressed (zlib, as bytes):
 # an injection's are about as large as its rows, which SQLite would write, read back
@@ -208,13 +209,22 @@ def _say(out, what: str, text: str):
 
 
 def _write_pending(path: str, reader, written: int, out) -> int:
-    while rows := reader.db.execute(ENTRIES, (written, BATCH)).fetchall():
-        text = "".join([_entry(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), actor,
-                               lines) for _, t, actor, lines in rows])
-        _append(path, text.encode())
-        written = rows[-1][0]
+    """The entries after `written` appended, in writes of about WRITE_BYTES of text each
+    (entries read one at a time: a backlog of large injections' entries, left by a
+    full disk, is never held whole); the last entry written."""
+    while True:
+        parts, size, last = [], 0, written
+        for seq, t, actor, lines in reader.db.execute(ENTRIES, (written, BATCH)):
+            parts.append(_entry(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), actor,
+                                lines))
+            size, last = size + len(parts[-1]), seq
+            if size >= WRITE_BYTES:
+                break
+        if not parts:
+            return written
+        _append(path, "".join(parts).encode())
+        written = last
         _say(out, "logged", str(written))
-    return written
 
 
 def _append(path: str, data: bytes):
