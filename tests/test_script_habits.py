@@ -17,6 +17,40 @@ def seeded(daemon):
     return daemon
 
 
+def test_a_script_is_its_own_main_module(seeded, workdir):
+    """`pickle` finds a script's classes in `__main__`, and `import __main__` is the
+    script, as with `python script.py` (it was the daemon's entry point)."""
+    script = workdir / "summary.py"
+    script.write_text(
+        "import pickle\n"
+        "import __main__\n"
+        "class Summary:\n"
+        "    def __init__(self, sites): self.sites = sites\n"
+        "copy = pickle.loads(pickle.dumps(Summary(sorted(inventory.sites))))\n"
+        "print(copy.sites, __main__.Summary is Summary, __main__.__file__)\n")
+    result = seeded.dynamo(script)
+    assert result.stdout == f"['T2_US_XYZ', 'T3_US_XYZ'] True {script}\n"
+
+
+def test_a_script_ends_as_a_python_program_does(seeded, workdir):
+    """A file written and never closed is flushed, the threads the script started are
+    waited for and its atexit handlers run: its last lines are not lost."""
+    report = workdir / "report.txt"
+    script = workdir / "report.py"
+    script.write_text(
+        "import atexit, threading, time\n"
+        f"out = open({str(report)!r}, 'w')\n"
+        "out.write('%d sites\\n' % len(inventory.sites))\n"
+        "def late():\n"
+        "    time.sleep(0.2)\n"
+        "    print('thread done')\n"
+        "threading.Thread(target=late).start()\n"
+        "atexit.register(print, 'atexit ran')\n")
+    result = seeded.dynamo(script)
+    assert result.stdout == "thread done\natexit ran\n"
+    assert report.read_text() == "2 sites\n"
+
+
 DELETE = f"""
 from dynamo.core.executable import inventory
 replica = inventory.datasets[{DATASET!r}].find_replica('T2_US_XYZ')
