@@ -65,3 +65,39 @@ def test_delete_returns_what_it_removed(seeded, workdir):
     result = seeded.dynamo(script)
     assert result.stdout == (f"deleted DatasetReplica T2_US_XYZ:{DATASET} (growing: False, "
                              "0 block_replicas)\n")
+
+
+def test_a_read_only_script_is_told_its_changes_are_discarded(seeded, workdir):
+    """The script forgot --write-request: it ends well, and says that its changes were
+    not applied and how to have them applied."""
+    script = workdir / "delete.py"
+    script.write_text(DELETE)
+    result = seeded.dynamo(script)
+    assert result.returncode == 0
+    assert result.stderr.startswith("application ")
+    assert ("is read-only: its 1 change(s) (inventory.update, inventory.delete) are "
+            "discarded; to apply them, root authorizes the script (dynamo-exec-auth "
+            "--executable delete.py --title TITLE) and it runs with --write-request --title "
+            "TITLE\n") in result.stderr
+    assert seeded.call("get_dataset", name=DATASET)["replicas"]
+    seeded.exec_auth("-x", script, "-t", "delete")
+    written = seeded.dynamo(script, "-W", "-t", "delete")
+    assert "read-only" not in written.stderr
+    clean = workdir / "clean.py"
+    clean.write_text("print(len(inventory.sites))\n")
+    assert seeded.dynamo(clean).stderr == ""
+
+
+def test_a_writer_is_told_why_a_module_next_to_it_is_not_found(seeded, workdir):
+    """The same script imports its helper read-only, and not read/write (a writer runs
+    with python3 -I's sys.path): the error says so instead of a bare ModuleNotFoundError."""
+    (workdir / "policy_helper.py").write_text("LIMIT = 5\n")
+    script = workdir / "uses_helper.py"
+    script.write_text("import policy_helper\nprint(policy_helper.LIMIT)\n")
+    assert seeded.dynamo(script).stdout == "5\n"
+    seeded.exec_auth("-x", script, "-t", "helper")
+    result = seeded.dynamo(script, "-W", "-t", "helper", check=False)
+    assert result.returncode == 1
+    assert "ModuleNotFoundError: No module named 'policy_helper'" in result.stderr
+    assert ("note: a read/write application imports only installed modules"
+            in result.stderr)

@@ -43,6 +43,7 @@ EXIT_SETUP = 70          # the child could not be prepared (EX_SOFTWARE)
 
 _CLEARED_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC",
                 "WATCHDOG_PID", "DYNAMO_SOCKET")
+CONSOLE_PATH = "<console>"   # the path of the interactive console's application
 _DAEMON_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 UPDATES_FD = 3
 FILES_FD = 4
@@ -319,6 +320,7 @@ def _execute(plan: Plan) -> int:
             raise
         except BaseException as exc:
             print_script_traceback(exc)
+            _explain_missing_module(exc, app)
             exit_code = EXIT_FAILURE
         ending.finish(namespace)
     except (_Terminated, KeyboardInterrupt) as exc:
@@ -327,6 +329,8 @@ def _execute(plan: Plan) -> int:
     sys.stdout.flush()
     if app.write and exit_code == 0:
         _send_records(proxy.records)
+    elif exit_code == 0 and proxy.records and app.path != CONSOLE_PATH:
+        _note_discarded(app, len(proxy.records))
     return exit_code
 
 
@@ -340,6 +344,30 @@ def script_module(path: str, names: dict) -> dict:
     module.__dict__.update(names)
     sys.modules["__main__"] = module
     return module.__dict__
+
+
+def _explain_missing_module(exc: BaseException, app):
+    """A writer imports only what root installed: a module next to the script, which
+    the same script run read-only imports, is not found.  Say why."""
+    if not (app.write and isinstance(exc, ModuleNotFoundError) and exc.name):
+        return
+    top = exc.name.partition(".")[0]
+    for directory in {os.path.dirname(os.path.abspath(app.path)), os.getcwd()}:
+        if any(os.path.exists(os.path.join(directory, top + suffix))
+               for suffix in ("", ".py")):
+            print(f"note: a read/write application imports only installed modules (sys.path "
+                  f"as python3 -I has it), never one next to its script or in its working "
+                  f"directory: install {top!r} where root installs packages (the script's "
+                  f"authorization covers the script alone)", file=sys.stderr)
+            return
+
+
+def _note_discarded(app, count: int):
+    """A read-only application's changes are discarded: say so, and how to keep them."""
+    print(f"application {app.id} is read-only: its {count} change(s) (inventory.update, "
+          f"inventory.delete) are discarded; to apply them, root authorizes the script "
+          f"(dynamo-exec-auth --executable {os.path.basename(app.path)} --title TITLE) and "
+          f"it runs with --write-request --title TITLE", file=sys.stderr)
 
 
 def _exit_code(code) -> int:
