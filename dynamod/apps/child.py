@@ -25,12 +25,13 @@ import signal
 import sys
 import termios
 import traceback
+import types
 from dataclasses import dataclass
 
 from .. import capabilities, executable
 from ..inventory import objects
 from ..threadname import name_thread
-from . import seal, writeback
+from . import ending, seal, writeback
 from .cgroup import AppCgroups
 from .filechannel import ChannelSource
 from .proxy import ApplicationInventory
@@ -42,6 +43,7 @@ EXIT_SETUP = 70          # the child could not be prepared (EX_SOFTWARE)
 
 _CLEARED_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC",
                 "WATCHDOG_PID", "DYNAMO_SOCKET")
+CONSOLE_PATH = "<console>"   # the path of the interactive console's application
 _DAEMON_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 UPDATES_FD = 3
 FILES_FD = 4
@@ -292,12 +294,12 @@ def _execute(plan: Plan) -> int:
     global _daemon_file_source
     app, inventory = plan.app, plan.inventory
     _streams()
+    ending.forget_daemon()
     _daemon_file_source = inventory.file_cache.source
     inventory.file_cache.source = ChannelSource(FILES_FD)
     proxy = ApplicationInventory(inventory, writable=app.write)
     executable.inventory, executable.authorized, executable.app_id = proxy, app.write, app.id
-    namespace = {"__name__": "__main__", "__file__": app.path, "__builtins__": __builtins__,
-                 "inventory": proxy}
+    namespace = script_module(app.path, {"inventory": proxy})
     namespace.update({cls.__name__: cls for cls in objects.CLASSES})
     sys.argv = [app.path, *app.args]
     if plan.isolated_path is not None:
@@ -308,21 +310,64 @@ def _execute(plan: Plan) -> int:
             sys.path.insert(0, script_dir)
     gc.enable()
     try:
-        code = compile(app.script, app.path, "exec")
-        exec(code, namespace)
-        exit_code = 0
-    except SystemExit as exc:
-        exit_code = _exit_code(exc.code)
+        try:
+            code = compile(app.script, app.path, "exec")
+            exec(code, namespace)
+            exit_code = 0
+        except SystemExit as exc:
+            exit_code = _exit_code(exc.code)
+        except (_Terminated, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            print_script_traceback(exc)
+            _explain_missing_module(exc, app)
+            exit_code = EXIT_FAILURE
+        ending.finish(namespace)
     except (_Terminated, KeyboardInterrupt) as exc:
         print(f"application {app.id} terminated", file=sys.stderr)
         return -(signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
-    except BaseException as exc:
-        print_script_traceback(exc)
-        exit_code = EXIT_FAILURE
     sys.stdout.flush()
     if app.write and exit_code == 0:
         _send_records(proxy.records)
+    elif exit_code == 0 and proxy.records and app.path != CONSOLE_PATH:
+        _note_discarded(app, len(proxy.records))
     return exit_code
+
+
+def script_module(path: str, names: dict) -> dict:
+    """The namespace of a new `__main__` module, put in `sys.modules` as Python does for
+    a script: `pickle` finds the script's classes and functions there, and `import
+    __main__` is the script (not the daemon's entry point, which the child inherits)."""
+    module = types.ModuleType("__main__")
+    module.__file__ = path
+    module.__builtins__ = __builtins__
+    module.__dict__.update(names)
+    sys.modules["__main__"] = module
+    return module.__dict__
+
+
+def _explain_missing_module(exc: BaseException, app):
+    """A writer imports only what root installed: a module next to the script, which
+    the same script run read-only imports, is not found.  Say why."""
+    if not (app.write and isinstance(exc, ModuleNotFoundError) and exc.name):
+        return
+    top = exc.name.partition(".")[0]
+    for directory in {os.path.dirname(os.path.abspath(app.path)), os.getcwd()}:
+        if any(os.path.exists(os.path.join(directory, top + suffix))
+               for suffix in ("", ".py")):
+            print(f"note: a read/write application imports only installed modules (sys.path "
+                  f"as python3 -I has it), never one next to its script or in its working "
+                  f"directory: install {top!r} where root installs packages (the script's "
+                  f"authorization covers the script alone)", file=sys.stderr)
+            return
+
+
+def _note_discarded(app, count: int):
+    """A read-only application's changes are discarded: say so, and how to keep them."""
+    print(f"application {app.id} is read-only: its {count} change(s) (inventory.update, "
+          f"inventory.delete) are discarded; to apply them, root authorizes the script "
+          f"(dynamo-exec-auth --executable {os.path.basename(app.path)} --title TITLE) and "
+          f"it runs with --write-request --title TITLE", file=sys.stderr)
 
 
 def _exit_code(code) -> int:

@@ -89,8 +89,11 @@ class ApplicationInventory:
         return self._apply(*record("update", obj, site))
 
     def delete(self, obj):
-        """Remove `obj` (found by its identity) with the usual cascade."""
+        """Remove `obj` (found by its identity) with the usual cascade; returns `obj`, as
+        the original returned the object it removed (`LOG.info('deleted %s',
+        inventory.delete(replica))`); a missing one raises `NotFound`."""
         self._apply(*record("delete", obj))
+        return obj
 
     def register_update(self, obj):
         """The original's record of an object changed in place: `update` does it."""

@@ -5,6 +5,7 @@ import re
 from importlib import resources
 
 from .. import descriptors
+from ..apps.child import CONSOLE_PATH
 from ..apps.runner import parse_timeout
 from ..auth.policy import Access
 from ..errors import DynamoError, InvalidParams, NotAuthorized, NotFound
@@ -45,7 +46,7 @@ async def run_application(call: Call, script: str = "", path: str = "<script>", 
     if console:
         if write:
             raise InvalidParams("the console is read-only", field="write")
-        script, path = CONSOLE.read_text(), "<console>"
+        script, path = CONSOLE.read_text(), CONSOLE_PATH
     if write and not title:
         raise InvalidParams("a read/write application needs a title", field="title")
     identity = call.identity
