@@ -313,6 +313,10 @@ class Partition:
     def __repr__(self):
         return f"Partition({self.name!r},{self.definition!r})"
 
+    def __lt__(self, other):
+        """By name: `sorted(site.partitions)`."""
+        return self.name < other.name if type(other) is Partition else NotImplemented
+
     def contains(self, replica) -> bool:
         """Whether the block replica is in this partition (the original's API)."""
         test = CURRENT.usage.tests.get(self.name) if CURRENT.usage else None
@@ -677,23 +681,31 @@ class SitePartition:
 
 
 class SitePartitions(dict):
-    """{name: SitePartition} of a site, which also takes a Partition for its name: the
-    original's scripts write `site.partitions[inventory.partitions['Physics']]`."""
+    """{Partition: SitePartition} of a site, as the original's `site.partitions` (so
+    `for partition, sp in site.partitions.items(): partition.name` works), which also
+    takes a partition's name: `site.partitions['Physics']`."""
+
+    def __init__(self, items=()):
+        super().__init__(items)
+        self._named = {partition.name: partition for partition in self}
+
+    def _key(self, key):
+        name = key.name if type(key) is Partition else key
+        return self._named.get(name, key) if type(name) is str else key
 
     def __getitem__(self, key):
-        return super().__getitem__(key.name if type(key) is Partition else key)
+        return super().__getitem__(self._key(key))
 
     def get(self, key, default=None):
-        return super().get(key.name if type(key) is Partition else key, default)
+        return super().get(self._key(key), default)
 
     def __contains__(self, key):
-        return super().__contains__(key.name if type(key) is Partition else key)
+        return super().__contains__(self._key(key))
 
 
 def site_partitions(site) -> SitePartitions:
-    """{name: SitePartition} of a site of the inventory."""
+    """{Partition: SitePartition} of a site of the inventory."""
     usage = CURRENT.usage
     if usage is None:
         return SitePartitions()
-    return SitePartitions({name: SitePartition(usage, site, p)
-                           for name, p in usage.partitions.items()})
+    return SitePartitions({p: SitePartition(usage, site, p) for p in usage.partitions.values()})
