@@ -128,6 +128,14 @@ def rig():
 
 
 @pytest.fixture
+def seeded(daemon):
+    """A daemon holding the walk-through's sites and data (examples/)."""
+    daemon.inject(EXAMPLES / "mydynamo-storage-sites.json")
+    daemon.inject(EXAMPLES / "mydynamo-data.json")
+    return daemon
+
+
+@pytest.fixture
 def seed_sites() -> dict:
     return json.loads((EXAMPLES / "mydynamo-storage-sites.json").read_text())
 

@@ -13,7 +13,7 @@ import types
 import pytest
 
 from dynamod.apps import child
-from support.daemon import EXAMPLES, Daemon
+from support.daemon import Daemon
 from support.terminal import read_until
 
 SEED_SITES = [
@@ -26,13 +26,6 @@ DATASET = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
 SEED_DATASET = (f"Dataset('{DATASET}','production','unknown','pandaf/010',1528406008,True,1)")
 SEED_BLOCKS = (f"set([Block('48dbe0c6-36fa-11e8-a5e2-ac1f6b05e848','{DATASET}',165438,2,True,"
                f"1528406008,1,False)])")
-
-
-@pytest.fixture
-def seeded(daemon):
-    daemon.inject(EXAMPLES / "mydynamo-storage-sites.json")
-    daemon.inject(EXAMPLES / "mydynamo-data.json")
-    return daemon
 
 
 def script(tmp_path, text, name="app.py"):

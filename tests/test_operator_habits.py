@@ -21,13 +21,6 @@ LFN = f"/store/user/paus/{DATASET}/6C7F843A-4837-E811-93AC-14187741208F.root"
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)\nprint('finished')\n"
 
 
-@pytest.fixture
-def seeded(daemon):
-    daemon.inject(EXAMPLES / "mydynamo-storage-sites.json")
-    daemon.inject(EXAMPLES / "mydynamo-data.json")
-    return daemon
-
-
 ORIGINAL_SIZES = f"""
 ds = inventory.datasets[{DATASET!r}]
 block = next(iter(ds.blocks))

@@ -3,18 +3,7 @@ real `dynamo` against a real daemon: what a script takes for granted of Python (
 own `__main__`, its end) and of the original's API (`inventory.delete` gives back
 what it removed), and what a read-only or read/write run tells its author."""
 
-import pytest
-
-from support.daemon import EXAMPLES
-
 DATASET = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
-
-
-@pytest.fixture
-def seeded(daemon):
-    daemon.inject(EXAMPLES / "mydynamo-storage-sites.json")
-    daemon.inject(EXAMPLES / "mydynamo-data.json")
-    return daemon
 
 
 def test_a_script_is_its_own_main_module(seeded, workdir):

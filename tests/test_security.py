@@ -8,6 +8,7 @@ checked for the modes the documentation gives.
 """
 
 import base64
+import inspect
 import os
 import shutil
 import signal
@@ -890,23 +891,9 @@ def test_descriptors_sent_behind_the_streams_never_fill_the_daemon_s_table(daemo
     assert daemon.call("ping") == {"pong": True}
 
 
-SEND_ON_THE_FILE_CHANNEL = """\
-import os, socket, struct, sys, time
-listener = socket.socket()
-listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-listener.bind(("127.0.0.1", 0))
-listener.listen(1)
-sock = socket.socket()
-sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-sock.connect(listener.getsockname())
-sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 5))
-sock.setblocking(False)
-for _ in range(10):
-    try:
-        while True:
-            sock.send(b"x" * 65536)
-    except BlockingIOError:
-        time.sleep(0.02)
+SEND_ON_THE_FILE_CHANNEL = "import os, socket, struct, sys, time\n" + inspect.getsource(
+    _lingering_socket) + """\
+listener, sock = _lingering_socket(5)
 channel = socket.socket(fileno=4)   # the file channel (filechannel.py)
 print("ready", flush=True)
 while not os.path.exists(sys.argv[2]):   # the daemon stopped meanwhile
