@@ -6,7 +6,7 @@ journal adds its own; elsewhere lines carry a time stamp and the level name.
 
 Every message is escaped: a newline or another control character that came
 from a peer (a request id, a DN, a name) is written as `\n`, `\x1b`..., so
-no peer can forge a line.  Refusals are rate-limited per peer
+no peer can forge a line (nor turn one around: `\u202e`).  Refusals are rate-limited per peer
 (`RateLimited`).  A detached daemon's log file is reopened on SIGHUP, for
 logrotate.
 """
@@ -17,7 +17,12 @@ import re
 import sys
 import time
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Controls, line and paragraph separators, and the invisible format characters that
+# reorder or hide what a line shows (bidirectional overrides and isolates, zero-width
+# marks and joiners, the byte order mark): a name holding U+202E showed its line
+# backwards in a terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e"
+                      "\u2060-\u2064\u2066-\u206f\ufeff]")
 _detached_log = None   # the log file of a detached daemon (fds 1 and 2)
 
 

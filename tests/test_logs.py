@@ -20,6 +20,19 @@ FORGED = "2026-11-29 04:00:00,000 CRITICAL dynamod: forged"
 
 def test_escape_writes_control_characters_out():
     assert escape("a\nb\r\x1b[31mc\x00\u2028é") == "a\\nb\\r\\x1b[31mc\\x00\\u2028é"
+    # what reorders or hides a line's text: bidirectional overrides and isolates,
+    # zero-width characters, the byte order mark
+    assert escape("x\u202ey\u2066z\u200bw\ufeff") == "x\\u202ey\\u2066z\\u200bw\\ufeff"
+
+
+def test_a_name_cannot_turn_a_change_log_line_around(daemon):
+    """U+202E (right-to-left override) in a name showed the rest of its change-log line
+    backwards in a terminal, and the daemon's log line likewise: both write it out."""
+    daemon.call("inject", data={"site": [{"name": "T2_\u202eETELED", "host": "h\u2066x"}]})
+    daemon.stop()
+    text = (daemon.state_dir / "changes.log").read_text()
+    assert "created site T2_\\u202eETELED host='h\\u2066x'" in text, text
+    assert "\u202e" not in text and "\u2066" not in text
 
 
 def test_no_peer_forges_a_line_of_either_log(daemon):
