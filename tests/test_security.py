@@ -1006,3 +1006,38 @@ def test_files_and_directories_have_the_documented_modes(tmp_path):
     finally:
         daemon.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ------------------------------------------------ revoked while a writer runs
+@pytest.mark.parametrize("revoke", ["authorization", "role"])
+def test_a_writer_whose_authorization_or_role_is_revoked_while_it_runs_applies_nothing(
+        daemon, revoke):
+    """Root revokes a script's authorization (or the user's role) while its writer runs:
+    the writer's changes, sent when it ends, are refused (authfailed), as they are for
+    a writer still waiting for the slot.  Before, they were applied and committed."""
+    gate = Path(tempfile.mkdtemp(prefix="dyn-gate-"))
+    gate.chmod(0o755)
+    try:
+        writer = ("import os, time\n"
+                  "inventory.update(Site('T2_AFTER_REVOKE'))\n"
+                  f"while not os.path.exists({str(gate / 'go')!r}):\n"
+                  "    time.sleep(0.02)\n")
+        daemon.call("authorize_script", title="late", checksum=checksum(writer))
+        map_nobody(daemon, "operator", "application")
+        started = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+            "script": writer, "title": "late", "write": True, "attach": False}}])[0]["result"]
+        deadline = time.monotonic() + 10
+        while daemon.call("poll_application", id=started["id"])["status"] != "run":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        if revoke == "authorization":
+            daemon.call("revoke_script_authorization", title="late")
+        else:
+            daemon.call("revoke_role", user="guest", role="operator", target="application")
+        (gate / "go").touch()
+        app = wait_for_end(daemon, started["id"])
+    finally:
+        shutil.rmtree(gate, ignore_errors=True)
+    assert app["status"] == "authfailed", app
+    assert "while it ran" in app["message"] and "nothing was applied" in app["message"], app
+    assert "T2_AFTER_REVOKE" not in {s["name"] for s in daemon.call("list_sites")["sites"]}
