@@ -1041,3 +1041,25 @@ def test_a_writer_whose_authorization_or_role_is_revoked_while_it_runs_applies_n
     assert app["status"] == "authfailed", app
     assert "while it ran" in app["message"] and "nothing was applied" in app["message"], app
     assert "T2_AFTER_REVOKE" not in {s["name"] for s in daemon.call("list_sites")["sites"]}
+
+
+def test_no_user_may_take_the_superuser_s_name(daemon):
+    """Applications, their records and script authorizations are the superuser's by
+    the name `root` (or the daemon's account's): a registered user of that name would
+    have listed, polled and killed the superuser's applications and run the scripts
+    authorized for it.  Such a name is refused."""
+    app = requests(daemon.socket, [{"method": "run_application", "params": {
+        "script": "import time\ntime.sleep(30)\n", "attach": False}}])[0]["result"]
+    try:
+        answer, _ = requests(daemon.socket, [
+            {"method": "set_user", "params": {"name": "root", "accounts": ["nobody"]}},
+            {"method": "grant_role", "params": {"user": "root", "role": "operator",
+                                                "target": "application"}}])
+        killed = as_nobody(requests, daemon.socket, [
+            {"method": "kill_application", "params": {"id": app["id"]}}])[0]
+        assert "error" in killed, killed   # before: killed, by an operator named root
+        assert answer["error"]["code"] == "invalid_params", answer
+        assert "names the superuser" in answer["error"]["message"]
+        assert daemon.call("poll_application", id=app["id"])["status"] == "run"
+    finally:
+        daemon.call("kill_application", id=app["id"])
