@@ -1063,3 +1063,39 @@ def test_no_user_may_take_the_superuser_s_name(daemon):
         assert daemon.call("poll_application", id=app["id"])["status"] == "run"
     finally:
         daemon.call("kill_application", id=app["id"])
+
+
+def test_a_queued_writer_runs_under_the_writer_max_time_of_its_turn(start_daemon):
+    """writer_max_time lowered on SIGHUP while a user's writer waits for the slot bounds
+    that writer when its turn comes: before, it kept the longer time it was admitted with
+    and held the slot (and every injection) that long."""
+    daemon = start_daemon(config={"applications": {"writer_max_time": 3600.0}})
+    gate = Path(tempfile.mkdtemp(prefix="dyn-gate-"))
+    gate.chmod(0o755)
+    try:
+        hold = ("import os, time\n"
+                f"while not os.path.exists({str(gate / 'go')!r}):\n    time.sleep(0.02)\n")
+        slow = "import time\ntime.sleep(60)\n"
+        daemon.call("authorize_script", title="hold", checksum=checksum(hold))
+        daemon.call("authorize_script", title="t", checksum=checksum(slow))
+        map_nobody(daemon, "operator", "application")
+        first = requests(daemon.socket, [{"method": "run_application", "params": {
+            "script": hold, "title": "hold", "write": True, "attach": False}}])[0]["result"]
+        while daemon.call("status")["applications"]["writer"] is None:
+            time.sleep(0.02)
+        queued = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+            "script": slow, "title": "t", "write": True, "attach": False,
+            "timeout": 1.0}}])[0]["result"]   # hours: the whole hour then allowed
+        config = Path(daemon.extra_args[daemon.extra_args.index("--config") + 1])
+        config.write_text("[applications]\nwriter_max_time = 1.0\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "writer_max_time changed" not in daemon.log():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        (gate / "go").touch()
+        assert wait_for_end(daemon, first["id"])["status"] == "done"
+        app = wait_for_end(daemon, queued["id"], timeout=20)
+    finally:
+        shutil.rmtree(gate, ignore_errors=True)
+    assert app["status"] == "killed" and "time-out after 1 s" in app["message"], app

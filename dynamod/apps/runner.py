@@ -168,6 +168,7 @@ class ApplicationManager:
                     app.status = "waiting"
                     self.records.persist(app)
                 async with self.slot.hold(app):
+                    self._bound_time(app)
                     if self._still_allowed(app, "while it waited"):
                         await self._execute(app, stdio)
             else:
@@ -185,6 +186,16 @@ class ApplicationManager:
             self.records.persist(app)
             log.info("application %d (%s) ended: %s, exit code %s", app.id, app.title,
                      app.status, app.exit_code)
+
+    def _bound_time(self, app: Application):
+        """A writer's time as `writer_max_time` is when its turn comes (lowered on SIGHUP
+        while it waited, it would else run, holding the slot, as long as it was admitted
+        with); the superuser's is left as asked."""
+        most = self.config.writer_max_time
+        if not app.superuser and (app.timeout is None or app.timeout > most):
+            log.warning("application %d: its time-out lowered from %s to %g s "
+                        "([applications] writer_max_time)", app.id, app.timeout, most)
+            app.timeout = most
 
     def _still_allowed(self, app: Application, when: str) -> bool:
         """A writer runs only if its script is still authorized and its submitter still
