@@ -993,3 +993,96 @@ def test_files_and_directories_have_the_documented_modes(tmp_path):
     finally:
         daemon.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ------------------------------------------------ revoked while a writer runs
+@pytest.mark.parametrize("revoke", ["authorization", "role"])
+def test_a_writer_whose_authorization_or_role_is_revoked_while_it_runs_applies_nothing(
+        daemon, revoke):
+    """Root revokes a script's authorization (or the user's role) while its writer runs:
+    the writer's changes, sent when it ends, are refused (authfailed), as they are for
+    a writer still waiting for the slot.  Before, they were applied and committed."""
+    gate = Path(tempfile.mkdtemp(prefix="dyn-gate-"))
+    gate.chmod(0o755)
+    try:
+        writer = ("import os, time\n"
+                  "inventory.update(Site('T2_AFTER_REVOKE'))\n"
+                  f"while not os.path.exists({str(gate / 'go')!r}):\n"
+                  "    time.sleep(0.02)\n")
+        daemon.call("authorize_script", title="late", checksum=checksum(writer))
+        map_nobody(daemon, "operator", "application")
+        started = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+            "script": writer, "title": "late", "write": True, "attach": False}}])[0]["result"]
+        deadline = time.monotonic() + 10
+        while daemon.call("poll_application", id=started["id"])["status"] != "run":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        if revoke == "authorization":
+            daemon.call("revoke_script_authorization", title="late")
+        else:
+            daemon.call("revoke_role", user="guest", role="operator", target="application")
+        (gate / "go").touch()
+        app = wait_for_end(daemon, started["id"])
+    finally:
+        shutil.rmtree(gate, ignore_errors=True)
+    assert app["status"] == "authfailed", app
+    assert "while it ran" in app["message"] and "nothing was applied" in app["message"], app
+    assert "T2_AFTER_REVOKE" not in {s["name"] for s in daemon.call("list_sites")["sites"]}
+
+
+def test_no_user_may_take_the_superuser_s_name(daemon):
+    """Applications, their records and script authorizations are the superuser's by
+    the name `root` (or the daemon's account's): a registered user of that name would
+    have listed, polled and killed the superuser's applications and run the scripts
+    authorized for it.  Such a name is refused."""
+    app = requests(daemon.socket, [{"method": "run_application", "params": {
+        "script": "import time\ntime.sleep(30)\n", "attach": False}}])[0]["result"]
+    try:
+        answer, _ = requests(daemon.socket, [
+            {"method": "set_user", "params": {"name": "root", "accounts": ["nobody"]}},
+            {"method": "grant_role", "params": {"user": "root", "role": "operator",
+                                                "target": "application"}}])
+        killed = as_nobody(requests, daemon.socket, [
+            {"method": "kill_application", "params": {"id": app["id"]}}])[0]
+        assert "error" in killed, killed   # before: killed, by an operator named root
+        assert answer["error"]["code"] == "invalid_params", answer
+        assert "names the superuser" in answer["error"]["message"]
+        assert daemon.call("poll_application", id=app["id"])["status"] == "run"
+    finally:
+        daemon.call("kill_application", id=app["id"])
+
+
+def test_a_queued_writer_runs_under_the_writer_max_time_of_its_turn(start_daemon):
+    """writer_max_time lowered on SIGHUP while a user's writer waits for the slot bounds
+    that writer when its turn comes: before, it kept the longer time it was admitted with
+    and held the slot (and every injection) that long."""
+    daemon = start_daemon(config={"applications": {"writer_max_time": 3600.0}})
+    gate = Path(tempfile.mkdtemp(prefix="dyn-gate-"))
+    gate.chmod(0o755)
+    try:
+        hold = ("import os, time\n"
+                f"while not os.path.exists({str(gate / 'go')!r}):\n    time.sleep(0.02)\n")
+        slow = "import time\ntime.sleep(60)\n"
+        daemon.call("authorize_script", title="hold", checksum=checksum(hold))
+        daemon.call("authorize_script", title="t", checksum=checksum(slow))
+        map_nobody(daemon, "operator", "application")
+        first = requests(daemon.socket, [{"method": "run_application", "params": {
+            "script": hold, "title": "hold", "write": True, "attach": False}}])[0]["result"]
+        while daemon.call("status")["applications"]["writer"] is None:
+            time.sleep(0.02)
+        queued = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+            "script": slow, "title": "t", "write": True, "attach": False,
+            "timeout": 1.0}}])[0]["result"]   # hours: the whole hour then allowed
+        config = Path(daemon.extra_args[daemon.extra_args.index("--config") + 1])
+        config.write_text("[applications]\nwriter_max_time = 1.0\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "writer_max_time changed" not in daemon.log():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        (gate / "go").touch()
+        assert wait_for_end(daemon, first["id"])["status"] == "done"
+        app = wait_for_end(daemon, queued["id"], timeout=20)
+    finally:
+        shutil.rmtree(gate, ignore_errors=True)
+    assert app["status"] == "killed" and "time-out after 1 s" in app["message"], app

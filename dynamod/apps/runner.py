@@ -168,7 +168,8 @@ class ApplicationManager:
                     app.status = "waiting"
                     self.records.persist(app)
                 async with self.slot.hold(app):
-                    if self._still_allowed(app):
+                    self._bound_time(app)
+                    if self._still_allowed(app, "while it waited"):
                         await self._execute(app, stdio)
             else:
                 await self._execute(app, stdio)
@@ -186,21 +187,32 @@ class ApplicationManager:
             log.info("application %d (%s) ended: %s, exit code %s", app.id, app.title,
                      app.status, app.exit_code)
 
-    def _still_allowed(self, app: Application) -> bool:
-        """A writer that waited for the slot runs only if its script is still authorized
-        and its submitter still has the role."""
+    def _bound_time(self, app: Application):
+        """A writer's time as `writer_max_time` is when its turn comes (lowered on SIGHUP
+        while it waited, it would else run, holding the slot, as long as it was admitted
+        with); the superuser's is left as asked."""
+        most = self.config.writer_max_time
+        if not app.superuser and (app.timeout is None or app.timeout > most):
+            log.warning("application %d: its time-out lowered from %s to %g s "
+                        "([applications] writer_max_time)", app.id, app.timeout, most)
+            app.timeout = most
+
+    def _still_allowed(self, app: Application, when: str) -> bool:
+        """A writer runs only if its script is still authorized and its submitter still
+        has the role when its turn for the slot comes, and its changes apply only if
+        they still are when it ends (`when` says which, for the message)."""
         if app.status == "killed":
             return False
         if not self.authorizations.allows(app.title, app.user, app.checksum):
             app.status, app.message = "authfailed", self._not_authorized(app) + \
-                " (the authorization was revoked while it waited)"
+                f" (the authorization was revoked {when})"
         elif not app.superuser and not self.users.has_role(app.user, ("admin", "operator"),
                                                            "application"):
             app.status, app.message = "authfailed", (
-                f"{app.user} lost the admin or operator role on application while it waited")
+                f"{app.user} lost the admin or operator role on application {when}")
         else:
             return True
-        log.warning("application %d refused when its turn came: %s", app.id, app.message)
+        log.warning("application %d refused: %s", app.id, app.message)
         return False
 
     # ------------------------------------------------------------ execute
@@ -273,7 +285,10 @@ class ApplicationManager:
             app.status = "failed"
             app.message = app.message or f"{describe_exit(app.exit_code)}; nothing was changed"
         elif app.write:
-            await write_back(self.service, app, receiver)
+            # Checked again at its end: a revocation while it ran must not let its
+            # changes through (root revoked the script or the user for a reason).
+            if self._still_allowed(app, "while it ran; nothing was applied"):
+                await write_back(self.service, app, receiver)
         else:
             app.status = "done"
 

@@ -69,10 +69,16 @@ class Authenticator:
                                       f"maps it with dynamo-user-auth --user NAME --account "
                                       f"{account or 'LOGIN'}")
 
+    def superuser_names(self) -> tuple[str, str]:
+        """The names the superuser acts under (root, the daemon's account): records and
+        script authorizations are its by these names, so no registered user may bear
+        one (it would see, kill and run what is the superuser's)."""
+        return ("root", self.daemon_name)
+
     def is_known(self, name: str) -> bool:
         """Whether a connection can act as `name`: a registered user, or the superuser
         (root, the daemon's account)."""
-        return name in self.users.users or name in ("root", self.daemon_name)
+        return name in self.users.users or name in self.superuser_names()
 
     def again(self, identity: Identity) -> Identity:
         """`identity` as the users now map it: a DN or an account moved, taken back or

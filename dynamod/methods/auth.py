@@ -100,6 +100,10 @@ async def set_user(call: Call, name: str, email: str | None = None, dns: list = 
                    accounts: list = []) -> dict:
     """Add a user, or add DNs and accounts to one (and replace its e-mail)."""
     strings(dns=dns, accounts=accounts)
+    if name in call.server.authenticator.superuser_names():
+        raise InvalidParams(f"the user name {name!r} names the superuser (root and the "
+                            f"daemon's account act under their account names): choose "
+                            f"another", field="name")
     created = await _persist(call, lambda: call.server.users.set_user(name, email, dns, accounts))
     return {**call.server.users.user(name).view(), "created": created}
 
