@@ -153,6 +153,13 @@ class Server:
     def _load(self, service, tables, next_ids):
         """Take the daemon's own records (applications, users) from the loaded store."""
         self.users.load(tables)
+        for name in self.authenticator.superuser_names():
+            if name in self.users.users:   # stored before set_user refused such names
+                log.warning("the registered user %r bears a name of the superuser: what "
+                            "is the superuser's by that name (applications, script "
+                            "authorizations) is that user's too; delete it "
+                            "(dynamo-user-auth --user %s --delete) and register it under "
+                            "another name", name, name)
         self.apps = ApplicationManager(service, self.config, self.users, self.cgroups,
                                        self._isolated)
         self.apps.load(tables, next_ids)

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import stat
 import struct
 import tempfile
@@ -1050,6 +1051,19 @@ def test_no_user_may_take_the_superuser_s_name(daemon):
         assert daemon.call("poll_application", id=app["id"])["status"] == "run"
     finally:
         daemon.call("kill_application", id=app["id"])
+
+
+def test_a_stored_user_with_the_superuser_s_name_is_named_at_the_start(daemon):
+    """One stored before set_user refused such names is named in the log with the way
+    out (the store is the operator's to mend, not the daemon's to rewrite)."""
+    daemon.stop()
+    db = sqlite3.connect(daemon.database)
+    with db:
+        db.execute("INSERT INTO users (name, email) VALUES ('root', '')")
+    db.close()
+    daemon.start()
+    assert ("the registered user 'root' bears a name of the superuser" in daemon.log()), \
+        daemon.log()[-2000:]
 
 
 def test_a_queued_writer_runs_under_the_writer_max_time_of_its_turn(start_daemon):
