@@ -265,6 +265,7 @@ def test_a_long_check_says_it_is_still_at_work(workdir, monkeypatch, capsys):
         db.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT UNIQUE)")
         db.executemany("INSERT INTO t VALUES (?, ?)",
                        ((n, f"/store/{'x' * 60}/{n}") for n in range(200_000)))
+        db.execute("PRAGMA user_version = 1")   # numbered as a dynamod database
     monkeypatch.setattr(tools, "HEARTBEAT_SECONDS", 0.01)
     assert cli.main(["check", "--database", str(path)]) == 0
     assert capsys.readouterr() == (f"{path}: ok\n", "")
@@ -632,3 +633,62 @@ def test_the_change_log_writer_of_a_killed_daemon_ends_without_a_word(daemon):
         time.sleep(0.02)
     assert "Traceback" not in daemon.log(), daemon.log()[-2000:]
     assert "created site T2_CRASH" in (daemon.state_dir / "changes.log").read_text()
+
+
+def _stopped_daemon_with_a_backup(workdir) -> tuple[Daemon, Path]:
+    daemon = Daemon.in_directory(workdir).start()
+    daemon.call("inject", data=dataset_doc(0))
+    assert _dynamod("backup", workdir / "copy.db", "--socket", daemon.socket).returncode == 0
+    daemon.stop()
+    return daemon, workdir / "copy.db"
+
+
+def test_restore_and_check_refuse_a_file_this_dynamod_cannot_serve(workdir):
+    """A copy of a newer dynamod (its schema version above this one's), or a file that is
+    no dynamod database at all (another program's SQLite file, an empty file), passed the
+    check and was restored: the start then refused the first, and served an empty
+    inventory made in the second.  Both are refused, the database left as it was."""
+    daemon, copy = _stopped_daemon_with_a_backup(workdir)
+    newer, other = workdir / "newer.db", workdir / "other.db"
+    shutil.copy(copy, newer)
+    with sqlite3.connect(newer) as db:
+        db.execute("PRAGMA user_version = 99")
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    (workdir / "empty.db").write_bytes(b"")
+    for path, why in ((newer, "has schema version 99, of a newer dynamod"),
+                      (other, "is not a dynamod database"),
+                      (workdir / "empty.db", "is not a dynamod database")):
+        checked = _dynamod("check", "--database", path)
+        assert checked.returncode == 1 and f"{path} {why}" in checked.stderr, checked.stderr
+        restored = _dynamod("restore", path, "--state-dir", daemon.state_dir)
+        assert restored.returncode == 1, restored.stdout
+        assert f"the copy {path} {why}" in restored.stderr
+        assert restored.stderr.rstrip().endswith("nothing changed")
+    assert not list(daemon.state_dir.glob("inventory.db.replaced-*"))
+    assert _dynamod("check", "--database", copy).stdout == f"{copy}: ok\n"
+    try:
+        daemon.start()
+        assert _dataset_names(daemon) == {"/Ops0/Run2017F/AOD"}
+    finally:
+        daemon.stop()
+
+
+def test_a_schema_upgrade_says_that_older_dynamods_no_longer_open_the_file(workdir):
+    """The upgrade was silent; the next downgrade met `upgrade dynamod` with no word in
+    the journal of when that way back had closed."""
+    daemon, _ = _stopped_daemon_with_a_backup(workdir)
+    with sqlite3.connect(daemon.database) as db:   # as version 4 left it
+        db.executescript("DROP TABLE commits; DROP TABLE snapshot_stamp; "
+                         "DROP TABLE snapshot_parts; PRAGMA user_version = 4;")
+    line = (f"database {daemon.database}: schema upgraded from version 4 to 5; a dynamod "
+            f"older than this one no longer opens it (a backup taken before the upgrade does)")
+    try:
+        daemon.start()
+        assert _dataset_names(daemon) == {"/Ops0/Run2017F/AOD"}
+    finally:
+        daemon.stop()
+    assert daemon.log().count(line) == 1
+    daemon.start()
+    daemon.stop()
+    assert daemon.log().count(line) == 1   # said once: the next start had nothing to do
