@@ -83,7 +83,7 @@ class Server:
         os.umask(0o077)  # the database and logs are the daemon's alone
         self._check_state_dir()
         self._check_change_log()
-        self.trust = _load_trust(self.config.ca_path)
+        self.trust = load_trust_or_say_why(self.config.ca_path)
         try:
             self.cgroups = AppCgroups.setup(self.config.cgroup, self.config.app_memory or None,
                                             self.config.app_processes or None)
@@ -224,9 +224,11 @@ class Server:
             changed = True
             if name == "ca_path":
                 try:
-                    self.trust = _load_trust(new)
+                    self.trust = load_trust_or_say_why(new)
                 except StartupError as exc:
-                    log.error("reload: %s; keeping %s", exc, old)
+                    log.error("reload: %s; keeping %s", exc,
+                              f"the CA certificates of {old}" if old else
+                              "no CA certificates (peers identified by their Unix account)")
                     continue
             if name == "log_level":
                 logging.getLogger().setLevel(new)
@@ -319,17 +321,21 @@ async def _watchdog(interval: float):
         await asyncio.sleep(interval)
 
 
-def _load_trust(path: str) -> list:
+def load_trust_or_say_why(path: str) -> list:
     """The CA directory; the X.509 library is loaded only when there is one (a third of
-    the daemon's imports)."""
+    the daemon's imports).  Also `--check-config`'s check: a missing directory passed
+    it, and then stopped the start."""
     if not path:
         return []
     from .auth.x509 import load_trust
     try:
         trust = load_trust(path)
     except OSError as exc:
+        hint = ("; install the CA certificates there, or remove the key (peers are then "
+                "identified by their Unix account only)"
+                if isinstance(exc, FileNotFoundError) else "")
         raise StartupError(f"cannot read CA certificates {path} ([auth] ca_path): "
-                           f"{exc.strerror}") from None
+                           f"{exc.strerror}{hint}") from None
     log.info("%d CA certificate(s) from %s", len(trust), path)
     return trust
 

@@ -692,3 +692,60 @@ def test_a_schema_upgrade_says_that_older_dynamods_no_longer_open_the_file(workd
     daemon.start()
     daemon.stop()
     assert daemon.log().count(line) == 1   # said once: the next start had nothing to do
+
+
+def test_check_config_reads_the_ca_directory_as_the_start_does(workdir):
+    """A ca_path that does not exist passed --check-config (the install step's check)
+    and then stopped the start; and --check-config printed `ca_path = ""` where there is
+    none, which read back as a configuration is refused."""
+    config = workdir / "dynamod.toml"
+    config.write_text(f'[auth]\nca_path = "{workdir / "certificates"}"\n')
+    result = _dynamod("--config", config, "--check-config")
+    assert result.returncode == 2, result.stdout
+    assert (f"dynamod: {config}: cannot read CA certificates {workdir / 'certificates'} "
+            f"([auth] ca_path): No such file or directory; install the CA certificates "
+            f"there, or remove the key") in result.stderr
+    if os.path.isdir("/etc/grid-security/certificates"):
+        return   # the default is then a path
+    printed = _dynamod("--config", "/dev/null", "--check-config")
+    config.write_text(printed.stdout)
+    again = _dynamod("--config", config, "--check-config")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[1:] == printed.stdout.splitlines()[1:]
+
+
+def test_a_key_outside_its_table_is_told_where_it_belongs(workdir):
+    """The original's flat habit (a key above every table) read as `unknown table
+    [synchronous]`; a key under the wrong table listed that table's keys only."""
+    config = workdir / "bad.toml"
+    for text, expected in (
+            ('synchronous = "NORMAL"\n[daemon]\n',
+             "synchronous is outside any table: put it under [daemon]"),
+            ('[daemon]\ntimeout = 60\n',
+             "unknown key 'timeout' in [daemon]; it belongs in [applications]"),
+            ('[daemon]\nca_path = "/etc/grid-security/certificates"\n',
+             "unknown key 'ca_path' in [daemon]; it belongs in [auth]"),
+            ('verbose = true\n', "verbose is outside any table: no table has that key")):
+        config.write_text(text)
+        result = _dynamod("--config", config, "--check-config")
+        assert result.returncode == 2 and f"dynamod: {config}: {expected}" in result.stderr, \
+            result.stderr
+
+
+def test_a_reload_that_cannot_read_the_ca_directory_says_what_it_keeps(workdir):
+    """`keeping ` ended the line: with no CA directory before, nothing was named."""
+    if os.path.isdir("/etc/grid-security/certificates"):
+        pytest.skip("the default ca_path is a directory here")
+    config = workdir / "dynamod.toml"
+    config.write_text("")
+    process = start_process(workdir, "--socket", str(workdir / "d.sock"), "--config", str(config))
+    try:
+        wait_ready(str(workdir / "d.sock"))
+        config.write_text(f'[auth]\nca_path = "{workdir / "certificates"}"\n')
+        process.send_signal(signal.SIGHUP)
+        _wait_for_line(workdir / "daemon.log", "keeping no CA certificates (peers identified "
+                       "by their Unix account)")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
