@@ -138,7 +138,8 @@ class Server:
             os.unlink(probe)
         except OSError as exc:
             raise StartupError(f"state directory {self.config.state_dir} is not writable: "
-                               f"{exc.strerror}") from None
+                               f"{exc.strerror}{_owner_hint(self.config.state_dir, exc)}"
+                               ) from None
 
     def _check_change_log(self):
         """A change log that no write can ever reach is a mistake in the configuration, told
@@ -304,6 +305,28 @@ class Server:
                 os.unlink(self.config.socket)
             except FileNotFoundError:
                 pass
+
+
+def _owner_hint(path: str, exc: OSError) -> str:
+    """Refused for want of permission, the usual cause is the account: the daemon started
+    by hand under another one, or a directory root made for the service's account.
+    Whose the directory is, and who is asking, says which."""
+    import pwd
+
+    def name(uid):
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f"uid {uid}"
+    if exc.errno not in (errno.EACCES, errno.EPERM):
+        return ""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return (f" (it is {name(st.st_uid)}'s, mode {st.st_mode & 0o7777:04o}; this dynamod runs "
+            f"as {name(os.geteuid())}: run it as the directory's owner, the unit's User=, "
+            f"or give that account the directory)")
 
 
 def make_state_dir(path: str):

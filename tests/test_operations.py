@@ -749,3 +749,33 @@ def test_a_reload_that_cannot_read_the_ca_directory_says_what_it_keeps(workdir):
         assert process.wait(30) == 0
     finally:
         process.kill()
+
+
+def test_a_backup_the_daemon_cannot_write_says_whose_write_it_is(daemon, rig):
+    """`dynamod backup` is run by root, the copy written by the daemon: a directory its
+    account may not write to (or outside the unit's ReadWritePaths: a read-only file
+    system) answered only `Permission denied`, or `Read-only file system`."""
+    place = rig.tmpfs("ro", "1m")
+    rig.run("mount", "-o", "remount,ro", str(place))
+    result = _dynamod("backup", place / "copy.db", "--socket", daemon.socket)
+    assert result.returncode == 1
+    assert (f"backup to {place / 'copy.db'} failed: Read-only file system; the daemon "
+            f"writes the copy as its own account") in result.stderr
+    assert f"{place} must be writable by it (under systemd, also listed in " \
+           f"ReadWritePaths" in result.stderr
+
+
+def test_a_state_directory_of_another_account_names_both(workdir):
+    """`is not writable: Permission denied` did not say that the daemon was started as
+    the wrong account (or the directory made by root for the service's)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    state = workdir / "state"
+    state.mkdir(mode=0o755)
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             sys.executable, "-m", "dynamod", "--state-dir", str(state),
+                             "--socket", str(workdir / "d.sock")],
+                            capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode == 1, result.stderr
+    assert (f"state directory {state} is not writable: Permission denied (it is root's, "
+            f"mode 0755; this dynamod runs as nobody") in result.stderr, result.stderr
