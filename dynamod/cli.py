@@ -12,7 +12,7 @@ from dynamoclient.arguments import ExamplesFormatter
 
 from .config import (LOG_LEVELS, SYNCHRONOUS, ConfigError, build, file_key, from_settings,
                      positive_int, read_file)
-from .server import make_state_dir, run
+from .server import StartupError, load_trust_or_say_why, make_state_dir, run
 from .tools import TOOLS
 
 
@@ -119,6 +119,11 @@ def main(argv=None) -> int:
         print(f"dynamod: {exc}", file=sys.stderr)
         return 2
     if args.check_config:
+        try:
+            load_trust_or_say_why(config.ca_path)   # the start's own check
+        except StartupError as exc:
+            print(f"dynamod: {config.config_file or 'the options'}: {exc}", file=sys.stderr)
+            return 2
         try:
             print(f"# effective configuration (file: {config.config_file or 'none'})")
             print(config.effective(), flush=True)

@@ -74,12 +74,17 @@ class Config:
             self.ca_path = GRID_CA_PATH
 
     def effective(self) -> str:
-        """The settings as a TOML file would give them (for --check-config)."""
+        """The settings as a TOML file would give them (for --check-config): the output
+        read back as a configuration gives the same settings."""
         lines = []
         for table, keys in FILE_KEYS.items():
             lines.append(f"[{table}]")
             for key, (attribute, _) in keys.items():
                 value = getattr(self, attribute)
+                if attribute == "ca_path" and not value:   # "" is no path: refused if read
+                    lines.append(f"# ca_path: none (no {GRID_CA_PATH}): peers are "
+                                 f"identified by their Unix account only")
+                    continue
                 lines.append(f"{key} = {_toml(value)}")
             lines.append("")
         lines.append("[partitions]")
@@ -218,6 +223,10 @@ def read_file(path: str) -> dict:
                 raise ConfigError(f"{path}: partitions must be a table")
             settings["partitions"] = _partitions(path, keys)
             continue
+        if not isinstance(keys, dict) and table not in FILE_KEYS:
+            raise ConfigError(f"{path}: {table} is outside any table: " + (
+                f"put it under [{_table_of(table)}]" if _table_of(table) else
+                f"no table has that key (tables: {', '.join(FILE_KEYS)}, partitions)"))
         if table not in FILE_KEYS:
             raise ConfigError(f"{path}: unknown table [{table}] "
                               f"(known: {', '.join(FILE_KEYS)}, partitions)")
@@ -225,14 +234,21 @@ def read_file(path: str) -> dict:
             raise ConfigError(f"{path}: {table} must be a table")
         for key, value in keys.items():
             if key not in FILE_KEYS[table]:
-                raise ConfigError(f"{path}: unknown key {key!r} in [{table}] "
-                                  f"(known: {', '.join(FILE_KEYS[table])})")
+                elsewhere = (f"; it belongs in [{_table_of(key)}]" if _table_of(key) else
+                             f" (known: {', '.join(FILE_KEYS[table])})")
+                raise ConfigError(f"{path}: unknown key {key!r} in [{table}]{elsewhere}")
             attribute, check = FILE_KEYS[table][key]
             try:
                 settings[attribute] = check(value)
             except ValueError as exc:
                 raise ConfigError(f"{path}: [{table}] {key} {exc}, not {value!r}") from None
     return settings
+
+
+def _table_of(key: str) -> str | None:
+    """The table a key belongs in: a key written above every table (the original's
+    flat habit) or under the wrong one is told where it goes."""
+    return next((table for table, keys in FILE_KEYS.items() if key in keys), None)
 
 
 def _partitions(path: str, keys: dict) -> dict:

@@ -83,7 +83,7 @@ class Server:
         os.umask(0o077)  # the database and logs are the daemon's alone
         self._check_state_dir()
         self._check_change_log()
-        self.trust = _load_trust(self.config.ca_path)
+        self.trust = load_trust_or_say_why(self.config.ca_path)
         try:
             self.cgroups = AppCgroups.setup(self.config.cgroup, self.config.app_memory or None,
                                             self.config.app_processes or None)
@@ -138,7 +138,8 @@ class Server:
             os.unlink(probe)
         except OSError as exc:
             raise StartupError(f"state directory {self.config.state_dir} is not writable: "
-                               f"{exc.strerror}") from None
+                               f"{exc.strerror}{_owner_hint(self.config.state_dir, exc)}"
+                               ) from None
 
     def _check_change_log(self):
         """A change log that no write can ever reach is a mistake in the configuration, told
@@ -231,9 +232,11 @@ class Server:
             changed = True
             if name == "ca_path":
                 try:
-                    self.trust = _load_trust(new)
+                    self.trust = load_trust_or_say_why(new)
                 except StartupError as exc:
-                    log.error("reload: %s; keeping %s", exc, old)
+                    log.error("reload: %s; keeping %s", exc,
+                              f"the CA certificates of {old}" if old else
+                              "no CA certificates (peers identified by their Unix account)")
                     continue
             if name == "log_level":
                 logging.getLogger().setLevel(new)
@@ -311,6 +314,28 @@ class Server:
                 pass
 
 
+def _owner_hint(path: str, exc: OSError) -> str:
+    """Refused for want of permission, the usual cause is the account: the daemon started
+    by hand under another one, or a directory root made for the service's account.
+    Whose the directory is, and who is asking, says which."""
+    import pwd
+
+    def name(uid):
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f"uid {uid}"
+    if exc.errno not in (errno.EACCES, errno.EPERM):
+        return ""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return (f" (it is {name(st.st_uid)}'s, mode {st.st_mode & 0o7777:04o}; this dynamod runs "
+            f"as {name(os.geteuid())}: run it as the directory's owner, the unit's User=, "
+            f"or give that account the directory)")
+
+
 def make_state_dir(path: str):
     """Create the state directory traversable but not listable (the work areas inside
     belong to their users); the mode is set apart from makedirs, which a umask such as
@@ -326,17 +351,21 @@ async def _watchdog(interval: float):
         await asyncio.sleep(interval)
 
 
-def _load_trust(path: str) -> list:
+def load_trust_or_say_why(path: str) -> list:
     """The CA directory; the X.509 library is loaded only when there is one (a third of
-    the daemon's imports)."""
+    the daemon's imports).  Also `--check-config`'s check: a missing directory passed
+    it, and then stopped the start."""
     if not path:
         return []
     from .auth.x509 import load_trust
     try:
         trust = load_trust(path)
     except OSError as exc:
+        hint = ("; install the CA certificates there, or remove the key (peers are then "
+                "identified by their Unix account only)"
+                if isinstance(exc, FileNotFoundError) else "")
         raise StartupError(f"cannot read CA certificates {path} ([auth] ca_path): "
-                           f"{exc.strerror}") from None
+                           f"{exc.strerror}{hint}") from None
     log.info("%d CA certificate(s) from %s", len(trust), path)
     return trust
 

@@ -151,6 +151,9 @@ def check_main(argv) -> int:
     try:
         with _Telling("dynamod check", f"checking {path} ({_mib(path)})", args):
             found, summary = check.check_file(path)
+            if summary is None:
+                summary = check.schema_problem(path)
+                found = [summary] if summary else found
     except sqlite3.Error as exc:
         print(f"dynamod check: cannot read the database {path}: {exc}", file=sys.stderr)
         return 1

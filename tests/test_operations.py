@@ -265,6 +265,7 @@ def test_a_long_check_says_it_is_still_at_work(workdir, monkeypatch, capsys):
         db.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT UNIQUE)")
         db.executemany("INSERT INTO t VALUES (?, ?)",
                        ((n, f"/store/{'x' * 60}/{n}") for n in range(200_000)))
+        db.execute("PRAGMA user_version = 1")   # numbered as a dynamod database
     monkeypatch.setattr(tools, "HEARTBEAT_SECONDS", 0.01)
     assert cli.main(["check", "--database", str(path)]) == 0
     assert capsys.readouterr() == (f"{path}: ok\n", "")
@@ -632,3 +633,149 @@ def test_the_change_log_writer_of_a_killed_daemon_ends_without_a_word(daemon):
         time.sleep(0.02)
     assert "Traceback" not in daemon.log(), daemon.log()[-2000:]
     assert "created site T2_CRASH" in (daemon.state_dir / "changes.log").read_text()
+
+
+def _stopped_daemon_with_a_backup(workdir) -> tuple[Daemon, Path]:
+    daemon = Daemon.in_directory(workdir).start()
+    daemon.call("inject", data=dataset_doc(0))
+    assert _dynamod("backup", workdir / "copy.db", "--socket", daemon.socket).returncode == 0
+    daemon.stop()
+    return daemon, workdir / "copy.db"
+
+
+def test_restore_and_check_refuse_a_file_this_dynamod_cannot_serve(workdir):
+    """A copy of a newer dynamod (its schema version above this one's), or a file that is
+    no dynamod database at all (another program's SQLite file, an empty file), passed the
+    check and was restored: the start then refused the first, and served an empty
+    inventory made in the second.  Both are refused, the database left as it was."""
+    daemon, copy = _stopped_daemon_with_a_backup(workdir)
+    newer, other = workdir / "newer.db", workdir / "other.db"
+    shutil.copy(copy, newer)
+    with sqlite3.connect(newer) as db:
+        db.execute("PRAGMA user_version = 99")
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    (workdir / "empty.db").write_bytes(b"")
+    for path, why in ((newer, "has schema version 99, of a newer dynamod"),
+                      (other, "is not a dynamod database"),
+                      (workdir / "empty.db", "is not a dynamod database")):
+        checked = _dynamod("check", "--database", path)
+        assert checked.returncode == 1 and f"{path} {why}" in checked.stderr, checked.stderr
+        restored = _dynamod("restore", path, "--state-dir", daemon.state_dir)
+        assert restored.returncode == 1, restored.stdout
+        assert f"the copy {path} {why}" in restored.stderr
+        assert restored.stderr.rstrip().endswith("nothing changed")
+    assert not list(daemon.state_dir.glob("inventory.db.replaced-*"))
+    assert _dynamod("check", "--database", copy).stdout == f"{copy}: ok\n"
+    try:
+        daemon.start()
+        assert _dataset_names(daemon) == {"/Ops0/Run2017F/AOD"}
+    finally:
+        daemon.stop()
+
+
+def test_a_schema_upgrade_says_that_older_dynamods_no_longer_open_the_file(workdir):
+    """The upgrade was silent; the next downgrade met `upgrade dynamod` with no word in
+    the journal of when that way back had closed."""
+    daemon, _ = _stopped_daemon_with_a_backup(workdir)
+    with sqlite3.connect(daemon.database) as db:   # as version 4 left it
+        db.executescript("DROP TABLE commits; DROP TABLE snapshot_stamp; "
+                         "DROP TABLE snapshot_parts; PRAGMA user_version = 4;")
+    line = (f"database {daemon.database}: schema upgraded from version 4 to 5; a dynamod "
+            f"older than this one no longer opens it (a backup taken before the upgrade does)")
+    try:
+        daemon.start()
+        assert _dataset_names(daemon) == {"/Ops0/Run2017F/AOD"}
+    finally:
+        daemon.stop()
+    assert daemon.log().count(line) == 1
+    daemon.start()
+    daemon.stop()
+    assert daemon.log().count(line) == 1   # said once: the next start had nothing to do
+
+
+def test_check_config_reads_the_ca_directory_as_the_start_does(workdir):
+    """A ca_path that does not exist passed --check-config (the install step's check)
+    and then stopped the start; and --check-config printed `ca_path = ""` where there is
+    none, which read back as a configuration is refused."""
+    config = workdir / "dynamod.toml"
+    config.write_text(f'[auth]\nca_path = "{workdir / "certificates"}"\n')
+    result = _dynamod("--config", config, "--check-config")
+    assert result.returncode == 2, result.stdout
+    assert (f"dynamod: {config}: cannot read CA certificates {workdir / 'certificates'} "
+            f"([auth] ca_path): No such file or directory; install the CA certificates "
+            f"there, or remove the key") in result.stderr
+    if os.path.isdir("/etc/grid-security/certificates"):
+        return   # the default is then a path
+    printed = _dynamod("--config", "/dev/null", "--check-config")
+    config.write_text(printed.stdout)
+    again = _dynamod("--config", config, "--check-config")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[1:] == printed.stdout.splitlines()[1:]
+
+
+def test_a_key_outside_its_table_is_told_where_it_belongs(workdir):
+    """The original's flat habit (a key above every table) read as `unknown table
+    [synchronous]`; a key under the wrong table listed that table's keys only."""
+    config = workdir / "bad.toml"
+    for text, expected in (
+            ('synchronous = "NORMAL"\n[daemon]\n',
+             "synchronous is outside any table: put it under [daemon]"),
+            ('[daemon]\ntimeout = 60\n',
+             "unknown key 'timeout' in [daemon]; it belongs in [applications]"),
+            ('[daemon]\nca_path = "/etc/grid-security/certificates"\n',
+             "unknown key 'ca_path' in [daemon]; it belongs in [auth]"),
+            ('verbose = true\n', "verbose is outside any table: no table has that key")):
+        config.write_text(text)
+        result = _dynamod("--config", config, "--check-config")
+        assert result.returncode == 2 and f"dynamod: {config}: {expected}" in result.stderr, \
+            result.stderr
+
+
+def test_a_reload_that_cannot_read_the_ca_directory_says_what_it_keeps(workdir):
+    """`keeping ` ended the line: with no CA directory before, nothing was named."""
+    if os.path.isdir("/etc/grid-security/certificates"):
+        pytest.skip("the default ca_path is a directory here")
+    config = workdir / "dynamod.toml"
+    config.write_text("")
+    process = start_process(workdir, "--socket", str(workdir / "d.sock"), "--config", str(config))
+    try:
+        wait_ready(str(workdir / "d.sock"))
+        config.write_text(f'[auth]\nca_path = "{workdir / "certificates"}"\n')
+        process.send_signal(signal.SIGHUP)
+        _wait_for_line(workdir / "daemon.log", "keeping no CA certificates (peers identified "
+                       "by their Unix account)")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
+
+
+def test_a_backup_the_daemon_cannot_write_says_whose_write_it_is(daemon, rig):
+    """`dynamod backup` is run by root, the copy written by the daemon: a directory its
+    account may not write to (or outside the unit's ReadWritePaths: a read-only file
+    system) answered only `Permission denied`, or `Read-only file system`."""
+    place = rig.tmpfs("ro", "1m")
+    rig.run("mount", "-o", "remount,ro", str(place))
+    result = _dynamod("backup", place / "copy.db", "--socket", daemon.socket)
+    assert result.returncode == 1
+    assert (f"backup to {place / 'copy.db'} failed: Read-only file system; the daemon "
+            f"writes the copy as its own account") in result.stderr
+    assert f"{place} must be writable by it (under systemd, also listed in " \
+           f"ReadWritePaths" in result.stderr
+
+
+def test_a_state_directory_of_another_account_names_both(workdir):
+    """`is not writable: Permission denied` did not say that the daemon was started as
+    the wrong account (or the directory made by root for the service's)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    state = workdir / "state"
+    state.mkdir(mode=0o755)
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             sys.executable, "-m", "dynamod", "--state-dir", str(state),
+                             "--socket", str(workdir / "d.sock")],
+                            capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode == 1, result.stderr
+    assert (f"state directory {state} is not writable: Permission denied (it is root's, "
+            f"mode 0755; this dynamod runs as nobody") in result.stderr, result.stderr

@@ -1,6 +1,7 @@
 """Methods about the daemon and the connection itself."""
 
 import asyncio
+import errno
 import os
 import sqlite3
 import time
@@ -60,6 +61,23 @@ def list_methods(call: Call) -> dict:
     return {"methods": [m.describe() for m in sorted(METHODS.values(), key=lambda m: m.name)]}
 
 
+def _not_writable_hint(exc, path: str) -> str:
+    """The copy is written by the daemon, not by whoever asked (root, usually): a
+    directory only root may write to, or one outside the service's sandbox, is
+    refused to the daemon's account, which the bare errno did not say."""
+    import pwd
+    if getattr(exc, "errno", None) not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ""
+    uid = os.geteuid()
+    try:
+        who = f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        who = f"uid {uid}"
+    return (f"; the daemon writes the copy as its own account, {who}: "
+            f"{os.path.dirname(path)} must be writable by it (under systemd, also listed "
+            f"in ReadWritePaths, as /var/backups is)")
+
+
 @method("backup", Access.SUPERUSER)
 async def backup(call: Call, path: str) -> dict:
     """Copy the database, consistently, to `path` (absolute, new) while serving.
@@ -79,6 +97,6 @@ async def backup(call: Call, path: str) -> dict:
         await call.service.store.backup(path, _reporter(call))
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"backup to {path} failed: {getattr(exc, 'strerror', None) or exc}"
-                         ) from None
+                         f"{_not_writable_hint(exc, path)}") from None
     return {"path": path, "bytes": os.path.getsize(path),
             "seconds": round(time.monotonic() - started, 3)}

@@ -72,6 +72,26 @@ def check_file(path: str) -> tuple[list[str], str | None]:
         db.close()
 
 
+def schema_problem(path: str) -> str | None:
+    """Why a sound file is still not one this dynamod serves (None: it is): a schema of
+    a newer dynamod is refused at the start, and a file with no schema version is not a
+    dynamod database at all (an empty file, another program's): the start would make an
+    empty inventory in it.  `dynamod check` says so, and `dynamod restore` refuses it."""
+    from .sqlite import SCHEMA_VERSION
+    db = connect(path)
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        db.close()
+    if version > SCHEMA_VERSION:
+        return (f"{path} has schema version {version}, of a newer dynamod; this one knows "
+                f"versions up to {SCHEMA_VERSION}: use that dynamod, or a copy taken before "
+                f"the upgrade")
+    if version <= 0:
+        return f"{path} is not a dynamod database (it has no schema version)"
+    return None
+
+
 def locate(db: sqlite3.Connection, found: list[str]) -> str:
     """The damaged tables and indexes, and the first problems: each table is checked on
     its own, then its b-trees' pages are looked up (dbstat, when SQLite has it)."""

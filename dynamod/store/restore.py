@@ -38,6 +38,9 @@ def restore(copy: str, database: str, progress=None) -> str | None:
             raise StoreError(f"cannot read the copy {copy}: {exc}") from None
         if summary is not None:
             raise StoreError(f"the copy {copy} is not sound: {found[0]}; nothing changed")
+        wrong = check.schema_problem(copy)
+        if wrong is not None:
+            raise StoreError(f"the copy {wrong}; nothing changed")
         directory = os.path.dirname(os.path.abspath(database))
         owner = os.stat(database if os.path.exists(database) else directory)
         aside = None

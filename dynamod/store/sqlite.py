@@ -176,6 +176,10 @@ class Store:
         for number, step in enumerate(MIGRATIONS[version - 1:], start=version + 1):
             await self.db.executescript(
                 f"BEGIN; {step}; PRAGMA user_version = {number}; COMMIT;")
+        if version < SCHEMA_VERSION:   # the journal says when a way back closed
+            log.warning("database %s: schema upgraded from version %d to %d; a dynamod "
+                        "older than this one no longer opens it (a backup taken before "
+                        "the upgrade does)", self.path, version, SCHEMA_VERSION)
 
     async def _repair_next_ids(self):
         """A next id not above its table's highest id (a database edited by hand, restored
