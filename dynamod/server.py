@@ -22,7 +22,7 @@ from collections import Counter
 from . import __version__, descriptors, failstop, logs, systemd
 from .apps.cgroup import AppCgroups, CgroupError
 from .apps.runner import ApplicationManager, IsolatedPath
-from .auth.identity import Authenticator
+from .auth.identity import Authenticator, account_name
 from .auth.users import UserRegistry
 from .changelog import ChangeLog
 from .config import Config, ConfigError, file_key
@@ -318,13 +318,8 @@ def _owner_hint(path: str, exc: OSError) -> str:
     """Refused for want of permission, the usual cause is the account: the daemon started
     by hand under another one, or a directory root made for the service's account.
     Whose the directory is, and who is asking, says which."""
-    import pwd
-
     def name(uid):
-        try:
-            return pwd.getpwuid(uid).pw_name
-        except KeyError:
-            return f"uid {uid}"
+        return account_name(uid) or f"uid {uid}"
     if exc.errno not in (errno.EACCES, errno.EPERM):
         return ""
     try:

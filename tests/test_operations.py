@@ -17,6 +17,7 @@ import pytest
 from dynamoclient.connection import Client, ConnectionFailed
 from dynamod import cli, tools
 from support.daemon import Daemon, write_config
+from support.nobody import nobody_runs_dynamod
 
 ROOT = Path(__file__).parent.parent
 
@@ -768,8 +769,8 @@ def test_a_backup_the_daemon_cannot_write_says_whose_write_it_is(daemon, rig):
 def test_a_state_directory_of_another_account_names_both(workdir):
     """`is not writable: Permission denied` did not say that the daemon was started as
     the wrong account (or the directory made by root for the service's)."""
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv")
+    if os.geteuid() != 0 or not nobody_runs_dynamod():
+        pytest.skip("needs root, and setpriv running this interpreter with dynamod as nobody")
     state = workdir / "state"
     state.mkdir(mode=0o755)
     result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",

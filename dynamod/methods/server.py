@@ -7,6 +7,7 @@ import sqlite3
 import time
 
 from .. import __version__
+from ..auth.identity import account_name
 from ..auth.policy import Access
 from ..errors import InvalidParams, StoreError
 from ..store.sqlite import paced
@@ -65,14 +66,10 @@ def _not_writable_hint(exc, path: str) -> str:
     """The copy is written by the daemon, not by whoever asked (root, usually): a
     directory only root may write to, or one outside the service's sandbox, is
     refused to the daemon's account, which the bare errno did not say."""
-    import pwd
     if getattr(exc, "errno", None) not in (errno.EACCES, errno.EPERM, errno.EROFS):
         return ""
     uid = os.geteuid()
-    try:
-        who = f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
-        who = f"uid {uid}"
+    who = f"{account_name(uid) or 'an account with no name'} (uid {uid})"
     return (f"; the daemon writes the copy as its own account, {who}: "
             f"{os.path.dirname(path)} must be writable by it (under systemd, also listed "
             f"in ReadWritePaths, as /var/backups is)")

@@ -1,6 +1,8 @@
 """The unprivileged account, uid/gid 65534 (`nobody`): run code as it, map it to a user."""
 
 import os
+import subprocess
+import sys
 
 import orjson
 
@@ -37,3 +39,14 @@ def map_nobody(daemon, *role):
     if role:
         args += ["--role", role[0], "--target", role[1]]
     daemon.client_command("user_auth", *args, "--yes")
+
+
+def nobody_runs_dynamod() -> bool:
+    """Whether uid 65534 can start this interpreter with the daemon's package (setpriv):
+    not where either lies in a directory only root reads (an interpreter under /root)."""
+    try:
+        return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                               "--clear-groups", sys.executable, "-c", "import dynamod.server"],
+                              capture_output=True, timeout=60, cwd="/").returncode == 0
+    except OSError:   # no setpriv
+        return False
