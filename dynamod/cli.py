@@ -1,5 +1,6 @@
 """`dynamod`: build the Config from defaults, file and options, and run the server;
-`dynamod backup|check|restore` are the store's tools (tools.py)."""
+`dynamod backup|check|restore` are the store's tools, `dynamod status` the running
+daemon's state (tools.py)."""
 
 import argparse
 import logging
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  dynamod backup DEST     copy the running daemon's database to DEST\n"
                "  dynamod check           check a database file (read-only)\n"
                "  dynamod restore COPY    make a backup the database of a stopped daemon\n"
+               "  dynamod status          the running daemon's state (exit 1: no answer)\n"
                "\n"
                "Examples:\n"
                "  dynamod                                   # foreground, logs to stderr\n"

@@ -1,4 +1,5 @@
-"""`dynamod backup`, `dynamod check`, `dynamod restore`: the store's tools.
+"""`dynamod backup`, `dynamod check`, `dynamod restore`: the store's tools; and
+`dynamod status`, the running daemon's state.
 
 Each says how far its long work is on standard error, on a terminal or when
 asked (`--progress`): a copy's progress about once a second, and every
@@ -45,6 +46,64 @@ def backup_main(argv) -> int:
     print(f"backup of {result['bytes']} bytes written to {result['path']} "
           f"in {result['seconds']} s")
     return 0
+
+
+def status_main(argv) -> int:
+    """`dynamod status`: the running daemon's state in a few lines, or an exit status of 1
+    when it does not answer (a monitoring probe's use)."""
+    from dynamoclient.arguments import ExamplesFormatter
+    from dynamoclient.connection import Client, ConnectionFailed, RemoteError, add_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="dynamod status",
+        description="Show the running daemon's state: its version, pid and uptime, its "
+                    "socket and database, connections and commits, the inventory's counts, "
+                    "the file cache, the applications and the writer slot, partitions and "
+                    "quotas. Exit status 1 when no daemon answers (for monitoring).",
+        epilog="Examples:\n"
+               "  dynamod status\n"
+               "  dynamod status --json | jq .inventory\n"
+               "  dynamod status > /dev/null || echo 'dynamod does not answer'",
+        formatter_class=ExamplesFormatter)
+    parser.add_argument("--json", action="store_true", help="the answer as JSON, one line")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        with Client.from_args(args, use_proxy=True) as client:
+            status = client.call("status")
+    except (ConnectionFailed, RemoteError) as exc:
+        print(f"dynamod status: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        import json
+        print(json.dumps(status))
+        return 0
+    for line in _status_lines(status):
+        print(line)
+    return 0
+
+
+def _status_lines(status: dict) -> list[str]:
+    up = int(status["uptime"])
+    counts = ", ".join(f"{n:,} {kind}" for kind, n in status["inventory"].items())
+    cache, apps = status["file_cache"], status["applications"]
+    writer = apps.get("writer")
+    held = (f"held by application {writer['app']} ({writer['title']!r} of {writer['user']}) "
+            f"since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(writer['since']))}"
+            if writer else "free")
+    rows = [("socket", status["socket"]),
+            ("database", f"{status['database']} ({status['commits']:,} commits since the "
+                         f"start)"),
+            ("connections", status["connections"]),
+            ("inventory", counts),
+            ("file cache", f"{cache['files']:,} files of {cache['blocks']:,} blocks (limit "
+                           f"{cache['limit']:,})"),
+            ("applications", f"{apps['active']} active; writer slot {held}"),
+            ("partitions", f"{', '.join(status['partitions']) or 'none'}; "
+                           f"{status['quotas']} quotas set")]
+    return [f"dynamod {status['version']}, pid {status['pid']}, up {up // 86400} d "
+            f"{up % 86400 // 3600} h {up % 3600 // 60} min",
+            *(f"{label:13} {value}" for label, value in rows)]
 
 
 HEARTBEAT_SECONDS = 10.0
@@ -222,4 +281,5 @@ def _note_restore(change_log: str, copy: str, replaced: str):
               f"{exc.strerror}", file=sys.stderr)
 
 
-TOOLS = {"backup": backup_main, "check": check_main, "restore": restore_main}
+TOOLS = {"backup": backup_main, "check": check_main, "restore": restore_main,
+         "status": status_main}

@@ -1,5 +1,6 @@
 """Operations: systemd readiness and activation, signals, logs, backup, start-up checks."""
 
+import json
 import os
 import re
 import shutil
@@ -780,3 +781,23 @@ def test_a_state_directory_of_another_account_names_both(workdir):
     assert result.returncode == 1, result.stderr
     assert (f"state directory {state} is not writable: Permission denied (it is root's, "
             f"mode 0755; this dynamod runs as nobody") in result.stderr, result.stderr
+
+
+def test_dynamod_status_shows_the_daemon_and_fails_without_one(seeded, workdir):
+    """`status` had no command: an operator or a monitoring probe spoke JSON to the
+    socket.  `dynamod status` prints it in lines (or as JSON), and exits 1 when no daemon
+    answers."""
+    run = lambda *args: subprocess.run([sys.executable, "-m", "dynamod", "status", *args],
+                                       capture_output=True, text=True, timeout=60)
+    shown = run("--socket", seeded.socket)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("dynamod ") and f"pid {seeded.process.pid}" in lines[0], lines
+    assert any(line.startswith("inventory ") and "1 datasets" in line for line in lines), lines
+    assert "writer slot free" in shown.stdout
+    as_json = json.loads(run("--socket", seeded.socket, "--json").stdout)
+    assert as_json["inventory"]["datasets"] == 1 and as_json["pid"] == seeded.process.pid
+    missing = run("--socket", str(workdir / "none.sock"))
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert missing.stderr.startswith("dynamod status: cannot connect to dynamod at "), \
+        missing.stderr

@@ -479,10 +479,11 @@ def test_dynamod_names_its_commands():
                             capture_output=True, text=True, timeout=30)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == ("dynamod: unknown command 'backups' (did you mean 'backup'? "
-                             "commands: backup, check, restore; see --help)\n")
+                             "commands: backup, check, restore, status; see --help)\n")
     helped = subprocess.run([sys.executable, "-m", "dynamod", "--help"],
                             capture_output=True, text=True, timeout=30).stdout
-    for line in ("  dynamod backup DEST", "  dynamod check ", "  dynamod restore COPY"):
+    for line in ("  dynamod backup DEST", "  dynamod check ", "  dynamod restore COPY",
+                 "  dynamod status "):
         assert line in helped
 
 
