@@ -240,9 +240,9 @@ def restore_main(argv) -> int:
 
     parser = _parser("dynamod restore",
                      "Make COPY (a file of dynamod backup) the daemon's database, while no "
-                     "daemon runs on it: the current database and its -wal file are moved "
-                     "aside to DATABASE.replaced-TIME, the copy is checked and written in "
-                     "their place.",
+                     "daemon runs on it: the copy is checked and written beside the "
+                     "database, the current database (its -wal checkpointed into it) is "
+                     "kept as DATABASE.replaced-TIME, and the copy renamed into its place.",
                      "it says how far the writing is, about once a second, and while it checks",
                      "  systemctl stop dynamod\n"
                      "  dynamod restore /var/backups/dynamo/inventory-2026-11-28.db   "

@@ -801,3 +801,43 @@ def test_dynamod_status_shows_the_daemon_and_fails_without_one(seeded, workdir):
     assert (missing.returncode, missing.stdout) == (1, "")
     assert missing.stderr.startswith("dynamod status: cannot connect to dynamod at "), \
         missing.stderr
+
+
+def test_a_restore_killed_while_it_copies_leaves_a_database_in_place(workdir):
+    """`dynamod restore` moved the database aside, then wrote the copy (minutes for a
+    large one): killed meanwhile (SIGKILL, a power cut, a closed ssh session's SIGHUP)
+    it left no database at its path, and the next start made an empty one and served
+    it, every acknowledged change out of sight.  Now the copy is written beside the
+    database first and put in its place by a rename: killed while it copies, the old
+    database is still served, whole; run again, the restore completes."""
+    daemon = Daemon.in_directory(workdir).start()
+    daemon.call("inject", data={"dataset": [{"name": "/Big/Run2017F/AOD", "blocks": [
+        {"name": "b", "files": [{"name": f"/store/big/{n:06}.root", "size": n + 1}
+                                for n in range(12_000)]}]}]})
+    assert _dynamod("backup", workdir / "copy.db", "--socket", daemon.socket).returncode == 0
+    for n in (1, 2):
+        daemon.call("inject", data=dataset_doc(n))
+    daemon.kill9()
+    restore = subprocess.Popen(
+        [sys.executable, "-m", "dynamod", "restore", str(workdir / "copy.db"), "--state-dir",
+         str(daemon.state_dir), "--progress"], stderr=subprocess.PIPE, text=True)
+    try:
+        line = restore.stderr.readline()
+        assert line.startswith("dynamod restore: copied "), line   # while it copies
+    finally:
+        restore.kill()
+        restore.wait()
+    try:
+        daemon.start()
+        assert _dataset_names(daemon) == {"/Big/Run2017F/AOD", "/Ops1/Run2017F/AOD",
+                                          "/Ops2/Run2017F/AOD"}
+    finally:
+        daemon.stop()
+    again = _dynamod("restore", workdir / "copy.db", "--state-dir", daemon.state_dir)
+    assert again.returncode == 0, again.stderr
+    assert not [p.name for p in daemon.state_dir.iterdir() if p.name.endswith(".tmp")]
+    try:
+        daemon.start()
+        assert _dataset_names(daemon) == {"/Big/Run2017F/AOD"}
+    finally:
+        daemon.stop()

@@ -10,8 +10,17 @@ pid), checks the copy, moves the current database and its `-wal` aside
 together (`PATH.replaced-TIME`: nothing committed is thrown away), and writes
 the copy as `copy_database` writes a backup, through SQLite (the copy's own
 `-wal` included), checked and synced, owned by the database's owner.
+
+The copy is written beside the database first (`PATH.restoring`), and only then put
+in its place: a restore killed while it copies (minutes for a large store) leaves the
+database where it was, never no database, which the next start would make anew and
+serve empty.  The database's WAL is first checkpointed into it, so the database is
+moved aside as one file, by a link, and the copy renamed over it: whenever the restore
+is killed, a whole database is at PATH, the old or the copy (a WAL that cannot be
+emptied, a damaged file's, is renamed aside with its file just before).
 """
 
+import glob
 import os
 import sqlite3
 import time
@@ -19,7 +28,7 @@ import time
 from ..errors import StoreError
 from . import check
 from .lock import StoreLock
-from .sqlite import copy_database
+from .sqlite import _sync_directory, copy_database
 
 
 def restore(copy: str, database: str, progress=None) -> str | None:
@@ -43,23 +52,31 @@ def restore(copy: str, database: str, progress=None) -> str | None:
             raise StoreError(f"the copy {wrong}; nothing changed")
         directory = os.path.dirname(os.path.abspath(database))
         owner = os.stat(database if os.path.exists(database) else directory)
-        aside = None
-        if os.path.exists(database):
-            aside = f"{database}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"
-            _move(database, aside)
+        staged = f"{database}.restoring"
+        _clear(staged)   # what a restore killed before left
+        aside = moved = None
         try:
-            os.unlink(f"{database}-shm")   # the index of the WAL just moved away
+            copy_database(copy, staged, progress)
+            if os.geteuid() == 0:   # root restores for the daemon's account
+                for path in (staged, lock.path):
+                    os.chown(path, owner.st_uid, owner.st_gid)
+            if os.path.exists(database):
+                aside = f"{database}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"
+                if _checkpointed(database):
+                    os.link(database, aside)   # the database stays at its path meanwhile
+                else:   # a WAL that cannot be emptied goes with its file (two renames)
+                    moved = _move(database, aside)
+            os.replace(staged, database)
+        except BaseException:
+            if moved and not os.path.exists(database):
+                _move(aside, database)
+            _clear(staged)
+            raise
+        try:
+            os.unlink(f"{database}-shm")   # the index of the WAL moved away
         except FileNotFoundError:
             pass
-        try:
-            copy_database(copy, database, progress)
-        except BaseException:
-            if aside is not None:
-                _move(aside, database)
-            raise
-        if os.geteuid() == 0:   # root restores for the daemon's account
-            for path in (database, lock.path):
-                os.chown(path, owner.st_uid, owner.st_gid)
+        _sync_directory(directory)
         return aside
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"restore of {copy} to {database} failed: "
@@ -73,3 +90,28 @@ def _move(database: str, dest: str):
     for suffix in ("", "-wal"):
         if os.path.exists(database + suffix):
             os.rename(database + suffix, dest + suffix)
+    return True
+
+
+def _checkpointed(database: str) -> bool:
+    """Whether the database's WAL is now in the file and gone (no other connection:
+    the restore holds the store's lock), so the file alone is the database."""
+    try:
+        db = sqlite3.connect(database)
+        try:
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            db.close()   # the last connection removes an empty WAL
+    except sqlite3.Error:
+        return False   # damaged, say: moved with its WAL as it is
+    return busy == 0 and not os.path.exists(f"{database}-wal")
+
+
+def _clear(staged: str):
+    """The staged copy and copy_database's temporary files for it."""
+    head, tail = os.path.split(staged)
+    for path in [staged, *glob.glob(os.path.join(glob.escape(head), f".{glob.escape(tail)}.*.tmp*"))]:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
