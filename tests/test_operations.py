@@ -841,3 +841,31 @@ def test_a_restore_killed_while_it_copies_leaves_a_database_in_place(workdir):
         assert _dataset_names(daemon) == {"/Big/Run2017F/AOD"}
     finally:
         daemon.stop()
+
+
+def test_a_restore_never_puts_the_database_aside_over_an_earlier_one(workdir):
+    """The database a restore replaces is kept as PATH.replaced-TIME, to the second:
+    a second restore in the same second (or after the clock went back) renamed its
+    database over the first's, which held the changes after the backup, lost.  Each
+    now gets a name of its own."""
+    daemon = Daemon.in_directory(workdir).start()
+    daemon.call("inject", data=dataset_doc(0))
+    assert _dynamod("backup", workdir / "copy.db", "--socket", daemon.socket).returncode == 0
+    daemon.call("inject", data=dataset_doc(1))
+    daemon.stop()
+    database = daemon.state_dir / "inventory.db"
+    now = int(time.time())
+    earlier = [Path(f"{database}.replaced-{time.strftime('%Y%m%dT%H%M%S', time.localtime(t))}")
+               for t in range(now, now + 30)]
+    for path in earlier:   # as an earlier restore, by the clock, named its database
+        path.write_bytes(b"an earlier database")
+    result = _dynamod("restore", workdir / "copy.db", "--state-dir", daemon.state_dir)
+    assert result.returncode == 0, result.stderr
+    aside = Path(result.stdout.strip().rsplit(" ", 1)[1])
+    assert aside not in earlier
+    assert all(p.read_bytes() == b"an earlier database" for p in earlier)
+    old = Daemon(workdir / "old", str(workdir / "old.sock"), ["--database", str(aside)]).start()
+    try:
+        assert len(_dataset_names(old)) == 2
+    finally:
+        old.stop()

@@ -61,7 +61,7 @@ def restore(copy: str, database: str, progress=None) -> str | None:
                 for path in (staged, lock.path):
                     os.chown(path, owner.st_uid, owner.st_gid)
             if os.path.exists(database):
-                aside = f"{database}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"
+                aside = _aside(database)
                 if _checkpointed(database):
                     os.link(database, aside)   # the database stays at its path meanwhile
                 else:   # a WAL that cannot be emptied goes with its file (two renames)
@@ -115,3 +115,13 @@ def _clear(staged: str):
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def _aside(database: str) -> str:
+    """A name no file has, for the database moved aside: two restores in one second, or
+    after the clock went back, would otherwise put the second over the first's."""
+    base = f"{database}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"
+    name, n = base, 1
+    while any(os.path.lexists(name + suffix) for suffix in ("", "-wal")):
+        name, n = f"{base}.{n}", n + 1
+    return name
