@@ -12,7 +12,9 @@ A file that cannot be written (a full disk) delays the lines, never loses
 them: the daemon says so once, keeps them in the database, and writes them
 when it can (at the latest at its next start).  A crash between the sync and
 the deletion writes that batch again at the next start: after a crash the
-last lines may appear twice; none is ever missing.
+last lines may appear twice; none is ever missing.  A writer killed in the middle of a write
+leaves a torn last line, which the next append cuts off first (that entry, never
+told, is written again whole).
 
 The writer is a process, not a thread, because making an injection's lines
 held the daemon's GIL 2 µs a file, which every other client waited for.
@@ -229,9 +231,9 @@ def _write_pending(path: str, reader, written: int, out) -> int:
 
 def _append(path: str, data: bytes):
     """All of `data` or none of it: a failed write is cut back off."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        size = os.fstat(fd).st_size
+        size = _whole(fd)
         try:
             view = memoryview(data)
             while view:
@@ -242,6 +244,26 @@ def _append(path: str, data: bytes):
             raise
     finally:
         os.close(fd)
+
+
+def _whole(fd: int) -> int:
+    """The file's size, a torn last line cut off first: a writer killed in the middle
+    of a write (the OOM killer; systemd killing the daemon's whole group) left part of
+    an entry it had not told, still in the table and written again whole after it,
+    so that one line held two (the second not at a line's start, which grep misses)."""
+    size = end = os.fstat(fd).st_size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start)
+        if end == size and chunk.endswith(b"\n"):
+            return size
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            end = start + cut + 1
+            break
+        end = start
+    os.ftruncate(fd, end)
+    return end
 
 
 def note(path: str, actor: str, text: str):

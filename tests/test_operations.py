@@ -869,3 +869,29 @@ def test_a_restore_never_puts_the_database_aside_over_an_earlier_one(workdir):
         assert len(_dataset_names(old)) == 2
     finally:
         old.stop()
+
+
+def test_a_torn_change_log_line_is_cut_before_the_next_append(workdir):
+    """A change-log writer killed in the middle of its write leaves part of an entry it
+    never told (so still queued in the database, and written again whole): the next
+    append went on after the fragment, and one line held two, the second hidden from a
+    grep for lines that begin with a time.  The fragment is cut first."""
+    daemon = Daemon.in_directory(workdir).start()
+    daemon.call("inject", data=dataset_doc(0))
+    daemon.change_log_written()
+    daemon.stop()
+    log = daemon.state_dir / "changes.log"
+    whole = log.read_bytes()
+    assert whole.endswith(b"\n")
+    with open(log, "ab") as f:   # what a write cut by SIGKILL leaves
+        f.write(b"2026-11-30T05:00:00Z root created dataset /Ops1/Run2017F/AO")
+    daemon.start()
+    try:
+        daemon.call("inject", data=dataset_doc(1))
+        daemon.change_log_written()
+    finally:
+        daemon.stop()
+    text = log.read_bytes()
+    assert text.startswith(whole) and b"/AO2026" not in text
+    assert b"dataset /Ops1/Run2017F/AOD " in text[len(whole):]
+    assert all(re.match(r"\d{4}-\d\d-\d\dT", line) for line in text.decode().splitlines())
