@@ -12,9 +12,9 @@ A file that cannot be written (a full disk) delays the lines, never loses
 them: the daemon says so once, keeps them in the database, and writes them
 when it can (at the latest at its next start).  A crash between the sync and
 the deletion writes that batch again at the next start: after a crash the
-last lines may appear twice; none is ever missing.  A writer killed in the middle of a write
-leaves a torn last line, which the next append cuts off first (that entry, never
-told, is written again whole).
+last lines may appear twice; none is ever missing.  A writer killed in the
+middle of a write leaves a torn last line, which the next append cuts off
+first (that entry, never told, is written again whole).
 
 The writer is a process, not a thread, because making an injection's lines
 held the daemon's GIL 2 µs a file, which every other client waited for.

@@ -28,7 +28,7 @@ import time
 from ..errors import StoreError
 from . import check
 from .lock import StoreLock
-from .sqlite import _sync_directory, copy_database
+from .sqlite import copy_database, sync_directory
 
 
 def restore(copy: str, database: str, progress=None) -> str | None:
@@ -76,7 +76,7 @@ def restore(copy: str, database: str, progress=None) -> str | None:
             os.unlink(f"{database}-shm")   # the index of the WAL moved away
         except FileNotFoundError:
             pass
-        _sync_directory(directory)
+        sync_directory(directory)
         return aside
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"restore of {copy} to {database} failed: "
@@ -110,7 +110,8 @@ def _checkpointed(database: str) -> bool:
 def _clear(staged: str):
     """The staged copy and copy_database's temporary files for it."""
     head, tail = os.path.split(staged)
-    for path in [staged, *glob.glob(os.path.join(glob.escape(head), f".{glob.escape(tail)}.*.tmp*"))]:
+    pattern = os.path.join(glob.escape(head), f".{glob.escape(tail)}.*.tmp*")
+    for path in [staged, *glob.glob(pattern)]:
         try:
             os.unlink(path)
         except FileNotFoundError:

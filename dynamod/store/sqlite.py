@@ -507,10 +507,10 @@ def copy_database(path: str, dest: str, progress=None):
                 os.unlink(leftover)
             except FileNotFoundError:
                 pass
-    _sync_directory(os.path.dirname(dest))
+    sync_directory(os.path.dirname(dest))
 
 
-def _sync_directory(path: str):
+def sync_directory(path: str):
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
