@@ -9,6 +9,7 @@ the socket is the interpreter's own `_socket` (the `socket` module imports
 """
 
 import _socket
+import _thread   # built in, as _socket: a lock for `call` from several threads
 import errno   # built in: nothing to import from disk
 import itertools
 import sys
@@ -150,6 +151,7 @@ class Client:
         self._dumps, self._loads = _codec(fast_json)
         self.path = client_socket(path)
         self._ids = itertools.count(1)
+        self._calling = _thread.allocate_lock()
         self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
@@ -275,7 +277,13 @@ class Client:
 
         `_progress(sent_bytes, total_bytes)` is called as a large request goes out;
         `_on_event(event)` for each event the daemon sends before the answer.
+        Threads may share a client: their calls take turns on the connection (each
+        reads its own answer; without the turn one thread read another's answer).
         """
+        with self._calling:
+            return self._call(method, _progress, _on_event, params)
+
+    def _call(self, method: str, _progress, _on_event, params: dict):
         rid = next(self._ids)
         payload = self._dumps({"id": rid, "method": method, "params": params}) + b"\n"
         step = 1 << 20
