@@ -364,3 +364,20 @@ def test_threads_sharing_a_client_each_get_their_own_answers(seeded):
     assert failures == []
     assert len(results) == 400
     assert all([row["name"] for row in answer["sites"]] == [site] for site, answer in results)
+
+
+def test_a_call_that_timed_out_leaves_the_client_usable(daemon):
+    """Client(timeout=...): a call the daemon answers too late raises TimeoutError, and
+    the next calls get their own answers (before, each got the one before it and
+    raised 'answer for request N, expected N+1', for good)."""
+    import signal
+
+    with daemon.client(timeout=0.5) as client:
+        os.kill(daemon.process.pid, signal.SIGSTOP)   # a daemon too busy to answer
+        try:
+            with pytest.raises(TimeoutError):
+                client.call("whoami")
+        finally:
+            os.kill(daemon.process.pid, signal.SIGCONT)
+        assert client.call("ping") == {"pong": True}
+        assert client.call("list_sites", pattern="*") == {"sites": []}

@@ -283,6 +283,13 @@ class Client:
         with self._calling:
             return self._call(method, _progress, _on_event, params)
 
+    @staticmethod
+    def _abandoned(answer: dict, rid: int) -> bool:
+        """An answer (or event) to an earlier call that gave up waiting (a time-out, a
+        Ctrl-C): nobody's, so skipped; kept, it answered every later call, one behind."""
+        earlier = answer.get("id")
+        return type(earlier) is int and earlier < rid
+
     def _call(self, method: str, _progress, _on_event, params: dict):
         rid = next(self._ids)
         payload = self._dumps({"id": rid, "method": method, "params": params}) + b"\n"
@@ -295,8 +302,8 @@ class Client:
         except (BrokenPipeError, ConnectionResetError):
             pass  # the daemon refused the request before its end; its answer says why
         answer = self.receive()
-        while "event" in answer and answer.get("id") == rid:
-            if _on_event is not None:
+        while "event" in answer and answer.get("id") == rid or self._abandoned(answer, rid):
+            if _on_event is not None and answer.get("id") == rid:
                 _on_event(answer["event"])
             answer = self.receive()
         if answer.get("id") not in (rid, None):
