@@ -338,3 +338,46 @@ def test_sizes_that_would_sum_past_64_bits_are_refused_and_the_connection_serves
     raw.send(b'{"id": 2, "method": "list_datasets"}\n{"id": 3, "method": "ping"}\n')
     assert raw.receive() == {"id": 2, "result": {"datasets": [], "truncated": False}}
     assert raw.receive() == {"id": 3, "result": {"pong": True}}
+
+
+def test_threads_sharing_a_client_each_get_their_own_answers(seeded):
+    """One Client used from several threads: each call returns its own request's
+    answer (without turns, one thread read another's and raised 'answer for request')."""
+    import threading
+
+    results, failures = [], []
+
+    def ask(site):
+        try:
+            for _ in range(100):
+                results.append((site, client.call("list_sites", pattern=site)))
+        except Exception as exc:   # noqa: BLE001 - the test reports whatever went wrong
+            failures.append(repr(exc))
+
+    with seeded.client() as client:
+        threads = [threading.Thread(target=ask, args=(site,))
+                   for site in ("T2_US_XYZ", "T3_US_XYZ") * 2]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert len(results) == 400
+    assert all([row["name"] for row in answer["sites"]] == [site] for site, answer in results)
+
+
+def test_a_call_that_timed_out_leaves_the_client_usable(daemon):
+    """Client(timeout=...): a call the daemon answers too late raises TimeoutError, and
+    the next calls get their own answers (before, each got the one before it and
+    raised 'answer for request N, expected N+1', for good)."""
+    import signal
+
+    with daemon.client(timeout=0.5) as client:
+        os.kill(daemon.process.pid, signal.SIGSTOP)   # a daemon too busy to answer
+        try:
+            with pytest.raises(TimeoutError):
+                client.call("whoami")
+        finally:
+            os.kill(daemon.process.pid, signal.SIGCONT)
+        assert client.call("ping") == {"pong": True}
+        assert client.call("list_sites", pattern="*") == {"sites": []}

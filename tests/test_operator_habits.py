@@ -247,6 +247,24 @@ def test_the_console_shows_the_input_frames_only(seeded):
         "unknown, not 'nice'"]
 
 
+def test_the_console_shows_the_inventory_and_its_classes_alone(seeded):
+    """dir() and tab completion: none of the console's own names (code, readline,
+    history, Console, ...) to trip over or to shadow."""
+    names = seeded.dynamo(input="[n for n in dir() if not n.startswith('__')]\n").stdout
+    assert eval(names) == ["Block", "BlockReplica", "Dataset", "DatasetReplica", "File",
+                           "Group", "Site", "inventory"]
+
+
+def test_a_change_in_the_console_says_once_that_it_is_discarded(seeded):
+    result = seeded.dynamo(input="inventory.update(Site('T2_NEW'))\n"
+                                 "inventory.delete(inventory.sites['T2_US_XYZ'])\n"
+                                 "sorted(inventory.sites)\n")
+    assert result.stdout.splitlines()[-1] == "['T2_NEW', 'T3_US_XYZ']"   # its own copy
+    assert result.stderr.count("the console is read-only: inventory.update and "
+                               "inventory.delete change this session's copy only") == 1
+    assert seeded.call("list_sites")["sites"][0]["name"] == "T2_US_XYZ"
+
+
 @pytest.mark.parametrize("inject, banner", [
     (False, "holds 0 sites, 0 datasets;"),
     (True, "holds 2 sites, 1 dataset;"),

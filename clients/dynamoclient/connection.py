@@ -9,6 +9,7 @@ the socket is the interpreter's own `_socket` (the `socket` module imports
 """
 
 import _socket
+import _thread   # built in, as _socket: a lock for `call` from several threads
 import errno   # built in: nothing to import from disk
 import itertools
 import sys
@@ -150,6 +151,7 @@ class Client:
         self._dumps, self._loads = _codec(fast_json)
         self.path = client_socket(path)
         self._ids = itertools.count(1)
+        self._calling = _thread.allocate_lock()
         self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
@@ -275,7 +277,20 @@ class Client:
 
         `_progress(sent_bytes, total_bytes)` is called as a large request goes out;
         `_on_event(event)` for each event the daemon sends before the answer.
+        Threads may share a client: their calls take turns on the connection (each
+        reads its own answer; without the turn one thread read another's answer).
         """
+        with self._calling:
+            return self._call(method, _progress, _on_event, params)
+
+    @staticmethod
+    def _abandoned(answer: dict, rid: int) -> bool:
+        """An answer (or event) to an earlier call that gave up waiting (a time-out, a
+        Ctrl-C): nobody's, so skipped; kept, it answered every later call, one behind."""
+        earlier = answer.get("id")
+        return type(earlier) is int and earlier < rid
+
+    def _call(self, method: str, _progress, _on_event, params: dict):
         rid = next(self._ids)
         payload = self._dumps({"id": rid, "method": method, "params": params}) + b"\n"
         step = 1 << 20
@@ -287,8 +302,8 @@ class Client:
         except (BrokenPipeError, ConnectionResetError):
             pass  # the daemon refused the request before its end; its answer says why
         answer = self.receive()
-        while "event" in answer and answer.get("id") == rid:
-            if _on_event is not None:
+        while "event" in answer and answer.get("id") == rid or self._abandoned(answer, rid):
+            if _on_event is not None and answer.get("id") == rid:
                 _on_event(answer["event"])
             answer = self.receive()
         if answer.get("id") not in (rid, None):
