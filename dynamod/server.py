@@ -163,6 +163,7 @@ class Server:
                             "another name", name, name)
         self.apps = ApplicationManager(service, self.config, self.users, self.cgroups,
                                        self._isolated)
+        self.apps.connections = self.connections
         self.apps.load(tables, next_ids)
 
     def admit(self, connection) -> bool:

@@ -1100,3 +1100,49 @@ def test_a_queued_writer_runs_under_the_writer_max_time_of_its_turn(start_daemon
     finally:
         shutil.rmtree(gate, ignore_errors=True)
     assert app["status"] == "killed" and "time-out after 1 s" in app["message"], app
+
+
+# ------------------------------------------------ who is connected, from an application
+WHO_IS_CONNECTED = """\
+import gc, json, sys
+needles = [a[::-1] for a in sys.argv[1:]]   # reversed: the arguments do not match
+gc.unfreeze()                                # the daemon froze its objects at the fork
+todo, seen, found = [sys.modules, sys._getframe()] + gc.get_objects(), set(), []
+while todo:
+    obj = todo.pop()
+    if id(obj) in seen:
+        continue
+    seen.add(id(obj))
+    if type(obj).__name__ in ("Identity", "Peer") and obj.__module__.startswith("dynamod"):
+        found.append(repr(obj))
+    for ref in gc.get_referents(obj):
+        if isinstance(ref, str):
+            found += [ref[:200] for n in needles if n in ref and obj is not needles]
+        elif not isinstance(ref, (bytes, int, float)):
+            todo.append(ref)
+print(json.dumps(found))
+"""
+
+
+def test_an_application_finds_no_other_connected_user_s_name_or_dn(x509_daemon):
+    """README: the users' DNs are dropped in the child; a walk of the objects reached
+    every open connection's identity (jane's name, DN, uid and pid)."""
+    daemon = x509_daemon
+    map_nobody(daemon, "operator", "application")
+    certificate, key = daemon.credentials[pki.JANE]
+    jane = Raw(daemon.socket)
+    try:
+        challenge = jane.request(1, "auth_challenge")["result"]["challenge"]
+        assert jane.request(2, "authenticate", chain=certificate,
+                            signature=pki.prove(key, challenge))["result"]["user"] == "jane"
+        assert "error" in jane.request(3, "backup", path="/tmp/dynamo-never.db")  # a refusal
+        submitted = as_nobody(requests, daemon.socket, [{"method": "run_application", "params": {
+            "script": WHO_IS_CONNECTED, "args": [pki.JANE[::-1]],
+            "attach": False}}])[0]["result"]
+        app = wait_for_end(daemon, submitted["id"])
+    finally:
+        jane.close()
+    workarea = Path(app["workarea"])
+    assert app["status"] == "done", (workarea / "stderr").read_text()
+    found = orjson.loads((workarea / "stdout").read_text())
+    assert not [f for f in found if pki.JANE in f or "'jane'" in f or "uid=0," in f], found

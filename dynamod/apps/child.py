@@ -5,7 +5,7 @@ mapping it could write through to the daemon (seal.py), closes every
 descriptor it inherited except the caller's standard streams, the channel it
 reads files through (filechannel.py) and (for a writer) the pipe its changes
 go back through, drops what the daemon keeps private (users, grants, script
-authorizations, other applications' records), enters a cgroup of its own,
+authorizations, other applications' records, who is connected), enters a cgroup of its own,
 takes its limits and the caller's identity, and runs the script
 synchronously as `__main__`.  A writer imports only what root installed
 (`sys.path` as `python3 -I` has it), never the caller's directories.  A

@@ -26,6 +26,8 @@ import time
 import orjson
 
 from .. import capabilities, descriptors
+from ..auth import policy
+from ..auth.identity import Peer
 from ..config import file_key
 from ..errors import Busy, DynamoError, InvalidParams, NotConfigured
 from ..store.reader import StoreReader
@@ -54,6 +56,7 @@ class ApplicationManager:
         self.slot = WriterSlot(service.gate)
         self.workareas = WorkAreas(config.work_dir)
         self._isolated = isolated or IsolatedPath()
+        self.connections = set()   # the server's: who is connected (forgotten in a child)
         self.tasks = set()
         self._expiry = None
         self._spare = None      # a read connection opened ahead for the next application
@@ -375,7 +378,23 @@ class ApplicationManager:
             self.users.forget()
             self.authorizations.forget()
             self.records.forget_others(app_id)
+            self._forget_connections()
         return forget
+
+    def _forget_connections(self):
+        """In a child: who is connected (their user names, DNs, uids and pids).  Each
+        identity is emptied in place, since the requests in flight hold it too; the
+        refusals counted per peer (named by user and DN) go as well."""
+        for connection in self.connections:
+            identity = connection.identity
+            if identity is not None:
+                identity.peer, identity.name, identity.dn = Peer(0, -1, -1), None, None
+                identity.refusal, identity.superuser = "", False
+            connection.challenge = None
+        self.connections.clear()
+        from .. import connection   # loaded already (it imports this module's users)
+        for refusals in (policy.refusals, connection.refusals):
+            refusals.peers.clear()
 
     async def _wait(self, app: Application, pid: int) -> int:
         """Wait for the child's end (pidfd), killing it at its time-out."""
