@@ -118,10 +118,12 @@ def _controlled(call: Call, id: int, verb: str):
     app = manager.records.get(id)
     identity = call.identity
     if not (app.user == identity.name or manager.is_admin(identity)):
-        message = (f"application {id} belongs to {app.user}; only its submitter or an "
-                   f"administrator may {verb} it, not {identity.describe()}")
-        log.warning("refused %s_application: %s", verb, message)
-        raise NotAuthorized(message, app=id, uid=identity.peer.uid, dn=identity.dn)
+        log.warning("refused %s_application: application %d belongs to %s; only its "
+                    "submitter or an administrator may %s it, not %s", verb, id, app.user,
+                    verb, identity.describe())
+        # as poll_application: another user's application is not confirmed, nor its owner
+        # named (an operator going through the ids learned who ran what)
+        raise NotFound(f"unknown application {id}")
     return app
 
 
