@@ -451,6 +451,15 @@ def _dataset_names(daemon) -> set:
     return {d["name"] for d in daemon.call("list_datasets")["datasets"]}
 
 
+def _served_names(daemon) -> set:
+    """The datasets a start of the stopped `daemon` serves (it is stopped again)."""
+    try:
+        daemon.start()
+        return _dataset_names(daemon)
+    finally:
+        daemon.stop()
+
+
 def test_restore_after_a_crash_serves_the_backup_and_keeps_the_old_database(workdir):
     """The usual restore follows a crash, which leaves the database's -wal file: copied
     over the database by hand, the backup was served with the old WAL's pages over it
@@ -475,11 +484,7 @@ def test_restore_after_a_crash_serves_the_backup_and_keeps_the_old_database(work
     last = (daemon.state_dir / "changes.log").read_text().splitlines()[-1]
     assert f"restored the database from {workdir / 'copy.db'}; the database it replaced is " \
            f"{aside}: the changes after the copy was taken, logged above, are not in it" in last
-    try:
-        daemon.start()
-        assert _dataset_names(daemon) == {"/Ops0/Run2017F/AOD"}
-    finally:
-        daemon.stop()
+    assert _served_names(daemon) == {"/Ops0/Run2017F/AOD"}
     old = Daemon(workdir / "old", str(workdir / "old.sock"), ["--database", aside]).start()
     try:   # nothing committed was thrown away
         assert len(_dataset_names(old)) == 3
@@ -669,11 +674,7 @@ def test_restore_and_check_refuse_a_file_this_dynamod_cannot_serve(workdir):
         assert restored.stderr.rstrip().endswith("nothing changed")
     assert not list(daemon.state_dir.glob("inventory.db.replaced-*"))
     assert _dynamod("check", "--database", copy).stdout == f"{copy}: ok\n"
-    try:
-        daemon.start()
-        assert _dataset_names(daemon) == {"/Ops0/Run2017F/AOD"}
-    finally:
-        daemon.stop()
+    assert _served_names(daemon) == {"/Ops0/Run2017F/AOD"}
 
 
 def test_a_schema_upgrade_says_that_older_dynamods_no_longer_open_the_file(workdir):
@@ -685,11 +686,7 @@ def test_a_schema_upgrade_says_that_older_dynamods_no_longer_open_the_file(workd
                          "DROP TABLE snapshot_parts; PRAGMA user_version = 4;")
     line = (f"database {daemon.database}: schema upgraded from version 4 to 5; a dynamod "
             f"older than this one no longer opens it (a backup taken before the upgrade does)")
-    try:
-        daemon.start()
-        assert _dataset_names(daemon) == {"/Ops0/Run2017F/AOD"}
-    finally:
-        daemon.stop()
+    assert _served_names(daemon) == {"/Ops0/Run2017F/AOD"}
     assert daemon.log().count(line) == 1
     daemon.start()
     daemon.stop()
@@ -827,20 +824,12 @@ def test_a_restore_killed_while_it_copies_leaves_a_database_in_place(workdir):
     finally:
         restore.kill()
         restore.wait()
-    try:
-        daemon.start()
-        assert _dataset_names(daemon) == {"/Big/Run2017F/AOD", "/Ops1/Run2017F/AOD",
-                                          "/Ops2/Run2017F/AOD"}
-    finally:
-        daemon.stop()
+    assert _served_names(daemon) == {"/Big/Run2017F/AOD", "/Ops1/Run2017F/AOD",
+                                     "/Ops2/Run2017F/AOD"}
     again = _dynamod("restore", workdir / "copy.db", "--state-dir", daemon.state_dir)
     assert again.returncode == 0, again.stderr
     assert not [p.name for p in daemon.state_dir.iterdir() if p.name.endswith(".tmp")]
-    try:
-        daemon.start()
-        assert _dataset_names(daemon) == {"/Big/Run2017F/AOD"}
-    finally:
-        daemon.stop()
+    assert _served_names(daemon) == {"/Big/Run2017F/AOD"}
 
 
 def test_a_restore_never_puts_the_database_aside_over_an_earlier_one(workdir):
