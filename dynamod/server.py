@@ -162,8 +162,7 @@ class Server:
                             "(dynamo-user-auth --user %s --delete) and register it under "
                             "another name", name, name)
         self.apps = ApplicationManager(service, self.config, self.users, self.cgroups,
-                                       self._isolated)
-        self.apps.connections = self.connections
+                                       self._isolated, self.connections)
         self.apps.load(tables, next_ids)
 
     def admit(self, connection) -> bool:

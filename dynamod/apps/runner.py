@@ -46,7 +46,8 @@ _PRINT_PATH = "import sys, json; print(json.dumps(sys.path))"
 
 
 class ApplicationManager:
-    def __init__(self, service, config, users, cgroups=None, isolated=None):
+    def __init__(self, service, config, users, cgroups=None, isolated=None,
+                 connections=None):
         self.service = service
         self.config = config
         self.users = users
@@ -56,7 +57,8 @@ class ApplicationManager:
         self.slot = WriterSlot(service.gate)
         self.workareas = WorkAreas(config.work_dir)
         self._isolated = isolated or IsolatedPath()
-        self.connections = set()   # the server's: who is connected (forgotten in a child)
+        # the server's set of who is connected: emptied in a child (the server's own)
+        self.connections = set() if connections is None else connections
         self.tasks = set()
         self._expiry = None
         self._spare = None      # a read connection opened ahead for the next application
